@@ -1,0 +1,72 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from uir.cli import main
+from uir.images import load_image
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_console_script_help():
+    result = subprocess.run([sys.executable, "-m", "uir.cli", "--help"], capture_output=True, text=True, check=True)
+    assert "degrade" in result.stdout and "info" in result.stdout
+
+
+def test_degrade_sample(tmp_path, capsys):
+    code, out, err = _run(capsys, "degrade", "--sample", "--type", "noisy", "-o", str(tmp_path / "n.png"))
+    assert code == 0 and "noisy(sigma=50)" in out
+    assert load_image(tmp_path / "n.png").shape == (3, 300, 451)
+
+
+def test_degrade_chain_and_params(tmp_path, capsys):
+    code, out, _ = _run(capsys, "degrade", "--sample", "--type", "hazy,jpeg-compressed", "--seed", "3", "-o", str(tmp_path / "c.jpg"))
+    assert code == 0 and "hazy(" in out and "jpeg-compressed(quality=10)" in out
+    code, out, _ = _run(capsys, "degrade", "--sample", "--type", "gaussian-blur", "--param", "sigma=1.5", "-o", str(tmp_path / "b.png"))
+    assert code == 0 and "sigma=1.5" in out
+
+
+def test_bad_files_are_skipped_and_others_written(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(src / "good.png")
+    (src / "broken.png").write_bytes(b"garbage")
+    Image.new("RGB", (1, 1)).save(src / "tiny.png")
+    Image.fromarray(np.full((32, 32), 40000, np.uint16)).save(src / "deep.png")
+    Image.fromarray(np.full((32, 32, 4), 200, np.uint8), "RGBA").save(src / "alpha.png")
+    code, out, err = _run(capsys, "degrade", str(src), "--type", "noisy", "-o", str(tmp_path / "out"))
+    assert code == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["alpha.png", "deep.png", "good.png"]
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("uir: skipped") for line in lines)
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["degrade", "--sample", "--type", "foggy", "-o", "x.png"], "unknown degradation 'foggy'"),
+        (["degrade", "--sample", "--type", "noisy", "--param", "sigma=900", "-o", "x.png"], "outside its range"),
+        (["degrade", "--sample", "--type", "noisy", "--param", "sigma", "-o", "x.png"], "KEY=VALUE"),
+        (["degrade", "--type", "noisy", "-o", "x.png"], "no input images"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run(capsys, *argv)
+    assert code == 2 and message in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "x.png").exists()
+
+
+def test_info_and_listing(capsys):
+    code, out, _ = _run(capsys, "info")
+    assert code == 0 and "torch" in out and "sample image" in out
+    code, out, _ = _run(capsys, "degradations", "--family", "da-clip")
+    assert code == 0 and out.count("[da-clip]") == 10

@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import uir.degradations as D
+from uir.data import (
+    HOLDOUT_EVERY,
+    PairedFolderDataset,
+    SingleDegradationBatchSampler,
+    SyntheticDegradationDataset,
+    paired_random_crop,
+    paired_random_flip,
+    photo_files,
+    split_photos,
+)
+
+from .conftest import seeded
+
+
+def _write(folder, name, seed, size=(40, 48)):
+    folder.mkdir(parents=True, exist_ok=True)
+    array = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+    Image.fromarray(array).save(folder / name)
+    return torch.from_numpy(array).permute(2, 0, 1) / 255.0
+
+
+def test_paired_folder_matches_by_stem_and_crops_identically(tmp_path):
+    for i in range(3):
+        _write(tmp_path / "gt", f"{i}.png", i)
+        _write(tmp_path / "lq", f"{i}.png", i)
+    ds = PairedFolderDataset(tmp_path / "lq", tmp_path / "gt", crop_size=16, flip=True, seed=1)
+    assert len(ds) == 3
+    item = ds[1]
+    assert item["lq"].shape == (3, 16, 16) and torch.equal(item["lq"], item["gt"])
+    assert torch.equal(ds[1]["gt"], item["gt"])
+
+
+def test_paired_folder_reports_unmatched_files(tmp_path):
+    _write(tmp_path / "gt", "a.png", 0)
+    _write(tmp_path / "gt", "b.png", 1)
+    _write(tmp_path / "lq", "a.png", 0)
+    _write(tmp_path / "lq", "c.png", 2)
+    with pytest.raises(ValueError, match=r"1 only in .*lq \(c\), 1 only in .*gt \(b\)"):
+        PairedFolderDataset(tmp_path / "lq", tmp_path / "gt")
+
+
+def test_synthetic_dataset_is_deterministic_per_index_and_seed(tmp_path):
+    files = [tmp_path / "c" / f"{i}.png" for i in range(3)]
+    for i in range(3):
+        _write(tmp_path / "c", f"{i}.png", i, size=(64, 64))
+    ds = SyntheticDegradationDataset(files, ["noisy", "hazy"], crop_size=32, seed=5)
+    assert len(ds) == 6
+    order_a = [ds[i]["lq"] for i in range(6)]
+    fresh = SyntheticDegradationDataset(files, ["noisy", "hazy"], crop_size=32, seed=5)
+    order_b = [fresh[i]["lq"] for i in reversed(range(6))][::-1]
+    assert all(torch.equal(a, b) for a, b in zip(order_a, order_b))
+    assert ds[4]["degradation"] == "hazy" and ds[4]["degradation_index"] == 1
+    other = SyntheticDegradationDataset(files, ["noisy", "hazy"], crop_size=32, seed=6)
+    assert not torch.equal(other[0]["lq"], order_a[0])
+    ds.set_epoch(1)
+    assert not torch.equal(ds[0]["lq"], order_a[0])
+    with pytest.raises(ValueError, match="valid choices"):
+        SyntheticDegradationDataset(files, ["fog"])
+
+
+def test_single_degradation_batches_cover_each_type_once(tmp_path):
+    files = []
+    for i in range(5):
+        _write(tmp_path / "c", f"{i}.png", i, size=(16, 16))
+        files.append(tmp_path / "c" / f"{i}.png")
+    ds = SyntheticDegradationDataset(files, list(D.DA_CLIP_TYPES[:4]))
+    sampler = SingleDegradationBatchSampler(ds, batch_size=2, seed=0, drop_last=False)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 4 * 3
+    for batch in batches:
+        assert len({ds.degradation_index(i) for i in batch}) == 1
+    assert sorted(i for b in batches for i in b) == list(range(len(ds)))
+    assert len(SingleDegradationBatchSampler(ds, batch_size=2, drop_last=True)) == 4 * 2
+    sampler.set_epoch(1)
+    assert list(sampler) != batches
+
+
+def test_paired_transforms_share_randomness():
+    a = torch.rand(3, 20, 30, generator=seeded())
+    b = a + 1
+    ca, cb = paired_random_crop([a, b], 8, seeded(3))
+    assert torch.equal(ca + 1, cb) and ca.shape == (3, 8, 8)
+    fa, fb = paired_random_flip([a, b], seeded(4))
+    assert torch.equal(fa + 1, fb)
+    small, = paired_random_crop([torch.rand(3, 5, 6)], 8, seeded())
+    assert small.shape == (3, 8, 8)
+
+
+def test_photo_split_every_fifth_by_name(photos_dir):
+    files = photo_files(photos_dir)
+    train, held_out = split_photos(photos_dir)
+    assert len(held_out) == len(files) // HOLDOUT_EVERY
+    assert held_out == files[HOLDOUT_EVERY - 1 :: HOLDOUT_EVERY]
+    assert not set(train) & set(held_out) and len(train) + len(held_out) == len(files)
+    assert any(p.name == "scikit-image__chelsea.png" for p in held_out), "the bundled sample must stay held out"

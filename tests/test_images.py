@@ -1,0 +1,137 @@
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from uir import images
+from uir.images import ImageError, list_images, load_image, save_image, to_tensor
+
+
+def _rgb_array(h=24, w=32):
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // w, y * 255 // h, (x + y) % 256], -1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "LA", "P", "CMYK", "1"])
+def test_pil_modes_load_as_rgb(tmp_path, mode):
+    src = Image.fromarray(_rgb_array()).convert(mode)
+    path = tmp_path / f"img_{mode}.{'tiff' if mode == 'CMYK' else 'png'}"
+    src.save(path)
+    out = load_image(path)
+    assert out.shape == (3, 24, 32) and out.dtype == torch.float32
+    assert 0 <= out.min() and out.max() <= 1
+    if mode == "RGB":
+        assert torch.allclose(out, torch.from_numpy(_rgb_array()).permute(2, 0, 1) / 255.0)
+
+
+def test_rgba_composites_over_white(tmp_path):
+    array = np.zeros((16, 16, 4), np.uint8)
+    array[..., 0] = 255
+    array[:8, :, 3] = 255  # top opaque red, bottom transparent
+    Image.fromarray(array, "RGBA").save(tmp_path / "a.png")
+    out = load_image(tmp_path / "a.png")
+    assert torch.allclose(out[:, 0, 0], torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.allclose(out[:, 15, 0], torch.tensor([1.0, 1.0, 1.0]))
+
+
+def test_16_bit_grayscale_keeps_precision(tmp_path):
+    array = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)
+    Image.fromarray(array).save(tmp_path / "g16.png")
+    out = load_image(tmp_path / "g16.png")
+    assert torch.allclose(out[0], torch.from_numpy(array.astype(np.float32) / 65535.0), atol=1e-6)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    src = Image.fromarray(_rgb_array(20, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    src.save(tmp_path / "rot.jpg", exif=exif, quality=95)
+    assert load_image(tmp_path / "rot.jpg").shape == (3, 40, 20)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"this is not an image", "not an image file"),
+        (None, "unreadable image"),
+    ],
+)
+def test_broken_files_raise_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "broken.png"
+    if content is None:
+        buffer = io.BytesIO()
+        Image.fromarray(_rgb_array(64, 64)).save(buffer, format="PNG")
+        content = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+    path.write_bytes(content)
+    with pytest.raises(ImageError, match=message) as info:
+        load_image(path)
+    assert "\n" not in str(info.value)
+
+
+def test_tiny_missing_and_huge(tmp_path, monkeypatch):
+    Image.new("RGB", (1, 1)).save(tmp_path / "tiny.png")
+    with pytest.raises(ImageError, match="at least 8x8"):
+        load_image(tmp_path / "tiny.png")
+    with pytest.raises(ImageError, match="no such file"):
+        load_image(tmp_path / "missing.png")
+    monkeypatch.setattr(images, "MAX_PIXELS", 100)
+    Image.new("RGB", (20, 20)).save(tmp_path / "big.png")
+    with pytest.raises(ImageError, match="at most 100 pixels"):
+        load_image(tmp_path / "big.png")
+
+
+def test_to_tensor_accepts_pil_numpy_torch_and_lists():
+    array = _rgb_array()
+    expected = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0) / 255.0
+    assert torch.allclose(to_tensor(Image.fromarray(array)), expected)
+    assert torch.allclose(to_tensor(array), expected)
+    assert torch.allclose(to_tensor(array.astype(np.uint16) * 257), expected)
+    assert torch.allclose(to_tensor(array.astype(np.float32) / 255.0), expected)
+    assert torch.allclose(to_tensor(expected[0]), expected)
+    assert to_tensor([array, array]).shape == (2, 3, 24, 32)
+    assert to_tensor(array[..., 0]).shape == (1, 3, 24, 32)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((24, 32, 2), np.uint8), "1, 3 or 4 channels"),
+        (np.full((24, 32, 3), np.nan, np.float32), "NaN"),
+        (np.full((24, 32, 3), 2.0, np.float32), r"\[0, 1\]"),
+        (np.zeros((4, 4, 3), np.uint8), "at least 8x8"),
+        ("a string", "unsupported image type"),
+        ([np.zeros((16, 16, 3), np.uint8), np.zeros((24, 16, 3), np.uint8)], "share a size"),
+    ],
+)
+def test_to_tensor_errors(bad, message):
+    with pytest.raises(ImageError, match=message):
+        to_tensor(bad)
+
+
+def test_save_is_atomic_and_round_trips(tmp_path, monkeypatch):
+    image = torch.from_numpy(_rgb_array()).permute(2, 0, 1) / 255.0
+    target = save_image(image, tmp_path / "out" / "x.png")
+    assert torch.equal(load_image(target), image)
+    before = target.read_bytes()
+
+    def failing_save(self, fp, *args, **kwargs):
+        fp.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_image(torch.zeros(3, 24, 32), target)
+    assert target.read_bytes() == before, "a failed save damaged the existing file"
+    assert [p.name for p in target.parent.iterdir()] == ["x.png"], "a temporary file was left behind"
+    with pytest.raises(ImageError, match="unknown output format"):
+        save_image(image, tmp_path / "x.xyz")
+
+
+def test_list_images_expands_folders_and_globs(tmp_path):
+    for name in ("b.png", "a.jpg", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in list_images([tmp_path])] == ["a.jpg", "b.png"]
+    assert [p.name for p in list_images([str(tmp_path / "*.png")])] == ["b.png"]
+    assert [p.name for p in list_images([tmp_path / "notes.txt"])] == ["notes.txt"]

@@ -1,0 +1,18 @@
+"""Data: paired and synthetic datasets, paired augmentations, single-type batches, photo split."""
+
+from .datasets import PairedFolderDataset, SyntheticDegradationDataset
+from .photos import HOLDOUT_EVERY, default_photos_dir, photo_files, split_photos
+from .samplers import SingleDegradationBatchSampler
+from .transforms import paired_random_crop, paired_random_flip
+
+__all__ = [
+    "HOLDOUT_EVERY",
+    "PairedFolderDataset",
+    "SingleDegradationBatchSampler",
+    "SyntheticDegradationDataset",
+    "default_photos_dir",
+    "paired_random_crop",
+    "paired_random_flip",
+    "photo_files",
+    "split_photos",
+]

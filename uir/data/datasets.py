@@ -1,0 +1,129 @@
+"""Datasets of (low-quality, ground-truth) pairs, as dicts of (3,H,W) float tensors in [0, 1].
+
+* :class:`PairedFolderDataset`: ``lq/`` and ``gt/`` folders matched by file stem.
+* :class:`SyntheticDegradationDataset`: clean images degraded on the fly by
+  :func:`uir.degradations.apply`; item ``i`` is the same for the same seed, in any process.
+
+Items are ``{"lq", "gt", "degradation", "degradation_index", "path"}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from .. import degradations
+from ..images import IMAGE_SUFFIXES, load_image
+from .transforms import paired_random_crop, paired_random_flip
+
+
+def _image_files(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"folder {folder} does not exist")
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def _item_generator(seed: int, index: int, epoch: int = 0) -> torch.Generator:
+    """A generator owned by one item, so items do not depend on the order they are read in."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 10_000_019 + index)
+
+
+class _PairedTransforms:
+    def __init__(self, crop_size: int | None, flip: bool):
+        self.crop_size, self.flip = crop_size, flip
+
+    def __call__(self, lq, gt, generator):
+        pair = [lq, gt]
+        if self.crop_size:
+            pair = paired_random_crop(pair, self.crop_size, generator)
+        if self.flip:
+            pair = paired_random_flip(pair, generator)
+        return pair
+
+
+class PairedFolderDataset(Dataset):
+    """Pairs ``lq_dir/NAME.*`` with ``gt_dir/NAME.*``; every file must have its partner.
+
+    ``degradation`` labels every pair with one name (for single-degradation folders).
+    """
+
+    def __init__(self, lq_dir, gt_dir, crop_size: int | None = None, flip: bool = False, seed: int = 0,
+                 degradation: str | None = None):
+        lq, gt = _image_files(Path(lq_dir)), _image_files(Path(gt_dir))
+        only_lq, only_gt = sorted(set(lq) - set(gt)), sorted(set(gt) - set(lq))
+        if only_lq or only_gt:
+            raise ValueError(
+                f"unmatched files: {len(only_lq)} only in {lq_dir} ({', '.join(only_lq[:5])}), "
+                f"{len(only_gt)} only in {gt_dir} ({', '.join(only_gt[:5])})"
+            )
+        if not lq:
+            raise ValueError(f"no images in {lq_dir}")
+        self.pairs = [(lq[k], gt[k]) for k in sorted(lq)]
+        self.transforms = _PairedTransforms(crop_size, flip)
+        self.seed, self.epoch = seed, 0
+        self.degradation = degradation
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index):
+        lq_path, gt_path = self.pairs[index]
+        lq, gt = load_image(lq_path), load_image(gt_path)
+        if lq.shape != gt.shape:
+            raise ValueError(f"{lq_path.name}: low-quality {tuple(lq.shape)} and ground truth {tuple(gt.shape)} differ in size")
+        lq, gt = self.transforms(lq, gt, _item_generator(self.seed, index, self.epoch))
+        return {"lq": lq, "gt": gt, "degradation": self.degradation or "", "degradation_index": -1, "path": str(gt_path)}
+
+
+class SyntheticDegradationDataset(Dataset):
+    """Degrade clean images on the fly: item ``i`` is image ``i % N`` under degradation ``i // N``.
+
+    The crop is taken from the clean image before degrading it, so whole-image effects (haze
+    depth, shadows) are synthesised at the crop's scale. ``set_epoch`` changes the draws
+    between epochs while keeping each epoch reproducible.
+    """
+
+    def __init__(self, files: Sequence, degradation_names: Sequence[str], crop_size: int | None = None,
+                 flip: bool = False, seed: int = 0, severity: str | None = "random"):
+        self.files = [Path(f) for f in files]
+        if not self.files:
+            raise ValueError("no clean images given")
+        self.names = list(degradation_names)
+        for name in self.names:
+            degradations.get(name)
+        if not self.names:
+            raise ValueError("no degradation names given")
+        self.transforms = _PairedTransforms(crop_size, flip)
+        self.seed, self.epoch, self.severity = seed, 0, severity
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def __len__(self):
+        return len(self.files) * len(self.names)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def degradation_index(self, index: int) -> int:
+        return index // len(self.files)
+
+    def _clean(self, file_index: int) -> torch.Tensor:
+        if file_index not in self._cache:
+            self._cache[file_index] = load_image(self.files[file_index])
+        return self._cache[file_index]
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        file_index, kind = index % len(self.files), self.degradation_index(index)
+        generator = _item_generator(self.seed, index, self.epoch)
+        clean = self._clean(file_index)
+        (gt,) = self.transforms(clean, clean, generator)[:1]
+        lq = degradations.apply(self.names[kind], gt, generator=generator, severity=self.severity)
+        return {"lq": lq, "gt": gt, "degradation": self.names[kind], "degradation_index": kind,
+                "path": str(self.files[file_index])}

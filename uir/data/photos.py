@@ -1,0 +1,44 @@
+"""The real photographs used for training and evaluation, and their fixed split.
+
+The split is by sorted file name: every fifth file (positions 5, 10, 15, ... counting from 1)
+is held out. Anyone with the same folder gets the same split, and adding a photo at the end
+of the order does not move the others between splits.
+
+uir never needs these photos at run time; training scripts and tests find them through
+:func:`default_photos_dir`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..images import IMAGE_SUFFIXES
+
+HOLDOUT_EVERY = 5
+#: environment variable that points at a folder of clean photographs
+PHOTOS_ENV = "UIR_PHOTOS"
+
+
+def default_photos_dir() -> Path | None:
+    """``$UIR_PHOTOS`` if set, else ``../shared/photos`` beside the repository, if present."""
+    if os.environ.get(PHOTOS_ENV):
+        return Path(os.environ[PHOTOS_ENV])
+    candidate = Path(__file__).resolve().parents[3] / "shared" / "photos"
+    return candidate if candidate.is_dir() else None
+
+
+def photo_files(root) -> list[Path]:
+    """Image files directly in ``root``, sorted by name."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"photo folder {root} does not exist")
+    return sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def split_photos(root) -> tuple[list[Path], list[Path]]:
+    """``(train, held_out)``: every ``HOLDOUT_EVERY``-th file by sorted name is held out."""
+    files = photo_files(root)
+    held_out = [p for i, p in enumerate(files, start=1) if i % HOLDOUT_EVERY == 0]
+    train = [p for i, p in enumerate(files, start=1) if i % HOLDOUT_EVERY != 0]
+    return train, held_out

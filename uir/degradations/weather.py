@@ -1,0 +1,77 @@
+"""Weather degradations synthesised in layers: rain streaks, snow and raindrops on the lens."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .filters import capsule_kernel, filter2d, gaussian_kernel, pixel_grid, rand
+
+# (size scale, density scale, opacity) of the near, middle and far particle layers
+_RAIN_LAYERS = ((1.0, 1.0, 1.0), (0.6, 1.5, 0.6))
+_SNOW_LAYERS = ((1.0, 1.0, 0.95), (0.6, 2.0, 0.75), (0.35, 4.0, 0.55))
+
+
+def _particle_layer(image, generator, density, kernel):
+    """Sparse seeds of random brightness in (0.5, 1], splatted with a peak-1 ``kernel``: (B,1,H,W) in [0, 1]."""
+    b, _, h, w = image.shape
+    seeds = (rand((b, 1, h, w), generator, image) < density).to(image)
+    seeds = seeds * (0.5 + 0.5 * rand((b, 1, h, w), generator, image))
+    return filter2d(seeds, kernel).clamp(0.0, 1.0)
+
+
+def rain(image, generator, density, length, angle, intensity):
+    """Rain streaks: ``y = x + (1 - x) * intensity * S`` (screen blend, streaks add light).
+
+    ``S`` is the sum of two layers of streak seeds (near and far), each drawn with density
+    ``density`` (per pixel) and splatted with a thin capsule ``length`` px long, tilted by
+    ``angle`` degrees from vertical.
+    """
+    streaks = torch.zeros_like(image[:, :1])
+    for size, dens, opacity in _RAIN_LAYERS:
+        kernel = capsule_kernel(0.6, length * size, 90.0 + angle)
+        streaks = streaks + opacity * _particle_layer(image, generator, density * dens, kernel)
+    return image + (1.0 - image) * intensity * streaks.clamp(0.0, 1.0)
+
+
+def snow(image, generator, density, flake_size, angle, veil):
+    """Snow: a whitening veil ``x' = (1 - v) x + 0.9 v`` then three flake layers composited
+    towards white, ``y = (1 - S_l) y + S_l`` from far to near. Flakes are Gaussian blobs of
+    sigma ``flake_size * scale`` smeared over ``3 sigma`` along the fall direction ``angle``."""
+    out = image * (1.0 - veil) + 0.9 * veil
+    for size, dens, opacity in reversed(_SNOW_LAYERS):
+        sigma = flake_size * size
+        kernel = capsule_kernel(sigma, 3.0 * sigma, 90.0 + angle)
+        layer = opacity * _particle_layer(image, generator, density * dens, kernel)
+        out = out * (1.0 - layer) + layer
+    return out
+
+
+def raindrops(image, generator, drops, radius, blur):
+    """Water drops on the lens. Each drop is an ellipse whose alpha falls off softly at its
+    rim; inside it the scene is seen through a lens: a blurred, flipped and demagnified copy
+    ``J(c - 0.5 (p - c))`` of the surroundings, slightly brightened. The drop with the highest
+    alpha wins at each pixel; ``y = (1 - a) x + a (0.9 J + 0.1)``.
+
+    ``radius`` is a fraction of the shorter image side (each drop draws 50-100 % of it);
+    ``blur`` is the Gaussian sigma of the defocused drop content.
+    """
+    b, _, h, w = image.shape
+    y, x = pixel_grid(h, w, image)
+    y, x = y.expand(b, 1, h, w), x.expand(b, 1, h, w)
+    alpha = torch.zeros_like(y)
+    src_y, src_x = y.clone(), x.clone()
+    for _ in range(drops):
+        params = rand((b, 5, 1, 1), generator, image)
+        cy, cx = params[:, :1] * h, params[:, 1:2] * w
+        r = radius * min(h, w) * (0.5 + 0.5 * params[:, 2:3])
+        aspect = 0.8 + 0.4 * params[:, 3:4]
+        rho = torch.sqrt(((y - cy) / (r * aspect)) ** 2 + ((x - cx) / r) ** 2)
+        a = ((1.0 - rho) / 0.3).clamp(0.0, 1.0) * (0.85 + 0.15 * params[:, 4:5])
+        take = a > alpha
+        alpha = torch.where(take, a, alpha)
+        src_y = torch.where(take, cy - 0.5 * (y - cy), src_y)
+        src_x = torch.where(take, cx - 0.5 * (x - cx), src_x)
+    grid = torch.cat([src_x / max(w - 1, 1), src_y / max(h - 1, 1)], 1).permute(0, 2, 3, 1) * 2 - 1
+    seen = F.grid_sample(filter2d(image, gaussian_kernel(blur)), grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return image * (1.0 - alpha) + (0.9 * seen + 0.1) * alpha

@@ -1,0 +1,197 @@
+"""Reading, converting and writing images safely.
+
+Everything in uir works on float tensors in [0, 1], (C,H,W) or (B,C,H,W), RGB. This module
+turns whatever a user hands over into that, or raises :class:`ImageError` with one line
+saying what is wrong:
+
+* files: unreadable, truncated or non-image files, decompression bombs;
+* modes: 1, L, LA, P, RGBA, CMYK, YCbCr, 16-bit (I;16*, I) and float (F) images are converted
+  to RGB; alpha is composited over white; EXIF orientation is applied;
+* arrays: uint8, uint16 and float numpy arrays, (H,W), (H,W,C) with C in {1,3,4};
+* sizes: at least ``MIN_SIDE`` pixels on each side and at most ``MAX_PIXELS`` in total.
+
+:func:`save_image` writes to a temporary file beside the target and renames it, so an output
+is never half-written.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+MIN_SIDE = 8
+MAX_PIXELS = 8192 * 8192
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+_SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
+
+
+class ImageError(ValueError):
+    """An input image that cannot be used; the message is one line for the user."""
+
+
+def _check_size(height: int, width: int, where: str = "image") -> None:
+    if min(height, width) < MIN_SIDE:
+        raise ImageError(f"{where} is {width}x{height}; uir needs at least {MIN_SIDE}x{MIN_SIDE} pixels")
+    if height * width > MAX_PIXELS:
+        raise ImageError(f"{where} is {width}x{height}; uir accepts at most {MAX_PIXELS} pixels")
+
+
+def _pil_to_array(image: Image.Image) -> np.ndarray:
+    """Float32 (H,W,3) in [0, 1] from any PIL mode."""
+    image = ImageOps.exif_transpose(image)
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+        gray = np.clip(array / peak, 0.0, 1.0)
+        return np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
+    if mode == "F":
+        gray = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0)
+        return np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA", "P", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def load_image(path) -> torch.Tensor:
+    """Read an image file as a float32 RGB tensor (3,H,W) in [0, 1]."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                _check_size(image.height, image.width, str(path))
+                image.load()
+                array = _pil_to_array(image)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{path}: image is too large to decode safely") from None
+    except OSError as error:  # PIL's UnidentifiedImageError and truncation errors are OSErrors
+        reason = "not an image file" if isinstance(error, Image.UnidentifiedImageError) else f"unreadable image ({error})"
+        raise ImageError(f"{path}: {reason}") from None
+    except (ValueError, SyntaxError) as error:
+        raise ImageError(f"{path}: unreadable image ({error})") from None
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+
+
+def to_tensor(image) -> torch.Tensor:
+    """Convert PIL, numpy, a tensor, or a list of them, to a float (B,3,H,W) batch in [0, 1].
+
+    Numpy arrays are (H,W), (H,W,C) or (B,H,W,C); integer arrays are scaled by their dtype's
+    maximum. Tensors are (C,H,W) or (B,C,H,W) floats in [0, 1]. One channel is repeated to
+    three; a fourth (alpha) channel is composited over white.
+    """
+    if isinstance(image, (list, tuple)):
+        if not image:
+            raise ImageError("empty list of images")
+        batch = [to_tensor(item) for item in image]
+        if len({tuple(item.shape[-2:]) for item in batch}) > 1:
+            raise ImageError("images in one batch must share a size; pass them one at a time or resize them")
+        return torch.cat(batch)
+    if isinstance(image, Image.Image):
+        _check_size(image.height, image.width)
+        return torch.from_numpy(np.ascontiguousarray(_pil_to_array(image))).permute(2, 0, 1).unsqueeze(0)
+    if isinstance(image, np.ndarray):
+        array = image
+        if array.dtype.kind in "ui":
+            array = array.astype(np.float32) / float(np.iinfo(image.dtype).max)
+        elif array.dtype.kind == "f":
+            array = array.astype(np.float32)
+        else:
+            raise ImageError(f"unsupported array dtype {image.dtype}")
+        if array.ndim == 2:
+            array = array[..., None]
+        if array.ndim == 3:
+            array = array[None]
+        if array.ndim != 4:
+            raise ImageError(f"expected an array of shape (H,W), (H,W,C) or (B,H,W,C), got {image.shape}")
+        return _channels_to_rgb(torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2))
+    if isinstance(image, torch.Tensor):
+        if image.dim() == 3:
+            image = image.unsqueeze(0)
+        if image.dim() != 4:
+            raise ImageError(f"expected a tensor of shape (C,H,W) or (B,C,H,W), got {tuple(image.shape)}")
+        if not image.is_floating_point():
+            image = image.float() / float(torch.iinfo(image.dtype).max)
+        return _channels_to_rgb(image)
+    raise ImageError(f"unsupported image type {type(image).__name__}; pass PIL, numpy or torch images")
+
+
+def _channels_to_rgb(batch: torch.Tensor) -> torch.Tensor:
+    channels = batch.shape[1]
+    if channels not in (1, 3, 4):
+        raise ImageError(f"expected 1, 3 or 4 channels, got {channels}")
+    _check_size(*batch.shape[-2:])
+    if not torch.isfinite(batch).all():
+        raise ImageError("image contains NaN or infinite values")
+    if batch.min() < -1e-3 or batch.max() > 1 + 1e-3:
+        raise ImageError(f"float images must lie in [0, 1], got [{batch.min().item():.3g}, {batch.max().item():.3g}]")
+    batch = batch.clamp(0.0, 1.0)
+    if channels == 4:
+        alpha = batch[:, 3:]
+        batch = batch[:, :3] * alpha + (1.0 - alpha)
+    return batch.expand(-1, 3, -1, -1).contiguous() if channels == 1 else batch
+
+
+def to_pil(image: torch.Tensor) -> list[Image.Image]:
+    """(C,H,W) or (B,C,H,W) floats in [0, 1] to a list of 8-bit RGB PIL images (rounded)."""
+    batch = image.detach().float().cpu().clamp(0, 1)
+    batch = batch.unsqueeze(0) if batch.dim() == 3 else batch
+    arrays = (batch.permute(0, 2, 3, 1).numpy() * 255.0).round().astype(np.uint8)
+    return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arrays]
+
+
+def save_image(image: torch.Tensor, path) -> Path:
+    """Write one image (C,H,W) atomically; the format comes from the file suffix."""
+    path = Path(path)
+    fmt = _SAVE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ImageError(f"{path}: unknown output format; use one of {', '.join(sorted(_SAVE_FORMATS))}")
+    if image.dim() == 4:
+        if image.shape[0] != 1:
+            raise ImageError(f"save_image writes one image, got a batch of {image.shape[0]}")
+        image = image[0]
+    pil = to_pil(image)[0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            pil.save(stream, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def list_images(inputs) -> list[Path]:
+    """Expand files, folders (non-recursive, sorted) and glob patterns into image paths.
+
+    Files are kept whatever their suffix, so that a bad one is reported rather than skipped;
+    folders and globs contribute files with an image suffix.
+    """
+    paths: list[Path] = []
+    for item in inputs:
+        item = str(item)
+        p = Path(item)
+        if p.is_dir():
+            paths += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
+        elif p.exists():
+            paths.append(p)
+        elif any(ch in item for ch in "*?["):
+            paths += [Path(q) for q in sorted(glob.glob(item)) if Path(q).suffix.lower() in IMAGE_SUFFIXES]
+        else:
+            paths.append(p)  # reported as missing by load_image
+    return paths
