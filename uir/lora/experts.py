@@ -1,0 +1,221 @@
+"""LoRA experts: one folder per degradation, and their installation into a mixture.
+
+An expert folder holds, for each adapted component (``unet``, ``vae``, or a regression
+restorer's ``restorer``), PEFT's own files, plus uir's metadata::
+
+    noisy/
+      uir_expert.json              {"format": "uir-expert/1", "degradation": "noisy",
+                                    "text": "noisy", "base_model": "stabilityai/sd-turbo",
+                                    "ranks": {"unet": 8, "vae": 4}}
+      unet/adapter_config.json     PEFT LoraConfig, lora_alpha included
+      unet/adapter_model.safetensors   PEFT key layout: "<layer>.lora_A.weight", "<layer>.lora_B.weight"
+      vae/...
+
+Because the component folders are plain PEFT adapters, PEFT can load them on their own
+(``PeftModel.from_pretrained`` or ``model.load_adapter``). Only safetensors are read: a pickle
+(``.bin``, ``.pt``, ``.pth``, ``.ckpt``, ``.pkl``) is refused. An expert made for another base
+model is refused by its metadata and, failing that, by its layer shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .mixture import LoRAMixtureLayer, inject_mixture, mixture_layers, remove_mixture
+
+EXPERT_FORMAT = "uir-expert/1"
+METADATA_FILE = "uir_expert.json"
+CONFIG_FILE = "adapter_config.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+_LORA_KEY = re.compile(r"^(?P<layer>.+)\.lora_(?P<kind>[AB])\.weight$")
+
+
+class ExpertError(ValueError):
+    """An expert that cannot be used: missing files, wrong format, or another base model."""
+
+
+@dataclass
+class ExpertComponent:
+    """One component's LoRA: PEFT state dict (``<layer>.lora_A.weight`` ...) and PEFT config dict."""
+
+    state_dict: dict[str, torch.Tensor]
+    config: dict
+
+    def layers(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """``{layer path: (A, B)}``."""
+        found: dict[str, dict[str, torch.Tensor]] = {}
+        for key, tensor in self.state_dict.items():
+            match = _LORA_KEY.match(key)
+            if not match:
+                raise ExpertError(f"unexpected key {key!r} in LoRA weights (expected '<layer>.lora_A.weight' / 'lora_B')")
+            found.setdefault(match["layer"], {})[match["kind"]] = tensor
+        incomplete = [layer for layer, ab in found.items() if len(ab) != 2]
+        if incomplete:
+            raise ExpertError(f"LoRA weights miss lora_A or lora_B for {incomplete[:3]}")
+        return {layer: (ab["A"], ab["B"]) for layer, ab in found.items()}
+
+    def scaling(self, layer: str, rank: int) -> float:
+        """PEFT's scaling ``alpha / r`` (or ``alpha / sqrt(r)`` with rsLoRA), honouring ``alpha_pattern``."""
+        alpha = self.config.get("lora_alpha", 8)
+        for pattern, value in (self.config.get("alpha_pattern") or {}).items():
+            if re.match(rf"(.*\.)?{pattern}$", layer):
+                alpha = value
+                break
+        return alpha / math.sqrt(rank) if self.config.get("use_rslora") else alpha / rank
+
+
+@dataclass
+class LoRAExpert:
+    """A degradation expert: its name, vocabulary text, base model and per-component LoRAs."""
+
+    degradation: str
+    components: dict[str, ExpertComponent]
+    base_model: str
+    text: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def metadata(self) -> dict:
+        ranks = {name: int(c.config.get("r", 0)) for name, c in self.components.items()}
+        return {"format": EXPERT_FORMAT, "degradation": self.degradation, "text": self.text or self.degradation,
+                "base_model": self.base_model, "ranks": ranks, **self.extra}
+
+    def save(self, path) -> Path:
+        """Write the expert folder atomically (a temporary folder renamed into place)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            for name, component in self.components.items():
+                (staging / name).mkdir()
+                state = {k: v.detach().contiguous().cpu() for k, v in component.state_dict.items()}
+                save_file(state, staging / name / WEIGHTS_FILE, metadata={"format": "pt"})
+                (staging / name / CONFIG_FILE).write_text(json.dumps(component.config, indent=2, sort_keys=True))
+            (staging / METADATA_FILE).write_text(json.dumps(self.metadata(), indent=2, sort_keys=True))
+            _replace_dir(staging, path)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path_or_repo, **hub_kwargs) -> "LoRAExpert":
+        """Load an expert folder, or download one from the Hugging Face Hub by repo id."""
+        path = Path(path_or_repo)
+        if not path.exists():
+            path = _download(str(path_or_repo), **hub_kwargs)
+        if not path.is_dir():
+            raise ExpertError(f"{path}: an expert is a folder with {METADATA_FILE}")
+        pickles = sorted(p.name for p in path.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+        if pickles:
+            raise ExpertError(f"{path}: refusing pickle files {pickles}; uir loads safetensors only")
+        meta_path = path / METADATA_FILE
+        if not meta_path.is_file():
+            raise ExpertError(f"{path}: missing {METADATA_FILE}; not a uir expert folder")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != EXPERT_FORMAT:
+            raise ExpertError(f"{path}: unsupported expert format {meta.get('format')!r} (expected {EXPERT_FORMAT})")
+        components = {}
+        for name in meta.get("ranks", {}):
+            weights, config = path / name / WEIGHTS_FILE, path / name / CONFIG_FILE
+            for needed in (weights, config):
+                if not needed.is_file():
+                    raise ExpertError(f"{path}: missing {needed.relative_to(path)}")
+            components[name] = ExpertComponent(load_file(weights), json.loads(config.read_text()))
+        known = {"format", "degradation", "text", "base_model", "ranks"}
+        return cls(meta["degradation"], components, meta["base_model"], meta.get("text"),
+                   {k: v for k, v in meta.items() if k not in known})
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    backup = None
+    if target.exists():
+        backup = target.with_name(f".{target.name}.old")
+        shutil.rmtree(backup, ignore_errors=True)
+        os.replace(target, backup)
+    os.replace(staging, target)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def _download(repo_id: str, **hub_kwargs) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.md"], **hub_kwargs))
+    except Exception as error:  # network, auth or unknown repo: one clear line
+        raise ExpertError(f"{repo_id}: not a local folder, and the Hub download failed ({type(error).__name__}: {error})") from None
+
+
+def lora_config(rank: int, alpha: float, target_modules: list[str]) -> dict:
+    """A PEFT ``LoraConfig`` dict for a new expert (PEFT's own serialisation)."""
+    from peft import LoraConfig
+
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=sorted(target_modules), init_lora_weights=True)
+    return json.loads(json.dumps(config.to_dict(), default=list))
+
+
+def install_experts(model: torch.nn.Module, experts: list[ExpertComponent | None]) -> None:
+    """Rebuild ``model``'s mixture from one component per expert (``None``: the expert leaves
+    this model alone). Removes any previous mixture first."""
+    remove_mixture(model)
+    per_expert = [c.layers() if c is not None else {} for c in experts]
+    paths = sorted({layer for layers in per_expert for layer in layers})
+    ranks = {p: [layers[p][0].shape[0] if p in layers else 0 for layers in per_expert] for p in paths}
+    scalings = {
+        p: [c.scaling(p, layers[p][0].shape[0]) if p in layers else 0.0 for c, layers in zip(experts, per_expert)]
+        for p in paths
+    }
+    for c in experts:
+        if c is not None and (c.config.get("use_dora") or c.config.get("lora_bias")):
+            raise ExpertError("DoRA and LoRA-bias adapters are not supported by the output-space mixture")
+    inject_mixture(model, ranks, scalings)
+    with torch.no_grad():
+        for path in paths:
+            layer: LoRAMixtureLayer = model.get_submodule(path)
+            for k, layers in enumerate(per_expert):
+                if path not in layers:
+                    continue
+                a, b = layers[path]
+                sl = layer.expert_slice(k)
+                if a.shape[1:] != layer.lora_A.shape[1:] or b.shape[0] != layer.lora_B.shape[0] or b.shape[2:] != layer.lora_B.shape[2:]:
+                    remove_mixture(model)
+                    raise ExpertError(
+                        f"layer {path}: expert weights {tuple(a.shape)}/{tuple(b.shape)} do not fit the base layer "
+                        f"{tuple(layer.base.weight.shape)}; the expert was made for another base model"
+                    )
+                layer.lora_A[sl] = a.to(layer.lora_A)
+                layer.lora_B[:, sl] = b.to(layer.lora_B)
+
+
+def extract_expert(model: torch.nn.Module, k: int) -> dict[str, torch.Tensor]:
+    """Expert ``k``'s weights from ``model``'s mixture, in PEFT key layout."""
+    state = {}
+    for name, module in model.named_modules():
+        if isinstance(module, LoRAMixtureLayer) and module.ranks[k]:
+            sl = module.expert_slice(k)
+            state[f"{name}.lora_A.weight"] = module.lora_A[sl].detach().clone()
+            state[f"{name}.lora_B.weight"] = module.lora_B[:, sl].detach().clone()
+    return state
+
+
+__all__ = [
+    "EXPERT_FORMAT",
+    "ExpertComponent",
+    "ExpertError",
+    "LoRAExpert",
+    "extract_expert",
+    "install_experts",
+    "lora_config",
+    "mixture_layers",
+]

@@ -1,0 +1,191 @@
+"""Output-space mixture of LoRA experts with per-sample weights (UIR-LoRA eq. 5).
+
+At every adapted layer::
+
+    x_out = f_0(x) + sum_k s_k f_k(x),      f_k(x) = c_k B_k A_k x
+
+where ``f_0`` is the frozen base layer, ``c_k = alpha_k / r_k`` is expert ``k``'s LoRA scaling
+(as in PEFT) and ``s`` are the mixture weights of eq. 4, one row per sample.
+
+PEFT and diffusers cannot do this: ``set_adapters`` weights apply to a whole batch, and
+PEFT's mixed batches route each sample to one adapter. Here the ``K`` A-matrices are stacked
+into one ``(sum r_k, in)`` matrix and the B-matrices into one ``(out, sum r_k)`` matrix, so a
+forward pass is one pair of matmuls (or convolutions) whatever ``K``; the per-sample weights
+scale the ``sum r_k`` hidden channels in between. The cost grows with the total rank, not
+with the number of experts evaluated per sample.
+
+For a batch that shares one weight vector, :func:`fused` merges ``sum_k s_k c_k B_k A_k`` into
+the base weights and restores the original tensors bitwise afterwards.
+
+Weights reach the layers only through the :func:`mixture_weights` and :func:`fused` context
+managers, which set them on entry and clear them on exit.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SUPPORTED = (nn.Linear, nn.Conv2d)
+
+
+class LoRAMixtureLayer(nn.Module):
+    """A frozen ``nn.Linear`` or ``nn.Conv2d`` plus ``K`` stacked LoRA experts.
+
+    ``ranks[k]`` is expert ``k``'s rank at this layer (0 when it does not adapt this layer)
+    and ``scalings[k]`` its ``alpha / r``. For convolutions, A has the base layer's kernel,
+    stride and padding and B is 1x1, as in PEFT.
+    """
+
+    def __init__(self, base: nn.Module, ranks: list[int], scalings: list[float]):
+        super().__init__()
+        if not isinstance(base, SUPPORTED):
+            raise TypeError(f"LoRA mixtures adapt nn.Linear and nn.Conv2d, not {type(base).__name__}")
+        if isinstance(base, nn.Conv2d) and (base.groups != 1 or base.dilation != (1, 1)):
+            raise ValueError("LoRA mixtures support convolutions with groups=1 and dilation=1 only")
+        if len(ranks) != len(scalings):
+            raise ValueError("ranks and scalings must have one entry per expert")
+        self.base = base
+        total = sum(ranks)
+        factory = dict(device=base.weight.device, dtype=base.weight.dtype)
+        if isinstance(base, nn.Linear):
+            a_shape, b_shape = (total, base.in_features), (base.out_features, total)
+        else:
+            a_shape, b_shape = (total, base.in_channels, *base.kernel_size), (base.out_channels, total, 1, 1)
+        self.lora_A = nn.Parameter(torch.zeros(a_shape, **factory))
+        self.lora_B = nn.Parameter(torch.zeros(b_shape, **factory))
+        self.ranks = list(ranks)
+        self.register_buffer("scalings", torch.tensor(scalings, dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "expert_of_channel", torch.repeat_interleave(torch.arange(len(ranks)), torch.tensor(ranks)), persistent=False
+        )
+        self.weights: torch.Tensor | None = None
+        self._unfused_weight: torch.Tensor | None = None
+
+    @property
+    def num_experts(self) -> int:
+        return len(self.ranks)
+
+    def expert_slice(self, k: int) -> slice:
+        start = sum(self.ranks[:k])
+        return slice(start, start + self.ranks[k])
+
+    def channel_coefficients(self, weights: torch.Tensor) -> torch.Tensor:
+        """``s_k c_k`` for every stacked rank channel: (B, sum r_k) from weights (B, K)."""
+        return (weights.to(self.scalings) * self.scalings)[:, self.expert_of_channel]
+
+    def delta_weight(self, weights: torch.Tensor) -> torch.Tensor:
+        """``sum_k s_k c_k B_k A_k`` for one weight vector (K,), shaped like the base weight."""
+        coef = self.channel_coefficients(weights.reshape(1, -1))[0].to(self.lora_A)
+        if isinstance(self.base, nn.Linear):
+            return (self.lora_B * coef) @ self.lora_A
+        return torch.einsum("ot,tihw->oihw", self.lora_B[:, :, 0, 0] * coef, self.lora_A)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        if self.weights is None or self._unfused_weight is not None or self.lora_A.shape[0] == 0:
+            return out
+        weights = self.weights
+        if weights.shape[0] not in (1, x.shape[0]):
+            raise ValueError(f"mixture weights are for a batch of {weights.shape[0]}, the layer got {x.shape[0]}")
+        coef = self.channel_coefficients(weights).to(x.dtype)
+        if isinstance(self.base, nn.Linear):
+            hidden = F.linear(x, self.lora_A.to(x.dtype))
+            hidden = hidden * coef.view(coef.shape[0], *([1] * (hidden.dim() - 2)), -1)
+            return out + F.linear(hidden, self.lora_B.to(x.dtype))
+        hidden = F.conv2d(x, self.lora_A.to(x.dtype), stride=self.base.stride, padding=self.base.padding)
+        return out + F.conv2d(hidden * coef[:, :, None, None], self.lora_B.to(x.dtype))
+
+    def fuse(self, weights: torch.Tensor) -> None:
+        if self._unfused_weight is not None:
+            raise RuntimeError("layer is already fused; unfuse it first")
+        self._unfused_weight = self.base.weight.data.clone()
+        self.base.weight.data += self.delta_weight(weights).to(self.base.weight.dtype)
+
+    def unfuse(self) -> None:
+        if self._unfused_weight is not None:
+            self.base.weight.data.copy_(self._unfused_weight)
+            self._unfused_weight = None
+
+
+def mixture_layers(model: nn.Module) -> list[LoRAMixtureLayer]:
+    return [m for m in model.modules() if isinstance(m, LoRAMixtureLayer)]
+
+
+def _as_weight_rows(weights, num_experts: int) -> torch.Tensor:
+    weights = torch.as_tensor(weights, dtype=torch.float32)
+    if weights.dim() == 1:
+        weights = weights.unsqueeze(0)
+    if weights.dim() != 2 or weights.shape[1] != num_experts:
+        raise ValueError(f"mixture weights must have shape (K,) or (B, K) with K={num_experts}, got {tuple(weights.shape)}")
+    if not torch.isfinite(weights).all():
+        raise ValueError("mixture weights contain NaN or infinite values")
+    return weights
+
+
+def _layers_with_k(model: nn.Module) -> tuple[list[LoRAMixtureLayer], int]:
+    layers = mixture_layers(model)
+    if not layers:
+        raise ValueError("model has no LoRA mixture layers; load experts first")
+    return layers, layers[0].num_experts
+
+
+@contextmanager
+def mixture_weights(model: nn.Module, weights):
+    """Run ``model`` with per-sample mixture weights (B, K), or one row (K,) for the whole batch."""
+    layers, k = _layers_with_k(model)
+    rows = _as_weight_rows(weights, k)
+    for layer in layers:
+        layer.weights = rows.to(layer.lora_A.device)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.weights = None
+
+
+@contextmanager
+def fused(model: nn.Module, weights):
+    """Merge one weight vector (K,) into the base weights; restore them bitwise on exit."""
+    layers, k = _layers_with_k(model)
+    rows = _as_weight_rows(weights, k)
+    if rows.shape[0] != 1:
+        raise ValueError("fused mixtures take one weight vector shared by the batch")
+    try:
+        with torch.no_grad():
+            for layer in layers:
+                layer.fuse(rows[0].to(layer.lora_A.device))
+        yield
+    finally:
+        for layer in layers:
+            layer.unfuse()
+
+
+def _get_parent(model: nn.Module, path: str) -> tuple[nn.Module, str]:
+    parent_path, _, child = path.rpartition(".")
+    return (model.get_submodule(parent_path) if parent_path else model), child
+
+
+def inject_mixture(model: nn.Module, layer_ranks: dict[str, list[int]], layer_scalings: dict[str, list[float]]) -> None:
+    """Replace each named Linear/Conv2d in ``model`` by a :class:`LoRAMixtureLayer` (zero experts)."""
+    for path, ranks in layer_ranks.items():
+        try:
+            module = model.get_submodule(path)
+        except AttributeError:
+            raise ValueError(f"the model has no layer {path!r}; the experts were made for another architecture") from None
+        if isinstance(module, LoRAMixtureLayer):
+            raise ValueError(f"layer {path!r} already holds a LoRA mixture; remove it first")
+        parent, child = _get_parent(model, path)
+        setattr(parent, child, LoRAMixtureLayer(module, ranks, layer_scalings[path]))
+
+
+def remove_mixture(model: nn.Module) -> None:
+    """Put the original base layers back."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, LoRAMixtureLayer):
+            module.unfuse()
+            parent, child = _get_parent(model, name)
+            setattr(parent, child, module.base)
