@@ -49,8 +49,8 @@ class ExpertError(ValueError):
 class ExpertComponent:
     """One component's LoRA: PEFT state dict (``<layer>.lora_A.weight`` ...) and PEFT config dict."""
 
-    state_dict: dict[str, torch.Tensor]
-    config: dict
+    state_dict: dict[str, torch.Tensor] = field(repr=False)
+    config: dict = field(repr=False)
 
     def layers(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """``{layer path: (A, B)}``."""

@@ -20,7 +20,8 @@ LoRA can target them.
 from __future__ import annotations
 
 import torch
-from diffusers import AutoencoderKL
+from diffusers import AutoencoderKL, ModelMixin  # noqa: F401  (diffusers finds the loader of a component
+# declared as ["uir.models.skip_vae", "SkipAutoencoderKL"] through the names of this module)
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
 from torch import nn
@@ -84,7 +85,9 @@ class SkipAutoencoderKL(AutoencoderKL):
         missing, unexpected = model.load_state_dict(vae.state_dict(), strict=False)
         if unexpected or any(not key.startswith("skip_convs.") for key in missing):
             raise ValueError(f"VAE weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
-        return model.to(device=vae.device, dtype=vae.dtype)
+        if (model.device, model.dtype) != (vae.device, vae.dtype):
+            model = model.to(device=vae.device, dtype=vae.dtype)
+        return model
 
     def encode_with_skips(self, x: torch.Tensor) -> tuple[DiagonalGaussianDistribution, list[torch.Tensor]]:
         """The latent distribution and the inputs of each encoder down block."""

@@ -1,0 +1,141 @@
+"""Models built from configs, with no download: for tests, offline demos and benchmarks.
+
+* :func:`save_tiny_sd_turbo` writes a tiny SD-turbo-shaped checkpoint folder (``unet``, ``vae``,
+  ``text_encoder``, ``tokenizer``, ``scheduler``) with ``save_pretrained``, to be loaded back
+  through the user's own path, :meth:`UIRLoRAPipeline.from_sd_turbo`.
+* :func:`write_clip_tokenizer` writes a CLIP BPE tokenizer from the vocabulary that ships
+  inside the open_clip wheel.
+* :func:`tiny_router` builds a small open_clip router; :data:`TINY_CLIP` is its config.
+* :func:`random_expert` makes a PEFT LoRA expert with random (non-zero) weights.
+* ``SD_TURBO_*`` are the full-size SD-turbo architecture configs, for random-weight benchmarks.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+from pathlib import Path
+
+import torch
+
+from .degradations import DA_CLIP_TYPES
+from .lora.experts import ExpertComponent, LoRAExpert, lora_config
+from .lora.mixture import remove_mixture
+from .lora.targets import UNET_TARGETS, VAE_TARGETS
+
+TINY_UNET = dict(
+    sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8, use_linear_projection=True,
+)
+TINY_VAE = dict(
+    block_out_channels=(8, 16, 16, 16), down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=4, layers_per_block=1, sample_size=32,
+)
+TINY_TEXT = dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2,
+                 max_position_embeddings=77, projection_dim=32, hidden_act="gelu")
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+# SD-turbo (SD 2.1 architecture at 512 px): the configs of stabilityai/sd-turbo's components.
+SD_TURBO_UNET = dict(
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True, norm_num_groups=32,
+)
+SD_TURBO_VAE = dict(
+    block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=32, layers_per_block=2,
+    sample_size=768,
+)
+SD_TURBO_TEXT = dict(hidden_size=1024, intermediate_size=4096, num_attention_heads=16, num_hidden_layers=23,
+                     max_position_embeddings=77, projection_dim=512, hidden_act="gelu")
+SD_TURBO_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                          prediction_type="epsilon", timestep_spacing="trailing", clip_sample=False,
+                          steps_offset=1)
+
+
+def write_clip_tokenizer(directory) -> Path:
+    """Write ``vocab.json`` and ``merges.txt`` of the CLIP BPE tokenizer, from open_clip's wheel."""
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
+    vocab = list(bytes_to_unicode().values())
+    vocab += [token + "</w>" for token in vocab]
+    vocab += ["".join(merge.split()) for merge in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    (directory / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(vocab)}, ensure_ascii=False))
+    (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    return directory
+
+
+def clip_tokenizer(directory):
+    from transformers import CLIPTokenizer
+
+    write_clip_tokenizer(directory)
+    return CLIPTokenizer(vocab=str(Path(directory) / "vocab.json"), merges=str(Path(directory) / "merges.txt"),
+                         model_max_length=77)
+
+
+def save_tiny_sd_turbo(directory, seed: int = 0, unet=TINY_UNET, vae=TINY_VAE, text=TINY_TEXT) -> Path:
+    """Write an SD-turbo-shaped checkpoint folder with random weights (default: tiny)."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    directory = Path(directory)
+    torch.manual_seed(seed)
+    UNet2DConditionModel(**unet).save_pretrained(directory / "unet")
+    AutoencoderKL(**vae).save_pretrained(directory / "vae")
+    tokenizer = clip_tokenizer(directory / "tokenizer_files")
+    tokenizer.save_pretrained(directory / "tokenizer")
+    config = CLIPTextConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **text)
+    CLIPTextModel(config).save_pretrained(directory / "text_encoder")
+    DDPMScheduler(**SD_TURBO_SCHEDULER).save_pretrained(directory / "scheduler")
+    return directory
+
+
+def tiny_router(vocabulary=DA_CLIP_TYPES, use_controller: bool = True, seed: int = 0, **kwargs):
+    from .router import DegradationRouter
+
+    torch.manual_seed(seed)
+    router = DegradationRouter(clip_config=TINY_CLIP, vocabulary=list(vocabulary), use_controller=use_controller, **kwargs)
+    router.refresh_bank()
+    return router
+
+
+def peft_lora_state(model: torch.nn.Module, rank: int, alpha: float, targets, seed: int = 0):
+    """Random LoRA weights made by PEFT itself on a copy of ``model``: (state dict, config dict)."""
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.utils import get_peft_model_state_dict
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets), init_lora_weights=False)
+    plain = copy.deepcopy(model)
+    remove_mixture(plain)
+    adapted = inject_adapter_in_model(config, plain)
+    state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(adapted).items()}
+    return state, lora_config(rank, alpha, list(targets))
+
+
+def random_expert(name: str, unet=None, vae=None, base_model: str = "", unet_rank: int = 8, vae_rank: int = 4,
+                  seed: int = 0, scale: float = 1.0) -> LoRAExpert:
+    """A LoRA expert with random weights on the given models (UNet and/or VAE), for tests.
+
+    ``scale`` multiplies ``lora_alpha`` so tests can make the expert's effect large or small.
+    """
+    components = {}
+    for offset, (component, model, rank, targets) in enumerate(
+        (("unet", unet, unet_rank, UNET_TARGETS), ("vae", vae, vae_rank, VAE_TARGETS))
+    ):
+        if model is not None:
+            state, config = peft_lora_state(model, rank, rank * scale, targets, seed=seed * 2 + offset)
+            components[component] = ExpertComponent(state, config)
+    return LoRAExpert(name, components, base_model)
