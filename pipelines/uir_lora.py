@@ -34,6 +34,7 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from uir.hub import upload_folder, write_model_card
 from uir.images import to_tensor
 from uir.lora import LoRAExpert, extract_expert, install_experts, mixture_layers
 from uir.lora.bank import ExpertBank
@@ -153,8 +154,10 @@ class UIRLoRAPipeline(DiffusionPipeline):
         self.sync_experts()
         return [e.save(Path(directory) / e.degradation) for e in self.experts.experts]
 
-    def save_pretrained(self, save_directory, **kwargs):
-        """Save components and this pipeline's code as ``pipeline.py``, for ``trust_remote_code`` loading."""
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, repo_id: str | None = None,
+                        token: str | None = None, private: bool | None = None, **kwargs):
+        """Save components, this pipeline's code as ``pipeline.py`` (for ``trust_remote_code``
+        loading) and a model card; with ``push_to_hub``, upload the folder to ``repo_id``."""
         self.sync_experts()
         for name in ADAPTED_COMPONENTS:  # the base models are saved plain; experts go to experts/
             remove_mixture(getattr(self, name))
@@ -168,6 +171,11 @@ class UIRLoRAPipeline(DiffusionPipeline):
         config = self.load_config(target)
         config["_class_name"] = ["pipeline", type(self).__name__]
         (target / self.config_name).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        write_model_card(target, "UIR-LoRA restoration pipeline", self.experts.config.base_model, self.experts.names,
+                         "One-step universal image restoration: a frozen SD-turbo with one LoRA expert per "
+                         "degradation, mixed per image by a CLIP degradation router (UIR-LoRA).")
+        if push_to_hub:
+            upload_folder(target, repo_id or target.name, token=token, private=private)
 
     # --- inference ---------------------------------------------------------------------------
     def prompt_embedding(self) -> torch.Tensor:

@@ -108,6 +108,16 @@ class LoRAExpert:
             raise
         return path
 
+    def push_to_hub(self, repo_id: str, token: str | None = None, private: bool | None = None) -> str:
+        """Upload the expert folder, with a model card, to the Hugging Face Hub."""
+        from ..hub import upload_folder, write_model_card
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save(Path(tmp) / self.degradation)
+            write_model_card(folder, f"LoRA expert: {self.degradation}", self.base_model, [self.degradation],
+                             f"A uir LoRA expert that restores *{self.text or self.degradation}* images.")
+            return upload_folder(folder, repo_id, token=token, private=private)
+
     @classmethod
     def load(cls, path_or_repo, **hub_kwargs) -> "LoRAExpert":
         """Load an expert folder, or download one from the Hugging Face Hub by repo id."""

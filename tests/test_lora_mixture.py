@@ -1,0 +1,135 @@
+"""Oracle tests of the output-space LoRA mixture against PEFT's own LoRA math."""
+
+import copy
+
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+
+from uir.lora import LoRAMixtureLayer, fused, install_experts, mixture_layers, mixture_weights, remove_mixture
+from uir.lora.experts import ExpertComponent
+from uir.lora.targets import UNET_TARGETS
+from uir.testing import TINY_UNET, peft_lora_state
+
+NAMES = ("noisy", "hazy", "rainy")
+
+
+@pytest.fixture(scope="module")
+def unets():
+    """(PEFT-adapted UNet with three adapters of different ranks, plain copy, our components)."""
+    torch.manual_seed(0)
+    base = UNet2DConditionModel(**TINY_UNET).eval()
+    peft_unet = copy.deepcopy(base)
+    components = []
+    from peft import LoraConfig
+
+    for i, name in enumerate(NAMES):
+        rank, alpha = 2 + 2 * i, 3.0 + i
+        state, config = peft_lora_state(base, rank, alpha, UNET_TARGETS, seed=10 + i)
+        components.append(ExpertComponent(state, config))
+        peft_unet.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(UNET_TARGETS)), adapter_name=name)
+        from peft.utils import set_peft_model_state_dict
+
+        set_peft_model_state_dict(peft_unet, state, adapter_name=name)
+    ours = copy.deepcopy(base)
+    install_experts(ours, components)
+    return peft_unet, ours, base
+
+
+def _inputs(batch=3, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(batch, 4, 16, 16, generator=g), torch.full((batch,), 999),
+            torch.randn(batch, 6, TINY_UNET["cross_attention_dim"], generator=g))
+
+
+@torch.no_grad()
+def test_shared_weights_equal_peft_set_adapters(unets):
+    peft_unet, ours, _ = unets
+    x, t, context = _inputs()
+    for weights in ([0.2, 0.5, 0.3], [1.0, 0.0, 0.0], [0.7, 0.0, 0.6]):
+        peft_unet.set_adapters(list(NAMES), weights=weights)
+        expected = peft_unet(x, t, context).sample
+        with mixture_weights(ours, weights):
+            got = ours(x, t, context).sample
+        assert (got - expected).abs().max() < 1e-5
+        assert (expected - ours(x, t, context).sample).abs().max() > 1e-3, "the experts had no effect"
+
+
+@torch.no_grad()
+def test_per_sample_weights_equal_running_each_sample_alone(unets):
+    _, ours, _ = unets
+    x, t, context = _inputs()
+    rows = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.4, 0.6], [0.3, 0.3, 0.4]])
+    with mixture_weights(ours, rows):
+        batched = ours(x, t, context).sample
+    for i in range(3):
+        with mixture_weights(ours, rows[i]):
+            alone = ours(x[i : i + 1], t[i : i + 1], context[i : i + 1]).sample
+        assert (batched[i] - alone[0]).abs().max() < 1e-5
+
+
+@torch.no_grad()
+def test_fused_equals_unfused_and_unfuse_restores_bitwise(unets):
+    _, ours, _ = unets
+    x, t, context = _inputs()
+    before = {k: v.clone() for k, v in ours.state_dict().items()}
+    weights = [0.25, 0.5, 0.25]
+    with mixture_weights(ours, weights):
+        unfused = ours(x, t, context).sample
+    with fused(ours, weights):
+        merged = ours(x, t, context).sample
+        assert any(not torch.equal(before[k], v) for k, v in ours.state_dict().items() if k.endswith("base.weight"))
+    assert (merged - unfused).abs().max() < 1e-5
+    assert all(torch.equal(before[k], v) for k, v in ours.state_dict().items()), "unfuse did not restore the weights"
+    with pytest.raises(ValueError, match="one weight vector"):
+        with fused(ours, torch.rand(2, 3)):
+            pass
+
+
+@torch.no_grad()
+def test_zero_weights_and_removal_give_the_base_model(unets):
+    _, ours, base = unets
+    x, t, context = _inputs()
+    expected = base(x, t, context).sample
+    with mixture_weights(ours, [0.0, 0.0, 0.0]):
+        assert torch.allclose(ours(x, t, context).sample, expected, atol=1e-6)
+    stripped = copy.deepcopy(ours)
+    remove_mixture(stripped)
+    assert not mixture_layers(stripped)
+    assert torch.equal(stripped(x, t, context).sample, expected)
+
+
+def test_cost_does_not_grow_with_k():
+    """One pair of matmuls whatever K: the stacked A is (sum r_k, in)."""
+    layer = LoRAMixtureLayer(torch.nn.Linear(16, 8), ranks=[4] * 10, scalings=[1.0] * 10)
+    assert layer.lora_A.shape == (40, 16) and layer.lora_B.shape == (8, 40)
+    calls = []
+    original = torch.nn.functional.linear
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    torch.nn.functional.linear = counting
+    try:
+        with mixture_weights(layer, torch.rand(5, 10)):
+            layer(torch.randn(5, 7, 16))
+    finally:
+        torch.nn.functional.linear = original
+    assert len(calls) == 3  # base + A + B
+
+
+def test_mixture_errors(unets):
+    _, ours, _ = unets
+    x, t, context = _inputs()
+    with pytest.raises(ValueError, match=r"shape \(K,\) or \(B, K\) with K=3"):
+        with mixture_weights(ours, [1.0, 0.0]):
+            pass
+    with pytest.raises(ValueError, match="batch of 2"):
+        with mixture_weights(ours, torch.rand(2, 3)), torch.no_grad():
+            ours(x, t, context)
+    with pytest.raises(ValueError, match="NaN"):
+        with mixture_weights(ours, [float("nan"), 0, 0]):
+            pass
+    with pytest.raises(TypeError, match="nn.Linear and nn.Conv2d"):
+        LoRAMixtureLayer(torch.nn.GroupNorm(2, 4), [2], [1.0])

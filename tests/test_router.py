@@ -1,0 +1,129 @@
+import json
+
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from uir.router import DegradationRouter, top_k_weights, vision_forward
+from uir.testing import TINY_CLIP, tiny_router
+
+
+@pytest.fixture(scope="module")
+def router():
+    r = tiny_router()
+    torch.manual_seed(3)
+    with torch.no_grad():  # a trained controller has non-zero injections
+        for layer in r.controller.zero_linears:
+            layer.weight.normal_(std=0.05)
+    return r.eval()
+
+
+def test_top_k_renormalises_eq4():
+    s = torch.tensor([[0.1, 0.5, 0.15, 0.25]])
+    assert torch.allclose(top_k_weights(s, 2), torch.tensor([[0.0, 0.5 / 0.75, 0.0, 0.25 / 0.75]]))
+    assert torch.allclose(top_k_weights(s, 4), s)
+    with pytest.raises(ValueError, match="top_k"):
+        top_k_weights(s, 5)
+
+
+@torch.no_grad()
+def test_probabilities_follow_eq3(router):
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    out = router(images, top_k=3)
+    d = router.degradation_vector(images)
+    expected = (router.logit_scale.exp() * d @ F.normalize(router.encode_texts(router.vocabulary), dim=-1).T).softmax(-1)
+    assert torch.allclose(out.probabilities, expected, atol=1e-6)
+    assert ((out.weights > 0).sum(-1) == 3).all() and torch.allclose(out.weights.sum(-1), torch.ones(2))
+    assert out.names == [router.vocabulary[i] for i in expected.argmax(-1).tolist()]
+    assert torch.equal(out.known, out.confidence >= router.config.min_confidence)
+
+
+@torch.no_grad()
+def test_blockwise_vit_equals_open_clip_and_controller_starts_neutral():
+    r = tiny_router()
+    pixels = torch.randn(2, 3, 32, 32)
+    assert torch.equal(vision_forward(r.clip.visual, pixels)[0], r.clip.visual(pixels))
+    content, _ = r.encode_image(torch.rand(2, 3, 32, 32))
+    assert content.shape == (2, TINY_CLIP["embed_dim"])
+    image = torch.rand(1, 3, 32, 32)
+    plain = F.normalize(r.clip.encode_image(r._normalise(image)), dim=-1)
+    assert torch.allclose(r.encode_image(image)[0], plain, atol=1e-6), "zero-initialised controller changed CLIP"
+
+
+@torch.no_grad()
+def test_crop_correction_uses_a_native_crop(router):
+    big = torch.rand(1, 3, 64, 80, generator=torch.Generator().manual_seed(2))
+    out = router(big)
+    resized = F.interpolate(big, size=(32, 32), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    crop = big[..., 16:48, 24:56]
+    d = F.normalize(router.degradation_vector(resized) + router.degradation_vector(crop), dim=-1)
+    expected = (router.logit_scale.exp() * d @ router.degradation_bank.T).softmax(-1)
+    assert torch.allclose(out.probabilities, expected, atol=1e-6)
+    router.register_to_config(crop_correction=False)
+    try:
+        assert not torch.allclose(router(big).probabilities, out.probabilities)
+    finally:
+        router.register_to_config(crop_correction=True)
+
+
+def test_add_degradation_and_round_trip(router, tmp_path):
+    r = tiny_router()
+    r.add_degradation("foggy", "foggy weather")
+    assert r.vocabulary[-1] == "foggy" and r.degradation_bank.shape[0] == 11
+    assert torch.allclose(r.degradation_bank[-1], r.encode_texts(["foggy weather"])[0])
+    with pytest.raises(ValueError, match="already in the vocabulary"):
+        r.add_degradation("noisy")
+    r.save_pretrained(tmp_path)
+    loaded = DegradationRouter.from_pretrained(tmp_path)
+    assert loaded.vocabulary == r.vocabulary and loaded.config.texts[-1] == "foggy weather"
+    for key, value in r.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_from_open_clip_offline(tmp_path):
+    config_dir = tmp_path / "configs"
+    config_dir.mkdir()
+    (config_dir / "uir-tiny-test.json").write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(config_dir)
+    source = open_clip.create_model("uir-tiny-test")
+    checkpoint = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, checkpoint)
+    router = DegradationRouter.from_open_clip("uir-tiny-test", pretrained=str(checkpoint))
+    for key, value in source.state_dict().items():
+        assert torch.equal(router.clip.state_dict()[key], value), key
+    assert torch.equal(router.controller.visual.conv1.weight, source.visual.conv1.weight)
+    assert router.degradation_bank.abs().sum() > 0
+    with pytest.raises(ValueError, match="unknown open_clip model"):
+        DegradationRouter.from_open_clip("no-such-model")
+
+
+def _daclip_layout(router):
+    """A checkpoint in DA-CLIP's published key layout, written from a router's tensors."""
+    state = {f"clip.{k}": v for k, v in router.clip.state_dict().items()}
+    state.update({f"visual.{k}": v for k, v in router.clip.visual.state_dict().items()})
+    for k, v in router.controller.visual.state_dict().items():
+        if k.startswith("transformer."):
+            state[f"visual_control.transformer.transformer.{k.removeprefix('transformer.')}"] = v
+        else:
+            state[f"visual_control.{k}"] = v
+    state.update({f"visual_control.transformer.zero_modules.{k}": v for k, v in router.controller.zero_linears.state_dict().items()})
+    state["logit_scale"] = router.logit_scale.detach()
+    return state
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_from_daclip_published_layout(router, tmp_path, suffix):
+    path = tmp_path / f"daclip{suffix}"
+    state = {k: v.clone().contiguous() for k, v in _daclip_layout(router).items()}
+    if suffix == ".pt":
+        torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 3}, path)
+    else:
+        save_file(state, path)
+    loaded = DegradationRouter.from_daclip(path, clip_config=TINY_CLIP)
+    for key, value in router.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(loaded(images).probabilities, router(images).probabilities)
