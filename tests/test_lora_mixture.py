@@ -42,28 +42,33 @@ def _inputs(batch=3, seed=1):
             torch.randn(batch, 6, TINY_UNET["cross_attention_dim"], generator=g))
 
 
+PATHS = ("stacked", "merged", "auto")
+
+
+@pytest.mark.parametrize("path", PATHS)
 @torch.no_grad()
-def test_shared_weights_equal_peft_set_adapters(unets):
+def test_shared_weights_equal_peft_set_adapters(unets, path):
     peft_unet, ours, _ = unets
     x, t, context = _inputs()
     for weights in ([0.2, 0.5, 0.3], [1.0, 0.0, 0.0], [0.7, 0.0, 0.6]):
         peft_unet.set_adapters(list(NAMES), weights=weights)
         expected = peft_unet(x, t, context).sample
-        with mixture_weights(ours, weights):
+        with mixture_weights(ours, weights, path=path):
             got = ours(x, t, context).sample
         assert (got - expected).abs().max() < 1e-5
         assert (expected - ours(x, t, context).sample).abs().max() > 1e-3, "the experts had no effect"
 
 
+@pytest.mark.parametrize("path", PATHS)
 @torch.no_grad()
-def test_per_sample_weights_equal_running_each_sample_alone(unets):
+def test_per_sample_weights_equal_running_each_sample_alone(unets, path):
     _, ours, _ = unets
     x, t, context = _inputs()
     rows = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.4, 0.6], [0.3, 0.3, 0.4]])
-    with mixture_weights(ours, rows):
+    with mixture_weights(ours, rows, path=path):
         batched = ours(x, t, context).sample
     for i in range(3):
-        with mixture_weights(ours, rows[i]):
+        with mixture_weights(ours, rows[i], path="stacked"):
             alone = ours(x[i : i + 1], t[i : i + 1], context[i : i + 1]).sample
         assert (batched[i] - alone[0]).abs().max() < 1e-5
 
@@ -99,8 +104,8 @@ def test_zero_weights_and_removal_give_the_base_model(unets):
     assert torch.equal(stripped(x, t, context).sample, expected)
 
 
-def test_cost_does_not_grow_with_k():
-    """One pair of matmuls whatever K: the stacked A is (sum r_k, in)."""
+def test_stacked_cost_does_not_grow_with_k():
+    """The stacked form is one pair of matmuls whatever K: the stacked A is (sum r_k, in)."""
     layer = LoRAMixtureLayer(torch.nn.Linear(16, 8), ranks=[4] * 10, scalings=[1.0] * 10)
     assert layer.lora_A.shape == (40, 16) and layer.lora_B.shape == (8, 40)
     calls = []
@@ -112,7 +117,7 @@ def test_cost_does_not_grow_with_k():
 
     torch.nn.functional.linear = counting
     try:
-        with mixture_weights(layer, torch.rand(5, 10)):
+        with mixture_weights(layer, torch.rand(5, 10), path="stacked"):
             layer(torch.randn(5, 7, 16))
     finally:
         torch.nn.functional.linear = original
@@ -131,5 +136,15 @@ def test_mixture_errors(unets):
     with pytest.raises(ValueError, match="NaN"):
         with mixture_weights(ours, [float("nan"), 0, 0]):
             pass
+    with pytest.raises(ValueError, match="unknown mixture path"):
+        with mixture_weights(ours, [1.0, 0, 0], path="fast"):
+            pass
     with pytest.raises(TypeError, match="nn.Linear and nn.Conv2d"):
         LoRAMixtureLayer(torch.nn.GroupNorm(2, 4), [2], [1.0])
+
+
+def test_auto_path_picks_the_cheaper_form():
+    conv = LoRAMixtureLayer(torch.nn.Conv2d(64, 64, 3, padding=1), ranks=[8] * 10, scalings=[1.0] * 10)
+    with mixture_weights(conv, torch.rand(8, 10)):
+        assert conv._merged_is_cheaper(torch.zeros(8, 64, 64, 64), rows=8)  # many pixels: merge
+        assert not conv._merged_is_cheaper(torch.zeros(8, 64, 2, 2), rows=8)  # few pixels: stack

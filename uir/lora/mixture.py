@@ -14,6 +14,13 @@ forward pass is one pair of matmuls (or convolutions) whatever ``K``; the per-sa
 scale the ``sum r_k`` hidden channels in between. The cost grows with the total rank, not
 with the number of experts evaluated per sample.
 
+Where it is cheaper, a layer instead merges each weight row into its own weight,
+``W_b = W + sum_k s_bk c_k B_k A_k``, and runs one batched matmul (Linear) or one grouped
+convolution (Conv2d) over the batch. With ``P`` output positions per sample, ``k`` kernel taps,
+``R = sum r_k`` and ``rows`` distinct weight rows, the extra cost is about
+``B P R (in k + out)`` for the stacked form and ``rows out in k R`` for the merged form; with
+``path="auto"`` each layer picks the smaller at every call. Both give eq. 5.
+
 For a batch that shares one weight vector, :func:`fused` merges ``sum_k s_k c_k B_k A_k`` into
 the base weights and restores the original tensors bitwise afterwards.
 
@@ -30,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 SUPPORTED = (nn.Linear, nn.Conv2d)
+PATHS = ("auto", "stacked", "merged")
 
 
 class LoRAMixtureLayer(nn.Module):
@@ -63,6 +71,7 @@ class LoRAMixtureLayer(nn.Module):
             "expert_of_channel", torch.repeat_interleave(torch.arange(len(ranks)), torch.tensor(ranks)), persistent=False
         )
         self.weights: torch.Tensor | None = None
+        self.path = "auto"
         self._unfused_weight: torch.Tensor | None = None
 
     @property
@@ -77,27 +86,67 @@ class LoRAMixtureLayer(nn.Module):
         """``s_k c_k`` for every stacked rank channel: (B, sum r_k) from weights (B, K)."""
         return (weights.to(self.scalings) * self.scalings)[:, self.expert_of_channel]
 
+    def delta_weights(self, weights: torch.Tensor) -> torch.Tensor:
+        """``sum_k s_bk c_k B_k A_k`` per weight row: (rows, *base weight shape)."""
+        coef = self.channel_coefficients(weights).to(self.lora_A)
+        b = self.lora_B.reshape(self.lora_B.shape[0], -1)
+        return torch.einsum("ot,rt,ti->roi", b, coef, self.lora_A.reshape(self.lora_A.shape[0], -1)).reshape(
+            coef.shape[0], *self.base.weight.shape
+        )
+
     def delta_weight(self, weights: torch.Tensor) -> torch.Tensor:
         """``sum_k s_k c_k B_k A_k`` for one weight vector (K,), shaped like the base weight."""
-        coef = self.channel_coefficients(weights.reshape(1, -1))[0].to(self.lora_A)
-        if isinstance(self.base, nn.Linear):
-            return (self.lora_B * coef) @ self.lora_A
-        return torch.einsum("ot,tihw->oihw", self.lora_B[:, :, 0, 0] * coef, self.lora_A)
+        return self.delta_weights(weights.reshape(1, -1))[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base(x)
-        if self.weights is None or self._unfused_weight is not None or self.lora_A.shape[0] == 0:
-            return out
-        weights = self.weights
-        if weights.shape[0] not in (1, x.shape[0]):
-            raise ValueError(f"mixture weights are for a batch of {weights.shape[0]}, the layer got {x.shape[0]}")
-        coef = self.channel_coefficients(weights).to(x.dtype)
+    def _merged_is_cheaper(self, x: torch.Tensor, rows: int) -> bool:
+        if self.path != "auto":
+            return self.path == "merged"
+        weight = self.base.weight
+        taps = weight[0].numel() // weight.shape[1]  # kernel taps (1 for Linear)
+        fan_in, out = weight.shape[1], weight.shape[0]
+        if isinstance(self.base, nn.Linear):
+            positions = x[0].numel() // fan_in
+        else:
+            (sh, sw), (ph, pw), (kh, kw) = self.base.stride, self.base.padding, self.base.kernel_size
+            positions = ((x.shape[-2] + 2 * ph - kh) // sh + 1) * ((x.shape[-1] + 2 * pw - kw) // sw + 1)
+        return rows * out * fan_in * taps < x.shape[0] * positions * (fan_in * taps + out)
+
+    def _stacked(self, x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
         if isinstance(self.base, nn.Linear):
             hidden = F.linear(x, self.lora_A.to(x.dtype))
             hidden = hidden * coef.view(coef.shape[0], *([1] * (hidden.dim() - 2)), -1)
-            return out + F.linear(hidden, self.lora_B.to(x.dtype))
+            return self.base(x) + F.linear(hidden, self.lora_B.to(x.dtype))
         hidden = F.conv2d(x, self.lora_A.to(x.dtype), stride=self.base.stride, padding=self.base.padding)
-        return out + F.conv2d(hidden * coef[:, :, None, None], self.lora_B.to(x.dtype))
+        return self.base(x) + F.conv2d(hidden * coef[:, :, None, None], self.lora_B.to(x.dtype))
+
+    def _merged(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        merged = self.base.weight.unsqueeze(0) + self.delta_weights(weights).to(self.base.weight)
+        merged = merged.to(x.dtype)
+        bias = None if self.base.bias is None else self.base.bias.to(x.dtype)
+        rows, batch = merged.shape[0], x.shape[0]
+        if isinstance(self.base, nn.Linear):
+            if rows == 1:
+                return F.linear(x, merged[0], bias)
+            flat = x.reshape(batch, -1, x.shape[-1])
+            out = torch.bmm(flat, merged.transpose(1, 2))
+            out = out + bias if bias is not None else out
+            return out.reshape(*x.shape[:-1], merged.shape[1])
+        conv = dict(stride=self.base.stride, padding=self.base.padding)
+        if rows == 1:
+            return F.conv2d(x, merged[0], bias, **conv)
+        grouped = F.conv2d(x.reshape(1, -1, *x.shape[-2:]), merged.flatten(0, 1),
+                           None if bias is None else bias.repeat(batch), groups=batch, **conv)
+        return grouped.reshape(batch, -1, *grouped.shape[-2:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weights is None or self._unfused_weight is not None or self.lora_A.shape[0] == 0:
+            return self.base(x)
+        weights = self.weights
+        if weights.shape[0] not in (1, x.shape[0]):
+            raise ValueError(f"mixture weights are for a batch of {weights.shape[0]}, the layer got {x.shape[0]}")
+        if self._merged_is_cheaper(x, weights.shape[0]):
+            return self._merged(x, weights)
+        return self._stacked(x, self.channel_coefficients(weights).to(x.dtype))
 
     def fuse(self, weights: torch.Tensor) -> None:
         if self._unfused_weight is not None:
@@ -134,17 +183,24 @@ def _layers_with_k(model: nn.Module) -> tuple[list[LoRAMixtureLayer], int]:
 
 
 @contextmanager
-def mixture_weights(model: nn.Module, weights):
-    """Run ``model`` with per-sample mixture weights (B, K), or one row (K,) for the whole batch."""
+def mixture_weights(model: nn.Module, weights, path: str = "auto"):
+    """Run ``model`` with per-sample mixture weights (B, K), or one row (K,) for the whole batch.
+
+    ``path`` forces the ``stacked`` or ``merged`` computation; ``auto`` picks per layer.
+    """
+    if path not in PATHS:
+        raise ValueError(f"unknown mixture path {path!r}; valid choices: {', '.join(PATHS)}")
     layers, k = _layers_with_k(model)
     rows = _as_weight_rows(weights, k)
     for layer in layers:
         layer.weights = rows.to(layer.lora_A.device)
+        layer.path = path
     try:
         yield
     finally:
         for layer in layers:
             layer.weights = None
+            layer.path = "auto"
 
 
 @contextmanager
