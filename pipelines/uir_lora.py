@@ -90,12 +90,19 @@ class UIRLoRAPipeline(DiffusionPipeline):
     # --- construction ------------------------------------------------------------------------
     @classmethod
     def from_sd_turbo(cls, model_id: str = "stabilityai/sd-turbo", experts=(), router=None, skip_gamma: float = 1.0,
-                      torch_dtype=None, **kwargs) -> "UIRLoRAPipeline":
+                      vae=None, torch_dtype=None, **kwargs) -> "UIRLoRAPipeline":
         """Assemble the pipeline from an SD-turbo checkpoint (Hub id or folder), expert folders
-        or Hub ids, and a router (a ``DegradationRouter`` or a path to one)."""
+        or Hub ids, and a router (a ``DegradationRouter`` or a path to one).
+
+        ``vae``: a trained :class:`SkipAutoencoderKL` or its folder (``train/train_vae_skips.py``
+        writes one); by default SD-turbo's VAE gets fresh skip connections.
+        """
         load = dict(torch_dtype=torch_dtype, **kwargs)
         unet = UNet2DConditionModel.from_pretrained(model_id, subfolder="unet", **load)
-        vae = SkipAutoencoderKL.from_vae(AutoencoderKL.from_pretrained(model_id, subfolder="vae", **load), skip_gamma)
+        if isinstance(vae, (str, Path)):
+            vae = SkipAutoencoderKL.from_pretrained(vae, torch_dtype=torch_dtype)
+        elif vae is None:
+            vae = SkipAutoencoderKL.from_vae(AutoencoderKL.from_pretrained(model_id, subfolder="vae", **load), skip_gamma)
         text_encoder = CLIPTextModel.from_pretrained(model_id, subfolder="text_encoder", **load)
         tokenizer = CLIPTokenizer.from_pretrained(model_id, subfolder="tokenizer", **kwargs)
         scheduler = DDPMScheduler.from_pretrained(model_id, subfolder="scheduler", timestep_spacing="trailing", **kwargs)

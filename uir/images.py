@@ -153,17 +153,20 @@ def to_pil(image: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arrays]
 
 
-def save_image(image: torch.Tensor, path) -> Path:
-    """Write one image (C,H,W) atomically; the format comes from the file suffix."""
+def save_image(image, path) -> Path:
+    """Write one image ((C,H,W) tensor or PIL) atomically; the format comes from the file suffix."""
     path = Path(path)
     fmt = _SAVE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ImageError(f"{path}: unknown output format; use one of {', '.join(sorted(_SAVE_FORMATS))}")
-    if image.dim() == 4:
-        if image.shape[0] != 1:
-            raise ImageError(f"save_image writes one image, got a batch of {image.shape[0]}")
-        image = image[0]
-    pil = to_pil(image)[0]
+    if isinstance(image, Image.Image):
+        pil = image.convert("RGB")
+    else:
+        if image.dim() == 4:
+            if image.shape[0] != 1:
+                raise ImageError(f"save_image writes one image, got a batch of {image.shape[0]}")
+            image = image[0]
+        pil = to_pil(image)[0]
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

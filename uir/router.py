@@ -245,8 +245,9 @@ class DegradationRouter(ModelMixin, ConfigMixin):
         content, _ = vision_forward(self.clip.visual, pixels, control=hiddens)
         return F.normalize(content.float(), dim=-1), F.normalize(d.float(), dim=-1)
 
-    def forward(self, images: torch.Tensor, top_k: int = 2) -> RouterOutput:
-        """Route a batch of RGB images in [0, 1], (B,3,H,W), any size."""
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """``logit_scale * norm(d) @ norm(B)^T`` (B,T) for RGB images in [0, 1], any size: the
+        argument of eq. 3's softmax, and what ``train/train_router.py`` trains on."""
         size = self.input_size
         resized = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
         d = self.degradation_vector(resized)
@@ -255,8 +256,11 @@ class DegradationRouter(ModelMixin, ConfigMixin):
             top, left = (h - size) // 2, (w - size) // 2
             d_crop = self.degradation_vector(images[..., top : top + size, left : left + size])
             d = F.normalize(d + d_crop, dim=-1)
-        logits = self.logit_scale.exp().float() * d @ self.degradation_bank.float().T
-        probabilities = logits.softmax(-1)
+        return self.logit_scale.exp().float() * d @ self.degradation_bank.float().T
+
+    def forward(self, images: torch.Tensor, top_k: int = 2) -> RouterOutput:
+        """Route a batch of RGB images in [0, 1], (B,3,H,W), any size."""
+        probabilities = self.logits(images).softmax(-1)
         weights = top_k_weights(probabilities, top_k)
         confidence, best = probabilities.max(-1)
         names = [self.vocabulary[i] for i in best.tolist()]

@@ -3,12 +3,14 @@
 * :class:`PairedFolderDataset`: ``lq/`` and ``gt/`` folders matched by file stem.
 * :class:`SyntheticDegradationDataset`: clean images degraded on the fly by
   :func:`uir.degradations.apply`; item ``i`` is the same for the same seed, in any process.
+* :class:`DegradationConcatDataset`: one paired dataset per degradation, labelled by name.
 
 Items are ``{"lq", "gt", "degradation", "degradation_index", "path"}``.
 """
 
 from __future__ import annotations
 
+import bisect
 from pathlib import Path
 from typing import Sequence
 
@@ -127,3 +129,39 @@ class SyntheticDegradationDataset(Dataset):
         lq = degradations.apply(self.names[kind], gt, generator=generator, severity=self.severity)
         return {"lq": lq, "gt": gt, "degradation": self.names[kind], "degradation_index": kind,
                 "path": str(self.files[file_index])}
+
+
+class DegradationConcatDataset(Dataset):
+    """Paired datasets, one per degradation, as one dataset with ``degradation_index(i)``.
+
+    ``{"noisy": PairedFolderDataset(...), "hazy": ...}``: item labels come from the keys, so
+    :class:`~uir.data.samplers.SingleDegradationBatchSampler` can batch them by type.
+    """
+
+    def __init__(self, datasets: dict[str, Dataset]):
+        if not datasets:
+            raise ValueError("no datasets given")
+        self.names = list(datasets)
+        self.datasets = list(datasets.values())
+        self.offsets = [0]
+        for dataset in self.datasets:
+            self.offsets.append(self.offsets[-1] + len(dataset))
+
+    def __len__(self):
+        return self.offsets[-1]
+
+    def set_epoch(self, epoch: int) -> None:
+        for dataset in self.datasets:
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch)
+
+    def degradation_index(self, index: int) -> int:
+        return bisect.bisect_right(self.offsets, index) - 1
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        kind = self.degradation_index(index)
+        item = dict(self.datasets[kind][index - self.offsets[kind]])
+        item.update(degradation=self.names[kind], degradation_index=kind)
+        return item

@@ -1,0 +1,203 @@
+"""The train/ scripts on a tiny SD-turbo and a tiny CLIP: resume, checkpoints, experts, DDP."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import uir.training as training
+from uir import UIRLoRAPipeline, sample_image_path
+from uir.data import SingleDegradationBatchSampler
+from uir.images import load_image, save_image
+from uir.lora import LoRAExpert
+from uir.router import DegradationRouter
+from uir.testing import TINY_CLIP, save_tiny_sd_turbo
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "train"))
+
+import train_router  # noqa: E402
+import train_uir_lora  # noqa: E402
+import train_vae_skips  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each in-process run builds its own Accelerator, as a new process would."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    yield
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    return save_tiny_sd_turbo(tmp_path_factory.mktemp("sd-turbo"))
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Four 64x64 crops of the bundled photo: enough for single-type batches of two."""
+    folder = tmp_path_factory.mktemp("photos")
+    image = load_image(sample_image_path())
+    for i in range(4):
+        save_image(image[:, 40 * i : 40 * i + 64, 60 * i : 60 * i + 64], folder / f"p{i}.png")
+    return folder
+
+
+def _common(base_dir, photos, out, steps=4, **extra):
+    args = {"pretrained_model_name_or_path": base_dir, "train_data_dir": photos, "output_dir": out,
+            "degradations": "noisy,hazy", "max_train_steps": steps, "checkpointing_steps": 1,
+            "validation_steps": 0, "train_batch_size": 2, "resolution": 32, "num_validation_images": 0,
+            "severity": "default", **extra}
+    argv = []
+    for key, value in args.items():
+        argv += [f"--{key}"] if value is True else [f"--{key}", str(value)]
+    return argv
+
+
+def _expert_tensors(folder):
+    return {f"{name}/{part}/{k}": v for name in ("noisy", "hazy") for part in ("unet", "vae")
+            for k, v in load_file(Path(folder) / "experts" / name / part / "adapter_model.safetensors").items()}
+
+
+def test_interrupted_run_resumes_bitwise(base_dir, photos, tmp_path, monkeypatch):
+    train_uir_lora.main(_common(base_dir, photos, tmp_path / "straight", steps=6))
+
+    original = training.save_checkpoint
+
+    class Interrupted(Exception):
+        pass
+
+    def save_then_die(*args, **kwargs):
+        path = original(*args, **kwargs)
+        if args[2] == 3:
+            raise Interrupted
+        return path
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
+    with pytest.raises(Interrupted):
+        train_uir_lora.main(_common(base_dir, photos, tmp_path / "resumed", steps=6))
+    monkeypatch.setattr(training, "save_checkpoint", original)
+    assert not (tmp_path / "resumed" / "experts").exists()
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    train_uir_lora.main(_common(base_dir, photos, tmp_path / "resumed", steps=6, resume_from_checkpoint="latest"))
+
+    straight, resumed = _expert_tensors(tmp_path / "straight"), _expert_tensors(tmp_path / "resumed")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), f"{key} differs after resume"
+    assert any(v.abs().sum() > 0 for k, v in straight.items() if "lora_B" in k), "nothing was trained"
+
+
+def test_checkpoints_hold_only_lora_and_each_step_trains_one_expert(base_dir, photos, tmp_path):
+    out = tmp_path / "run"
+    train_uir_lora.main(_common(base_dir, photos, out, steps=4, checkpoints_total_limit=10))
+    checkpoints = training.checkpoint_dirs(out)
+    assert [c.name for c in checkpoints] == [f"checkpoint-{i}" for i in range(1, 5)]
+    states = [load_file(c / training.TRAINABLE_FILE) for c in checkpoints]
+    assert all(".lora_" in key for key in states[0]), "a frozen base weight went into the checkpoint"
+    base_bytes = sum(f.stat().st_size for f in Path(base_dir).rglob("*.safetensors"))
+    assert (checkpoints[0] / training.TRAINABLE_FILE).stat().st_size < base_bytes / 2
+    assert not any(p.suffix in (".bin", ".pkl", ".pt") for c in checkpoints for p in c.iterdir())
+
+    lines = [json.loads(line) for line in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2, 3, 4]
+    for before, after in zip(states, states[1:]):
+        changed = {key.split(".")[1] for key in before if not torch.equal(before[key], after[key])}
+        # keys read "unet.<layer>.lora_A.<adapter>.weight"; one adapter name changes per step
+        adapters = {key.split(".lora_")[1].split(".")[1] for key in before if not torch.equal(before[key], after[key])}
+        assert changed and len(adapters) == 1, f"a step changed experts {adapters}"
+
+
+def test_each_degradation_gets_its_own_expert_that_loads(base_dir, photos, tmp_path):
+    out = tmp_path / "run"
+    train_uir_lora.main(_common(base_dir, photos, out, steps=4, checkpointing_steps=0))
+    experts = [LoRAExpert.load(out / "experts" / name) for name in ("noisy", "hazy")]
+    assert [e.degradation for e in experts] == ["noisy", "hazy"]
+    assert experts[0].components["unet"].config["r"] == 8 and experts[0].components["vae"].config["r"] == 4
+    pipe = UIRLoRAPipeline.from_sd_turbo(str(base_dir), experts=[out / "experts" / "noisy", out / "experts" / "hazy"])
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    noisy = pipe(x, weights={"noisy": 1.0}, strategy="manual", output_type="pt").images
+    hazy = pipe(x, weights={"hazy": 1.0}, strategy="manual", output_type="pt").images
+    assert torch.isfinite(noisy).all() and not torch.equal(noisy, hazy)
+
+
+def test_vae_skips_stage_saves_a_loadable_skip_vae(base_dir, photos, tmp_path):
+    out = tmp_path / "vae"
+    train_vae_skips.main(_common(base_dir, photos, out, steps=3, train_vae_lora=True, checkpointing_steps=0))
+    state = load_file(out / "vae" / "diffusion_pytorch_model.safetensors")
+    assert not any("lora" in key for key in state), "the stage-1 LoRA was not merged"
+    fresh = UIRLoRAPipeline.from_sd_turbo(str(base_dir))
+    trained = UIRLoRAPipeline.from_sd_turbo(str(base_dir), vae=out / "vae")
+    skip_keys = [k for k in state if k.startswith("skip_convs.")]
+    assert skip_keys and any(not torch.equal(state[k], fresh.vae.state_dict()[k]) for k in skip_keys)
+    conv = "encoder.conv_in.weight"
+    assert not torch.equal(trained.vae.state_dict()[conv], fresh.vae.state_dict()[conv]), "VAE LoRA not fused"
+
+
+def test_router_training_moves_only_the_controller(tmp_path, photos):
+    config = tmp_path / "clip.json"
+    config.write_text(json.dumps(TINY_CLIP))
+    out = tmp_path / "router"
+    argv = ["--clip_model", str(config), "--output_dir", str(out), "--train_data_dir", str(photos),
+            "--max_train_steps", "3", "--train_batch_size", "4", "--resolution", "32", "--validation_steps", "0",
+            "--checkpointing_steps", "0", "--num_validation_images", "0", "--degradations", "noisy,hazy"]
+    torch.manual_seed(0)
+    reference = train_router.build_router(train_router.parse_args(argv), ["noisy", "hazy"])
+    train_router.main(argv)
+    router = DegradationRouter.from_pretrained(out / "router")
+    assert router.vocabulary == ["noisy", "hazy"]
+    before, after = reference.state_dict(), router.state_dict()
+    for key in before:
+        same = torch.equal(before[key], after[key])
+        if key.startswith("clip.") or key == "degradation_bank" or ".zero_linears." in key:
+            assert same, f"{key} should stay frozen"
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("controller.visual."))
+
+
+def test_group_size_keeps_runs_of_one_type(tmp_path, photos):
+    from uir.data import SyntheticDegradationDataset
+
+    dataset = SyntheticDegradationDataset(sorted(photos.iterdir()) * 3, ["noisy", "hazy", "rainy"], crop_size=16)
+    sampler = SingleDegradationBatchSampler(dataset, batch_size=2, group_size=3, seed=1)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 18  # 12 items per type: 6 batches, 2 runs of 3
+    for start in range(0, len(batches), 3):
+        kinds = {dataset.degradation_index(i) for batch in batches[start : start + 3] for i in batch}
+        assert len(kinds) == 1
+    mixed = SingleDegradationBatchSampler(dataset, batch_size=4, mix_types=True, seed=1)
+    assert any(len({dataset.degradation_index(i) for i in batch}) > 1 for batch in mixed)
+
+
+def test_two_process_ddp_matches_one_process_with_accumulation(base_dir, photos, tmp_path):
+    """accelerate's own launcher, two CPU processes over gloo; the same optimizer steps as one
+    process that accumulates two batches (same items, same averaged gradient)."""
+    script = str(REPO / "train" / "train_uir_lora.py")
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    two = tmp_path / "two"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--main_process_port", "29533", script]
+    result = subprocess.run(launch + _common(base_dir, photos, two, steps=4), env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = json.loads((two / "checkpoint-4" / training.STATE_FILE).read_text())
+    assert state["num_processes"] == 2 and (two / "checkpoint-4" / "rng-1.safetensors").is_file()
+
+    one = tmp_path / "one"
+    train_uir_lora.main(_common(base_dir, photos, one, steps=4, gradient_accumulation_steps=2))
+    losses = [[json.loads(line)["loss"] for line in (run / "logs" / "metrics.jsonl").read_text().splitlines()]
+              for run in (two, one)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    a, b = _expert_tensors(two), _expert_tensors(one)
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=2e-5), key

@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""Stage 2 of UIR-LoRA (sec. 3.5, 4.2): one LoRA expert per degradation on a frozen SD-turbo.
+
+Every batch holds one degradation type, and only that type's expert is active and trainable
+(PEFT adapters, one per type, switched with ``set_adapter``). AdamW, lr 2e-4 with cosine
+annealing, batch 8, UNet rank 8 and VAE rank 4 are the paper's defaults. The loss is L2 plus
+optional LPIPS between the one-step restoration and the clean image.
+
+    accelerate launch train/train_uir_lora.py --vae runs/vae-skips/vae \\
+        --degradations noisy,hazy --output_dir runs/experts
+    accelerate launch --num_processes 2 --cpu train/train_uir_lora.py ...   # DDP over gloo
+
+In a distributed run every optimizer step sees the same type on every process, so each step
+trains exactly one expert. Writes one expert folder per degradation to
+``OUTPUT_DIR/experts/<name>`` (the format of ``adapters/README.md``); load them with
+``UIRLoRAPipeline.load_expert``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from uir.data import SingleDegradationBatchSampler
+from uir.lora import ExpertComponent, LoRAExpert, lora_config
+from uir.lora.targets import UNET_RANK, UNET_TARGETS, VAE_RANK, VAE_TARGETS
+from uir.tiling import run_padded
+from uir.training import (LossModule, add_data_args, add_training_args, add_uir_lora_args, degradation_names, finish,
+                          load_uir_lora_pipeline, make_accelerator, photo_split, restoration_loss,
+                          restoration_validator, train, training_dataset)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_uir_lora_args(parser)
+    add_data_args(parser)
+    add_training_args(parser, learning_rate=2e-4, batch_size=8, max_train_steps=80_000, resolution=256)
+    parser.add_argument("--unet_rank", type=int, default=UNET_RANK)
+    parser.add_argument("--vae_rank", type=int, default=VAE_RANK, help="0: the experts leave the VAE alone")
+    return parser.parse_args(argv)
+
+
+def expert_components(pipe, args) -> dict[str, tuple[object, int, tuple[str, ...]]]:
+    """``{component: (model, rank, target suffixes)}`` of what each expert adapts."""
+    parts = {"unet": (pipe.unet, args.unet_rank, UNET_TARGETS)}
+    if args.vae_rank:
+        parts["vae"] = (pipe.vae, args.vae_rank, VAE_TARGETS)
+    return parts
+
+
+def main(argv=None):
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    args = parse_args(argv)
+    accelerator = make_accelerator(args, find_unused_parameters=True)
+    dataset_names = [spec.partition("=")[0] for spec in args.paired]
+    names = dataset_names or degradation_names(args.degradations)
+    pipe = load_uir_lora_pipeline(args)
+    pipe.to(accelerator.device)
+    parts = expert_components(pipe, args)
+    for model, rank, targets in parts.values():
+        for name in names:
+            model.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(targets)), adapter_name=name)
+    trainable = {f"{part}.{n}": p for part, (model, _, _) in parts.items()
+                 for n, p in model.named_parameters() if "lora_" in n}
+    for param in trainable.values():  # DDP tracks the parameters that require grad when it wraps
+        param.requires_grad_(True)
+
+    def activate(name: str) -> None:
+        for model, _, _ in parts.values():
+            model.set_adapter(name)
+
+    loss_fn = restoration_loss(args.lpips_weight)
+
+    def loss(batch):
+        kinds = set(batch["degradation"])
+        if len(kinds) != 1:
+            raise RuntimeError(f"a batch mixes degradations {sorted(kinds)}; experts need single-type batches")
+        activate(kinds.pop())
+        return loss_fn(pipe.restore_tensor(batch["lq"], None), batch["gt"])
+
+    model = LossModule({part: m for part, (m, _, _) in parts.items()}, loss)
+    dataset = training_dataset(args, names)
+    sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed,
+                                            group_size=accelerator.num_processes * args.gradient_accumulation_steps)
+    _, validation_files = photo_split(args)
+    validate = None
+    if validation_files and not args.paired:
+        def restore(lq, name):
+            activate(name)
+            return run_padded(lambda x: pipe.restore_tensor(x, None), lq.to(accelerator.device), 8)
+
+        validate = restoration_validator(restore, validation_files, names, args.output_dir, seed=args.seed)
+    train(accelerator, args, model=model, trainable=trainable, dataset=dataset, batch_sampler=sampler,
+          validate=validate)
+
+    experts_dir = Path(args.output_dir) / "experts"
+    if accelerator.is_main_process:
+        for name in names:
+            components = {
+                part: ExpertComponent(
+                    {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(m, adapter_name=name).items()},
+                    lora_config(rank, rank, list(targets)),
+                )
+                for part, (m, rank, targets) in parts.items()
+            }
+            LoRAExpert(name, components, args.pretrained_model_name_or_path).save(experts_dir / name)
+    finish(accelerator, args, experts_dir, "UIR-LoRA experts", args.pretrained_model_name_or_path, names,
+           "One LoRA expert per degradation for uir's UIRLoRAPipeline (UIR-LoRA); load each folder with "
+           "`pipe.load_expert(path)`.")
+
+
+if __name__ == "__main__":
+    main()
