@@ -21,54 +21,39 @@ Images of any size are reflect-padded to a multiple of 8 and cropped back; with
 
 from __future__ import annotations
 
-import inspect
-import json
-import shutil
-from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DDPMScheduler, DiffusionPipeline, UNet2DConditionModel
-from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
-from tqdm.auto import tqdm
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from uir.hub import upload_folder, write_model_card
-from uir.images import to_tensor
-from uir.lora import LoRAExpert, extract_expert, install_experts, mixture_layers
 from uir.lora.bank import ExpertBank
-from uir.lora.mixture import mixture_weights, remove_mixture
-from uir.pipeline_utils import postprocess, route
+from uir.lora.targets import UNET_RANK, UNET_TARGETS, VAE_RANK, VAE_TARGETS
 from uir.models.skip_vae import SkipAutoencoderKL
+from uir.pipeline_utils import ExpertMixturePipeline, UIRPipelineOutput
 from uir.router import DegradationRouter
-from uir.tiling import restore_tiled
 
 RESTORE_TIMESTEP = 999
-ADAPTED_COMPONENTS = ("unet", "vae")
 
 
-@dataclass
-class UIRPipelineOutput(ImagePipelineOutput):
-    """Restored ``images`` plus, per image, the expert ``weights`` (B,K) over ``expert_names``,
-    the router's top ``degradations`` and ``confidence`` (None without a router)."""
-
-    weights: torch.Tensor = None
-    expert_names: list = None
-    degradations: list = None
-    confidence: torch.Tensor = None
-
-
-class UIRLoRAPipeline(DiffusionPipeline):
+class UIRLoRAPipeline(ExpertMixturePipeline):
     """Frozen SD-turbo + per-degradation LoRA experts mixed in output space + CLIP router.
 
     Components: ``unet``, ``vae`` (:class:`~uir.models.SkipAutoencoderKL`), ``text_encoder``,
     ``tokenizer``, ``scheduler``, ``router`` (:class:`~uir.router.DegradationRouter`, optional)
-    and ``experts`` (:class:`~uir.lora.bank.ExpertBank`).
+    and ``experts`` (:class:`~uir.lora.bank.ExpertBank`). Expert handling, saving, loading and
+    the call are shared with the regression pipeline (:class:`uir.pipeline_utils.ExpertMixturePipeline`).
     """
 
     model_cpu_offload_seq = "text_encoder->router->vae->unet"
     _optional_components = ["router", "experts"]
+    adapted_components = ("unet", "vae")
+    #: what a new expert adapts: ``{component: (target module suffixes, rank)}`` (sec. 4.2)
+    expert_targets = {"unet": (UNET_TARGETS, UNET_RANK), "vae": (VAE_TARGETS, VAE_RANK)}
+    size_multiple = 8
+    card_title = "UIR-LoRA restoration pipeline"
+    card_description = ("One-step universal image restoration: a frozen SD-turbo with one LoRA expert per "
+                        "degradation, mixed per image by a CLIP degradation router (UIR-LoRA).")
 
     def __init__(self, unet: UNet2DConditionModel, vae: SkipAutoencoderKL, text_encoder: CLIPTextModel,
                  tokenizer: CLIPTokenizer, scheduler: DDPMScheduler, router: DegradationRouter | None = None,
@@ -113,77 +98,6 @@ class UIRLoRAPipeline(DiffusionPipeline):
             pipe.load_expert(expert)
         return pipe
 
-    @classmethod
-    def load_config(cls, *args, **kwargs):
-        """As diffusers', but ``_class_name = ["pipeline", NAME]`` reads as ``NAME``: loading through
-        this installed class uses its own code and never runs the folder's ``pipeline.py`` copy
-        (which ``DiffusionPipeline.from_pretrained(..., trust_remote_code=True)`` uses)."""
-        loaded = super().load_config(*args, **kwargs)
-        config = loaded[0] if isinstance(loaded, tuple) else loaded
-        if isinstance(config.get("_class_name"), (list, tuple)):
-            config["_class_name"] = config["_class_name"][1]
-        return loaded
-
-    # --- experts -----------------------------------------------------------------------------
-    def _install_experts(self) -> None:
-        for name in ADAPTED_COMPONENTS:
-            install_experts(getattr(self, name), [e.components.get(name) for e in self.experts.experts])
-
-    def load_expert(self, expert, **hub_kwargs) -> None:
-        """Add an expert (a :class:`LoRAExpert`, a folder or a Hub id) and rebuild the mixture.
-
-        A degradation missing from the router's vocabulary is added to its bank.
-        """
-        if not isinstance(expert, LoRAExpert):
-            expert = LoRAExpert.load(expert, **hub_kwargs)
-        unknown = sorted(set(expert.components) - set(ADAPTED_COMPONENTS))
-        if unknown:
-            raise ValueError(f"expert {expert.degradation!r} adapts {unknown}; this pipeline adapts {ADAPTED_COMPONENTS}")
-        self.experts.add(expert)
-        try:
-            self._install_experts()
-        except Exception:
-            self.experts.experts.pop()
-            self.experts.register_to_config(names=self.experts.names)
-            self._install_experts()
-            raise
-        if self.router is not None and expert.degradation not in self.router.vocabulary:
-            self.router.add_degradation(expert.degradation, expert.text)
-
-    def sync_experts(self) -> None:
-        """Copy the (possibly trained) mixture weights back into the expert objects."""
-        for k, expert in enumerate(self.experts.experts):
-            for name, component in expert.components.items():
-                component.state_dict = extract_expert(getattr(self, name), k)
-
-    def save_experts(self, directory) -> list[Path]:
-        """Write every expert as its own folder under ``directory``."""
-        self.sync_experts()
-        return [e.save(Path(directory) / e.degradation) for e in self.experts.experts]
-
-    def save_pretrained(self, save_directory, push_to_hub: bool = False, repo_id: str | None = None,
-                        token: str | None = None, private: bool | None = None, **kwargs):
-        """Save components, this pipeline's code as ``pipeline.py`` (for ``trust_remote_code``
-        loading) and a model card; with ``push_to_hub``, upload the folder to ``repo_id``."""
-        self.sync_experts()
-        for name in ADAPTED_COMPONENTS:  # the base models are saved plain; experts go to experts/
-            remove_mixture(getattr(self, name))
-        try:
-            super().save_pretrained(save_directory, **kwargs)
-        finally:
-            self._install_experts()
-        target = Path(save_directory)
-        source = Path(inspect.getfile(type(self)))
-        shutil.copyfile(source, target / "pipeline.py")
-        config = self.load_config(target)
-        config["_class_name"] = ["pipeline", type(self).__name__]
-        (target / self.config_name).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        write_model_card(target, "UIR-LoRA restoration pipeline", self.experts.config.base_model, self.experts.names,
-                         "One-step universal image restoration: a frozen SD-turbo with one LoRA expert per "
-                         "degradation, mixed per image by a CLIP degradation router (UIR-LoRA).")
-        if push_to_hub:
-            upload_folder(target, repo_id or target.name, token=token, private=private)
-
     # --- inference ---------------------------------------------------------------------------
     def prompt_embedding(self) -> torch.Tensor:
         """The fixed prompt's text-encoder states, computed once per device and dtype."""
@@ -199,13 +113,8 @@ class UIRLoRAPipeline(DiffusionPipeline):
 
     def restore_tensor(self, x: torch.Tensor, weights: torch.Tensor, generator=None, sample_posterior: bool = False):
         """One-step restoration of (B,3,H,W) images in [0, 1] with sizes that are multiples of 8."""
-        has_mixture = {name: bool(mixture_layers(getattr(self, name))) for name in ADAPTED_COMPONENTS}
-
-        def scope(name):
-            return mixture_weights(getattr(self, name), weights) if has_mixture[name] else nullcontext()
-
         sample = (x * 2 - 1).to(device=self.vae.device, dtype=self.vae.dtype)
-        with scope("vae"), scope("unet"):
+        with self.mixture_scope(weights):
             posterior, skips = self.vae.encode_with_skips(sample)
             latent = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
             latent = (latent * self.vae.config.scaling_factor).to(self.unet.dtype)
@@ -216,31 +125,5 @@ class UIRLoRAPipeline(DiffusionPipeline):
             decoded = self.vae.decode_with_skips((x0 / self.vae.config.scaling_factor).to(self.vae.dtype), skips)
         return ((decoded.float() + 1) / 2).clamp(0, 1)
 
-    @torch.no_grad()
-    def __call__(self, image, weights=None, top_k: int = 2, strategy: str = "router", output_type: str = "pil",
-                 generator: torch.Generator | None = None, return_dict: bool = True, sample_posterior: bool = False,
-                 tile_size: int | None = None, tile_overlap: int = 64, batch_size: int = 4):
-        """Restore PIL, numpy or torch images (single or batch).
 
-        Args:
-            weights: ``{degradation: weight}`` or a (B,K)/(K,) tensor over ``self.experts.names``.
-            top_k: experts kept per image by the router (eq. 4).
-            strategy: ``router``, ``manual``, ``average`` or ``random`` (paper Table 3).
-            tile_size: restore in overlapping tiles of this size (pixels) to bound memory.
-        """
-        images = to_tensor(image)
-        chosen, degradations, confidence = route(self, images.to(self.device), weights, top_k, strategy, generator)
-        outputs = []
-        starts = range(0, images.shape[0], batch_size)
-        for start in tqdm(starts, desc="restoring", disable=len(starts) <= 1):
-            stop = start + batch_size
-            rows = chosen[start:stop]
-            outputs.append(restore_tiled(
-                lambda t, rows=rows: self.restore_tensor(t, rows, generator, sample_posterior).to(t.dtype),
-                images[start:stop].to(self.device), tile_size, tile_overlap, multiple=8,
-            ))
-        restored = postprocess(torch.cat(outputs), output_type)
-        if not return_dict:
-            return (restored,)
-        return UIRPipelineOutput(images=restored, weights=chosen, expert_names=self.experts.names,
-                                 degradations=degradations, confidence=confidence)
+__all__ = ["UIRLoRAPipeline", "UIRPipelineOutput"]

@@ -164,8 +164,10 @@ def test_bad_construction_and_no_experts(base_dir):
     from diffusers import AutoencoderKL
 
     pipe = UIRLoRAPipeline.from_sd_turbo(str(base_dir))
-    with pytest.raises(ValueError, match="no experts are loaded"):
-        pipe(_images())
+    base_only = pipe(_images(), output_type="pt")  # no experts: the frozen base alone
+    assert base_only.weights.shape == (2, 0) and base_only.images.shape == (2, 3, 37, 45)
+    with pytest.raises(ValueError, match="no expert loaded for noisy"):
+        pipe(_images(), weights={"noisy": 1.0})
     with pytest.raises(TypeError, match="SkipAutoencoderKL"):
         UIRLoRAPipeline(pipe.unet, AutoencoderKL.from_pretrained(base_dir, subfolder="vae"), pipe.text_encoder,
                         pipe.tokenizer, pipe.scheduler)

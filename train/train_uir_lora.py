@@ -1,5 +1,8 @@
 #!/usr/bin/env python
-"""Stage 2 of UIR-LoRA (sec. 3.5, 4.2): one LoRA expert per degradation on a frozen SD-turbo.
+"""Stage 2 of UIR-LoRA (sec. 3.5, 4.2): one LoRA expert per degradation on a frozen base.
+
+The base is SD-turbo (the paper), or a saved ``RestorerPipeline`` folder (a regression
+restorer such as uir's embedded NAFNet, made by ``train_restorer.py``).
 
 Every batch holds one degradation type, and only that type's expert is active and trainable
 (PEFT adapters, one per type, switched with ``set_adapter``). AdamW, lr 2e-4 with cosine
@@ -23,7 +26,7 @@ from pathlib import Path
 
 from uir.data import SingleDegradationBatchSampler
 from uir.lora import ExpertComponent, LoRAExpert, lora_config
-from uir.lora.targets import UNET_RANK, UNET_TARGETS, VAE_RANK, VAE_TARGETS
+from uir.lora.targets import UNET_RANK, VAE_RANK
 from uir.tiling import run_padded
 from uir.training import (LossModule, add_data_args, add_training_args, add_uir_lora_args, degradation_names, finish,
                           load_uir_lora_pipeline, make_accelerator, photo_split, restoration_loss,
@@ -37,14 +40,19 @@ def parse_args(argv=None):
     add_training_args(parser, learning_rate=2e-4, batch_size=8, max_train_steps=80_000, resolution=256)
     parser.add_argument("--unet_rank", type=int, default=UNET_RANK)
     parser.add_argument("--vae_rank", type=int, default=VAE_RANK, help="0: the experts leave the VAE alone")
+    parser.add_argument("--restorer_rank", type=int, default=None, help="RestorerPipeline experts' rank")
     return parser.parse_args(argv)
 
 
 def expert_components(pipe, args) -> dict[str, tuple[object, int, tuple[str, ...]]]:
-    """``{component: (model, rank, target suffixes)}`` of what each expert adapts."""
-    parts = {"unet": (pipe.unet, args.unet_rank, UNET_TARGETS)}
-    if args.vae_rank:
-        parts["vae"] = (pipe.vae, args.vae_rank, VAE_TARGETS)
+    """``{component: (model, rank, target suffixes)}`` of what each expert adapts; a rank of 0
+    on the command line leaves that component alone."""
+    parts = {}
+    for part, (targets, default_rank) in pipe.expert_targets.items():
+        rank = getattr(args, f"{part}_rank", None)
+        rank = default_rank if rank is None else rank
+        if rank:
+            parts[part] = (getattr(pipe, part), rank, tuple(targets))
     return parts
 
 
@@ -59,6 +67,7 @@ def main(argv=None):
     pipe = load_uir_lora_pipeline(args)
     pipe.to(accelerator.device)
     parts = expert_components(pipe, args)
+    base_model = pipe.experts.config.base_model or str(args.pretrained_model_name_or_path)
     for model, rank, targets in parts.values():
         for name in names:
             model.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(targets)), adapter_name=name)
@@ -89,7 +98,7 @@ def main(argv=None):
     if validation_files and not args.paired:
         def restore(lq, name):
             activate(name)
-            return run_padded(lambda x: pipe.restore_tensor(x, None), lq.to(accelerator.device), 8)
+            return run_padded(lambda x: pipe.restore_tensor(x, None), lq.to(accelerator.device), pipe.size_multiple)
 
         validate = restoration_validator(restore, validation_files, names, args.output_dir, seed=args.seed)
     train(accelerator, args, model=model, trainable=trainable, dataset=dataset, batch_sampler=sampler,
@@ -105,9 +114,9 @@ def main(argv=None):
                 )
                 for part, (m, rank, targets) in parts.items()
             }
-            LoRAExpert(name, components, args.pretrained_model_name_or_path).save(experts_dir / name)
-    finish(accelerator, args, experts_dir, "UIR-LoRA experts", args.pretrained_model_name_or_path, names,
-           "One LoRA expert per degradation for uir's UIRLoRAPipeline (UIR-LoRA); load each folder with "
+            LoRAExpert(name, components, base_model).save(experts_dir / name)
+    finish(accelerator, args, experts_dir, "UIR-LoRA experts", base_model, names,
+           "One LoRA expert per degradation for a uir pipeline (UIR-LoRA); load each folder with "
            "`pipe.load_expert(path)`.")
 
 

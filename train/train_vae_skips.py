@@ -63,7 +63,7 @@ def main(argv=None):
     _, validation_files = photo_split(args)
     validate = None
     if validation_files:
-        restore = lambda lq, name: run_padded(lambda x: pipe.restore_tensor(x, None), lq.to(accelerator.device), 8)  # noqa: E731
+        restore = lambda lq, name: run_padded(lambda x: pipe.restore_tensor(x, None), lq.to(accelerator.device), pipe.size_multiple)  # noqa: E731
         validate = restoration_validator(restore, validation_files, names, args.output_dir, seed=args.seed)
     train(accelerator, args, model=model, trainable=trainable, dataset=dataset, batch_sampler=sampler,
           validate=validate)

@@ -21,6 +21,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "UIRLoRAPipeline": "uir.pipelines",
+    "RestorerPipeline": "uir.pipelines",
+    "NAFNet": "uir.models",
     "DegradationRouter": "uir.router",
     "SkipAutoencoderKL": "uir.models",
     "LoRAExpert": "uir.lora",

@@ -84,6 +84,246 @@ def cmd_degrade(args) -> int:
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
+def _parse_weights(spec: str | None, names: str | None) -> dict | None:
+    """``--weights noisy=0.7,hazy=0.3`` or ``--degradation noisy,hazy`` (equal weights) to a dict."""
+    if spec and names:
+        raise UsageError("give --weights or --degradation, not both")
+    if names:
+        chosen = [n.strip() for n in names.split(",") if n.strip()]
+        return {n: 1.0 / len(chosen) for n in chosen}
+    if not spec:
+        return None
+    weights = {}
+    for item in spec.split(","):
+        key, sep, value = item.partition("=")
+        try:
+            weights[key.strip()] = float(value)
+        except ValueError:
+            raise UsageError(f"--weights expects NAME=NUMBER pairs, got {item!r}") from None
+        if not sep:
+            raise UsageError(f"--weights expects NAME=NUMBER pairs, got {item!r}")
+    return weights
+
+
+def _load_for_cli(args):
+    from .lora import ExpertError
+    from .loading import load_pipeline
+
+    experts = [e for e in (args.experts or "").split(",") if e]
+    try:
+        return load_pipeline(args.model, experts=experts, router=args.router, device=args.device, vae=args.vae)
+    except (OSError, ValueError, ExpertError) as error:
+        raise UsageError(f"cannot load model {args.model or 'default'!r}: {error}") from None
+
+
+def cmd_restore(args) -> int:
+    import time
+
+    from tqdm.auto import tqdm
+
+    from .images import ImageError, list_images, load_image, save_image
+
+    inputs = list_images(args.inputs)
+    if not inputs:
+        raise UsageError("no input images (give files, folders or globs)")
+    out = Path(args.output)
+    many = len(inputs) > 1
+    if many and out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file; several inputs need an output folder")
+    weights = _parse_weights(args.weights, args.degradation)
+    start = time.perf_counter()
+    pipe = _load_for_cli(args)
+    if weights is not None:
+        unknown = sorted(set(weights) - set(pipe.experts.names))
+        if unknown:
+            raise UsageError(f"no expert for {', '.join(unknown)}; this model has: {', '.join(pipe.experts.names)}")
+    loaded = time.perf_counter()
+    failures, done = 0, 0
+    images = []
+    for path in inputs:
+        try:
+            images.append((path, load_image(path)))
+        except ImageError as error:
+            failures += 1
+            print(f"uir: skipped {path}: {error}", file=sys.stderr)
+    # batches of consecutive same-size images
+    batches, current = [], []
+    for item in images:
+        if current and (len(current) == args.batch_size or current[0][1].shape != item[1].shape):
+            batches.append(current)
+            current = []
+        current.append(item)
+    if current:
+        batches.append(current)
+    import torch
+
+    threshold = pipe.router.config.min_confidence if pipe.router is not None else None
+    for batch in tqdm(batches, desc="restoring", unit="batch", disable=len(batches) <= 1):
+        x = torch.stack([image for _, image in batch])
+        try:
+            result = pipe(x, weights=weights, top_k=args.top_k, output_type="pt", tile_size=args.tile_size)
+        except (ValueError, RuntimeError) as error:
+            failures += len(batch)
+            for path, _ in batch:
+                print(f"uir: skipped {path}: {error}", file=sys.stderr)
+            continue
+        for row, (path, _) in enumerate(batch):
+            target = _output_path(path, out, many, None)
+            try:
+                save_image(result.images[row], target)
+            except (ImageError, OSError) as error:
+                failures += 1
+                print(f"uir: could not write {target}: {error}", file=sys.stderr)
+                continue
+            done += 1
+            used = ", ".join(f"{n} {w:.2f}" for n, w in zip(result.expert_names, result.weights[row].tolist()) if w > 0)
+            if result.degradations is not None:
+                confidence = result.confidence[row].item()
+                print(f"{path} -> {target}  detected {result.degradations[row]} (confidence {confidence:.2f}); experts: {used}")
+                if threshold is not None and confidence < threshold:
+                    print(f"uir: warning: {path}: low confidence {confidence:.2f} < {threshold:.2f}; the degradation "
+                          "may be one this model does not know", file=sys.stderr)
+            else:
+                print(f"{path} -> {target}  experts: {used}")
+    if args.timing:
+        print(f"timing: load {loaded - start:.2f} s, restore {time.perf_counter() - loaded:.2f} s "
+              f"for {done} image(s)", file=sys.stderr)
+    return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def _restore_fn(pipe, oracle: bool):
+    """``restore(lq, pair)`` for :func:`uir.evaluation.evaluate_restoration`."""
+    def restore(lq, pair):
+        weights = {pair.name: 1.0} if oracle else None
+        return pipe(lq, weights=weights, output_type="pt").images
+
+    return restore
+
+
+def cmd_eval(args) -> int:
+    import csv
+    import json
+
+    from .data import photo_files, split_photos
+    from .degradations import DA_CLIP_TYPES
+    from .evaluation import comparison_grid, evaluate_restoration, markdown_table
+    from .images import save_image
+
+    names = list(DA_CLIP_TYPES) if args.degradations == "all" else [n for n in args.degradations.split(",") if n]
+    try:
+        from . import degradations
+
+        for name in names:
+            degradations.get(name)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    data = Path(args.data)
+    if not data.is_dir():
+        raise UsageError(f"--data {data} is not a folder")
+    pipe = _load_for_cli(args)
+    if args.oracle:
+        missing = sorted(set(names) - set(pipe.experts.names))
+        if missing:
+            raise UsageError(f"--oracle needs an expert per degradation; missing: {', '.join(missing)}")
+    rows = []
+
+    def keep(pair, restored):
+        if len([r for r in rows if r[0] == pair.name]) < args.grid_rows:
+            rows.append((pair.name, [pair.lq, restored, pair.gt]))
+
+    paired = (data / "lq").is_dir() and (data / "gt").is_dir()
+    if paired:
+        scores = _evaluate_paired(pipe, data)
+    else:
+        files = (split_photos(data)[1] if args.held_out else photo_files(data))[: args.limit]
+        scores = evaluate_restoration(_restore_fn(pipe, args.oracle), files, names, seed=args.seed, on_pair=keep)
+    table = scores.rows()
+    mean = {k: sum(r[k] for r in table) / len(table) for k in table[0] if k != "degradation"}
+    table.append({"degradation": "mean", **mean})
+    print(markdown_table(table))
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "scores.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    (out / "scores.json").write_text(json.dumps(table, indent=1))
+    if rows:
+        save_image(comparison_grid(rows), out / "grid.png")
+    print(f"wrote {out / 'scores.csv'}, {out / 'scores.json'}" + (f", {out / 'grid.png'}" if rows else ""))
+    return EXIT_OK
+
+
+def _evaluate_paired(pipe, data: Path):
+    from .data import PairedFolderDataset
+    from .evaluation import RestorationScores
+    from .metrics import psnr, ssim
+
+    dataset = PairedFolderDataset(data / "lq", data / "gt")
+    totals = [0.0, 0.0, 0.0, 0.0]
+    for item in dataset:
+        lq, gt = item["lq"][None], item["gt"][None]
+        out = pipe(lq, output_type="pt").images
+        for i, value in enumerate((psnr(lq, gt), psnr(out, gt), ssim(lq, gt), ssim(out, gt))):
+            totals[i] += value.item() / len(dataset)
+    scores = RestorationScores()
+    scores.psnr_in["paired"], scores.psnr_out["paired"], scores.ssim_in["paired"], scores.ssim_out["paired"] = totals
+    return scores
+
+
+def cmd_bench(args) -> int:
+    from .benchmarking import benchmark_pipeline
+
+    rows = benchmark_pipeline(args.model, size=args.size, device=args.device, batch=args.batch, repeats=args.repeats,
+                              experts=[e for e in (args.experts or "").split(",") if e], router=args.router,
+                              vae=args.vae)
+    from .evaluation import markdown_table
+
+    print(markdown_table(rows, digits=3))
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    import torch
+
+    from . import degradations, sample_image_path
+    from .degradations import DA_CLIP_TYPES
+    from .evaluation import comparison_grid, markdown_table
+    from .images import load_image, save_image
+    from .metrics import psnr
+
+    pipe = _load_for_cli(args)
+    clean = load_image(sample_image_path())[None]
+    rows, table = [], []
+    for k, name in enumerate(DA_CLIP_TYPES):
+        degraded = degradations.apply(name, clean, generator=torch.Generator().manual_seed(args.seed + k))
+        result = pipe(degraded, output_type="pt")
+        restored = result.images
+        detected = result.degradations[0] if result.degradations else "-"
+        label = f"{name} -> {detected}"
+        rows.append((label, [degraded, restored, clean]))
+        table.append({"degradation": name, "detected": detected, "psnr_in": psnr(degraded, clean).item(),
+                      "psnr_out": psnr(restored, clean).item()})
+        table[-1]["gain"] = table[-1]["psnr_out"] - table[-1]["psnr_in"]
+    out = Path(args.output)
+    save_image(comparison_grid(rows), out / "demo.png")
+    text = markdown_table(table)
+    (out / "demo.md").write_text(text + "\n")
+    print(text)
+    print(f"wrote {out / 'demo.png'} and {out / 'demo.md'}")
+    return EXIT_OK
+
+
+def _add_model_args(parser) -> None:
+    parser.add_argument("--model", default=None,
+                        help="default (the embedded model), a saved pipeline folder or Hub id, or an SD-turbo id "
+                             "such as stabilityai/sd-turbo together with --experts")
+    parser.add_argument("--experts", default=None, help="comma-separated expert folders or Hub ids to add")
+    parser.add_argument("--router", default=None, help="a router folder or Hub id to use")
+    parser.add_argument("--vae", default=None, help="a trained skip-VAE folder (for an SD-turbo --model)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
+
+
 def cmd_info(args) -> int:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -129,6 +369,47 @@ def build_parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("degradations", help="list the registered degradations and their parameters")
     listing.add_argument("--family", default=None, help="only one family: da-clip, grids or lira")
     listing.set_defaults(func=cmd_degradations)
+
+    restore = sub.add_parser("restore", help="restore images (embedded default model unless --model)",
+                             description="Restore images. The router picks the experts unless --degradation or "
+                                         "--weights says which.")
+    restore.add_argument("inputs", nargs="+", help="image files, folders or globs")
+    restore.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs")
+    _add_model_args(restore)
+    restore.add_argument("--degradation", default=None, help="use these experts with equal weights, e.g. noisy,hazy")
+    restore.add_argument("--weights", default=None, help="explicit expert weights, e.g. noisy=0.7,hazy=0.3")
+    restore.add_argument("--top-k", dest="top_k", type=int, default=1, help="experts the router keeps per image")
+    restore.add_argument("--batch-size", dest="batch_size", type=int, default=4)
+    restore.add_argument("--tile-size", dest="tile_size", type=int, default=None,
+                         help="restore in overlapping tiles of this many pixels (bounded memory)")
+    restore.add_argument("--timing", action="store_true", help="print load and restore times")
+    restore.set_defaults(func=cmd_restore)
+
+    evaluate = sub.add_parser("eval", help="PSNR/SSIM per degradation on a clean folder or lq/ gt/ pairs")
+    _add_model_args(evaluate)
+    evaluate.add_argument("--data", required=True, help="clean photos (degraded here), or a folder with lq/ and gt/")
+    evaluate.add_argument("--degradations", default="all", help='comma-separated names or "all" (the 10 DA-CLIP types)')
+    evaluate.add_argument("--oracle", action="store_true", help="use the true degradation's expert instead of the router")
+    evaluate.add_argument("--held-out", dest="held_out", action="store_true",
+                          help="use only the held-out split of --data (every fifth photo by name)")
+    evaluate.add_argument("--limit", type=int, default=None, help="use only the first N photos")
+    evaluate.add_argument("--grid-rows", dest="grid_rows", type=int, default=1, help="grid rows per degradation")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("-o", "--output", default="outputs/eval", help="folder for scores.csv/json and grid.png")
+    evaluate.set_defaults(func=cmd_eval)
+
+    bench = sub.add_parser("bench", help="images/s, peak memory and per-stage time of a model")
+    _add_model_args(bench)
+    bench.add_argument("--size", type=int, default=512, help="square image size")
+    bench.add_argument("--batch", type=int, default=1)
+    bench.add_argument("--repeats", type=int, default=3)
+    bench.set_defaults(func=cmd_bench)
+
+    demo = sub.add_parser("demo", help="degrade the bundled photo 10 ways, restore, write a grid and PSNR table")
+    _add_model_args(demo)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("-o", "--output", default="outputs/demo", help="output folder")
+    demo.set_defaults(func=cmd_demo)
 
     info = sub.add_parser("info", help="versions, device and where models and data are looked up")
     info.set_defaults(func=cmd_info)

@@ -7,6 +7,7 @@
   inside the open_clip wheel.
 * :func:`tiny_router` builds a small open_clip router; :data:`TINY_CLIP` is its config.
 * :func:`random_expert` makes a PEFT LoRA expert with random (non-zero) weights.
+* :func:`tiny_restorer_pipeline` builds a tiny ``RestorerPipeline`` (NAFNet, experts, router).
 * ``SD_TURBO_*`` are the full-size SD-turbo architecture configs, for random-weight benchmarks.
 """
 
@@ -126,16 +127,57 @@ def peft_lora_state(model: torch.nn.Module, rank: int, alpha: float, targets, se
 
 
 def random_expert(name: str, unet=None, vae=None, base_model: str = "", unet_rank: int = 8, vae_rank: int = 4,
-                  seed: int = 0, scale: float = 1.0) -> LoRAExpert:
-    """A LoRA expert with random weights on the given models (UNet and/or VAE), for tests.
+                  seed: int = 0, scale: float = 1.0, restorer=None, restorer_rank: int = 8) -> LoRAExpert:
+    """A LoRA expert with random weights on the given models (UNet and/or VAE, or a regression
+    ``restorer`` with ``expert_targets``), for tests.
 
     ``scale`` multiplies ``lora_alpha`` so tests can make the expert's effect large or small.
     """
     components = {}
-    for offset, (component, model, rank, targets) in enumerate(
-        (("unet", unet, unet_rank, UNET_TARGETS), ("vae", vae, vae_rank, VAE_TARGETS))
-    ):
+    parts = (("unet", unet, unet_rank, UNET_TARGETS), ("vae", vae, vae_rank, VAE_TARGETS),
+             ("restorer", restorer, restorer_rank, getattr(restorer, "expert_targets", ())))
+    for offset, (component, model, rank, targets) in enumerate(parts):
         if model is not None:
-            state, config = peft_lora_state(model, rank, rank * scale, targets, seed=seed * 2 + offset)
+            state, config = peft_lora_state(model, rank, rank * scale, targets, seed=seed * 3 + offset)
             components[component] = ExpertComponent(state, config)
     return LoRAExpert(name, components, base_model)
+
+
+TINY_NAFNET = dict(width=8, encoder_blocks=(1, 1), middle_blocks=1, decoder_blocks=(1, 1))
+
+
+def tiny_restorer_pipeline(names=("noisy", "hazy", "rainy"), router: bool = True, seed: int = 0, scale: float = 2.0):
+    """A :class:`~uir.pipelines.RestorerPipeline` with a tiny random NAFNet, random experts
+    and (optionally) a tiny router, for tests."""
+    from .lora.bank import ExpertBank
+    from .models import NAFNet
+    from .pipelines import RestorerPipeline
+
+    torch.manual_seed(seed)
+    restorer = NAFNet(**TINY_NAFNET)
+    pipe = RestorerPipeline(restorer, router=tiny_router(names) if router else None,
+                            experts=ExpertBank(base_model="tiny-nafnet"))
+    for i, name in enumerate(names):
+        pipe.load_expert(random_expert(name, restorer=restorer, base_model="tiny-nafnet", seed=seed + i, scale=scale))
+    return pipe
+
+
+def main(argv=None) -> None:
+    """``python -m uir.testing sd-turbo DIR`` writes a tiny random SD-turbo-shaped folder;
+    ``python -m uir.testing clip FILE`` writes the tiny open_clip config as JSON."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m uir.testing", description=main.__doc__)
+    parser.add_argument("what", choices=["sd-turbo", "clip"])
+    parser.add_argument("path")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.what == "sd-turbo":
+        print(save_tiny_sd_turbo(args.path, seed=args.seed))
+    else:
+        Path(args.path).write_text(json.dumps(TINY_CLIP, indent=1))
+        print(args.path)
+
+
+if __name__ == "__main__":
+    main()

@@ -206,20 +206,35 @@ def restoration_validator(restore: Callable[[torch.Tensor, str], torch.Tensor], 
 
 
 def add_uir_lora_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Options of the scripts that train parts of :class:`~uir.pipelines.UIRLoRAPipeline`."""
+    """Options of the scripts that train parts of an expert pipeline."""
     group = parser.add_argument_group("model")
     group.add_argument("--pretrained_model_name_or_path", default="stabilityai/sd-turbo",
-                       help="the frozen SD-turbo: a Hub id or a local folder")
-    group.add_argument("--vae", default=None, help="a trained skip-connection VAE folder (train_vae_skips.py)")
+                       help="the frozen base: SD-turbo (a Hub id or folder), or a saved RestorerPipeline folder")
+    group.add_argument("--vae", default=None, help="SD-turbo only: a trained skip-connection VAE folder "
+                                                   "(train_vae_skips.py)")
     group.add_argument("--lpips_weight", type=float, default=0.0,
                        help="add LPIPS to the L2 loss (needs the lpips package and its AlexNet weights)")
     return parser
 
 
-def load_uir_lora_pipeline(args):
-    """The pipeline to train, with gradient checkpointing when asked for."""
-    from .pipelines import UIRLoRAPipeline
+def is_restorer_pipeline(path) -> bool:
+    """Whether ``path`` is a saved :class:`~uir.pipelines.RestorerPipeline` folder."""
+    index = Path(str(path)) / "model_index.json"
+    if not index.is_file():
+        return False
+    name = json.loads(index.read_text()).get("_class_name")
+    return (name[-1] if isinstance(name, list) else name) == "RestorerPipeline"
 
+
+def load_uir_lora_pipeline(args):
+    """The pipeline to train (UIR-LoRA on SD-turbo, or a RestorerPipeline), with gradient
+    checkpointing when asked for."""
+    from .pipelines import RestorerPipeline, UIRLoRAPipeline
+
+    if is_restorer_pipeline(args.pretrained_model_name_or_path):
+        if args.vae:
+            raise ValueError("--vae applies to SD-turbo, not to a RestorerPipeline")
+        return RestorerPipeline.from_pretrained(args.pretrained_model_name_or_path)
     pipe = UIRLoRAPipeline.from_sd_turbo(args.pretrained_model_name_or_path, vae=args.vae)
     if args.gradient_checkpointing:
         pipe.unet.enable_gradient_checkpointing()
@@ -227,8 +242,8 @@ def load_uir_lora_pipeline(args):
     return pipe
 
 
-def restoration_loss(lpips_weight: float = 0.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """L2, plus ``lpips_weight`` x LPIPS; fails at once (not mid-run) when LPIPS is unavailable."""
+def restoration_loss(lpips_weight: float = 0.0, kind: str = "l2") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """L2 (or L1), plus ``lpips_weight`` x LPIPS; fails at once (not mid-run) when LPIPS is unavailable."""
     import torch.nn.functional as F
 
     if lpips_weight:
@@ -238,7 +253,8 @@ def restoration_loss(lpips_weight: float = 0.0) -> Callable[[torch.Tensor, torch
         lpips(probe, probe)  # raises LPIPSUnavailableError naming what is missing
 
     def loss(restored: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        value = F.mse_loss(restored.float(), target.float())
+        distance = F.mse_loss if kind == "l2" else F.l1_loss
+        value = distance(restored.float(), target.float())
         if lpips_weight:
             value = value + lpips_weight * lpips(restored.float(), target.float()).mean()
         return value
@@ -458,6 +474,7 @@ __all__ = [
     "degradation_names",
     "checkpoint_dirs",
     "finish",
+    "is_restorer_pipeline",
     "load_checkpoint",
     "load_uir_lora_pipeline",
     "make_accelerator",

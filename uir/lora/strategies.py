@@ -39,8 +39,8 @@ def expert_weights(strategy: str, expert_names: list[str], batch: int, *, probab
                    vocabulary=None, weights=None, top_k: int = 2, generator=None) -> torch.Tensor:
     """(B, K) expert weights for a batch, by ``strategy`` (see module docstring)."""
     k = len(expert_names)
-    if k == 0:
-        raise ValueError("no experts are loaded; load one with load_expert()")
+    if k == 0 and weights is None and strategy in STRATEGIES:  # no experts: the base model alone
+        return torch.zeros(batch, 0)
     if strategy == "manual" or (weights is not None and strategy == "router"):
         if weights is None:
             raise ValueError("strategy='manual' needs weights=")

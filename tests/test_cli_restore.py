@@ -1,0 +1,114 @@
+"""`uir restore`, `uir eval`, `uir bench` and `uir demo` on a tiny saved RestorerPipeline."""
+
+import json
+
+import pytest
+import torch
+
+from uir.cli import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
+from uir.images import load_image, save_image
+from uir.testing import tiny_restorer_pipeline
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    tiny_restorer_pipeline().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def unsure_model_dir(tmp_path_factory):
+    """A model whose router never reaches its confidence threshold."""
+    folder = tmp_path_factory.mktemp("unsure")
+    pipe = tiny_restorer_pipeline()
+    pipe.router.register_to_config(min_confidence=0.999)
+    pipe.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture()
+def inputs(tmp_path, sample):
+    folder = tmp_path / "in"
+    save_image(sample[:, :48, :64], folder / "a.png")
+    save_image(sample[:, 20:68, 10:74], folder / "b.png")
+    save_image(sample[:, :37, :45], folder / "odd.png")
+    (folder / "broken.png").write_bytes(b"not an image at all")
+    return folder
+
+
+def test_restore_folder_skips_the_bad_file_and_writes_the_rest(model_dir, inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["restore", str(inputs), "-o", str(out), "--model", str(model_dir), "--batch-size", "2"])
+    captured = capsys.readouterr()
+    assert code == EXIT_PARTIAL
+    assert "skipped" in captured.err and "broken.png" in captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "odd.png"], "partial or temporary files left"
+    assert load_image(out / "odd.png").shape == (3, 37, 45)
+    assert captured.out.count("detected") == 3 and "confidence" in captured.out
+
+
+def test_restore_single_file_with_manual_experts(model_dir, inputs, tmp_path, capsys):
+    target = tmp_path / "one.png"
+    assert main(["restore", str(inputs / "a.png"), "-o", str(target), "--model", str(model_dir),
+                 "--weights", "noisy=0.7,hazy=0.3"]) == EXIT_OK
+    assert target.is_file() and "noisy 0.70, hazy 0.30" in capsys.readouterr().out
+    assert main(["restore", str(inputs / "a.png"), "-o", str(target), "--model", str(model_dir),
+                 "--degradation", "noisy"]) == EXIT_OK
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--degradation", "foggy"], "no expert for foggy"),
+    (["--degradation", "noisy", "--weights", "noisy=1"], "not both"),
+    (["--weights", "noisy:1"], "NAME=NUMBER"),
+])
+def test_restore_usage_errors(model_dir, inputs, tmp_path, capsys, extra, message):
+    code = main(["restore", str(inputs / "a.png"), "-o", str(tmp_path / "x.png"), "--model", str(model_dir), *extra])
+    assert code == EXIT_USAGE and message in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_restore_missing_model_is_a_usage_error(inputs, tmp_path, capsys):
+    code = main(["restore", str(inputs / "a.png"), "-o", str(tmp_path / "x.png"), "--model", str(tmp_path / "nope")])
+    assert code == EXIT_USAGE and "cannot load model" in capsys.readouterr().err
+
+
+def test_low_confidence_warns(unsure_model_dir, inputs, tmp_path, capsys):
+    assert main(["restore", str(inputs / "a.png"), "-o", str(tmp_path / "x.png"), "--model",
+                 str(unsure_model_dir)]) == EXIT_OK
+    assert "low confidence" in capsys.readouterr().err
+
+
+def test_eval_writes_tables_and_grid(model_dir, inputs, tmp_path, capsys):
+    (inputs / "broken.png").unlink()
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(model_dir), "--data", str(inputs), "--degradations", "noisy,hazy",
+                 "-o", str(out)]) == EXIT_OK
+    rows = json.loads((out / "scores.json").read_text())
+    assert [r["degradation"] for r in rows] == ["noisy", "hazy", "mean"]
+    assert (out / "scores.csv").read_text().startswith("degradation,psnr_in,psnr_out,gain")
+    assert (out / "grid.png").is_file() and "| noisy |" in capsys.readouterr().out
+    oracle = main(["eval", "--model", str(model_dir), "--data", str(inputs), "--degradations", "snowy",
+                   "--oracle", "-o", str(out)])
+    assert oracle == EXIT_USAGE
+
+
+def test_eval_on_paired_folders(model_dir, tmp_path, sample):
+    for i in range(2):
+        crop = sample[:, i * 8 : i * 8 + 32, :32]
+        save_image(crop, tmp_path / "pairs" / "gt" / f"{i}.png")
+        save_image((crop + 0.1 * torch.randn_like(crop)).clamp(0, 1), tmp_path / "pairs" / "lq" / f"{i}.png")
+    assert main(["eval", "--model", str(model_dir), "--data", str(tmp_path / "pairs"), "-o",
+                 str(tmp_path / "e")]) == EXIT_OK
+    rows = json.loads((tmp_path / "e" / "scores.json").read_text())
+    assert rows[0]["degradation"] == "paired" and rows[0]["psnr_in"] > 10
+
+
+def test_bench_and_demo(model_dir, tmp_path, capsys):
+    assert main(["bench", "--model", str(model_dir), "--size", "64", "--repeats", "1"]) == EXIT_OK
+    table = capsys.readouterr().out
+    for stage in ("load pipeline", "router only", "restore, K=1", "restore, K=2 (router)", "restore, K=3 (all)"):
+        assert stage in table
+    assert main(["demo", "--model", str(model_dir), "-o", str(tmp_path / "demo")]) == EXIT_OK
+    text = (tmp_path / "demo" / "demo.md").read_text()
+    assert text.count("\n") == 12 and (tmp_path / "demo" / "demo.png").is_file()

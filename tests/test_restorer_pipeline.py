@@ -1,0 +1,93 @@
+"""RestorerPipeline: the same expert machinery as UIR-LoRA around a regression NAFNet."""
+
+import copy
+
+import pytest
+import torch
+from diffusers import DiffusionPipeline
+from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+
+from uir import RestorerPipeline
+from uir.lora import mixture_layers
+from uir.models import NAFNet
+from uir.testing import TINY_NAFNET, tiny_restorer_pipeline
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_restorer_pipeline()
+
+
+def _images(batch=2, h=37, w=45, seed=0):
+    return torch.rand(batch, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def test_nafnet_starts_as_identity_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    model = NAFNet(**TINY_NAFNET)
+    x = _images(h=32, w=32)
+    before = model(x)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "diffusion_pytorch_model.safetensors").is_file()
+    assert torch.equal(NAFNet.from_pretrained(tmp_path)(x), before)
+    with torch.no_grad():
+        for block in model.modules():
+            if hasattr(block, "beta"):
+                assert block.beta.abs().sum() == 0 and block.gamma.abs().sum() == 0
+    with pytest.raises(ValueError, match="multiple of 4"):
+        model(_images(h=30, w=32))
+
+
+def test_expert_equals_peft_on_the_restorer(pipe):
+    """One expert at weight 1 through our mixture = PEFT's own LoRA on a plain copy."""
+    expert = pipe.experts.experts[1]
+    component = expert.components["restorer"]
+    plain = copy.deepcopy(pipe.restorer)
+    from uir.lora.mixture import remove_mixture
+
+    remove_mixture(plain)
+    config = LoraConfig(**{k: v for k, v in component.config.items() if k in ("r", "lora_alpha", "target_modules")})
+    peft_model = inject_adapter_in_model(config, plain)
+    set_peft_model_state_dict(peft_model, component.state_dict)
+    x = _images(h=32, w=32)
+    ours = pipe(x, weights={expert.degradation: 1.0}, output_type="pt").images
+    with torch.no_grad():
+        theirs = peft_model(x).clamp(0, 1)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_per_image_weights_equal_separate_calls(pipe):
+    x = _images()
+    weights = torch.tensor([[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
+    both = pipe(x, weights=weights, output_type="pt").images
+    for i in range(2):
+        alone = pipe(x[i : i + 1], weights=weights[i], output_type="pt").images
+        assert torch.allclose(both[i : i + 1], alone, atol=1e-5)
+    routed = pipe(x, output_type="pt")
+    assert routed.degradations is not None and routed.weights.shape == (2, 3)
+    assert torch.allclose(routed.weights.sum(-1), torch.ones(2))
+
+
+def test_both_loading_paths_reproduce_the_saved_pipeline(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    x = _images()
+    reference = pipe(x, output_type="pt")
+    remote = DiffusionPipeline.from_pretrained(tmp_path, trust_remote_code=True)
+    local = RestorerPipeline.from_pretrained(tmp_path)
+    assert type(remote).__name__ == "RestorerPipeline" and type(local) is RestorerPipeline
+    for loaded in (remote, local):
+        assert loaded.experts.names == pipe.experts.names
+        assert mixture_layers(loaded.restorer), "experts were not installed on load"
+        out = loaded(x, output_type="pt")
+        assert torch.allclose(out.images, reference.images, atol=1e-6)
+        assert out.degradations == reference.degradations
+
+
+def test_rejects_an_expert_for_another_component(pipe):
+    from uir.testing import random_expert
+
+    stray = random_expert("snowy", restorer=NAFNet(**TINY_NAFNET), base_model="tiny-nafnet")
+    stray.components["unet"] = stray.components.pop("restorer")
+    with pytest.raises(ValueError, match="adapts"):
+        pipe.load_expert(stray)
+    assert pipe.experts.names == ["noisy", "hazy", "rainy"]
