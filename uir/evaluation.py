@@ -144,3 +144,30 @@ def markdown_table(rows: list[dict], digits: int = 2) -> str:
 
 __all__ = ["DegradedPair", "RestorationScores", "comparison_grid", "degraded_pairs", "evaluate_restoration", "evaluate_router",
            "markdown_table"]
+
+
+def main(argv=None) -> None:
+    """``python -m uir.evaluation router ROUTER_DIR --data PHOTOS``: a router's top-1 accuracy per
+    degradation on the held-out split of ``PHOTOS`` (random severities), as a Markdown table."""
+    import argparse
+
+    from .data import split_photos
+    from .degradations import DA_CLIP_TYPES
+    from .router import DegradationRouter
+
+    parser = argparse.ArgumentParser(prog="python -m uir.evaluation", description=main.__doc__)
+    parser.add_argument("what", choices=["router"])
+    parser.add_argument("router")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--degradations", default="all")
+    parser.add_argument("--repeats", type=int, default=2, help="independent draws per photo and type")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    names = list(DA_CLIP_TYPES) if args.degradations == "all" else args.degradations.split(",")
+    router = DegradationRouter.from_pretrained(args.router)
+    accuracy = evaluate_router(router, split_photos(args.data)[1], names, seed=args.seed, repeats=args.repeats)
+    print(markdown_table([{"degradation": k, "top-1 accuracy": v} for k, v in accuracy.items()]))
+
+
+if __name__ == "__main__":
+    main()

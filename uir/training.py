@@ -200,6 +200,7 @@ def restoration_validator(restore: Callable[[torch.Tensor, str], torch.Tensor], 
         save_image(comparison_grid(rows), Path(output_dir) / "validation" / f"step-{step}.png")
         logs = {f"val_psnr/{name}": value for name, value in scores.psnr_out.items()}
         logs["val_psnr"] = scores.mean("psnr_out")
+        logs["val_psnr_input"] = scores.mean("psnr_in")
         return logs
 
     return validate
