@@ -40,10 +40,10 @@ def load_pipeline(model: str | None = None, experts=(), router=None, device: str
     load = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
     model = str(default_model_dir()) if model in (None, DEFAULT_MODEL) else str(model)
     kind = _saved_pipeline_class(model)
+    if kind is not None and vae is not None:
+        raise ValueError("vae= applies to an SD-turbo model, not to a saved pipeline")
     if kind == "RestorerPipeline":
         pipe = RestorerPipeline.from_pretrained(model, **load)
-    elif vae is not None:
-        raise ValueError("vae= applies to an SD-turbo model, not to a saved pipeline")
     elif kind == "UIRLoRAPipeline":
         pipe = UIRLoRAPipeline.from_pretrained(model, **load)
     else:

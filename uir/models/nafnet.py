@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 from diffusers import ConfigMixin, ModelMixin
+from diffusers.loaders import PeftAdapterMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
@@ -64,7 +65,7 @@ class NAFBlock(nn.Module):
         return x + self.gamma * self.ffn_project(self.gate(self.ffn_expand(self.norm2(x))))
 
 
-class NAFNet(ModelMixin, ConfigMixin):
+class NAFNet(ModelMixin, ConfigMixin, PeftAdapterMixin):
     """A NAFNet image restorer; inputs and outputs are (B,C,H,W) in [0, 1].
 
     Args:
@@ -74,6 +75,8 @@ class NAFNet(ModelMixin, ConfigMixin):
         decoder_blocks: blocks per decoder level, same length as ``encoder_blocks``.
 
     Input sizes must be multiples of ``size_multiple`` (``2 ** levels``); the pipelines pad.
+    ``PeftAdapterMixin`` gives it diffusers' ``add_adapter``/``set_adapter``, which
+    ``train/train_uir_lora.py`` uses to train one expert per degradation.
     """
 
     expert_targets = EXPERT_TARGETS
