@@ -202,12 +202,12 @@ def _restore_fn(pipe, oracle: bool):
 
 def cmd_eval(args) -> int:
     import csv
-    import json
+    import io
 
     from .data import photo_files, split_photos
     from .degradations import DA_CLIP_TYPES
     from .evaluation import comparison_grid, evaluate_restoration, markdown_table
-    from .images import save_image
+    from .images import atomic_write, save_image, save_json
 
     names = list(DA_CLIP_TYPES) if args.degradations == "all" else [n for n in args.degradations.split(",") if n]
     try:
@@ -243,11 +243,15 @@ def cmd_eval(args) -> int:
     print(markdown_table(table))
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "scores.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(table[0]))
+    def write_csv(stream):
+        text = io.TextIOWrapper(stream, newline="", encoding="utf-8")
+        writer = csv.DictWriter(text, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
-    (out / "scores.json").write_text(json.dumps(table, indent=1))
+        text.detach()
+
+    atomic_write(out / "scores.csv", write_csv)
+    save_json(table, out / "scores.json")
     if rows:
         save_image(comparison_grid(rows), out / "grid.png")
     print(f"wrote {out / 'scores.csv'}, {out / 'scores.json'}" + (f", {out / 'grid.png'}" if rows else ""))

@@ -17,6 +17,7 @@ is never half-written.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import tempfile
 import warnings
@@ -167,16 +168,28 @@ def save_image(image, path) -> Path:
                 raise ImageError(f"save_image writes one image, got a batch of {image.shape[0]}")
             image = image[0]
         pil = to_pil(image)[0]
+    return atomic_write(path, lambda stream: pil.save(stream, format=fmt, **({"quality": 95} if fmt == "JPEG" else {})))
+
+
+def atomic_write(path, write) -> Path:
+    """Create ``path`` through ``write(binary stream)``: into a temp file beside it, then renamed,
+    so readers never see half a file and a failure leaves any old file untouched."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
-            pil.save(stream, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+            write(stream)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def save_json(value, path) -> Path:
+    """Write ``value`` as indented JSON, atomically."""
+    return atomic_write(path, lambda stream: stream.write((json.dumps(value, indent=2) + "\n").encode()))
 
 
 def list_images(inputs) -> list[Path]:

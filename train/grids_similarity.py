@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""GRIDS degradation similarity (sec. 4.2) and adaptive model selection (sec. 5.2, eq. 7).
+
+    python train/grids_similarity.py --srresnet runs/srresnet/srresnet --output_dir runs/grids \\
+        [--groups runs/grids-group/result.json] [--unseen gaussian-blur]
+
+1. Fits a GGD per degradation to SRResNet trunk features of degraded *training* photos and
+   writes the similarity matrix S (``similarity.json``, heat-map ``similarity.png``).
+2. Builds a :class:`uir.grids.GroupSelector` for the partition in ``--groups`` (a JSON list of
+   lists, or the ``result.json`` of ``grids_group.py``; default: each degradation alone) and saves it
+   to ``OUTPUT_DIR/selector``. ``--unseen`` degradations are measured but left out of all groups.
+3. On the *held-out* photos: how often the selected group holds the true degradation, and
+   the mean predicted-generalization score of in-group versus unseen degradations
+   (``selection.json``, printed as tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from uir.data import default_photos_dir, split_photos
+from uir.degradations import GRIDS_TYPES
+from uir.evaluation import degraded_pairs, markdown_table
+from uir.grids import GroupSelector, degradation_statistics, heatmap, similarity_matrix
+from uir.images import load_image, save_image, save_json
+from uir.models import SRResNet
+
+
+def read_groups(spec: str | None, names: list[str]) -> list[list[str]]:
+    if spec is None:
+        return [[name] for name in names]
+    value = json.loads(Path(spec).read_text())
+    return value["partitions"][0] if isinstance(value, dict) else value
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--srresnet", required=True, help="a saved SRResNet folder (train_srresnet.py)")
+    parser.add_argument("--data", default=None, help="clean photos, split into training/held-out by name")
+    parser.add_argument("--degradations", default=",".join(GRIDS_TYPES))
+    parser.add_argument("--groups", default=None)
+    parser.add_argument("--unseen", default="", help="comma-separated degradations kept out of all groups")
+    parser.add_argument("--n_components", type=int, default=4)
+    parser.add_argument("--patch_size", type=int, default=64)
+    parser.add_argument("--patches_per_image", type=int, default=8)
+    parser.add_argument("--pixels_per_patch", type=int, default=256)
+    parser.add_argument("--severity", default="random")
+    parser.add_argument("--repeats", type=int, default=2, help="held-out draws per photo and degradation")
+    parser.add_argument("--threshold_quantile", type=float, default=0.95,
+                        help="out-of-distribution threshold: this quantile of the in-group held-out scores")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output_dir", required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    output = Path(args.output_dir)
+    root = Path(args.data) if args.data else default_photos_dir()
+    if root is None:
+        raise SystemExit("no --data given and no photo folder found (set UIR_PHOTOS)")
+    train_files, held_out = split_photos(root)
+    names = [n for n in args.degradations.split(",") if n]
+    unseen = [n for n in args.unseen.split(",") if n]
+    srresnet = SRResNet.from_pretrained(args.srresnet).eval()
+    features = srresnet.degradation_features
+
+    with torch.no_grad():
+        stats = degradation_statistics(features, [load_image(f) for f in train_files], names + unseen,
+                                       n_components=args.n_components, patch_size=args.patch_size,
+                                       patches_per_image=args.patches_per_image, seed=args.seed,
+                                       severity=args.severity, pixels_per_patch=args.pixels_per_patch)
+    matrix = similarity_matrix(stats)
+    save_json({"names": stats.names, "log10_kl": matrix.tolist(), "alpha": stats.alpha.tolist(),
+               "sigma": stats.sigma.tolist()}, output / "similarity.json")
+    save_image(heatmap(matrix, stats.names), output / "similarity.png")
+    print(markdown_table([{"": a, **{b[:8]: matrix[i, j].item() for j, b in enumerate(stats.names)}}
+                          for i, a in enumerate(stats.names)]))
+
+    groups = read_groups(args.groups, names)
+    selector = GroupSelector.from_statistics(stats, groups=groups, patch_size=args.patch_size,
+                                             patches_per_image=2 * args.patches_per_image, seed=args.seed)
+    hits: dict[str, list[int]] = {}
+    scores: dict[str, list[float]] = {}
+    for pair in degraded_pairs(held_out, names + unseen, seed=args.seed + 1, severity=args.severity,
+                               repeats=args.repeats):
+        out = selector(pair.lq[0], features)
+        hits.setdefault(pair.name, []).append(int(pair.name in out.group_names[0]))
+        scores.setdefault(pair.name, []).append(out.score.item())
+    in_group = sorted(s for n in names for s in scores[n])
+    threshold = in_group[min(len(in_group) - 1, int(args.threshold_quantile * len(in_group)))]
+    selector.register_to_config(threshold=threshold)
+    selector.save_pretrained(output / "selector")
+    rows = [{"degradation": n, "in a group": n in names,
+             "selected group holds it": sum(hits[n]) / len(hits[n]) if n in names else float("nan"),
+             "mean score": sum(scores[n]) / len(scores[n]),
+             "flagged out of distribution": sum(s > threshold for s in scores[n]) / len(scores[n])}
+            for n in names + unseen]
+    summary = {"groups": groups, "threshold": threshold, "rows": rows,
+               "selection_accuracy": sum(sum(hits[n]) for n in names) / sum(len(hits[n]) for n in names),
+               "mean_score_in_group": sum(in_group) / len(in_group)}
+    if unseen:
+        unseen_scores = [s for n in unseen for s in scores[n]]
+        summary["mean_score_unseen"] = sum(unseen_scores) / len(unseen_scores)
+    save_json(summary, output / "selection.json")
+    print(markdown_table(rows))
+    print({k: v for k, v in summary.items() if k not in ("rows", "groups")})
+
+
+if __name__ == "__main__":
+    main()
