@@ -91,3 +91,19 @@ def test_rejects_an_expert_for_another_component(pipe):
     with pytest.raises(ValueError, match="adapts"):
         pipe.load_expert(stray)
     assert pipe.experts.names == ["noisy", "hazy", "rainy"]
+
+
+def test_a_router_added_at_load_time_is_saved(tmp_path):
+    """``load_pipeline(base, router=...)`` (what train/assemble_pipeline.py does) must register
+    the router, or ``save_pretrained`` silently writes a pipeline without it."""
+    from uir.loading import load_pipeline
+    from uir.testing import tiny_router
+
+    tiny_restorer_pipeline(router=False).save_pretrained(tmp_path / "base")
+    tiny_router(["noisy", "hazy", "rainy"]).save_pretrained(tmp_path / "router")
+    pipe = load_pipeline(tmp_path / "base", router=tmp_path / "router")
+    pipe.save_pretrained(tmp_path / "assembled")
+    loaded = RestorerPipeline.from_pretrained(tmp_path / "assembled")
+    assert loaded.router is not None
+    x = _images()
+    assert torch.allclose(loaded.router(x).probabilities, pipe.router(x).probabilities, atol=1e-6)

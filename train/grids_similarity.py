@@ -78,7 +78,8 @@ def main(argv=None):
     save_json({"names": stats.names, "log10_kl": matrix.tolist(), "alpha": stats.alpha.tolist(),
                "sigma": stats.sigma.tolist()}, output / "similarity.json")
     save_image(heatmap(matrix, stats.names), output / "similarity.png")
-    print(markdown_table([{"": a, **{b[:8]: matrix[i, j].item() for j, b in enumerate(stats.names)}}
+    print(markdown_table([{"degradation": f"{i + 1} {a}", **{str(j + 1): matrix[i, j].item()
+                                                            for j in range(len(stats.names))}}
                           for i, a in enumerate(stats.names)]))
 
     groups = read_groups(args.groups, names)

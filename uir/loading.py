@@ -52,7 +52,9 @@ def load_pipeline(model: str | None = None, experts=(), router=None, device: str
     if router is not None:
         from .router import DegradationRouter
 
-        pipe.router = DegradationRouter.from_pretrained(router, **load) if isinstance(router, (str, Path)) else router
+        # register_modules, not attribute assignment: only a registered module is saved
+        pipe.register_modules(router=DegradationRouter.from_pretrained(router, **load)
+                              if isinstance(router, (str, Path)) else router)
     for expert in experts:
         pipe.load_expert(expert)
     pipe.set_progress_bar_config(disable=True)

@@ -16,7 +16,7 @@ accelerate launch --num_processes 1 --cpu train/train_restorer.py --degradations
 # 2. one expert per type on the frozen base (single-type batches)
 accelerate launch --num_processes 1 --cpu train/train_uir_lora.py \
   --pretrained_model_name_or_path "$RUNS/base/pipeline" --degradations all --resolution 96 \
-  --train_batch_size 8 --max_train_steps 800 --learning_rate 1e-3 --checkpointing_steps 200 \
+  --train_batch_size 8 --max_train_steps 3000 --learning_rate 1e-3 --checkpointing_steps 250 \
   --checkpoints_total_limit 1 --validation_steps 0 --num_validation_images 0 --output_dir "$RUNS/experts"
 # 3. assemble base + experts + router into the shipped folder
 python train/assemble_pipeline.py --base "$RUNS/base/pipeline" --experts "$RUNS/experts/experts" \
