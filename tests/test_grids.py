@@ -207,3 +207,15 @@ def test_srresnet_shapes_features_and_round_trip(tmp_path):
     torch.testing.assert_close(SRResNet.from_pretrained(tmp_path / "sr")(x), model(x), rtol=0, atol=0)
     with pytest.raises(ValueError, match="power of 2"):
         SRResNet(scale=3)
+
+
+def test_pca_can_be_fitted_without_the_unseen_degradations(sample):
+    images = [sample[:, :96, :96]]
+    names = ["gaussian-noise", "gaussian-blur", "jpeg"]
+    kwargs = dict(n_components=2, patch_size=32, patches_per_image=4, seed=0)
+    seen_only = degradation_statistics(high_pass_features, images, names[:2], **kwargs)
+    with_unseen = degradation_statistics(high_pass_features, images, names, pca_names=names[:2], **kwargs)
+    torch.testing.assert_close(with_unseen.pca.components, seen_only.pca.components)
+    torch.testing.assert_close(with_unseen.alpha[:2], seen_only.alpha)
+    everything = degradation_statistics(high_pass_features, images, names, **kwargs)
+    assert not torch.allclose(everything.pca.components, seen_only.pca.components)

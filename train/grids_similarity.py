@@ -8,7 +8,8 @@
    writes the similarity matrix S (``similarity.json``, heat-map ``similarity.png``).
 2. Builds a :class:`uir.grids.GroupSelector` for the partition in ``--groups`` (a JSON list of
    lists, or the ``result.json`` of ``grids_group.py``; default: each degradation alone) and saves it
-   to ``OUTPUT_DIR/selector``. ``--unseen`` degradations are measured but left out of all groups.
+   to ``OUTPUT_DIR/selector``. ``--unseen`` degradations are in S but left out of all groups
+   and of the PCA fit.
 3. On the *held-out* photos: how often the selected group holds the true degradation, and
    the mean predicted-generalization score of in-group versus unseen degradations
    (``selection.json``, printed as tables).
@@ -73,7 +74,8 @@ def main(argv=None):
         stats = degradation_statistics(features, [load_image(f) for f in train_files], names + unseen,
                                        n_components=args.n_components, patch_size=args.patch_size,
                                        patches_per_image=args.patches_per_image, seed=args.seed,
-                                       severity=args.severity, pixels_per_patch=args.pixels_per_patch)
+                                       severity=args.severity, pixels_per_patch=args.pixels_per_patch,
+                                       pca_names=names)
     matrix = similarity_matrix(stats)
     save_json({"names": stats.names, "log10_kl": matrix.tolist(), "alpha": stats.alpha.tolist(),
                "sigma": stats.sigma.tolist()}, output / "similarity.json")

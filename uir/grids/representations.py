@@ -103,16 +103,19 @@ def degraded_patch_vectors(features: FeatureFunction, clean_images: Sequence[tor
 def degradation_statistics(features: FeatureFunction, clean_images: Sequence[torch.Tensor], names: Sequence[str],
                            n_components: int = 4, patch_size: int = 64, patches_per_image: int = 8,
                            seed: int = 0, severity: str | None = "random",
-                           pixels_per_patch: int | None = 256) -> DegradationStatistics:
+                           pixels_per_patch: int | None = 256,
+                           pca_names: Sequence[str] | None = None) -> DegradationStatistics:
     """Fit a GGD per degradation in ``names`` on patches of the degraded ``clean_images``.
 
-    The PCA is fitted on the samples of all degradations together; ``seed`` fixes the
+    The PCA is fitted on the samples of ``pca_names`` (default: all of ``names``) together, so
+    degradations kept out of it (unseen ones) are only projected; ``seed`` fixes the
     degradation draws, the patch positions and the sampled pixels.
     """
     generator = torch.Generator().manual_seed(seed)
     vectors = [degraded_patch_vectors(features, clean_images, name, generator, patch_size, patches_per_image,
                                       severity, pixels_per_patch) for name in names]
-    pca = PCA.fit(torch.cat(vectors), n_components)
+    fit_on = set(names if pca_names is None else pca_names)
+    pca = PCA.fit(torch.cat([v for name, v in zip(names, vectors) if name in fit_on]), n_components)
     fits = [fit_ggd(pca.project(v), dim=0) for v in vectors]
     return DegradationStatistics(list(names), torch.stack([a for a, _ in fits]), torch.stack([s for _, s in fits]),
                                  pca)
