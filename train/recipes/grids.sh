@@ -13,5 +13,7 @@ accelerate launch --num_processes 1 --cpu train/train_srresnet.py --max_train_st
 python train/grids_similarity.py --srresnet "$RUNS/srresnet/srresnet" \
   --degradations gaussian-blur,motion-blur,rl-artifacts,bicubic-sr,ringing,defocus-blur,jpeg,poisson-noise,inpainting,gaussian-noise \
   --unseen salt-pepper,hazy,low-light --output_dir "$RUNS/similarity"
+# the README's run used six types, two per family (17 models, 48 min); drop --degradations for all 11
 python train/grids_group.py --similarity "$RUNS/similarity/similarity.json" --delta 0.7 \
+  --degradations motion-blur,defocus-blur,jpeg,inpainting,gaussian-noise,poisson-noise \
   --max_train_steps 300 --resolution 64 --output_dir "$RUNS/group"
