@@ -14,10 +14,9 @@ from pathlib import Path
 
 import torch.nn.functional as F
 
-from uir.data import (SingleDegradationBatchSampler, SyntheticDegradationDataset, default_photos_dir, photo_files,
-                      split_photos)
+from uir.data import SingleDegradationBatchSampler, SyntheticDegradationDataset
 from uir.models import SRResNet
-from uir.training import LossModule, add_training_args, finish, make_accelerator, train
+from uir.training import LossModule, add_training_args, finish, make_accelerator, train, training_photos
 
 
 def parse_args(argv=None):
@@ -30,15 +29,6 @@ def parse_args(argv=None):
                        help="clean photos (default: the training split of $UIR_PHOTOS or ../shared/photos)")
     add_training_args(parser, learning_rate=2e-4, batch_size=16, max_train_steps=2000, resolution=96)
     return parser.parse_args(argv)
-
-
-def training_files(args) -> list[Path]:
-    if args.train_data_dir is not None:
-        return photo_files(args.train_data_dir)
-    root = default_photos_dir()
-    if root is None:
-        raise FileNotFoundError("no --train_data_dir given and no photo folder found (set UIR_PHOTOS)")
-    return split_photos(root)[0]
 
 
 def main(argv=None):
@@ -55,7 +45,7 @@ def main(argv=None):
         return F.l1_loss(model(low), high)
 
     # Only the clean crops are used; "bicubic-sr" is the cheapest registered degradation to carry them.
-    dataset = SyntheticDegradationDataset(training_files(args), ["bicubic-sr"], crop_size=args.resolution, flip=True,
+    dataset = SyntheticDegradationDataset(training_photos(args.train_data_dir), ["bicubic-sr"], crop_size=args.resolution, flip=True,
                                           seed=args.seed)
     sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed, mix_types=True)
     train(accelerator, args, model=LossModule({"srresnet": model}, loss), trainable=trainable, dataset=dataset,

@@ -38,6 +38,17 @@ def _output_path(src: Path, out: Path, many: bool, suffix: str | None) -> Path:
     return out
 
 
+def _output_target(inputs: list[Path], output: str, hint: str) -> tuple[Path, bool]:
+    """``(output path, whether it names a folder for several inputs)``, or a usage error."""
+    if not inputs:
+        raise UsageError(f"no input images (give {hint})")
+    out = Path(output)
+    many = len(inputs) > 1
+    if many and out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file; several inputs need an output folder")
+    return out, many
+
+
 def cmd_degrade(args) -> int:
     import torch
 
@@ -54,12 +65,7 @@ def cmd_degrade(args) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     inputs = list_images(args.inputs) + ([Path(str(sample_image_path()))] if args.sample else [])
-    if not inputs:
-        raise UsageError("no input images (give files, folders or globs, or --sample)")
-    out = Path(args.output)
-    many = len(inputs) > 1
-    if many and out.exists() and not out.is_dir():
-        raise UsageError(f"{out} is a file; several inputs need an output folder")
+    out, many = _output_target(inputs, args.output, "files, folders or globs, or --sample")
     failures = 0
     for index, path in enumerate(inputs):
         try:
@@ -124,12 +130,7 @@ def cmd_restore(args) -> int:
     from .images import ImageError, list_images, load_image, save_image
 
     inputs = list_images(args.inputs)
-    if not inputs:
-        raise UsageError("no input images (give files, folders or globs)")
-    out = Path(args.output)
-    many = len(inputs) > 1
-    if many and out.exists() and not out.is_dir():
-        raise UsageError(f"{out} is a file; several inputs need an output folder")
+    out, many = _output_target(inputs, args.output, "files, folders or globs")
     weights = _parse_weights(args.weights, args.degradation)
     start = time.perf_counter()
     pipe = _load_for_cli(args)
@@ -293,7 +294,7 @@ def cmd_demo(args) -> int:
     from . import degradations, sample_image_path
     from .degradations import DA_CLIP_TYPES
     from .evaluation import comparison_grid, markdown_table
-    from .images import load_image, save_image
+    from .images import atomic_write, load_image, save_image
     from .metrics import psnr
 
     pipe = _load_for_cli(args)
@@ -312,7 +313,7 @@ def cmd_demo(args) -> int:
     out = Path(args.output)
     save_image(comparison_grid(rows), out / "demo.png")
     text = markdown_table(table)
-    (out / "demo.md").write_text(text + "\n")
+    atomic_write(out / "demo.md", lambda stream: stream.write((text + "\n").encode()))
     print(text)
     print(f"wrote {out / 'demo.png'} and {out / 'demo.md'}")
     return EXIT_OK

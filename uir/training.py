@@ -103,16 +103,32 @@ def degradation_names(spec: str) -> list[str]:
     return names
 
 
+def _default_split() -> tuple[list[Path], list[Path]] | None:
+    from .data import default_photos_dir, split_photos
+
+    root = default_photos_dir()
+    return split_photos(root) if root is not None else None
+
+
+def training_photos(train_data_dir) -> list[Path]:
+    """The clean photos in ``train_data_dir``, or the training split of the default photos."""
+    from .data import photo_files
+
+    if train_data_dir is not None:
+        return photo_files(train_data_dir)
+    split = _default_split()
+    if split is None:
+        raise FileNotFoundError("no --train_data_dir given and no photo folder found (set UIR_PHOTOS)")
+    return split[0]
+
+
 def photo_split(args) -> tuple[list[Path], list[Path]]:
     """(training files, validation files) from the data options."""
-    from .data import default_photos_dir, photo_files, split_photos
+    from .data import photo_files
 
-    default_root = default_photos_dir()
-    if args.train_data_dir is None and default_root is None:
-        raise FileNotFoundError("no --train_data_dir given and no photo folder found (set UIR_PHOTOS)")
-    train_files, held_out = split_photos(default_root) if default_root is not None else ([], [])
-    if args.train_data_dir is not None:
-        train_files = photo_files(args.train_data_dir)
+    train_files = training_photos(args.train_data_dir)
+    split = _default_split()
+    held_out = split[1] if split is not None else []
     if args.validation_data_dir is not None:
         held_out = photo_files(args.validation_data_dir)
     return train_files, held_out[: args.num_validation_images]
@@ -486,4 +502,5 @@ __all__ = [
     "save_checkpoint",
     "train",
     "training_dataset",
+    "training_photos",
 ]
