@@ -19,8 +19,8 @@ def test_families_cover_the_specified_names():
         "motion-blurry", "hazy", "jpeg-compressed", "low-light", "noisy",
         "raindrop", "rainy", "shadowed", "snowy", "uncompleted",
     ]
-    assert len(D.names("grids")) == 11 and len(D.names("lira")) == 3
-    assert set(D.DA_CLIP_TYPES) | set(D.GRIDS_TYPES) | set(D.LIRA_TYPES) == set(ALL)
+    assert len(D.names("grids")) == 11 and len(D.names("lira")) == 6
+    assert set(D.DA_CLIP_TYPES) | set(D.GRIDS_TYPES) | set(D.LIRA_TYPES) | set(D.LIRA_FACTORS) == set(ALL)
 
 
 @pytest.mark.parametrize("name", ALL)

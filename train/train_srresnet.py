@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch.nn.functional as F
 
-from uir.data import SingleDegradationBatchSampler, SyntheticDegradationDataset
+from uir.data import CleanCropDataset, SingleDegradationBatchSampler
 from uir.models import SRResNet
 from uir.training import LossModule, add_training_args, finish, make_accelerator, train, training_photos
 
@@ -44,9 +44,7 @@ def main(argv=None):
         low = F.interpolate(high, scale_factor=1 / args.scale, mode="bicubic", antialias=True).clamp(0, 1)
         return F.l1_loss(model(low), high)
 
-    # Only the clean crops are used; "bicubic-sr" is the cheapest registered degradation to carry them.
-    dataset = SyntheticDegradationDataset(training_photos(args.train_data_dir), ["bicubic-sr"], crop_size=args.resolution, flip=True,
-                                          seed=args.seed)
+    dataset = CleanCropDataset(training_photos(args.train_data_dir), crop_size=args.resolution, flip=True, seed=args.seed)
     sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed, mix_types=True)
     train(accelerator, args, model=LossModule({"srresnet": model}, loss), trainable=trainable, dataset=dataset,
           batch_sampler=sampler)

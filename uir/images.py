@@ -87,6 +87,18 @@ def load_image(path) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
 
 
+def resize_shorter(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize (C,H,W) or (B,C,H,W) (bicubic, antialiased, clamped to [0, 1]) so the shorter side is ``size``."""
+    import torch.nn.functional as F
+
+    h, w = image.shape[-2:]
+    scale = size / min(h, w)
+    batch = image if image.dim() == 4 else image[None]
+    resized = F.interpolate(batch, size=(max(size, round(h * scale)), max(size, round(w * scale))), mode="bicubic",
+                            antialias=True, align_corners=False).clamp(0, 1)
+    return resized if image.dim() == 4 else resized[0]
+
+
 def to_tensor(image) -> torch.Tensor:
     """Convert PIL, numpy, a tensor, or a list of them, to a float (B,3,H,W) batch in [0, 1].
 

@@ -378,8 +378,11 @@ def load_checkpoint(accelerator, path, trainable: dict[str, nn.Parameter], optim
 
 # --- the loop ----------------------------------------------------------------------------------
 def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Parameter], dataset, batch_sampler,
-          validate: Callable[[int], dict] | None = None, collate_fn=None) -> int:
+          validate: Callable[[int], dict] | None = None, collate_fn=None, lr_scales: dict[str, float] | None = None) -> int:
     """Optimise ``trainable`` on ``model(batch)`` for ``args.max_train_steps`` steps.
+
+    ``lr_scales`` multiplies the learning rate of the named parameters (one AdamW group per
+    scale; the schedule scales every group alike), e.g. LIRA's ``rho`` on old parameters.
 
     ``batch_sampler`` and ``dataset`` get ``set_epoch`` every epoch, so data order depends only
     on the seed and the epoch. ``validate(step)`` runs on the main process every
@@ -390,7 +393,11 @@ def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Param
     from tqdm.auto import tqdm
 
     params = list(trainable.values())
-    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+    groups: dict[float, list[nn.Parameter]] = {}
+    for name, param in trainable.items():
+        groups.setdefault(float((lr_scales or {}).get(name, 1.0)), []).append(param)
+    optimizer = torch.optim.AdamW([{"params": group, "lr": args.learning_rate * scale} for scale, group in groups.items()],
+                                  lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
                                   weight_decay=args.adam_weight_decay, eps=args.adam_epsilon)
     loader = DataLoader(dataset, batch_sampler=batch_sampler, num_workers=args.dataloader_num_workers,
                         collate_fn=collate_fn)

@@ -1,11 +1,12 @@
 """Data: paired and synthetic datasets, paired augmentations, single-type batches, photo split."""
 
-from .datasets import DegradationConcatDataset, PairedFolderDataset, SyntheticDegradationDataset
+from .datasets import CleanCropDataset, DegradationConcatDataset, PairedFolderDataset, SyntheticDegradationDataset
 from .photos import HOLDOUT_EVERY, default_photos_dir, photo_files, split_photos
 from .samplers import SingleDegradationBatchSampler
 from .transforms import paired_random_crop, paired_random_flip
 
 __all__ = [
+    "CleanCropDataset",
     "DegradationConcatDataset",
     "HOLDOUT_EVERY",
     "PairedFolderDataset",

@@ -1,6 +1,7 @@
 """Datasets of (low-quality, ground-truth) pairs, as dicts of (3,H,W) float tensors in [0, 1].
 
 * :class:`PairedFolderDataset`: ``lq/`` and ``gt/`` folders matched by file stem.
+* :class:`CleanCropDataset`: random crops of clean images alone.
 * :class:`SyntheticDegradationDataset`: clean images degraded on the fly by
   :func:`uir.degradations.apply`; item ``i`` is the same for the same seed, in any process.
 * :class:`DegradationConcatDataset`: one paired dataset per degradation, labelled by name.
@@ -18,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .. import degradations
-from ..images import IMAGE_SUFFIXES, load_image
+from ..images import IMAGE_SUFFIXES, load_image, resize_shorter
 from .transforms import paired_random_crop, paired_random_flip
 
 
@@ -83,7 +84,48 @@ class PairedFolderDataset(Dataset):
         return {"lq": lq, "gt": gt, "degradation": self.degradation or "", "degradation_index": -1, "path": str(gt_path)}
 
 
-class SyntheticDegradationDataset(Dataset):
+class CleanCropDataset(Dataset):
+    """Random crops (and flips) of clean images: item ``i`` is image ``i``, ``{"gt", "path"}``.
+
+    For stages that make their own inputs from clean crops (super-resolution, DL-Net's masks).
+    :meth:`item_generator` is the generator that owns item ``i`` in the current epoch.
+    ``shorter_side`` first resizes each image (antialiased) so its shorter side has that many
+    pixels, for models trained on whole rescaled photos.
+    """
+
+    def __init__(self, files: Sequence, crop_size: int | None = None, flip: bool = False, seed: int = 0,
+                 shorter_side: int | None = None):
+        self.files = [Path(f) for f in files]
+        if not self.files:
+            raise ValueError("no clean images given")
+        self.transforms = _PairedTransforms(crop_size, flip)
+        self.seed, self.epoch, self.shorter_side = seed, 0, shorter_side
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def __len__(self):
+        return len(self.files)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def item_generator(self, index: int) -> torch.Generator:
+        return _item_generator(self.seed, index, self.epoch)
+
+    def crop(self, file_index: int, generator: torch.Generator) -> torch.Tensor:
+        """A random crop of clean image ``file_index`` (cached decoded), drawn from ``generator``."""
+        if file_index not in self._cache:
+            image = load_image(self.files[file_index])
+            self._cache[file_index] = image if self.shorter_side is None else resize_shorter(image, self.shorter_side)
+        clean = self._cache[file_index]
+        return self.transforms(clean, clean, generator)[0]
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return {"gt": self.crop(index, self.item_generator(index)), "path": str(self.files[index])}
+
+
+class SyntheticDegradationDataset(CleanCropDataset):
     """Degrade clean images on the fly: item ``i`` is image ``i % N`` under degradation ``i // N``.
 
     The crop is taken from the clean image before degrading it, so whole-image effects (haze
@@ -93,39 +135,26 @@ class SyntheticDegradationDataset(Dataset):
 
     def __init__(self, files: Sequence, degradation_names: Sequence[str], crop_size: int | None = None,
                  flip: bool = False, seed: int = 0, severity: str | None = "random"):
-        self.files = [Path(f) for f in files]
-        if not self.files:
-            raise ValueError("no clean images given")
+        super().__init__(files, crop_size, flip, seed)
         self.names = list(degradation_names)
         for name in self.names:
             degradations.get(name)
         if not self.names:
             raise ValueError("no degradation names given")
-        self.transforms = _PairedTransforms(crop_size, flip)
-        self.seed, self.epoch, self.severity = seed, 0, severity
-        self._cache: dict[int, torch.Tensor] = {}
+        self.severity = severity
 
     def __len__(self):
         return len(self.files) * len(self.names)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def degradation_index(self, index: int) -> int:
         return index // len(self.files)
-
-    def _clean(self, file_index: int) -> torch.Tensor:
-        if file_index not in self._cache:
-            self._cache[file_index] = load_image(self.files[file_index])
-        return self._cache[file_index]
 
     def __getitem__(self, index):
         if not 0 <= index < len(self):
             raise IndexError(index)
         file_index, kind = index % len(self.files), self.degradation_index(index)
-        generator = _item_generator(self.seed, index, self.epoch)
-        clean = self._clean(file_index)
-        (gt,) = self.transforms(clean, clean, generator)[:1]
+        generator = self.item_generator(index)
+        gt = self.crop(file_index, generator)
         lq = degradations.apply(self.names[kind], gt, generator=generator, severity=self.severity)
         return {"lq": lq, "gt": gt, "degradation": self.names[kind], "degradation_index": kind,
                 "path": str(self.files[file_index])}

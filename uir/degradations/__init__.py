@@ -9,12 +9,13 @@ for DL-Net's linear observation operators.
 """
 
 from . import catalog as _catalog  # noqa: F401  (registers the families)
-from .catalog import DA_CLIP_TYPES, GRIDS_TYPES, LIRA_TYPES
+from .catalog import DA_CLIP_TYPES, GRIDS_TYPES, LIRA_FACTORS, LIRA_TYPES
 from .registry import SEVERITIES, Degradation, Param, apply, get, names, register
 
 __all__ = [
     "DA_CLIP_TYPES",
     "GRIDS_TYPES",
+    "LIRA_FACTORS",
     "LIRA_TYPES",
     "SEVERITIES",
     "Degradation",

@@ -56,6 +56,8 @@ GRIDS_TYPES = (
     "salt-pepper",
 )
 LIRA_TYPES = ("lira-blended", "lira-blended-haze", "lira-blended-dark")
+#: the single factors LIRA's experts are trained on (fork stage), over the blend's ranges
+LIRA_FACTORS = ("lira-blur", "lira-noise", "lira-jpeg")
 
 #: depth range (in units of 1/beta) of the depth proxy for LIRA's haze, so that its scattering
 #: coefficients beta in [0.05, 0.25] give transmissions down to exp(-1.25) ~ 0.29.
@@ -178,6 +180,9 @@ _LIRA_CHAIN = (
     Param("noise_sigma", 0.0, 50.0, doc="on the 0-255 scale"),
     Param("quality", 10, 100, integer=True, severe_when="low"),
 )
+register("lira-blur", gaussian_blur, family="lira", params=(Param("sigma", 0.1, 5.0, doc="px"),))
+register("lira-noise", gaussian_noise, family="lira", params=(Param("sigma", 0.0, 50.0, doc="on the 0-255 scale"),))
+register("lira-jpeg", jpeg_compression, family="lira", params=(Param("quality", 10, 100, integer=True, severe_when="low"),))
 register("lira-blended", lira_blend, family="lira", params=_LIRA_CHAIN)
 register("lira-blended-haze", lira_blend, family="lira", params=_LIRA_CHAIN + (Param("haze_beta", 0.05, 0.25),))
 register("lira-blended-dark", lira_blend, family="lira", params=_LIRA_CHAIN + (Param("dark_gamma", 1.5, 2.5),))

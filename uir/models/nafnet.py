@@ -80,6 +80,7 @@ class NAFNet(ModelMixin, ConfigMixin, PeftAdapterMixin):
     """
 
     expert_targets = EXPERT_TARGETS
+    dlnet_split = "ending"  # DL-Net: z is the last feature map, h the output conv plus the residual
 
     @register_to_config
     def __init__(self, in_channels: int = 3, width: int = 16, encoder_blocks: tuple = (1, 1, 2),

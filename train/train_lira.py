@@ -1,0 +1,306 @@
+#!/usr/bin/env python
+"""Train LIRA (fork-join experts, growing, pseudo-replay) and its lifelong baselines.
+
+    accelerate launch train/train_lira.py experts    --output_dir runs/lira/experts
+    accelerate launch train/train_lira.py join       --init runs/lira/experts/model --output_dir runs/lira/join
+    accelerate launch train/train_lira.py replay-gan --base runs/lira/join/model --output_dir runs/lira/gan
+    accelerate launch train/train_lira.py grow       --base runs/lira/join/model --method lira \\
+        --generator runs/lira/gan/generator --output_dir runs/lira/grow-lira
+    python train/train_lira.py evaluate --model runs/lira/grow-lira/model --task 0 --degradations lira-blended
+
+* ``experts`` (fork, sec. 3.1): expert ``i`` alone on single-factor batches of degradation
+  ``i`` (default ``lira-blur,lira-noise,lira-jpeg``), sharing the extractor and decoder.
+* ``join``: the whole base network on blended distortions (``lira-blended``).
+* ``replay-gan`` (sec. 3.3, eq. 15-17): the generator ``G`` (clean -> old blended distortion)
+  with the cycle loss through the frozen base network, ``lambda_1 = 10``.
+* ``grow`` (sec. 3.2-3.3): a new task for a new distortion (``lira-blended-haze``). A warm-up
+  trains only the new branch with the old expert frozen, then ``--method`` decides the rest:
+  ``lira`` (eq. 18: ``L_new + lambda_2 L_old`` on pseudo pairs ``(G(y2), R(G(y2)))``, old
+  parameters at ``rho`` x the learning rate), ``setting-a`` (new data only, ``rho``),
+  ``finetune`` (new data only, one learning rate), ``ewc`` (new data plus the EWC penalty on
+  the old expert) or ``lwf`` (new data plus ``lambda_2 ||R~(x2) - R(x2)||_1``).
+* ``evaluate``: held-out PSNR at the mild, moderate and severe levels.
+
+Training and evaluation use the paper's moderate level by default (sec. 4.1). Every stage
+writes ``OUTPUT_DIR/model`` (a ``LIRANetwork``); ``join`` and ``grow`` also write
+``OUTPUT_DIR/pipeline``, a ``RestorerPipeline`` that ``DiffusionPipeline.from_pretrained``
+loads (restoring for the newest task).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from uir.data import SingleDegradationBatchSampler
+from uir.evaluation import evaluate_restoration, markdown_table
+from uir.images import save_json
+from uir.lifelong import ewc_penalty, fisher_diagonal, pseudo_replay_gan_loss
+from uir.lora.bank import ExpertBank
+from uir.models.lira import LIRANetwork, PatchDiscriminator, ResnetGenerator
+from uir.pipelines import RestorerPipeline
+from uir.tiling import run_padded
+from uir.training import (LossModule, add_data_args, add_training_args, degradation_names, finish, make_accelerator,
+                          photo_split, restoration_validator, train, training_dataset)
+
+DEFAULT_RHO = {"lira": 1e-3, "setting-a": 1e-3, "finetune": 1.0, "ewc": 1.0, "lwf": 1.0}
+STAGE_DEGRADATIONS = {"experts": "lira-blur,lira-noise,lira-jpeg", "join": "lira-blended",
+                      "replay-gan": "lira-blended", "grow": "lira-blended-haze"}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    stages = parser.add_subparsers(dest="stage", required=True)
+    for stage, degraded in STAGE_DEGRADATIONS.items():
+        sub = stages.add_parser(stage)
+        model = sub.add_argument_group("model")
+        model.add_argument("--channels", type=int, default=32)
+        model.add_argument("--num_blocks", type=int, default=6, help="M, SK-DuRBs per expert")
+        if stage == "experts":
+            model.add_argument("--init", default=None, help="continue from a LIRANetwork folder")
+        if stage == "join":
+            model.add_argument("--init", required=True, help="the experts stage's model folder")
+        if stage in ("replay-gan", "grow"):
+            model.add_argument("--base", required=True, help="the trained base network (join's model folder)")
+        if stage == "replay-gan":
+            model.add_argument("--generator_width", type=int, default=64)
+            model.add_argument("--num_res_blocks", type=int, default=9)
+            model.add_argument("--cycle_weight", type=float, default=10.0, help="lambda_1 (eq. 17)")
+        if stage == "grow":
+            model.add_argument("--method", choices=sorted(DEFAULT_RHO), default="lira")
+            model.add_argument("--generator", default=None, help="replay-gan's generator folder (--method lira)")
+            model.add_argument("--old_degradations", default="lira-blended",
+                               help="the old task (EWC's Fisher information and validation)")
+            model.add_argument("--rho", type=float, default=None,
+                               help=f"learning-rate factor of the old parameters (default per method: {DEFAULT_RHO})")
+            model.add_argument("--replay_weight", type=float, default=0.2, help="lambda_2 (eq. 18; LwF's weight too)")
+            model.add_argument("--ewc_lambda", type=float, default=100.0)
+            model.add_argument("--fisher_batches", type=int, default=16)
+            model.add_argument("--warmup_steps", type=int, default=200,
+                               help="steps training only the new branch, the old expert frozen")
+            model.add_argument("--warmup_from", default=None,
+                               help="a grown model folder from an earlier warm-up (shared across methods)")
+        add_data_args(sub, default_degradations=degraded)
+        sub.set_defaults(severity="moderate")
+        add_training_args(sub, learning_rate=1e-4, batch_size=8, max_train_steps=1000, resolution=64)
+    evaluate = stages.add_parser("evaluate", help="held-out PSNR at the three levels")
+    evaluate.add_argument("--model", required=True, help="a LIRANetwork folder")
+    evaluate.add_argument("--task", type=int, default=None, help="the task to run (default: the newest)")
+    evaluate.add_argument("--degradations", default="lira-blended")
+    evaluate.add_argument("--data", default=None, help="clean photos (default: the held-out split)")
+    evaluate.add_argument("--limit", type=int, default=None, help="use only the first N photos")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--output", default=None, help="write the rows as JSON here")
+    return parser.parse_args(argv)
+
+
+def l1(restored, target):
+    return F.l1_loss(restored.float(), target.float())
+
+
+def save_outputs(accelerator, args, network: LIRANetwork, names, title: str) -> Path:
+    """``OUTPUT_DIR/model`` and a ``RestorerPipeline`` in ``OUTPUT_DIR/pipeline``."""
+    folder = Path(args.output_dir)
+    if accelerator.is_main_process:
+        network.save_pretrained(folder / "model")
+        RestorerPipeline(network, experts=ExpertBank(base_model="uir/lira")).save_pretrained(folder / "pipeline")
+    finish(accelerator, args, folder / "model", title, "", names,
+           "A LIRA fork-join restorer (Liu et al., lifelong image restoration), trained with uir.")
+    return folder
+
+
+def validator(args, network: LIRANetwork, names, task_of):
+    _, files = photo_split(args)
+    if not files:
+        return None
+    restore = lambda lq, name: run_padded(lambda x: network(x, task=task_of(name)), lq, network.size_multiple)  # noqa: E731
+    return restoration_validator(restore, files, names, args.output_dir, seed=args.seed)
+
+
+def train_experts(args, accelerator):
+    names = degradation_names(args.degradations)
+    network = (LIRANetwork.from_pretrained(args.init) if args.init else
+               LIRANetwork(channels=args.channels, num_experts=len(names), num_blocks=args.num_blocks))
+    if network.config.num_experts != len(names):
+        raise SystemExit(f"{len(names)} degradations for {network.config.num_experts} experts")
+    network.to(accelerator.device).train().requires_grad_(True)
+    # each batch holds one factor; expert i alone restores it (its gates too; the attention idles)
+    model = LossModule({"lira": network}, lambda b: l1(network(b["lq"], expert=int(b["degradation_index"][0])), b["gt"]))
+    dataset = training_dataset(args, names)
+    sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed,
+                                            group_size=accelerator.num_processes * args.gradient_accumulation_steps)
+    trainable = {f"lira.{n}": p for n, p in network.named_parameters() if not n.startswith("amalgamator.attention.")}
+    train(accelerator, args, model=model, trainable=trainable, dataset=dataset, batch_sampler=sampler)
+    if accelerator.is_main_process:
+        network.save_pretrained(Path(args.output_dir) / "model")
+    finish(accelerator, args, Path(args.output_dir) / "model", "uir LIRA experts (fork stage)", "", names,
+           "LIRA's experts, each trained alone on one distortion factor.")
+
+
+def train_join(args, accelerator):
+    names = degradation_names(args.degradations)
+    network = LIRANetwork.from_pretrained(args.init).to(accelerator.device).train().requires_grad_(True)
+    model = LossModule({"lira": network}, lambda b: l1(network(b["lq"]), b["gt"]))
+    dataset = training_dataset(args, names)
+    sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed, mix_types=True)
+    train(accelerator, args, model=model, trainable={f"lira.{n}": p for n, p in network.named_parameters()},
+          dataset=dataset, batch_sampler=sampler, validate=validator(args, network, names, lambda name: 0))
+    network.eval()
+    save_outputs(accelerator, args, network, names, "uir LIRA base network")
+
+
+def train_replay_gan(args, accelerator):
+    names = degradation_names(args.degradations)
+    base = LIRANetwork.from_pretrained(args.base).to(accelerator.device).eval().requires_grad_(False)
+    generator = ResnetGenerator(width=args.generator_width, num_res_blocks=args.num_res_blocks).to(accelerator.device)
+    discriminator = PatchDiscriminator(width=args.generator_width).to(accelerator.device)
+
+    def loss(batch):
+        # unpaired: the degraded batch is rolled by one, so no clean image meets its own degradation
+        value, _ = pseudo_replay_gan_loss(generator, discriminator, base, batch["gt"], batch["lq"].roll(1, dims=0),
+                                          cycle_weight=args.cycle_weight)
+        return value
+
+    trainable = {**{f"generator.{n}": p for n, p in generator.named_parameters()},
+                 **{f"discriminator.{n}": p for n, p in discriminator.named_parameters()}}
+    dataset = training_dataset(args, names)
+    sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed, mix_types=True)
+    train(accelerator, args, model=LossModule({"generator": generator, "discriminator": discriminator}, loss),
+          trainable=trainable, dataset=dataset, batch_sampler=sampler)
+    if accelerator.is_main_process:
+        generator.save_pretrained(Path(args.output_dir) / "generator")
+        discriminator.save_pretrained(Path(args.output_dir) / "discriminator")
+    finish(accelerator, args, Path(args.output_dir) / "generator", "uir LIRA pseudo-replay generator", "", names,
+           "Maps clean images to LIRA's old-task blended distortion, for pseudo-replay.")
+
+
+def warm_up(args, accelerator, base: LIRANetwork, names) -> LIRANetwork:
+    """The grown network after training only its new branch (old expert frozen)."""
+    folder = Path(args.output_dir) / "warmup"
+    if args.warmup_from or (folder / "model").is_dir():
+        return LIRANetwork.from_pretrained(args.warmup_from or folder / "model").to(accelerator.device)
+    grown = base.grow().train()
+    groups = grown.parameter_groups()
+    grown.requires_grad_(False)
+    for param in groups["new"].values():
+        param.requires_grad_(True)
+    stage = argparse.Namespace(**{**vars(args), "output_dir": str(folder), "max_train_steps": args.warmup_steps})
+    model = LossModule({"lira": grown}, lambda b: l1(grown(b["lq"]), b["gt"]))
+    dataset = training_dataset(stage, names)
+    sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed, mix_types=True)
+    train(accelerator, stage, model=model, trainable={f"lira.{n}": p for n, p in groups["new"].items()},
+          dataset=dataset, batch_sampler=sampler)
+    if accelerator.is_main_process:
+        grown.save_pretrained(folder / "model")
+    accelerator.wait_for_everyone()
+    return grown
+
+
+def old_task_fisher(args, base: LIRANetwork) -> dict[str, torch.Tensor]:
+    """EWC's Fisher diagonal of the old expert (the base amalgamator) on old-task batches."""
+    old_names = degradation_names(args.old_degradations)
+    stage = argparse.Namespace(**{**vars(args), "degradations": args.old_degradations})
+    dataset = training_dataset(stage, old_names)
+    sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed + 1, mix_types=True)
+    batches = [torch.utils.data.default_collate([dataset[i] for i in indices])
+               for indices, _ in zip(sampler, range(args.fisher_batches))]
+    params = {n: p for n, p in base.named_parameters() if n.startswith("amalgamator.")}
+    for param in params.values():
+        param.requires_grad_(True)
+    device = base.device
+    fisher = fisher_diagonal(lambda b: l1(base(b["lq"].to(device)), b["gt"].to(device)), params, batches)
+    base.requires_grad_(False)
+    return {"amalgamator.old." + n[len("amalgamator."):]: f for n, f in fisher.items()}
+
+
+def train_grow(args, accelerator):
+    names = degradation_names(args.degradations)
+    old_names = degradation_names(args.old_degradations)
+    base = LIRANetwork.from_pretrained(args.base).to(accelerator.device).eval().requires_grad_(False)
+    if base.config.num_tasks != 1:
+        raise SystemExit("--base must be a base network (one task); grow a grown model by passing it as --base "
+                         "only once it is the newest base")
+    if args.method == "lira" and not args.generator:
+        raise SystemExit("--method lira needs --generator (train it with the replay-gan stage)")
+    grown = warm_up(args, accelerator, base, names).train().requires_grad_(True)
+    groups = grown.parameter_groups()
+    rho = DEFAULT_RHO[args.method] if args.rho is None else args.rho
+    lr_scales = {f"lira.{n}": rho for n in groups["old"]}
+    new_task = grown.config.num_tasks - 1
+
+    def new_loss(b):
+        return l1(grown(b["lq"]), b["gt"])
+
+    if args.method == "lira":
+        generator = ResnetGenerator.from_pretrained(args.generator).to(accelerator.device).eval().requires_grad_(False)
+
+        def loss(b):
+            with torch.no_grad():  # pseudo old pairs (x1', y2') = (G(y2), R(G(y2)))
+                pseudo = generator(b["gt"])
+                target = base(pseudo)
+            return new_loss(b) + args.replay_weight * l1(grown(pseudo, task=0), target)
+    elif args.method == "lwf":
+        def loss(b):
+            with torch.no_grad():
+                target = base(b["lq"])
+            return new_loss(b) + args.replay_weight * l1(grown(b["lq"], task=0), target)
+    elif args.method == "ewc":
+        fisher = old_task_fisher(args, base)
+        anchor = {n: p.detach().clone() for n, p in grown.named_parameters() if n in fisher}
+        params = dict(grown.named_parameters())
+
+        def loss(b):
+            return new_loss(b) + args.ewc_lambda * ewc_penalty(params, anchor, fisher)
+    else:  # finetune, setting-a: new data only
+        loss = new_loss
+
+    dataset = training_dataset(args, names)
+    sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed, mix_types=True)
+    validate = validator(args, grown, old_names + names, lambda name: 0 if name in old_names else new_task)
+    train(accelerator, args, model=LossModule({"lira": grown}, loss),
+          trainable={f"lira.{n}": p for n, p in grown.named_parameters()}, dataset=dataset, batch_sampler=sampler,
+          validate=validate, lr_scales=lr_scales)
+    grown.eval()
+    save_outputs(accelerator, args, grown, old_names + names, f"uir LIRA grown network ({args.method})")
+
+
+def evaluate(args):
+    from uir.data import default_photos_dir, photo_files, split_photos
+
+    if args.data:
+        files = photo_files(args.data)
+    else:
+        root = default_photos_dir()
+        if root is None:
+            raise SystemExit("no --data given and no photo folder found (set UIR_PHOTOS)")
+        files = split_photos(root)[1]
+    files = files[: args.limit] if args.limit else files
+    network = LIRANetwork.from_pretrained(args.model).eval()
+    restore = lambda lq, pair: run_padded(lambda x: network(x, task=args.task), lq, network.size_multiple)  # noqa: E731
+    rows = []
+    for severity in ("mild", "moderate", "severe"):
+        scores = evaluate_restoration(restore, files, degradation_names(args.degradations), seed=args.seed,
+                                      severity=severity)
+        rows += [{"level": severity, **row} for row in scores.rows()]
+    print(markdown_table(rows))
+    if args.output:
+        save_json(rows, args.output)
+    return rows
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.stage == "evaluate":
+        evaluate(args)
+        return
+    # steps that use a subset of the parameters (one expert) need DDP to tolerate unused ones
+    accelerator = make_accelerator(args, find_unused_parameters=args.stage in ("experts", "grow"))
+    {"experts": train_experts, "join": train_join, "replay-gan": train_replay_gan, "grow": train_grow}[args.stage](
+        args, accelerator)
+
+
+if __name__ == "__main__":
+    main()
