@@ -206,8 +206,7 @@ class DLNet(ModelMixin, ConfigMixin):
                     m_hat, v_hat = m / (1 - beta1**k), v / (1 - beta2**k)
                 step = -self.config.step_size * m_hat / v_hat.clamp_min(1e-16).sqrt()
                 z = z + step if create_graph else (z + step).detach()
-            restored = self.decode(z, y)
-        return restored if create_graph else restored.detach()
+        return self.decode(z, y)  # in the caller's grad mode; outside training z_K is a constant
 
 
 __all__ = ["ChannelwiseFC", "ContextEncoder", "DLNet"]
