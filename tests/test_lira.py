@@ -38,8 +38,13 @@ def fresh_accelerate_state():
 def test_shapes_experts_and_input_checks():
     net = tiny()
     x = torch.rand(2, 3, 24, 16)
+    assert torch.equal(net(x), x)  # a new head starts as the identity: eq. 8 with a zero residual
+    torch.nn.init.normal_(net.heads[0].to_image.weight, std=0.1)
     assert net(x).shape == x.shape and net(x, expert=1).shape == x.shape
     assert not torch.allclose(net(x, expert=0), net(x, expert=1))
+    table_5 = LIRANetwork(**TINY, full_resolution_skip=False).eval()  # the same weights, no skip
+    table_5.load_state_dict(net.state_dict())
+    assert not torch.allclose(table_5(x), net(x))
     with pytest.raises(ValueError, match="multiple of 4"):
         net(torch.rand(1, 3, 18, 16))
     with pytest.raises(ValueError, match=r"\(B,3,H,W\)"):
@@ -48,10 +53,6 @@ def test_shapes_experts_and_input_checks():
         net(x, expert=2)
     with pytest.raises(ValueError, match="even"):
         LIRANetwork(num_blocks=3)
-    # the decoder adds the input back (eq. 8): zeroing the last conv gives the identity
-    torch.nn.init.zeros_(net.heads[0].to_image.weight)
-    torch.nn.init.zeros_(net.heads[0].to_image.bias)
-    assert torch.equal(net(x), x)
 
 
 def test_attention_weights_sum_to_one_per_level():
