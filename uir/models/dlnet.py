@@ -154,8 +154,8 @@ class DLNet(ModelMixin, ConfigMixin):
     def wrap(cls, reference: ModelMixin, **kwargs) -> "DLNet":
         """A DL-Net around ``reference`` (its class, config and weights)."""
         kind = type(reference)
-        model = cls(reference_class=f"{kind.__module__}.{kind.__qualname__}", reference_config=dict(reference.config),
-                    **kwargs)
+        config = {k: v for k, v in reference.config.items() if not k.startswith("_")}
+        model = cls(reference_class=f"{kind.__module__}.{kind.__qualname__}", reference_config=config, **kwargs)
         model.reference.load_state_dict(reference.state_dict())
         return model.to(reference.device)
 
