@@ -18,8 +18,7 @@ for method in finetune setting-a ewc lwf; do
 done
 EVAL="python train/train_lira.py evaluate"
 $EVAL --model "$RUNS/join/model" --degradations lira-blended --output "$RUNS/eval-base.json"
-$EVAL --model "$RUNS/grow-lira/warmup/model" --task 0 --degradations lira-blended --output "$RUNS/eval-warmup-old.json"
 for method in lira finetune setting-a ewc lwf; do
-  $EVAL --model "$RUNS/grow-$method/model" --task 0 --degradations lira-blended --output "$RUNS/eval-$method-old.json"
-  $EVAL --model "$RUNS/grow-$method/model" --task 1 --degradations lira-blended-haze --output "$RUNS/eval-$method-new.json"
+  $EVAL --limit 8 --model "$RUNS/grow-$method/model" --task 0 --degradations lira-blended --output "$RUNS/eval-$method-old.json"
+  $EVAL --limit 8 --model "$RUNS/grow-$method/model" --task 1 --degradations lira-blended-haze --output "$RUNS/eval-$method-new.json"
 done
