@@ -9,11 +9,10 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from uir import sample_image_path
 from uir.degradations.operators import MaskOperator, SISROperator
-from uir.images import load_image, save_image
 from uir.models import NAFNet
 from uir.models.dlnet import ContextEncoder, DLNet
+from uir.testing import save_sample_crops
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "train"))
@@ -131,10 +130,7 @@ def test_split_choices_and_round_trip(tmp_path):
 def test_script_trains_and_evaluates(tmp_path):
     from accelerate.state import AcceleratorState, GradientState
 
-    photos = tmp_path / "photos"
-    image = load_image(sample_image_path())
-    for i in range(2):
-        save_image(image[:, 30 * i : 30 * i + 100, :120], photos / f"p{i}.png")
+    photos = save_sample_crops(tmp_path / "photos", 2, 100, 120, step=(30, 0))
     common = ["--width", "4", "--image_size", "32", "--train_batch_size", "2", "--max_train_steps", "2",
               "--checkpointing_steps", "2", "--train_data_dir", str(photos)]
     try:

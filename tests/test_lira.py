@@ -8,10 +8,9 @@ import torch
 import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 
-from uir import sample_image_path
-from uir.images import load_image, save_image
 from uir.lifelong import ewc_penalty, fisher_diagonal, pseudo_replay_gan_loss
 from uir.models.lira import SGU, BiSGU, ExpertAttention, LIRANetwork, PatchDiscriminator, ResnetGenerator
+from uir.testing import save_sample_crops
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "train"))
@@ -153,11 +152,7 @@ def test_fisher_and_ewc_penalty_match_their_definitions():
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("photos")
-    image = load_image(sample_image_path())
-    for i in range(4):
-        save_image(image[:, 40 * i : 40 * i + 48, 60 * i : 60 * i + 48], folder / f"p{i}.png")
-    return folder
+    return save_sample_crops(tmp_path_factory.mktemp("photos"), 4, 48, 48)
 
 
 def _argv(stage, photos, out, *extra):

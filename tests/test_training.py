@@ -11,12 +11,11 @@ import torch
 from safetensors.torch import load_file
 
 import uir.training as training
-from uir import UIRLoRAPipeline, sample_image_path
+from uir import UIRLoRAPipeline
 from uir.data import SingleDegradationBatchSampler
-from uir.images import load_image, save_image
 from uir.lora import LoRAExpert
 from uir.router import DegradationRouter
-from uir.testing import TINY_CLIP, save_tiny_sd_turbo
+from uir.testing import TINY_CLIP, save_sample_crops, save_tiny_sd_turbo
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "train"))
@@ -44,11 +43,7 @@ def base_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     """Four 64x64 crops of the bundled photo: enough for single-type batches of two."""
-    folder = tmp_path_factory.mktemp("photos")
-    image = load_image(sample_image_path())
-    for i in range(4):
-        save_image(image[:, 40 * i : 40 * i + 64, 60 * i : 60 * i + 64], folder / f"p{i}.png")
-    return folder
+    return save_sample_crops(tmp_path_factory.mktemp("photos"), 4, 64, 64)
 
 
 def _common(base_dir, photos, out, steps=4, **extra):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from uir.data import default_photos_dir, split_photos
+from uir.data import photo_root, split_photos
 from uir.evaluation import evaluate_restoration, markdown_table
 from uir.grids import group_search, symmetric_distance
 from uir.images import save_json
@@ -95,9 +95,10 @@ def main(argv=None):
     names = args.degradations.split(",") if args.degradations else all_names
     index = [all_names.index(n) for n in names]
     distance = symmetric_distance(torch.tensor(similarity["log10_kl"], dtype=torch.float64))[index][:, index]
-    root = Path(args.data) if args.data else default_photos_dir()
-    if root is None:
-        raise SystemExit("no --data given and no photo folder found (set UIR_PHOTOS)")
+    try:
+        root = photo_root(args.data)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
     trainer = GroupTrainer(args, root)
     result = group_search(names, distance, trainer.drop, delta=args.delta)
     mixed = trainer.psnr(tuple(sorted(names)))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from uir.data import default_photos_dir, split_photos
+from uir.data import photo_root, split_photos
 from uir.degradations import GRIDS_TYPES
 from uir.evaluation import degraded_pairs, markdown_table
 from uir.grids import GroupSelector, degradation_statistics, heatmap, similarity_matrix
@@ -61,9 +61,10 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     output = Path(args.output_dir)
-    root = Path(args.data) if args.data else default_photos_dir()
-    if root is None:
-        raise SystemExit("no --data given and no photo folder found (set UIR_PHOTOS)")
+    try:
+        root = photo_root(args.data)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
     train_files, held_out = split_photos(root)
     names = [n for n in args.degradations.split(",") if n]
     unseen = [n for n in args.unseen.split(",") if n]

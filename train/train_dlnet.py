@@ -27,14 +27,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from uir.data import CleanCropDataset, SingleDegradationBatchSampler, default_photos_dir, photo_files, split_photos
+from uir.data import CleanCropDataset, SingleDegradationBatchSampler
 from uir.degradations.operators import MaskOperator
 from uir.evaluation import markdown_table
 from uir.images import load_image, resize_shorter, save_json
 from uir.metrics import psnr
 from uir.models import NAFNet
 from uir.models.dlnet import ContextEncoder, DLNet
-from uir.training import LossModule, add_training_args, finish, make_accelerator, train, training_photos
+from uir.training import LossModule, add_training_args, finish, held_out_photos, make_accelerator, train, training_photos
 
 TEST_LEVELS = {"interpolation": (0.15, 0.45, 0.75), "inpainting": (10, 20, 30)}
 MAX_MISSING, MAX_HOLE = 0.75, 30
@@ -106,7 +106,10 @@ def load_model(folder):
     """A DLNet or a plain reference, by the class its config names."""
     import json
 
-    name = json.loads((Path(folder) / "config.json").read_text())["_class_name"]
+    config = Path(folder) / "config.json"
+    if not config.is_file():
+        raise SystemExit(f"{folder} is not a saved model folder (no config.json)")
+    name = json.loads(config.read_text())["_class_name"]
     classes = {"DLNet": DLNet, "ContextEncoder": ContextEncoder, "NAFNet": NAFNet}
     if name not in classes:
         raise SystemExit(f"{folder} holds a {name}, not a DL-Net or one of its references")
@@ -146,13 +149,10 @@ def train_model(args):
 
 
 def evaluate(args):
-    if args.data:
-        files = photo_files(args.data)
-    else:
-        root = default_photos_dir()
-        if root is None:
-            raise SystemExit("no --data given and no photo folder found (set UIR_PHOTOS)")
-        files = split_photos(root)[1]
+    try:
+        files = held_out_photos(args.data)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
     model = load_model(args.model).eval()
     size = args.image_size
     rows = []

@@ -33,7 +33,6 @@ import argparse
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from uir.data import SingleDegradationBatchSampler
 from uir.evaluation import evaluate_restoration, markdown_table
@@ -43,8 +42,9 @@ from uir.lora.bank import ExpertBank
 from uir.models.lira import LIRANetwork, PatchDiscriminator, ResnetGenerator
 from uir.pipelines import RestorerPipeline
 from uir.tiling import run_padded
-from uir.training import (LossModule, add_data_args, add_training_args, degradation_names, finish, make_accelerator,
-                          photo_split, restoration_validator, train, training_dataset)
+from uir.training import (LossModule, add_data_args, add_training_args, degradation_names, finish, held_out_photos,
+                          make_accelerator, photo_split, restoration_loss, restoration_validator, train,
+                          training_dataset)
 
 DEFAULT_RHO = {"lira": 1e-3, "setting-a": 1e-3, "finetune": 1.0, "ewc": 1.0, "lwf": 1.0}
 STAGE_DEGRADATIONS = {"experts": "lira-blur,lira-noise,lira-jpeg", "join": "lira-blended",
@@ -97,11 +97,10 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def l1(restored, target):
-    return F.l1_loss(restored.float(), target.float())
+l1 = restoration_loss(kind="l1")
 
 
-def save_outputs(accelerator, args, network: LIRANetwork, names, title: str) -> Path:
+def save_outputs(accelerator, args, network: LIRANetwork, names, title: str) -> None:
     """``OUTPUT_DIR/model`` and a ``RestorerPipeline`` in ``OUTPUT_DIR/pipeline``."""
     folder = Path(args.output_dir)
     if accelerator.is_main_process:
@@ -109,7 +108,6 @@ def save_outputs(accelerator, args, network: LIRANetwork, names, title: str) -> 
         RestorerPipeline(network, experts=ExpertBank(base_model="uir/lira")).save_pretrained(folder / "pipeline")
     finish(accelerator, args, folder / "model", title, "", names,
            "A LIRA fork-join restorer (Liu et al., lifelong image restoration), trained with uir.")
-    return folder
 
 
 def validator(args, network: LIRANetwork, names, task_of):
@@ -221,8 +219,7 @@ def train_grow(args, accelerator):
     old_names = degradation_names(args.old_degradations)
     base = LIRANetwork.from_pretrained(args.base).to(accelerator.device).eval().requires_grad_(False)
     if base.config.num_tasks != 1:
-        raise SystemExit("--base must be a base network (one task); grow a grown model by passing it as --base "
-                         "only once it is the newest base")
+        raise SystemExit("--base must be a base network with one task; this script grows a base network once")
     if args.method == "lira" and not args.generator:
         raise SystemExit("--method lira needs --generator (train it with the replay-gan stage)")
     grown = warm_up(args, accelerator, base, names).train().requires_grad_(True)
@@ -268,15 +265,10 @@ def train_grow(args, accelerator):
 
 
 def evaluate(args):
-    from uir.data import default_photos_dir, photo_files, split_photos
-
-    if args.data:
-        files = photo_files(args.data)
-    else:
-        root = default_photos_dir()
-        if root is None:
-            raise SystemExit("no --data given and no photo folder found (set UIR_PHOTOS)")
-        files = split_photos(root)[1]
+    try:
+        files = held_out_photos(args.data)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
     files = files[: args.limit] if args.limit else files
     network = LIRANetwork.from_pretrained(args.model).eval()
     restore = lambda lq, pair: run_padded(lambda x: network(x, task=args.task), lq, network.size_multiple)  # noqa: E731

@@ -85,6 +85,19 @@ def clip_tokenizer(directory):
                          model_max_length=77)
 
 
+def save_sample_crops(folder, count: int, height: int, width: int, step: tuple[int, int] = (40, 60)) -> Path:
+    """``count`` crops of the bundled photo into ``folder`` as ``p<i>.png``, crop ``i`` starting at
+    ``i * step``: a tiny photo folder for training-script tests."""
+    from . import sample_image_path
+    from .images import load_image, save_image
+
+    image = load_image(sample_image_path())
+    for i in range(count):
+        top, left = i * step[0], i * step[1]
+        save_image(image[:, top : top + height, left : left + width], Path(folder) / f"p{i}.png")
+    return Path(folder)
+
+
 def save_tiny_sd_turbo(directory, seed: int = 0, unet=TINY_UNET, vae=TINY_VAE, text=TINY_TEXT) -> Path:
     """Write an SD-turbo-shaped checkpoint folder with random weights (default: tiny)."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel

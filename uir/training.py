@@ -110,16 +110,20 @@ def _default_split() -> tuple[list[Path], list[Path]] | None:
     return split_photos(root) if root is not None else None
 
 
+def _given_or_split(folder, part: int, option: str) -> list[Path]:
+    from .data import photo_files, photo_root, split_photos
+
+    return photo_files(folder) if folder is not None else split_photos(photo_root(None, option))[part]
+
+
 def training_photos(train_data_dir) -> list[Path]:
     """The clean photos in ``train_data_dir``, or the training split of the default photos."""
-    from .data import photo_files
+    return _given_or_split(train_data_dir, 0, "--train_data_dir")
 
-    if train_data_dir is not None:
-        return photo_files(train_data_dir)
-    split = _default_split()
-    if split is None:
-        raise FileNotFoundError("no --train_data_dir given and no photo folder found (set UIR_PHOTOS)")
-    return split[0]
+
+def held_out_photos(data_dir) -> list[Path]:
+    """The clean photos in ``data_dir``, or the held-out split of the default photos."""
+    return _given_or_split(data_dir, 1, "--data")
 
 
 def photo_split(args) -> tuple[list[Path], list[Path]]:
@@ -498,6 +502,7 @@ __all__ = [
     "degradation_names",
     "checkpoint_dirs",
     "finish",
+    "held_out_photos",
     "is_restorer_pipeline",
     "load_checkpoint",
     "load_uir_lora_pipeline",

@@ -1,7 +1,7 @@
 """Data: paired and synthetic datasets, paired augmentations, single-type batches, photo split."""
 
 from .datasets import CleanCropDataset, DegradationConcatDataset, PairedFolderDataset, SyntheticDegradationDataset
-from .photos import HOLDOUT_EVERY, default_photos_dir, photo_files, split_photos
+from .photos import HOLDOUT_EVERY, default_photos_dir, photo_files, photo_root, split_photos
 from .samplers import SingleDegradationBatchSampler
 from .transforms import paired_random_crop, paired_random_flip
 
@@ -16,5 +16,6 @@ __all__ = [
     "paired_random_crop",
     "paired_random_flip",
     "photo_files",
+    "photo_root",
     "split_photos",
 ]

@@ -28,6 +28,15 @@ def default_photos_dir() -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
+def photo_root(folder=None, option: str = "--data") -> Path:
+    """``folder``, else :func:`default_photos_dir`; a ``FileNotFoundError`` naming ``option`` when
+    neither is given."""
+    root = Path(folder) if folder is not None else default_photos_dir()
+    if root is None:
+        raise FileNotFoundError(f"no {option} given and no photo folder found (set {PHOTOS_ENV})")
+    return root
+
+
 def photo_files(root) -> list[Path]:
     """Image files directly in ``root``, sorted by name."""
     root = Path(root)
