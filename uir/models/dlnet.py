@@ -18,7 +18,6 @@ their running statistics once per step with the same batch.
 
 from __future__ import annotations
 
-import importlib
 from contextlib import contextmanager
 
 import torch
@@ -26,6 +25,8 @@ import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
+
+from .wrapping import import_model_class, model_class_and_config
 
 
 class ChannelwiseFC(nn.Module):
@@ -86,14 +87,6 @@ class ContextEncoder(ModelMixin, ConfigMixin):
         return self.head(self.decoder(F.relu(self.bottleneck(self.encoder(y)))))
 
 
-def _import_class(path: str) -> type:
-    module, _, name = path.rpartition(".")
-    cls = getattr(importlib.import_module(module), name, None)
-    if not (isinstance(cls, type) and issubclass(cls, ModelMixin) and issubclass(cls, ConfigMixin)):
-        raise ValueError(f"{path} is not a ModelMixin + ConfigMixin class")
-    return cls
-
-
 class DLNet(ModelMixin, ConfigMixin):
     """A reference restorer wrapped with ``steps`` unrolled likelihood steps (eq. 4-5).
 
@@ -121,7 +114,7 @@ class DLNet(ModelMixin, ConfigMixin):
             raise ValueError(f"bias_correction must be 'paper' or 'adam', got {bias_correction!r}")
         if steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
-        self.reference = _import_class(reference_class)(**(reference_config or {}))
+        self.reference = import_model_class(reference_class)(**(reference_config or {}))
         # None until the first forward when the default (the last convolution run) applies
         self.split_name = split or getattr(self.reference, "dlnet_split", None)
         if self.split_name is not None:
@@ -153,9 +146,8 @@ class DLNet(ModelMixin, ConfigMixin):
     @classmethod
     def wrap(cls, reference: ModelMixin, **kwargs) -> "DLNet":
         """A DL-Net around ``reference`` (its class, config and weights)."""
-        kind = type(reference)
-        config = {k: v for k, v in reference.config.items() if not k.startswith("_")}
-        model = cls(reference_class=f"{kind.__module__}.{kind.__qualname__}", reference_config=config, **kwargs)
+        reference_class, config = model_class_and_config(reference)
+        model = cls(reference_class=reference_class, reference_config=config, **kwargs)
         model.reference.load_state_dict(reference.state_dict())
         return model.to(reference.device)
 

@@ -103,6 +103,11 @@ class NAFNet(ModelMixin, ConfigMixin, PeftAdapterMixin):
             self.decoders.append(nn.Sequential(*(NAFBlock(channels) for _ in range(count))))
 
     @property
+    def time_condition_blocks(self) -> list[str]:
+        """Every NAFBlock: where :class:`~uir.dte.TimeConditionedRestorer` adds the timestep."""
+        return [name for name, module in self.named_modules() if isinstance(module, NAFBlock)]
+
+    @property
     def size_multiple(self) -> int:
         return 2 ** len(self.config.encoder_blocks)
 

@@ -1,0 +1,324 @@
+"""Diffusion-training-enhanced IR (paper 004): time conditioning, diffusion, t_mat, GEF, TIT, MoE."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+
+from uir.dte import (
+    DiffusionProcess,
+    GEFObjective,
+    TimeConditionedRestorer,
+    generation_sensitive_layers,
+    importance_regularizer,
+    incremental_stages,
+    layer_decay,
+    match_timestep,
+    orthogonality_loss,
+    per_sample_gradients,
+    time_sequential_order,
+    to_diffusion_space,
+    w_decay,
+)
+from uir.models import NAFNet
+from uir.models.lira import LIRANetwork
+from uir.testing import save_sample_crops
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "train"))
+
+import train_dte  # noqa: E402
+
+
+def tiny(seed=0, dtype=torch.float32, moe=0) -> TimeConditionedRestorer:
+    torch.manual_seed(seed)
+    backbone = NAFNet(width=4, encoder_blocks=(1,), middle_blocks=1, decoder_blocks=(1,))
+    model = TimeConditionedRestorer.wrap(backbone, embedding_dim=8)
+    if moe:
+        model.add_moe_adapters(moe, hidden=2)
+    with torch.no_grad():  # a "trained" network: no parameter left at its zero init
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model.to(dtype)
+
+
+def images(n=3, size=8, seed=1, dtype=torch.float32):
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+# --- time conditioning and MoE adapters ---------------------------------------------------------
+def test_wrapping_and_adding_moe_adapters_leave_a_trained_network_unchanged():
+    torch.manual_seed(0)
+    backbone = NAFNet(width=4, encoder_blocks=(1,), middle_blocks=1, decoder_blocks=(1,))
+    with torch.no_grad():
+        for p in backbone.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = images()
+    model = TimeConditionedRestorer.wrap(backbone, embedding_dim=8)
+    assert torch.equal(model(x, 3), backbone(x))  # zero-initialised modulation
+    with torch.no_grad():
+        for p in model.modulations.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    before = model(x, 3)
+    assert not torch.allclose(model(x, 3), model(x, 7))  # the timestep now matters
+    model.add_moe_adapters(10, hidden=2)
+    assert len(model.moe) == len(model.block_names) and model.moe[0].num_experts == 10
+    assert torch.equal(model(x, 3), before)  # zero-initialised output scale
+    # one training step moves the scale off zero, and the adapters then change the output
+    optimizer = torch.optim.SGD(model.moe.parameters(), lr=0.5)
+    F.l1_loss(model(x, 3), x.flip(0)).backward()
+    optimizer.step()
+    assert not torch.allclose(model(x, 3), before)
+
+
+def test_round_trip_is_exact_with_adapters_and_another_backbone(tmp_path):
+    model = tiny(moe=3)
+    model.save_pretrained(tmp_path / "nafnet")
+    loaded = TimeConditionedRestorer.from_pretrained(tmp_path / "nafnet")
+    x = images()
+    assert torch.equal(loaded(x, 4), model(x, 4))
+    assert loaded.config.moe_experts == 3
+    # LIRA: explicit blocks, a backbone keyword (task) passed through
+    lira = LIRANetwork(channels=8, num_experts=2, num_blocks=2)
+    with torch.no_grad():  # its output conv starts at zero: make the output depend on the features
+        for p in lira.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    wrapped = TimeConditionedRestorer.wrap(lira, blocks=train_dte.LIRA_BLOCKS, embedding_dim=8)
+    x = images(2, 16)
+    assert torch.equal(wrapped(x, 5, task=0), lira(x, task=0))
+    with torch.no_grad():
+        wrapped.modulations[0].bias.fill_(0.3)
+    wrapped.save_pretrained(tmp_path / "lira")
+    again = TimeConditionedRestorer.from_pretrained(tmp_path / "lira")
+    assert torch.equal(again(x, 5, task=0), wrapped(x, 5, task=0))
+    assert not torch.allclose(again(x, 5, task=0), lira(x, task=0))
+
+
+def test_bad_inputs_are_named():
+    model = tiny()
+    with pytest.raises(ValueError, match="0..50"):
+        model(images(), 51)
+    with pytest.raises(ValueError, match="shape"):
+        model(images(3), torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="no modules"):
+        TimeConditionedRestorer(backbone_config={"width": 4}, blocks=["nowhere"])
+    with pytest.raises(ValueError, match="already"):
+        tiny(moe=2).add_moe_adapters(2)
+
+
+def test_depth_layers_cover_every_parameter_in_forward_order():
+    model = tiny(moe=2)
+    layers = model.depth_layers()
+    names = [n for layer in layers for n in layer]
+    assert sorted(names) == sorted(n for n, _ in model.named_parameters())
+    assert layers[0][0].startswith("time_embedding") and "backbone.intro.weight" in layers[0]
+    assert layers[-1] == ["backbone.ending.weight", "backbone.ending.bias"]
+    # the first block's modulation sits right after that block's own layers
+    first_block = model.block_names[0]
+    position = next(i for i, layer in enumerate(layers) if "modulations.0.weight" in layer)
+    assert f"backbone.{first_block}.beta" in layers[position]
+
+
+# --- diffusion and timestep matching ---------------------------------------------------------------
+def test_reverse_step_matches_diffusers_ddpm_scheduler():
+    process = DiffusionProcess()
+    model = tiny()
+    x_t = to_diffusion_space(images())
+    oracle = DDPMScheduler(num_train_timesteps=50, beta_start=1e-4 * 20, beta_end=0.02 * 20, clip_sample=False)
+    for t in (50, 17, 1):
+        eps = model(x_t, t)
+        expected = oracle.step(eps, t - 1, x_t, generator=torch.Generator().manual_seed(5)).prev_sample
+        got = process.reverse_step(model, x_t, t, torch.Generator().manual_seed(5))
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    noise = torch.randn_like(x_t)
+    t = torch.tensor([1, 25, 50])
+    abar = oracle.alphas_cumprod[t - 1][:, None, None, None]
+    torch.testing.assert_close(process.add_noise(x_t, noise, t), abar.sqrt() * x_t + (1 - abar).sqrt() * noise)
+    additive = DiffusionProcess(noise_model="additive")
+    torch.testing.assert_close(additive.add_noise(x_t, noise, t), x_t + (1 - abar).sqrt() * noise)
+    assert process.alphas_cumprod[-1] < 1e-3  # rescaled betas: x_T is nearly pure noise
+    with pytest.raises(ValueError, match="1..50"):
+        process.add_noise(x_t, noise, torch.tensor([0, 1, 2]))
+
+
+def test_t_mat_search_is_deterministic_and_is_the_argmin():
+    model, process = tiny(), DiffusionProcess()
+    clean = images(4, 8)
+    degraded = (clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
+    first = match_timestep(model, process, degraded, clean, batch_size=3)
+    again = match_timestep(model, process, degraded, clean, batch_size=4)
+    assert first.t_mat == again.t_mat and first.errors == pytest.approx(again.errors, rel=1e-6)  # batching: float rounding only
+    assert first.t_mat == 1 + min(range(50), key=first.errors.__getitem__)
+    noisy_a = match_timestep(model, process, degraded, clean, torch.Generator().manual_seed(7))
+    noisy_b = match_timestep(model, process, degraded, clean, torch.Generator().manual_seed(7))
+    assert noisy_a == noisy_b
+    # one step at t changes x by exactly the scheduler's posterior mean minus x
+    x, y = to_diffusion_space(degraded), to_diffusion_space(clean)
+    step = process.reverse_step(model, x, 6) - x
+    assert first.errors[5] == pytest.approx((step - (y - x)).pow(2).mean().item(), rel=1e-5)
+
+
+# --- GEF regularisers -------------------------------------------------------------------------------
+def test_l_reg_matches_its_closed_form_value_and_gradient():
+    model = tiny(dtype=torch.float64)
+    params = dict(model.named_parameters())
+    generator = torch.Generator().manual_seed(0)
+    reference = {n: p.detach() + 0.01 * torch.randn(p.shape, generator=generator, dtype=p.dtype) for n, p in params.items()}
+    importance = {n: torch.rand(p.shape, generator=generator, dtype=p.dtype) for n, p in params.items()}
+    layers = model.depth_layers()
+    weights = layer_decay(layers, lam=0.2, a=0.05)
+    assert weights[layers[0][0]] == 0.2 and weights[layers[3][0]] == pytest.approx(0.2 * math.exp(-0.15))
+    value = importance_regularizer(model, reference, importance, weights)
+    value.backward()
+    expected = 0.0
+    for n, p in params.items():
+        delta, i, w = p.detach() - reference[n], importance[n], weights[n]
+        expected += w * (i * delta.abs() + i**2 * delta**2).sum()
+        torch.testing.assert_close(p.grad, w * (i * delta.sign() + 2 * i**2 * delta))
+    assert value.item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def naive_orthogonality(model, names, gen_losses, rec_losses):
+    """Eq. 6-8 with one autograd call per sample and explicit pair loops."""
+    params = [dict(model.named_parameters())[n] for n in names]
+
+    def flat(loss):
+        return torch.cat([g.flatten() for g in torch.autograd.grad(loss, params, create_graph=True)])
+
+    g_gen, g_rec = [flat(l) for l in gen_losses], [flat(l) for l in rec_losses]
+    cos = lambda a, b: a @ b / (a.norm() * b.norm())  # noqa: E731
+    s = sum(cos(a, b) for a in g_gen for b in g_rec) / (len(g_gen) * len(g_rec))
+    d = (sum(cos(a, b) for a in g_gen for b in g_gen) + sum(cos(a, b) for a in g_rec for b in g_rec)) \
+        / (len(g_gen) ** 2 + len(g_rec) ** 2)
+    return (1 - s) + d.abs()
+
+
+def test_l_orthog_and_its_gradient_match_a_naive_autograd_reference():
+    model = tiny(dtype=torch.float64)
+    process = DiffusionProcess()
+    layers = model.depth_layers()
+    names = generation_sensitive_layers(layers, t_mat=6, a=0.05)
+    assert len(names) < len(list(model.parameters()))
+    x_t = to_diffusion_space(images(2, dtype=torch.float64))
+    t_gen, noise = torch.tensor([3, 40]), torch.randn_like(x_t)
+    lq, gt = images(3, seed=4, dtype=torch.float64), images(3, seed=5, dtype=torch.float64)
+    t_rec = torch.full((3,), 6)
+
+    def gen_sample(forward, x, t, eps):
+        return process.noise_prediction_loss(forward(x, t), eps, t).sum()
+
+    def rec_sample(forward, x, t, y):
+        return F.l1_loss((forward(x, t) + 1) / 2, y)
+
+    fast = orthogonality_loss(per_sample_gradients(model, names, gen_sample, x_t, t_gen, noise),
+                              per_sample_gradients(model, names, rec_sample, to_diffusion_space(lq), t_rec, gt))
+    fast_grads = torch.autograd.grad(fast, list(model.parameters()), allow_unused=True)
+    forward = lambda x, t: model(x, t)  # noqa: E731
+    slow = naive_orthogonality(
+        model, names,
+        [gen_sample(forward, x_t[i : i + 1], t_gen[i : i + 1], noise[i : i + 1]) for i in range(2)],
+        [rec_sample(forward, to_diffusion_space(lq[i : i + 1]), t_rec[i : i + 1], gt[i : i + 1]) for i in range(3)])
+    slow_grads = torch.autograd.grad(slow, list(model.parameters()), allow_unused=True)
+    assert fast.item() == pytest.approx(slow.item(), rel=1e-10)
+    compared = 0
+    for a, b in zip(fast_grads, slow_grads):
+        if b is None:
+            assert a is None or not a.abs().any()
+            continue
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
+        compared += int(b.abs().sum() > 0)
+    assert compared > len(names) // 2  # the loss's gradient reaches the parameters
+    with pytest.raises(ValueError, match="form"):
+        orthogonality_loss(torch.ones(1, 3), torch.ones(1, 3), form="sideways")
+    orthogonal = orthogonality_loss(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]]), form="orthogonal")
+    aligned = orthogonality_loss(torch.tensor([[1.0, 0.0]]), torch.tensor([[3.0, 0.0]]), form="eq8")
+    assert orthogonal.item() == pytest.approx(1.0) and aligned.item() == pytest.approx(1.0)  # |s|+|d| and (1-s)+|d|, d = 1
+
+
+def test_generative_updates_reach_only_the_generation_sensitive_layers():
+    model, process = tiny(), DiffusionProcess()
+    assert w_decay(0) == 1 and w_decay(20) == pytest.approx(math.exp(-1))
+    layers = model.depth_layers()
+    for t_mat in (1, 30):
+        shallow = set(generation_sensitive_layers(layers, t_mat))
+        assert len([l for l in layers if set(l) <= shallow]) == math.ceil(math.exp(-0.05 * t_mat) * len(layers))
+    gef = GEFObjective(model, process, generative_fraction=0.25, orthogonality=None)
+    assert gef.generative_count(8) == 2 and gef.generative_count(3) == 1
+    model.zero_grad()
+    gef(images(4), images(4, seed=3), t_mat=30)["generative"].backward()
+    shallow = set(generation_sensitive_layers(layers, 30))
+    for name, p in model.named_parameters():
+        if name not in shallow:
+            assert p.grad is None or not p.grad.any(), name
+    assert any(p.grad is not None and p.grad.any() for n, p in model.named_parameters() if n in shallow)
+    with pytest.raises(ValueError, match="generative_fraction"):
+        GEFObjective(model, process, generative_fraction=0.0, orthogonality="eq8")
+
+
+def test_time_sequential_order_and_stages():
+    t_mat = {"noisy": 4, "hazy": 47, "jpeg": 12, "rainy": 12}
+    order = time_sequential_order(t_mat)
+    assert order == ["hazy", "jpeg", "rainy", "noisy"]
+    assert time_sequential_order(t_mat, descending=False) == ["noisy", "jpeg", "rainy", "hazy"]
+    assert incremental_stages(order) == [["hazy"], ["hazy", "jpeg"], ["hazy", "jpeg", "rainy"], order]
+
+
+# --- the script ---------------------------------------------------------------------------------------
+def reset_accelerate():
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+def test_script_runs_every_stage_and_resumes_tit(tmp_path):
+    photos = save_sample_crops(tmp_path / "photos", 4, 64, 80, step=(30, 20))
+    common = ["--train_batch_size", "4", "--resolution", "32", "--checkpointing_steps", "2",
+              "--validation_steps", "0", "--train_data_dir", str(photos)]
+    pre, t_json = tmp_path / "pre", tmp_path / "t_mat.json"
+    kinds = "noisy,hazy,low-light"
+    try:
+        train_dte.main(["pretrain", "--output_dir", str(pre), "--width", "4", "--max_train_steps", "2",
+                        "--importance_batches", "1", *common])
+        reset_accelerate()
+        table = train_dte.run_match(train_dte.parse_args(
+            ["match", "--pretrained", str(pre), "--output", str(t_json), "--num_images", "2", "--resolution", "32",
+             "--degradations", kinds, "--train_data_dir", str(photos)]))
+        assert set(table) == set(kinds.split(",")) and all(1 <= t <= 50 for t in table.values())
+        train_dte.main(["finetune", "--pretrained", str(pre), "--t_mat", str(t_json), "--output_dir",
+                        str(tmp_path / "gef"), "--max_train_steps", "2", *common])
+        reset_accelerate()
+        unified = ["unified", "--pretrained", str(pre), "--t_mat", str(t_json), "--output_dir", str(tmp_path / "tit"),
+                   "--degradations", kinds, "--steps_per_stage", "2", "--moe_experts", "2",
+                   "--orthogonality", "none", *common]
+        train_dte.main(unified)
+        reset_accelerate()
+        first = TimeConditionedRestorer.from_pretrained(tmp_path / "tit" / "model")
+        # a rerun skips the finished stages and ends with the same weights
+        train_dte.main(unified)
+    finally:
+        reset_accelerate()
+    importance = pre / train_dte.IMPORTANCE_FILE
+    assert importance.is_file()
+    order = time_sequential_order(table)
+    assert sorted(p.name for p in (tmp_path / "tit").glob("stage-*")) == ["stage-00", "stage-01", "stage-02"]
+    metrics = [json.loads(line) for line in (tmp_path / "tit" / "stage-00" / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 2
+    again = TimeConditionedRestorer.from_pretrained(tmp_path / "tit" / "model")
+    assert again.config.moe_experts == 2 and order[0] in table
+    for (name, a), b in zip(first.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), name
+    rows = train_dte.run_evaluate(train_dte.parse_args(
+        ["evaluate", "--model", str(tmp_path / "gef" / "model"), "--t_mat", str(t_json), "--degradations", "noisy",
+         "--severities", "moderate,severe", "--data", str(photos)]))
+    levels = {r["level"]: r for r in rows if r["degradation"] == "noisy"}
+    assert levels["moderate"]["psnr_in"] > levels["severe"]["psnr_in"]  # sigma 25 vs 50
+    with pytest.raises(SystemExit, match="no t_mat for"):
+        train_dte.load_t_mat(str(t_json), ["snowy"])
+    with pytest.raises(SystemExit, match="not a saved model"):
+        train_dte.load_model(tmp_path)

@@ -1,0 +1,329 @@
+#!/usr/bin/env python
+"""Diffusion-training-enhanced restoration (paper 004): pre-train, match, fine-tune, unify.
+
+    accelerate launch train/train_dte.py pretrain --output_dir runs/dte/pretrain
+    python train/train_dte.py match --pretrained runs/dte/pretrain --output runs/dte/t_mat.json
+    accelerate launch train/train_dte.py finetune --pretrained runs/dte/pretrain --t_mat runs/dte/t_mat.json \\
+        --degradations noisy --severity moderate --method gef --output_dir runs/dte/gef
+    accelerate launch train/train_dte.py unified --pretrained runs/dte/pretrain --t_mat runs/dte/t_mat.json \\
+        --method tit --moe_experts 10 --output_dir runs/dte/tit
+    python train/train_dte.py evaluate --model runs/dte/gef/model --t_mat runs/dte/t_mat.json --degradations noisy
+
+* ``pretrain`` (TMGP, Alg. 1): a NAFNet (or ``--backbone lira``) wrapped with a timestep input
+  learns eps-prediction on clean crops (eq. 11, ``T`` = 50). It then accumulates the parameter
+  importance of Alg. 6 over ``--importance_batches`` generative batches and writes
+  ``importance.safetensors`` beside ``model/``.
+* ``match`` (Alg. 2): ``t_mat`` for each degradation from degraded crops of the training photos.
+* ``finetune`` (GEF, Alg. 3): one task at its ``t_mat``; ``--method gef`` adds generative mixing
+  on generation-sensitive layers, L_reg and L_orthog to the L1 loss; ``--method plain`` is L1 only.
+* ``unified``: the GEF options apply to every stage (``--lambda_reg 0 --generative_fraction 0
+  --orthogonality none`` for plain L1). ``--method tit`` injects the tasks one stage at a time in ``t_mat`` order
+  (Alg. 4-5), ``--steps_per_stage`` each, resuming stage by stage; ``--method mix`` trains on
+  every task at once (the conventional baseline). ``--moe_experts`` adds the MoE adapters.
+  ``--t_mat none`` feeds t = 0 everywhere (no time prompt).
+* ``evaluate``: PSNR/SSIM on the held-out photos, each type restored at its ``t_mat``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save
+
+from uir.data import CleanCropDataset, SingleDegradationBatchSampler
+from uir.dte import (
+    DiffusionProcess,
+    GEFObjective,
+    TimeConditionedRestorer,
+    incremental_stages,
+    match_timestep,
+    parameter_importance,
+    restore,
+    time_sequential_order,
+    to_diffusion_space,
+)
+from uir.evaluation import evaluate_restoration, markdown_table
+from uir.images import atomic_write, save_json
+from uir.models import NAFNet
+from uir.models.lira import LIRANetwork
+from uir.tiling import run_padded
+from uir.training import (
+    LossModule,
+    add_data_args,
+    add_training_args,
+    degradation_names,
+    finish,
+    held_out_photos,
+    make_accelerator,
+    train,
+    training_dataset,
+    training_photos,
+)
+from uir import degradations
+
+IMPORTANCE_FILE = "importance.safetensors"
+LIRA_BLOCKS = ["heads.0.extract_h", "heads.0.extract_g", "heads.0.merge"]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    stages = parser.add_subparsers(dest="stage", required=True)
+
+    pretrain = stages.add_parser("pretrain", help="generative pre-training (Alg. 1)")
+    pretrain.add_argument("--backbone", choices=["nafnet", "lira"], default="nafnet")
+    pretrain.add_argument("--width", type=int, default=16, help="backbone channels at full resolution")
+    pretrain.add_argument("--num_timesteps", type=int, default=50, help="T")
+    pretrain.add_argument("--noise_model", choices=["ddpm", "additive"], default="ddpm",
+                          help="ddpm: the paper; additive: the public code's IR-SDE-like model")
+    pretrain.add_argument("--importance_batches", type=int, default=20, help="batches for Alg. 6's importance")
+    pretrain.add_argument("--train_data_dir", default=None, help="clean photos (default: the training split)")
+    add_training_args(pretrain, learning_rate=1e-3, batch_size=8, max_train_steps=2000, resolution=64)
+
+    match = stages.add_parser("match", help="timestep matching (Alg. 2)")
+    match.add_argument("--pretrained", required=True, help="a pretrain output folder")
+    match.add_argument("--degradations", default="all")
+    match.add_argument("--severity", default="moderate")
+    match.add_argument("--num_images", type=int, default=16, help="training photos, one crop each")
+    match.add_argument("--resolution", type=int, default=64)
+    match.add_argument("--train_data_dir", default=None)
+    match.add_argument("--seed", type=int, default=0)
+    match.add_argument("--output", required=True, help="t_mat JSON to write")
+
+    for name, helptext in (("finetune", "GEF or plain fine-tuning on one task"),
+                           ("unified", "TIT or mix-training over many tasks")):
+        stage = stages.add_parser(name, help=helptext)
+        stage.add_argument("--pretrained", default=None, help="a pretrain output folder (default: train from scratch)")
+        stage.add_argument("--width", type=int, default=16, help="backbone width when training from scratch")
+        stage.add_argument("--t_mat", required=True, help='t_mat JSON from "match", or "none" (t = 0)')
+        stage.add_argument("--lambda_reg", type=float, default=0.2, help="lambda of L_reg (0: off)")
+        stage.add_argument("--decay_rate", type=float, default=0.05, help="a of w_decay(t) = exp(-a t)")
+        stage.add_argument("--generative_fraction", type=float, default=0.1, help="share of each batch trained generatively")
+        stage.add_argument("--orthogonality", choices=["eq8", "orthogonal", "none"], default="eq8")
+        add_data_args(stage, default_degradations="noisy" if name == "finetune" else "all")
+        add_training_args(stage, learning_rate=5e-4, batch_size=8, max_train_steps=600, resolution=64)
+        stage.set_defaults(severity="moderate")
+    stages.choices["finetune"].add_argument("--method", choices=["gef", "plain"], default="gef",
+                                            help="plain: L1 only (the GEF options are ignored)")
+    unified = stages.choices["unified"]
+    unified.add_argument("--method", choices=["tit", "mix"], default="tit")
+    unified.add_argument("--moe_experts", type=int, default=10, help="N_E (0: no MoE adapters)")
+    unified.add_argument("--steps_per_stage", type=int, default=100, help="TIT: steps per injected task")
+    unified.add_argument("--ascending", action="store_true", help="TIT: inject the smallest t_mat first")
+
+    evaluate = stages.add_parser("evaluate", help="PSNR/SSIM on held-out photos")
+    evaluate.add_argument("--model", required=True, help="a saved TimeConditionedRestorer folder")
+    evaluate.add_argument("--t_mat", required=True, help='t_mat JSON, or "none" (t = 0)')
+    evaluate.add_argument("--degradations", default="all")
+    evaluate.add_argument("--severities", default="moderate", help="comma list, e.g. moderate,severe")
+    evaluate.add_argument("--data", default=None, help="clean photos (default: the held-out split)")
+    evaluate.add_argument("--limit", type=int, default=None, help="use the first N photos")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--output", default=None, help="write the rows as JSON here")
+    return parser.parse_args(argv)
+
+
+# --- models and files ----------------------------------------------------------------------------
+def new_model(backbone: str, width: int, num_timesteps: int = 50) -> TimeConditionedRestorer:
+    if backbone == "lira":
+        return TimeConditionedRestorer.wrap(LIRANetwork(channels=width), blocks=LIRA_BLOCKS, num_timesteps=num_timesteps)
+    return TimeConditionedRestorer.wrap(NAFNet(width=width), num_timesteps=num_timesteps)
+
+
+def load_model(folder) -> TimeConditionedRestorer:
+    if not (Path(folder) / "config.json").is_file():
+        raise SystemExit(f"{folder} is not a saved model folder (no config.json)")
+    return TimeConditionedRestorer.from_pretrained(folder)
+
+
+def load_t_mat(spec: str, names: list[str]) -> dict[str, int]:
+    if spec == "none":
+        return {name: 0 for name in names}
+    try:
+        table = json.loads(Path(spec).read_text())["t_mat"]
+    except (OSError, ValueError, KeyError) as error:
+        raise SystemExit(f"--t_mat {spec}: not a t_mat JSON written by the match stage ({error})") from None
+    missing = [name for name in names if name not in table]
+    if missing:
+        raise SystemExit(f"--t_mat {spec} has no t_mat for {missing}; run match with those degradations")
+    return {name: int(table[name]) for name in names}
+
+
+def save_model(accelerator, args, model, names, title: str, folder=None) -> Path:
+    folder = Path(folder or Path(args.output_dir) / "model")
+    if accelerator.is_main_process:
+        model.save_pretrained(folder)
+    finish(accelerator, args, folder, title, "", names,
+           "A time-conditioned restorer trained with uir's diffusion-training-enhanced framework.")
+    return folder
+
+
+# --- stages --------------------------------------------------------------------------------------
+def run_pretrain(args):
+    accelerator = make_accelerator(args)
+    model = new_model(args.backbone, args.width, args.num_timesteps).to(accelerator.device).train()
+    process = DiffusionProcess(args.num_timesteps, args.noise_model)
+    dataset = CleanCropDataset(training_photos(args.train_data_dir), crop_size=args.resolution, flip=True, seed=args.seed)
+    sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed, mix_types=True)
+
+    def loss(batch):
+        return process.generative_loss(model, to_diffusion_space(batch["gt"]))
+
+    train(accelerator, args, model=LossModule({"model": model}, loss),
+          trainable={f"model.{n}": p for n, p in model.named_parameters()}, dataset=dataset, batch_sampler=sampler)
+    model.eval()
+    if accelerator.is_main_process:
+        generator = torch.Generator().manual_seed(args.seed)
+        batches = iter(torch.utils.data.DataLoader(dataset, batch_sampler=sampler))
+
+        def generative_batch():
+            return process.generative_loss(model, to_diffusion_space(next(batches)["gt"].to(accelerator.device)),
+                                           generator)
+
+        count = min(args.importance_batches, len(sampler))
+        importance = parameter_importance(model, generative_batch, count)
+        atomic_write(Path(args.output_dir) / IMPORTANCE_FILE,
+                     lambda stream: stream.write(save({n: v.contiguous().cpu() for n, v in importance.items()})))
+        save_json({"num_timesteps": args.num_timesteps, "noise_model": args.noise_model},
+                  Path(args.output_dir) / "process.json")
+    save_model(accelerator, args, model, ["clean images"], "uir DTE generative pre-training")
+
+
+def pretrained_parts(folder):
+    """(model, process, importance) of a pretrain output folder."""
+    folder = Path(folder)
+    model = load_model(folder / "model")
+    settings = json.loads((folder / "process.json").read_text()) if (folder / "process.json").is_file() else {}
+    process = DiffusionProcess(model.config.num_timesteps, settings.get("noise_model", "ddpm"))
+    importance = load_file(folder / IMPORTANCE_FILE) if (folder / IMPORTANCE_FILE).is_file() else None
+    return model, process, importance
+
+
+def run_match(args):
+    names = degradation_names(args.degradations)
+    model, process, _ = pretrained_parts(args.pretrained)
+    model.eval()
+    dataset = CleanCropDataset(training_photos(args.train_data_dir)[: args.num_images], crop_size=args.resolution,
+                               seed=args.seed)
+    clean = torch.stack([dataset[i]["gt"] for i in range(len(dataset))])
+    table, curves = {}, {}
+    for k, name in enumerate(names):
+        generator = torch.Generator().manual_seed(args.seed * 1009 + k)
+        degraded = degradations.apply(name, clean, generator=generator, severity=args.severity)
+        found = match_timestep(model, process, degraded, clean)
+        table[name], curves[name] = found.t_mat, found.errors
+        print(f"{name}: t_mat = {found.t_mat}")
+    save_json({"t_mat": table, "errors": curves, "severity": args.severity, "num_images": len(dataset)}, args.output)
+    return table
+
+
+def starting_model(args, accelerator):
+    """The model to fine-tune, the process, and the L_reg reference (None without importance)."""
+    if args.pretrained:
+        model, process, importance = pretrained_parts(args.pretrained)
+    else:
+        model, process, importance = new_model("nafnet", args.width), DiffusionProcess(), None
+    model.to(accelerator.device).train().requires_grad_(True)
+    reference = {n: p.detach().clone() for n, p in model.named_parameters()} if importance is not None else None
+    return model, process, reference, importance
+
+
+def objective(args, model, process, reference, importance, method: str) -> GEFObjective:
+    if method == "plain":
+        return GEFObjective(model, process, generative_fraction=0.0, orthogonality=None)
+    use_reg = importance is not None and args.lambda_reg > 0
+    return GEFObjective(model, process, reference=reference if use_reg else None,
+                        importance={k: v.to(model.device) for k, v in importance.items()} if use_reg else None,
+                        lam=args.lambda_reg, decay_rate=args.decay_rate,
+                        generative_fraction=args.generative_fraction,
+                        orthogonality=None if args.orthogonality == "none" else args.orthogonality)
+
+
+def fit(accelerator, args, model, gef: GEFObjective, names, t_mat, output_dir):
+    """Train on ``names`` (single-type batches, each at its ``t_mat``) into ``output_dir``."""
+    args.output_dir = str(output_dir)
+    dataset = training_dataset(args, names)
+    sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed,
+                                            group_size=accelerator.num_processes * args.gradient_accumulation_steps)
+
+    def loss(batch):
+        return gef(batch["lq"], batch["gt"], t_mat[batch["degradation"][0]])["loss"]
+
+    train(accelerator, args, model=LossModule({"model": model}, loss),
+          trainable={f"model.{n}": p for n, p in model.named_parameters()}, dataset=dataset, batch_sampler=sampler)
+
+
+def run_finetune(args):
+    accelerator = make_accelerator(args)
+    names = degradation_names(args.degradations)
+    t_mat = load_t_mat(args.t_mat, names)
+    model, process, reference, importance = starting_model(args, accelerator)
+    gef = objective(args, model, process, reference, importance, args.method)
+    fit(accelerator, args, model, gef, names, t_mat, args.output_dir)
+    model.eval()
+    save_model(accelerator, args, model, names, f"uir DTE fine-tuning ({args.method})")
+
+
+def run_unified(args):
+    accelerator = make_accelerator(args)
+    names = degradation_names(args.degradations)
+    t_mat = load_t_mat(args.t_mat, names)
+    model, process, reference, importance = starting_model(args, accelerator)
+    if args.moe_experts:
+        model.add_moe_adapters(args.moe_experts)
+        model.to(accelerator.device).train().requires_grad_(True)  # the new adapters have no importance: no L_reg
+    gef = objective(args, model, process, reference, importance, args.method)
+    root = Path(args.output_dir)
+    if args.method == "mix":
+        fit(accelerator, args, model, gef, names, t_mat, root)
+    else:
+        order = time_sequential_order(t_mat, descending=not args.ascending)
+        for k, tasks in enumerate(incremental_stages(order)):
+            stage_dir = root / f"stage-{k:02d}"
+            if (stage_dir / "model" / "config.json").is_file():  # finished earlier: resume after it
+                model.load_state_dict(TimeConditionedRestorer.from_pretrained(stage_dir / "model").state_dict())
+                continue
+            accelerator.print(f"stage {k}: {tasks[-1]} (t_mat {t_mat[tasks[-1]]}) joins {tasks[:-1]}")
+            args.max_train_steps = args.steps_per_stage
+            fit(accelerator, args, model, gef, tasks, t_mat, stage_dir)
+            if accelerator.is_main_process:
+                model.save_pretrained(stage_dir / "model")
+            accelerator.wait_for_everyone()
+        args.output_dir = str(root)
+    model.eval()
+    save_model(accelerator, args, model, names, f"uir DTE unified ({args.method})")
+
+
+def run_evaluate(args):
+    names = degradation_names(args.degradations)
+    t_mat = load_t_mat(args.t_mat, names)
+    model = load_model(args.model).eval()
+    try:
+        files = held_out_photos(args.data)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
+    files = files[: args.limit] if args.limit else files
+
+    def restore_pair(lq, pair):
+        return run_padded(lambda x: restore(model, x, t_mat[pair.name]), lq, model.size_multiple)
+
+    rows = []
+    for severity in args.severities.split(","):
+        scores = evaluate_restoration(restore_pair, files, names, seed=args.seed, severity=severity)
+        rows += [{"level": severity, **row} for row in scores.rows()]
+    print(markdown_table(rows))
+    if args.output:
+        save_json(rows, args.output)
+    return rows
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    {"pretrain": run_pretrain, "match": run_match, "finetune": run_finetune, "unified": run_unified,
+     "evaluate": run_evaluate}[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""The diffusion process of generative pre-training (Alg. 1, eq. 11) and its reverse step (Alg. 2).
+
+Images live in ``[-1, 1]`` here (:func:`to_diffusion_space`); the restorer sees the same space
+in every mode, so the reverse step can start from a degraded image (timestep matching) and
+the restorer output maps back with :func:`from_diffusion_space`.
+
+``noise_model="ddpm"`` (the paper, Alg. 1): ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps``
+with diffusers' ``DDPMScheduler`` (``T`` = 50 steps, linear betas rescaled from the 1000-step
+DDPM range, so ``abar_T`` is near zero). The reverse step is the DDPM posterior of Alg. 2,
+line 8, computed by the scheduler's own ``step``.
+
+``noise_model="additive"`` (the option the authors' public code takes, an IR-SDE-like additive
+model): ``x_t = x_0 + s_t eps`` with ``s_t = sqrt(1 - abar_t)``, no shrinking of the signal;
+the reverse step is the matching Gaussian posterior
+``x_{t-1} = x_t - (s_t^2 - s_{t-1}^2) / s_t * eps_hat + sqrt(s_{t-1}^2 (s_t^2 - s_{t-1}^2)) / s_t * z``.
+
+Timesteps are ``1..T`` as in the paper; the scheduler's 0-based index is ``t - 1``.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DDPMScheduler
+
+NOISE_MODELS = ("ddpm", "additive")
+
+
+def to_diffusion_space(image: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> [-1, 1]."""
+    return image * 2 - 1
+
+
+def from_diffusion_space(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1] (not clamped)."""
+    return (x + 1) / 2
+
+
+class DiffusionProcess:
+    """The forward and reverse process over timesteps ``1..T``; see the module docstring.
+
+    Args:
+        num_timesteps: ``T`` (50 in the paper).
+        noise_model: ``"ddpm"`` (the paper) or ``"additive"`` (the public code's choice).
+        loss_weights: ``gamma_1..gamma_T`` of eq. 11 (default: all 1, the DDPM "simple" loss).
+    """
+
+    def __init__(self, num_timesteps: int = 50, noise_model: str = "ddpm", loss_weights=None):
+        if noise_model not in NOISE_MODELS:
+            raise ValueError(f"noise_model must be one of {NOISE_MODELS}, got {noise_model!r}")
+        if num_timesteps < 1:
+            raise ValueError(f"num_timesteps must be positive, got {num_timesteps}")
+        scale = 1000 / num_timesteps
+        self.scheduler = DDPMScheduler(num_train_timesteps=num_timesteps, beta_start=1e-4 * scale,
+                                       beta_end=min(0.02 * scale, 0.999), beta_schedule="linear",
+                                       clip_sample=False, prediction_type="epsilon", variance_type="fixed_small")
+        self.num_timesteps, self.noise_model = num_timesteps, noise_model
+        weights = torch.ones(num_timesteps) if loss_weights is None else torch.as_tensor(loss_weights, dtype=torch.float32)
+        if weights.shape != (num_timesteps,) or (weights < 0).any():
+            raise ValueError(f"loss_weights must be {num_timesteps} non-negative numbers")
+        self.loss_weights = weights
+        self.alphas_cumprod = self.scheduler.alphas_cumprod  # index t - 1
+
+    def _check(self, t: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t)
+        if (t < 1).any() or (t > self.num_timesteps).any():
+            raise ValueError(f"timesteps must lie in 1..{self.num_timesteps}")
+        return t.long()
+
+    def noise_level(self, t) -> torch.Tensor:
+        """``s_t = sqrt(1 - abar_t)``, with ``s_0 = 0``."""
+        t = torch.as_tensor(t).long()
+        abar = torch.where(t > 0, self.alphas_cumprod[(t - 1).clamp(min=0)], torch.ones(()))
+        return (1 - abar).sqrt()
+
+    def sample_timesteps(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``t ~ Uniform{1..T}`` (Alg. 1, line 4), from ``generator`` or torch's global RNG."""
+        return torch.randint(1, self.num_timesteps + 1, (batch,), generator=generator)
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``x_t`` from ``x_0``, ``eps`` and (B,) timesteps."""
+        t = self._check(t)
+        if self.noise_model == "ddpm":
+            return self.scheduler.add_noise(x0, noise, (t - 1).to(x0.device))
+        return x0 + self.noise_level(t).to(x0)[:, None, None, None] * noise
+
+    def noised(self, x0: torch.Tensor, generator: torch.Generator | None = None):
+        """``(x_t, t, eps)`` for clean ``x0`` in [-1, 1]: uniform ``t`` and Gaussian ``eps`` drawn from
+        ``generator`` (or torch's global RNG)."""
+        t = self.sample_timesteps(x0.shape[0], generator)
+        noise = torch.randn(x0.shape, generator=generator).to(x0)
+        return self.add_noise(x0, noise, t), t.to(x0.device), noise
+
+    def noise_prediction_loss(self, prediction: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Eq. 11 per sample: ``gamma_t ||prediction - eps||^2`` (mean over pixels), shape (B,)."""
+        return (prediction - noise).pow(2).flatten(1).mean(1) * self.loss_weights.to(prediction)[t - 1]
+
+    def generative_loss(self, model, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Eq. 11 on a batch of clean ``x0`` (in [-1, 1]), averaged: ``r_theta(x_t, t)`` predicts ``eps``."""
+        x_t, t, noise = self.noised(x0, generator)
+        return self.noise_prediction_loss(model(x_t, t), noise, t).mean()
+
+    @torch.no_grad()
+    def reverse_step(self, model, x_t: torch.Tensor, t: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``x_{t-1}`` from ``x_t`` (Alg. 2, line 8). Without ``generator`` the step is the
+        posterior mean (``z = 0``); with one, ``z`` is drawn from it for ``t > 1``."""
+        t = int(self._check(t))
+        eps = model(x_t, torch.full((x_t.shape[0],), t, device=x_t.device))
+        if self.noise_model == "ddpm":
+            alpha = 1 - self.scheduler.betas[t - 1]
+            abar = self.alphas_cumprod[t - 1]
+            mean = (x_t - (1 - alpha) / (1 - abar).sqrt() * eps) / alpha.sqrt()
+            variance = self.scheduler._get_variance(t - 1) if t > 1 else torch.zeros(())
+        else:
+            s_t, s_prev = self.noise_level(t), self.noise_level(t - 1)
+            mean = x_t - (s_t**2 - s_prev**2) / s_t * eps
+            variance = s_prev**2 * (s_t**2 - s_prev**2) / s_t**2
+        if generator is None or t == 1:
+            return mean
+        z = torch.randn(x_t.shape, generator=generator).to(x_t)
+        return mean + variance.sqrt().to(x_t) * z
+
+
+__all__ = ["DiffusionProcess", "NOISE_MODELS", "from_diffusion_space", "to_diffusion_space"]

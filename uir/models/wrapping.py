@@ -1,0 +1,23 @@
+"""Wrappers that rebuild any restorer from its class path and config (DL-Net, the
+diffusion-training time conditioning), so that ``from_pretrained`` works on the wrapper."""
+
+from __future__ import annotations
+
+import importlib
+
+from diffusers import ConfigMixin, ModelMixin
+
+
+def import_model_class(path: str) -> type:
+    """The ``ModelMixin`` + ``ConfigMixin`` class at dotted ``path``."""
+    module, _, name = path.rpartition(".")
+    cls = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, ModelMixin) and issubclass(cls, ConfigMixin)):
+        raise ValueError(f"{path} is not a ModelMixin + ConfigMixin class")
+    return cls
+
+
+def model_class_and_config(model: ModelMixin) -> tuple[str, dict]:
+    """(dotted class path, public config) of ``model``: what :func:`import_model_class` rebuilds it from."""
+    kind = type(model)
+    return f"{kind.__module__}.{kind.__qualname__}", {k: v for k, v in model.config.items() if not k.startswith("_")}
