@@ -27,7 +27,7 @@ from uir.dte import (
 )
 from uir.models import NAFNet
 from uir.models.lira import LIRANetwork
-from uir.testing import save_sample_crops
+from uir.testing import naive_orthogonality_loss, save_sample_crops
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "train"))
@@ -183,21 +183,6 @@ def test_l_reg_matches_its_closed_form_value_and_gradient():
     assert value.item() == pytest.approx(expected.item(), rel=1e-12)
 
 
-def naive_orthogonality(model, names, gen_losses, rec_losses):
-    """Eq. 6-8 with one autograd call per sample and explicit pair loops."""
-    params = [dict(model.named_parameters())[n] for n in names]
-
-    def flat(loss):
-        return torch.cat([g.flatten() for g in torch.autograd.grad(loss, params, create_graph=True)])
-
-    g_gen, g_rec = [flat(l) for l in gen_losses], [flat(l) for l in rec_losses]
-    cos = lambda a, b: a @ b / (a.norm() * b.norm())  # noqa: E731
-    s = sum(cos(a, b) for a in g_gen for b in g_rec) / (len(g_gen) * len(g_rec))
-    d = (sum(cos(a, b) for a in g_gen for b in g_gen) + sum(cos(a, b) for a in g_rec for b in g_rec)) \
-        / (len(g_gen) ** 2 + len(g_rec) ** 2)
-    return (1 - s) + d.abs()
-
-
 def test_l_orthog_and_its_gradient_match_a_naive_autograd_reference():
     model = tiny(dtype=torch.float64)
     process = DiffusionProcess()
@@ -219,7 +204,7 @@ def test_l_orthog_and_its_gradient_match_a_naive_autograd_reference():
                               per_sample_gradients(model, names, rec_sample, to_diffusion_space(lq), t_rec, gt))
     fast_grads = torch.autograd.grad(fast, list(model.parameters()), allow_unused=True)
     forward = lambda x, t: model(x, t)  # noqa: E731
-    slow = naive_orthogonality(
+    slow = naive_orthogonality_loss(
         model, names,
         [gen_sample(forward, x_t[i : i + 1], t_gen[i : i + 1], noise[i : i + 1]) for i in range(2)],
         [rec_sample(forward, to_diffusion_space(lq[i : i + 1]), t_rec[i : i + 1], gt[i : i + 1]) for i in range(3)])

@@ -190,6 +190,18 @@ def test_selector_picks_the_matching_group_round_trips_and_flags(sample, noise_b
                                            threshold=out.score.min().item(), patch_size=32, patches_per_image=12)
     flagged = strict(torch.stack([noisy, blurry]), high_pass_features).out_of_distribution
     assert flagged.tolist() == (out.score > out.score.min()).tolist()
+    # calibration standardises each group's divergence by its in-group mean and std
+    others = [degradations.apply(name, sample[:, 32:128, 64:160], generator=seeded(k), severity="severe")
+              for k, name in enumerate(["gaussian-noise", "gaussian-noise", "gaussian-blur", "gaussian-blur"])]
+    selector.calibrate({"gaussian-noise": [noisy, others[0], others[1]], "gaussian-blur": [blurry, others[2], others[3]]},
+                       high_pass_features)
+    raw_noise = selector.raw_divergence(torch.stack([noisy, others[0], others[1]]), high_pass_features)[:, 0]
+    assert selector.score_mean[0].item() == pytest.approx(raw_noise.mean().item())
+    assert selector.score_std[0].item() == pytest.approx(raw_noise.std().item())
+    calibrated = selector(torch.stack([noisy, blurry]), high_pass_features)
+    torch.testing.assert_close(calibrated.divergence, (out.divergence - selector.score_mean) / selector.score_std)
+    selector.save_pretrained(tmp_path / "calibrated")
+    torch.testing.assert_close(GroupSelector.from_pretrained(tmp_path / "calibrated").score_std, selector.score_std)
     with pytest.raises(ValueError, match="disjoint"):
         GroupSelector(names=["a", "b"], groups=[["a"], ["a", "b"]])
     with pytest.raises(ValueError, match="NaN"):

@@ -10,8 +10,11 @@
    lists, or the ``result.json`` of ``grids_group.py``; default: each degradation alone) and saves it
    to ``OUTPUT_DIR/selector``. ``--unseen`` degradations are in S but left out of all groups
    and of the PCA fit.
-3. On the *held-out* photos: how often the selected group holds the true degradation, and
-   the mean predicted-generalization score of in-group versus unseen degradations
+3. Calibrates the selector per group on ``--calibration_images`` degraded training photos
+   (``GroupSelector.calibrate``).
+4. On the *held-out* photos, raw and calibrated: how often the selected group holds the true
+   degradation, the mean predicted-generalization score of in-group versus unseen
+   degradations, and ``ood_auc``, how often an unseen input scores above an in-group one
    (``selection.json``, printed as tables).
 """
 
@@ -53,6 +56,8 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=2, help="held-out draws per photo and degradation")
     parser.add_argument("--threshold_quantile", type=float, default=0.95,
                         help="out-of-distribution threshold: this quantile of the in-group held-out scores")
+    parser.add_argument("--calibration_images", type=int, default=24,
+                        help="training photos per degradation for the per-group score calibration (0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", required=True)
     return parser.parse_args(argv)
@@ -88,30 +93,46 @@ def main(argv=None):
     groups = read_groups(args.groups, names)
     selector = GroupSelector.from_statistics(stats, groups=groups, patch_size=args.patch_size,
                                              patches_per_image=2 * args.patches_per_image, seed=args.seed)
-    hits: dict[str, list[int]] = {}
-    scores: dict[str, list[float]] = {}
+    if args.calibration_images:
+        calibration = {name: [pair.lq[0] for pair in degraded_pairs(train_files[: args.calibration_images], [name],
+                                                                    seed=args.seed + 2, severity=args.severity)]
+                       for name in names}
+        selector.calibrate(calibration, features)
+    raw = {}  # name -> list of (m,) raw divergences of the held-out pairs
     for pair in degraded_pairs(held_out, names + unseen, seed=args.seed + 1, severity=args.severity,
                                repeats=args.repeats):
-        out = selector(pair.lq[0], features)
-        hits.setdefault(pair.name, []).append(int(pair.name in out.group_names[0]))
-        scores.setdefault(pair.name, []).append(out.score.item())
-    in_group = sorted(s for n in names for s in scores[n])
-    threshold = in_group[min(len(in_group) - 1, int(args.threshold_quantile * len(in_group)))]
-    selector.register_to_config(threshold=threshold)
+        raw.setdefault(pair.name, []).append(selector.raw_divergence(pair.lq[0], features)[0])
+    variants = {"raw": lambda d: d}
+    if args.calibration_images:
+        variants["calibrated"] = selector.standardize
+    summary, rows = {"groups": groups}, {n: {"degradation": n, "in a group": n in names} for n in names + unseen}
+    for variant, transform in variants.items():
+        hits, scores = {}, {}
+        for name, divergences in raw.items():
+            for divergence in divergences:
+                score, group = transform(divergence).min(0)
+                hits.setdefault(name, []).append(int(name in groups[int(group)]))
+                scores.setdefault(name, []).append(score.item())
+        in_group = sorted(s for n in names for s in scores[n])
+        threshold = in_group[min(len(in_group) - 1, int(args.threshold_quantile * len(in_group)))]
+        for n in names + unseen:
+            rows[n][f"{variant}: selected group holds it"] = sum(hits[n]) / len(hits[n]) if n in names else float("nan")
+            rows[n][f"{variant}: mean score"] = sum(scores[n]) / len(scores[n])
+            rows[n][f"{variant}: flagged"] = sum(s > threshold for s in scores[n]) / len(scores[n])
+        result = {"threshold": threshold, "mean_score_in_group": sum(in_group) / len(in_group),
+                  "selection_accuracy": sum(sum(hits[n]) for n in names) / sum(len(hits[n]) for n in names)}
+        if unseen:
+            outside = [s for n in unseen for s in scores[n]]
+            result["mean_score_unseen"] = sum(outside) / len(outside)
+            # how often an unseen input scores above an in-group one (0.5: no separation)
+            result["ood_auc"] = sum((u > i) + 0.5 * (u == i) for u in outside for i in in_group) / (len(outside) * len(in_group))
+        summary[variant] = result
+        if variant == list(variants)[-1]:
+            selector.register_to_config(threshold=threshold)
     selector.save_pretrained(output / "selector")
-    rows = [{"degradation": n, "in a group": n in names,
-             "selected group holds it": sum(hits[n]) / len(hits[n]) if n in names else float("nan"),
-             "mean score": sum(scores[n]) / len(scores[n]),
-             "flagged out of distribution": sum(s > threshold for s in scores[n]) / len(scores[n])}
-            for n in names + unseen]
-    summary = {"groups": groups, "threshold": threshold, "rows": rows,
-               "selection_accuracy": sum(sum(hits[n]) for n in names) / sum(len(hits[n]) for n in names),
-               "mean_score_in_group": sum(in_group) / len(in_group)}
-    if unseen:
-        unseen_scores = [s for n in unseen for s in scores[n]]
-        summary["mean_score_unseen"] = sum(unseen_scores) / len(unseen_scores)
+    summary["rows"] = list(rows.values())
     save_json(summary, output / "selection.json")
-    print(markdown_table(rows))
+    print(markdown_table(summary["rows"]))
     print({k: v for k, v in summary.items() if k not in ("rows", "groups")})
 
 

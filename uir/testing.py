@@ -8,6 +8,8 @@
 * :func:`tiny_router` builds a small open_clip router; :data:`TINY_CLIP` is its config.
 * :func:`random_expert` makes a PEFT LoRA expert with random (non-zero) weights.
 * :func:`tiny_restorer_pipeline` builds a tiny ``RestorerPipeline`` (NAFNet, experts, router).
+* :func:`naive_orthogonality_loss` is GEF's L_orthog the slow way, the reference for
+  :mod:`uir.dte.regularizers` in tests and ``benchmarks/dte_orthogonality.py``.
 * ``SD_TURBO_*`` are the full-size SD-turbo architecture configs, for random-weight benchmarks.
 """
 
@@ -194,3 +196,22 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def naive_orthogonality_loss(model, names, generative_losses, reconstruction_losses):
+    """GEF's L_orthog (eq. 6-8) by the definition: one autograd call per sample (kept in the
+    graph) over the parameters ``names``, then every pair's cosine in explicit loops."""
+    params = [dict(model.named_parameters())[n] for n in names]
+
+    def flat(loss):
+        return torch.cat([g.flatten() for g in torch.autograd.grad(loss, params, create_graph=True)])
+
+    g_gen, g_rec = [flat(loss) for loss in generative_losses], [flat(loss) for loss in reconstruction_losses]
+
+    def cos(a, b):
+        return a @ b / (a.norm() * b.norm())
+
+    s = sum(cos(a, b) for a in g_gen for b in g_rec) / (len(g_gen) * len(g_rec))
+    d = (sum(cos(a, b) for a in g_gen for b in g_gen) + sum(cos(a, b) for a in g_rec for b in g_rec)) \
+        / (len(g_gen) ** 2 + len(g_rec) ** 2)
+    return (1 - s) + d.abs()

@@ -10,6 +10,14 @@ and ``log10 KL(GGD(C*) || GGD(d))`` is the predicted-generalization score: small
 input looks like the training degradations of ``C*``. Above ``threshold`` the input is flagged
 out of distribution, without running any restorer. :func:`second_opinion` checks a router's
 choice against the selected group.
+
+**Per-group calibration** (our addition; eq. 7 has none). The divergence of an image of a
+group's own degradations to that group has a scale that differs from group to group (on
+photos, blur groups sit about one decade above noise groups), so one threshold cannot serve
+all groups. :meth:`GroupSelector.calibrate` records, per group, the mean and standard
+deviation of that in-group divergence on images of its members; from then on every
+divergence is standardised, ``z_C = (log10 KL_C - mean_C) / std_C``, before the argmin and
+the threshold.
 """
 
 from __future__ import annotations
@@ -28,8 +36,9 @@ from .representations import PCA, DegradationStatistics, FeatureFunction, patch_
 @dataclass
 class SelectionOutput(BaseOutput):
     """Per image: ``group`` index into ``selector.config.groups``, ``group_names`` (its members),
-    ``divergence`` (B, m) log10 KL to every group, ``score`` = the selected group's divergence,
-    ``out_of_distribution`` = score > threshold (all False without a threshold)."""
+    ``divergence`` (B, m) log10 KL to every group (standardised per group once calibrated),
+    ``score`` = the selected group's divergence, ``out_of_distribution`` = score > threshold
+    (all False without a threshold)."""
 
     group: torch.Tensor
     group_names: list
@@ -63,6 +72,9 @@ class GroupSelector(ModelMixin, ConfigMixin):
         self.register_buffer("pca_components", torch.zeros(n_components, feature_dim, dtype=torch.float64))
         self.register_buffer("alpha", torch.ones(len(names), n_components, dtype=torch.float64))
         self.register_buffer("sigma", torch.ones(len(names), n_components, dtype=torch.float64))
+        # per-group standardisation of the divergence (identity until calibrate())
+        self.register_buffer("score_mean", torch.zeros(len(groups), dtype=torch.float64))
+        self.register_buffer("score_std", torch.ones(len(groups), dtype=torch.float64))
 
     @classmethod
     def from_statistics(cls, stats: DegradationStatistics, groups: list | None = None, **kwargs) -> "GroupSelector":
@@ -88,9 +100,8 @@ class GroupSelector(ModelMixin, ConfigMixin):
         return fit_ggd(pca.project(patch_vectors(features, patches)), dim=0)
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor, features: FeatureFunction) -> SelectionOutput:
-        """``images`` (B,C,H,W) or (C,H,W) in [0, 1]; ``features`` the function the statistics were
-        made with (e.g. ``srresnet.degradation_features``)."""
+    def raw_divergence(self, images: torch.Tensor, features: FeatureFunction) -> torch.Tensor:
+        """(B, m) ``log10 KL(GGD(C) || GGD(image))`` for every group, before any calibration."""
         batch = images.unsqueeze(0) if images.dim() == 3 else images
         if not torch.isfinite(batch).all():
             raise ValueError("images contain NaN or infinity")
@@ -99,7 +110,29 @@ class GroupSelector(ModelMixin, ConfigMixin):
         for image in batch:
             alpha, sigma = self.image_parameters(features, image)
             divergences.append(log10_kl(group_alpha, group_sigma, alpha, sigma))
-        divergence = torch.stack(divergences)
+        return torch.stack(divergences)
+
+    def standardize(self, divergence: torch.Tensor) -> torch.Tensor:
+        """Per-group standardisation of raw divergences (the identity before :meth:`calibrate`)."""
+        return (divergence - self.score_mean) / self.score_std
+
+    @torch.no_grad()
+    def calibrate(self, images_by_name: dict, features: FeatureFunction) -> None:
+        """Record each group's in-group divergence mean and std from ``{name: [images]}`` of its
+        members (e.g. degraded training photos). Groups without images stay uncalibrated."""
+        for g, group in enumerate(self.config.groups):
+            own = [image for name in group for image in images_by_name.get(name, [])]
+            if len(own) < 2:
+                continue
+            values = torch.cat([self.raw_divergence(image, features)[:, g] for image in own])
+            self.score_mean[g] = values.mean()
+            self.score_std[g] = values.std().clamp(min=1e-6)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor, features: FeatureFunction) -> SelectionOutput:
+        """``images`` (B,C,H,W) or (C,H,W) in [0, 1]; ``features`` the function the statistics were
+        made with (e.g. ``srresnet.degradation_features``)."""
+        divergence = self.standardize(self.raw_divergence(images, features))
         score, group = divergence.min(1)
         threshold = self.config.threshold
         flagged = score > threshold if threshold is not None else torch.zeros_like(score, dtype=torch.bool)
