@@ -178,7 +178,9 @@ def test_training_stages_freeze_and_lower_the_old_parameters(photos, tmp_path):
     before = base.grow().state_dict()
     for name in frozen.parameter_groups()["old"]:  # the warm-up trains only the new branch
         assert torch.equal(warm.state_dict()[name], before[name]), name
-    torch.testing.assert_close(frozen(x, task=0), base(x), rtol=0, atol=0)  # rho = 0 keeps the old task
+    # rho = 0 keeps the old task (the old parameters are compared exactly above; the outputs may
+    # differ in the last bit with one thread, where the grown network picks other conv kernels)
+    torch.testing.assert_close(frozen(x, task=0), base(x), rtol=0, atol=1e-6)
     assert not torch.equal(frozen(x, task=1), warm(x, task=1))
 
     train_lira.main(_argv("grow", photos, tmp_path / "finetune", *grow, "--method", "finetune",
