@@ -303,6 +303,11 @@ def test_script_runs_every_stage_and_resumes_tit(tmp_path):
          "--severities", "moderate,severe", "--data", str(photos)]))
     levels = {r["level"]: r for r in rows if r["degradation"] == "noisy"}
     assert levels["moderate"]["psnr_in"] > levels["severe"]["psnr_in"]  # sigma 25 vs 50
+    # the final checkpoint's weights put into the pre-trained model score the same
+    from_checkpoint = train_dte.run_evaluate(train_dte.parse_args(
+        ["evaluate", "--model", str(pre / "model"), "--checkpoint", str(tmp_path / "gef" / "checkpoint-2"),
+         "--t_mat", str(t_json), "--degradations", "noisy", "--severities", "moderate,severe", "--data", str(photos)]))
+    assert from_checkpoint == rows
     with pytest.raises(SystemExit, match="no t_mat for"):
         train_dte.load_t_mat(str(t_json), ["snowy"])
     with pytest.raises(SystemExit, match="not a saved model"):

@@ -51,6 +51,7 @@ from uir.models import NAFNet
 from uir.models.lira import LIRANetwork
 from uir.tiling import run_padded
 from uir.training import (
+    TRAINABLE_FILE,
     LossModule,
     add_data_args,
     add_training_args,
@@ -115,6 +116,8 @@ def parse_args(argv=None):
 
     evaluate = stages.add_parser("evaluate", help="PSNR/SSIM on held-out photos")
     evaluate.add_argument("--model", required=True, help="a saved TimeConditionedRestorer folder")
+    evaluate.add_argument("--checkpoint", default=None,
+                          help="a training checkpoint folder whose weights replace --model's (same architecture)")
     evaluate.add_argument("--t_mat", required=True, help='t_mat JSON, or "none" (t = 0)')
     evaluate.add_argument("--degradations", default="all")
     evaluate.add_argument("--severities", default="moderate", help="comma list, e.g. moderate,severe")
@@ -300,6 +303,9 @@ def run_evaluate(args):
     names = degradation_names(args.degradations)
     t_mat = load_t_mat(args.t_mat, names)
     model = load_model(args.model).eval()
+    if args.checkpoint:
+        weights = load_file(Path(args.checkpoint) / TRAINABLE_FILE)
+        model.load_state_dict({name.removeprefix("model."): value for name, value in weights.items()})
     try:
         files = held_out_photos(args.data)
     except FileNotFoundError as error:

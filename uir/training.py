@@ -495,6 +495,7 @@ def finish(accelerator, args, folder, title: str, base_model: str, names: Iterab
 
 
 __all__ = [
+    "TRAINABLE_FILE",
     "LossModule",
     "add_data_args",
     "add_training_args",

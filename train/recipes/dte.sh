@@ -21,6 +21,20 @@ for model in ft-plain ft-gef ft-scratch; do
   python train/train_dte.py evaluate --model "$RUNS/$model/model" --t_mat "$T" --degradations noisy \
     --severities moderate,severe --output "$RUNS/eval-$model.json"
 done
+# the 250-step ablation (first 8 held-out photos): the 500-step runs at their step-250 checkpoints,
+# and 250-step runs that drop L_orthog, then also the generative samples, or use the orthogonal form
+for model in ft-plain ft-gef; do
+  python train/train_dte.py evaluate --model "$RUNS/pretrain/model" --checkpoint "$RUNS/$model/checkpoint-250" \
+    --t_mat "$T" --degradations noisy --severities moderate,severe --limit 8 --output "$RUNS/eval-$model-250.json"
+done
+AB="finetune --pretrained $RUNS/pretrain --t_mat $T --method gef --max_train_steps 250"
+$LAUNCH $AB --orthogonality none --output_dir "$RUNS/ab-no-orthog" $C
+$LAUNCH $AB --orthogonality none --generative_fraction 0 --output_dir "$RUNS/ab-reg-only" $C
+$LAUNCH $AB --orthogonality orthogonal --output_dir "$RUNS/ab-orthogonal" $C
+for model in ab-no-orthog ab-reg-only ab-orthogonal; do
+  python train/train_dte.py evaluate --model "$RUNS/$model/model" --t_mat "$T" --degradations noisy \
+    --severities moderate,severe --limit 8 --output "$RUNS/eval-$model.json"
+done
 $LAUNCH unified --t_mat none --method mix --moe_experts 0 --lambda_reg 0 --generative_fraction 0 \
   --orthogonality none --max_train_steps 1000 --output_dir "$RUNS/mix" $C
 $LAUNCH unified --pretrained "$RUNS/pretrain" --t_mat "$T" --method tit --moe_experts 10 --orthogonality none \
