@@ -271,6 +271,10 @@ def test_script_runs_every_stage_and_resumes_tit(tmp_path):
         train_dte.main(["pretrain", "--output_dir", str(pre), "--width", "4", "--max_train_steps", "2",
                         "--importance_batches", "1", *common])
         reset_accelerate()
+        train_dte.main(["pretrain", "--backbone", "lira", "--noise_model", "additive", "--output_dir",
+                        str(tmp_path / "lira"), "--width", "8", "--max_train_steps", "1", "--importance_batches", "1",
+                        *common])
+        reset_accelerate()
         table = train_dte.run_match(train_dte.parse_args(
             ["match", "--pretrained", str(pre), "--output", str(t_json), "--num_images", "2", "--resolution", "32",
              "--degradations", kinds, "--train_data_dir", str(photos)]))
@@ -290,6 +294,9 @@ def test_script_runs_every_stage_and_resumes_tit(tmp_path):
         reset_accelerate()
     importance = pre / train_dte.IMPORTANCE_FILE
     assert importance.is_file()
+    lira, process, lira_importance = train_dte.pretrained_parts(tmp_path / "lira")
+    assert type(lira.backbone).__name__ == "LIRANetwork" and process.noise_model == "additive"
+    assert set(lira_importance) == {n for n, _ in lira.named_parameters()}
     order = time_sequential_order(table)
     assert sorted(p.name for p in (tmp_path / "tit").glob("stage-*")) == ["stage-00", "stage-01", "stage-02"]
     metrics = [json.loads(line) for line in (tmp_path / "tit" / "stage-00" / "logs" / "metrics.jsonl").read_text().splitlines()]

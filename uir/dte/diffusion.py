@@ -106,10 +106,11 @@ class DiffusionProcess:
         t = int(self._check(t))
         eps = model(x_t, torch.full((x_t.shape[0],), t, device=x_t.device))
         if self.noise_model == "ddpm":
-            alpha = 1 - self.scheduler.betas[t - 1]
+            beta = self.scheduler.betas[t - 1]
             abar = self.alphas_cumprod[t - 1]
-            mean = (x_t - (1 - alpha) / (1 - abar).sqrt() * eps) / alpha.sqrt()
-            variance = self.scheduler._get_variance(t - 1) if t > 1 else torch.zeros(())
+            mean = (x_t - beta / (1 - abar).sqrt() * eps) / (1 - beta).sqrt()
+            abar_prev = self.alphas_cumprod[t - 2] if t > 1 else torch.ones(())
+            variance = beta * (1 - abar_prev) / (1 - abar)  # DDPM's "fixed small" posterior variance
         else:
             s_t, s_prev = self.noise_level(t), self.noise_level(t - 1)
             mean = x_t - (s_t**2 - s_prev**2) / s_t * eps
