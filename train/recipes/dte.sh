@@ -39,5 +39,8 @@ $LAUNCH unified --t_mat none --method mix --moe_experts 0 --lambda_reg 0 --gener
   --orthogonality none --max_train_steps 1000 --output_dir "$RUNS/mix" $C
 $LAUNCH unified --pretrained "$RUNS/pretrain" --t_mat "$T" --method tit --moe_experts 10 --orthogonality none \
   --steps_per_stage 100 --output_dir "$RUNS/tit" $C
+$LAUNCH unified --pretrained "$RUNS/pretrain" --t_mat "$T" --method mix --moe_experts 10 --orthogonality none \
+  --max_train_steps 1000 --output_dir "$RUNS/mix-pre" $C
+python train/train_dte.py evaluate --model "$RUNS/mix-pre/model" --t_mat "$T" --limit 8 --output "$RUNS/eval-mix-pre.json"
 python train/train_dte.py evaluate --model "$RUNS/mix/model" --t_mat none --limit 8 --output "$RUNS/eval-mix.json"
 python train/train_dte.py evaluate --model "$RUNS/tit/model" --t_mat "$T" --limit 8 --output "$RUNS/eval-tit.json"
