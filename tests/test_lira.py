@@ -190,3 +190,5 @@ def test_training_stages_freeze_and_lower_the_old_parameters(photos, tmp_path):
     rows = train_lira.evaluate(train_lira.parse_args(["evaluate", "--model", str(tmp_path / "finetune" / "model"),
                                                        "--data", str(photos), "--limit", "1"]))
     assert [r["level"] for r in rows] == ["mild", "moderate", "severe"]
+    with pytest.raises(SystemExit, match="not a saved model folder"):
+        train_lira.evaluate(train_lira.parse_args(["evaluate", "--model", str(photos), "--data", str(photos)]))

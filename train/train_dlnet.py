@@ -34,7 +34,8 @@ from uir.images import load_image, resize_shorter, save_json
 from uir.metrics import psnr
 from uir.models import NAFNet
 from uir.models.dlnet import ContextEncoder, DLNet
-from uir.training import LossModule, add_training_args, finish, held_out_photos, make_accelerator, train, training_photos
+from uir.training import (LossModule, add_training_args, finish, held_out_photos, make_accelerator,
+                          saved_model_config, train, training_photos)
 
 TEST_LEVELS = {"interpolation": (0.15, 0.45, 0.75), "inpainting": (10, 20, 30)}
 MAX_MISSING, MAX_HOLE = 0.75, 30
@@ -104,12 +105,7 @@ def parse_args(argv=None):
 
 def load_model(folder):
     """A DLNet or a plain reference, by the class its config names."""
-    import json
-
-    config = Path(folder) / "config.json"
-    if not config.is_file():
-        raise SystemExit(f"{folder} is not a saved model folder (no config.json)")
-    name = json.loads(config.read_text())["_class_name"]
+    name = saved_model_config(folder)["_class_name"]
     classes = {"DLNet": DLNet, "ContextEncoder": ContextEncoder, "NAFNet": NAFNet}
     if name not in classes:
         raise SystemExit(f"{folder} holds a {name}, not a DL-Net or one of its references")

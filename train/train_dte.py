@@ -59,6 +59,7 @@ from uir.training import (
     finish,
     held_out_photos,
     make_accelerator,
+    saved_model_config,
     train,
     training_dataset,
     training_photos,
@@ -136,8 +137,7 @@ def new_model(backbone: str, width: int, num_timesteps: int = 50) -> TimeConditi
 
 
 def load_model(folder) -> TimeConditionedRestorer:
-    if not (Path(folder) / "config.json").is_file():
-        raise SystemExit(f"{folder} is not a saved model folder (no config.json)")
+    saved_model_config(folder)
     return TimeConditionedRestorer.from_pretrained(folder)
 
 

@@ -43,8 +43,8 @@ from uir.models.lira import LIRANetwork, PatchDiscriminator, ResnetGenerator
 from uir.pipelines import RestorerPipeline
 from uir.tiling import run_padded
 from uir.training import (LossModule, add_data_args, add_training_args, degradation_names, finish, held_out_photos,
-                          make_accelerator, photo_split, restoration_loss, restoration_validator, train,
-                          training_dataset)
+                          make_accelerator, photo_split, restoration_loss, restoration_validator, saved_model_config,
+                          train, training_dataset)
 
 DEFAULT_RHO = {"lira": 1e-3, "setting-a": 1e-3, "finetune": 1.0, "ewc": 1.0, "lwf": 1.0}
 STAGE_DEGRADATIONS = {"experts": "lira-blur,lira-noise,lira-jpeg", "join": "lira-blended",
@@ -270,6 +270,7 @@ def evaluate(args):
     except FileNotFoundError as error:
         raise SystemExit(str(error)) from None
     files = files[: args.limit] if args.limit else files
+    saved_model_config(args.model)
     network = LIRANetwork.from_pretrained(args.model).eval()
     restore = lambda lq, pair: run_padded(lambda x: network(x, task=args.task), lq, network.size_multiple)  # noqa: E731
     rows = []

@@ -238,6 +238,14 @@ def add_uir_lora_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     return parser
 
 
+def saved_model_config(folder) -> dict:
+    """The ``config.json`` of a saved model folder; a one-line exit when there is none."""
+    config = Path(str(folder)) / "config.json"
+    if not config.is_file():
+        raise SystemExit(f"{folder} is not a saved model folder (no config.json)")
+    return json.loads(config.read_text())
+
+
 def is_restorer_pipeline(path) -> bool:
     """Whether ``path`` is a saved :class:`~uir.pipelines.RestorerPipeline` folder."""
     index = Path(str(path)) / "model_index.json"
@@ -513,6 +521,7 @@ __all__ = [
     "restoration_loss",
     "restoration_validator",
     "save_checkpoint",
+    "saved_model_config",
     "train",
     "training_dataset",
     "training_photos",
