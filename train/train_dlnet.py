@@ -29,8 +29,8 @@ import torch.nn.functional as F
 
 from uir.data import CleanCropDataset, SingleDegradationBatchSampler
 from uir.degradations.operators import MaskOperator
-from uir.evaluation import markdown_table
-from uir.images import load_image, resize_shorter, save_json
+from uir.evaluation import report
+from uir.images import load_image, resize_shorter
 from uir.metrics import psnr
 from uir.models import NAFNet
 from uir.models.dlnet import ContextEncoder, DLNet
@@ -167,10 +167,7 @@ def evaluate(args):
             totals[1] += psnr(restored, gt).mean().item() / len(files)
         rows.append({"level": level, "psnr_in": totals[0], "psnr_out": totals[1]})
     rows.append({"level": "mean", **{k: sum(r[k] for r in rows) / len(rows) for k in ("psnr_in", "psnr_out")}})
-    print(markdown_table(rows))
-    if args.output:
-        save_json(rows, args.output)
-    return rows
+    return report(rows, args.output)
 
 
 def main(argv=None):

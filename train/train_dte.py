@@ -45,7 +45,7 @@ from uir.dte import (
     time_sequential_order,
     to_diffusion_space,
 )
-from uir.evaluation import evaluate_restoration, markdown_table
+from uir.evaluation import evaluate_severities, report
 from uir.images import atomic_write, save_json
 from uir.models import NAFNet
 from uir.models.lira import LIRANetwork
@@ -244,9 +244,9 @@ def objective(args, model, process, reference, importance, method: str) -> GEFOb
                         orthogonality=None if args.orthogonality == "none" else args.orthogonality)
 
 
-def fit(accelerator, args, model, gef: GEFObjective, names, t_mat, output_dir):
-    """Train on ``names`` (single-type batches, each at its ``t_mat``) into ``output_dir``."""
-    args.output_dir = str(output_dir)
+def fit(accelerator, args, model, gef: GEFObjective, names, t_mat, output_dir, steps: int):
+    """Train on ``names`` (single-type batches, each at its ``t_mat``) for ``steps`` steps into ``output_dir``."""
+    args = argparse.Namespace(**{**vars(args), "output_dir": str(output_dir), "max_train_steps": steps})
     dataset = training_dataset(args, names)
     sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed,
                                             group_size=accelerator.num_processes * args.gradient_accumulation_steps)
@@ -264,7 +264,7 @@ def run_finetune(args):
     t_mat = load_t_mat(args.t_mat, names)
     model, process, reference, importance = starting_model(args, accelerator)
     gef = objective(args, model, process, reference, importance, args.method)
-    fit(accelerator, args, model, gef, names, t_mat, args.output_dir)
+    fit(accelerator, args, model, gef, names, t_mat, args.output_dir, args.max_train_steps)
     model.eval()
     save_model(accelerator, args, model, names, f"uir DTE fine-tuning ({args.method})")
 
@@ -280,7 +280,7 @@ def run_unified(args):
     gef = objective(args, model, process, reference, importance, args.method)
     root = Path(args.output_dir)
     if args.method == "mix":
-        fit(accelerator, args, model, gef, names, t_mat, root)
+        fit(accelerator, args, model, gef, names, t_mat, root, args.max_train_steps)
     else:
         order = time_sequential_order(t_mat, descending=not args.ascending)
         for k, tasks in enumerate(incremental_stages(order)):
@@ -289,12 +289,10 @@ def run_unified(args):
                 model.load_state_dict(TimeConditionedRestorer.from_pretrained(stage_dir / "model").state_dict())
                 continue
             accelerator.print(f"stage {k}: {tasks[-1]} (t_mat {t_mat[tasks[-1]]}) joins {tasks[:-1]}")
-            args.max_train_steps = args.steps_per_stage
-            fit(accelerator, args, model, gef, tasks, t_mat, stage_dir)
+            fit(accelerator, args, model, gef, tasks, t_mat, stage_dir, args.steps_per_stage)
             if accelerator.is_main_process:
                 model.save_pretrained(stage_dir / "model")
             accelerator.wait_for_everyone()
-        args.output_dir = str(root)
     model.eval()
     save_model(accelerator, args, model, names, f"uir DTE unified ({args.method})")
 
@@ -315,14 +313,8 @@ def run_evaluate(args):
     def restore_pair(lq, pair):
         return run_padded(lambda x: restore(model, x, t_mat[pair.name]), lq, model.size_multiple)
 
-    rows = []
-    for severity in args.severities.split(","):
-        scores = evaluate_restoration(restore_pair, files, names, seed=args.seed, severity=severity)
-        rows += [{"level": severity, **row} for row in scores.rows()]
-    print(markdown_table(rows))
-    if args.output:
-        save_json(rows, args.output)
-    return rows
+    return report(evaluate_severities(restore_pair, files, names, args.severities.split(","), seed=args.seed),
+                  args.output)
 
 
 def main(argv=None):

@@ -35,8 +35,7 @@ from pathlib import Path
 import torch
 
 from uir.data import SingleDegradationBatchSampler
-from uir.evaluation import evaluate_restoration, markdown_table
-from uir.images import save_json
+from uir.evaluation import evaluate_severities, report
 from uir.lifelong import ewc_penalty, fisher_diagonal, pseudo_replay_gan_loss
 from uir.lora.bank import ExpertBank
 from uir.models.lira import LIRANetwork, PatchDiscriminator, ResnetGenerator
@@ -273,15 +272,9 @@ def evaluate(args):
     saved_model_config(args.model)
     network = LIRANetwork.from_pretrained(args.model).eval()
     restore = lambda lq, pair: run_padded(lambda x: network(x, task=args.task), lq, network.size_multiple)  # noqa: E731
-    rows = []
-    for severity in ("mild", "moderate", "severe"):
-        scores = evaluate_restoration(restore, files, degradation_names(args.degradations), seed=args.seed,
-                                      severity=severity)
-        rows += [{"level": severity, **row} for row in scores.rows()]
-    print(markdown_table(rows))
-    if args.output:
-        save_json(rows, args.output)
-    return rows
+    rows = evaluate_severities(restore, files, degradation_names(args.degradations), ("mild", "moderate", "severe"),
+                               seed=args.seed)
+    return report(rows, args.output)
 
 
 def main(argv=None):

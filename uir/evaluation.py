@@ -142,8 +142,28 @@ def markdown_table(rows: list[dict], digits: int = 2) -> str:
     return "\n".join(lines)
 
 
+def evaluate_severities(restore: Callable[[torch.Tensor, DegradedPair], torch.Tensor], files, names,
+                        severities: Sequence[str], seed: int = 0) -> list[dict]:
+    """:func:`evaluate_restoration` at each severity: one row per (severity, degradation), ``level`` first."""
+    rows = []
+    for severity in severities:
+        scores = evaluate_restoration(restore, files, names, seed=seed, severity=severity)
+        rows += [{"level": severity, **row} for row in scores.rows()]
+    return rows
+
+
+def report(rows: list[dict], output=None) -> list[dict]:
+    """Print ``rows`` as a Markdown table and, with ``output``, write them there as JSON."""
+    from .images import save_json
+
+    print(markdown_table(rows))
+    if output:
+        save_json(rows, output)
+    return rows
+
+
 __all__ = ["DegradedPair", "RestorationScores", "comparison_grid", "degraded_pairs", "evaluate_restoration", "evaluate_router",
-           "markdown_table"]
+           "evaluate_severities", "markdown_table", "report"]
 
 
 def main(argv=None) -> None:

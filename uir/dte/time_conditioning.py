@@ -29,7 +29,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
-from ..models.wrapping import import_model_class, model_class_and_config
+from ..models.wrapping import import_model_class, wrap_model
 from .moe import TimePromptMoE
 
 
@@ -82,10 +82,7 @@ class TimeConditionedRestorer(ModelMixin, ConfigMixin):
     @classmethod
     def wrap(cls, backbone: ModelMixin, **kwargs) -> "TimeConditionedRestorer":
         """Time-condition ``backbone`` (its class, config and weights)."""
-        backbone_class, config = model_class_and_config(backbone)
-        model = cls(backbone_class=backbone_class, backbone_config=config, **kwargs)
-        model.backbone.load_state_dict(backbone.state_dict())
-        return model.to(backbone.device)
+        return wrap_model(cls, backbone, "backbone", **kwargs)
 
     @property
     def size_multiple(self) -> int:

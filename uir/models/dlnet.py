@@ -26,7 +26,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from .wrapping import import_model_class, model_class_and_config
+from .wrapping import import_model_class, wrap_model
 
 
 class ChannelwiseFC(nn.Module):
@@ -146,10 +146,7 @@ class DLNet(ModelMixin, ConfigMixin):
     @classmethod
     def wrap(cls, reference: ModelMixin, **kwargs) -> "DLNet":
         """A DL-Net around ``reference`` (its class, config and weights)."""
-        reference_class, config = model_class_and_config(reference)
-        model = cls(reference_class=reference_class, reference_config=config, **kwargs)
-        model.reference.load_state_dict(reference.state_dict())
-        return model.to(reference.device)
+        return wrap_model(cls, reference, "reference", **kwargs)
 
     @contextmanager
     def _split_hook(self, hook):

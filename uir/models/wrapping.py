@@ -17,6 +17,15 @@ def import_model_class(path: str) -> type:
     return cls
 
 
+def wrap_model(cls: type, inner: ModelMixin, role: str, **kwargs) -> ModelMixin:
+    """``cls(<role>_class=..., <role>_config=..., **kwargs)`` around ``inner``, with ``inner``'s
+    weights copied into the wrapper's ``<role>`` module and placed on ``inner``'s device."""
+    inner_class, config = model_class_and_config(inner)
+    wrapper = cls(**{f"{role}_class": inner_class, f"{role}_config": config}, **kwargs)
+    getattr(wrapper, role).load_state_dict(inner.state_dict())
+    return wrapper.to(inner.device)
+
+
 def model_class_and_config(model: ModelMixin) -> tuple[str, dict]:
     """(dotted class path, public config) of ``model``: what :func:`import_model_class` rebuilds it from."""
     kind = type(model)
