@@ -23,6 +23,16 @@ def test_families_cover_the_specified_names():
     assert set(D.DA_CLIP_TYPES) | set(D.GRIDS_TYPES) | set(D.LIRA_TYPES) | set(D.LIRA_FACTORS) == set(ALL)
 
 
+def test_parse_names_expands_all_and_rejects_bad_lists():
+    import argparse
+
+    assert D.parse_names("all") == list(D.DA_CLIP_TYPES)
+    assert D.parse_names(" noisy, jpeg ,") == ["noisy", "jpeg"]
+    for spec, message in [("noisy,foggy", "unknown degradation 'foggy'"), ("noisy,noisy", "twice"), (",", "no degradation")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            D.parse_names(spec)
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_deterministic_shape_range_and_no_global_rng(name, sample):
     batch = torch.stack([sample, sample.flip(-1)])

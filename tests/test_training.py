@@ -94,6 +94,16 @@ def test_interrupted_run_resumes_bitwise(base_dir, photos, tmp_path, monkeypatch
     assert any(v.abs().sum() > 0 for k, v in straight.items() if "lora_B" in k), "nothing was trained"
 
 
+@pytest.mark.parametrize("script", [train_uir_lora, train_router, train_vae_skips])
+def test_unknown_degradation_is_a_usage_error_before_any_work(script, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(["--output_dir", str(tmp_path / "out"), "--degradations", "noisy,foggy"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown degradation 'foggy'" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_checkpoints_hold_only_lora_and_each_step_trains_one_expert(base_dir, photos, tmp_path):
     out = tmp_path / "run"
     train_uir_lora.main(_common(base_dir, photos, out, steps=4, checkpoints_total_limit=10))

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from uir.data import photo_root, split_photos
+from uir.degradations import parse_names
 from uir.evaluation import evaluate_restoration, markdown_table
 from uir.grids import group_search, symmetric_distance
 from uir.images import save_json
@@ -33,7 +34,7 @@ from uir.pipelines import RestorerPipeline
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--similarity", required=True, help="similarity.json from grids_similarity.py")
-    parser.add_argument("--degradations", default=None, help="a subset of the similarity matrix's names")
+    parser.add_argument("--degradations", type=parse_names, default=None, help="a subset of the similarity matrix's names")
     parser.add_argument("--delta", type=float, default=0.7, help="allowed PSNR drop in dB (eq. 5)")
     parser.add_argument("--data", default=None, help="clean photos (default: $UIR_PHOTOS or ../shared/photos)")
     parser.add_argument("--num_processes", type=int, default=1)
@@ -92,7 +93,7 @@ def main(argv=None):
     args = parse_args(argv)
     similarity = json.loads(Path(args.similarity).read_text())
     all_names = similarity["names"]
-    names = args.degradations.split(",") if args.degradations else all_names
+    names = args.degradations or all_names
     index = [all_names.index(n) for n in names]
     distance = symmetric_distance(torch.tensor(similarity["log10_kl"], dtype=torch.float64))[index][:, index]
     try:

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from uir.data import photo_root, split_photos
-from uir.degradations import GRIDS_TYPES
+from uir.degradations import GRIDS_TYPES, parse_names
 from uir.evaluation import degraded_pairs, markdown_table
 from uir.grids import GroupSelector, degradation_statistics, heatmap, similarity_matrix
 from uir.images import load_image, save_image, save_json
@@ -45,9 +45,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--srresnet", required=True, help="a saved SRResNet folder (train_srresnet.py)")
     parser.add_argument("--data", default=None, help="clean photos, split into training/held-out by name")
-    parser.add_argument("--degradations", default=",".join(GRIDS_TYPES))
+    parser.add_argument("--degradations", type=parse_names, default=",".join(GRIDS_TYPES))
     parser.add_argument("--groups", default=None)
-    parser.add_argument("--unseen", default="", help="comma-separated degradations kept out of all groups")
+    parser.add_argument("--unseen", type=parse_names, default=[], help="comma-separated degradations kept out of all groups")
     parser.add_argument("--n_components", type=int, default=4)
     parser.add_argument("--patch_size", type=int, default=64)
     parser.add_argument("--patches_per_image", type=int, default=8)
@@ -71,8 +71,7 @@ def main(argv=None):
     except FileNotFoundError as error:
         raise SystemExit(str(error)) from None
     train_files, held_out = split_photos(root)
-    names = [n for n in args.degradations.split(",") if n]
-    unseen = [n for n in args.unseen.split(",") if n]
+    names, unseen = args.degradations, args.unseen
     srresnet = SRResNet.from_pretrained(args.srresnet).eval()
     features = srresnet.degradation_features
 

@@ -55,7 +55,6 @@ from uir.training import (
     LossModule,
     add_data_args,
     add_training_args,
-    degradation_names,
     finish,
     held_out_photos,
     make_accelerator,
@@ -86,7 +85,7 @@ def parse_args(argv=None):
 
     match = stages.add_parser("match", help="timestep matching (Alg. 2)")
     match.add_argument("--pretrained", required=True, help="a pretrain output folder")
-    match.add_argument("--degradations", default="all")
+    match.add_argument("--degradations", type=degradations.parse_names, default="all")
     match.add_argument("--severity", default="moderate")
     match.add_argument("--num_images", type=int, default=16, help="training photos, one crop each")
     match.add_argument("--resolution", type=int, default=64)
@@ -120,7 +119,7 @@ def parse_args(argv=None):
     evaluate.add_argument("--checkpoint", default=None,
                           help="a training checkpoint folder whose weights replace --model's (same architecture)")
     evaluate.add_argument("--t_mat", required=True, help='t_mat JSON, or "none" (t = 0)')
-    evaluate.add_argument("--degradations", default="all")
+    evaluate.add_argument("--degradations", type=degradations.parse_names, default="all")
     evaluate.add_argument("--severities", default="moderate", help="comma list, e.g. moderate,severe")
     evaluate.add_argument("--data", default=None, help="clean photos (default: the held-out split)")
     evaluate.add_argument("--limit", type=int, default=None, help="use the first N photos")
@@ -205,7 +204,7 @@ def pretrained_parts(folder):
 
 
 def run_match(args):
-    names = degradation_names(args.degradations)
+    names = args.degradations
     model, process, _ = pretrained_parts(args.pretrained)
     model.eval()
     dataset = CleanCropDataset(training_photos(args.train_data_dir)[: args.num_images], crop_size=args.resolution,
@@ -260,7 +259,7 @@ def fit(accelerator, args, model, gef: GEFObjective, names, t_mat, output_dir, s
 
 def run_finetune(args):
     accelerator = make_accelerator(args)
-    names = degradation_names(args.degradations)
+    names = args.degradations
     t_mat = load_t_mat(args.t_mat, names)
     model, process, reference, importance = starting_model(args, accelerator)
     gef = objective(args, model, process, reference, importance, args.method)
@@ -271,7 +270,7 @@ def run_finetune(args):
 
 def run_unified(args):
     accelerator = make_accelerator(args)
-    names = degradation_names(args.degradations)
+    names = args.degradations
     t_mat = load_t_mat(args.t_mat, names)
     model, process, reference, importance = starting_model(args, accelerator)
     if args.moe_experts:
@@ -298,7 +297,7 @@ def run_unified(args):
 
 
 def run_evaluate(args):
-    names = degradation_names(args.degradations)
+    names = args.degradations
     t_mat = load_t_mat(args.t_mat, names)
     model = load_model(args.model).eval()
     if args.checkpoint:

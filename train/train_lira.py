@@ -35,13 +35,14 @@ from pathlib import Path
 import torch
 
 from uir.data import SingleDegradationBatchSampler
+from uir.degradations import parse_names
 from uir.evaluation import evaluate_severities, report
 from uir.lifelong import ewc_penalty, fisher_diagonal, pseudo_replay_gan_loss
 from uir.lora.bank import ExpertBank
 from uir.models.lira import LIRANetwork, PatchDiscriminator, ResnetGenerator
 from uir.pipelines import RestorerPipeline
 from uir.tiling import run_padded
-from uir.training import (LossModule, add_data_args, add_training_args, degradation_names, finish, held_out_photos,
+from uir.training import (LossModule, add_data_args, add_training_args, finish, held_out_photos,
                           make_accelerator, photo_split, restoration_loss, restoration_validator, saved_model_config,
                           train, training_dataset)
 
@@ -71,7 +72,7 @@ def parse_args(argv=None):
         if stage == "grow":
             model.add_argument("--method", choices=sorted(DEFAULT_RHO), default="lira")
             model.add_argument("--generator", default=None, help="replay-gan's generator folder (--method lira)")
-            model.add_argument("--old_degradations", default="lira-blended",
+            model.add_argument("--old_degradations", type=parse_names, default="lira-blended",
                                help="the old task (EWC's Fisher information and validation)")
             model.add_argument("--rho", type=float, default=None,
                                help=f"learning-rate factor of the old parameters (default per method: {DEFAULT_RHO})")
@@ -88,7 +89,7 @@ def parse_args(argv=None):
     evaluate = stages.add_parser("evaluate", help="held-out PSNR at the three levels")
     evaluate.add_argument("--model", required=True, help="a LIRANetwork folder")
     evaluate.add_argument("--task", type=int, default=None, help="the task to run (default: the newest)")
-    evaluate.add_argument("--degradations", default="lira-blended")
+    evaluate.add_argument("--degradations", type=parse_names, default="lira-blended")
     evaluate.add_argument("--data", default=None, help="clean photos (default: the held-out split)")
     evaluate.add_argument("--limit", type=int, default=None, help="use only the first N photos")
     evaluate.add_argument("--seed", type=int, default=0)
@@ -118,7 +119,7 @@ def validator(args, network: LIRANetwork, names, task_of):
 
 
 def train_experts(args, accelerator):
-    names = degradation_names(args.degradations)
+    names = args.degradations
     network = (LIRANetwork.from_pretrained(args.init) if args.init else
                LIRANetwork(channels=args.channels, num_experts=len(names), num_blocks=args.num_blocks))
     if network.config.num_experts != len(names):
@@ -138,7 +139,7 @@ def train_experts(args, accelerator):
 
 
 def train_join(args, accelerator):
-    names = degradation_names(args.degradations)
+    names = args.degradations
     network = LIRANetwork.from_pretrained(args.init).to(accelerator.device).train().requires_grad_(True)
     model = LossModule({"lira": network}, lambda b: l1(network(b["lq"]), b["gt"]))
     dataset = training_dataset(args, names)
@@ -150,7 +151,7 @@ def train_join(args, accelerator):
 
 
 def train_replay_gan(args, accelerator):
-    names = degradation_names(args.degradations)
+    names = args.degradations
     base = LIRANetwork.from_pretrained(args.base).to(accelerator.device).eval().requires_grad_(False)
     generator = ResnetGenerator(width=args.generator_width, num_res_blocks=args.num_res_blocks).to(accelerator.device)
     discriminator = PatchDiscriminator(width=args.generator_width).to(accelerator.device)
@@ -198,7 +199,7 @@ def warm_up(args, accelerator, base: LIRANetwork, names) -> LIRANetwork:
 
 def old_task_fisher(args, base: LIRANetwork) -> dict[str, torch.Tensor]:
     """EWC's Fisher diagonal of the old expert (the base amalgamator) on old-task batches."""
-    old_names = degradation_names(args.old_degradations)
+    old_names = args.old_degradations
     stage = argparse.Namespace(**{**vars(args), "degradations": args.old_degradations})
     dataset = training_dataset(stage, old_names)
     sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed + 1, mix_types=True)
@@ -214,8 +215,8 @@ def old_task_fisher(args, base: LIRANetwork) -> dict[str, torch.Tensor]:
 
 
 def train_grow(args, accelerator):
-    names = degradation_names(args.degradations)
-    old_names = degradation_names(args.old_degradations)
+    names = args.degradations
+    old_names = args.old_degradations
     base = LIRANetwork.from_pretrained(args.base).to(accelerator.device).eval().requires_grad_(False)
     if base.config.num_tasks != 1:
         raise SystemExit("--base must be a base network with one task; this script grows a base network once")
@@ -272,7 +273,7 @@ def evaluate(args):
     saved_model_config(args.model)
     network = LIRANetwork.from_pretrained(args.model).eval()
     restore = lambda lq, pair: run_padded(lambda x: network(x, task=args.task), lq, network.size_multiple)  # noqa: E731
-    rows = evaluate_severities(restore, files, degradation_names(args.degradations), ("mild", "moderate", "severe"),
+    rows = evaluate_severities(restore, files, args.degradations, ("mild", "moderate", "severe"),
                                seed=args.seed)
     return report(rows, args.output)
 

@@ -22,7 +22,7 @@ from uir.lora.bank import ExpertBank
 from uir.models import NAFNet
 from uir.pipelines import RestorerPipeline
 from uir.tiling import run_padded
-from uir.training import (LossModule, add_data_args, add_training_args, degradation_names, finish, make_accelerator,
+from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator,
                           photo_split, restoration_loss, restoration_validator, train, training_dataset)
 
 DEFAULT_CONFIG = {"width": 16, "encoder_blocks": [1, 1, 1], "middle_blocks": 1, "decoder_blocks": [1, 1, 1]}
@@ -43,7 +43,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     accelerator = make_accelerator(args)
-    names = degradation_names(args.degradations)
+    names = args.degradations
     config = json.loads(Path(args.config).read_text()) if args.config else DEFAULT_CONFIG
     restorer = NAFNet(**config).to(accelerator.device)
     pipe = RestorerPipeline(restorer, experts=ExpertBank(base_model=args.base_model_name))

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from uir.data import SingleDegradationBatchSampler
 from uir.evaluation import evaluate_router
 from uir.router import DegradationRouter
-from uir.training import (LossModule, add_data_args, add_training_args, degradation_names, finish, make_accelerator,
+from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator,
                           photo_split, train, training_dataset)
 
 
@@ -77,7 +77,7 @@ def build_router(args, names: list[str]) -> DegradationRouter:
 def main(argv=None):
     args = parse_args(argv)
     accelerator = make_accelerator(args)
-    names = degradation_names(args.degradations)
+    names = args.degradations
     router = build_router(args, names).to(accelerator.device)
     if router.controller is None:
         raise ValueError("this router has no DA-CLIP controller to train (it was built with use_controller=False)")

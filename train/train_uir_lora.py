@@ -28,7 +28,7 @@ from uir.data import SingleDegradationBatchSampler
 from uir.lora import ExpertComponent, LoRAExpert, lora_config
 from uir.lora.targets import UNET_RANK, VAE_RANK
 from uir.tiling import run_padded
-from uir.training import (LossModule, add_data_args, add_training_args, add_uir_lora_args, degradation_names, finish,
+from uir.training import (LossModule, add_data_args, add_training_args, add_uir_lora_args, finish,
                           load_uir_lora_pipeline, make_accelerator, photo_split, restoration_loss,
                           restoration_validator, train, training_dataset)
 
@@ -63,7 +63,7 @@ def main(argv=None):
     args = parse_args(argv)
     accelerator = make_accelerator(args, find_unused_parameters=True)
     dataset_names = [spec.partition("=")[0] for spec in args.paired]
-    names = dataset_names or degradation_names(args.degradations)
+    names = dataset_names or args.degradations
     pipe = load_uir_lora_pipeline(args)
     pipe.to(accelerator.device)
     parts = expert_components(pipe, args)

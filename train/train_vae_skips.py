@@ -21,7 +21,7 @@ from pathlib import Path
 from uir.data import SingleDegradationBatchSampler
 from uir.lora.targets import VAE_RANK, VAE_TARGETS
 from uir.tiling import run_padded
-from uir.training import (LossModule, add_data_args, add_training_args, add_uir_lora_args, degradation_names, finish,
+from uir.training import (LossModule, add_data_args, add_training_args, add_uir_lora_args, finish,
                           load_uir_lora_pipeline, make_accelerator, photo_split, restoration_loss,
                           restoration_validator, train, training_dataset)
 
@@ -42,7 +42,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     accelerator = make_accelerator(args)
-    names = degradation_names(args.degradations)
+    names = args.degradations
     pipe = load_uir_lora_pipeline(args)
     pipe.to(accelerator.device)
     vae = pipe.vae

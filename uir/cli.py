@@ -206,18 +206,10 @@ def cmd_eval(args) -> int:
     import io
 
     from .data import photo_files, split_photos
-    from .degradations import DA_CLIP_TYPES
     from .evaluation import comparison_grid, evaluate_restoration, markdown_table
     from .images import atomic_write, save_image, save_json
 
-    names = list(DA_CLIP_TYPES) if args.degradations == "all" else [n for n in args.degradations.split(",") if n]
-    try:
-        from . import degradations
-
-        for name in names:
-            degradations.get(name)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+    names = args.degradations
     data = Path(args.data)
     if not data.is_dir():
         raise UsageError(f"--data {data} is not a folder")
@@ -356,6 +348,8 @@ def cmd_info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .degradations import parse_names
+
     parser = argparse.ArgumentParser(prog="uir", description="Universal image restoration.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -393,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="PSNR/SSIM per degradation on a clean folder or lq/ gt/ pairs")
     _add_model_args(evaluate)
     evaluate.add_argument("--data", required=True, help="clean photos (degraded here), or a folder with lq/ and gt/")
-    evaluate.add_argument("--degradations", default="all", help='comma-separated names or "all" (the 10 DA-CLIP types)')
+    evaluate.add_argument("--degradations", type=parse_names, default="all", help='comma-separated names or "all" (the 10 DA-CLIP types)')
     evaluate.add_argument("--oracle", action="store_true", help="use the true degradation's expert instead of the router")
     evaluate.add_argument("--held-out", dest="held_out", action="store_true",
                           help="use only the held-out split of --data (every fifth photo by name)")

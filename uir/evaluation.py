@@ -172,20 +172,18 @@ def main(argv=None) -> None:
     import argparse
 
     from .data import split_photos
-    from .degradations import DA_CLIP_TYPES
     from .router import DegradationRouter
 
     parser = argparse.ArgumentParser(prog="python -m uir.evaluation", description=main.__doc__)
     parser.add_argument("what", choices=["router"])
     parser.add_argument("router")
     parser.add_argument("--data", required=True)
-    parser.add_argument("--degradations", default="all")
+    parser.add_argument("--degradations", type=degradations.parse_names, default="all")
     parser.add_argument("--repeats", type=int, default=2, help="independent draws per photo and type")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    names = list(DA_CLIP_TYPES) if args.degradations == "all" else args.degradations.split(",")
     router = DegradationRouter.from_pretrained(args.router)
-    accuracy = evaluate_router(router, split_photos(args.data)[1], names, seed=args.seed, repeats=args.repeats)
+    accuracy = evaluate_router(router, split_photos(args.data)[1], args.degradations, seed=args.seed, repeats=args.repeats)
     print(markdown_table([{"degradation": k, "top-1 accuracy": v} for k, v in accuracy.items()]))
 
 

@@ -34,6 +34,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .degradations import parse_names
+
 logger = logging.getLogger("uir.training")
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -82,32 +84,13 @@ def add_data_args(parser: argparse.ArgumentParser, default_degradations: str = "
                             "$UIR_PHOTOS or ../shared/photos)")
     group.add_argument("--paired", action="append", default=[], metavar="NAME=LQ_DIR:GT_DIR",
                        help="a paired folder for one degradation (repeatable); replaces --train_data_dir")
-    group.add_argument("--degradations", default=default_degradations,
+    group.add_argument("--degradations", type=parse_names, default=default_degradations,
                        help='comma-separated degradation names, or "all" (the 10 DA-CLIP types)')
     group.add_argument("--severity", default="random", help="mild|moderate|severe|random, or default for the protocol")
     group.add_argument("--validation_data_dir", default=None,
                        help="clean photos for validation (default: the held-out split)")
     group.add_argument("--num_validation_images", type=int, default=4)
     return parser
-
-
-def degradation_names(spec: str) -> list[str]:
-    """``"all"`` or a comma list, each checked against the registry."""
-    from . import degradations
-
-    names = list(degradations.DA_CLIP_TYPES) if spec == "all" else [n.strip() for n in spec.split(",") if n.strip()]
-    for name in names:
-        degradations.get(name)
-    if len(set(names)) != len(names):
-        raise ValueError(f"--degradations lists a name twice: {spec}")
-    return names
-
-
-def _default_split() -> tuple[list[Path], list[Path]] | None:
-    from .data import default_photos_dir, split_photos
-
-    root = default_photos_dir()
-    return split_photos(root) if root is not None else None
 
 
 def _given_or_split(folder, part: int, option: str) -> list[Path]:
@@ -127,14 +110,16 @@ def held_out_photos(data_dir) -> list[Path]:
 
 
 def photo_split(args) -> tuple[list[Path], list[Path]]:
-    """(training files, validation files) from the data options."""
-    from .data import photo_files
+    """(training files, validation files) from the data options; without ``--validation_data_dir``
+    the held-out split of the default photos, or none when there are none."""
+    from .data import default_photos_dir, photo_files, split_photos
 
     train_files = training_photos(args.train_data_dir)
-    split = _default_split()
-    held_out = split[1] if split is not None else []
     if args.validation_data_dir is not None:
         held_out = photo_files(args.validation_data_dir)
+    else:
+        root = default_photos_dir()
+        held_out = split_photos(root)[1] if root is not None else []
     return train_files, held_out[: args.num_validation_images]
 
 
@@ -508,7 +493,6 @@ __all__ = [
     "add_data_args",
     "add_training_args",
     "add_uir_lora_args",
-    "degradation_names",
     "checkpoint_dirs",
     "finish",
     "held_out_photos",

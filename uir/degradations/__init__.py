@@ -9,7 +9,7 @@ for DL-Net's linear observation operators.
 """
 
 from . import catalog as _catalog  # noqa: F401  (registers the families)
-from .catalog import DA_CLIP_TYPES, GRIDS_TYPES, LIRA_FACTORS, LIRA_TYPES
+from .catalog import DA_CLIP_TYPES, GRIDS_TYPES, LIRA_FACTORS, LIRA_TYPES, parse_names
 from .registry import SEVERITIES, Degradation, Param, apply, get, names, register
 
 __all__ = [
@@ -23,5 +23,6 @@ __all__ = [
     "apply",
     "get",
     "names",
+    "parse_names",
     "register",
 ]

@@ -12,6 +12,7 @@ Ranges are on the scales the functions document (noise sigma on 0-255, sizes in 
 
 from __future__ import annotations
 
+import argparse
 import math
 from functools import partial
 
@@ -27,7 +28,7 @@ from .blur import (
 from .masks import inpainting
 from .noise import gaussian_noise, jpeg_compression, poisson_noise, salt_and_pepper
 from .photometric import darkness, haze, low_light, shadow
-from .registry import Param, register
+from .registry import Param, get, register
 from .weather import rain, raindrops, snow
 
 DA_CLIP_TYPES = (
@@ -58,6 +59,24 @@ GRIDS_TYPES = (
 LIRA_TYPES = ("lira-blended", "lira-blended-haze", "lira-blended-dark")
 #: the single factors LIRA's experts are trained on (fork stage), over the blend's ranges
 LIRA_FACTORS = ("lira-blur", "lira-noise", "lira-jpeg")
+
+
+def parse_names(spec: str) -> list[str]:
+    """A ``--degradations`` value: ``"all"`` (the DA-CLIP types) or comma-separated registered names.
+
+    Meant as an argparse ``type``: an unknown, repeated or missing name raises
+    ``argparse.ArgumentTypeError``, which argparse prints as a one-line usage error."""
+    names = list(DA_CLIP_TYPES) if spec == "all" else [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("no degradation named")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"{spec!r} lists a name twice")
+    for name in names:
+        try:
+            get(name)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return names
 
 #: depth range (in units of 1/beta) of the depth proxy for LIRA's haze, so that its scattering
 #: coefficients beta in [0.05, 0.25] give transmissions down to exp(-1.25) ~ 0.29.

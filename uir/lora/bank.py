@@ -15,7 +15,7 @@ import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
-from .experts import ExpertError, LoRAExpert, _replace_dir
+from .experts import ExpertError, LoRAExpert
 
 
 class ExpertBank(ModelMixin, ConfigMixin):
