@@ -1,4 +1,6 @@
 import io
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -127,6 +129,26 @@ def test_save_is_atomic_and_round_trips(tmp_path, monkeypatch):
     assert [p.name for p in target.parent.iterdir()] == ["x.png"], "a temporary file was left behind"
     with pytest.raises(ImageError, match="unknown output format"):
         save_image(image, tmp_path / "x.xyz")
+
+
+def test_saved_files_and_folders_get_umask_permissions_and_failures_keep_the_old(tmp_path):
+    from uir.images import atomic_write, staged_directory
+
+    old_mask = os.umask(0o027)
+    try:
+        path = atomic_write(tmp_path / "a.json", lambda stream: stream.write(b"{}"))
+        with staged_directory(tmp_path / "folder") as staging:
+            (staging / "x").write_text("new")
+    finally:
+        os.umask(old_mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o750
+    with pytest.raises(RuntimeError, match="midway"):
+        with staged_directory(tmp_path / "folder") as staging:
+            (staging / "x").write_text("half")
+            raise RuntimeError("midway")
+    assert (tmp_path / "folder" / "x").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "folder"]
 
 
 def test_list_images_expands_folders_and_globs(tmp_path):

@@ -93,17 +93,32 @@ def test_rejects_an_expert_for_another_component(pipe):
     assert pipe.experts.names == ["noisy", "hazy", "rainy"]
 
 
-def test_a_router_added_at_load_time_is_saved(tmp_path):
-    """``load_pipeline(base, router=...)`` (what train/assemble_pipeline.py does) must register
-    the router, or ``save_pretrained`` silently writes a pipeline without it."""
-    from uir.loading import load_pipeline
-    from uir.testing import tiny_router
+def test_assembled_pipeline_keeps_router_and_experts(tmp_path):
+    """``train/assemble_pipeline.py`` loads a base with ``load_pipeline(base, experts, router)``
+    and saves it; the router must be registered, or ``save_pretrained`` silently drops it."""
+    import sys
+    from pathlib import Path
 
-    tiny_restorer_pipeline(router=False).save_pretrained(tmp_path / "base")
-    tiny_router(["noisy", "hazy", "rainy"]).save_pretrained(tmp_path / "router")
-    pipe = load_pipeline(tmp_path / "base", router=tmp_path / "router")
-    pipe.save_pretrained(tmp_path / "assembled")
+    from uir.loading import load_pipeline
+    from uir.testing import random_expert, tiny_router
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+    import assemble_pipeline
+
+    names = ["hazy", "noisy"]
+    base = tiny_restorer_pipeline(names=(), router=False)
+    base.save_pretrained(tmp_path / "base")
+    for i, name in enumerate(names):
+        random_expert(name, restorer=base.restorer, base_model="tiny-nafnet", seed=i).save(tmp_path / "experts" / name)
+    tiny_router(names).save_pretrained(tmp_path / "router")
+    arguments = ["--base", str(tmp_path / "base"), "--experts", str(tmp_path / "experts"),
+                 "--router", str(tmp_path / "router"), "--output_dir", str(tmp_path / "assembled")]
+    assemble_pipeline.main(arguments)
+    assemble_pipeline.main(arguments)  # replacing an existing folder
     loaded = RestorerPipeline.from_pretrained(tmp_path / "assembled")
-    assert loaded.router is not None
+    assert loaded.router is not None and loaded.experts.names == names
+    reference = load_pipeline(tmp_path / "base", experts=sorted((tmp_path / "experts").iterdir()),
+                              router=tmp_path / "router")
     x = _images()
-    assert torch.allclose(loaded.router(x).probabilities, pipe.router(x).probabilities, atol=1e-6)
+    torch.testing.assert_close(loaded(x, output_type="pt").images, reference(x, output_type="pt").images)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["assembled", "base", "experts", "router"]

@@ -12,10 +12,9 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 from pathlib import Path
 
+from uir.images import staged_directory
 from uir.loading import load_pipeline
 
 
@@ -31,11 +30,8 @@ def main(argv=None):
         raise SystemExit(f"no expert folders in {args.experts}")
     pipe = load_pipeline(args.base, experts=experts, router=args.router)
     target = Path(args.output_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    pipe.save_pretrained(staging)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    with staged_directory(target) as staging:
+        pipe.save_pretrained(staging)
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
     print(f"wrote {target} ({size / 2**20:.1f} MiB): experts {', '.join(pipe.experts.names)}")
 

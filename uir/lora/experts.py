@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..images import staged_directory
 from .mixture import LoRAMixtureLayer, inject_mixture, mixture_layers, remove_mixture
 
 EXPERT_FORMAT = "uir-expert/1"
@@ -93,19 +92,13 @@ class LoRAExpert:
     def save(self, path) -> Path:
         """Write the expert folder atomically (a temporary folder renamed into place)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with staged_directory(path) as staging:
             for name, component in self.components.items():
                 (staging / name).mkdir()
                 state = {k: v.detach().contiguous().cpu() for k, v in component.state_dict.items()}
                 save_file(state, staging / name / WEIGHTS_FILE, metadata={"format": "pt"})
                 (staging / name / CONFIG_FILE).write_text(json.dumps(component.config, indent=2, sort_keys=True))
             (staging / METADATA_FILE).write_text(json.dumps(self.metadata(), indent=2, sort_keys=True))
-            _replace_dir(staging, path)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return path
 
     def push_to_hub(self, repo_id: str, token: str | None = None, private: bool | None = None) -> str:
@@ -145,17 +138,6 @@ class LoRAExpert:
         known = {"format", "degradation", "text", "base_model", "ranks"}
         return cls(meta["degradation"], components, meta["base_model"], meta.get("text"),
                    {k: v for k, v in meta.items() if k not in known})
-
-
-def _replace_dir(staging: Path, target: Path) -> None:
-    backup = None
-    if target.exists():
-        backup = target.with_name(f".{target.name}.old")
-        shutil.rmtree(backup, ignore_errors=True)
-        os.replace(target, backup)
-    os.replace(staging, target)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
 
 
 def _download(repo_id: str, **hub_kwargs) -> Path:
