@@ -231,3 +231,27 @@ def test_pca_can_be_fitted_without_the_unseen_degradations(sample):
     torch.testing.assert_close(with_unseen.alpha[:2], seen_only.alpha)
     everything = degradation_statistics(high_pass_features, images, names, **kwargs)
     assert not torch.allclose(everything.pca.components, seen_only.pca.components)
+
+
+def test_mscn_matches_scipy_and_nss_features_separate_noise_from_blur(sample):
+    import scipy.ndimage
+
+    from uir import degradations
+    from uir.grids import mscn, nss_features
+
+    gray = sample[1:2, :48, :56].double()
+    window = dict(sigma=7 / 6, truncate=3 / (7 / 6), mode="constant")
+    plane = gray[0].numpy()
+    mean = scipy.ndimage.gaussian_filter(plane, **window)
+    std = np.sqrt(np.clip(scipy.ndimage.gaussian_filter(plane * plane, **window) - mean ** 2, 0, None))
+    expected = (plane - mean) / (std + 1 / 255)
+    np.testing.assert_allclose(mscn(gray[None])[0, 0].numpy(), expected, rtol=1e-9, atol=1e-9)
+
+    crop = sample[:, :64, :64]
+    features = nss_features(crop[None])
+    assert features.shape == (1, 10, 60, 60)  # the coarse scale (32 -> 30 px) sets the grid
+    # the MSCN spread of a clean photo widens under noise and narrows under blur
+    spread = {name: nss_features(degradations.apply(name, crop, generator=seeded(0), severity="severe")[None])[0, 0].std()
+              for name in ("gaussian-noise", "gaussian-blur")}
+    clean = features[0, 0].std()
+    assert spread["gaussian-noise"] > clean > spread["gaussian-blur"]

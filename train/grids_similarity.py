@@ -2,9 +2,10 @@
 """GRIDS degradation similarity (sec. 4.2) and adaptive model selection (sec. 5.2, eq. 7).
 
     python train/grids_similarity.py --srresnet runs/srresnet/srresnet --output_dir runs/grids \\
-        [--groups runs/grids-group/result.json] [--unseen gaussian-blur]
+        [--groups runs/grids-group/result.json] [--unseen gaussian-blur] [--features nss]
 
-1. Fits a GGD per degradation to SRResNet trunk features of degraded *training* photos and
+1. Fits a GGD per degradation to SRResNet trunk features (or, with ``--features nss``, the
+   MSCN statistics of :mod:`uir.grids.nss`) of degraded *training* photos and
    writes the similarity matrix S (``similarity.json``, heat-map ``similarity.png``).
 2. Builds a :class:`uir.grids.GroupSelector` for the partition in ``--groups`` (a JSON list of
    lists, or the ``result.json`` of ``grids_group.py``; default: each degradation alone) and saves it
@@ -29,7 +30,7 @@ import torch
 from uir.data import photo_root, split_photos
 from uir.degradations import GRIDS_TYPES, parse_names
 from uir.evaluation import degraded_pairs, markdown_table
-from uir.grids import GroupSelector, degradation_statistics, heatmap, similarity_matrix
+from uir.grids import GroupSelector, degradation_statistics, heatmap, nss_features, similarity_matrix
 from uir.images import load_image, save_image, save_json
 from uir.models import SRResNet
 
@@ -43,7 +44,10 @@ def read_groups(spec: str | None, names: list[str]) -> list[list[str]]:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--srresnet", required=True, help="a saved SRResNet folder (train_srresnet.py)")
+    parser.add_argument("--features", choices=["srresnet", "nss"], default="srresnet",
+                        help="the representation: SRResNet trunk features (needs --srresnet) or the "
+                             "hand-made MSCN statistics of uir.grids.nss")
+    parser.add_argument("--srresnet", default=None, help="a saved SRResNet folder (train_srresnet.py)")
     parser.add_argument("--data", default=None, help="clean photos, split into training/held-out by name")
     parser.add_argument("--degradations", type=parse_names, default=",".join(GRIDS_TYPES))
     parser.add_argument("--groups", default=None)
@@ -60,7 +64,10 @@ def parse_args(argv=None):
                         help="training photos per degradation for the per-group score calibration (0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", required=True)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.features == "srresnet" and args.srresnet is None:
+        parser.error("--features srresnet needs --srresnet")
+    return args
 
 
 def main(argv=None):
@@ -72,8 +79,8 @@ def main(argv=None):
         raise SystemExit(str(error)) from None
     train_files, held_out = split_photos(root)
     names, unseen = args.degradations, args.unseen
-    srresnet = SRResNet.from_pretrained(args.srresnet).eval()
-    features = srresnet.degradation_features
+    features = (SRResNet.from_pretrained(args.srresnet).eval().degradation_features if args.features == "srresnet"
+                else nss_features)
 
     with torch.no_grad():
         stats = degradation_statistics(features, [load_image(f) for f in train_files], names + unseen,
@@ -104,7 +111,7 @@ def main(argv=None):
     variants = {"raw": lambda d: d}
     if args.calibration_images:
         variants["calibrated"] = selector.standardize
-    summary, rows = {"groups": groups}, {n: {"degradation": n, "in a group": n in names} for n in names + unseen}
+    summary, rows = {"features": args.features, "groups": groups}, {n: {"degradation": n, "in a group": n in names} for n in names + unseen}
     for variant, transform in variants.items():
         hits, scores = {}, {}
         for name, divergences in raw.items():

@@ -13,6 +13,13 @@ accelerate launch --num_processes 1 --cpu train/train_srresnet.py --max_train_st
 python train/grids_similarity.py --srresnet "$RUNS/srresnet/srresnet" \
   --degradations gaussian-blur,motion-blur,rl-artifacts,bicubic-sr,ringing,defocus-blur,jpeg,poisson-noise,inpainting,gaussian-noise \
   --unseen salt-pepper,hazy,low-light --output_dir "$RUNS/similarity"
+# the hand-made MSCN representation (README's MSCN rows; no SRResNet needed)
+python train/grids_similarity.py --features nss \
+  --degradations gaussian-blur,motion-blur,rl-artifacts,bicubic-sr,ringing,defocus-blur,jpeg,poisson-noise,inpainting,gaussian-noise \
+  --unseen salt-pepper,hazy,low-light --output_dir "$RUNS/similarity-nss"
+python train/grids_similarity.py --features nss \
+  --degradations gaussian-blur,motion-blur,rl-artifacts,bicubic-sr,ringing,defocus-blur,jpeg,inpainting \
+  --unseen gaussian-noise,poisson-noise,salt-pepper --output_dir "$RUNS/similarity-nss-noise-out"
 # all 11 types: 93 models of about 2 minutes each on one core (the README's table); for the
 # smaller six-type run (17 models) add
 #   --degradations motion-blur,defocus-blur,jpeg,inpainting,gaussian-noise,poisson-noise
