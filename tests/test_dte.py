@@ -315,6 +315,13 @@ def test_script_runs_every_stage_and_resumes_tit(tmp_path):
         ["evaluate", "--model", str(pre / "model"), "--checkpoint", str(tmp_path / "gef" / "checkpoint-2"),
          "--t_mat", str(t_json), "--degradations", "noisy", "--severities", "moderate,severe", "--data", str(photos)]))
     assert from_checkpoint == rows
+    evaluate_gef = ["evaluate", "--t_mat", str(t_json), "--degradations", "noisy", "--data", str(photos)]
+    with pytest.raises(SystemExit, match="is not a uir checkpoint"):
+        train_dte.run_evaluate(train_dte.parse_args([*evaluate_gef, "--model", str(pre / "model"),
+                                                     "--checkpoint", str(tmp_path / "gef")]))
+    with pytest.raises(SystemExit, match="another architecture"):  # the MoE-adapted stages hold more weights
+        train_dte.run_evaluate(train_dte.parse_args([*evaluate_gef, "--model", str(pre / "model"), "--checkpoint",
+                                                     str(tmp_path / "tit" / "stage-00" / "checkpoint-2")]))
     with pytest.raises(SystemExit, match="no t_mat for"):
         train_dte.load_t_mat(str(t_json), ["snowy"])
     with pytest.raises(SystemExit, match="not a saved model"):

@@ -58,6 +58,7 @@ from uir.training import (
     finish,
     held_out_photos,
     make_accelerator,
+    resolve_checkpoint,
     saved_model_config,
     train,
     training_dataset,
@@ -301,8 +302,15 @@ def run_evaluate(args):
     t_mat = load_t_mat(args.t_mat, names)
     model = load_model(args.model).eval()
     if args.checkpoint:
-        weights = load_file(Path(args.checkpoint) / TRAINABLE_FILE)
-        model.load_state_dict({name.removeprefix("model."): value for name, value in weights.items()})
+        try:
+            checkpoint = resolve_checkpoint(None, args.checkpoint)
+        except FileNotFoundError as error:
+            raise SystemExit(str(error)) from None
+        weights = load_file(checkpoint / TRAINABLE_FILE)
+        try:
+            model.load_state_dict({name.removeprefix("model."): value for name, value in weights.items()})
+        except RuntimeError:
+            raise SystemExit(f"--checkpoint {checkpoint} holds weights of another architecture than --model {args.model}") from None
     try:
         files = held_out_photos(args.data)
     except FileNotFoundError as error:

@@ -78,6 +78,7 @@ def parse_names(spec: str) -> list[str]:
             raise argparse.ArgumentTypeError(str(error)) from None
     return names
 
+
 #: depth range (in units of 1/beta) of the depth proxy for LIRA's haze, so that its scattering
 #: coefficients beta in [0.05, 0.25] give transmissions down to exp(-1.25) ~ 0.29.
 LIRA_HAZE_DEPTH = 5.0
