@@ -28,7 +28,7 @@ from diffusers import UNet2DConditionModel
 from uir.lora import fused, install_experts, mixture_weights
 from uir.lora.experts import ExpertComponent
 from uir.lora.targets import UNET_RANK, UNET_TARGETS
-from uir.router import top_k_weights
+from uir.lora.strategies import top_k_weights
 from uir.testing import SD_TURBO_UNET, peft_lora_state
 
 SMALL_UNET = {**SD_TURBO_UNET, "block_out_channels": (80, 160, 320, 320), "cross_attention_dim": 256,

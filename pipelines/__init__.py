@@ -1,6 +1,35 @@
-"""Diffusers pipelines of uir, installed as ``uir.pipelines`` (this folder is mapped in pyproject)."""
+"""uir's diffusers pipelines and everything about them, installed as ``uir.pipelines`` (this
+folder is mapped in ``setup.py``):
 
-from .restorer import RestorerPipeline
-from .uir_lora import UIRLoRAPipeline, UIRPipelineOutput
+* :mod:`.base`: :class:`ExpertMixturePipeline`, what both pipelines share (experts, routing,
+  batching, tiling, saving, the call) and :class:`UIRPipelineOutput`;
+* :mod:`.uir_lora`: :class:`UIRLoRAPipeline`, frozen SD-turbo + LoRA experts + CLIP router;
+* :mod:`.restorer`: :class:`RestorerPipeline`, the same around a regression restorer (the
+  embedded default);
+* :mod:`.loading`: :func:`load_pipeline` by name (default, folder, Hub id, SD-turbo + experts)
+  and :func:`saved_pipeline_class`.
 
-__all__ = ["RestorerPipeline", "UIRLoRAPipeline", "UIRPipelineOutput"]
+Classes are imported on first use, so ``uir.pipelines.loading`` stays light.
+"""
+
+import importlib
+
+_LAZY = {
+    "ExpertMixturePipeline": ".base",
+    "UIRPipelineOutput": ".base",
+    "RestorerPipeline": ".restorer",
+    "UIRLoRAPipeline": ".uir_lora",
+    "DEFAULT_MODEL": ".loading",
+    "default_model_dir": ".loading",
+    "load_pipeline": ".loading",
+    "saved_pipeline_class": ".loading",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

@@ -30,7 +30,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from uir.lora.bank import ExpertBank
 from uir.lora.targets import UNET_RANK, UNET_TARGETS, VAE_RANK, VAE_TARGETS
 from uir.models.skip_vae import SkipAutoencoderKL
-from uir.pipeline_utils import ExpertMixturePipeline, UIRPipelineOutput
+from uir.pipelines.base import ExpertMixturePipeline, UIRPipelineOutput
 from uir.router import DegradationRouter
 
 RESTORE_TIMESTEP = 999
@@ -42,7 +42,7 @@ class UIRLoRAPipeline(ExpertMixturePipeline):
     Components: ``unet``, ``vae`` (:class:`~uir.models.SkipAutoencoderKL`), ``text_encoder``,
     ``tokenizer``, ``scheduler``, ``router`` (:class:`~uir.router.DegradationRouter`, optional)
     and ``experts`` (:class:`~uir.lora.bank.ExpertBank`). Expert handling, saving, loading and
-    the call are shared with the regression pipeline (:class:`uir.pipeline_utils.ExpertMixturePipeline`).
+    the call are shared with the regression pipeline (:class:`uir.pipelines.base.ExpertMixturePipeline`).
     """
 
     model_cpu_offload_seq = "text_encoder->router->vae->unet"

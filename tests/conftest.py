@@ -1,3 +1,7 @@
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -5,6 +9,26 @@ from PIL import Image
 
 from uir import sample_image_path
 from uir.data.photos import default_photos_dir
+
+
+TRAIN_DIR = Path(__file__).resolve().parents[1] / "train"
+
+
+def load_train_script(name: str):
+    """The ``train/<name>.py`` script as a module (imported once, by path; ``train/`` is not a
+    package and is not installed)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, TRAIN_DIR / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def train_script():
+    """:func:`load_train_script`, for tests that load a script inside the test."""
+    return load_train_script
 
 
 @pytest.fixture(scope="session")

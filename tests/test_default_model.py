@@ -1,8 +1,11 @@
 """The embedded default model: shipped weights, both loading paths, and a real PSNR gain."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
-from diffusers import DiffusionPipeline
 
 from uir import degradations, sample_image_path
 from uir.cli import EXIT_OK, main
@@ -23,12 +26,27 @@ def test_default_is_small_and_has_ten_experts_and_a_router():
     assert set(pipe.experts.names) <= set(pipe.router.vocabulary)
 
 
-def test_default_loads_with_trust_remote_code_and_matches():
+def test_default_loads_with_trust_remote_code_and_matches(tmp_path):
+    """In a fresh process, as a user runs it: nothing of uir imported but the folder's path."""
+    script = (
+        "import sys, torch\n"
+        "from diffusers import DiffusionPipeline\n"
+        f"pipe = DiffusionPipeline.from_pretrained({str(DEFAULT)!r}, trust_remote_code=True)\n"
+        "assert type(pipe).__name__ == 'RestorerPipeline', type(pipe)\n"
+        f"x = torch.load({str(tmp_path / 'x.pt')!r})\n"
+        f"torch.save(pipe(x, output_type='pt').images, {str(tmp_path / 'y.pt')!r})\n"
+    )
     x = load_image(sample_image_path())[None][..., :96, :128]
-    remote = DiffusionPipeline.from_pretrained(DEFAULT, trust_remote_code=True)
-    assert type(remote).__name__ == "RestorerPipeline"
+    torch.save(x, tmp_path / "x.pt")
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, capture_output=True)
     ours = load_pipeline()(x, output_type="pt").images
-    assert torch.allclose(remote(x, output_type="pt").images, ours, atol=1e-6)
+    assert torch.allclose(torch.load(tmp_path / "y.pt"), ours, atol=1e-6)
+
+
+def test_shipped_pipeline_code_is_the_source():
+    """The default's ``pipeline.py`` (what ``trust_remote_code`` runs) is ``pipelines/restorer.py``."""
+    source = Path(__file__).resolve().parents[1] / "pipelines" / "restorer.py"
+    assert (DEFAULT / "pipeline.py").read_text() == source.read_text()
 
 
 @pytest.mark.parametrize("name", ["noisy", "low-light"])

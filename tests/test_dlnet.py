@@ -1,7 +1,5 @@
 """DL-Net: the unrolled likelihood steps (eq. 4-5), gradient flow, splits, round trips, script."""
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,13 +9,13 @@ from torch import nn
 
 from uir.degradations.operators import MaskOperator, SISROperator
 from uir.models import NAFNet
-from uir.models.dlnet import ContextEncoder, DLNet
+from uir.dlnet import ContextEncoder, DLNet
 from uir.testing import save_sample_crops
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "train"))
+from .conftest import load_train_script
 
-import train_dlnet  # noqa: E402
+
+train_dlnet = load_train_script("train_dlnet")
 
 
 class TwoConv(ModelMixin, ConfigMixin):

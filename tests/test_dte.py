@@ -2,8 +2,6 @@
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -26,13 +24,13 @@ from uir.dte import (
     w_decay,
 )
 from uir.models import NAFNet
-from uir.models.lira import LIRANetwork
+from uir.lira import LIRANetwork
 from uir.testing import naive_orthogonality_loss, save_sample_crops
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "train"))
+from .conftest import load_train_script
 
-import train_dte  # noqa: E402
+
+train_dte = load_train_script("train_dte")
 
 
 def tiny(seed=0, dtype=torch.float32, moe=0) -> TimeConditionedRestorer:

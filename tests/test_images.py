@@ -132,7 +132,7 @@ def test_save_is_atomic_and_round_trips(tmp_path, monkeypatch):
 
 
 def test_saved_files_and_folders_get_umask_permissions_and_failures_keep_the_old(tmp_path):
-    from uir.images import atomic_write, staged_directory
+    from uir.files import atomic_write, staged_directory
 
     old_mask = os.umask(0o027)
     try:

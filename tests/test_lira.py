@@ -1,21 +1,19 @@
 """LIRA: shapes, eq. 4-7 pieces, growing, round trips, lifelong losses and the training script."""
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 
-from uir.lifelong import ewc_penalty, fisher_diagonal, pseudo_replay_gan_loss
-from uir.models.lira import SGU, BiSGU, ExpertAttention, LIRANetwork, PatchDiscriminator, ResnetGenerator
+from uir.lira import ewc_penalty, fisher_diagonal, pseudo_replay_gan_loss
+from uir.lira import SGU, BiSGU, ExpertAttention, LIRANetwork, PatchDiscriminator, ResnetGenerator
 from uir.testing import save_sample_crops
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "train"))
+from .conftest import load_train_script
 
-import train_lira  # noqa: E402
+
+train_lira = load_train_script("train_lira")
 
 TINY = {"channels": 8, "num_experts": 2, "num_blocks": 4}
 

@@ -93,17 +93,13 @@ def test_rejects_an_expert_for_another_component(pipe):
     assert pipe.experts.names == ["noisy", "hazy", "rainy"]
 
 
-def test_assembled_pipeline_keeps_router_and_experts(tmp_path):
+def test_assembled_pipeline_keeps_router_and_experts(tmp_path, train_script):
     """``train/assemble_pipeline.py`` loads a base with ``load_pipeline(base, experts, router)``
     and saves it; the router must be registered, or ``save_pretrained`` silently drops it."""
-    import sys
-    from pathlib import Path
-
-    from uir.loading import load_pipeline
+    from uir.pipelines.loading import load_pipeline
     from uir.testing import random_expert, tiny_router
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-    import assemble_pipeline
+    assemble_pipeline = train_script("assemble_pipeline")
 
     names = ["hazy", "noisy"]
     base = tiny_restorer_pipeline(names=(), router=False)

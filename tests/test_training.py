@@ -11,18 +11,20 @@ import torch
 from safetensors.torch import load_file
 
 import uir.training as training
+import uir.training.loop as training_loop
 from uir import UIRLoRAPipeline
 from uir.data import SingleDegradationBatchSampler
 from uir.lora import LoRAExpert
 from uir.router import DegradationRouter
 from uir.testing import TINY_CLIP, save_sample_crops, save_tiny_sd_turbo
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "train"))
+from .conftest import load_train_script
 
-import train_router  # noqa: E402
-import train_uir_lora  # noqa: E402
-import train_vae_skips  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+
+train_router = load_train_script("train_router")
+train_uir_lora = load_train_script("train_uir_lora")
+train_vae_skips = load_train_script("train_vae_skips")
 
 
 @pytest.fixture(autouse=True)
@@ -76,10 +78,10 @@ def test_interrupted_run_resumes_bitwise(base_dir, photos, tmp_path, monkeypatch
             raise Interrupted
         return path
 
-    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(training_loop, "save_checkpoint", save_then_die)
     with pytest.raises(Interrupted):
         train_uir_lora.main(_common(base_dir, photos, tmp_path / "resumed", steps=6))
-    monkeypatch.setattr(training, "save_checkpoint", original)
+    monkeypatch.setattr(training_loop, "save_checkpoint", original)
     assert not (tmp_path / "resumed" / "experts").exists()
     from accelerate.state import AcceleratorState, GradientState
 
@@ -195,7 +197,7 @@ def test_two_process_ddp_matches_one_process_with_accumulation(base_dir, photos,
     result = subprocess.run(launch + _common(base_dir, photos, two, steps=4), env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    state = json.loads((two / "checkpoint-4" / training.STATE_FILE).read_text())
+    state = json.loads((two / "checkpoint-4" / training.checkpoints.STATE_FILE).read_text())
     assert state["num_processes"] == 2 and (two / "checkpoint-4" / "rng-1.safetensors").is_file()
 
     one = tmp_path / "one"

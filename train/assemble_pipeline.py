@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from uir.images import staged_directory
+from uir.files import staged_directory
 from uir.loading import load_pipeline
 
 

@@ -27,7 +27,7 @@ from uir.data import photo_root, split_photos
 from uir.degradations import parse_names
 from uir.evaluation import evaluate_restoration, markdown_table
 from uir.grids import group_search, symmetric_distance
-from uir.images import save_json
+from uir.files import save_json
 from uir.pipelines import RestorerPipeline
 
 

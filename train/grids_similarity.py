@@ -31,7 +31,8 @@ from uir.data import photo_root, split_photos
 from uir.degradations import GRIDS_TYPES, parse_names
 from uir.evaluation import degraded_pairs, markdown_table
 from uir.grids import GroupSelector, degradation_statistics, heatmap, nss_features, similarity_matrix
-from uir.images import load_image, save_image, save_json
+from uir.images import load_image, save_image
+from uir.files import save_json
 from uir.models import SRResNet
 
 

@@ -33,7 +33,7 @@ from uir.evaluation import report
 from uir.images import load_image, resize_shorter
 from uir.metrics import psnr
 from uir.models import NAFNet
-from uir.models.dlnet import ContextEncoder, DLNet
+from uir.dlnet import ContextEncoder, DLNet
 from uir.training import (LossModule, add_training_args, finish, held_out_photos, make_accelerator,
                           saved_model_config, train, training_photos)
 
@@ -141,7 +141,7 @@ def train_model(args):
         model.eval().save_pretrained(folder)
     finish(accelerator, args, folder, f"uir DL-Net {args.task} ({args.model})", "", [args.task],
            "A restorer trained with uir for inpainting/interpolation over a spectrum of levels "
-           "(DL-Net: Chen et al., deep likelihood network).")
+           "(DL-Net: Guo et al., deep likelihood network).")
 
 
 def evaluate(args):

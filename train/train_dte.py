@@ -46,9 +46,9 @@ from uir.dte import (
     to_diffusion_space,
 )
 from uir.evaluation import evaluate_severities, report
-from uir.images import atomic_write, save_json
+from uir.files import atomic_write, save_json
 from uir.models import NAFNet
-from uir.models.lira import LIRANetwork
+from uir.lira import LIRANetwork
 from uir.tiling import run_padded
 from uir.training import (
     TRAINABLE_FILE,

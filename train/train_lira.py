@@ -37,9 +37,9 @@ import torch
 from uir.data import SingleDegradationBatchSampler
 from uir.degradations import parse_names
 from uir.evaluation import evaluate_severities, report
-from uir.lifelong import ewc_penalty, fisher_diagonal, pseudo_replay_gan_loss
+from uir.lira import ewc_penalty, fisher_diagonal, pseudo_replay_gan_loss
 from uir.lora.bank import ExpertBank
-from uir.models.lira import LIRANetwork, PatchDiscriminator, ResnetGenerator
+from uir.lira import LIRANetwork, PatchDiscriminator, ResnetGenerator
 from uir.pipelines import RestorerPipeline
 from uir.tiling import run_padded
 from uir.training import (LossModule, add_data_args, add_training_args, finish, held_out_photos,

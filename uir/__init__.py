@@ -5,11 +5,16 @@ Submodules, one per concept:
 * :mod:`uir.degradations`: seeded degradation functions, their registry and DL-Net operators.
 * :mod:`uir.data`: datasets, augmentations, single-degradation batches and the photo split.
 * :mod:`uir.metrics`: PSNR, SSIM and LPIPS with documented conventions.
-* :mod:`uir.images`: safe reading, conversion and atomic writing of images.
-* :mod:`uir.lora`: LoRA experts, their folder format and the output-space mixture (eq. 5).
-* :mod:`uir.router`: the CLIP degradation router (eq. 3-4).
-* :mod:`uir.models`: models, e.g. the skip-connection VAE.
-* :mod:`uir.pipelines`: ``UIRLoRAPipeline`` (source in the repository's ``pipelines/``).
+* :mod:`uir.images`: safe reading and conversion of images; :mod:`uir.files`: atomic writes.
+* :mod:`uir.lora`: LoRA experts, their folder format, the output-space mixture (eq. 5) and
+  the strategies that choose the expert weights (Top-K, eq. 4).
+* :mod:`uir.router`: the CLIP degradation router (eq. 3).
+* :mod:`uir.models`: shared backbones: NAFNet, SRResNet, the skip-connection VAE.
+* :mod:`uir.pipelines`: ``UIRLoRAPipeline``, ``RestorerPipeline``, their base and
+  ``load_pipeline`` (source in the repository's ``pipelines/``).
+* :mod:`uir.training`: the accelerate loop, options, checkpoints and losses of ``train/``.
+* :mod:`uir.evaluation`: scoring restorers and routers on degraded photos or pairs.
+* research ports: :mod:`uir.lira`, :mod:`uir.dlnet`, :mod:`uir.grids`, :mod:`uir.dte`.
 * :mod:`uir.testing`: tiny models built from configs, for tests and offline demos.
 * :mod:`uir.cli`: the ``uir`` command.
 """
@@ -22,6 +27,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "UIRLoRAPipeline": "uir.pipelines",
     "RestorerPipeline": "uir.pipelines",
+    "load_pipeline": "uir.pipelines.loading",
+    "default_model_dir": "uir.pipelines.loading",
     "NAFNet": "uir.models",
     "DegradationRouter": "uir.router",
     "SkipAutoencoderKL": "uir.models",
@@ -30,11 +37,14 @@ _LAZY = {
 
 
 def __getattr__(name):
-    """Import the heavy classes on first use, so ``import uir`` and the CLI stay fast."""
-    if name in _LAZY:
-        import importlib
+    """Import the heavy classes, and any submodule (``uir.loading``), on first use, so
+    ``import uir`` and the CLI stay fast."""
+    import importlib.util
 
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'uir' has no attribute {name!r}")
 
 

@@ -60,7 +60,7 @@ def benchmark_pipeline(model=None, size: int = 512, device: str = "cpu", batch: 
     names = pipe.experts.names
     stages = []
     if pipe.router is not None:
-        stages.append(("router only", lambda: pipe.router(x, top_k=1)))
+        stages.append(("router only", lambda: pipe.router(x)))
     if names:
         stages.append(("restore, K=1", lambda: pipe(x, weights={names[0]: 1.0}, output_type="pt")))
         if pipe.router is not None and len(names) > 1:

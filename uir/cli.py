@@ -122,12 +122,26 @@ def _load_for_cli(args):
         raise UsageError(f"cannot load model {args.model or 'default'!r}: {error}") from None
 
 
+def _readable(paths):
+    """``(path, image)`` for each readable input; each unreadable one reported in one line."""
+    from .images import ImageError, load_image
+
+    for path in paths:
+        try:
+            yield path, load_image(path)
+        except ImageError as error:
+            print(f"uir: skipped {path}: {error}", file=sys.stderr)
+            yield path, None
+
+
 def cmd_restore(args) -> int:
     import time
 
+    import torch
     from tqdm.auto import tqdm
 
-    from .images import ImageError, list_images, load_image, save_image
+    from .images import ImageError, list_images, save_image
+    from .pipelines.base import shape_batches
 
     inputs = list_images(args.inputs)
     out, many = _output_target(inputs, args.output, "files, folders or globs")
@@ -140,29 +154,19 @@ def cmd_restore(args) -> int:
             raise UsageError(f"no expert for {', '.join(unknown)}; this model has: {', '.join(pipe.experts.names)}")
     loaded = time.perf_counter()
     failures, done = 0, 0
-    images = []
-    for path in inputs:
-        try:
-            images.append((path, load_image(path)))
-        except ImageError as error:
+    readable = []
+    for path, image in _readable(inputs):
+        if image is None:
             failures += 1
-            print(f"uir: skipped {path}: {error}", file=sys.stderr)
-    # batches of consecutive same-size images
-    batches, current = [], []
-    for item in images:
-        if current and (len(current) == args.batch_size or current[0][1].shape != item[1].shape):
-            batches.append(current)
-            current = []
-        current.append(item)
-    if current:
-        batches.append(current)
-    import torch
-
-    threshold = pipe.router.config.min_confidence if pipe.router is not None else None
+        else:
+            readable.append((path, image))
+    batches = list(shape_batches(readable, args.batch_size, shape=lambda item: tuple(item[1].shape)))
     for batch in tqdm(batches, desc="restoring", unit="batch", disable=len(batches) <= 1):
         x = torch.stack([image for _, image in batch])
         try:
-            result = pipe(x, weights=weights, top_k=args.top_k, output_type="pt", tile_size=args.tile_size)
+            options = {} if args.top_k is None else {"top_k": args.top_k}
+            result = pipe(x, weights=weights, output_type="pt", tile_size=args.tile_size, batch_size=len(batch),
+                          **options)
         except (ValueError, RuntimeError) as error:
             failures += len(batch)
             for path, _ in batch:
@@ -181,9 +185,9 @@ def cmd_restore(args) -> int:
             if result.degradations is not None:
                 confidence = result.confidence[row].item()
                 print(f"{path} -> {target}  detected {result.degradations[row]} (confidence {confidence:.2f}); experts: {used}")
-                if threshold is not None and confidence < threshold:
-                    print(f"uir: warning: {path}: low confidence {confidence:.2f} < {threshold:.2f}; the degradation "
-                          "may be one this model does not know", file=sys.stderr)
+                if not result.known[row]:
+                    print(f"uir: warning: {path}: low confidence {confidence:.2f}; the degradation may be one this "
+                          "model does not know", file=sys.stderr)
             else:
                 print(f"{path} -> {target}  experts: {used}")
     if args.timing:
@@ -202,12 +206,10 @@ def _restore_fn(pipe, oracle: bool):
 
 
 def cmd_eval(args) -> int:
-    import csv
-    import io
-
     from .data import photo_files, split_photos
-    from .evaluation import comparison_grid, evaluate_restoration, markdown_table
-    from .images import atomic_write, save_image, save_json
+    from .evaluation import (comparison_grid, evaluate_paired, evaluate_restoration, markdown_table, with_mean,
+                             write_scores)
+    from .images import save_image
 
     names = args.degradations
     data = Path(args.data)
@@ -224,48 +226,37 @@ def cmd_eval(args) -> int:
         if len([r for r in rows if r[0] == pair.name]) < args.grid_rows:
             rows.append((pair.name, [pair.lq, restored, pair.gt]))
 
-    paired = (data / "lq").is_dir() and (data / "gt").is_dir()
-    if paired:
-        scores = _evaluate_paired(pipe, data)
+    if (data / "lq").is_dir() and (data / "gt").is_dir():
+        scores = evaluate_paired(lambda lq: pipe(lq, output_type="pt").images, data)
     else:
         files = (split_photos(data)[1] if args.held_out else photo_files(data))[: args.limit]
         scores = evaluate_restoration(_restore_fn(pipe, args.oracle), files, names, seed=args.seed, on_pair=keep)
-    table = scores.rows()
-    mean = {k: sum(r[k] for r in table) / len(table) for k in table[0] if k != "degradation"}
-    table.append({"degradation": "mean", **mean})
+    table = with_mean(scores.rows())
     print(markdown_table(table))
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    def write_csv(stream):
-        text = io.TextIOWrapper(stream, newline="", encoding="utf-8")
-        writer = csv.DictWriter(text, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
-        text.detach()
-
-    atomic_write(out / "scores.csv", write_csv)
-    save_json(table, out / "scores.json")
+    written = write_scores(table, out)
     if rows:
-        save_image(comparison_grid(rows), out / "grid.png")
-    print(f"wrote {out / 'scores.csv'}, {out / 'scores.json'}" + (f", {out / 'grid.png'}" if rows else ""))
+        written.append(save_image(comparison_grid(rows), out / "grid.png"))
+    print("wrote " + ", ".join(str(path) for path in written))
     return EXIT_OK
 
 
-def _evaluate_paired(pipe, data: Path):
-    from .data import PairedFolderDataset
-    from .evaluation import RestorationScores
-    from .metrics import psnr, ssim
+def cmd_eval_router(args) -> int:
+    from .data import photo_files, split_photos
+    from .evaluation import evaluate_router, markdown_table
+    from .router import DegradationRouter
 
-    dataset = PairedFolderDataset(data / "lq", data / "gt")
-    totals = [0.0, 0.0, 0.0, 0.0]
-    for item in dataset:
-        lq, gt = item["lq"][None], item["gt"][None]
-        out = pipe(lq, output_type="pt").images
-        for i, value in enumerate((psnr(lq, gt), psnr(out, gt), ssim(lq, gt), ssim(out, gt))):
-            totals[i] += value.item() / len(dataset)
-    scores = RestorationScores()
-    scores.psnr_in["paired"], scores.psnr_out["paired"], scores.ssim_in["paired"], scores.ssim_out["paired"] = totals
-    return scores
+    data = Path(args.data)
+    if not data.is_dir():
+        raise UsageError(f"--data {data} is not a folder")
+    try:
+        router = DegradationRouter.from_pretrained(args.router)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot load router {args.router!r}: {error}") from None
+    files = (split_photos(data)[1] if args.held_out else photo_files(data))[: args.limit]
+    accuracy = evaluate_router(router, files, args.degradations, seed=args.seed, repeats=args.repeats)
+    print(markdown_table([{"degradation": k, "top-1 accuracy": v} for k, v in accuracy.items()]))
+    return EXIT_OK
 
 
 def cmd_bench(args) -> int:
@@ -286,7 +277,8 @@ def cmd_demo(args) -> int:
     from . import degradations, sample_image_path
     from .degradations import DA_CLIP_TYPES
     from .evaluation import comparison_grid, markdown_table
-    from .images import atomic_write, load_image, save_image
+    from .images import load_image, save_image
+    from .files import atomic_write
     from .metrics import psnr
 
     pipe = _load_for_cli(args)
@@ -377,7 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(restore)
     restore.add_argument("--degradation", default=None, help="use these experts with equal weights, e.g. noisy,hazy")
     restore.add_argument("--weights", default=None, help="explicit expert weights, e.g. noisy=0.7,hazy=0.3")
-    restore.add_argument("--top-k", dest="top_k", type=int, default=1, help="experts the router keeps per image")
+    restore.add_argument("--top-k", dest="top_k", type=int, default=None,
+                         help="experts the router keeps per image (default: the pipeline's, "
+                              "uir.lora.strategies.DEFAULT_TOP_K)")
     restore.add_argument("--batch-size", dest="batch_size", type=int, default=4)
     restore.add_argument("--tile-size", dest="tile_size", type=int, default=None,
                          help="restore in overlapping tiles of this many pixels (bounded memory)")
@@ -396,6 +390,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("-o", "--output", default="outputs/eval", help="folder for scores.csv/json and grid.png")
     evaluate.set_defaults(func=cmd_eval)
+
+    router_eval = sub.add_parser("eval-router", help="a router's top-1 accuracy per degradation on degraded photos")
+    router_eval.add_argument("router", help="a router folder or Hub id")
+    router_eval.add_argument("--data", required=True, help="clean photos, degraded here at random severities")
+    router_eval.add_argument("--degradations", type=parse_names, default="all",
+                             help='comma-separated names or "all" (the 10 DA-CLIP types)')
+    router_eval.add_argument("--held-out", dest="held_out", action="store_true",
+                             help="use only the held-out split of --data (every fifth photo by name)")
+    router_eval.add_argument("--limit", type=int, default=None, help="use only the first N photos")
+    router_eval.add_argument("--repeats", type=int, default=2, help="independent draws per photo and type")
+    router_eval.add_argument("--seed", type=int, default=1)
+    router_eval.set_defaults(func=cmd_eval_router)
 
     bench = sub.add_parser("bench", help="images/s, peak memory and per-stage time of a model")
     _add_model_args(bench)

@@ -1,4 +1,6 @@
-"""Held-out evaluation on synthetic degradations of clean photos: restorers and routers.
+"""Held-out evaluation of restorers and routers: synthetic degradations of clean photos, or
+``lq/`` + ``gt/`` pairs; score tables, CSV/JSON and comparison grids (``uir eval``,
+``uir eval-router`` and the ``train/`` scripts' evaluate stages).
 
 Every (photo, degradation) pair is degraded with its own generator, seeded from ``seed`` and
 the pair's position, so a table is reproducible and does not depend on the order of the
@@ -9,6 +11,7 @@ protocol (noise sigma 50/255, JPEG quality 10).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -58,29 +61,80 @@ class RestorationScores:
                  "ssim_out": self.ssim_out[name]} for name in self.psnr_in]
 
 
-def evaluate_restoration(restore: Callable[[torch.Tensor, DegradedPair], torch.Tensor], files, names, seed: int = 0,
-                         severity: str | None = None, on_pair: Callable | None = None) -> RestorationScores:
-    """Score ``restore(lq, pair) -> restored`` (both (1,3,H,W) in [0, 1]) on every pair.
-
-    ``on_pair(pair, restored)`` sees each result (for grids and per-image reports).
-    """
+def _score(triples: Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]) -> RestorationScores:
+    """Mean PSNR/SSIM per name over ``(name, lq, restored, gt)``."""
     sums: dict[str, list[float]] = {}
-    for pair in degraded_pairs(files, names, seed, severity):
-        with torch.no_grad():
-            restored = restore(pair.lq, pair).float().clamp(0, 1)
-        if on_pair is not None:
-            on_pair(pair, restored)
-        row = sums.setdefault(pair.name, [0.0, 0.0, 0.0, 0.0, 0])
-        row[0] += psnr(pair.lq, pair.gt).item()
-        row[1] += psnr(restored, pair.gt).item()
-        row[2] += ssim(pair.lq, pair.gt).item()
-        row[3] += ssim(restored, pair.gt).item()
+    for name, lq, restored, gt in triples:
+        row = sums.setdefault(name, [0.0, 0.0, 0.0, 0.0, 0])
+        row[0] += psnr(lq, gt).item()
+        row[1] += psnr(restored, gt).item()
+        row[2] += ssim(lq, gt).item()
+        row[3] += ssim(restored, gt).item()
         row[4] += 1
     scores = RestorationScores()
     for name, (p_in, p_out, s_in, s_out, n) in sums.items():
         scores.psnr_in[name], scores.psnr_out[name] = p_in / n, p_out / n
         scores.ssim_in[name], scores.ssim_out[name] = s_in / n, s_out / n
     return scores
+
+
+def evaluate_restoration(restore: Callable[[torch.Tensor, DegradedPair], torch.Tensor], files, names, seed: int = 0,
+                         severity: str | None = None, on_pair: Callable | None = None) -> RestorationScores:
+    """Score ``restore(lq, pair) -> restored`` (both (1,3,H,W) in [0, 1]) on every pair.
+
+    ``on_pair(pair, restored)`` sees each result (for grids and per-image reports).
+    """
+    def triples():
+        for pair in degraded_pairs(files, names, seed, severity):
+            with torch.no_grad():
+                restored = restore(pair.lq, pair).float().clamp(0, 1)
+            if on_pair is not None:
+                on_pair(pair, restored)
+            yield pair.name, pair.lq, restored, pair.gt
+
+    return _score(triples())
+
+
+def evaluate_paired(restore: Callable[[torch.Tensor], torch.Tensor], folder, name: str = "paired") -> RestorationScores:
+    """Score ``restore(lq) -> restored`` on the ``lq/`` and ``gt/`` pairs of ``folder`` (matched by
+    file stem), as one row ``name``."""
+    from .data import PairedFolderDataset
+
+    dataset = PairedFolderDataset(Path(folder) / "lq", Path(folder) / "gt")
+
+    def triples():
+        for item in dataset:
+            lq, gt = item["lq"][None], item["gt"][None]
+            with torch.no_grad():
+                restored = restore(lq).float().clamp(0, 1)
+            yield name, lq, restored, gt
+
+    return _score(triples())
+
+
+def with_mean(rows: list[dict]) -> list[dict]:
+    """``rows`` plus a ``mean`` row averaging every numeric column."""
+    key = next(iter(rows[0]))
+    mean = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0] if k != key}
+    return rows + [{key: "mean", **mean}]
+
+
+def write_scores(rows: list[dict], folder) -> list[Path]:
+    """Write ``rows`` as ``scores.csv`` and ``scores.json`` in ``folder``, atomically."""
+    import csv
+    import io
+
+    from .files import atomic_write, save_json
+
+    def write_csv(stream):
+        text = io.TextIOWrapper(stream, newline="", encoding="utf-8")
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        text.detach()
+
+    folder = Path(folder)
+    return [atomic_write(folder / "scores.csv", write_csv), save_json(rows, folder / "scores.json")]
 
 
 def evaluate_router(router, files, names, seed: int = 0, severity: str | None = "random",
@@ -91,7 +145,7 @@ def evaluate_router(router, files, names, seed: int = 0, severity: str | None = 
     device = router.degradation_bank.device
     with torch.no_grad():
         for pair in degraded_pairs(files, names, seed, severity, repeats):
-            predicted = router(pair.lq.to(device), top_k=1).names[0]
+            predicted = router(pair.lq.to(device)).names[0]
             correct[pair.name][0] += int(predicted == pair.name)
             correct[pair.name][1] += 1
     accuracy = {name: hits / total for name, (hits, total) in correct.items()}
@@ -154,7 +208,7 @@ def evaluate_severities(restore: Callable[[torch.Tensor, DegradedPair], torch.Te
 
 def report(rows: list[dict], output=None) -> list[dict]:
     """Print ``rows`` as a Markdown table and, with ``output``, write them there as JSON."""
-    from .images import save_json
+    from .files import save_json
 
     print(markdown_table(rows))
     if output:
@@ -162,30 +216,6 @@ def report(rows: list[dict], output=None) -> list[dict]:
     return rows
 
 
-__all__ = ["DegradedPair", "RestorationScores", "comparison_grid", "degraded_pairs", "evaluate_restoration", "evaluate_router",
-           "evaluate_severities", "markdown_table", "report"]
-
-
-def main(argv=None) -> None:
-    """``python -m uir.evaluation router ROUTER_DIR --data PHOTOS``: a router's top-1 accuracy per
-    degradation on the held-out split of ``PHOTOS`` (random severities), as a Markdown table."""
-    import argparse
-
-    from .data import split_photos
-    from .router import DegradationRouter
-
-    parser = argparse.ArgumentParser(prog="python -m uir.evaluation", description=main.__doc__)
-    parser.add_argument("what", choices=["router"])
-    parser.add_argument("router")
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--degradations", type=degradations.parse_names, default="all")
-    parser.add_argument("--repeats", type=int, default=2, help="independent draws per photo and type")
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
-    router = DegradationRouter.from_pretrained(args.router)
-    accuracy = evaluate_router(router, split_photos(args.data)[1], args.degradations, seed=args.seed, repeats=args.repeats)
-    print(markdown_table([{"degradation": k, "top-1 accuracy": v} for k, v in accuracy.items()]))
-
-
-if __name__ == "__main__":
-    main()
+__all__ = ["DegradedPair", "RestorationScores", "comparison_grid", "degraded_pairs", "evaluate_paired",
+           "evaluate_restoration", "evaluate_router", "evaluate_severities", "markdown_table", "report", "with_mean",
+           "write_scores"]

@@ -17,17 +17,14 @@ is never half-written.
 from __future__ import annotations
 
 import glob
-import json
-import os
-import shutil
-import tempfile
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+
+from .files import atomic_write
 
 MIN_SIDE = 8
 MAX_PIXELS = 8192 * 8192
@@ -183,57 +180,6 @@ def save_image(image, path) -> Path:
             image = image[0]
         pil = to_pil(image)[0]
     return atomic_write(path, lambda stream: pil.save(stream, format=fmt, **({"quality": 95} if fmt == "JPEG" else {})))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path, write) -> Path:
-    """Create ``path`` through ``write(binary stream)``: into a temp file beside it, then renamed,
-    so readers never see half a file and a failure leaves any old file untouched. The file gets
-    the usual permissions (``0o666`` less the umask), not the temp file's private ``0o600``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-@contextmanager
-def staged_directory(target):
-    """Yield an empty folder beside ``target`` that replaces ``target`` when the block succeeds
-    and is removed when it fails, so a failed save leaves any old folder as it was. The folder
-    gets the usual permissions (``0o777`` less the umask), not the temp folder's ``0o700``."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        os.chmod(staging, 0o777 & ~_umask())
-        yield staging
-        backup = target.with_name(f".{target.name}.old")
-        if target.exists():
-            shutil.rmtree(backup, ignore_errors=True)
-            os.replace(target, backup)
-        os.replace(staging, target)
-        shutil.rmtree(backup, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def save_json(value, path) -> Path:
-    """Write ``value`` as indented JSON, atomically."""
-    return atomic_write(path, lambda stream: stream.write((json.dumps(value, indent=2) + "\n").encode()))
 
 
 def list_images(inputs) -> list[Path]:

@@ -5,9 +5,9 @@ vector ``d``; the CLIP text encoder maps each vocabulary entry ("noisy", "hazy",
 of the degradation bank ``B``. Then::
 
     s_o = softmax(logit_scale * norm(d) @ norm(B)^T)          (eq. 3)
-    s   = M_K * s_o / sum(M_K * s_o)                          (eq. 4)
 
-with ``M_K`` the mask of the ``K`` largest entries of ``s_o``.
+The router returns ``s_o``, the top name and the confidence; Top-K (eq. 4) and the other ways
+of choosing expert weights live in :mod:`uir.lora.strategies`.
 
 **Controller (DA-CLIP).** A copy of the vision transformer whose block outputs pass through
 zero-initialised linear layers. Its pooled output is ``d``. Its hidden states are added to the
@@ -42,15 +42,6 @@ from .degradations import DA_CLIP_TYPES
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-def top_k_weights(probabilities: torch.Tensor, k: int) -> torch.Tensor:
-    """Eq. 4: keep the ``k`` largest entries of each row and renormalise them to sum 1."""
-    if not 1 <= k <= probabilities.shape[-1]:
-        raise ValueError(f"top_k must be in [1, {probabilities.shape[-1]}], got {k}")
-    keep = torch.zeros_like(probabilities).scatter(-1, probabilities.topk(k, dim=-1).indices, 1.0)
-    masked = probabilities * keep
-    return masked / masked.sum(-1, keepdim=True).clamp(min=1e-12)
 
 
 def vision_forward(visual, image, control=None, taps=None):
@@ -99,11 +90,10 @@ class DegradationController(nn.Module):
 
 @dataclass
 class RouterOutput(BaseOutput):
-    """``probabilities`` s_o (B,T), ``weights`` s after Top-K (B,T), the top ``names`` per image,
+    """``probabilities`` s_o (B,T) over the vocabulary, the top ``names`` per image,
     ``confidence`` = max s_o (B,), ``known`` = confidence >= min_confidence (B,)."""
 
     probabilities: torch.Tensor
-    weights: torch.Tensor
     names: list
     confidence: torch.Tensor
     known: torch.Tensor
@@ -258,13 +248,20 @@ class DegradationRouter(ModelMixin, ConfigMixin):
             d = F.normalize(d + d_crop, dim=-1)
         return self.logit_scale.exp().float() * d @ self.degradation_bank.float().T
 
-    def forward(self, images: torch.Tensor, top_k: int = 2) -> RouterOutput:
-        """Route a batch of RGB images in [0, 1], (B,3,H,W), any size."""
+    def forward(self, images: torch.Tensor) -> RouterOutput:
+        """Route a batch of RGB images in [0, 1], (B,3,H,W), any size: eq. 3's ``s_o``, the top
+        degradation per image and its confidence.
+
+        Args:
+            images: (B,3,H,W) RGB in [0, 1].
+
+        Returns:
+            :class:`RouterOutput`.
+        """
         probabilities = self.logits(images).softmax(-1)
-        weights = top_k_weights(probabilities, top_k)
         confidence, best = probabilities.max(-1)
         names = [self.vocabulary[i] for i in best.tolist()]
-        return RouterOutput(probabilities, weights, names, confidence, confidence >= self.config.min_confidence)
+        return RouterOutput(probabilities, names, confidence, confidence >= self.config.min_confidence)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -9,4 +9,4 @@ accelerate launch --num_processes 1 --cpu train/train_router.py --clip_model tra
   --degradations all --resolution 256 --train_batch_size 32 --max_train_steps 1500 --learning_rate 5e-4 \
   --lr_warmup_steps 100 --checkpointing_steps 250 --checkpoints_total_limit 2 --validation_steps 250 \
   --num_validation_images 4 --dataloader_num_workers 1 --output_dir "$RUNS"
-python -m uir.evaluation router "$RUNS/router" --data "$PHOTOS" --repeats 2
+uir eval-router "$RUNS/router" --data "$PHOTOS" --held-out --repeats 2

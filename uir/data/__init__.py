@@ -1,7 +1,8 @@
 """Data: paired and synthetic datasets, paired augmentations, single-type batches, photo split."""
 
 from .datasets import CleanCropDataset, DegradationConcatDataset, PairedFolderDataset, SyntheticDegradationDataset
-from .photos import HOLDOUT_EVERY, default_photos_dir, photo_files, photo_root, split_photos
+from .photos import (HOLDOUT_EVERY, default_photos_dir, held_out_photos, photo_files, photo_root, photo_split,
+                     split_photos, training_photos)
 from .samplers import SingleDegradationBatchSampler
 from .transforms import paired_random_crop, paired_random_flip
 
@@ -13,9 +14,12 @@ __all__ = [
     "SingleDegradationBatchSampler",
     "SyntheticDegradationDataset",
     "default_photos_dir",
+    "held_out_photos",
     "paired_random_crop",
     "paired_random_flip",
     "photo_files",
     "photo_root",
+    "photo_split",
     "split_photos",
+    "training_photos",
 ]

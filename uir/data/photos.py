@@ -5,7 +5,8 @@ is held out. Anyone with the same folder gets the same split, and adding a photo
 of the order does not move the others between splits.
 
 uir never needs these photos at run time; training scripts and tests find them through
-:func:`default_photos_dir`.
+:func:`default_photos_dir`, and the options ``--train_data_dir`` / ``--validation_data_dir``
+through :func:`photo_split`.
 """
 
 from __future__ import annotations
@@ -51,3 +52,33 @@ def split_photos(root) -> tuple[list[Path], list[Path]]:
     held_out = [p for i, p in enumerate(files, start=1) if i % HOLDOUT_EVERY == 0]
     train = [p for i, p in enumerate(files, start=1) if i % HOLDOUT_EVERY != 0]
     return train, held_out
+
+
+def _given_or_split(folder, part: int, option: str) -> list[Path]:
+    return photo_files(folder) if folder is not None else split_photos(photo_root(None, option))[part]
+
+
+def training_photos(train_data_dir) -> list[Path]:
+    """The clean photos in ``train_data_dir``, or the training split of the default photos."""
+    return _given_or_split(train_data_dir, 0, "--train_data_dir")
+
+
+def held_out_photos(data_dir) -> list[Path]:
+    """The clean photos in ``data_dir``, or the held-out split of the default photos."""
+    return _given_or_split(data_dir, 1, "--data")
+
+
+def photo_split(args) -> tuple[list[Path], list[Path]]:
+    """(training files, validation files) from the data options; without ``--validation_data_dir``
+    the held-out split of the default photos, or none when there are none."""
+    train_files = training_photos(args.train_data_dir)
+    if args.validation_data_dir is not None:
+        held_out = photo_files(args.validation_data_dir)
+    else:
+        root = default_photos_dir()
+        held_out = split_photos(root)[1] if root is not None else []
+    return train_files, held_out[: args.num_validation_images]
+
+
+__all__ = ["HOLDOUT_EVERY", "PHOTOS_ENV", "default_photos_dir", "held_out_photos", "photo_files", "photo_root",
+           "photo_split", "split_photos", "training_photos"]

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..images import staged_directory
+from ..files import staged_directory
 from .mixture import LoRAMixtureLayer, inject_mixture, mixture_layers, remove_mixture
 
 EXPERT_FORMAT = "uir-expert/1"

@@ -1,6 +1,11 @@
-"""How the per-image expert weights ``s`` are chosen (UIR-LoRA Table 3 ablation).
+"""How the per-image expert weights ``s`` are chosen (UIR-LoRA eq. 4 and the Table 3 ablation).
 
-* ``router``: the router's ``s_o`` restricted to the loaded experts, then Top-K (eq. 4).
+* ``router``: the router's ``s_o`` (eq. 3) restricted to the loaded experts, then Top-K::
+
+      s = M_K * s_o / sum(M_K * s_o)                          (eq. 4)
+
+  with ``M_K`` the mask of the ``K`` largest entries; ``K`` defaults to :data:`DEFAULT_TOP_K`
+  everywhere (pipelines, CLI, evaluation).
 * ``manual``: weights given by the user, a ``{degradation: weight}`` dict or a (B,K)/(K,) tensor,
   used as given (the paper lets users specify ``s``).
 * ``average``: ``1/K`` for every expert.
@@ -11,9 +16,19 @@ from __future__ import annotations
 
 import torch
 
-from ..router import top_k_weights
-
 STRATEGIES = ("router", "manual", "average", "random")
+#: experts the router keeps per image unless told otherwise: the single best one measured best
+#: on the embedded default (README, "default (router, top-1)")
+DEFAULT_TOP_K = 1
+
+
+def top_k_weights(probabilities: torch.Tensor, k: int) -> torch.Tensor:
+    """Eq. 4: keep the ``k`` largest entries of each row and renormalise them to sum 1."""
+    if not 1 <= k <= probabilities.shape[-1]:
+        raise ValueError(f"top_k must be in [1, {probabilities.shape[-1]}], got {k}")
+    keep = torch.zeros_like(probabilities).scatter(-1, probabilities.topk(k, dim=-1).indices, 1.0)
+    masked = probabilities * keep
+    return masked / masked.sum(-1, keepdim=True).clamp(min=1e-12)
 
 
 def manual_weights(weights, expert_names: list[str], batch: int) -> torch.Tensor:
@@ -36,7 +51,7 @@ def manual_weights(weights, expert_names: list[str], batch: int) -> torch.Tensor
 
 
 def expert_weights(strategy: str, expert_names: list[str], batch: int, *, probabilities=None,
-                   vocabulary=None, weights=None, top_k: int = 2, generator=None) -> torch.Tensor:
+                   vocabulary=None, weights=None, top_k: int = DEFAULT_TOP_K, generator=None) -> torch.Tensor:
     """(B, K) expert weights for a batch, by ``strategy`` (see module docstring)."""
     k = len(expert_names)
     if k == 0 and weights is None and strategy in STRATEGIES:  # no experts: the base model alone

@@ -1,13 +1,17 @@
 """A regression restorer with per-degradation LoRA experts and a degradation router.
 
 The same machinery as :class:`~uir.pipelines.UIRLoRAPipeline` (the shared
-:class:`uir.pipeline_utils.ExpertMixturePipeline`: the eq. 5 mixture with per-image weights,
+:class:`uir.pipelines.base.ExpertMixturePipeline`: the eq. 5 mixture with per-image weights,
 the eq. 3-4 router, strategies, tiling, saving and both loading paths), around any restorer
 ``f(x) -> x`` on images in [0, 1] instead of a frozen SD-turbo. uir's embedded default model
 is one: a NAFNet, ten experts and a small CLIP router, all trained on real photos.
 
 ``save_pretrained`` copies this file into the saved folder as ``pipeline.py``, so
-``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` finds the class.
+``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` finds the class. In a
+fresh process that file is all diffusers runs before loading the components, and diffusers
+loads a component only from a module already imported: hence the import of
+:mod:`uir.models` (NAFNet, SRResNet) below. A restorer from elsewhere needs its module
+imported before ``from_pretrained``.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from __future__ import annotations
 import torch
 from diffusers import ModelMixin
 
+import uir.models  # noqa: F401  (the restorer classes diffusers must find by module name)
 from uir.lora.bank import ExpertBank
-from uir.pipeline_utils import ExpertMixturePipeline, UIRPipelineOutput
+from uir.pipelines.base import ExpertMixturePipeline, UIRPipelineOutput
 from uir.router import DegradationRouter
 
 EXPERT_RANK = 8

@@ -16,6 +16,7 @@ import shutil
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -23,12 +24,12 @@ from diffusers import DiffusionPipeline
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from tqdm.auto import tqdm
 
-from .hub import upload_folder, write_model_card
-from .images import to_pil, to_tensor
-from .lora import LoRAExpert, extract_expert, install_experts, mixture_layers
-from .lora.mixture import mixture_weights, remove_mixture
-from .lora.strategies import expert_weights
-from .tiling import restore_tiled
+from uir.hub import upload_folder, write_model_card
+from uir.images import to_pil, to_tensor
+from uir.lora import LoRAExpert, extract_expert, install_experts, mixture_layers
+from uir.lora.mixture import mixture_weights, remove_mixture
+from uir.lora.strategies import DEFAULT_TOP_K, expert_weights
+from uir.tiling import restore_tiled
 
 
 def postprocess(images: torch.Tensor, output_type: str):
@@ -42,28 +43,46 @@ def postprocess(images: torch.Tensor, output_type: str):
     raise ValueError(f"unknown output_type {output_type!r}; valid choices: pil, np, pt")
 
 
+def shape_batches(items: Iterable, batch_size: int, shape: Callable = lambda item: tuple(item.shape)) -> Iterator[list]:
+    """uir's one batching rule: consecutive ``items`` of the same ``shape``, at most ``batch_size``
+    per batch. The pipeline call batches a tensor's rows with it; ``uir restore`` batches a
+    stream of files of any sizes with it, and calls the pipeline once per batch."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch: list = []
+    for item in items:
+        if batch and (len(batch) == batch_size or shape(batch[0]) != shape(item)):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
+
+
 def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, generator):
-    """Expert weights (B,K) and router verdicts for a batch."""
-    names = pipe.experts.names
-    probabilities, degradations, confidence = None, None, None
+    """Expert weights (B,K) for a batch, and the router's output (``None`` when it is not asked)."""
+    routed = None
     if pipe.router is not None and strategy == "router" and weights is None:
-        routed = pipe.router(images.to(device=pipe.router.device, dtype=pipe.router.dtype), top_k=1)
-        probabilities, degradations, confidence = routed.probabilities, routed.names, routed.confidence
+        routed = pipe.router(images.to(device=pipe.router.device, dtype=pipe.router.dtype))
     vocabulary = pipe.router.vocabulary if pipe.router is not None else None
-    chosen = expert_weights(strategy, names, images.shape[0], probabilities=probabilities, vocabulary=vocabulary,
-                            weights=weights, top_k=top_k, generator=generator)
-    return chosen, degradations, confidence
+    chosen = expert_weights(strategy, pipe.experts.names, images.shape[0],
+                            probabilities=routed.probabilities if routed is not None else None,
+                            vocabulary=vocabulary, weights=weights, top_k=top_k, generator=generator)
+    return chosen, routed
 
 
 @dataclass
 class UIRPipelineOutput(ImagePipelineOutput):
     """Restored ``images`` plus, per image, the expert ``weights`` (B,K) over ``expert_names``,
-    the router's top ``degradations`` and ``confidence`` (None without a router)."""
+    and what the router said: the top ``degradations``, their ``confidence`` and whether the
+    degradation is ``known`` (confidence >= the router's ``min_confidence``); these three are
+    None when no router ran."""
 
     weights: torch.Tensor = None
     expert_names: list = None
     degradations: list = None
     confidence: torch.Tensor = None
+    known: torch.Tensor = None
 
 
 class ExpertMixturePipeline(DiffusionPipeline):
@@ -163,30 +182,43 @@ class ExpertMixturePipeline(DiffusionPipeline):
         raise NotImplementedError
 
     @torch.no_grad()
-    def __call__(self, image, weights=None, top_k: int = 2, strategy: str = "router", output_type: str = "pil",
+    def __call__(self, image, weights=None, top_k: int = DEFAULT_TOP_K, strategy: str = "router", output_type: str = "pil",
                  generator: torch.Generator | None = None, return_dict: bool = True, sample_posterior: bool = False,
                  tile_size: int | None = None, tile_overlap: int = 64, batch_size: int = 4):
-        """Restore PIL, numpy or torch images (single or batch).
+        """Restore one image or a batch of same-size images.
 
         Args:
-            weights: ``{degradation: weight}`` or a (B,K)/(K,) tensor over ``self.experts.names``.
-            top_k: experts kept per image by the router (eq. 4).
+            image: a PIL image, a numpy array ((H,W,C) or (B,H,W,C); uint8, uint16 or float in
+                [0, 1]), a torch tensor ((C,H,W) or (B,C,H,W) in [0, 1]) or a list of these.
+            weights: expert weights given by the caller instead of the router: a
+                ``{degradation: weight}`` dict, or a (K,)/(B,K) tensor over ``self.experts.names``.
+            top_k: experts the router keeps per image (eq. 4); :data:`~uir.lora.strategies.DEFAULT_TOP_K`.
             strategy: ``router``, ``manual``, ``average`` or ``random`` (UIR-LoRA Table 3).
-            tile_size: restore in overlapping tiles of this size (pixels) to bound memory.
+            output_type: ``pil`` (list of images), ``np`` ((B,H,W,3) float32) or ``pt`` ((B,3,H,W)).
+            generator: the ``random`` strategy's draws, and the VAE posterior sample.
+            return_dict: return a :class:`UIRPipelineOutput` (else a one-element tuple of images).
+            sample_posterior: sample the VAE latent instead of taking its mode (SD-turbo only).
+            tile_size: restore in overlapping, blended tiles of this many pixels (bounded memory).
+            tile_overlap: pixels shared by neighbouring tiles.
+            batch_size: images restored together (see :func:`shape_batches`).
+
+        Returns:
+            :class:`UIRPipelineOutput` with the images, the expert weights and the router's verdict.
         """
         images = to_tensor(image)
-        chosen, degradations, confidence = route(self, images.to(self.device), weights, top_k, strategy, generator)
+        chosen, routed = route(self, images.to(self.device), weights, top_k, strategy, generator)
+        rows = list(range(images.shape[0]))
+        batches = list(shape_batches(rows, batch_size, shape=lambda row: ()))
         outputs = []
-        starts = range(0, images.shape[0], batch_size)
-        for start in tqdm(starts, desc="restoring", disable=len(starts) <= 1):
-            stop = start + batch_size
-            rows = chosen[start:stop]
+        for batch in tqdm(batches, desc="restoring", disable=len(batches) <= 1):
+            chunk = slice(batch[0], batch[-1] + 1)
             outputs.append(restore_tiled(
-                lambda t, rows=rows: self.restore_tensor(t, rows, generator, sample_posterior).to(t.dtype),
-                images[start:stop].to(self.device), tile_size, tile_overlap, multiple=self.size_multiple,
+                lambda t, chunk=chunk: self.restore_tensor(t, chosen[chunk], generator, sample_posterior).to(t.dtype),
+                images[chunk].to(self.device), tile_size, tile_overlap, multiple=self.size_multiple,
             ))
         restored = postprocess(torch.cat(outputs), output_type)
         if not return_dict:
             return (restored,)
-        return UIRPipelineOutput(images=restored, weights=chosen, expert_names=self.experts.names,
-                                 degradations=degradations, confidence=confidence)
+        verdict = {} if routed is None else {"degradations": routed.names, "confidence": routed.confidence,
+                                             "known": routed.known}
+        return UIRPipelineOutput(images=restored, weights=chosen, expert_names=self.experts.names, **verdict)

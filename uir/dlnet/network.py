@@ -26,7 +26,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from .wrapping import import_model_class, wrap_model
+from ..models.wrapping import import_model_class, wrap_model
 
 
 class ChannelwiseFC(nn.Module):
@@ -106,7 +106,7 @@ class DLNet(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, reference_class: str = "uir.models.dlnet.ContextEncoder", reference_config: dict | None = None,
+    def __init__(self, reference_class: str = "uir.dlnet.network.ContextEncoder", reference_config: dict | None = None,
                  split: str | None = None, steps: int = 5, step_size: float = 1e-3, betas: tuple = (0.9, 0.999),
                  bias_correction: str = "paper"):
         super().__init__()

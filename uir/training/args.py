@@ -1,0 +1,94 @@
+"""The command-line options the ``train/`` scripts share (names follow the diffusers examples),
+and the training data they describe."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..degradations import parse_names
+
+
+def add_training_args(parser: argparse.ArgumentParser, *, learning_rate: float = 2e-4, batch_size: int = 8,
+                      max_train_steps: int = 1000, resolution: int = 256) -> argparse.ArgumentParser:
+    """Options every ``train/`` script shares (names follow the diffusers examples)."""
+    group = parser.add_argument_group("training")
+    group.add_argument("--output_dir", required=True, help="where checkpoints, logs and results go")
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--resolution", type=int, default=resolution, help="square training crop size (pixels)")
+    group.add_argument("--train_batch_size", type=int, default=batch_size, help="batch size per process")
+    group.add_argument("--max_train_steps", type=int, default=max_train_steps, help="optimizer steps in total")
+    group.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    group.add_argument("--gradient_checkpointing", action="store_true", help="trade compute for memory")
+    group.add_argument("--learning_rate", type=float, default=learning_rate)
+    group.add_argument("--lr_scheduler", default="cosine",
+                       help="a diffusers schedule: cosine (annealing, the papers' choice), constant, linear, ...")
+    group.add_argument("--lr_warmup_steps", type=int, default=0)
+    group.add_argument("--adam_beta1", type=float, default=0.9)
+    group.add_argument("--adam_beta2", type=float, default=0.999)
+    group.add_argument("--adam_weight_decay", type=float, default=1e-2)
+    group.add_argument("--adam_epsilon", type=float, default=1e-8)
+    group.add_argument("--max_grad_norm", type=float, default=1.0)
+    group.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None,
+                       help="defaults to accelerate's config (no on CPU)")
+    group.add_argument("--dataloader_num_workers", type=int, default=0)
+    group.add_argument("--checkpointing_steps", type=int, default=500, help="save a resumable checkpoint every N steps")
+    group.add_argument("--checkpoints_total_limit", type=int, default=None, help="keep at most this many checkpoints")
+    group.add_argument("--resume_from_checkpoint", default=None, help='a checkpoint folder, or "latest"')
+    group.add_argument("--validation_steps", type=int, default=100, help="validate every N steps (0: only at the end)")
+    group.add_argument("--report_to", default="none", help='an accelerate tracker ("tensorboard", "wandb") or "none"')
+    group.add_argument("--push_to_hub", action="store_true", help="upload the result to the Hugging Face Hub")
+    group.add_argument("--hub_model_id", default=None, help="the Hub repository (default: the output folder's name)")
+    group.add_argument("--hub_token", default=None)
+    return parser
+
+
+def add_data_args(parser: argparse.ArgumentParser, default_degradations: str = "all") -> argparse.ArgumentParser:
+    """Where training pairs come from: degraded clean photos, or paired folders."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--train_data_dir", default=None,
+                       help="folder of clean photos, degraded on the fly (default: the training split of "
+                            "$UIR_PHOTOS or ../shared/photos)")
+    group.add_argument("--paired", action="append", default=[], metavar="NAME=LQ_DIR:GT_DIR",
+                       help="a paired folder for one degradation (repeatable); replaces --train_data_dir")
+    group.add_argument("--degradations", type=parse_names, default=default_degradations,
+                       help='comma-separated degradation names, or "all" (the 10 DA-CLIP types)')
+    group.add_argument("--severity", default="random", help="mild|moderate|severe|random, or default for the protocol")
+    group.add_argument("--validation_data_dir", default=None,
+                       help="clean photos for validation (default: the held-out split)")
+    group.add_argument("--num_validation_images", type=int, default=4)
+    return parser
+
+
+def add_uir_lora_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options of the scripts that train parts of an expert pipeline."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--pretrained_model_name_or_path", default="stabilityai/sd-turbo",
+                       help="the frozen base: SD-turbo (a Hub id or folder), or a saved RestorerPipeline folder")
+    group.add_argument("--vae", default=None, help="SD-turbo only: a trained skip-connection VAE folder "
+                                                   "(train_vae_skips.py)")
+    group.add_argument("--lpips_weight", type=float, default=0.0,
+                       help="add LPIPS to the L2 loss (needs the lpips package and its AlexNet weights)")
+    return parser
+
+
+def training_dataset(args, names: list[str]):
+    """The dataset the options describe; items are labelled by degradation name."""
+    from ..data import DegradationConcatDataset, PairedFolderDataset, SyntheticDegradationDataset, photo_split
+
+    if args.paired:
+        folders = {}
+        for spec in args.paired:
+            name, sep, dirs = spec.partition("=")
+            lq, sep2, gt = dirs.partition(":")
+            if not (sep and sep2 and name and lq and gt):
+                raise ValueError(f"--paired expects NAME=LQ_DIR:GT_DIR, got {spec!r}")
+            folders[name] = PairedFolderDataset(lq, gt, crop_size=args.resolution, flip=True, seed=args.seed,
+                                                degradation=name)
+        return DegradationConcatDataset(folders)
+    train_files, _ = photo_split(args)
+    severity = None if args.severity == "default" else args.severity
+    return SyntheticDegradationDataset(train_files, names, crop_size=args.resolution, flip=True, seed=args.seed,
+                                       severity=severity)
+
+
+__all__ = ["add_data_args", "add_training_args", "add_uir_lora_args", "training_dataset"]

@@ -1,0 +1,127 @@
+"""Resumable training checkpoints, without pickles.
+
+A checkpoint holds only the trained parameters, never a frozen base:
+``trainable.safetensors``, ``optimizer.safetensors`` (AdamW moments and steps),
+``rng-<rank>.safetensors`` (each process's torch RNG state) and ``state.json`` (step, epoch,
+LR schedule, optimizer hyper-parameters). It is written to ``checkpoint-N.tmp`` and renamed
+into place, so an interrupted save never looks like a checkpoint. ``--resume_from_checkpoint
+latest`` restores all of it and skips the batches already seen in the current epoch: on CPU
+the resumed run reproduces the uninterrupted one bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+logger = logging.getLogger("uir.training")
+
+CHECKPOINT_PREFIX = "checkpoint-"
+TRAINABLE_FILE, OPTIMIZER_FILE, STATE_FILE = "trainable.safetensors", "optimizer.safetensors", "state.json"
+
+
+def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{key}"] = value.detach().contiguous().cpu()
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for flat, value in list(tensors.items()) + list(meta["scalars"].items()):
+        index, key = flat.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def checkpoint_dirs(output_dir) -> list[Path]:
+    """Finished checkpoints under ``output_dir``, oldest first."""
+    found = [p for p in Path(output_dir).glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.name[len(CHECKPOINT_PREFIX):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+
+def save_checkpoint(accelerator, output_dir, step: int, epoch: int, trainable: dict[str, nn.Parameter],
+                    optimizer, lr_scheduler, total_limit: int | None = None) -> Path:
+    """Write ``checkpoint-<step>`` atomically; prune the oldest beyond ``total_limit``."""
+    final = Path(output_dir) / f"{CHECKPOINT_PREFIX}{step}"
+    staging = final.with_name(final.name + ".tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    save_file({"state": torch.get_rng_state()}, staging / f"rng-{accelerator.process_index}.safetensors")
+    if accelerator.is_main_process:
+        save_file({name: p.detach().contiguous().cpu() for name, p in trainable.items()}, staging / TRAINABLE_FILE)
+        tensors, meta = _flatten_optimizer(optimizer.state_dict())
+        save_file(tensors, staging / OPTIMIZER_FILE)
+        state = {"step": step, "epoch": epoch, "optimizer": meta, "lr_scheduler": lr_scheduler.state_dict(),
+                 "num_processes": accelerator.num_processes}
+        (staging / STATE_FILE).write_text(json.dumps(state, indent=1, default=_json_default))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)
+        existing = checkpoint_dirs(output_dir)
+        if total_limit is not None:
+            for old in existing[: max(0, len(existing) - total_limit)]:
+                shutil.rmtree(old, ignore_errors=True)
+        logger.info("saved %s", final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _json_default(value):
+    if isinstance(value, tuple):
+        return list(value)
+    if torch.is_tensor(value):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} into a checkpoint's state.json")
+
+
+def resolve_checkpoint(output_dir, which: str | None) -> Path | None:
+    """``"latest"`` -> the newest finished checkpoint (or None); a path -> that path."""
+    if not which:
+        return None
+    if which == "latest":
+        found = checkpoint_dirs(output_dir)
+        return found[-1] if found else None
+    path = Path(which)
+    if not (path / STATE_FILE).is_file():
+        raise FileNotFoundError(f"{path} is not a uir checkpoint (no {STATE_FILE})")
+    return path
+
+
+def load_checkpoint(accelerator, path, trainable: dict[str, nn.Parameter], optimizer, lr_scheduler) -> dict:
+    """Restore parameters, optimizer, LR schedule and this process's RNG; return ``state.json``."""
+    path = Path(path)
+    state = json.loads((path / STATE_FILE).read_text())
+    weights = load_file(path / TRAINABLE_FILE)
+    missing = sorted(set(trainable) - set(weights))
+    if missing:
+        raise ValueError(f"{path}: checkpoint lacks trained parameters {missing[:3]}; was it made by another setup?")
+    with torch.no_grad():
+        for name, param in trainable.items():
+            param.copy_(weights[name])
+    optimizer_state = _unflatten_optimizer(load_file(path / OPTIMIZER_FILE), state["optimizer"])
+    optimizer.load_state_dict(optimizer_state)
+    lr_scheduler.load_state_dict(state["lr_scheduler"])
+    rng = path / f"rng-{accelerator.process_index}.safetensors"
+    if rng.is_file():
+        torch.set_rng_state(load_file(rng)["state"])
+    return state
+
+
+__all__ = ["CHECKPOINT_PREFIX", "OPTIMIZER_FILE", "STATE_FILE", "TRAINABLE_FILE", "checkpoint_dirs", "load_checkpoint",
+           "resolve_checkpoint", "save_checkpoint"]
