@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 
 from uir.hub import upload_folder, write_model_card
 from uir.images import to_pil, to_tensor
-from uir.lora import LoRAExpert, extract_expert, install_experts, mixture_layers
+from uir.lora import (FINGERPRINT_KEY, ExpertError, LoRAExpert, base_fingerprint, extract_expert, install_experts,
+                      mixture_layers)
 from uir.lora.mixture import mixture_weights, remove_mixture
 from uir.lora.strategies import DEFAULT_TOP_K, expert_weights
 from uir.tiling import restore_tiled
@@ -110,31 +111,69 @@ class ExpertMixturePipeline(DiffusionPipeline):
         return loaded
 
     # --- experts -----------------------------------------------------------------------------
+    def _set_up_experts(self) -> None:
+        """Called by subclasses once the components are registered: fingerprint the base (before
+        any mixture is installed), check the bank's experts against it and install them."""
+        self.base_fingerprint = base_fingerprint({name: getattr(self, name) for name in self.adapted_components})
+        for expert in self.experts.experts:
+            self._check_expert(expert)
+        if self.experts.experts:
+            self._install_experts()
+
+    def _check_expert(self, expert: LoRAExpert) -> None:
+        """One-line :class:`ExpertError` for an expert that does not belong on this base."""
+        unknown = sorted(set(expert.components) - set(self.adapted_components))
+        if unknown:
+            raise ExpertError(f"expert {expert.degradation!r} adapts {unknown}; this pipeline adapts "
+                              f"{list(self.adapted_components)}")
+        theirs = expert.extra.get(FINGERPRINT_KEY)
+        if theirs and theirs != self.base_fingerprint:
+            raise ExpertError(f"expert {expert.degradation!r} was trained on base {theirs} ({expert.base_model or '?'}), "
+                              f"but this pipeline's base is {self.base_fingerprint} "
+                              f"({self.experts.config.base_model or '?'})")
+        for name, component in expert.components.items():
+            component.check(getattr(self, name), where=f"expert {expert.degradation!r}, {name}: ")
+
     def _install_experts(self) -> None:
         for name in self.adapted_components:
             install_experts(getattr(self, name), [e.components.get(name) for e in self.experts.experts])
 
-    def load_expert(self, expert, **hub_kwargs) -> None:
-        """Add an expert (a :class:`LoRAExpert`, a folder or a Hub id) and rebuild the mixture.
+    def load_expert(self, expert, replace: bool = False, **hub_kwargs) -> None:
+        """Add an expert and rebuild the mixture.
+
+        Args:
+            expert: a :class:`LoRAExpert`, an expert folder or a Hub id.
+            replace: replace a loaded expert of the same degradation (else that is an error).
+            hub_kwargs: passed to the Hub download (``revision``, ``token``, ...).
 
         A degradation missing from the router's vocabulary is added to its bank.
         """
         if not isinstance(expert, LoRAExpert):
             expert = LoRAExpert.load(expert, **hub_kwargs)
-        unknown = sorted(set(expert.components) - set(self.adapted_components))
-        if unknown:
-            raise ValueError(f"expert {expert.degradation!r} adapts {unknown}; this pipeline adapts "
-                             f"{self.adapted_components}")
+        self._check_expert(expert)
+        if expert.degradation in self.experts.names and not replace:
+            raise ExpertError(f"an expert for {expert.degradation!r} is already loaded; pass replace=True "
+                              "(uir restore --experts always replaces)")
+        previous = list(self.experts.experts)
+        self.remove_experts([expert.degradation] if expert.degradation in self.experts.names else [])
         self.experts.add(expert)
         try:
             self._install_experts()
         except Exception:
-            self.experts.experts.pop()
-            self.experts.register_to_config(names=self.experts.names)
+            self.experts.set_experts(previous)
             self._install_experts()
             raise
         if self.router is not None and expert.degradation not in self.router.vocabulary:
             self.router.add_degradation(expert.degradation, expert.text)
+
+    def remove_experts(self, names=None) -> None:
+        """Remove the experts of ``names`` (default: all) and rebuild the mixture; with none left,
+        the adapted components are the plain base models again (what training a new expert on a
+        finished pipeline starts from)."""
+        self.sync_experts()
+        names = self.experts.names if names is None else list(names)
+        self.experts.set_experts([e for e in self.experts.experts if e.degradation not in names])
+        self._install_experts()
 
     def sync_experts(self) -> None:
         """Copy the (possibly trained) mixture weights back into the expert objects."""

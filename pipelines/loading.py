@@ -23,35 +23,87 @@ def default_model_dir() -> Path:
     return Path(str(files("uir") / "assets" / "default"))
 
 
+PIPELINE_CLASSES = ("RestorerPipeline", "UIRLoRAPipeline")
+
+
+def model_path(model) -> str:
+    """``model`` as a path or Hub id: ``None`` and ``"default"`` name the embedded default."""
+    return str(default_model_dir()) if model in (None, DEFAULT_MODEL) else str(model)
+
+
 def saved_pipeline_class(folder) -> str | None:
-    """The pipeline class name a saved folder records in ``model_index.json`` (``None`` when the
-    folder has none: an SD-turbo id or folder). ``["pipeline", NAME]`` reads as ``NAME``."""
+    """The uir pipeline class a saved folder records in ``model_index.json``, or ``None`` when the
+    folder has none (an SD-turbo id or folder). ``["pipeline", NAME]`` reads as ``NAME``.
+
+    Raises:
+        ValueError: (one line) the index is not a JSON object, or names a class uir does not have.
+    """
     index = Path(str(folder)) / "model_index.json"
     if not index.is_file():
         return None
-    name = json.loads(index.read_text()).get("_class_name")
-    return name[-1] if isinstance(name, list) else name
+    try:
+        config = json.loads(index.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{index} is not valid JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{index} must hold a JSON object, not {type(config).__name__}")
+    name = config.get("_class_name")
+    name = name[-1] if isinstance(name, list) and name else name
+    if name not in PIPELINE_CLASSES:
+        raise ValueError(f"{index} names pipeline class {name!r}; uir pipelines are {', '.join(PIPELINE_CLASSES)}")
+    return name
 
 
-def load_pipeline(model: str | None = None, experts=(), router=None, device: str = "cpu", torch_dtype=None,
-                  vae=None):
-    """Load the pipeline ``model`` names (see the module docstring), on ``device``; ``vae`` is a
-    trained skip VAE folder for an SD-turbo ``model``."""
+def load_pipeline(model: str | None = None, experts=(), router=None, device: str = "cpu", dtype=None,
+                  vae=None, allow_pickle: bool = False, torch_dtype=None):
+    """Load a restoration pipeline by name, ready to call.
+
+    Args:
+        model: ``None`` or ``"default"`` (the embedded default), a saved pipeline folder or Hub
+            id, or an SD-turbo id or folder such as ``"stabilityai/sd-turbo"``.
+        experts: expert folders, Hub ids or :class:`~uir.lora.LoRAExpert` objects to add; one
+            for a degradation the model already has replaces that expert.
+        router: a :class:`~uir.router.DegradationRouter` or its folder / Hub id, to add or replace.
+        device: where the pipeline runs (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
+        dtype: the weights' dtype, e.g. ``torch.bfloat16`` (default: as saved).
+        vae: a trained skip-VAE folder (``train/train_vae_skips.py``), for an SD-turbo ``model`` only.
+        allow_pickle: also load weights from pickle files (``.bin``); off by default, since
+            unpickling runs code. Experts are safetensors only in any case.
+        torch_dtype: the old name of ``dtype``.
+
+    Returns:
+        a :class:`~uir.pipelines.RestorerPipeline` or :class:`~uir.pipelines.UIRLoRAPipeline`.
+
+    Example::
+
+        pipe = uir.load_pipeline()                       # offline, the embedded default
+        restored = pipe(Image.open("photo.png")).images[0]
+    """
+    from diffusers.utils import logging as diffusers_logging
+
     from .restorer import RestorerPipeline
     from .uir_lora import UIRLoRAPipeline
 
-    load = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
-    model = str(default_model_dir()) if model in (None, DEFAULT_MODEL) else str(model)
+    dtype = dtype if dtype is not None else torch_dtype
+    load = {"dtype": dtype} if dtype is not None else {}
+    load["use_safetensors"] = None if allow_pickle else True
+    model = model_path(model)
     kind = saved_pipeline_class(model)
     if kind is not None and vae is not None:
         raise ValueError("vae= applies to an SD-turbo model, not to a saved pipeline")
-    if kind == "RestorerPipeline":
-        pipe = RestorerPipeline.from_pretrained(model, **load)
-    elif kind == "UIRLoRAPipeline":
-        pipe = UIRLoRAPipeline.from_pretrained(model, **load)
-    else:
-        pipe = UIRLoRAPipeline.from_sd_turbo(model, router=router, vae=vae, **load)
-        router = None
+    quiet = diffusers_logging.is_progress_bar_enabled()
+    diffusers_logging.disable_progress_bar()  # loading takes a second; no bar for it
+    try:
+        if kind == "RestorerPipeline":
+            pipe = RestorerPipeline.from_pretrained(model, **load)
+        elif kind == "UIRLoRAPipeline":
+            pipe = UIRLoRAPipeline.from_pretrained(model, **load)
+        else:
+            pipe = UIRLoRAPipeline.from_sd_turbo(model, router=router, vae=vae, **load)
+            router = None
+    finally:
+        if quiet:
+            diffusers_logging.enable_progress_bar()
     if router is not None:
         from uir.router import DegradationRouter
 
@@ -59,9 +111,10 @@ def load_pipeline(model: str | None = None, experts=(), router=None, device: str
         pipe.register_modules(router=DegradationRouter.from_pretrained(router, **load)
                               if isinstance(router, (str, Path)) else router)
     for expert in experts:
-        pipe.load_expert(expert)
+        pipe.load_expert(expert, replace=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
 
-__all__ = ["DEFAULT_MODEL", "default_model_dir", "load_pipeline", "saved_pipeline_class"]
+__all__ = ["DEFAULT_MODEL", "PIPELINE_CLASSES", "default_model_dir", "load_pipeline", "model_path",
+           "saved_pipeline_class"]

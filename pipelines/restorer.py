@@ -45,8 +45,7 @@ class RestorerPipeline(ExpertMixturePipeline):
         experts = experts if experts is not None else ExpertBank()
         self.register_modules(restorer=restorer, router=router, experts=experts)
         restorer.requires_grad_(False)
-        if experts.experts:
-            self._install_experts()
+        self._set_up_experts()
 
     @property
     def size_multiple(self) -> int:

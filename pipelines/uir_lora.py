@@ -69,30 +69,30 @@ class UIRLoRAPipeline(ExpertMixturePipeline):
             module.requires_grad_(False)
         self.scheduler.set_timesteps(1)
         self._prompt_cache: dict = {}
-        if experts.experts:
-            self._install_experts()
+        self._set_up_experts()
 
     # --- construction ------------------------------------------------------------------------
     @classmethod
     def from_sd_turbo(cls, model_id: str = "stabilityai/sd-turbo", experts=(), router=None, skip_gamma: float = 1.0,
-                      vae=None, torch_dtype=None, **kwargs) -> "UIRLoRAPipeline":
+                      vae=None, dtype=None, **kwargs) -> "UIRLoRAPipeline":
         """Assemble the pipeline from an SD-turbo checkpoint (Hub id or folder), expert folders
         or Hub ids, and a router (a ``DegradationRouter`` or a path to one).
 
         ``vae``: a trained :class:`SkipAutoencoderKL` or its folder (``train/train_vae_skips.py``
         writes one); by default SD-turbo's VAE gets fresh skip connections.
         """
-        load = dict(torch_dtype=torch_dtype, **kwargs)
+        load = dict(dtype=dtype, **kwargs)
         unet = UNet2DConditionModel.from_pretrained(model_id, subfolder="unet", **load)
         if isinstance(vae, (str, Path)):
-            vae = SkipAutoencoderKL.from_pretrained(vae, torch_dtype=torch_dtype)
+            vae = SkipAutoencoderKL.from_pretrained(vae, **load)
         elif vae is None:
             vae = SkipAutoencoderKL.from_vae(AutoencoderKL.from_pretrained(model_id, subfolder="vae", **load), skip_gamma)
         text_encoder = CLIPTextModel.from_pretrained(model_id, subfolder="text_encoder", **load)
-        tokenizer = CLIPTokenizer.from_pretrained(model_id, subfolder="tokenizer", **kwargs)
-        scheduler = DDPMScheduler.from_pretrained(model_id, subfolder="scheduler", timestep_spacing="trailing", **kwargs)
+        hub = {k: v for k, v in kwargs.items() if k != "use_safetensors"}
+        tokenizer = CLIPTokenizer.from_pretrained(model_id, subfolder="tokenizer", **hub)
+        scheduler = DDPMScheduler.from_pretrained(model_id, subfolder="scheduler", timestep_spacing="trailing", **hub)
         if isinstance(router, (str, Path)):
-            router = DegradationRouter.from_pretrained(router, torch_dtype=torch_dtype)
+            router = DegradationRouter.from_pretrained(router, **load)
         pipe = cls(unet, vae, text_encoder, tokenizer, scheduler, router=router, experts=ExpertBank(base_model=str(model_id)))
         for expert in experts:
             pipe.load_expert(expert)

@@ -54,7 +54,78 @@ def test_restore_single_file_with_manual_experts(model_dir, inputs, tmp_path, ca
                  "--weights", "noisy=0.7,hazy=0.3"]) == EXIT_OK
     assert target.is_file() and "noisy 0.70, hazy 0.30" in capsys.readouterr().out
     assert main(["restore", str(inputs / "a.png"), "-o", str(target), "--model", str(model_dir),
-                 "--degradation", "noisy"]) == EXIT_OK
+                 "--degradation", "noisy", "--overwrite"]) == EXIT_OK
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("output", ["a.png", "."])
+def test_restore_refuses_to_overwrite_an_input(model_dir, inputs, capsys, output):
+    (inputs / "broken.png").unlink()
+    before = _snapshot(inputs)
+    source = str(inputs / "a.png") if output == "a.png" else str(inputs)
+    code = main(["restore", source, "-o", str(inputs / output), "--model", str(model_dir)])
+    assert code == EXIT_USAGE and "is one of the inputs" in capsys.readouterr().err
+    assert _snapshot(inputs) == before
+    assert main(["restore", str(inputs / "a.png"), "-o", str(inputs / "a.png"), "--model", str(model_dir),
+                 "--overwrite"]) == EXIT_OK
+    assert (inputs / "a.png").read_bytes() != before["a.png"]
+
+
+def test_restore_refuses_existing_outputs_and_colliding_stems(model_dir, inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    save_image(torch.zeros(3, 8, 8), out / "a.png")
+    kept = (out / "a.png").read_bytes()
+    assert main(["restore", str(inputs / "a.png"), str(inputs / "b.png"), "-o", str(out), "--model",
+                 str(model_dir)]) == EXIT_USAGE
+    assert "exist already" in capsys.readouterr().err and (out / "a.png").read_bytes() == kept
+    assert not (out / "b.png").exists(), "refused before any work"
+    other = tmp_path / "other"
+    save_image(torch.rand(3, 16, 16), other / "a.jpg")
+    code = main(["restore", str(inputs / "a.png"), str(other / "a.jpg"), "-o", str(tmp_path / "both"), "--model",
+                 str(model_dir)])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and "several inputs" in err and "a.jpg" in err and not (tmp_path / "both").exists()
+
+
+def test_output_that_appears_while_restoring_is_kept(tmp_path):
+    """Two processes writing one folder: the exclusive save keeps the first writer's file."""
+    from uir.images import save_image as save
+
+    save(torch.zeros(3, 8, 8), tmp_path / "x.png")
+    first = (tmp_path / "x.png").read_bytes()
+    with pytest.raises(FileExistsError):
+        save(torch.ones(3, 8, 8), tmp_path / "x.png", overwrite=False)
+    assert (tmp_path / "x.png").read_bytes() == first and [p.name for p in tmp_path.iterdir()] == ["x.png"]
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed(model_dir, inputs, tmp_path):
+    import os
+    import time
+
+    from uir.files import PARTIAL_SUFFIX, STALE_AFTER_S
+
+    out = tmp_path / "out"
+    out.mkdir()
+    stale, fresh, foreign = (out / f".a.png.x1{PARTIAL_SUFFIX}", out / f".b.png.x2{PARTIAL_SUFFIX}",
+                             out / ".notes.tmp")
+    for path in (stale, fresh, foreign):
+        path.write_bytes(b"partial")
+    old = time.time() - STALE_AFTER_S - 10
+    os.utime(stale, (old, old))
+    os.utime(foreign, (old, old))
+    assert main(["restore", str(inputs / "a.png"), "-o", str(out), "--model", str(model_dir)]) == EXIT_OK
+    assert not stale.exists() and fresh.exists() and foreign.exists()
+
+
+def test_restore_without_a_router_names_the_flags(inputs, tmp_path, capsys):
+    folder = tmp_path / "norouter"
+    tiny_restorer_pipeline(router=False).save_pretrained(folder)
+    code = main(["restore", str(inputs / "a.png"), "-o", str(tmp_path / "x.png"), "--model", str(folder)])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and "--degradation" in err and "weights=" not in err
 
 
 @pytest.mark.parametrize("extra, message", [

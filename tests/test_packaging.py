@@ -4,6 +4,7 @@ CI installs editable, which hides a package missing from the wheel; this test bu
 wheel the way ``pip install .`` does and looks inside.
 """
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -17,9 +18,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
-    out = tmp_path_factory.mktemp("wheel")
+    """Built from a clean copy of the tree: an in-tree ``build/`` could hold stale modules."""
+    source, out = tmp_path_factory.mktemp("source") / "uir", tmp_path_factory.mktemp("wheel")
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", "runs",
+                                                                "outputs", ".pytest_cache"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(REPO)], check=True, capture_output=True)
+                    str(source)], check=True, capture_output=True)
     (path,) = out.glob("uir-*.whl")
     return path
 

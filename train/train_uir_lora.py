@@ -2,7 +2,10 @@
 """Stage 2 of UIR-LoRA (sec. 3.5, 4.2): one LoRA expert per degradation on a frozen base.
 
 The base is SD-turbo (the paper), or a saved ``RestorerPipeline`` folder (a regression
-restorer such as uir's embedded NAFNet, made by ``train_restorer.py``).
+restorer made by ``train_restorer.py``; ``default`` is uir's embedded one). A saved pipeline's
+own experts are removed first; load the new ones with ``uir restore --experts``, which
+replaces the model's expert of the same degradation. Each expert records its base's
+fingerprint, and a pipeline with another base refuses it.
 
 Every batch holds one degradation type, and only that type's expert is active and trainable
 (PEFT adapters, one per type, switched with ``set_adapter``). AdamW, lr 2e-4 with cosine
@@ -25,7 +28,7 @@ import argparse
 from pathlib import Path
 
 from uir.data import SingleDegradationBatchSampler
-from uir.lora import ExpertComponent, LoRAExpert, lora_config
+from uir.lora import FINGERPRINT_KEY, ExpertComponent, LoRAExpert, lora_config
 from uir.lora.targets import UNET_RANK, VAE_RANK
 from uir.tiling import run_padded
 from uir.training import (LossModule, add_data_args, add_training_args, add_uir_lora_args, finish,
@@ -114,7 +117,8 @@ def main(argv=None):
                 )
                 for part, (m, rank, targets) in parts.items()
             }
-            LoRAExpert(name, components, base_model).save(experts_dir / name)
+            LoRAExpert(name, components, base_model, extra={FINGERPRINT_KEY: pipe.base_fingerprint}).save(
+                experts_dir / name)
     finish(accelerator, args, experts_dir, "UIR-LoRA experts", base_model, names,
            "One LoRA expert per degradation for a uir pipeline (UIR-LoRA); load each folder with "
            "`pipe.load_expert(path)`.")

@@ -32,21 +32,46 @@ def _parse_params(items: list[str]) -> dict:
     return params
 
 
-def _output_path(src: Path, out: Path, many: bool, suffix: str | None) -> Path:
+def _output_path(src: Path, out: Path, many: bool) -> Path:
     if many or out.is_dir() or str(out).endswith(os.sep):
-        return out / (src.stem + (suffix or ".png"))
+        return out / (src.stem + ".png")
     return out
 
 
-def _output_target(inputs: list[Path], output: str, hint: str) -> tuple[Path, bool]:
-    """``(output path, whether it names a folder for several inputs)``, or a usage error."""
+def plan_outputs(inputs: list[Path], output: str, hint: str, overwrite: bool = False) -> list[Path]:
+    """One output path per input, checked before any work; a :class:`UsageError` when there are
+    no inputs, when several inputs would write one file (``x.jpg`` and ``x.png`` both give
+    ``x.png``), or, unless ``overwrite``, when an output is one of the inputs or exists already.
+    Stale temporary files of an earlier, killed run are removed from the output folders."""
+    from .files import remove_stale_temporaries
+
     if not inputs:
         raise UsageError(f"no input images (give {hint})")
     out = Path(output)
     many = len(inputs) > 1
     if many and out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file; several inputs need an output folder")
-    return out, many
+    targets = [_output_path(path, out, many) for path in inputs]
+    sources: dict[Path, list[Path]] = {}
+    for path, target in zip(inputs, targets):
+        sources.setdefault(target.resolve(), []).append(path)
+    collisions = {target: paths for target, paths in sources.items() if len(paths) > 1}
+    if collisions:
+        target, paths = next(iter(collisions.items()))
+        raise UsageError(f"{len(collisions)} output(s) would be written by several inputs, e.g. {target} by "
+                         f"{', '.join(map(str, paths))}; restore them into separate folders")
+    if not overwrite:
+        resolved_inputs = {path.resolve() for path in inputs}
+        clash = [t for t in targets if t.resolve() in resolved_inputs]
+        if clash:
+            raise UsageError(f"the output {clash[0]} is one of the inputs; choose another output or pass --overwrite")
+        existing = [t for t in targets if t.exists()]
+        if existing:
+            raise UsageError(f"{len(existing)} output(s) exist already, e.g. {existing[0]}; pass --overwrite to "
+                             "replace them")
+    for folder in {t.parent for t in targets}:
+        remove_stale_temporaries(folder)
+    return targets
 
 
 def cmd_degrade(args) -> int:
@@ -65,9 +90,9 @@ def cmd_degrade(args) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     inputs = list_images(args.inputs) + ([Path(str(sample_image_path()))] if args.sample else [])
-    out, many = _output_target(inputs, args.output, "files, folders or globs, or --sample")
+    targets = plan_outputs(inputs, args.output, "files, folders or globs, or --sample", args.overwrite)
     failures = 0
-    for index, path in enumerate(inputs):
+    for index, (path, target) in enumerate(zip(inputs, targets)):
         try:
             image = load_image(path)
             generator = torch.Generator().manual_seed(args.seed + index)
@@ -76,9 +101,8 @@ def cmd_degrade(args) -> int:
                 degraded, used = degradations.apply(names[0], image, generator=generator, **kwargs, **params)
             else:
                 degraded, used = degradations.apply(names, image, generator=generator, **kwargs)
-            target = _output_path(path, out, many, None)
-            save_image(degraded, target)
-        except (ImageError, ValueError) as error:
+            save_image(degraded, target, overwrite=args.overwrite)
+        except (ImageError, ValueError, FileExistsError) as error:
             failures += 1
             print(f"uir: skipped {path}: {error}", file=sys.stderr)
             continue
@@ -113,12 +137,15 @@ def _parse_weights(spec: str | None, names: str | None) -> dict | None:
 
 def _load_for_cli(args):
     from .lora import ExpertError
-    from .loading import load_pipeline
+    from .pipelines.loading import load_pipeline
 
     experts = [e for e in (args.experts or "").split(",") if e]
     try:
-        return load_pipeline(args.model, experts=experts, router=args.router, device=args.device, vae=args.vae)
-    except (OSError, ValueError, ExpertError) as error:
+        return load_pipeline(args.model, experts=experts, router=args.router, device=args.device, vae=args.vae,
+                             allow_pickle=args.allow_pickle)
+    except ExpertError as error:
+        raise UsageError(f"cannot use expert: {error}") from None
+    except (OSError, ValueError) as error:
         raise UsageError(f"cannot load model {args.model or 'default'!r}: {error}") from None
 
 
@@ -144,7 +171,7 @@ def cmd_restore(args) -> int:
     from .pipelines.base import shape_batches
 
     inputs = list_images(args.inputs)
-    out, many = _output_target(inputs, args.output, "files, folders or globs")
+    targets = dict(zip(inputs, plan_outputs(inputs, args.output, "files, folders or globs", args.overwrite)))
     weights = _parse_weights(args.weights, args.degradation)
     start = time.perf_counter()
     pipe = _load_for_cli(args)
@@ -152,6 +179,8 @@ def cmd_restore(args) -> int:
         unknown = sorted(set(weights) - set(pipe.experts.names))
         if unknown:
             raise UsageError(f"no expert for {', '.join(unknown)}; this model has: {', '.join(pipe.experts.names)}")
+    if weights is None and pipe.router is None and pipe.experts.names:
+        raise UsageError("this model has no router: pass --degradation or --weights, or --router")
     loaded = time.perf_counter()
     failures, done = 0, 0
     readable = []
@@ -173,9 +202,14 @@ def cmd_restore(args) -> int:
                 print(f"uir: skipped {path}: {error}", file=sys.stderr)
             continue
         for row, (path, _) in enumerate(batch):
-            target = _output_path(path, out, many, None)
+            target = targets[path]
             try:
-                save_image(result.images[row], target)
+                save_image(result.images[row], target, overwrite=args.overwrite)
+            except FileExistsError:
+                failures += 1
+                print(f"uir: {target} appeared while restoring (another process?); kept it, pass --overwrite to "
+                      "replace", file=sys.stderr)
+                continue
             except (ImageError, OSError) as error:
                 failures += 1
                 print(f"uir: could not write {target}: {error}", file=sys.stderr)
@@ -311,6 +345,8 @@ def _add_model_args(parser) -> None:
     parser.add_argument("--router", default=None, help="a router folder or Hub id to use")
     parser.add_argument("--vae", default=None, help="a trained skip-VAE folder (for an SD-turbo --model)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
+    parser.add_argument("--allow-pickle", dest="allow_pickle", action="store_true",
+                        help="also load model weights from pickle files (.bin), which can run code")
 
 
 def cmd_info(args) -> int:
@@ -355,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     degrade.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="set one parameter")
     degrade.add_argument("--seed", type=int, default=0, help="random seed (input i uses seed + i)")
     degrade.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs")
+    degrade.add_argument("--overwrite", action="store_true", help="replace existing outputs, even an input")
     degrade.set_defaults(func=cmd_degrade)
 
     listing = sub.add_parser("degradations", help="list the registered degradations and their parameters")
@@ -366,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "--weights says which.")
     restore.add_argument("inputs", nargs="+", help="image files, folders or globs")
     restore.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs")
+    restore.add_argument("--overwrite", action="store_true", help="replace existing outputs, even an input")
     _add_model_args(restore)
     restore.add_argument("--degradation", default=None, help="use these experts with equal weights, e.g. noisy,hazy")
     restore.add_argument("--weights", default=None, help="explicit expert weights, e.g. noisy=0.7,hazy=0.3")

@@ -1,8 +1,13 @@
 """Writing files and folders so that nothing is ever half-written or lost.
 
-* :func:`atomic_write`: a file written to a temporary name beside it, then renamed.
+* :func:`atomic_write`: a file written to a temporary name beside it, then renamed (or, with
+  ``overwrite=False``, linked into place only if the name is still free).
 * :func:`staged_directory`: a folder built beside its target, then swapped in.
 * :func:`save_json`: indented JSON through :func:`atomic_write`.
+* :func:`remove_stale_temporaries`: what a killed process left of the two above.
+
+Temporaries are named ``.<name>.<random>`` + :data:`PARTIAL_SUFFIX`, so uir only ever removes
+its own.
 
 Both keep the usual permissions (``0o666`` / ``0o777`` less the umask), not the private ones
 of ``tempfile``.
@@ -15,7 +20,13 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+import time
 from pathlib import Path
+
+#: the suffix of uir's temporary files and folders
+PARTIAL_SUFFIX = ".uir-partial"
+#: temporaries younger than this may belong to a running process and are left alone
+STALE_AFTER_S = 3600.0
 
 
 def _umask() -> int:
@@ -24,22 +35,48 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path, write) -> Path:
+def atomic_write(path, write, overwrite: bool = True) -> Path:
     """Create ``path`` through ``write(binary stream)``: into a temp file beside it, then renamed,
     so readers never see half a file and a failure leaves any old file untouched. The file gets
-    the usual permissions (``0o666`` less the umask), not the temp file's private ``0o600``."""
+    the usual permissions (``0o666`` less the umask), not the temp file's private ``0o600``.
+
+    With ``overwrite=False`` the file is linked into place only if ``path`` does not exist at
+    that moment (atomic, so two processes cannot both win); else ``FileExistsError``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+            os.unlink(tmp)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_stale_temporaries(folder, older_than_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove uir's temporary files and folders in ``folder`` last touched more than
+    ``older_than_s`` ago (left by a killed process); return what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    cutoff = time.time() - older_than_s
+    removed = []
+    for path in folder.glob(f".*{PARTIAL_SUFFIX}"):
+        try:
+            if path.lstat().st_mtime < cutoff:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # another process cleaned it first
+            continue
+    return removed
 
 
 @contextmanager
@@ -49,11 +86,11 @@ def staged_directory(target):
     gets the usual permissions (``0o777`` less the umask), not the temp folder's ``0o700``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=PARTIAL_SUFFIX, dir=target.parent))
     try:
         os.chmod(staging, 0o777 & ~_umask())
         yield staging
-        backup = target.with_name(f".{target.name}.old")
+        backup = target.with_name(f".{target.name}.old{PARTIAL_SUFFIX}")
         if target.exists():
             shutil.rmtree(backup, ignore_errors=True)
             os.replace(target, backup)
@@ -69,4 +106,4 @@ def save_json(value, path) -> Path:
     return atomic_write(path, lambda stream: stream.write((json.dumps(value, indent=2) + "\n").encode()))
 
 
-__all__ = ["atomic_write", "save_json", "staged_directory"]
+__all__ = ["PARTIAL_SUFFIX", "STALE_AFTER_S", "atomic_write", "remove_stale_temporaries", "save_json", "staged_directory"]

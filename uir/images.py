@@ -165,8 +165,9 @@ def to_pil(image: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arrays]
 
 
-def save_image(image, path) -> Path:
-    """Write one image ((C,H,W) tensor or PIL) atomically; the format comes from the file suffix."""
+def save_image(image, path, overwrite: bool = True) -> Path:
+    """Write one image ((C,H,W) tensor or PIL) atomically; the format comes from the file suffix.
+    With ``overwrite=False`` an existing ``path`` is kept and ``FileExistsError`` raised."""
     path = Path(path)
     fmt = _SAVE_FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -179,7 +180,8 @@ def save_image(image, path) -> Path:
                 raise ImageError(f"save_image writes one image, got a batch of {image.shape[0]}")
             image = image[0]
         pil = to_pil(image)[0]
-    return atomic_write(path, lambda stream: pil.save(stream, format=fmt, **({"quality": 95} if fmt == "JPEG" else {})))
+    return atomic_write(path, lambda stream: pil.save(stream, format=fmt, **({"quality": 95} if fmt == "JPEG" else {})),
+                        overwrite=overwrite)
 
 
 def list_images(inputs) -> list[Path]:

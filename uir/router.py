@@ -239,7 +239,9 @@ class DegradationRouter(ModelMixin, ConfigMixin):
         """``logit_scale * norm(d) @ norm(B)^T`` (B,T) for RGB images in [0, 1], any size: the
         argument of eq. 3's softmax, and what ``train/train_router.py`` trains on."""
         size = self.input_size
-        resized = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+        # in float32: bicubic resizing has no bfloat16 kernel on CPU
+        resized = F.interpolate(images.float(), size=(size, size), mode="bicubic", align_corners=False,
+                                antialias=True).clamp(0, 1)
         d = self.degradation_vector(resized)
         h, w = images.shape[-2:]
         if self.config.crop_correction and h >= size and w >= size:

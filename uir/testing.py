@@ -177,6 +177,25 @@ def tiny_restorer_pipeline(names=("noisy", "hazy", "rainy"), router: bool = True
     return pipe
 
 
+def naive_orthogonality_loss(model, names, generative_losses, reconstruction_losses):
+    """GEF's L_orthog (eq. 6-8) by the definition: one autograd call per sample (kept in the
+    graph) over the parameters ``names``, then every pair's cosine in explicit loops."""
+    params = [dict(model.named_parameters())[n] for n in names]
+
+    def flat(loss):
+        return torch.cat([g.flatten() for g in torch.autograd.grad(loss, params, create_graph=True)])
+
+    g_gen, g_rec = [flat(loss) for loss in generative_losses], [flat(loss) for loss in reconstruction_losses]
+
+    def cos(a, b):
+        return a @ b / (a.norm() * b.norm())
+
+    s = sum(cos(a, b) for a in g_gen for b in g_rec) / (len(g_gen) * len(g_rec))
+    d = (sum(cos(a, b) for a in g_gen for b in g_gen) + sum(cos(a, b) for a in g_rec for b in g_rec)) \
+        / (len(g_gen) ** 2 + len(g_rec) ** 2)
+    return (1 - s) + d.abs()
+
+
 def main(argv=None) -> None:
     """``python -m uir.testing sd-turbo DIR`` writes a tiny random SD-turbo-shaped folder;
     ``python -m uir.testing clip FILE`` writes the tiny open_clip config as JSON."""
@@ -196,22 +215,3 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def naive_orthogonality_loss(model, names, generative_losses, reconstruction_losses):
-    """GEF's L_orthog (eq. 6-8) by the definition: one autograd call per sample (kept in the
-    graph) over the parameters ``names``, then every pair's cosine in explicit loops."""
-    params = [dict(model.named_parameters())[n] for n in names]
-
-    def flat(loss):
-        return torch.cat([g.flatten() for g in torch.autograd.grad(loss, params, create_graph=True)])
-
-    g_gen, g_rec = [flat(loss) for loss in generative_losses], [flat(loss) for loss in reconstruction_losses]
-
-    def cos(a, b):
-        return a @ b / (a.norm() * b.norm())
-
-    s = sum(cos(a, b) for a in g_gen for b in g_rec) / (len(g_gen) * len(g_rec))
-    d = (sum(cos(a, b) for a in g_gen for b in g_gen) + sum(cos(a, b) for a in g_rec for b in g_rec)) \
-        / (len(g_gen) ** 2 + len(g_rec) ** 2)
-    return (1 - s) + d.abs()

@@ -2,9 +2,11 @@
 
 from .experts import (
     EXPERT_FORMAT,
+    FINGERPRINT_KEY,
     ExpertComponent,
     ExpertError,
     LoRAExpert,
+    base_fingerprint,
     extract_expert,
     install_experts,
     lora_config,
@@ -13,10 +15,12 @@ from .mixture import LoRAMixtureLayer, fused, inject_mixture, mixture_layers, mi
 
 __all__ = [
     "EXPERT_FORMAT",
+    "FINGERPRINT_KEY",
     "ExpertComponent",
     "ExpertError",
     "LoRAExpert",
     "LoRAMixtureLayer",
+    "base_fingerprint",
     "extract_expert",
     "fused",
     "inject_mixture",

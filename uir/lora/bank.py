@@ -46,6 +46,11 @@ class ExpertBank(ModelMixin, ConfigMixin):
         self.experts.append(expert)
         self.register_to_config(names=self.names)
 
+    def set_experts(self, experts: list[LoRAExpert]) -> None:
+        """Replace the list (already checked experts, e.g. a previous state)."""
+        self.experts = list(experts)
+        self.register_to_config(names=self.names)
+
     def save_pretrained(self, save_directory, **kwargs) -> None:
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -61,6 +66,9 @@ class ExpertBank(ModelMixin, ConfigMixin):
             raise ExpertError(f"{directory}: missing {cls.config_name} of an expert bank")
         config = json.loads(config_path.read_text())
         bank = cls(base_model=config.get("base_model", ""))
+        dtype = kwargs.get("dtype") or kwargs.get("torch_dtype")
+        if dtype is not None:  # the pipeline reports its dtype from its first component: this one
+            bank._device_anchor = bank._device_anchor.to(dtype)
         for name in config.get("names") or []:
             bank.add(LoRAExpert.load(directory / name))
         return bank

@@ -64,6 +64,28 @@ class ExpertComponent:
             raise ExpertError(f"LoRA weights miss lora_A or lora_B for {incomplete[:3]}")
         return {layer: (ab["A"], ab["B"]) for layer, ab in found.items()}
 
+    def check(self, model: torch.nn.Module, where: str = "") -> None:
+        """Refuse a config that does not describe the tensors: a rank other than the tensors', a
+        layer outside ``target_modules``, or a target module that exists nowhere in ``model``."""
+        targets = self.config.get("target_modules") or []
+        names = [name for name, _ in model.named_modules()]
+
+        def targeted(path: str) -> bool:
+            if isinstance(targets, str):
+                return re.fullmatch(targets, path) is not None
+            return any(path == t or path.endswith("." + t) for t in targets)
+
+        for layer, (a, _) in self.layers().items():
+            rank = self.config.get("rank_pattern", {}).get(layer.rsplit(".", 1)[-1], self.config.get("r"))
+            if rank is not None and a.shape[0] != int(rank):
+                raise ExpertError(f"{where}{CONFIG_FILE} says rank {rank} but layer {layer} has rank {a.shape[0]}")
+            if targets and not targeted(layer):
+                raise ExpertError(f"{where}layer {layer} is not among the config's target_modules")
+        if not isinstance(targets, str):
+            absent = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+            if absent:
+                raise ExpertError(f"{where}target_modules {absent} exist nowhere in the base model")
+
     def scaling(self, layer: str, rank: int) -> float:
         """PEFT's scaling ``alpha / r`` (or ``alpha / sqrt(r)`` with rsLoRA), honouring ``alpha_pattern``."""
         alpha = self.config.get("lora_alpha", 8)
@@ -74,9 +96,48 @@ class ExpertComponent:
         return alpha / math.sqrt(rank) if self.config.get("use_rslora") else alpha / rank
 
 
+FINGERPRINT_KEY = "base_fingerprint"
+
+
+def base_fingerprint(models: dict[str, torch.nn.Module]) -> str:
+    """16 hex digits identifying the base weights experts are trained on: SHA-256 over each
+    tensor's name, shape and 64 evenly spaced values, rounded to bfloat16 so that a base loaded
+    in bfloat16 has the fingerprint of its float32 original. Expert mixture layers are skipped
+    (their base layer counts under its own name), so experts do not change it."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for component in sorted(models):
+        for name, tensor in sorted(models[component].state_dict().items()):
+            if "lora_" in name:
+                continue
+            name = name.replace(".base.", ".")
+            flat = tensor.detach().reshape(-1)
+            sample = flat[:: max(1, flat.numel() // 64)][:64].to(torch.bfloat16).view(torch.int16)
+            digest.update(f"{component}.{name}{tuple(tensor.shape)}".encode())
+            digest.update(sample.cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 @dataclass
 class LoRAExpert:
-    """A degradation expert: its name, vocabulary text, base model and per-component LoRAs."""
+    """A degradation expert: its name, vocabulary text, base model and per-component LoRAs.
+
+    The folder format is in the module docstring and ``adapters/README.md``.
+
+    Args:
+        degradation: the degradation it restores; also its name in the router's vocabulary.
+        components: ``{component name: ExpertComponent}``, e.g. ``unet`` and ``vae``, or ``restorer``.
+        base_model: the base it was trained on (a Hub id, or a name of the regression base).
+        text: the text the router's text tower encodes for it (default: ``degradation``).
+        extra: further metadata kept in ``uir_expert.json``.
+
+    Example::
+
+        expert = LoRAExpert.load("runs/experts/noisy")        # or a Hub id
+        pipe.load_expert(expert)
+        expert.push_to_hub("you/uir-noisy")
+    """
 
     degradation: str
     components: dict[str, ExpertComponent]
@@ -125,19 +186,36 @@ class LoRAExpert:
         meta_path = path / METADATA_FILE
         if not meta_path.is_file():
             raise ExpertError(f"{path}: missing {METADATA_FILE}; not a uir expert folder")
-        meta = json.loads(meta_path.read_text())
+        meta = _read_json_object(meta_path)
         if meta.get("format") != EXPERT_FORMAT:
             raise ExpertError(f"{path}: unsupported expert format {meta.get('format')!r} (expected {EXPERT_FORMAT})")
+        missing = [key for key in ("degradation", "ranks") if key not in meta]
+        if missing:
+            raise ExpertError(f"{meta_path}: missing {', '.join(missing)}")
         components = {}
-        for name in meta.get("ranks", {}):
+        for name in meta["ranks"]:
             weights, config = path / name / WEIGHTS_FILE, path / name / CONFIG_FILE
             for needed in (weights, config):
                 if not needed.is_file():
                     raise ExpertError(f"{path}: missing {needed.relative_to(path)}")
-            components[name] = ExpertComponent(load_file(weights), json.loads(config.read_text()))
+            try:
+                state = load_file(weights)
+            except Exception as error:  # safetensors raises its own SafetensorError on a damaged file
+                raise ExpertError(f"{weights}: unreadable safetensors file ({error})") from None
+            components[name] = ExpertComponent(state, _read_json_object(config))
         known = {"format", "degradation", "text", "base_model", "ranks"}
-        return cls(meta["degradation"], components, meta["base_model"], meta.get("text"),
+        return cls(meta["degradation"], components, meta.get("base_model", ""), meta.get("text"),
                    {k: v for k, v in meta.items() if k not in known})
+
+
+def _read_json_object(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ExpertError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ExpertError(f"{path}: must hold a JSON object, not {type(value).__name__}")
+    return value
 
 
 def _download(repo_id: str, **hub_kwargs) -> Path:
@@ -203,6 +281,8 @@ def extract_expert(model: torch.nn.Module, k: int) -> dict[str, torch.Tensor]:
 
 __all__ = [
     "EXPERT_FORMAT",
+    "FINGERPRINT_KEY",
+    "base_fingerprint",
     "ExpertComponent",
     "ExpertError",
     "LoRAExpert",

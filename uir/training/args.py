@@ -63,7 +63,8 @@ def add_uir_lora_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     """Options of the scripts that train parts of an expert pipeline."""
     group = parser.add_argument_group("model")
     group.add_argument("--pretrained_model_name_or_path", default="stabilityai/sd-turbo",
-                       help="the frozen base: SD-turbo (a Hub id or folder), or a saved RestorerPipeline folder")
+                       help="the frozen base: SD-turbo (a Hub id or folder), a saved RestorerPipeline folder, "
+                            "or default (the embedded model, without its experts)")
     group.add_argument("--vae", default=None, help="SD-turbo only: a trained skip-connection VAE folder "
                                                    "(train_vae_skips.py)")
     group.add_argument("--lpips_weight", type=float, default=0.0,

@@ -11,17 +11,23 @@ import torch
 
 
 def load_uir_lora_pipeline(args):
-    """The pipeline to train (UIR-LoRA on SD-turbo, or a RestorerPipeline), with gradient
-    checkpointing when asked for."""
+    """The pipeline to train experts on: UIR-LoRA on SD-turbo, or a saved RestorerPipeline
+    (``default`` names the embedded one), with any experts it already holds removed: a new
+    expert trains on the base alone. Gradient checkpointing when asked for."""
     from ..pipelines import RestorerPipeline, UIRLoRAPipeline
-    from ..pipelines.loading import saved_pipeline_class
+    from ..pipelines.loading import model_path, saved_pipeline_class
 
-    if saved_pipeline_class(args.pretrained_model_name_or_path) == "RestorerPipeline":
+    model = model_path(args.pretrained_model_name_or_path)
+    kind = saved_pipeline_class(model)
+    if kind is not None:
         if args.vae:
-            raise ValueError("--vae applies to SD-turbo, not to a RestorerPipeline")
-        return RestorerPipeline.from_pretrained(args.pretrained_model_name_or_path)
-    pipe = UIRLoRAPipeline.from_sd_turbo(args.pretrained_model_name_or_path, vae=args.vae)
-    if args.gradient_checkpointing:
+            raise ValueError("--vae applies to SD-turbo, not to a saved pipeline")
+        pipe = (RestorerPipeline if kind == "RestorerPipeline" else UIRLoRAPipeline).from_pretrained(
+            model, use_safetensors=True)
+        pipe.remove_experts()
+    else:
+        pipe = UIRLoRAPipeline.from_sd_turbo(model, vae=args.vae)
+    if args.gradient_checkpointing and isinstance(pipe, UIRLoRAPipeline):
         pipe.unet.enable_gradient_checkpointing()
         pipe.vae.enable_gradient_checkpointing()
     return pipe
