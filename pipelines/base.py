@@ -96,6 +96,10 @@ class ExpertMixturePipeline(DiffusionPipeline):
 
     adapted_components: tuple[str, ...] = ()
     size_multiple = 8
+    #: with ``tile_size="auto"``, images of more pixels than this are restored in tiles of
+    #: ``auto_tile_size``: memory stays bounded whatever the size (a 12 Mpx photo untiled needs ~9 GB)
+    auto_tile_above = 1024 * 1024
+    auto_tile_size = 512
     card_title = "uir restoration pipeline"
     card_description = ""
 
@@ -223,7 +227,7 @@ class ExpertMixturePipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(self, image, weights=None, top_k: int = DEFAULT_TOP_K, strategy: str = "router", output_type: str = "pil",
                  generator: torch.Generator | None = None, return_dict: bool = True, sample_posterior: bool = False,
-                 tile_size: int | None = None, tile_overlap: int = 64, batch_size: int = 4):
+                 tile_size: int | str | None = "auto", tile_overlap: int = 32, batch_size: int = 4):
         """Restore one image or a batch of same-size images.
 
         Args:
@@ -237,14 +241,19 @@ class ExpertMixturePipeline(DiffusionPipeline):
             generator: the ``random`` strategy's draws, and the VAE posterior sample.
             return_dict: return a :class:`UIRPipelineOutput` (else a one-element tuple of images).
             sample_posterior: sample the VAE latent instead of taking its mode (SD-turbo only).
-            tile_size: restore in overlapping, blended tiles of this many pixels (bounded memory).
-            tile_overlap: pixels shared by neighbouring tiles.
+            tile_size: restore in overlapping, blended tiles of this many pixels (bounded memory);
+                ``"auto"``: tiles of ``auto_tile_size`` for images above ``auto_tile_above`` pixels;
+                ``None``: whole images.
+            tile_overlap: pixels shared by neighbouring tiles (at most a quarter of a tile).
             batch_size: images restored together (see :func:`shape_batches`).
 
         Returns:
             :class:`UIRPipelineOutput` with the images, the expert weights and the router's verdict.
         """
         images = to_tensor(image)
+        if tile_size == "auto":
+            big = images.shape[-2] * images.shape[-1] > self.auto_tile_above
+            tile_size = self.auto_tile_size if big else None
         chosen, routed = route(self, images.to(self.device), weights, top_k, strategy, generator)
         rows = list(range(images.shape[0]))
         batches = list(shape_batches(rows, batch_size, shape=lambda row: ()))

@@ -70,3 +70,5 @@ def test_info_and_listing(capsys):
     assert code == 0 and "torch" in out and "sample image" in out
     code, out, _ = _run(capsys, "degradations", "--family", "da-clip")
     assert code == 0 and out.count("[da-clip]") == 10
+    assert ":func:" not in out and "``" not in out and "mild 15, moderate 25, severe 50" in out
+    assert "mild 0.5 to 1.167" in out and "mild -30 to 30" in out and "-30-30" not in out

@@ -180,6 +180,28 @@ def test_bench_and_demo(model_dir, tmp_path, capsys):
     table = capsys.readouterr().out
     for stage in ("load pipeline", "router only", "restore, K=1", "restore, K=2 (router)", "restore, K=3 (all)"):
         assert stage in table
+    assert "nan" not in table
     assert main(["demo", "--model", str(model_dir), "-o", str(tmp_path / "demo")]) == EXIT_OK
     text = (tmp_path / "demo" / "demo.md").read_text()
     assert text.count("\n") == 12 and (tmp_path / "demo" / "demo.png").is_file()
+
+
+def test_sixteen_bit_png_keeps_its_depth_and_animation_is_announced(model_dir, tmp_path, capsys):
+    import numpy as np
+    import png
+    from PIL import Image
+
+    from uir.images import image_bit_depth
+
+    levels = np.arange(16, dtype=np.uint16) * 3  # 16 levels that 8 bits would merge into one
+    ramp = np.tile(levels, (16, 1))
+    png.from_array(np.stack([ramp] * 3, -1).reshape(16, -1), "RGB;16").save(str(tmp_path / "ramp.png"))
+    assert len(torch.unique(load_image(tmp_path / "ramp.png"))) == 16
+    assert main(["restore", str(tmp_path / "ramp.png"), "-o", str(tmp_path / "out.png"), "--model", str(model_dir),
+                 "--degradation", "noisy"]) == EXIT_OK
+    assert image_bit_depth(tmp_path / "out.png") == 16
+    frames = [Image.new("RGB", (16, 16), colour) for colour in ("red", "blue", "green")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert main(["restore", str(tmp_path / "anim.gif"), "-o", str(tmp_path / "anim.png"), "--model",
+                 str(model_dir)]) == EXIT_OK
+    assert "3 frames; only the first" in capsys.readouterr().err

@@ -99,3 +99,24 @@ def test_photo_split_every_fifth_by_name(photos_dir):
     assert held_out == files[HOLDOUT_EVERY - 1 :: HOLDOUT_EVERY]
     assert not set(train) & set(held_out) and len(train) + len(held_out) == len(files)
     assert any(p.name == "scikit-image__chelsea.png" for p in held_out), "the bundled sample must stay held out"
+
+
+def test_photo_split_respects_the_hold_out_and_says_when_validation_is_skipped(photos_dir, tmp_path, monkeypatch,
+                                                                                  caplog):
+    from argparse import Namespace
+
+    from uir.data import photo_split, split_photos
+
+    train, held_out = split_photos(photos_dir)
+    args = Namespace(train_data_dir=photos_dir, validation_data_dir=None, num_validation_images=2)
+    with caplog.at_level("WARNING", logger="uir.data"):
+        kept, validation = photo_split(args)
+    assert kept == train and validation == held_out[:2]
+    assert f"{len(held_out)} photo(s) of the training folder are held out" in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("UIR_PHOTOS", str(tmp_path / "nowhere"))
+    monkeypatch.setattr("uir.data.photos.default_photos_dir", lambda: None)
+    with caplog.at_level("WARNING", logger="uir.data"):
+        kept, validation = photo_split(Namespace(train_data_dir=photos_dir, validation_data_dir=None,
+                                                 num_validation_images=2))
+    assert validation == [] and "validation is skipped" in caplog.text and len(kept) == len(train) + len(held_out)

@@ -208,3 +208,49 @@ def test_two_process_ddp_matches_one_process_with_accumulation(base_dir, photos,
     a, b = _expert_tensors(two), _expert_tensors(one)
     for key in a:
         assert torch.allclose(a[key], b[key], atol=2e-5), key
+
+
+def test_experts_train_on_a_finished_pipeline_and_replace_its_own(photos, tmp_path):
+    """A pipeline that already holds experts (like the embedded default) is trained on its base
+    alone; the new expert records the base's fingerprint and replaces the old one on load."""
+    from uir.pipelines.loading import load_pipeline
+    from uir.testing import tiny_restorer_pipeline
+
+    finished = tiny_restorer_pipeline(names=("noisy", "hazy"))
+    finished.save_pretrained(tmp_path / "finished")
+    out = tmp_path / "run"
+    train_uir_lora.main(_common(tmp_path / "finished", photos, out, steps=2, degradations="noisy"))
+    expert = LoRAExpert.load(out / "experts" / "noisy")
+    assert expert.extra["base_fingerprint"] == finished.base_fingerprint
+    pipe = load_pipeline(tmp_path / "finished", experts=[out / "experts" / "noisy"])
+    assert sorted(pipe.experts.names) == ["hazy", "noisy"]
+    new = pipe.experts.experts[pipe.experts.names.index("noisy")]
+    assert all(torch.equal(new.components["restorer"].state_dict[k], v)
+               for k, v in expert.components["restorer"].state_dict.items())
+
+
+def test_a_killed_final_save_leaves_no_half_written_pipeline(photos, tmp_path, monkeypatch, train_script):
+    from uir.pipelines import RestorerPipeline
+
+    train_restorer = train_script("train_restorer")
+    argv = ["--train_data_dir", str(photos), "--output_dir", str(tmp_path / "run"), "--degradations", "noisy",
+            "--max_train_steps", "1", "--train_batch_size", "2", "--resolution", "32", "--validation_steps", "0",
+            "--num_validation_images", "0", "--checkpointing_steps", "0"]
+    original = RestorerPipeline.save_pretrained
+
+    def save_then_die(self, directory, **kwargs):
+        original(self, directory, **kwargs)
+        raise KeyboardInterrupt  # the kill arrives after the weights, before the rename
+
+    monkeypatch.setattr(RestorerPipeline, "save_pretrained", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_restorer.main(argv)
+    assert not (tmp_path / "run" / "pipeline").exists()
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".pipeline")]
+    monkeypatch.setattr(RestorerPipeline, "save_pretrained", original)
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    train_restorer.main(argv)
+    assert RestorerPipeline.from_pretrained(tmp_path / "run" / "pipeline").experts.names == []

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from uir.files import staged_directory
+from uir.files import save_pretrained_staged
 from uir.loading import load_pipeline
 
 
@@ -30,8 +30,7 @@ def main(argv=None):
         raise SystemExit(f"no expert folders in {args.experts}")
     pipe = load_pipeline(args.base, experts=experts, router=args.router)
     target = Path(args.output_dir)
-    with staged_directory(target) as staging:
-        pipe.save_pretrained(staging)
+    save_pretrained_staged(pipe, target)
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
     print(f"wrote {target} ({size / 2**20:.1f} MiB): experts {', '.join(pipe.experts.names)}")
 

@@ -34,6 +34,7 @@ from uir.grids import GroupSelector, degradation_statistics, heatmap, nss_featur
 from uir.images import load_image, save_image
 from uir.files import save_json
 from uir.models import SRResNet
+from uir.files import save_pretrained_staged
 
 
 def read_groups(spec: str | None, names: list[str]) -> list[list[str]]:
@@ -136,7 +137,7 @@ def main(argv=None):
         summary[variant] = result
         if variant == list(variants)[-1]:
             selector.register_to_config(threshold=threshold)
-    selector.save_pretrained(output / "selector")
+    save_pretrained_staged(selector, output / "selector")
     summary["rows"] = list(rows.values())
     save_json(summary, output / "selection.json")
     print(markdown_table(summary["rows"]))

@@ -36,6 +36,7 @@ from uir.models import NAFNet
 from uir.dlnet import ContextEncoder, DLNet
 from uir.training import (LossModule, add_training_args, finish, held_out_photos, make_accelerator,
                           saved_model_config, train, training_photos)
+from uir.files import save_pretrained_staged
 
 TEST_LEVELS = {"interpolation": (0.15, 0.45, 0.75), "inpainting": (10, 20, 30)}
 MAX_MISSING, MAX_HOLE = 0.75, 30
@@ -138,7 +139,7 @@ def train_model(args):
           trainable={f"model.{n}": p for n, p in model.named_parameters()}, dataset=dataset, batch_sampler=sampler)
     folder = Path(args.output_dir) / "model"
     if accelerator.is_main_process:
-        model.eval().save_pretrained(folder)
+        save_pretrained_staged(model.eval(), folder)
     finish(accelerator, args, folder, f"uir DL-Net {args.task} ({args.model})", "", [args.task],
            "A restorer trained with uir for inpainting/interpolation over a spectrum of levels "
            "(DL-Net: Guo et al., deep likelihood network).")

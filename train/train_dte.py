@@ -65,6 +65,7 @@ from uir.training import (
     training_photos,
 )
 from uir import degradations
+from uir.files import save_pretrained_staged
 
 IMPORTANCE_FILE = "importance.safetensors"
 LIRA_BLOCKS = ["heads.0.extract_h", "heads.0.extract_g", "heads.0.merge"]
@@ -157,7 +158,7 @@ def load_t_mat(spec: str, names: list[str]) -> dict[str, int]:
 def save_model(accelerator, args, model, names, title: str, folder=None) -> Path:
     folder = Path(folder or Path(args.output_dir) / "model")
     if accelerator.is_main_process:
-        model.save_pretrained(folder)
+        save_pretrained_staged(model, folder)
     finish(accelerator, args, folder, title, "", names,
            "A time-conditioned restorer trained with uir's diffusion-training-enhanced framework.")
     return folder
@@ -291,7 +292,7 @@ def run_unified(args):
             accelerator.print(f"stage {k}: {tasks[-1]} (t_mat {t_mat[tasks[-1]]}) joins {tasks[:-1]}")
             fit(accelerator, args, model, gef, tasks, t_mat, stage_dir, args.steps_per_stage)
             if accelerator.is_main_process:
-                model.save_pretrained(stage_dir / "model")
+                save_pretrained_staged(model, stage_dir / "model")
             accelerator.wait_for_everyone()
     model.eval()
     save_model(accelerator, args, model, names, f"uir DTE unified ({args.method})")

@@ -45,6 +45,7 @@ from uir.tiling import run_padded
 from uir.training import (LossModule, add_data_args, add_training_args, finish, held_out_photos,
                           make_accelerator, photo_split, restoration_loss, restoration_validator, saved_model_config,
                           train, training_dataset)
+from uir.files import save_pretrained_staged
 
 DEFAULT_RHO = {"lira": 1e-3, "setting-a": 1e-3, "finetune": 1.0, "ewc": 1.0, "lwf": 1.0}
 STAGE_DEGRADATIONS = {"experts": "lira-blur,lira-noise,lira-jpeg", "join": "lira-blended",
@@ -104,8 +105,8 @@ def save_outputs(accelerator, args, network: LIRANetwork, names, title: str) -> 
     """``OUTPUT_DIR/model`` and a ``RestorerPipeline`` in ``OUTPUT_DIR/pipeline``."""
     folder = Path(args.output_dir)
     if accelerator.is_main_process:
-        network.save_pretrained(folder / "model")
-        RestorerPipeline(network, experts=ExpertBank(base_model="uir/lira")).save_pretrained(folder / "pipeline")
+        save_pretrained_staged(network, folder / "model")
+        save_pretrained_staged(RestorerPipeline(network, experts=ExpertBank(base_model="uir/lira")), folder / "pipeline")
     finish(accelerator, args, folder / "model", title, "", names,
            "A LIRA fork-join restorer (Liu et al., lifelong image restoration), trained with uir.")
 
@@ -133,7 +134,7 @@ def train_experts(args, accelerator):
     trainable = {f"lira.{n}": p for n, p in network.named_parameters() if not n.startswith("amalgamator.attention.")}
     train(accelerator, args, model=model, trainable=trainable, dataset=dataset, batch_sampler=sampler)
     if accelerator.is_main_process:
-        network.save_pretrained(Path(args.output_dir) / "model")
+        save_pretrained_staged(network, Path(args.output_dir) / "model")
     finish(accelerator, args, Path(args.output_dir) / "model", "uir LIRA experts (fork stage)", "", names,
            "LIRA's experts, each trained alone on one distortion factor.")
 
@@ -169,8 +170,8 @@ def train_replay_gan(args, accelerator):
     train(accelerator, args, model=LossModule({"generator": generator, "discriminator": discriminator}, loss),
           trainable=trainable, dataset=dataset, batch_sampler=sampler)
     if accelerator.is_main_process:
-        generator.save_pretrained(Path(args.output_dir) / "generator")
-        discriminator.save_pretrained(Path(args.output_dir) / "discriminator")
+        save_pretrained_staged(generator, Path(args.output_dir) / "generator")
+        save_pretrained_staged(discriminator, Path(args.output_dir) / "discriminator")
     finish(accelerator, args, Path(args.output_dir) / "generator", "uir LIRA pseudo-replay generator", "", names,
            "Maps clean images to LIRA's old-task blended distortion, for pseudo-replay.")
 
@@ -192,7 +193,7 @@ def warm_up(args, accelerator, base: LIRANetwork, names) -> LIRANetwork:
     train(accelerator, stage, model=model, trainable={f"lira.{n}": p for n, p in groups["new"].items()},
           dataset=dataset, batch_sampler=sampler)
     if accelerator.is_main_process:
-        grown.save_pretrained(folder / "model")
+        save_pretrained_staged(grown, folder / "model")
     accelerator.wait_for_everyone()
     return grown
 

@@ -24,6 +24,7 @@ from uir.pipelines import RestorerPipeline
 from uir.tiling import run_padded
 from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator,
                           photo_split, restoration_loss, restoration_validator, train, training_dataset)
+from uir.files import save_pretrained_staged
 
 DEFAULT_CONFIG = {"width": 16, "encoder_blocks": [1, 1, 1], "middle_blocks": 1, "decoder_blocks": [1, 1, 1]}
 
@@ -63,7 +64,7 @@ def main(argv=None):
     folder = Path(args.output_dir) / "pipeline"
     if accelerator.is_main_process:
         restorer.requires_grad_(False)
-        pipe.save_pretrained(folder)
+        save_pretrained_staged(pipe, folder)
     finish(accelerator, args, folder, "uir NAFNet base (mix-trained)", args.base_model_name, names,
            "A NAFNet restorer trained on all degradation types at once; the base for uir LoRA experts.")
 

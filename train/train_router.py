@@ -35,6 +35,7 @@ from uir.evaluation import evaluate_router
 from uir.router import DegradationRouter
 from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator,
                           photo_split, train, training_dataset)
+from uir.files import save_pretrained_staged
 
 
 def parse_args(argv=None):
@@ -103,7 +104,7 @@ def main(argv=None):
           validate=validate if validation_files else None)
     folder = Path(args.output_dir) / "router"
     if accelerator.is_main_process:
-        router.save_pretrained(folder)
+        save_pretrained_staged(router, folder)
     finish(accelerator, args, folder, "uir degradation router", args.clip_pretrained or args.clip_model, names,
            "A CLIP degradation router with a trained DA-CLIP controller (UIR-LoRA eq. 3-4), for uir pipelines.")
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from uir.data import CleanCropDataset, SingleDegradationBatchSampler
 from uir.models import SRResNet
 from uir.training import LossModule, add_training_args, finish, make_accelerator, train, training_photos
+from uir.files import save_pretrained_staged
 
 
 def parse_args(argv=None):
@@ -50,7 +51,7 @@ def main(argv=None):
           batch_sampler=sampler)
     folder = Path(args.output_dir) / "srresnet"
     if accelerator.is_main_process:
-        model.save_pretrained(folder)
+        save_pretrained_staged(model, folder)
     finish(accelerator, args, folder, "uir SRResNet (x4, GRIDS degradation descriptor)", "", [],
            "An MSRResNet trained for bicubic x4 super-resolution; its trunk features are GRIDS' deep "
            "degradation representations.")

@@ -24,6 +24,7 @@ from uir.tiling import run_padded
 from uir.training import (LossModule, add_data_args, add_training_args, add_uir_lora_args, finish,
                           load_uir_lora_pipeline, make_accelerator, photo_split, restoration_loss,
                           restoration_validator, train, training_dataset)
+from uir.files import save_pretrained_staged
 
 STAGE1_ADAPTER = "vae_stage1"
 
@@ -73,7 +74,7 @@ def main(argv=None):
             vae.fuse_lora(adapter_names=[STAGE1_ADAPTER])
             vae.unload_lora()
         folder = Path(args.output_dir) / "vae"
-        vae.save_pretrained(folder)
+        save_pretrained_staged(vae, folder)
     finish(accelerator, args, Path(args.output_dir) / "vae", "UIR-LoRA skip-connection VAE",
            args.pretrained_model_name_or_path, names,
            "SD-turbo's VAE with trained skip connections (UIR-LoRA stage 1), for uir's UIRLoRAPipeline.")

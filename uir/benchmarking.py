@@ -50,11 +50,11 @@ def benchmark_pipeline(model=None, size: int = 512, device: str = "cpu", batch: 
     """Rows ``{stage, seconds, images_per_s, peak_mib}``; see the module docstring."""
     from .loading import load_pipeline
 
-    rows = [{"stage": "start + imports", "seconds": _process_seconds(), "images_per_s": float("nan"),
+    rows = [{"stage": "start + imports", "seconds": _process_seconds(), "images_per_s": "-",
              "peak_mib": _peak_mib(device)}]
     start = time.perf_counter()
     pipe = load_pipeline(model, experts=experts, router=router, device=device, vae=vae)
-    rows.append({"stage": "load pipeline", "seconds": time.perf_counter() - start, "images_per_s": float("nan"),
+    rows.append({"stage": "load pipeline", "seconds": time.perf_counter() - start, "images_per_s": "-",
                  "peak_mib": _peak_mib(device)})
     x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     names = pipe.experts.names

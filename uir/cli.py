@@ -10,6 +10,7 @@ import argparse
 import os
 import platform
 import sys
+import warnings
 from pathlib import Path
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
@@ -78,7 +79,7 @@ def cmd_degrade(args) -> int:
     import torch
 
     from . import degradations, sample_image_path
-    from .images import ImageError, list_images, load_image, save_image
+    from .images import ImageError, image_bit_depth, list_images, load_image, save_image
 
     names = [n.strip() for n in args.type.split(",") if n.strip()]
     params = _parse_params(args.param)
@@ -101,7 +102,7 @@ def cmd_degrade(args) -> int:
                 degraded, used = degradations.apply(names[0], image, generator=generator, **kwargs, **params)
             else:
                 degraded, used = degradations.apply(names, image, generator=generator, **kwargs)
-            save_image(degraded, target, overwrite=args.overwrite)
+            save_image(degraded, target, overwrite=args.overwrite, bit_depth=image_bit_depth(path))
         except (ImageError, ValueError, FileExistsError) as error:
             failures += 1
             print(f"uir: skipped {path}: {error}", file=sys.stderr)
@@ -112,6 +113,19 @@ def cmd_degrade(args) -> int:
         )
         print(f"{path} -> {target}  {detail}")
     return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def _tile_size(value: str):
+    """``--tile-size``: ``auto``, ``0`` (never tile) or a size in pixels."""
+    if value == "auto":
+        return value
+    try:
+        size = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, 0 or a number of pixels, got {value!r}") from None
+    if size < 0:
+        raise argparse.ArgumentTypeError(f"tile size must be positive, got {size}")
+    return size or None
 
 
 def _parse_weights(spec: str | None, names: str | None) -> dict | None:
@@ -167,7 +181,7 @@ def cmd_restore(args) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from .images import ImageError, list_images, save_image
+    from .images import ImageError, image_bit_depth, list_images, save_image
     from .pipelines.base import shape_batches
 
     inputs = list_images(args.inputs)
@@ -204,7 +218,7 @@ def cmd_restore(args) -> int:
         for row, (path, _) in enumerate(batch):
             target = targets[path]
             try:
-                save_image(result.images[row], target, overwrite=args.overwrite)
+                save_image(result.images[row], target, overwrite=args.overwrite, bit_depth=image_bit_depth(path))
             except FileExistsError:
                 failures += 1
                 print(f"uir: {target} appeared while restoring (another process?); kept it, pass --overwrite to "
@@ -411,8 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="experts the router keeps per image (default: the pipeline's, "
                               "uir.lora.strategies.DEFAULT_TOP_K)")
     restore.add_argument("--batch-size", dest="batch_size", type=int, default=4)
-    restore.add_argument("--tile-size", dest="tile_size", type=int, default=None,
-                         help="restore in overlapping tiles of this many pixels (bounded memory)")
+    restore.add_argument("--tile-size", dest="tile_size", type=_tile_size, default="auto",
+                         help="restore in overlapping tiles of this many pixels; auto (default): tiles for images "
+                              "above about 1 megapixel, so memory stays bounded; 0: never tile")
     restore.add_argument("--timing", action="store_true", help="print load and restore times")
     restore.set_defaults(func=cmd_restore)
 
@@ -477,7 +492,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return args.func(args)
+        with warnings.catch_warnings():  # a warning is one line on stderr, like an error
+            warnings.showwarning = lambda message, *rest, **kw: print(f"uir: warning: {message}", file=sys.stderr)
+            return args.func(args)
     except UsageError as error:
         print(f"uir: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -3,6 +3,7 @@
 * :func:`atomic_write`: a file written to a temporary name beside it, then renamed (or, with
   ``overwrite=False``, linked into place only if the name is still free).
 * :func:`staged_directory`: a folder built beside its target, then swapped in.
+* :func:`save_pretrained_staged`: a model's ``save_pretrained`` through :func:`staged_directory`.
 * :func:`save_json`: indented JSON through :func:`atomic_write`.
 * :func:`remove_stale_temporaries`: what a killed process left of the two above.
 
@@ -101,9 +102,19 @@ def staged_directory(target):
         raise
 
 
+def save_pretrained_staged(model, target, **kwargs) -> Path:
+    """``model.save_pretrained`` (any diffusers / transformers object) into a staged folder that
+    replaces ``target`` only when the save finished: a killed training never leaves a half-written
+    folder that looks loadable."""
+    with staged_directory(target) as staging:
+        model.save_pretrained(staging, **kwargs)
+    return Path(target)
+
+
 def save_json(value, path) -> Path:
     """Write ``value`` as indented JSON, atomically."""
     return atomic_write(path, lambda stream: stream.write((json.dumps(value, indent=2) + "\n").encode()))
 
 
-__all__ = ["PARTIAL_SUFFIX", "STALE_AFTER_S", "atomic_write", "remove_stale_temporaries", "save_json", "staged_directory"]
+__all__ = ["PARTIAL_SUFFIX", "STALE_AFTER_S", "atomic_write", "remove_stale_temporaries", "save_json",
+           "save_pretrained_staged", "staged_directory"]

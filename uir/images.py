@@ -6,7 +6,10 @@ saying what is wrong:
 
 * files: unreadable, truncated or non-image files, decompression bombs;
 * modes: 1, L, LA, P, RGBA, CMYK, YCbCr, 16-bit (I;16*, I) and float (F) images are converted
-  to RGB; alpha is composited over white; EXIF orientation is applied;
+  to RGB; alpha is composited over white; EXIF orientation is applied; 16-bit PNGs (grey or
+  colour, which PIL would cut to 8 bits) are read at full depth, and :func:`image_bit_depth`
+  lets a caller write 16 bits back (``save_image(..., bit_depth=16)``);
+* animated GIF/WebP/PNG: the first frame, with a warning that says so;
 * arrays: uint8, uint16 and float numpy arrays, (H,W), (H,W,C) with C in {1,3,4};
 * sizes: at least ``MIN_SIDE`` pixels on each side and at most ``MAX_PIXELS`` in total.
 
@@ -21,6 +24,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import png
 import torch
 from PIL import Image, ImageOps
 
@@ -62,6 +66,27 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def image_bit_depth(path) -> int:
+    """16 for a 16-bit PNG, else 8 (from the PNG header; other formats are read as 8-bit)."""
+    with open(path, "rb") as stream:
+        header = stream.read(26)
+    return 16 if header[:8] == _PNG_SIGNATURE and header[12:16] == b"IHDR" and header[24] == 16 else 8
+
+
+def _read_png16(path) -> np.ndarray:
+    """Float32 (H,W,3) in [0, 1] from a 16-bit PNG, alpha composited over white."""
+    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    planes = info["planes"]
+    array = np.array([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes) / 65535.0
+    if info["alpha"]:
+        array = array[..., :-1] * array[..., -1:] + (1.0 - array[..., -1:])
+    return np.ascontiguousarray(np.broadcast_to(array, (height, width, 3)) if array.shape[-1] == 1 else array,
+                                dtype=np.float32)
+
+
 def load_image(path) -> torch.Tensor:
     """Read an image file as a float32 RGB tensor (3,H,W) in [0, 1]."""
     path = Path(path)
@@ -72,8 +97,14 @@ def load_image(path) -> torch.Tensor:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 _check_size(image.height, image.width, str(path))
-                image.load()
-                array = _pil_to_array(image)
+                frames = getattr(image, "n_frames", 1)
+                if image_bit_depth(path) == 16:
+                    array = _read_png16(path)
+                else:
+                    image.load()
+                    array = _pil_to_array(image)
+        if frames > 1:
+            warnings.warn(f"{path}: an animation of {frames} frames; only the first is used", stacklevel=2)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -81,7 +112,7 @@ def load_image(path) -> torch.Tensor:
     except OSError as error:  # PIL's UnidentifiedImageError and truncation errors are OSErrors
         reason = "not an image file" if isinstance(error, Image.UnidentifiedImageError) else f"unreadable image ({error})"
         raise ImageError(f"{path}: {reason}") from None
-    except (ValueError, SyntaxError) as error:
+    except (ValueError, SyntaxError, png.Error) as error:
         raise ImageError(f"{path}: unreadable image ({error})") from None
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
 
@@ -165,13 +196,21 @@ def to_pil(image: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arrays]
 
 
-def save_image(image, path, overwrite: bool = True) -> Path:
+def save_image(image, path, overwrite: bool = True, bit_depth: int = 8) -> Path:
     """Write one image ((C,H,W) tensor or PIL) atomically; the format comes from the file suffix.
-    With ``overwrite=False`` an existing ``path`` is kept and ``FileExistsError`` raised."""
+
+    With ``overwrite=False`` an existing ``path`` is kept and ``FileExistsError`` raised.
+    ``bit_depth=16`` writes a 16-bit PNG from a tensor (for a 16-bit input).
+    """
     path = Path(path)
     fmt = _SAVE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ImageError(f"{path}: unknown output format; use one of {', '.join(sorted(_SAVE_FORMATS))}")
+    if bit_depth == 16 and fmt == "PNG" and isinstance(image, torch.Tensor):
+        pixels = image.detach().float().cpu().clamp(0, 1).reshape(-1, *image.shape[-2:])
+        rows = (pixels.permute(1, 2, 0).numpy() * 65535.0).round().astype(np.uint16).reshape(pixels.shape[1], -1)
+        writer = png.Writer(pixels.shape[2], pixels.shape[1], greyscale=pixels.shape[0] == 1, bitdepth=16)
+        return atomic_write(path, lambda stream: writer.write(stream, rows), overwrite=overwrite)
     if isinstance(image, Image.Image):
         pil = image.convert("RGB")
     else:

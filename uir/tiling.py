@@ -50,12 +50,18 @@ def _ramp(length: int, overlap: int, at_start: bool, at_end: bool, like: torch.T
 
 def restore_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int | None,
                   overlap: int = 64, multiple: int = 8) -> torch.Tensor:
-    """Apply a size-preserving ``fn`` to (B,C,H,W) ``x`` in blended tiles (or whole when it fits)."""
+    """Apply a size-preserving ``fn`` to (B,C,H,W) ``x`` in blended tiles (or whole when it fits).
+
+    ``overlap`` is capped at a quarter of the tile, so any tile size from ``2 * multiple`` works.
+    """
     h, w = x.shape[-2:]
     if tile is None or (h <= tile and w <= tile):
         return run_padded(fn, x, multiple)
-    if not 0 <= overlap < tile // 2:
-        raise ValueError(f"tile overlap must be in [0, {tile // 2}), got {overlap}")
+    if tile < 2 * multiple:
+        raise ValueError(f"tile size must be at least {2 * multiple} pixels, got {tile}")
+    if overlap < 0:
+        raise ValueError(f"tile overlap must be >= 0, got {overlap}")
+    overlap = min(overlap, tile // 4)  # blending ramps from both sides must not meet
     stride = tile - overlap
     ys, xs = _starts(h, tile, stride), _starts(w, tile, stride)
     out = None

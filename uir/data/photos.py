@@ -11,10 +11,13 @@ through :func:`photo_split`.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from ..images import IMAGE_SUFFIXES
+
+logger = logging.getLogger("uir.data")
 
 HOLDOUT_EVERY = 5
 #: environment variable that points at a folder of clean photographs
@@ -69,15 +72,28 @@ def held_out_photos(data_dir) -> list[Path]:
 
 
 def photo_split(args) -> tuple[list[Path], list[Path]]:
-    """(training files, validation files) from the data options; without ``--validation_data_dir``
-    the held-out split of the default photos, or none when there are none."""
+    """(training files, validation files) from the data options.
+
+    Validation photos come from ``--validation_data_dir``, else the held-out split of the
+    default photos; the first ``--num_validation_images`` are used. The split is respected: a
+    ``--train_data_dir`` that holds held-out or validation photos trains without them. Both
+    this and a run without validation photos are said in one log line, never silently.
+    """
     train_files = training_photos(args.train_data_dir)
     if args.validation_data_dir is not None:
         held_out = photo_files(args.validation_data_dir)
     else:
         root = default_photos_dir()
         held_out = split_photos(root)[1] if root is not None else []
-    return train_files, held_out[: args.num_validation_images]
+    excluded = {path.resolve() for path in held_out}
+    kept = [path for path in train_files if path.resolve() not in excluded]
+    if len(kept) < len(train_files):
+        logger.warning("%d photo(s) of the training folder are held out for validation; training without them",
+                       len(train_files) - len(kept))
+    validation = held_out[: args.num_validation_images]
+    if args.num_validation_images and not validation:
+        logger.warning("no validation photos (give --validation_data_dir or set %s): validation is skipped", PHOTOS_ENV)
+    return kept, validation
 
 
 __all__ = ["HOLDOUT_EVERY", "PHOTOS_ENV", "default_photos_dir", "held_out_photos", "photo_files", "photo_root",

@@ -93,7 +93,7 @@ class Param:
         kind = "int" if self.integer else "float"
         default = "sampled" if self.default is None else f"{self.default:g}"
         def fmt(level):
-            return f"{level[0]:.4g}-{level[1]:.4g}" if isinstance(level, tuple) else f"{level:.4g}"
+            return f"{level[0]:.4g} to {level[1]:.4g}" if isinstance(level, tuple) else f"{level:.4g}"
 
         levels = ", ".join(f"{s} {fmt(self.level(s))}" for s in SEVERITIES)
         return f"{self.name} ({kind}) in [{self.low:g}, {self.high:g}], default {default}; {levels}. {self.doc}".strip()
@@ -144,12 +144,21 @@ class Degradation:
 _REGISTRY: dict[str, Degradation] = {}
 
 
+def plain_text(docstring: str) -> str:
+    """A docstring paragraph as one line of plain text: reST roles (``:func:`x```) and inline
+    literals (double backquotes) lose their markup, whitespace runs become one space."""
+    import re
+
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", docstring)
+    return " ".join(text.replace("``", "").split())
+
+
 def register(name: str, fn: Callable, params: Sequence[Param] = (), family: str = "", doc: str | None = None):
     """Register ``fn`` under ``name``. One function may be registered under several names."""
     if name in _REGISTRY:
         raise ValueError(f"degradation {name!r} is already registered")
     text = doc if doc is not None else (fn.__doc__ or "").strip().split("\n\n")[0]
-    _REGISTRY[name] = Degradation(name, fn, tuple(params), family, " ".join(text.split()))
+    _REGISTRY[name] = Degradation(name, fn, tuple(params), family, plain_text(text))
     return fn
 
 
