@@ -11,9 +11,10 @@ a Hub id, or SD-turbo plus experts.
 
 from __future__ import annotations
 
-import json
 from importlib.resources import files
 from pathlib import Path
+
+from uir.files import load_json_object
 
 DEFAULT_MODEL = "default"
 
@@ -41,13 +42,7 @@ def saved_pipeline_class(folder) -> str | None:
     index = Path(str(folder)) / "model_index.json"
     if not index.is_file():
         return None
-    try:
-        config = json.loads(index.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{index} is not valid JSON ({error})") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"{index} must hold a JSON object, not {type(config).__name__}")
-    name = config.get("_class_name")
+    name = load_json_object(index).get("_class_name")
     name = name[-1] if isinstance(name, list) and name else name
     if name not in PIPELINE_CLASSES:
         raise ValueError(f"{index} names pipeline class {name!r}; uir pipelines are {', '.join(PIPELINE_CLASSES)}")

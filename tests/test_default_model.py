@@ -75,3 +75,20 @@ def test_automatic_tiles_blend_without_seams():
     tiled = pipe(degraded, output_type="pt").images
     assert abs(psnr(tiled, clean).item() - psnr(whole, clean).item()) < 0.5
     assert psnr(tiled, whole).item() > 35
+
+
+def test_bfloat16_loads_reports_its_dtype_and_restores(recwarn):
+    pipe = load_pipeline(dtype=torch.bfloat16)
+    assert pipe.dtype == torch.bfloat16
+    out = pipe(load_image(sample_image_path())[None][..., :64, :96], output_type="pt")
+    assert out.images.dtype == torch.float32 and torch.isfinite(out.images).all() and out.known is not None
+    assert not [w for w in recwarn if "torch_dtype" in str(w.message)]
+
+
+def test_cli_restore_prints_no_loading_bar(tmp_path, capfd):
+    clean = load_image(sample_image_path())[None][..., :64, :96]
+    from uir.images import save_image
+
+    save_image(clean[0], tmp_path / "a.png")
+    assert main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.png")]) == EXIT_OK
+    assert "Loading pipeline components" not in capfd.readouterr().err

@@ -45,3 +45,16 @@ def test_from_vae_rejects_foreign_weights():
     skip = SkipAutoencoderKL(**TINY_VAE)
     with pytest.raises(RuntimeError):
         skip.load_state_dict(other.state_dict(), strict=False)
+
+
+def test_fresh_skips_are_reproducible():
+    from uir.testing import TINY_VAE
+
+    torch.manual_seed(1)
+    a = SkipAutoencoderKL(**TINY_VAE)
+    torch.manual_seed(2)
+    b = SkipAutoencoderKL(**TINY_VAE)
+    for key in a.state_dict():
+        if key.startswith("skip_convs."):
+            assert torch.equal(a.state_dict()[key], b.state_dict()[key])
+    assert a.state_dict()["skip_convs.0.weight"].abs().max() < 1e-4

@@ -163,8 +163,9 @@ def _load_for_cli(args):
         raise UsageError(f"cannot load model {args.model or 'default'!r}: {error}") from None
 
 
-def _readable(paths):
-    """``(path, image)`` for each readable input; each unreadable one reported in one line."""
+def _readable(paths, failed: list):
+    """``(path, image)`` for each readable input, read when needed (one batch in memory at a
+    time); each unreadable one is reported in one line and appended to ``failed``."""
     from .images import ImageError, load_image
 
     for path in paths:
@@ -172,7 +173,7 @@ def _readable(paths):
             yield path, load_image(path)
         except ImageError as error:
             print(f"uir: skipped {path}: {error}", file=sys.stderr)
-            yield path, None
+            failed.append(path)
 
 
 def cmd_restore(args) -> int:
@@ -196,15 +197,12 @@ def cmd_restore(args) -> int:
     if weights is None and pipe.router is None and pipe.experts.names:
         raise UsageError("this model has no router: pass --degradation or --weights, or --router")
     loaded = time.perf_counter()
+    failed: list = []
     failures, done = 0, 0
-    readable = []
-    for path, image in _readable(inputs):
-        if image is None:
-            failures += 1
-        else:
-            readable.append((path, image))
-    batches = list(shape_batches(readable, args.batch_size, shape=lambda item: tuple(item[1].shape)))
-    for batch in tqdm(batches, desc="restoring", unit="batch", disable=len(batches) <= 1):
+    batches = shape_batches(_readable(inputs, failed), args.batch_size, shape=lambda item: tuple(item[1].shape))
+    progress = tqdm(total=len(inputs), desc="restoring", unit="image", disable=len(inputs) <= 1)
+    for batch in batches:
+        progress.update(len(batch))
         x = torch.stack([image for _, image in batch])
         try:
             options = {} if args.top_k is None else {"top_k": args.top_k}
@@ -238,6 +236,8 @@ def cmd_restore(args) -> int:
                           "model does not know", file=sys.stderr)
             else:
                 print(f"{path} -> {target}  experts: {used}")
+    progress.close()
+    failures += len(failed)
     if args.timing:
         print(f"timing: load {loaded - start:.2f} s, restore {time.perf_counter() - loaded:.2f} s "
               f"for {done} image(s)", file=sys.stderr)

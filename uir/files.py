@@ -4,7 +4,8 @@
   ``overwrite=False``, linked into place only if the name is still free).
 * :func:`staged_directory`: a folder built beside its target, then swapped in.
 * :func:`save_pretrained_staged`: a model's ``save_pretrained`` through :func:`staged_directory`.
-* :func:`save_json`: indented JSON through :func:`atomic_write`.
+* :func:`save_json`: indented JSON through :func:`atomic_write`; :func:`load_json_object` reads
+  one back with a one-line error.
 * :func:`remove_stale_temporaries`: what a killed process left of the two above.
 
 Temporaries are named ``.<name>.<random>`` + :data:`PARTIAL_SUFFIX`, so uir only ever removes
@@ -111,10 +112,23 @@ def save_pretrained_staged(model, target, **kwargs) -> Path:
     return Path(target)
 
 
+def load_json_object(path, error: type[Exception] = ValueError) -> dict:
+    """The JSON object in ``path``; ``error`` with one line when the file is not valid JSON or
+    holds something else (a list, a number)."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as reason:
+        raise error(f"{path} is not valid JSON ({reason})") from None
+    if not isinstance(value, dict):
+        raise error(f"{path} must hold a JSON object, not {type(value).__name__}")
+    return value
+
+
 def save_json(value, path) -> Path:
     """Write ``value`` as indented JSON, atomically."""
     return atomic_write(path, lambda stream: stream.write((json.dumps(value, indent=2) + "\n").encode()))
 
 
-__all__ = ["PARTIAL_SUFFIX", "STALE_AFTER_S", "atomic_write", "remove_stale_temporaries", "save_json",
+__all__ = ["PARTIAL_SUFFIX", "STALE_AFTER_S", "atomic_write", "load_json_object", "remove_stale_temporaries", "save_json",
            "save_pretrained_staged", "staged_directory"]

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..files import staged_directory
+from ..files import load_json_object, staged_directory
 from .mixture import LoRAMixtureLayer, inject_mixture, mixture_layers, remove_mixture
 
 EXPERT_FORMAT = "uir-expert/1"
@@ -186,7 +186,7 @@ class LoRAExpert:
         meta_path = path / METADATA_FILE
         if not meta_path.is_file():
             raise ExpertError(f"{path}: missing {METADATA_FILE}; not a uir expert folder")
-        meta = _read_json_object(meta_path)
+        meta = load_json_object(meta_path, ExpertError)
         if meta.get("format") != EXPERT_FORMAT:
             raise ExpertError(f"{path}: unsupported expert format {meta.get('format')!r} (expected {EXPERT_FORMAT})")
         missing = [key for key in ("degradation", "ranks") if key not in meta]
@@ -202,20 +202,10 @@ class LoRAExpert:
                 state = load_file(weights)
             except Exception as error:  # safetensors raises its own SafetensorError on a damaged file
                 raise ExpertError(f"{weights}: unreadable safetensors file ({error})") from None
-            components[name] = ExpertComponent(state, _read_json_object(config))
+            components[name] = ExpertComponent(state, load_json_object(config, ExpertError))
         known = {"format", "degradation", "text", "base_model", "ranks"}
         return cls(meta["degradation"], components, meta.get("base_model", ""), meta.get("text"),
                    {k: v for k, v in meta.items() if k not in known})
-
-
-def _read_json_object(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ExpertError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise ExpertError(f"{path}: must hold a JSON object, not {type(value).__name__}")
-    return value
 
 
 def _download(repo_id: str, **hub_kwargs) -> Path:

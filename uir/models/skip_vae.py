@@ -11,7 +11,7 @@ number of blocks. The channel plan comes from the VAE config, not from fixed num
 maps ``channels(e_{n-1-j})`` to ``channels(h_j)``, and both sit at the same resolution. For
 SD's VAE this gives 512->512, 256->512, 128->512 and 128->256.
 
-The skip convs start near zero (weights ~ N(0, 1e-5^2), zero bias), so a fresh model behaves
+The skip convs start near zero (weights ~ N(0, 1e-5^2) from a fixed seed, zero bias), so a fresh model behaves
 like the plain VAE; ``gamma`` scales the skips on their output, so ``gamma = 0`` reproduces the
 plain VAE exactly. The skip convs are ordinary ``nn.Conv2d`` (``skip_convs.{j}``), so PEFT
 LoRA can target them.
@@ -27,6 +27,10 @@ from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDis
 from torch import nn
 
 SKIP_INIT_STD = 1e-5
+#: fresh skips are drawn from their own seeded generator: the same VAE always gets the same
+#: skips, so experts trained on fresh skips fit the base again (same fingerprint), and no global
+#: random state is touched
+SKIP_INIT_SEED = 0
 
 
 def skip_channel_plan(block_out_channels) -> list[tuple[int, int]]:
@@ -73,8 +77,9 @@ class SkipAutoencoderKL(AutoencoderKL):
             mid_block_add_attention=mid_block_add_attention,
         )
         self.skip_convs = nn.ModuleList(nn.Conv2d(c_in, c_out, 1) for c_in, c_out in skip_channel_plan(block_out_channels))
+        generator = torch.Generator().manual_seed(SKIP_INIT_SEED)
         for conv in self.skip_convs:
-            nn.init.normal_(conv.weight, std=SKIP_INIT_STD)
+            nn.init.normal_(conv.weight, std=SKIP_INIT_STD, generator=generator)
             nn.init.zeros_(conv.bias)
 
     @classmethod
