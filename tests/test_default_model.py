@@ -92,3 +92,14 @@ def test_cli_restore_prints_no_loading_bar(tmp_path, capfd):
     save_image(clean[0], tmp_path / "a.png")
     assert main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.png")]) == EXIT_OK
     assert "Loading pipeline components" not in capfd.readouterr().err
+
+
+def test_readme_python_lines_work_in_a_fresh_process(tmp_path):
+    script = ("import uir\n"
+              "folder = uir.loading.default_model_dir()\n"
+              "assert folder == uir.default_model_dir() and (folder / 'model_index.json').is_file()\n"
+              "pipe = uir.load_pipeline()\n"
+              "print(type(pipe).__name__, len(pipe.experts.names))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert done.stdout.split() == ["RestorerPipeline", "10"]
