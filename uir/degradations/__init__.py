@@ -5,24 +5,21 @@
 >>> y, params = D.apply("noisy", torch.rand(3, 64, 64), generator=g, return_params=True)
 
 See :mod:`uir.degradations.catalog` for every name and :mod:`uir.degradations.operators`
-for DL-Net's linear observation operators.
+for DL-Net's linear observation operators. The names (:mod:`.families`) import without torch;
+the functions and the registry load on first use.
 """
 
-from . import catalog as _catalog  # noqa: F401  (registers the families)
-from .catalog import DA_CLIP_TYPES, GRIDS_TYPES, LIRA_FACTORS, LIRA_TYPES, parse_names
-from .registry import SEVERITIES, Degradation, Param, apply, get, names, register
+from .families import ALL_NAMES, DA_CLIP_TYPES, GRIDS_TYPES, LIRA_FACTORS, LIRA_TYPES, parse_names
 
-__all__ = [
-    "DA_CLIP_TYPES",
-    "GRIDS_TYPES",
-    "LIRA_FACTORS",
-    "LIRA_TYPES",
-    "SEVERITIES",
-    "Degradation",
-    "Param",
-    "apply",
-    "get",
-    "names",
-    "parse_names",
-    "register",
-]
+_REGISTRY_NAMES = ("SEVERITIES", "Degradation", "Param", "apply", "get", "names", "register")
+
+
+def __getattr__(name):
+    if name in _REGISTRY_NAMES:
+        from . import catalog, registry  # noqa: F401  (importing the catalog registers the families)
+
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["ALL_NAMES", "DA_CLIP_TYPES", "GRIDS_TYPES", "LIRA_FACTORS", "LIRA_TYPES", *_REGISTRY_NAMES, "parse_names"]

@@ -12,7 +12,6 @@ Ranges are on the scales the functions document (noise sigma on 0-255, sizes in 
 
 from __future__ import annotations
 
-import argparse
 import math
 from functools import partial
 
@@ -28,55 +27,11 @@ from .blur import (
 from .masks import inpainting
 from .noise import gaussian_noise, jpeg_compression, poisson_noise, salt_and_pepper
 from .photometric import darkness, haze, low_light, shadow
-from .registry import Param, get, register
+from .families import ALL_NAMES
+from .registry import Param, names, register
 from .weather import rain, raindrops, snow
 
-DA_CLIP_TYPES = (
-    "motion-blurry",
-    "hazy",
-    "jpeg-compressed",
-    "low-light",
-    "noisy",
-    "raindrop",
-    "rainy",
-    "shadowed",
-    "snowy",
-    "uncompleted",
-)
-GRIDS_TYPES = (
-    "gaussian-blur",
-    "motion-blur",
-    "rl-artifacts",
-    "bicubic-sr",
-    "ringing",
-    "defocus-blur",
-    "jpeg",
-    "poisson-noise",
-    "inpainting",
-    "gaussian-noise",
-    "salt-pepper",
-)
-LIRA_TYPES = ("lira-blended", "lira-blended-haze", "lira-blended-dark")
-#: the single factors LIRA's experts are trained on (fork stage), over the blend's ranges
-LIRA_FACTORS = ("lira-blur", "lira-noise", "lira-jpeg")
 
-
-def parse_names(spec: str) -> list[str]:
-    """A ``--degradations`` value: ``"all"`` (the DA-CLIP types) or comma-separated registered names.
-
-    Meant as an argparse ``type``: an unknown, repeated or missing name raises
-    ``argparse.ArgumentTypeError``, which argparse prints as a one-line usage error."""
-    names = list(DA_CLIP_TYPES) if spec == "all" else [n.strip() for n in spec.split(",") if n.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("no degradation named")
-    if len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"{spec!r} lists a name twice")
-    for name in names:
-        try:
-            get(name)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-    return names
 
 
 #: depth range (in units of 1/beta) of the depth proxy for LIRA's haze, so that its scattering
@@ -206,3 +161,7 @@ register("lira-jpeg", jpeg_compression, family="lira", params=(Param("quality", 
 register("lira-blended", lira_blend, family="lira", params=_LIRA_CHAIN)
 register("lira-blended-haze", lira_blend, family="lira", params=_LIRA_CHAIN + (Param("haze_beta", 0.05, 0.25),))
 register("lira-blended-dark", lira_blend, family="lira", params=_LIRA_CHAIN + (Param("dark_gamma", 1.5, 2.5),))
+
+
+if names() != list(ALL_NAMES):  # the names are listed once, in families.py, for torch-free use
+    raise ImportError(f"registered degradations {names()} differ from uir.degradations.families.ALL_NAMES")

@@ -1,0 +1,57 @@
+"""The names of every registered degradation, by family, importable without torch (the CLI
+parses ``--degradations`` before it imports anything heavy). :mod:`.catalog` registers
+exactly these names, and refuses to import if the two ever differ."""
+
+from __future__ import annotations
+
+import argparse
+
+DA_CLIP_TYPES = (
+    "motion-blurry",
+    "hazy",
+    "jpeg-compressed",
+    "low-light",
+    "noisy",
+    "raindrop",
+    "rainy",
+    "shadowed",
+    "snowy",
+    "uncompleted",
+)
+GRIDS_TYPES = (
+    "gaussian-blur",
+    "motion-blur",
+    "rl-artifacts",
+    "bicubic-sr",
+    "ringing",
+    "defocus-blur",
+    "jpeg",
+    "poisson-noise",
+    "inpainting",
+    "gaussian-noise",
+    "salt-pepper",
+)
+LIRA_TYPES = ("lira-blended", "lira-blended-haze", "lira-blended-dark")
+#: the single factors LIRA's experts are trained on (fork stage), over the blend's ranges
+LIRA_FACTORS = ("lira-blur", "lira-noise", "lira-jpeg")
+#: every registered name, in registration order
+ALL_NAMES = DA_CLIP_TYPES + GRIDS_TYPES + LIRA_FACTORS + LIRA_TYPES
+
+
+def parse_names(spec: str) -> list[str]:
+    """A ``--degradations`` value: ``"all"`` (the DA-CLIP types) or comma-separated registered names.
+
+    Meant as an argparse ``type``: an unknown, repeated or missing name raises
+    ``argparse.ArgumentTypeError``, which argparse prints as a one-line usage error."""
+    names = list(DA_CLIP_TYPES) if spec == "all" else [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("no degradation named")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"{spec!r} lists a name twice")
+    for name in names:
+        if name not in ALL_NAMES:
+            raise argparse.ArgumentTypeError(f"unknown degradation {name!r}; valid choices: {', '.join(sorted(ALL_NAMES))}")
+    return names
+
+
+__all__ = ["ALL_NAMES", "DA_CLIP_TYPES", "GRIDS_TYPES", "LIRA_FACTORS", "LIRA_TYPES", "parse_names"]
