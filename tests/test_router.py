@@ -1,3 +1,4 @@
+import copy
 import json
 
 import open_clip
@@ -127,3 +128,68 @@ def test_from_daclip_published_layout(router, tmp_path, suffix):
     images = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(loaded(images).probabilities, router(images).probabilities)
+
+
+@torch.no_grad()
+def test_d_is_the_controllers_output_not_the_frozen_towers(router):
+    """With a controller, eq. 3's d is the controller's pooled output (DA-CLIP)."""
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    trained = copy.deepcopy(router)
+    trained.controller.visual.conv1.weight.mul_(2.0)  # a trained controller differs from CLIP
+    pixels = trained._normalise(images)
+    d = trained.degradation_vector(images)
+    torch.testing.assert_close(d, F.normalize(trained.controller(pixels)[0], dim=-1))
+    assert (d - F.normalize(trained.clip.encode_image(pixels), dim=-1)).abs().max() > 1e-3
+    trained.clip.visual.conv1.weight.mul_(3.0)  # the frozen tower does not make d
+    torch.testing.assert_close(trained.degradation_vector(images), d)
+
+
+@torch.no_grad()
+def test_controller_injection_is_in_reverse_order_two_blocks():
+    """Block i of the frozen tower receives the controller's hidden state n-1-i, by hand."""
+    r = tiny_router()
+    visual = r.clip.visual
+    assert len(visual.transformer.resblocks) == 2
+    g = torch.Generator().manual_seed(6)
+    pixels = torch.randn(1, 3, 32, 32, generator=g)
+    c0, c1 = (torch.randn(1, 17, 32, generator=g) for _ in range(2))  # 16 patches + class token, width 32
+    x = visual._embeds(pixels)
+    x = visual.transformer.resblocks[0](x, attn_mask=None) + c1
+    x = visual.transformer.resblocks[1](x, attn_mask=None) + c0
+    pooled, _ = visual._pool(x)
+    expected = pooled @ visual.proj
+    torch.testing.assert_close(vision_forward(visual, pixels, control=[c0, c1])[0], expected)
+    assert not torch.allclose(vision_forward(visual, pixels, control=[c1, c0])[0], expected)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_daclip_keys_spelled_out_land_where_daclip_means_them(router, tmp_path, suffix):
+    """DA-CLIP's published names, written here by hand (not by the loader's mapping): the
+    controller is ``visual_control`` (a copy of the visual tower whose ``transformer`` is
+    wrapped as ``transformer.transformer`` with ``transformer.zero_modules``), CLIP is
+    ``clip``, ``visual`` aliases ``clip.visual``."""
+    spelled = {
+        "visual_control.conv1.weight": lambda r: r.controller.visual.conv1.weight,
+        "visual_control.transformer.transformer.resblocks.1.attn.in_proj_weight":
+            lambda r: r.controller.visual.transformer.resblocks[1].attn.in_proj_weight,
+        "visual_control.transformer.zero_modules.0.weight": lambda r: r.controller.zero_linears[0].weight,
+        "visual_control.transformer.zero_modules.1.bias": lambda r: r.controller.zero_linears[1].bias,
+        "visual_control.proj": lambda r: r.controller.visual.proj,
+        "clip.visual.conv1.weight": lambda r: r.clip.visual.conv1.weight,
+        "clip.token_embedding.weight": lambda r: r.clip.token_embedding.weight,
+        "logit_scale": lambda r: r.logit_scale,
+    }
+    state = {k: v.clone().contiguous() for k, v in _daclip_layout(router).items()}
+    g = torch.Generator().manual_seed(7)
+    for key in spelled:
+        assert key in state, f"{key} missing from the fixture"
+        state[key] = torch.randn(state[key].shape, generator=g)
+    state["visual.conv1.weight"] = state["clip.visual.conv1.weight"].clone()
+    path = tmp_path / f"daclip{suffix}"
+    if suffix == ".pt":
+        torch.save({"state_dict": state}, path)
+    else:
+        save_file(state, path)
+    loaded = DegradationRouter.from_daclip(path, clip_config=TINY_CLIP)
+    for key, where in spelled.items():
+        torch.testing.assert_close(where(loaded), state[key], msg=key)
