@@ -255,3 +255,43 @@ def test_mscn_matches_scipy_and_nss_features_separate_noise_from_blur(sample):
               for name in ("gaussian-noise", "gaussian-blur")}
     clean = features[0, 0].std()
     assert spread["gaussian-noise"] > clean > spread["gaussian-blur"]
+
+
+def test_selection_uses_kl_from_the_group_mean_to_the_image():
+    """Eq. 7 on a two-member group: KL(GGD(C) || GGD(d)) with GGD(C) the members' mean, by hand."""
+
+    selector = GroupSelector(names=["a", "b", "c"], groups=[["a", "b"], ["c"]], feature_dim=4, n_components=2)
+    selector.alpha.copy_(torch.tensor([[0.8, 1.6], [2.0, 1.0], [1.2, 1.2]], dtype=torch.float64))
+    selector.sigma.copy_(torch.tensor([[0.5, 2.0], [1.5, 0.7], [1.0, 1.0]], dtype=torch.float64))
+    image_alpha = torch.tensor([1.1, 0.9], dtype=torch.float64)
+    image_sigma = torch.tensor([0.9, 1.4], dtype=torch.float64)
+    selector.image_parameters = lambda features, image: (image_alpha, image_sigma)
+    divergence = selector.raw_divergence(torch.zeros(1, 3, 8, 8), features=None)[0]
+    group_alpha, group_sigma = selector.alpha[:2].mean(0), selector.sigma[:2].mean(0)
+    expected = log10_kl(group_alpha, group_sigma, image_alpha, image_sigma)
+    torch.testing.assert_close(divergence[0], expected)
+    reversed_kl = log10_kl(image_alpha, image_sigma, group_alpha, group_sigma)
+    first_member = log10_kl(selector.alpha[0], selector.sigma[0], image_alpha, image_sigma)
+    assert abs(float(expected - reversed_kl)) > 1e-3 and abs(float(expected - first_member)) > 1e-3
+    torch.testing.assert_close(divergence[1], log10_kl(selector.alpha[2], selector.sigma[2], image_alpha, image_sigma))
+
+
+def test_group_search_filters_each_size_before_the_partition_search():
+    """Alg. 1's filtering keeps, per size, the ranked groups up to the last that passes; the
+    search then verifies far fewer groups than exist."""
+    names = ["blur-a", "blur-b", "blur-c", "noise-a", "noise-b", "jpeg"]
+    cluster = {"blur-a": 0, "blur-b": 0, "blur-c": 0, "noise-a": 1, "noise-b": 1, "jpeg": 2}
+    distance = torch.tensor([[0.0 if a == b else 0.1 if cluster[a] == cluster[b] else 1.0 for b in names]
+                             for a in names], dtype=torch.float64)
+    calls = []
+
+    def verify(group):
+        calls.append(group)
+        return 0.0 if len({cluster[n] for n in group}) == 1 else 2.0
+
+    result = group_search(names, distance, verify)
+    assert sorted(result.candidates[2]) == [("blur-a", "blur-b"), ("blur-a", "blur-c"), ("blur-b", "blur-c"),
+                                            ("noise-a", "noise-b")]
+    assert result.candidates[3] == [("blur-a", "blur-b", "blur-c")] and 4 not in result.candidates
+    every_group = sum(math.comb(6, size) for size in range(2, 7))
+    assert len(calls) <= 16 < every_group
