@@ -18,6 +18,7 @@ from uir.dte import (
     layer_decay,
     match_timestep,
     orthogonality_loss,
+    parameter_importance,
     per_sample_gradients,
     time_sequential_order,
     to_diffusion_space,
@@ -324,3 +325,33 @@ def test_script_runs_every_stage_and_resumes_tit(tmp_path):
         train_dte.load_t_mat(str(t_json), ["snowy"])
     with pytest.raises(SystemExit, match="not a saved model"):
         train_dte.load_model(tmp_path)
+
+
+def test_parameter_importance_is_the_mean_absolute_gradient_by_hand():
+    """Alg. 6: I_k = mean over batches of |dL/dtheta_k|; two batches whose gradients have
+    opposite signs tell absolute from signed."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1, bias=False)
+    batches = iter([torch.tensor([[1.0, 2.0, -1.0]]), torch.tensor([[-3.0, 1.0, 1.0]])])
+    inputs = [torch.tensor([[1.0, 2.0, -1.0]]), torch.tensor([[-3.0, 1.0, 1.0]])]
+    importance = parameter_importance(model, lambda: model(next(batches)).sum(), num_batches=2)
+    by_hand = (inputs[0].abs() + inputs[1].abs()) / 2  # d(w.x)/dw = x
+    torch.testing.assert_close(importance["weight"], by_hand)
+    assert not torch.allclose(importance["weight"], (inputs[0] + inputs[1]).abs() / 2)
+
+
+def test_moe_router_reads_the_timestep_prompt():
+    """The MoE adapter's expert weights are softmax(W [pool(h), emb(t)]): they move with t."""
+    from uir.dte.moe import TimePromptMoE
+
+    torch.manual_seed(0)
+    moe = TimePromptMoE(channels=4, embedding_dim=6, num_experts=3)
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(2, 4, 8, 8, generator=g)
+    e1, e2 = torch.randn(2, 6, generator=g), torch.randn(2, 6, generator=g)
+    by_hand = moe.router(torch.cat([h.mean(dim=(2, 3)), e1], 1)).softmax(1)
+    torch.testing.assert_close(moe.routing(h, e1), by_hand)
+    assert not torch.allclose(moe.routing(h, e1), moe.routing(h, e2))
+    with torch.no_grad():
+        moe.scale.fill_(1.0)
+    assert not torch.allclose(moe(h, e1), moe(h, e2)), "the output ignores t"

@@ -190,3 +190,33 @@ def test_training_stages_freeze_and_lower_the_old_parameters(photos, tmp_path):
     assert [r["level"] for r in rows] == ["mild", "moderate", "severe"]
     with pytest.raises(SystemExit, match="not a saved model folder"):
         train_lira.evaluate(train_lira.parse_args(["evaluate", "--model", str(photos), "--data", str(photos)]))
+
+
+def test_gate_reads_the_image_the_global_feature_and_the_feature():
+    """Eq. 2-3: sigmoid(conv([x pooled to the feature's size, global, feature])) * feature."""
+    from uir.lira import Gate
+
+    torch.manual_seed(0)
+    gate = Gate(channels=4)
+    g = torch.Generator().manual_seed(1)
+    x, global_feature, feature = torch.rand(1, 3, 16, 16, generator=g), torch.randn(1, 4, 8, 8, generator=g), \
+        torch.randn(1, 4, 8, 8, generator=g)
+    by_hand = torch.sigmoid(gate.conv(torch.cat([F.avg_pool2d(x, 2), global_feature, feature], 1))) * feature
+    torch.testing.assert_close(gate(global_feature, x, feature), by_hand)
+    assert not torch.allclose(gate(global_feature, x.flip(-1), feature), by_hand), "the image does not reach the gate"
+
+
+def test_each_level_is_mixed_with_its_own_attention_weights():
+    """Eq. 4-5: level j of the output is sum_i w[:, i, j] * gated[i][j], with w per level."""
+    from uir.lira.network import mix_levels
+
+    g = torch.Generator().manual_seed(2)
+    gated = [[torch.randn(2, 4, 8, 8, generator=g) for _ in range(3)] for _ in range(2)]  # 2 branches, 3 levels
+    weights = torch.rand(2, 2, 3, generator=g).softmax(dim=1)
+    mixed = mix_levels(gated, weights)
+    for j in range(3):
+        by_hand = weights[:, 0, j, None, None, None] * gated[0][j] + weights[:, 1, j, None, None, None] * gated[1][j]
+        torch.testing.assert_close(mixed[j], by_hand)
+    attention = ExpertAttention(channels=4, branches=2, levels=3)
+    a, b = attention(torch.randn(2, 4, 8, 8, generator=g))
+    assert not torch.allclose(a[..., 0], a[..., 1]), "levels share one set of weights"
