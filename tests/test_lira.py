@@ -220,3 +220,58 @@ def test_each_level_is_mixed_with_its_own_attention_weights():
     attention = ExpertAttention(channels=4, branches=2, levels=3)
     a, b = attention(torch.randn(2, 4, 8, 8, generator=g))
     assert not torch.allclose(a[..., 0], a[..., 1]), "levels share one set of weights"
+
+
+def test_growing_objectives_by_hand():
+    """Eq. 18's pseudo-replay target is the frozen base's output on G(clean); LwF's is the base's
+    output on the new inputs; EWC adds lambda times the Fisher-weighted distance."""
+    from argparse import Namespace
+
+    base = tiny(seed=0).eval()
+    grown = base.grow().eval()
+    with torch.no_grad():
+        for p in grown.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    generator = ResnetGenerator(width=4, num_res_blocks=1).eval()
+    g = torch.Generator().manual_seed(3)
+    batch = {"lq": torch.rand(2, 3, 16, 16, generator=g), "gt": torch.rand(2, 3, 16, 16, generator=g)}
+    args = Namespace(method="lira", replay_weight=0.3, ewc_lambda=5.0)
+    new = F.l1_loss(grown(batch["lq"]), batch["gt"])
+    with torch.no_grad():
+        pseudo = generator(batch["gt"])
+        replay = F.l1_loss(grown(pseudo, task=0), base(pseudo))
+        distill = F.l1_loss(grown(batch["lq"], task=0), base(batch["lq"]))
+    torch.testing.assert_close(train_lira.grow_objective(args, grown, base, generator)(batch), new + 0.3 * replay)
+    args.method = "lwf"
+    torch.testing.assert_close(train_lira.grow_objective(args, grown, base)(batch), new + 0.3 * distill)
+    args.method = "ewc"
+    name = next(n for n, _ in grown.named_parameters() if n.startswith("amalgamator.old."))
+    fisher = {name: torch.ones_like(dict(grown.named_parameters())[name])}
+    loss = train_lira.grow_objective(args, grown, base, fisher=fisher)
+    torch.testing.assert_close(loss(batch), new)  # at the anchor the penalty is zero
+    with torch.no_grad():
+        dict(grown.named_parameters())[name].add_(0.5)
+    moved = F.l1_loss(grown(batch["lq"]), batch["gt"])
+    penalty = ewc_penalty(dict(grown.named_parameters()), {name: dict(grown.named_parameters())[name] - 0.5}, fisher)
+    torch.testing.assert_close(loss(batch), moved + 5.0 * penalty)
+    args.method = "finetune"
+    torch.testing.assert_close(train_lira.grow_objective(args, grown, base)(batch), moved)
+
+
+@pytest.mark.parametrize("method", ["lira", "lwf", "ewc"])
+def test_replay_gan_and_every_growing_method_run(photos, tmp_path, method):
+    train_lira.main(_argv("experts", photos, tmp_path / "experts"))
+    train_lira.main(_argv("join", photos, tmp_path / "join", "--init", str(tmp_path / "experts" / "model")))
+    extra = []
+    if method == "lira":
+        train_lira.main(_argv("replay-gan", photos, tmp_path / "gan", "--base", str(tmp_path / "join" / "model"),
+                              "--generator_width", "4", "--num_res_blocks", "1", "--resolution", "64"))
+        generator = ResnetGenerator.from_pretrained(tmp_path / "gan" / "generator")
+        assert generator.config.width == 4
+        extra = ["--generator", str(tmp_path / "gan" / "generator")]
+    if method == "ewc":
+        extra = ["--fisher_batches", "1"]
+    train_lira.main(_argv("grow", photos, tmp_path / method, "--base", str(tmp_path / "join" / "model"),
+                          "--warmup_steps", "1", "--method", method, "--rho", "1", *extra))
+    grown = LIRANetwork.from_pretrained(tmp_path / method / "model")
+    assert grown.config.num_tasks == 2
