@@ -228,10 +228,13 @@ def test_growing_objectives_by_hand():
     from argparse import Namespace
 
     base = tiny(seed=0).eval()
+    with torch.no_grad():  # a trained base is no identity (a fresh one nearly is)
+        for p in base.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     grown = base.grow().eval()
     with torch.no_grad():
         for p in grown.parameters():
-            p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+            p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel() + 1)))
     generator = ResnetGenerator(width=4, num_res_blocks=1).eval()
     g = torch.Generator().manual_seed(3)
     batch = {"lq": torch.rand(2, 3, 16, 16, generator=g), "gt": torch.rand(2, 3, 16, 16, generator=g)}
@@ -239,6 +242,7 @@ def test_growing_objectives_by_hand():
     new = F.l1_loss(grown(batch["lq"]), batch["gt"])
     with torch.no_grad():
         pseudo = generator(batch["gt"])
+        assert (base(pseudo) - pseudo).abs().mean() > 1e-2
         replay = F.l1_loss(grown(pseudo, task=0), base(pseudo))
         distill = F.l1_loss(grown(batch["lq"], task=0), base(batch["lq"]))
     torch.testing.assert_close(train_lira.grow_objective(args, grown, base, generator)(batch), new + 0.3 * replay)

@@ -215,6 +215,39 @@ def old_task_fisher(args, base: LIRANetwork) -> dict[str, torch.Tensor]:
     return {"amalgamator.old." + n[len("amalgamator."):]: f for n, f in fisher.items()}
 
 
+def grow_objective(args, grown: LIRANetwork, base: LIRANetwork, generator=None, fisher=None):
+    """The loss of one growing batch ``b`` for ``args.method``: the new task's L1, plus
+
+    * ``lira`` (eq. 18): ``replay_weight * L1(grown(G(y2), task 0), R(G(y2)))``, pseudo old pairs
+      made by the replay generator ``G`` from the new batch's clean images and labelled by the
+      frozen base ``R``;
+    * ``lwf``: ``replay_weight * L1(grown(x2, task 0), R(x2))``, distillation on the new inputs;
+    * ``ewc``: ``ewc_lambda * EWC penalty`` with the old task's Fisher diagonal;
+    * ``finetune`` / ``setting-a``: nothing more (they differ in ``rho``).
+    """
+    def new_loss(b):
+        return l1(grown(b["lq"]), b["gt"])
+
+    if args.method == "lira":
+        def loss(b):
+            with torch.no_grad():  # pseudo old pairs (x1', y2') = (G(y2), R(G(y2)))
+                pseudo = generator(b["gt"])
+                target = base(pseudo)
+            return new_loss(b) + args.replay_weight * l1(grown(pseudo, task=0), target)
+        return loss
+    if args.method == "lwf":
+        def loss(b):
+            with torch.no_grad():
+                target = base(b["lq"])
+            return new_loss(b) + args.replay_weight * l1(grown(b["lq"], task=0), target)
+        return loss
+    if args.method == "ewc":
+        anchor = {n: p.detach().clone() for n, p in grown.named_parameters() if n in fisher}
+        params = dict(grown.named_parameters())
+        return lambda b: new_loss(b) + args.ewc_lambda * ewc_penalty(params, anchor, fisher)
+    return new_loss
+
+
 def train_grow(args, accelerator):
     names = args.degradations
     old_names = args.old_degradations
@@ -229,31 +262,11 @@ def train_grow(args, accelerator):
     lr_scales = {f"lira.{n}": rho for n in groups["old"]}
     new_task = grown.config.num_tasks - 1
 
-    def new_loss(b):
-        return l1(grown(b["lq"]), b["gt"])
-
+    generator = None
     if args.method == "lira":
         generator = ResnetGenerator.from_pretrained(args.generator).to(accelerator.device).eval().requires_grad_(False)
-
-        def loss(b):
-            with torch.no_grad():  # pseudo old pairs (x1', y2') = (G(y2), R(G(y2)))
-                pseudo = generator(b["gt"])
-                target = base(pseudo)
-            return new_loss(b) + args.replay_weight * l1(grown(pseudo, task=0), target)
-    elif args.method == "lwf":
-        def loss(b):
-            with torch.no_grad():
-                target = base(b["lq"])
-            return new_loss(b) + args.replay_weight * l1(grown(b["lq"], task=0), target)
-    elif args.method == "ewc":
-        fisher = old_task_fisher(args, base)
-        anchor = {n: p.detach().clone() for n, p in grown.named_parameters() if n in fisher}
-        params = dict(grown.named_parameters())
-
-        def loss(b):
-            return new_loss(b) + args.ewc_lambda * ewc_penalty(params, anchor, fisher)
-    else:  # finetune, setting-a: new data only
-        loss = new_loss
+    fisher = old_task_fisher(args, base) if args.method == "ewc" else None
+    loss = grow_objective(args, grown, base, generator, fisher)
 
     dataset = training_dataset(args, names)
     sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed, mix_types=True)
