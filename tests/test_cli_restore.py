@@ -205,3 +205,19 @@ def test_sixteen_bit_png_keeps_its_depth_and_animation_is_announced(model_dir, t
     assert main(["restore", str(tmp_path / "anim.gif"), "-o", str(tmp_path / "anim.png"), "--model",
                  str(model_dir)]) == EXIT_OK
     assert "3 frames; only the first" in capsys.readouterr().err
+
+
+def test_readme_main_job_runs_and_runs_again(tmp_path, monkeypatch):
+    """The README's first command, after its installs: twice in a row, as a user would."""
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if "uir degrade --sample" in line)
+    commands = [shlex.split(part)[1:] for part in line.split(" && ") if part.startswith("uir ")]
+    assert [c[0] for c in commands] == ["degrade", "restore"]
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        for command in commands:
+            assert main(command) == EXIT_OK, command
+    assert (tmp_path / "outputs" / "restored.png").is_file()
