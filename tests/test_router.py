@@ -193,3 +193,20 @@ def test_daclip_keys_spelled_out_land_where_daclip_means_them(router, tmp_path, 
     loaded = DegradationRouter.from_daclip(path, clip_config=TINY_CLIP)
     for key, where in spelled.items():
         torch.testing.assert_close(where(loaded), state[key], msg=key)
+
+
+def test_strategy_inputs_are_checked():
+    """What mutation testing found unguarded: every malformed weight shape, k = 0 and an unknown
+    strategy name are errors, never silently routed."""
+    from uir.lora.strategies import expert_weights
+
+    names = ["noisy", "hazy", "rainy"]
+    for bad in (torch.ones(2, 2), torch.ones(1, 3), torch.tensor(1.0), torch.ones(2, 3, 1)):
+        with pytest.raises(ValueError, match="weights must have shape"):
+            expert_weights("manual", names, 2, weights=bad)
+    with pytest.raises(ValueError, match="top_k"):
+        top_k_weights(torch.rand(2, 3), 0)
+    for strategy in ("bogus", "zzz"):  # names that sort before and after the real ones
+        with pytest.raises(ValueError, match="unknown strategy"):
+            expert_weights(strategy, names, 2, probabilities=torch.rand(2, 3).softmax(-1), vocabulary=names,
+                           weights=torch.ones(3))
