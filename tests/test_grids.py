@@ -295,3 +295,25 @@ def test_group_search_filters_each_size_before_the_partition_search():
     assert result.candidates[3] == [("blur-a", "blur-b", "blur-c")] and 4 not in result.candidates
     every_group = sum(math.comb(6, size) for size in range(2, 7))
     assert len(calls) <= 16 < every_group
+
+
+def test_selector_checks_groups_calibrates_pairs_and_flags_only_above_the_threshold():
+    """What mutation testing found unguarded in GroupSelector and second_opinion."""
+    with pytest.raises(ValueError, match="disjoint"):
+        GroupSelector(names=["a", "b"], groups=[["a"], ["a", "b"]], feature_dim=4, n_components=2)
+    with pytest.raises(ValueError, match="drawn from"):
+        GroupSelector(names=["a", "b"], groups=[["a"], ["c"]], feature_dim=4, n_components=2)
+    selector = GroupSelector(names=["a", "b"], feature_dim=4, n_components=2, threshold=0.5)
+    scores = iter([torch.tensor([[0.1, 0.9]]), torch.tensor([[0.3, 0.7]])])
+    selector.raw_divergence = lambda image, features: next(scores)
+    selector.calibrate({"a": [torch.zeros(3, 8, 8), torch.zeros(3, 8, 8)]}, features=None)  # two images suffice
+    torch.testing.assert_close(selector.score_mean, torch.tensor([0.2, 0.0], dtype=torch.float64))
+    selector.score_mean.zero_()
+    selector.score_std.fill_(1.0)
+    selector.raw_divergence = lambda images, features: torch.tensor([[0.2, 0.8], [0.9, 0.6], [0.5, 0.7]],
+                                                                       dtype=torch.float64)
+    out = selector(torch.zeros(3, 3, 8, 8), features=None)
+    assert out.out_of_distribution.tolist() == [False, True, False]  # 0.2 and 0.5 are not above 0.5
+    assert second_opinion(["a", "a", "b"], out) == [True, False, False]
+    with pytest.raises(ValueError, match="router names"):
+        second_opinion(["a", "b"], out)
