@@ -28,7 +28,7 @@ from uir.hub import upload_folder, write_model_card
 from uir.images import to_pil, to_tensor
 from uir.lora import (FINGERPRINT_KEY, ExpertError, LoRAExpert, base_fingerprint, extract_expert, install_experts,
                       mixture_layers)
-from uir.lora.mixture import mixture_weights, remove_mixture
+from uir.lora.mixture import fused, mixture_weights, remove_mixture
 from uir.lora.strategies import DEFAULT_TOP_K, expert_weights
 from uir.tiling import restore_tiled
 
@@ -96,9 +96,10 @@ class ExpertMixturePipeline(DiffusionPipeline):
 
     adapted_components: tuple[str, ...] = ()
     size_multiple = 8
-    #: with ``tile_size="auto"``, images of more pixels than this are restored in tiles of
-    #: ``auto_tile_size``: memory stays bounded whatever the size (a 12 Mpx photo untiled needs ~9 GB)
-    auto_tile_above = 1024 * 1024
+    #: with ``tile_size="auto"``, images with a side above this are restored in equal tiles of at
+    #: most this size: memory stays bounded (a 12 Mpx photo untiled needs ~9 GB), and feature
+    #: maps stay near the CPU's cache (a 1024 px image untiled ran 9.8x the time of a 512 px one,
+    #: in tiles 3.6x; ``benchmarks/restore.py``)
     auto_tile_size = 512
     card_title = "uir restoration pipeline"
     card_description = ""
@@ -212,12 +213,19 @@ class ExpertMixturePipeline(DiffusionPipeline):
             upload_folder(target, repo_id or target.name, token=token, private=private)
 
     def mixture_scope(self, weights: torch.Tensor) -> ExitStack:
-        """Per-image expert weights on every adapted component that holds experts."""
+        """Per-image expert weights on every adapted component that holds experts.
+
+        When every image of the batch has the same weights (top-1 routing to one expert, manual
+        weights) and no gradient is wanted, the experts are fused into the base weights for the
+        call (:func:`uir.lora.fused`, restored bitwise on exit): the mixture then costs nothing.
+        """
         stack = ExitStack()
+        shared = (weights is not None and weights.shape[0] > 0 and not torch.is_grad_enabled()
+                  and bool((weights == weights[:1]).all()))
         for name in self.adapted_components:
             model = getattr(self, name)
             if mixture_layers(model):
-                stack.enter_context(mixture_weights(model, weights))
+                stack.enter_context(fused(model, weights[:1]) if shared else mixture_weights(model, weights))
         return stack
 
     # --- inference ---------------------------------------------------------------------------
@@ -242,7 +250,7 @@ class ExpertMixturePipeline(DiffusionPipeline):
             return_dict: return a :class:`UIRPipelineOutput` (else a one-element tuple of images).
             sample_posterior: sample the VAE latent instead of taking its mode (SD-turbo only).
             tile_size: restore in overlapping, blended tiles of this many pixels (bounded memory);
-                ``"auto"``: tiles of ``auto_tile_size`` for images above ``auto_tile_above`` pixels;
+                ``"auto"``: tiles of at most ``auto_tile_size`` for images with a longer side;
                 ``None``: whole images.
             tile_overlap: pixels shared by neighbouring tiles (at most a quarter of a tile).
             batch_size: images restored together (see :func:`shape_batches`).
@@ -252,8 +260,7 @@ class ExpertMixturePipeline(DiffusionPipeline):
         """
         images = to_tensor(image)
         if tile_size == "auto":
-            big = images.shape[-2] * images.shape[-1] > self.auto_tile_above
-            tile_size = self.auto_tile_size if big else None
+            tile_size = self.auto_tile_size if max(images.shape[-2:]) > self.auto_tile_size else None
         chosen, routed = route(self, images.to(self.device), weights, top_k, strategy, generator)
         rows = list(range(images.shape[0]))
         batches = list(shape_batches(rows, batch_size, shape=lambda row: ()))

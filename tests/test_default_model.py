@@ -66,15 +66,17 @@ def test_readme_first_command_path(tmp_path, capsys):
 
 
 def test_automatic_tiles_blend_without_seams():
-    """Tiles of 128 px on the held-out sample photo: within 0.5 dB of restoring it whole."""
-    clean = load_image(sample_image_path())[None]
+    """The held-out sample at 900x600 restores in 2x2 automatic tiles within 0.5 dB of the
+    whole image (measured: 0.01 dB; tiled against whole 45 dB)."""
+    import torch.nn.functional as F
+
+    clean = F.interpolate(load_image(sample_image_path())[None], size=(600, 900), mode="bicubic").clamp(0, 1)
     degraded = degradations.apply("noisy", clean, generator=torch.Generator().manual_seed(0))
     pipe = load_pipeline()
     whole = pipe(degraded, output_type="pt", tile_size=None).images
-    pipe.auto_tile_above, pipe.auto_tile_size = 128 * 128, 128
     tiled = pipe(degraded, output_type="pt").images
     assert abs(psnr(tiled, clean).item() - psnr(whole, clean).item()) < 0.5
-    assert psnr(tiled, whole).item() > 35
+    assert psnr(tiled, whole).item() > 40
 
 
 def test_bfloat16_loads_reports_its_dtype_and_restores(recwarn):

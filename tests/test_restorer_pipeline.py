@@ -121,15 +121,15 @@ def test_assembled_pipeline_keeps_router_and_experts(tmp_path, train_script):
 
 
 def test_large_images_are_tiled_automatically(pipe, monkeypatch):
-    """``tile_size="auto"`` bounds memory: above ``auto_tile_above`` pixels the restorer never
-    sees more than one tile (seams are measured on the real model in test_default_model)."""
+    """``tile_size="auto"`` bounds memory: above ``auto_tile_size`` the restorer never sees more
+    than one tile, and the tiles are equal (seams are measured on the real model in
+    test_default_model)."""
     x = _images(batch=1, h=150, w=200)
     seen = []
     original = type(pipe).restore_tensor
     monkeypatch.setattr(type(pipe), "restore_tensor", lambda self, t, *a, **k: seen.append(t.shape) or original(self, t, *a, **k))
-    monkeypatch.setattr(pipe, "auto_tile_above", 64 * 64)
     monkeypatch.setattr(pipe, "auto_tile_size", 64)
     assert pipe(x, output_type="pt").images.shape == x.shape
-    assert len(seen) > 1 and max(s[-1] * s[-2] for s in seen) <= 64 * 64
+    assert len(seen) == 12 and {tuple(s[-2:]) for s in seen} == {(64, 64)}  # 3 x 4 equal tiles of 64
     small = pipe(x[..., :48, :48], output_type="pt", tile_size=16).images  # overlap 32 is capped, not an error
     assert small.shape == (1, 3, 48, 48)

@@ -1,7 +1,7 @@
 """Size handling for restorers: reflect-pad to a multiple, and overlapping tiles for large images.
 
-:func:`restore_tiled` cuts an image into ``tile x tile`` windows that overlap by ``overlap``
-pixels, runs ``fn`` on each (each window reflect-padded to a multiple of ``multiple``), and
+:func:`restore_tiled` cuts an image into windows of at most ``tile x tile`` pixels, of equal
+size, that overlap by at least ``overlap`` pixels, runs ``fn`` on each (each window reflect-padded to a multiple of ``multiple``), and
 blends the results with weights that ramp linearly across the overlaps, so seams do not show
 and memory stays bounded by one tile.
 """
@@ -30,11 +30,16 @@ def run_padded(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mult
     return fn(padded)[..., :h, :w]
 
 
-def _starts(length: int, tile: int, stride: int) -> list[int]:
+def _windows(length: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int]]:
+    """``(start, size)`` of the fewest windows of at most ``tile`` pixels (when ``tile`` is a
+    multiple of ``multiple``) that cover ``length`` with neighbours sharing at least
+    ``overlap``; all of one size, so no window is a thin leftover (1024 px in 512 px tiles is
+    three windows of 368, not two of 512 and a third mostly overlapping)."""
     if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, stride)) + [length - tile]
-    return sorted(set(starts))
+        return [(0, length)]
+    count = -(-(length - overlap) // (tile - overlap))
+    size = min(length, -(-(-(-(length + (count - 1) * overlap) // count)) // multiple) * multiple)
+    return [(round(i * (length - size) / (count - 1)), size) for i in range(count)]
 
 
 def _ramp(length: int, overlap: int, at_start: bool, at_end: bool, like: torch.Tensor) -> torch.Tensor:
@@ -62,13 +67,11 @@ def restore_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, t
     if overlap < 0:
         raise ValueError(f"tile overlap must be >= 0, got {overlap}")
     overlap = min(overlap, tile // 4)  # blending ramps from both sides must not meet
-    stride = tile - overlap
-    ys, xs = _starts(h, tile, stride), _starts(w, tile, stride)
     out = None
     total = torch.zeros(1, 1, h, w, dtype=x.dtype, device=x.device)
-    for top in ys:
-        for left in xs:
-            window = x[..., top : top + tile, left : left + tile]
+    for top, height in _windows(h, tile, overlap, multiple):
+        for left, width in _windows(w, tile, overlap, multiple):
+            window = x[..., top : top + height, left : left + width]
             result = run_padded(fn, window, multiple)
             th, tw = window.shape[-2:]
             wy = _ramp(th, overlap, top == 0, top + th >= h, x)
