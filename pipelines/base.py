@@ -159,12 +159,13 @@ class ExpertMixturePipeline(DiffusionPipeline):
         if expert.degradation in self.experts.names and not replace:
             raise ExpertError(f"an expert for {expert.degradation!r} is already loaded; pass replace=True "
                               "(uir restore --experts always replaces)")
+        self.sync_experts()
         previous = list(self.experts.experts)
-        self.remove_experts([expert.degradation] if expert.degradation in self.experts.names else [])
-        self.experts.add(expert)
         try:
+            self.experts.set_experts([e for e in previous if e.degradation != expert.degradation])
+            self.experts.add(expert)
             self._install_experts()
-        except Exception:
+        except Exception:  # the pipeline keeps the experts it had
             self.experts.set_experts(previous)
             self._install_experts()
             raise

@@ -149,3 +149,14 @@ def test_pickled_base_weights_need_allow_pickle(pipe, tmp_path, photo, capsys):
     assert load_pipeline(tmp_path / "model", allow_pickle=True).experts.names == ["noisy", "hazy"]
     with pytest.raises(OSError):
         load_pipeline(tmp_path / "model")
+
+
+def test_a_refused_replacement_keeps_the_loaded_expert(pipe):
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    before = pipe(x, weights={"noisy": 1.0}, output_type="pt").images
+    other_label = _expert(pipe)
+    other_label.base_model = "another-base"
+    with pytest.raises(ExpertError, match="another-base"):
+        pipe.load_expert(other_label, replace=True)
+    assert pipe.experts.names == ["noisy", "hazy"]
+    torch.testing.assert_close(pipe(x, weights={"noisy": 1.0}, output_type="pt").images, before)
