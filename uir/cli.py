@@ -426,8 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "uir.lora.strategies.DEFAULT_TOP_K)")
     restore.add_argument("--batch-size", dest="batch_size", type=int, default=4)
     restore.add_argument("--tile-size", dest="tile_size", type=_tile_size, default="auto",
-                         help="restore in overlapping tiles of this many pixels; auto (default): tiles for images "
-                              "above about 1 megapixel, so memory stays bounded; 0: never tile")
+                         help="restore in overlapping tiles of at most this many pixels; auto (default): "
+                              "512 px tiles for images with a longer side, so memory stays bounded; 0: never tile")
     restore.add_argument("--timing", action="store_true", help="print load and restore times")
     restore.set_defaults(func=cmd_restore)
 
