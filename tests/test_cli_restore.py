@@ -221,3 +221,42 @@ def test_readme_main_job_runs_and_runs_again(tmp_path, monkeypatch):
         for command in commands:
             assert main(command) == EXIT_OK, command
     assert (tmp_path / "outputs" / "restored.png").is_file()
+
+
+def _launch_two(argv, tmp_path, port):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--main_process_port", str(port), "-m", "uir.cli", *argv]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+
+def test_two_processes_restore_every_input_once_and_resume(model_dir, tmp_path, sample, capsys):
+    """``accelerate launch -m uir.cli restore``: two CPU processes split the inputs, the outputs
+    equal one process's, one summary is printed, and --skip-existing resumes a stopped run."""
+    folder = tmp_path / "in"
+    for i in range(6):
+        save_image(sample[:, i * 8 : i * 8 + 40, :48], folder / f"{i}.png")
+    assert main(["restore", str(folder), "-o", str(tmp_path / "one"), "--model", str(model_dir)]) == EXIT_OK
+    done = _launch_two(["restore", str(folder), "-o", str(tmp_path / "two"), "--model", str(model_dir)],
+                       tmp_path, 29541)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("->") == 6 and done.stderr.count("uir: restored 6, skipped 0 existing") == 1
+    assert "on 2 processes" in done.stderr
+    for i in range(6):
+        assert (tmp_path / "two" / f"{i}.png").read_bytes() == (tmp_path / "one" / f"{i}.png").read_bytes()
+    # a stopped run: two outputs missing; the resumed run restores exactly those
+    kept = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "two").iterdir()}
+    for name in ("1.png", "4.png"):
+        (tmp_path / "two" / name).unlink()
+    again = _launch_two(["restore", str(folder), "-o", str(tmp_path / "two"), "--model", str(model_dir),
+                         "--skip-existing"], tmp_path, 29542)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("->") == 2 and "uir: restored 2, skipped 4 existing" in again.stderr
+    for name, mtime in kept.items():
+        if name not in ("1.png", "4.png"):
+            assert (tmp_path / "two" / name).stat().st_mtime_ns == mtime, f"{name} was redone"
+    assert (tmp_path / "two" / "4.png").read_bytes() == (tmp_path / "one" / "4.png").read_bytes()

@@ -39,11 +39,13 @@ def _output_path(src: Path, out: Path, many: bool) -> Path:
     return out
 
 
-def plan_outputs(inputs: list[Path], output: str, hint: str, overwrite: bool = False) -> list[Path]:
+def plan_outputs(inputs: list[Path], output: str, hint: str, overwrite: bool = False,
+                 skip_existing: bool = False) -> list[Path]:
     """One output path per input, checked before any work; a :class:`UsageError` when there are
     no inputs, when several inputs would write one file (``x.jpg`` and ``x.png`` both give
-    ``x.png``), or, unless ``overwrite``, when an output is one of the inputs or exists already.
-    Stale temporary files of an earlier, killed run are removed from the output folders."""
+    ``x.png``), or, unless ``overwrite``, when an output is one of the inputs or (unless
+    ``skip_existing``) exists already. Stale temporary files of an earlier, killed run are
+    removed from the output folders."""
     from .files import remove_stale_temporaries
 
     if not inputs:
@@ -67,9 +69,9 @@ def plan_outputs(inputs: list[Path], output: str, hint: str, overwrite: bool = F
         if clash:
             raise UsageError(f"the output {clash[0]} is one of the inputs; choose another output or pass --overwrite")
         existing = [t for t in targets if t.exists()]
-        if existing:
+        if existing and not skip_existing:
             raise UsageError(f"{len(existing)} output(s) exist already, e.g. {existing[0]}; pass --overwrite to "
-                             "replace them")
+                             "replace them or --skip-existing to keep them")
     for folder in {t.parent for t in targets}:
         remove_stale_temporaries(folder)
     return targets
@@ -176,6 +178,21 @@ def _readable(paths, failed: list):
             failed.append(path)
 
 
+def _process_share(items: list):
+    """``(this process's share of items, accelerate state)``: all items and ``None`` in a plain
+    run; under ``accelerate launch`` with several processes, one contiguous share each
+    (``PartialState.split_between_processes``)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return items, None
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))  # as Accelerator() reads it
+    state.wait_for_everyone()  # every process has listed the pending inputs before any writes
+    with state.split_between_processes(items) as share:
+        return list(share), state
+
+
 def cmd_restore(args) -> int:
     import time
 
@@ -186,9 +203,15 @@ def cmd_restore(args) -> int:
     from .pipelines.base import shape_batches
 
     inputs = list_images(args.inputs)
-    targets = dict(zip(inputs, plan_outputs(inputs, args.output, "files, folders or globs", args.overwrite)))
+    targets = dict(zip(inputs, plan_outputs(inputs, args.output, "files, folders or globs", args.overwrite,
+                                            args.skip_existing)))
+    pending = [path for path in inputs if args.overwrite or not targets[path].exists()]
+    skipped = len(inputs) - len(pending)
     weights = _parse_weights(args.weights, args.degradation)
     start = time.perf_counter()
+    mine, state = _process_share(pending)
+    if state is not None:
+        args.device = str(state.device)
     pipe = _load_for_cli(args)
     if weights is not None:
         unknown = sorted(set(weights) - set(pipe.experts.names))
@@ -199,8 +222,8 @@ def cmd_restore(args) -> int:
     loaded = time.perf_counter()
     failed: list = []
     failures, done = 0, 0
-    batches = shape_batches(_readable(inputs, failed), args.batch_size, shape=lambda item: tuple(item[1].shape))
-    progress = tqdm(total=len(inputs), desc="restoring", unit="image", disable=len(inputs) <= 1)
+    batches = shape_batches(_readable(mine, failed), args.batch_size, shape=lambda item: tuple(item[1].shape))
+    progress = tqdm(total=len(mine), desc="restoring", unit="image", disable=len(mine) <= 1)
     for batch in batches:
         progress.update(len(batch))
         x = torch.stack([image for _, image in batch])
@@ -238,9 +261,18 @@ def cmd_restore(args) -> int:
                 print(f"{path} -> {target}  experts: {used}")
     progress.close()
     failures += len(failed)
+    seconds = time.perf_counter() - loaded
+    if state is not None:  # one summary, from the main process, over every process's counts
+        from accelerate.utils import gather_object
+
+        counts = gather_object([(done, failures, seconds)])
+        done, failures, seconds = sum(c[0] for c in counts), sum(c[1] for c in counts), max(c[2] for c in counts)
+    if len(inputs) > 1 and (state is None or state.is_main_process):
+        processes = f" on {state.num_processes} processes" if state is not None else ""
+        print(f"uir: restored {done}, skipped {skipped} existing, {failures} failed{processes}; "
+              f"{done / max(seconds, 1e-9):.2f} images/s", file=sys.stderr)
     if args.timing:
-        print(f"timing: load {loaded - start:.2f} s, restore {time.perf_counter() - loaded:.2f} s "
-              f"for {done} image(s)", file=sys.stderr)
+        print(f"timing: load {loaded - start:.2f} s, restore {seconds:.2f} s for {done} image(s)", file=sys.stderr)
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
@@ -418,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("inputs", nargs="+", help="image files, folders or globs")
     restore.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs")
     restore.add_argument("--overwrite", action="store_true", help="replace existing outputs, even an input")
+    restore.add_argument("--skip-existing", dest="skip_existing", action="store_true",
+                         help="keep outputs that exist and restore the rest: resumes a stopped run (outputs are "
+                              "written atomically, so an existing one is complete)")
     _add_model_args(restore)
     restore.add_argument("--degradation", default=None, help="use these experts with equal weights, e.g. noisy,hazy")
     restore.add_argument("--weights", default=None, help="explicit expert weights, e.g. noisy=0.7,hazy=0.3")
