@@ -260,3 +260,27 @@ def test_two_processes_restore_every_input_once_and_resume(model_dir, tmp_path, 
         if name not in ("1.png", "4.png"):
             assert (tmp_path / "two" / name).stat().st_mtime_ns == mtime, f"{name} was redone"
     assert (tmp_path / "two" / "4.png").read_bytes() == (tmp_path / "one" / "4.png").read_bytes()
+
+
+def test_two_processes_evaluate_like_one(model_dir, tmp_path, sample):
+    """``accelerate launch -m uir.cli eval``: each process scores a share (the same degradations
+    as one process draws) and the main process writes the merged table."""
+    import json
+
+    photos = tmp_path / "photos"
+    for i in range(5):
+        crop = sample[:, i * 8 : i * 8 + 40, :48]
+        save_image(crop, photos / f"{i}.png")
+        save_image(crop, tmp_path / "pairs" / "gt" / f"{i}.png")
+        save_image((crop + 0.1 * torch.randn(crop.shape, generator=torch.Generator().manual_seed(i))).clamp(0, 1),
+                   tmp_path / "pairs" / "lq" / f"{i}.png")
+    for data in ("photos", "pairs"):
+        common = ["eval", "--model", str(model_dir), "--data", str(tmp_path / data), "--degradations", "noisy,hazy"]
+        assert main([*common, "-o", str(tmp_path / f"{data}-one")]) == EXIT_OK
+        done = _launch_two([*common, "-o", str(tmp_path / f"{data}-two")], tmp_path, 29543)
+        assert done.returncode == 0, done.stderr[-2000:]
+        one, two = (json.loads((tmp_path / f"{data}-{n}" / "scores.json").read_text()) for n in ("one", "two"))
+        assert [r["degradation"] for r in two] == [r["degradation"] for r in one]
+        for a, b in zip(one, two):
+            for key in ("psnr_in", "psnr_out", "ssim_out"):
+                assert b[key] == pytest.approx(a[key], abs=1e-4), (data, a["degradation"], key)

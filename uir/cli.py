@@ -178,19 +178,25 @@ def _readable(paths, failed: list):
             failed.append(path)
 
 
-def _process_share(items: list):
-    """``(this process's share of items, accelerate state)``: all items and ``None`` in a plain
-    run; under ``accelerate launch`` with several processes, one contiguous share each
-    (``PartialState.split_between_processes``)."""
+def _distributed_state():
+    """accelerate's ``PartialState`` under ``accelerate launch`` with several processes, once
+    every process has reached this point; ``None`` in a plain run."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return items, None
+        return None
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))  # as Accelerator() reads it
-    state.wait_for_everyone()  # every process has listed the pending inputs before any writes
+    state.wait_for_everyone()  # every process has listed its inputs before any writes
+    return state
+
+
+def _share(state, items: list) -> list:
+    """This process's contiguous share of ``items`` (all of them in a plain run)."""
+    if state is None:
+        return items
     with state.split_between_processes(items) as share:
-        return list(share), state
+        return list(share)
 
 
 def cmd_restore(args) -> int:
@@ -209,7 +215,8 @@ def cmd_restore(args) -> int:
     skipped = len(inputs) - len(pending)
     weights = _parse_weights(args.weights, args.degradation)
     start = time.perf_counter()
-    mine, state = _process_share(pending)
+    state = _distributed_state()
+    mine = _share(state, pending)
     if state is not None:
         args.device = str(state.device)
     pipe = _load_for_cli(args)
@@ -287,14 +294,17 @@ def _restore_fn(pipe, oracle: bool):
 
 def cmd_eval(args) -> int:
     from .data import photo_files, split_photos
-    from .evaluation import (comparison_grid, evaluate_paired, evaluate_restoration, markdown_table, with_mean,
-                             write_scores)
+    from .evaluation import (RestorationScores, comparison_grid, evaluate_paired, evaluate_restoration,
+                             markdown_table, with_mean, write_scores)
     from .images import save_image
 
     names = args.degradations
     data = Path(args.data)
     if not data.is_dir():
         raise UsageError(f"--data {data} is not a folder")
+    state = _distributed_state()
+    if state is not None:
+        args.device = str(state.device)
     pipe = _load_for_cli(args)
     if args.oracle:
         missing = sorted(set(names) - set(pipe.experts.names))
@@ -307,10 +317,19 @@ def cmd_eval(args) -> int:
             rows.append((pair.name, [pair.lq, restored, pair.gt]))
 
     if (data / "lq").is_dir() and (data / "gt").is_dir():
-        scores = evaluate_paired(lambda lq: pipe(lq, output_type="pt").images, data)
+        scores = evaluate_paired(lambda lq: pipe(lq, output_type="pt").images, data,
+                                 select=lambda indices: _share(state, indices))
     else:
         files = (split_photos(data)[1] if args.held_out else photo_files(data))[: args.limit]
-        scores = evaluate_restoration(_restore_fn(pipe, args.oracle), files, names, seed=args.seed, on_pair=keep)
+        mine = _share(state, list(enumerate(files)))
+        scores = evaluate_restoration(_restore_fn(pipe, args.oracle), [path for _, path in mine], names,
+                                      seed=args.seed, on_pair=keep, first_index=mine[0][0] if mine else 0)
+    if state is not None:  # every process's scores, merged by count, written once
+        from accelerate.utils import gather_object
+
+        scores = RestorationScores.merge(gather_object([scores]))
+        if not state.is_main_process:
+            return EXIT_OK
     table = with_mean(scores.rows())
     print(markdown_table(table))
     out = Path(args.output)

@@ -31,9 +31,13 @@ class DegradedPair:
 
 
 def degraded_pairs(files: Sequence, names: Sequence[str], seed: int = 0, severity: str | None = None,
-                   repeats: int = 1) -> Iterator[DegradedPair]:
-    """Yield each photo under each degradation (``repeats`` independent draws each), as (1,3,H,W)."""
-    for f, path in enumerate(files):
+                   repeats: int = 1, first_index: int = 0) -> Iterator[DegradedPair]:
+    """Yield each photo under each degradation (``repeats`` independent draws each), as (1,3,H,W).
+
+    ``first_index`` is the position of ``files[0]`` in the whole list, so that a process scoring
+    a contiguous share draws the same degradations as one process scoring everything.
+    """
+    for f, path in enumerate(files, start=first_index):
         gt = load_image(path)[None]
         for k, name in enumerate(names):
             for r in range(repeats):
@@ -44,12 +48,26 @@ def degraded_pairs(files: Sequence, names: Sequence[str], seed: int = 0, severit
 
 @dataclass
 class RestorationScores:
-    """Mean PSNR/SSIM per degradation, of the degraded input and of the restored output."""
+    """Mean PSNR/SSIM per degradation, of the degraded input and of the restored output, and
+    the number of pairs behind each mean (``count``)."""
 
     psnr_in: dict = field(default_factory=dict)
     psnr_out: dict = field(default_factory=dict)
     ssim_in: dict = field(default_factory=dict)
     ssim_out: dict = field(default_factory=dict)
+    count: dict = field(default_factory=dict)
+
+    @classmethod
+    def merge(cls, parts: Sequence["RestorationScores"]) -> "RestorationScores":
+        """One table from the scores of disjoint shares (e.g. one per process), weighted by count."""
+        merged = cls()
+        for name in dict.fromkeys(name for part in parts for name in part.count):
+            total = sum(part.count.get(name, 0) for part in parts)
+            merged.count[name] = total
+            for table in ("psnr_in", "psnr_out", "ssim_in", "ssim_out"):
+                getattr(merged, table)[name] = sum(getattr(part, table)[name] * part.count[name]
+                                                   for part in parts if name in part.count) / total
+        return merged
 
     def mean(self, table: str) -> float:
         values = list(getattr(self, table).values())
@@ -75,17 +93,20 @@ def _score(triples: Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor
     for name, (p_in, p_out, s_in, s_out, n) in sums.items():
         scores.psnr_in[name], scores.psnr_out[name] = p_in / n, p_out / n
         scores.ssim_in[name], scores.ssim_out[name] = s_in / n, s_out / n
+        scores.count[name] = n
     return scores
 
 
 def evaluate_restoration(restore: Callable[[torch.Tensor, DegradedPair], torch.Tensor], files, names, seed: int = 0,
-                         severity: str | None = None, on_pair: Callable | None = None) -> RestorationScores:
+                         severity: str | None = None, on_pair: Callable | None = None,
+                         first_index: int = 0) -> RestorationScores:
     """Score ``restore(lq, pair) -> restored`` (both (1,3,H,W) in [0, 1]) on every pair.
 
-    ``on_pair(pair, restored)`` sees each result (for grids and per-image reports).
+    ``on_pair(pair, restored)`` sees each result (for grids and per-image reports);
+    ``first_index`` as in :func:`degraded_pairs`.
     """
     def triples():
-        for pair in degraded_pairs(files, names, seed, severity):
+        for pair in degraded_pairs(files, names, seed, severity, first_index=first_index):
             with torch.no_grad():
                 restored = restore(pair.lq, pair).float().clamp(0, 1)
             if on_pair is not None:
@@ -95,15 +116,17 @@ def evaluate_restoration(restore: Callable[[torch.Tensor, DegradedPair], torch.T
     return _score(triples())
 
 
-def evaluate_paired(restore: Callable[[torch.Tensor], torch.Tensor], folder, name: str = "paired") -> RestorationScores:
+def evaluate_paired(restore: Callable[[torch.Tensor], torch.Tensor], folder, name: str = "paired",
+                    select: Callable[[list], list] = list) -> RestorationScores:
     """Score ``restore(lq) -> restored`` on the ``lq/`` and ``gt/`` pairs of ``folder`` (matched by
-    file stem), as one row ``name``."""
+    file stem), as one row ``name``; ``select`` picks the pair indices to score (a process's share)."""
     from .data import PairedFolderDataset
 
     dataset = PairedFolderDataset(Path(folder) / "lq", Path(folder) / "gt")
 
     def triples():
-        for item in dataset:
+        for index in select(list(range(len(dataset)))):
+            item = dataset[index]
             lq, gt = item["lq"][None], item["gt"][None]
             with torch.no_grad():
                 restored = restore(lq).float().clamp(0, 1)
