@@ -44,10 +44,10 @@ def postprocess(images: torch.Tensor, output_type: str):
     raise ValueError(f"unknown output_type {output_type!r}; valid choices: pil, np, pt")
 
 
-def shape_batches(items: Iterable, batch_size: int, shape: Callable = lambda item: tuple(item.shape)) -> Iterator[list]:
-    """uir's one batching rule: consecutive ``items`` of the same ``shape``, at most ``batch_size``
-    per batch. The pipeline call batches a tensor's rows with it; ``uir restore`` batches a
-    stream of files of any sizes with it, and calls the pipeline once per batch."""
+def shape_batches(items: Iterable, batch_size: int, shape: Callable) -> Iterator[list]:
+    """uir's batching rule for images of any sizes: consecutive ``items`` of the same ``shape``, at
+    most ``batch_size`` per batch. ``uir restore`` batches its stream of files with it and calls
+    the pipeline once per batch (whose own ``batch_size`` then only chunks one shape)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     batch: list = []
@@ -254,7 +254,7 @@ class ExpertMixturePipeline(DiffusionPipeline):
                 ``"auto"``: tiles of at most ``auto_tile_size`` for images with a longer side;
                 ``None``: whole images.
             tile_overlap: pixels shared by neighbouring tiles (at most a quarter of a tile).
-            batch_size: images restored together (see :func:`shape_batches`).
+            batch_size: images restored together.
 
         Returns:
             :class:`UIRPipelineOutput` with the images, the expert weights and the router's verdict.
@@ -262,15 +262,15 @@ class ExpertMixturePipeline(DiffusionPipeline):
         images = to_tensor(image)
         if tile_size == "auto":
             tile_size = self.auto_tile_size if max(images.shape[-2:]) > self.auto_tile_size else None
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         chosen, routed = route(self, images.to(self.device), weights, top_k, strategy, generator)
-        rows = list(range(images.shape[0]))
-        batches = list(shape_batches(rows, batch_size, shape=lambda row: ()))
+        chunks = list(zip(images.split(batch_size), chosen.split(batch_size)))  # one shape: plain chunks
         outputs = []
-        for batch in tqdm(batches, desc="restoring", disable=len(batches) <= 1):
-            chunk = slice(batch[0], batch[-1] + 1)
+        for x, rows in tqdm(chunks, desc="restoring", disable=len(chunks) <= 1):
             outputs.append(restore_tiled(
-                lambda t, chunk=chunk: self.restore_tensor(t, chosen[chunk], generator, sample_posterior).to(t.dtype),
-                images[chunk].to(self.device), tile_size, tile_overlap, multiple=self.size_multiple,
+                lambda t, rows=rows: self.restore_tensor(t, rows, generator, sample_posterior).to(t.dtype),
+                x.to(self.device), tile_size, tile_overlap, multiple=self.size_multiple,
             ))
         restored = postprocess(torch.cat(outputs), output_type)
         if not return_dict:

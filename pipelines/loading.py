@@ -86,7 +86,7 @@ def load_pipeline(model: str | None = None, experts=(), router=None, device: str
     kind = saved_pipeline_class(model)
     if kind is not None and vae is not None:
         raise ValueError("vae= applies to an SD-turbo model, not to a saved pipeline")
-    quiet = diffusers_logging.is_progress_bar_enabled()
+    bar_was_enabled = diffusers_logging.is_progress_bar_enabled()
     diffusers_logging.disable_progress_bar()  # loading takes a second; no bar for it
     try:
         if kind == "RestorerPipeline":
@@ -97,7 +97,7 @@ def load_pipeline(model: str | None = None, experts=(), router=None, device: str
             pipe = UIRLoRAPipeline.from_sd_turbo(model, router=router, vae=vae, **load)
             router = None
     finally:
-        if quiet:
+        if bar_was_enabled:
             diffusers_logging.enable_progress_bar()
     if router is not None:
         from uir.router import DegradationRouter

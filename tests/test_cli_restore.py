@@ -284,3 +284,13 @@ def test_two_processes_evaluate_like_one(model_dir, tmp_path, sample):
         for a, b in zip(one, two):
             for key in ("psnr_in", "psnr_out", "ssim_out"):
                 assert b[key] == pytest.approx(a[key], abs=1e-4), (data, a["degradation"], key)
+
+
+@pytest.mark.parametrize("size", ["0", "-3", "four"])
+def test_bad_batch_size_is_a_usage_error(model_dir, inputs, tmp_path, capsys, size):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["restore", str(inputs / "a.png"), "-o", str(tmp_path / "x.png"), "--model", str(model_dir),
+              "--batch-size", size])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == EXIT_USAGE and "--batch-size" in err and "Traceback" not in err
+    assert not (tmp_path / "x.png").exists()

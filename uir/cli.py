@@ -117,17 +117,24 @@ def cmd_degrade(args) -> int:
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
-def _tile_size(value: str):
-    """``--tile-size``: ``auto``, ``0`` (never tile) or a size in pixels."""
-    if value == "auto":
-        return value
+def _whole_number(value: str, minimum: int, expected: str = "a whole number") -> int:
+    """An argparse type's check: a whole number >= ``minimum``, else a one-line usage error."""
     try:
-        size = int(value)
+        number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected auto, 0 or a number of pixels, got {value!r}") from None
-    if size < 0:
-        raise argparse.ArgumentTypeError(f"tile size must be positive, got {size}")
-    return size or None
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+    if number < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {number}")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    return _whole_number(value, 1)
+
+
+def _tile_size(value: str):
+    """``--tile-size``: ``auto``, ``0`` (never tile: ``None``) or a size in pixels."""
+    return value if value == "auto" else (_whole_number(value, 0, "auto, 0 or a number of pixels") or None)
 
 
 def _parse_weights(spec: str | None, names: str | None) -> dict | None:
@@ -151,13 +158,16 @@ def _parse_weights(spec: str | None, names: str | None) -> dict | None:
     return weights
 
 
-def _load_for_cli(args):
+def _load_for_cli(args, state=None):
+    """The pipeline the model options name, on ``--device`` (on the process's own device under
+    ``accelerate launch``: ``state``)."""
     from .lora import ExpertError
     from .pipelines.loading import load_pipeline
 
     experts = [e for e in (args.experts or "").split(",") if e]
+    device = str(state.device) if state is not None else args.device
     try:
-        return load_pipeline(args.model, experts=experts, router=args.router, device=args.device, vae=args.vae,
+        return load_pipeline(args.model, experts=experts, router=args.router, device=device, vae=args.vae,
                              allow_pickle=args.allow_pickle)
     except ExpertError as error:
         raise UsageError(f"cannot use expert: {error}") from None
@@ -217,9 +227,7 @@ def cmd_restore(args) -> int:
     start = time.perf_counter()
     state = _distributed_state()
     mine = _share(state, pending)
-    if state is not None:
-        args.device = str(state.device)
-    pipe = _load_for_cli(args)
+    pipe = _load_for_cli(args, state)
     if weights is not None:
         unknown = sorted(set(weights) - set(pipe.experts.names))
         if unknown:
@@ -292,20 +300,29 @@ def _restore_fn(pipe, oracle: bool):
     return restore
 
 
-def cmd_eval(args) -> int:
+def _data_folder(args) -> Path:
+    data = Path(args.data)
+    if not data.is_dir():
+        raise UsageError(f"--data {data} is not a folder")
+    return data
+
+
+def _photos(args, data: Path) -> list[Path]:
+    """The photos of ``data`` that ``--held-out`` and ``--limit`` select."""
     from .data import photo_files, split_photos
+
+    return (split_photos(data)[1] if args.held_out else photo_files(data))[: args.limit]
+
+
+def cmd_eval(args) -> int:
     from .evaluation import (RestorationScores, comparison_grid, evaluate_paired, evaluate_restoration,
                              markdown_table, with_mean, write_scores)
     from .images import save_image
 
     names = args.degradations
-    data = Path(args.data)
-    if not data.is_dir():
-        raise UsageError(f"--data {data} is not a folder")
+    data = _data_folder(args)
     state = _distributed_state()
-    if state is not None:
-        args.device = str(state.device)
-    pipe = _load_for_cli(args)
+    pipe = _load_for_cli(args, state)
     if args.oracle:
         missing = sorted(set(names) - set(pipe.experts.names))
         if missing:
@@ -320,8 +337,7 @@ def cmd_eval(args) -> int:
         scores = evaluate_paired(lambda lq: pipe(lq, output_type="pt").images, data,
                                  select=lambda indices: _share(state, indices))
     else:
-        files = (split_photos(data)[1] if args.held_out else photo_files(data))[: args.limit]
-        mine = _share(state, list(enumerate(files)))
+        mine = _share(state, list(enumerate(_photos(args, data))))
         scores = evaluate_restoration(_restore_fn(pipe, args.oracle), [path for _, path in mine], names,
                                       seed=args.seed, on_pair=keep, first_index=mine[0][0] if mine else 0)
     if state is not None:  # every process's scores, merged by count, written once
@@ -341,19 +357,15 @@ def cmd_eval(args) -> int:
 
 
 def cmd_eval_router(args) -> int:
-    from .data import photo_files, split_photos
     from .evaluation import evaluate_router, markdown_table
     from .router import DegradationRouter
 
-    data = Path(args.data)
-    if not data.is_dir():
-        raise UsageError(f"--data {data} is not a folder")
+    data = _data_folder(args)
     try:
         router = DegradationRouter.from_pretrained(args.router)
     except (OSError, ValueError) as error:
         raise UsageError(f"cannot load router {args.router!r}: {error}") from None
-    files = (split_photos(data)[1] if args.held_out else photo_files(data))[: args.limit]
-    accuracy = evaluate_router(router, files, args.degradations, seed=args.seed, repeats=args.repeats)
+    accuracy = evaluate_router(router, _photos(args, data), args.degradations, seed=args.seed, repeats=args.repeats)
     print(markdown_table([{"degradation": k, "top-1 accuracy": v} for k, v in accuracy.items()]))
     return EXIT_OK
 
@@ -478,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--top-k", dest="top_k", type=int, default=None,
                          help="experts the router keeps per image (default: the pipeline's, "
                               "uir.lora.strategies.DEFAULT_TOP_K)")
-    restore.add_argument("--batch-size", dest="batch_size", type=int, default=4)
+    restore.add_argument("--batch-size", dest="batch_size", type=_positive_int, default=4)
     restore.add_argument("--tile-size", dest="tile_size", type=_tile_size, default="auto",
                          help="restore in overlapping tiles of at most this many pixels; auto (default): "
                               "512 px tiles for images with a longer side, so memory stays bounded; 0: never tile")

@@ -70,10 +70,13 @@ class ExpertComponent:
         targets = self.config.get("target_modules") or []
         names = [name for name, _ in model.named_modules()]
 
+        def suffix_match(path: str, target: str) -> bool:  # PEFT's rule for a list of targets
+            return path == target or path.endswith("." + target)
+
         def targeted(path: str) -> bool:
             if isinstance(targets, str):
                 return re.fullmatch(targets, path) is not None
-            return any(path == t or path.endswith("." + t) for t in targets)
+            return any(suffix_match(path, t) for t in targets)
 
         for layer, (a, _) in self.layers().items():
             rank = self.config.get("rank_pattern", {}).get(layer.rsplit(".", 1)[-1], self.config.get("r"))
@@ -82,7 +85,7 @@ class ExpertComponent:
             if targets and not targeted(layer):
                 raise ExpertError(f"{where}layer {layer} is not among the config's target_modules")
         if not isinstance(targets, str):
-            absent = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+            absent = [t for t in targets if not any(suffix_match(n, t) for n in names)]
             if absent:
                 raise ExpertError(f"{where}target_modules {absent} exist nowhere in the base model")
 
