@@ -61,26 +61,45 @@ def shape_batches(items: Iterable, batch_size: int, shape: Callable) -> Iterator
 
 
 def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, generator):
-    """Expert weights (B,K) for a batch, and the router's output (``None`` when it is not asked)."""
+    """``(expert weights (B,K), clean weight (B,), the router's output)`` for a batch; the
+    output is ``None`` when the router is not asked (:func:`uir.lora.strategies.expert_weights`)."""
     routed = None
     if pipe.router is not None and strategy == "router" and weights is None:
         routed = pipe.router(images.to(device=pipe.router.device, dtype=pipe.router.dtype))
-    vocabulary = pipe.router.vocabulary if pipe.router is not None else None
-    chosen = expert_weights(strategy, pipe.experts.names, images.shape[0],
-                            probabilities=routed.probabilities if routed is not None else None,
-                            vocabulary=vocabulary, weights=weights, top_k=top_k, generator=generator)
-    return chosen, routed
+    router_config = pipe.router.config if pipe.router is not None else None
+    chosen, clean = expert_weights(
+        strategy, pipe.experts.names, images.shape[0],
+        probabilities=routed.probabilities if routed is not None else None,
+        vocabulary=pipe.router.vocabulary if pipe.router is not None else None, weights=weights, top_k=top_k,
+        generator=generator, known=routed.known if routed is not None else None,
+        low_confidence=router_config.low_confidence if router_config is not None else "soft")
+    return chosen, clean, routed
+
+
+def keep_clean(restore: Callable, x: torch.Tensor, weights: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """The identity expert of the ``clean`` class: ``c x + (1 - c) restore(x, weights / (1 - c))``
+    per image (:mod:`uir.lora.strategies`); images with ``c = 1`` are not restored at all."""
+    if not bool((clean > 0).any()):
+        return restore(x, weights)
+    out = x.clone()
+    todo = (clean < 1).nonzero().flatten().tolist()
+    if todo:
+        c = clean[todo].to(x)[:, None, None, None]
+        share = (1 - clean[todo]).clamp(min=1e-12)[:, None]
+        out[todo] = c * x[todo] + (1 - c) * restore(x[todo], weights[todo] / share.to(weights)).to(x)
+    return out
 
 
 @dataclass
 class UIRPipelineOutput(ImagePipelineOutput):
     """Restored ``images`` plus, per image, the expert ``weights`` (B,K) over ``expert_names``,
-    and what the router said: the top ``degradations``, their ``confidence`` and whether the
+    the ``clean_weight`` (B,) of the input kept unchanged (the router's ``clean`` class), and what the router said: the top ``degradations``, their ``confidence`` and whether the
     degradation is ``known`` (confidence >= the router's ``min_confidence``); these three are
     None when no router ran."""
 
     weights: torch.Tensor = None
     expert_names: list = None
+    clean_weight: torch.Tensor = None
     degradations: list = None
     confidence: torch.Tensor = None
     known: torch.Tensor = None
@@ -264,17 +283,18 @@ class ExpertMixturePipeline(DiffusionPipeline):
             tile_size = self.auto_tile_size if max(images.shape[-2:]) > self.auto_tile_size else None
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        chosen, routed = route(self, images.to(self.device), weights, top_k, strategy, generator)
-        chunks = list(zip(images.split(batch_size), chosen.split(batch_size)))  # one shape: plain chunks
+        chosen, clean, routed = route(self, images.to(self.device), weights, top_k, strategy, generator)
+        chunks = list(zip(images.split(batch_size), chosen.split(batch_size), clean.split(batch_size)))
         outputs = []
-        for x, rows in tqdm(chunks, desc="restoring", disable=len(chunks) <= 1):
-            outputs.append(restore_tiled(
-                lambda t, rows=rows: self.restore_tensor(t, rows, generator, sample_posterior).to(t.dtype),
-                x.to(self.device), tile_size, tile_overlap, multiple=self.size_multiple,
-            ))
+        for x, rows, kept in tqdm(chunks, desc="restoring", disable=len(chunks) <= 1):
+            restore = lambda t, w: restore_tiled(  # noqa: E731
+                lambda tile: self.restore_tensor(tile, w, generator, sample_posterior).to(tile.dtype),
+                t, tile_size, tile_overlap, multiple=self.size_multiple)
+            outputs.append(keep_clean(restore, x.to(self.device), rows, kept))
         restored = postprocess(torch.cat(outputs), output_type)
         if not return_dict:
             return (restored,)
         verdict = {} if routed is None else {"degradations": routed.names, "confidence": routed.confidence,
                                              "known": routed.known}
-        return UIRPipelineOutput(images=restored, weights=chosen, expert_names=self.experts.names, **verdict)
+        return UIRPipelineOutput(images=restored, weights=chosen, expert_names=self.experts.names,
+                                 clean_weight=clean, **verdict)

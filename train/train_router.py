@@ -1,12 +1,17 @@
 #!/usr/bin/env python
-"""Fine-tune the degradation router's DA-CLIP controller (UIR-LoRA sec. 3.3, DA-CLIP).
+"""Train the degradation router's DA-CLIP controller (UIR-LoRA sec. 3.3, DA-CLIP).
 
-The base CLIP (image and text towers) stays frozen; so does the degradation bank, the text
-embeddings of the vocabulary. The controller learns degradation vectors ``d`` whose scaled
-cosine similarities to the bank (the logits of eq. 3) pick the true degradation: a CLIP
-contrastive loss between each image and the vocabulary's texts, i.e. cross-entropy over
-``logit_scale * norm(d) @ norm(B)^T``. Training images are clean photos degraded on the fly,
-every batch mixing all types.
+The controller, a full copy of CLIP's image tower, trains end to end; the base CLIP stays
+frozen, and so does the degradation bank (the text embeddings of the vocabulary) unless
+``--train_text_tower`` trains the text tower with it (what a router built from scratch needs:
+a random text tower's embeddings are arbitrary). The controller learns degradation vectors
+``d`` whose scaled cosine similarities to the bank (the logits of eq. 3) pick the true
+degradation: a CLIP contrastive loss between each image and the vocabulary's texts, i.e.
+cross-entropy over ``logit_scale * norm(d) @ norm(B)^T``, with ``d`` from the global view and
+the native-resolution crops (crop correction, :mod:`uir.router`). Training images are clean
+photos degraded on the fly, every batch mixing all types and, unless ``--no_clean_class``, the
+undegraded ``clean`` class. At the end the temperature is calibrated (``logit_scale``, by
+temperature scaling) on fresh degradations of the training photos, never the held-out ones.
 
 Without captions there is no content loss, so DA-CLIP's zero linears (which feed the
 controller into the content branch) get no gradient; they stay zero and the router's content
@@ -31,8 +36,9 @@ import torch
 import torch.nn.functional as F
 
 from uir.data import SingleDegradationBatchSampler
-from uir.evaluation import evaluate_router
-from uir.router import DegradationRouter
+from uir.degradations import CLEAN
+from uir.evaluation import degraded_pairs, evaluate_router
+from uir.router import DegradationRouter, calibrate_temperature, expected_calibration_error
 from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator,
                           photo_split, train, training_dataset)
 from uir.files import save_pretrained_staged
@@ -46,13 +52,18 @@ def parse_args(argv=None):
     group.add_argument("--clip_pretrained", default=None, help="open_clip pretrained tag or checkpoint file")
     group.add_argument("--router", default=None, help="continue from a saved router folder instead")
     group.add_argument("--no_crop_correction", action="store_true", help="score the resized image only")
+    group.add_argument("--crop_grid", type=int, default=1, help="crop correction's native crops per side")
+    group.add_argument("--no_clean_class", action="store_true", help="no 'clean' entry in the vocabulary")
+    group.add_argument("--train_text_tower", action="store_true", help="train the text tower (the bank) too")
+    group.add_argument("--calibration_repeats", type=int, default=1,
+                       help="degraded copies of each training photo and type to calibrate on (0: no calibration)")
     add_data_args(parser)
     add_training_args(parser, learning_rate=1e-4, batch_size=32, max_train_steps=2000, resolution=256)
     return parser.parse_args(argv)
 
 
 def build_router(args, names: list[str]) -> DegradationRouter:
-    crop = not args.no_crop_correction
+    crop = dict(crop_correction=not args.no_crop_correction, crop_grid=args.crop_grid)
     if args.router:
         router = DegradationRouter.from_pretrained(args.router)
         missing = [n for n in names if n not in router.vocabulary]
@@ -61,7 +72,7 @@ def build_router(args, names: list[str]) -> DegradationRouter:
         return router
     if args.clip_pretrained:
         return DegradationRouter.from_open_clip(args.clip_model, args.clip_pretrained, vocabulary=names,
-                                                crop_correction=crop)
+                                                **crop)
     if Path(args.clip_model).is_file():
         config = json.loads(Path(args.clip_model).read_text())
     else:
@@ -70,26 +81,52 @@ def build_router(args, names: list[str]) -> DegradationRouter:
         config = open_clip.get_model_config(args.clip_model)
         if config is None:
             raise ValueError(f"unknown open_clip model {args.clip_model!r} and no such JSON file")
-    router = DegradationRouter(clip_config=config, vocabulary=names, crop_correction=crop)
+    router = DegradationRouter(clip_config=config, vocabulary=names, **crop)
     router.refresh_bank()
     return router
+
+
+@torch.no_grad()
+def calibrate(router: DegradationRouter, files, names: list[str], args) -> None:
+    """Temperature scaling on fresh degradations of the training photos (a seed training never
+    used); logs the expected calibration error before and after."""
+    router.eval()
+    logits, labels = [], []
+    for pair in degraded_pairs(files, names, seed=args.seed + 1, severity="random", repeats=args.calibration_repeats):
+        logits.append(router.logits(pair.lq.to(router.degradation_bank.device))[0].cpu())
+        labels.append(router.vocabulary.index(pair.name))
+    logits, labels = torch.stack(logits), torch.tensor(labels)
+    before = expected_calibration_error(logits.softmax(-1), labels)
+    temperature = calibrate_temperature(router, logits, labels)
+    after = expected_calibration_error((logits / temperature).softmax(-1), labels)
+    print(f"calibration on {len(labels)} training images: temperature {temperature:.3f}, "
+          f"ECE {before:.3f} -> {after:.3f}, top-1 {float((logits.argmax(-1) == labels).float().mean()):.3f}")
 
 
 def main(argv=None):
     args = parse_args(argv)
     accelerator = make_accelerator(args)
-    names = args.degradations
+    names = list(args.degradations) + ([] if args.no_clean_class or CLEAN in args.degradations else [CLEAN])
     router = build_router(args, names).to(accelerator.device)
     if router.controller is None:
         raise ValueError("this router has no DA-CLIP controller to train (it was built with use_controller=False)")
     router.controller.zero_linears.requires_grad_(False)
+    if args.train_text_tower:
+        text_tower = [router.clip.transformer, router.clip.token_embedding, router.clip.ln_final]
+        for module in text_tower:
+            module.requires_grad_(True)
+        router.clip.positional_embedding.requires_grad_(True)
+        router.clip.text_projection.requires_grad_(True)
     trainable = {f"router.{n}": p for n, p in router.named_parameters()
-                 if n == "logit_scale" or (n.startswith("controller.visual.") and p.requires_grad)}
+                 if n == "logit_scale" or (n.startswith("controller.visual.") and p.requires_grad)
+                 or (args.train_text_tower and n.startswith("clip.") and not n.startswith("clip.visual.")
+                     and p.requires_grad)}
     labels = {name: router.vocabulary.index(name) for name in names}
 
     def loss(batch):
         target = torch.tensor([labels[name] for name in batch["degradation"]], device=batch["lq"].device)
-        return F.cross_entropy(router.logits(batch["lq"]), target)
+        bank = router.text_bank() if args.train_text_tower else None
+        return F.cross_entropy(router.logits(batch["lq"], bank=bank), target)
 
     model = LossModule({"router": router}, loss)
     dataset = training_dataset(args, names)
@@ -97,13 +134,18 @@ def main(argv=None):
     _, validation_files = photo_split(args)
 
     def validate(step: int) -> dict:
+        router.refresh_bank()
         accuracy = evaluate_router(router, validation_files, names, seed=args.seed)
         return {f"val_accuracy/{k}" if k != "overall" else "val_accuracy": v for k, v in accuracy.items()}
 
     train(accelerator, args, model=model, trainable=trainable, dataset=dataset, batch_sampler=sampler,
           validate=validate if validation_files else None)
+    router.requires_grad_(False)
+    router.refresh_bank()
     folder = Path(args.output_dir) / "router"
     if accelerator.is_main_process:
+        if args.calibration_repeats:
+            calibrate(router, photo_split(args)[0], names, args)
         save_pretrained_staged(router, folder)
     finish(accelerator, args, folder, "uir degradation router", args.clip_pretrained or args.clip_model, names,
            "A CLIP degradation router with a trained DA-CLIP controller (UIR-LoRA eq. 3-4), for uir pipelines.")

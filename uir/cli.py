@@ -266,6 +266,8 @@ def cmd_restore(args) -> int:
                 continue
             done += 1
             used = ", ".join(f"{n} {w:.2f}" for n, w in zip(result.expert_names, result.weights[row].tolist()) if w > 0)
+            kept = float(result.clean_weight[row])
+            used = ", ".join(part for part in (used, f"input kept {kept:.2f}" if kept > 0 else "") if part) or "none"
             if result.degradations is not None:
                 confidence = result.confidence[row].item()
                 print(f"{path} -> {target}  detected {result.degradations[row]} (confidence {confidence:.2f}); experts: {used}")

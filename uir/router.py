@@ -15,14 +15,24 @@ frozen CLIP vision tower's blocks in reverse order (block ``i`` receives the con
 block ``n-1-i``), which gives the content embedding. Without a controller, ``d`` is the CLIP
 image embedding.
 
-**Crop correction** (paper Table 4). Resizing to CLIP's input size hides fine-grained
-degradations such as blur, noise and JPEG blocks. With ``crop_correction``, the router also
-encodes a centre crop of the original at CLIP's input size, without resizing. It averages the
-two unit degradation vectors and renormalises the result before eq. 3. Images smaller than
-the input size on a side skip the crop.
+**Crop correction** (paper Table 4, our rule). Resizing to CLIP's input size hides
+fine-grained degradations such as blur, noise, JPEG blocks and raindrops. With
+``crop_correction``, the router also encodes ``crop_grid x crop_grid`` crops of the original at
+CLIP's input size, without resizing, placed evenly from corner to corner (one crop: the
+centre). The degradation vector is::
 
-**Confidence.** ``max s_o`` is the router's confidence. Below ``min_confidence`` the input
-matches no known degradation well, and callers should warn.
+    d = norm( norm(d_global) + mean_i norm(d_crop_i) )
+
+so the global view and the native-resolution crops count equally, whatever their number.
+Images smaller than the input size on a side skip the crops.
+
+**Confidence.** ``max s_o`` is the router's confidence; :func:`calibrate_temperature` fits
+``logit_scale`` so that it is calibrated (temperature scaling). Below ``min_confidence`` the
+input matches no known degradation well: the pipeline then applies ``low_confidence`` (see
+:func:`uir.lora.strategies.router_weights`) and callers should warn.
+
+**Clean.** A vocabulary may hold :data:`~uir.degradations.CLEAN`, the undegraded class. It has
+no expert: its weight keeps the input unchanged (the identity expert of the mixture).
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from .degradations import DA_CLIP_TYPES
+from .lora.strategies import LOW_CONFIDENCE_POLICIES
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -108,8 +119,11 @@ class DegradationRouter(ModelMixin, ConfigMixin):
         vocabulary: degradation names, one per expert.
         texts: the text encoded for each name (defaults to the name itself, as in DA-CLIP).
         use_controller: add a DA-CLIP controller.
-        crop_correction: also score a native-resolution centre crop (Table 4).
+        crop_correction: also score native-resolution crops (Table 4).
+        crop_grid: ``crop_grid x crop_grid`` crops (1: the centre crop).
         min_confidence: below this ``max s_o`` an input counts as unknown.
+        low_confidence: expert weights for unknown inputs, ``"soft"`` (soft top-K) or ``"base"``
+            (no expert); :func:`uir.lora.strategies.router_weights`.
     """
 
     config_name = "config.json"
@@ -123,6 +137,8 @@ class DegradationRouter(ModelMixin, ConfigMixin):
         use_controller: bool = True,
         crop_correction: bool = True,
         min_confidence: float = 0.25,
+        crop_grid: int = 1,
+        low_confidence: str = "soft",
         quick_gelu: bool = False,
         image_mean: tuple = OPENAI_MEAN,
         image_std: tuple = OPENAI_STD,
@@ -130,6 +146,10 @@ class DegradationRouter(ModelMixin, ConfigMixin):
         super().__init__()
         import open_clip
 
+        if crop_grid < 1:
+            raise ValueError(f"crop_grid must be >= 1, got {crop_grid}")
+        if low_confidence not in LOW_CONFIDENCE_POLICIES:
+            raise ValueError(f"low_confidence must be one of {', '.join(LOW_CONFIDENCE_POLICIES)}, got {low_confidence!r}")
         if texts is not None and len(texts) != len(vocabulary):
             raise ValueError("texts must have one entry per vocabulary name")
         config = {k: v for k, v in clip_config.items() if k in ("embed_dim", "vision_cfg", "text_cfg", "init_logit_scale")}
@@ -186,10 +206,15 @@ class DegradationRouter(ModelMixin, ConfigMixin):
         context = self.clip.context_length
         return open_clip.tokenizer.SimpleTokenizer(context_length=context)(texts)
 
+    def text_bank(self, texts: list[str] | None = None) -> torch.Tensor:
+        """Unit text embeddings of ``texts`` (default: the vocabulary's), with gradients when
+        the text tower trains; the degradation bank ``B`` is this, stored."""
+        tokens = self._tokenize(self._texts() if texts is None else texts).to(self.degradation_bank.device)
+        return F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
+
     @torch.no_grad()
     def encode_texts(self, texts: list[str]) -> torch.Tensor:
-        tokens = self._tokenize(texts).to(self.degradation_bank.device)
-        return F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
+        return self.text_bank(texts)
 
     def refresh_bank(self) -> None:
         """Recompute the degradation bank ``B`` from the text encoder (saved with the router)."""
@@ -235,20 +260,37 @@ class DegradationRouter(ModelMixin, ConfigMixin):
         content, _ = vision_forward(self.clip.visual, pixels, control=hiddens)
         return F.normalize(content.float(), dim=-1), F.normalize(d.float(), dim=-1)
 
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """``logit_scale * norm(d) @ norm(B)^T`` (B,T) for RGB images in [0, 1], any size: the
-        argument of eq. 3's softmax, and what ``train/train_router.py`` trains on."""
+    def crops(self, images: torch.Tensor) -> torch.Tensor:
+        """The native-resolution crops of crop correction, (B*n, 3, s, s) image-major, or an
+        empty batch when crop correction is off or the image is smaller than ``s``."""
+        size, grid = self.input_size, self.config.crop_grid
+        h, w = images.shape[-2:]
+        if not self.config.crop_correction or h < size or w < size:
+            return images[:0, :, :size, :size]
+        tops = [(h - size) // 2] if grid == 1 else torch.linspace(0, h - size, grid).round().long().tolist()
+        lefts = [(w - size) // 2] if grid == 1 else torch.linspace(0, w - size, grid).round().long().tolist()
+        views = [images[..., t : t + size, l : l + size] for t in tops for l in lefts]
+        return torch.stack(views, dim=1).flatten(0, 1)
+
+    def aggregate_vector(self, images: torch.Tensor) -> torch.Tensor:
+        """Crop correction's ``d`` (B, z): the global view and the mean crop, equally weighted."""
         size = self.input_size
         # in float32: bicubic resizing has no bfloat16 kernel on CPU
         resized = F.interpolate(images.float(), size=(size, size), mode="bicubic", align_corners=False,
                                 antialias=True).clamp(0, 1)
         d = self.degradation_vector(resized)
-        h, w = images.shape[-2:]
-        if self.config.crop_correction and h >= size and w >= size:
-            top, left = (h - size) // 2, (w - size) // 2
-            d_crop = self.degradation_vector(images[..., top : top + size, left : left + size])
-            d = F.normalize(d + d_crop, dim=-1)
-        return self.logit_scale.exp().float() * d @ self.degradation_bank.float().T
+        crops = self.crops(images)
+        if crops.shape[0]:
+            d_crops = self.degradation_vector(crops).view(images.shape[0], -1, d.shape[-1]).mean(1)
+            d = F.normalize(d + d_crops, dim=-1)
+        return d
+
+    def logits(self, images: torch.Tensor, bank: torch.Tensor | None = None) -> torch.Tensor:
+        """``logit_scale * norm(d) @ norm(B)^T`` (B,T) for RGB images in [0, 1], any size: the
+        argument of eq. 3's softmax, and what ``train/train_router.py`` trains on (there with
+        ``bank=self.text_bank()`` when the text tower trains too)."""
+        bank = self.degradation_bank if bank is None else bank
+        return self.logit_scale.exp().float() * self.aggregate_vector(images) @ bank.float().T
 
     def forward(self, images: torch.Tensor) -> RouterOutput:
         """Route a batch of RGB images in [0, 1], (B,3,H,W), any size: eq. 3's ``s_o``, the top
@@ -264,6 +306,41 @@ class DegradationRouter(ModelMixin, ConfigMixin):
         confidence, best = probabilities.max(-1)
         names = [self.vocabulary[i] for i in best.tolist()]
         return RouterOutput(probabilities, names, confidence, confidence >= self.config.min_confidence)
+
+
+def calibrate_temperature(router: DegradationRouter, logits: torch.Tensor, labels: torch.Tensor,
+                          steps: int = 200) -> float:
+    """Temperature scaling: fit ``T`` minimising the NLL of ``softmax(logits / T)`` for
+    ``labels``, fold it into ``router.logit_scale`` and return ``T``. ``logits`` are the router's
+    own on images it did not train on, ideally; its ranking (top-1) does not change."""
+    logits, labels = logits.detach().float(), labels.to(logits.device)
+    log_t = torch.zeros((), requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=steps)
+
+    def closure():
+        optimizer.zero_grad()
+        with torch.enable_grad():
+            loss = F.cross_entropy(logits / log_t.exp(), labels)
+            loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    temperature = float(log_t.exp())
+    router.logit_scale.data -= torch.log(torch.tensor(temperature, dtype=router.logit_scale.dtype))
+    return temperature
+
+
+def expected_calibration_error(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = 10) -> float:
+    """ECE: the mean |accuracy - confidence| over equal-width confidence bins, weighted by size."""
+    confidence, predicted = probabilities.max(-1)
+    correct = (predicted == labels.to(predicted.device)).float()
+    edges = torch.linspace(0, 1, bins + 1)
+    error = torch.zeros(())
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = (confidence > low) & (confidence <= high)
+        if inside.any():
+            error += inside.float().mean() * (correct[inside].mean() - confidence[inside].mean()).abs()
+    return float(error)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

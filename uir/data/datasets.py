@@ -111,12 +111,22 @@ class CleanCropDataset(Dataset):
     def item_generator(self, index: int) -> torch.Generator:
         return _item_generator(self.seed, index, self.epoch)
 
-    def crop(self, file_index: int, generator: torch.Generator) -> torch.Tensor:
-        """A random crop of clean image ``file_index`` (cached decoded), drawn from ``generator``."""
+    def clean(self, file_index: int) -> torch.Tensor:
+        """Clean image ``file_index``, decoded once and cached."""
         if file_index not in self._cache:
             image = load_image(self.files[file_index])
             self._cache[file_index] = image if self.shorter_side is None else resize_shorter(image, self.shorter_side)
-        clean = self._cache[file_index]
+        return self._cache[file_index]
+
+    def preload(self) -> None:
+        """Decode every image now: data-loader workers forked afterwards share the cache instead
+        of each decoding every image again at every epoch."""
+        for file_index in range(len(self.files)):
+            self.clean(file_index)
+
+    def crop(self, file_index: int, generator: torch.Generator) -> torch.Tensor:
+        """A random crop of clean image ``file_index``, drawn from ``generator``."""
+        clean = self.clean(file_index)
         return self.transforms(clean, clean, generator)[0]
 
     def __getitem__(self, index):
@@ -126,7 +136,9 @@ class CleanCropDataset(Dataset):
 
 
 class SyntheticDegradationDataset(CleanCropDataset):
-    """Degrade clean images on the fly: item ``i`` is image ``i % N`` under degradation ``i // N``.
+    """Degrade clean images on the fly: item ``i`` is image ``i % N`` under degradation
+    ``(i // N) % T``; ``repeats`` makes an epoch hold that many independent draws of each pair
+    (longer epochs: fewer data-loader restarts on a fast accelerator).
 
     The crop is taken from the clean image before degrading it, so whole-image effects (haze
     depth, shadows) are synthesised at the crop's scale. ``set_epoch`` changes the draws
@@ -134,8 +146,11 @@ class SyntheticDegradationDataset(CleanCropDataset):
     """
 
     def __init__(self, files: Sequence, degradation_names: Sequence[str], crop_size: int | None = None,
-                 flip: bool = False, seed: int = 0, severity: str | None = "random"):
+                 flip: bool = False, seed: int = 0, severity: str | None = "random", repeats: int = 1):
         super().__init__(files, crop_size, flip, seed)
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {repeats}")
+        self.repeats = repeats
         self.names = list(degradation_names)
         for name in self.names:
             degradations.get(name)
@@ -144,10 +159,10 @@ class SyntheticDegradationDataset(CleanCropDataset):
         self.severity = severity
 
     def __len__(self):
-        return len(self.files) * len(self.names)
+        return len(self.files) * len(self.names) * self.repeats
 
     def degradation_index(self, index: int) -> int:
-        return index // len(self.files)
+        return (index // len(self.files)) % len(self.names)
 
     def __getitem__(self, index):
         if not 0 <= index < len(self):

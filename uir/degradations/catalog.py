@@ -27,7 +27,7 @@ from .blur import (
 from .masks import inpainting
 from .noise import gaussian_noise, jpeg_compression, poisson_noise, salt_and_pepper
 from .photometric import darkness, haze, low_light, shadow
-from .families import ALL_NAMES
+from .families import ALL_NAMES, CLEAN
 from .registry import Param, names, register
 from .weather import rain, raindrops, snow
 
@@ -161,6 +161,15 @@ register("lira-jpeg", jpeg_compression, family="lira", params=(Param("quality", 
 register("lira-blended", lira_blend, family="lira", params=_LIRA_CHAIN)
 register("lira-blended-haze", lira_blend, family="lira", params=_LIRA_CHAIN + (Param("haze_beta", 0.05, 0.25),))
 register("lira-blended-dark", lira_blend, family="lira", params=_LIRA_CHAIN + (Param("dark_gamma", 1.5, 2.5),))
+
+
+
+def unchanged(image, generator):
+    """No degradation: the photo as it is (the router's clean class)."""
+    return image
+
+
+register(CLEAN, unchanged, family="none")
 
 
 if names() != list(ALL_NAMES):  # the names are listed once, in families.py, for torch-free use

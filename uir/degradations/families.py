@@ -31,11 +31,14 @@ GRIDS_TYPES = (
     "gaussian-noise",
     "salt-pepper",
 )
+#: the undegraded class: an identity degradation, and the router's vocabulary entry for photos
+#: that need no restoration (its weight keeps the input unchanged)
+CLEAN = "clean"
 LIRA_TYPES = ("lira-blended", "lira-blended-haze", "lira-blended-dark")
 #: the single factors LIRA's experts are trained on (fork stage), over the blend's ranges
 LIRA_FACTORS = ("lira-blur", "lira-noise", "lira-jpeg")
 #: every registered name, in registration order
-ALL_NAMES = DA_CLIP_TYPES + GRIDS_TYPES + LIRA_FACTORS + LIRA_TYPES
+ALL_NAMES = DA_CLIP_TYPES + GRIDS_TYPES + LIRA_FACTORS + LIRA_TYPES + (CLEAN,)
 
 
 def parse_names(spec: str) -> list[str]:
@@ -54,4 +57,4 @@ def parse_names(spec: str) -> list[str]:
     return names
 
 
-__all__ = ["ALL_NAMES", "DA_CLIP_TYPES", "GRIDS_TYPES", "LIRA_FACTORS", "LIRA_TYPES", "parse_names"]
+__all__ = ["ALL_NAMES", "CLEAN", "DA_CLIP_TYPES", "GRIDS_TYPES", "LIRA_FACTORS", "LIRA_TYPES", "parse_names"]

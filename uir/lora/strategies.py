@@ -6,6 +6,11 @@
 
   with ``M_K`` the mask of the ``K`` largest entries; ``K`` defaults to :data:`DEFAULT_TOP_K`
   everywhere (pipelines, CLI, evaluation).
+  A vocabulary entry ``clean`` (:data:`~uir.degradations.CLEAN`) competes in Top-K as the
+  identity expert: its share ``c`` of ``s`` keeps the input, ``x_out = c x + (1 - c) f(x; s')``
+  with ``s'`` the expert weights renormalised (the pipeline applies it). Inputs below the
+  router's ``min_confidence`` get the ``low_confidence`` policy instead: ``soft`` keeps the
+  :data:`SOFT_TOP_K` largest entries (eq. 4 with that K), ``base`` no expert at all.
 * ``manual``: weights given by the user, a ``{degradation: weight}`` dict or a (B,K)/(K,) tensor,
   used as given (the paper lets users specify ``s``).
 * ``average``: ``1/K`` for every expert.
@@ -16,7 +21,12 @@ from __future__ import annotations
 
 import torch
 
+from ..degradations.families import CLEAN
+
 STRATEGIES = ("router", "manual", "average", "random")
+LOW_CONFIDENCE_POLICIES = ("soft", "base")
+#: entries an unsure router keeps under the ``soft`` policy
+SOFT_TOP_K = 3
 #: experts the router keeps per image unless told otherwise: the single best one measured best
 #: on the embedded default (README, "default (router, top-1)")
 DEFAULT_TOP_K = 1
@@ -50,24 +60,48 @@ def manual_weights(weights, expert_names: list[str], batch: int) -> torch.Tensor
     return rows.float().contiguous()
 
 
-def expert_weights(strategy: str, expert_names: list[str], batch: int, *, probabilities=None,
-                   vocabulary=None, weights=None, top_k: int = DEFAULT_TOP_K, generator=None) -> torch.Tensor:
-    """(B, K) expert weights for a batch, by ``strategy`` (see module docstring)."""
+def router_weights(probabilities: torch.Tensor, vocabulary: list[str], expert_names: list[str], top_k: int,
+                   known: torch.Tensor | None = None, low_confidence: str = "soft") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(expert weights (B, K), clean weight (B,))`` from the router's ``s_o``: eq. 4 over the
+    loaded experts plus ``clean`` when the vocabulary has it; rows not ``known`` follow
+    ``low_confidence`` (see the module docstring)."""
+    if low_confidence not in LOW_CONFIDENCE_POLICIES:
+        raise ValueError(f"low_confidence must be one of {', '.join(LOW_CONFIDENCE_POLICIES)}, got {low_confidence!r}")
+    names = list(expert_names) + ([CLEAN] if CLEAN in vocabulary else [])
+    if not names:
+        return probabilities.new_zeros(probabilities.shape[0], 0).float(), probabilities.new_zeros(probabilities.shape[0]).float()
+    scores = probabilities[:, [vocabulary.index(name) for name in names]].float()
+    chosen = top_k_weights(scores, min(top_k, len(names)))
+    if known is not None and not bool(known.all()):
+        unsure = ~known.to(chosen.device)
+        fallback = (top_k_weights(scores, min(SOFT_TOP_K, len(names))) if low_confidence == "soft"
+                    else torch.zeros_like(chosen))
+        chosen = torch.where(unsure[:, None], fallback, chosen)
     k = len(expert_names)
+    clean = chosen[:, k] if len(names) > k else torch.zeros(chosen.shape[0])
+    return chosen[:, :k].contiguous(), clean.contiguous()
+
+
+def expert_weights(strategy: str, expert_names: list[str], batch: int, *, probabilities=None,
+                   vocabulary=None, weights=None, top_k: int = DEFAULT_TOP_K, generator=None, known=None,
+                   low_confidence: str = "soft") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(expert weights (B, K), clean weight (B,))`` for a batch, by ``strategy`` (see the module
+    docstring); the clean weight is zero except under the router."""
+    k = len(expert_names)
+    none = torch.zeros(batch)
+    if strategy == "router" and weights is None and probabilities is not None:
+        return router_weights(probabilities, vocabulary, expert_names, top_k, known, low_confidence)
     if k == 0 and weights is None and strategy in STRATEGIES:  # no experts: the base model alone
-        return torch.zeros(batch, 0)
+        return torch.zeros(batch, 0), none
     if strategy == "manual" or (weights is not None and strategy == "router"):
         if weights is None:
             raise ValueError("strategy='manual' needs weights=")
-        return manual_weights(weights, expert_names, batch)
+        return manual_weights(weights, expert_names, batch), none
     if strategy == "average":
-        return torch.full((batch, k), 1.0 / k)
+        return torch.full((batch, k), 1.0 / k), none
     if strategy == "random":
         choice = torch.randint(0, k, (batch,), generator=generator)
-        return torch.nn.functional.one_hot(choice, k).float()
+        return torch.nn.functional.one_hot(choice, k).float(), none
     if strategy == "router":
-        if probabilities is None:
-            raise ValueError("strategy='router' needs a router; load one or pass weights=")
-        columns = [vocabulary.index(name) for name in expert_names]
-        return top_k_weights(probabilities[:, columns].float(), min(top_k, k))
+        raise ValueError("strategy='router' needs a router; load one or pass weights=")
     raise ValueError(f"unknown strategy {strategy!r}; valid choices: {', '.join(STRATEGIES)}")

@@ -17,6 +17,9 @@ def add_training_args(parser: argparse.ArgumentParser, *, learning_rate: float =
     group.add_argument("--resolution", type=int, default=resolution, help="square training crop size (pixels)")
     group.add_argument("--train_batch_size", type=int, default=batch_size, help="batch size per process")
     group.add_argument("--max_train_steps", type=int, default=max_train_steps, help="optimizer steps in total")
+    group.add_argument("--max_train_seconds", type=float, default=None,
+                       help="a time budget: after timing its first steps the run shortens --max_train_steps to fit "
+                            "and stretches the LR schedule over that length (a resumed run times itself again)")
     group.add_argument("--gradient_accumulation_steps", type=int, default=1)
     group.add_argument("--gradient_checkpointing", action="store_true", help="trade compute for memory")
     group.add_argument("--learning_rate", type=float, default=learning_rate)
@@ -52,6 +55,8 @@ def add_data_args(parser: argparse.ArgumentParser, default_degradations: str = "
                        help="a paired folder for one degradation (repeatable); replaces --train_data_dir")
     group.add_argument("--degradations", type=parse_names, default=default_degradations,
                        help='comma-separated degradation names, or "all" (the 10 DA-CLIP types)')
+    group.add_argument("--repeats", type=int, default=1,
+                       help="independent degraded draws of each photo and type per epoch (longer epochs)")
     group.add_argument("--severity", default="random", help="mild|moderate|severe|random, or default for the protocol")
     group.add_argument("--validation_data_dir", default=None,
                        help="clean photos for validation (default: the held-out split)")
@@ -89,7 +94,7 @@ def training_dataset(args, names: list[str]):
     train_files, _ = photo_split(args)
     severity = None if args.severity == "default" else args.severity
     return SyntheticDegradationDataset(train_files, names, crop_size=args.resolution, flip=True, seed=args.seed,
-                                       severity=severity)
+                                       severity=severity, repeats=args.repeats)
 
 
 __all__ = ["add_data_args", "add_training_args", "add_uir_lora_args", "training_dataset"]

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -68,6 +69,28 @@ class LossModule(nn.Module):
 
 
 # --- the loop ----------------------------------------------------------------------------------
+#: steps a time-budgeted run (``--max_train_seconds``) times before it fixes its length
+BUDGET_PROBE_STEPS = 30
+
+
+def fit_to_budget(args, lr_scheduler, step: int, seconds_per_step: float, seconds_left: float,
+                  num_processes: int = 1) -> int:
+    """``--max_train_seconds``: shorten ``args.max_train_steps`` to the steps that fit in the time
+    left at the measured speed, and stretch the LR schedule over the new length (the schedule's
+    lambdas are rebuilt; its step count and the optimizer are untouched). Returns the new length."""
+    from diffusers.optimization import get_scheduler
+
+    fitting = step + max(1, int(seconds_left / seconds_per_step))
+    if fitting >= args.max_train_steps:
+        return args.max_train_steps
+    args.max_train_steps = fitting
+    inner = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate wraps the LambdaLR
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    fresh = get_scheduler(args.lr_scheduler, optimizer=probe, num_warmup_steps=args.lr_warmup_steps * num_processes,
+                          num_training_steps=fitting * num_processes)
+    inner.lr_lambdas = [fresh.lr_lambdas[0]] * len(inner.lr_lambdas)
+    return fitting
+
 def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Parameter], dataset, batch_sampler,
           validate: Callable[[int], dict] | None = None, collate_fn=None, lr_scales: dict[str, float] | None = None) -> int:
     """Optimise ``trainable`` on ``model(batch)`` for ``args.max_train_steps`` steps.
@@ -90,8 +113,10 @@ def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Param
     optimizer = torch.optim.AdamW([{"params": group, "lr": args.learning_rate * scale} for scale, group in groups.items()],
                                   lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
                                   weight_decay=args.adam_weight_decay, eps=args.adam_epsilon)
+    if args.dataloader_num_workers and hasattr(dataset, "preload"):
+        dataset.preload()  # workers fork with the decoded images
     loader = DataLoader(dataset, batch_sampler=batch_sampler, num_workers=args.dataloader_num_workers,
-                        collate_fn=collate_fn)
+                        collate_fn=collate_fn, pin_memory=accelerator.device.type == "cuda")
     # A prepared scheduler steps once per process per optimizer step, hence the factor.
     lr_scheduler = get_scheduler(args.lr_scheduler, optimizer=optimizer,
                                  num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
@@ -117,6 +142,9 @@ def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Param
 
     progress = tqdm(range(args.max_train_steps), initial=step, desc="steps", disable=not accelerator.is_local_main_process)
     metrics_file = Path(args.output_dir) / "logs" / "metrics.jsonl"
+    budget = args.max_train_seconds
+    started, probe_from = time.perf_counter(), step + 5  # the first steps include start-up costs
+    probe_start = None
     epoch = first_epoch
     while step < args.max_train_steps:
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
@@ -144,6 +172,18 @@ def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Param
                 continue
             step += 1
             progress.update(1)
+            if budget and step == probe_from:
+                probe_start = time.perf_counter()
+            if budget and step == probe_from + BUDGET_PROBE_STEPS:
+                now = time.perf_counter()
+                speed = torch.tensor([(now - probe_start) / BUDGET_PROBE_STEPS, budget - (now - started)],
+                                     device=accelerator.device)
+                speed = accelerator.reduce(speed, reduction="mean")  # every process stops at the same step
+                length = fit_to_budget(args, lr_scheduler, step, float(speed[0]), float(speed[1]),
+                                       accelerator.num_processes)
+                progress.total = length
+                accelerator.print(f"time budget {budget:.0f} s at {float(speed[0]) * 1000:.1f} ms a step: "
+                                  f"{length} steps in all")
             logs = {"loss": accelerator.gather(torch.stack(window).mean()[None]).mean().item(),
                     "lr": lr_scheduler.get_last_lr()[0]}
             window = []
