@@ -72,3 +72,27 @@ def test_info_and_listing(capsys):
     assert code == 0 and out.count("[da-clip]") == 10
     assert ":func:" not in out and "``" not in out and "mild 15, moderate 25, severe 50" in out
     assert "mild 0.5 to 1.167" in out and "mild -30 to 30" in out and "-30-30" not in out
+
+
+def test_eval_router_prints_accuracy_and_a_confusion_matrix_over_its_vocabulary(tmp_path, capsys, photos_dir):
+    import re
+
+    from uir.evaluation import router_accuracy, router_confusion
+    from uir.router import DegradationRouter
+    from uir.testing import tiny_router
+
+    router = tiny_router(vocabulary=["noisy", "hazy", "clean"])
+    router.save_pretrained(tmp_path / "router")
+    code, out, _ = _run(capsys, "eval-router", str(tmp_path / "router"), "--data", str(photos_dir), "--limit", "2",
+                        "--repeats", "1")
+    assert code == 0
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    assert {"noisy", "hazy", "clean", "overall"} <= set(rows)
+    counts = [[int(c) for c in re.findall(r"\| (\d+) ", rows[name] + " ")] for name in ("noisy", "hazy", "clean")]
+    assert all(sum(row) == 2 for row in counts), "each type: 2 photos, 1 draw, one prediction each"
+    files = sorted(p for p in photos_dir.iterdir() if p.suffix == ".png")[:2]
+    loaded = DegradationRouter.from_pretrained(tmp_path / "router")
+    confusion = router_confusion(loaded, files, ["noisy", "hazy", "clean"], seed=1, severity=None)
+    assert [[confusion[n].get(p, 0) for p in loaded.vocabulary] for n in ("noisy", "hazy", "clean")] == counts
+    accuracy = router_accuracy(confusion)
+    assert accuracy["overall"] == pytest.approx(sum(counts[i][i] for i in range(3)) / 6)

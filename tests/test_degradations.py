@@ -20,7 +20,14 @@ def test_families_cover_the_specified_names():
         "raindrop", "rainy", "shadowed", "snowy", "uncompleted",
     ]
     assert len(D.names("grids")) == 11 and len(D.names("lira")) == 6
-    assert set(D.DA_CLIP_TYPES) | set(D.GRIDS_TYPES) | set(D.LIRA_TYPES) | set(D.LIRA_FACTORS) == set(ALL)
+    assert set(D.DA_CLIP_TYPES) | set(D.GRIDS_TYPES) | set(D.LIRA_TYPES) | set(D.LIRA_FACTORS) | {D.CLEAN} == set(ALL)
+    assert D.names("none") == [D.CLEAN]
+
+
+def test_clean_is_the_identity():
+    image = torch.rand(3, 16, 16, generator=seeded(1))
+    for severity in (None, "mild", "severe", "random"):
+        assert torch.equal(D.apply(D.CLEAN, image, generator=seeded(0), severity=severity), image)
 
 
 def test_parse_names_expands_all_and_rejects_bad_lists():
@@ -45,7 +52,7 @@ def test_deterministic_shape_range_and_no_global_rng(name, sample):
     assert torch.equal(a, b) and params_a == params_b
     assert a.shape == batch.shape and a.dtype == batch.dtype
     assert 0.0 <= a.min() and a.max() <= 1.0
-    assert not torch.equal(a, batch), "degradation left the image unchanged"
+    assert torch.equal(a, batch) == (name == D.CLEAN), "a degradation left the image unchanged, or clean did not"
     c, params_c = D.apply(name, batch, generator=seeded(8), severity="random", return_params=True)
     assert params_c == params_a or not torch.equal(a, c), "another seed gave the same output"
     single = D.apply(name, sample, generator=seeded(7), severity="random")

@@ -10,7 +10,7 @@ from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
 from uir import RestorerPipeline
 from uir.lora import mixture_layers
 from uir.models import NAFNet
-from uir.testing import TINY_NAFNET, tiny_restorer_pipeline
+from uir.testing import TINY_NAFNET, tiny_restorer_pipeline, tiny_router
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +133,34 @@ def test_large_images_are_tiled_automatically(pipe, monkeypatch):
     assert len(seen) == 12 and {tuple(s[-2:]) for s in seen} == {(64, 64)}  # 3 x 4 equal tiles of 64
     small = pipe(x[..., :48, :48], output_type="pt", tile_size=16).images  # overlap 32 is capped, not an error
     assert small.shape == (1, 3, 48, 48)
+
+
+def test_clean_class_keeps_the_input_and_blends_by_its_weight(monkeypatch):
+    """x_out = c x + (1 - c) f(x; s / (1 - c)) (uir.lora.strategies), against the pipeline
+    called with the renormalised expert weights by hand."""
+    from uir.router import RouterOutput
+
+    pipe = tiny_restorer_pipeline(names=("noisy", "hazy"), router=False)
+    pipe.register_modules(router=tiny_router(["noisy", "hazy", "clean"]))
+    s = torch.tensor([[0.1, 0.2, 0.7], [0.3, 0.1, 0.6], [0.8, 0.1, 0.1]])
+
+    def fixed(images):
+        p = s[: images.shape[0]]
+        confidence, best = p.max(-1)
+        return RouterOutput(p, [pipe.router.vocabulary[i] for i in best.tolist()], confidence, confidence > 0.5)
+
+    monkeypatch.setattr(pipe.router, "forward", fixed)
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    out = pipe(x, top_k=2, output_type="pt", tile_size=None)
+    assert out.clean_weight[0] == pytest.approx(0.7 / 0.9) and out.clean_weight[2] == 0
+    # row 0: top-2 of (noisy .1, hazy .2, clean .7) -> hazy 2/9, clean 7/9
+    hazy_only = pipe(x[:1], weights={"hazy": 1.0}, output_type="pt", tile_size=None).images
+    c = 0.7 / 0.9
+    assert torch.allclose(out.images[:1], c * x[:1] + (1 - c) * hazy_only, atol=1e-6)
+    # row 2: noisy .8 + hazy .1 -> no input kept, the experts' own mixture
+    mixed = pipe(x[2:], weights={"noisy": 0.8 / 0.9, "hazy": 0.1 / 0.9}, output_type="pt", tile_size=None).images
+    assert torch.allclose(out.images[2:], mixed, atol=1e-6)
+    # top-1: a photo routed to clean comes back bit for bit, and no restorer runs
+    calls = []
+    monkeypatch.setattr(pipe, "restore_tensor", lambda *a, **k: calls.append(1))
+    assert torch.equal(pipe(x[:1], output_type="pt").images, x[:1]) and not calls

@@ -210,3 +210,65 @@ def test_strategy_inputs_are_checked():
         with pytest.raises(ValueError, match="unknown strategy"):
             expert_weights(strategy, names, 2, probabilities=torch.rand(2, 3).softmax(-1), vocabulary=names,
                            weights=torch.ones(3))
+
+
+@torch.no_grad()
+def test_crop_grid_spans_corners_and_weighs_views_equally():
+    r = tiny_router(crop_grid=3).eval()
+    big = torch.rand(2, 3, 64, 80, generator=torch.Generator().manual_seed(4))
+    crops = r.crops(big)
+    assert crops.shape == (2 * 9, 3, 32, 32)
+    assert torch.equal(crops[0], big[0, :, :32, :32]) and torch.equal(crops[8], big[0, :, 32:, 48:])
+    assert torch.equal(crops[4], big[0, :, 16:48, 24:56]) and torch.equal(crops[9], big[1, :, :32, :32])
+    resized = F.interpolate(big, size=(32, 32), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    d_crops = torch.stack([r.degradation_vector(crops[i * 9:(i + 1) * 9]).mean(0) for i in range(2)])
+    expected = F.normalize(r.degradation_vector(resized) + d_crops, dim=-1)
+    assert torch.allclose(r.aggregate_vector(big), expected, atol=1e-6)
+    assert r.crops(torch.rand(1, 3, 31, 80)).shape[0] == 0, "an image smaller than a crop gets none"
+
+
+def test_calibration_recovers_a_known_temperature():
+    from uir.router import calibrate_temperature, expected_calibration_error
+
+    g = torch.Generator().manual_seed(0)
+    true_logits = torch.randn(4000, 5, generator=g) * 2
+    labels = torch.multinomial(true_logits.softmax(-1), 1, generator=g).squeeze(1)
+    r = tiny_router()
+    scale = r.logit_scale.exp().item()
+    temperature = calibrate_temperature(r, true_logits * 3, labels)
+    assert temperature == pytest.approx(3.0, rel=0.1)
+    assert r.logit_scale.exp().item() == pytest.approx(scale / temperature, rel=1e-5)
+    overconfident = expected_calibration_error((true_logits * 3).softmax(-1), labels)
+    assert expected_calibration_error((true_logits * 3 / temperature).softmax(-1), labels) < overconfident / 3
+
+
+def test_expected_calibration_error_by_hand():
+    from uir.router import expected_calibration_error
+
+    probabilities = torch.tensor([[0.85, 0.15], [0.82, 0.18], [0.35, 0.65], [0.38, 0.62]])
+    labels = torch.tensor([0, 1, 1, 0])
+    # bin (0.8, 0.9]: two images, mean confidence 0.835, accuracy 0.5; bin (0.6, 0.7]: 0.635, 0.5
+    assert expected_calibration_error(probabilities, labels) == pytest.approx(0.5 * 0.335 + 0.5 * 0.135)
+
+
+def test_router_weights_clean_class_and_low_confidence_policies():
+    from uir.lora.strategies import SOFT_TOP_K, router_weights
+
+    vocabulary = ["noisy", "hazy", "clean", "rainy"]
+    experts = ["hazy", "noisy", "rainy"]
+    s = torch.tensor([[0.1, 0.2, 0.6, 0.1],     # clean wins: keep the input
+                      [0.7, 0.1, 0.1, 0.1],     # noisy wins
+                      [0.3, 0.28, 0.22, 0.2]])  # unsure
+    known = torch.tensor([True, True, False])
+    weights, clean = router_weights(s, vocabulary, experts, top_k=1, known=known, low_confidence="soft")
+    assert torch.equal(clean[:2], torch.tensor([1.0, 0.0])) and torch.equal(weights[0], torch.zeros(3))
+    assert torch.equal(weights[1], torch.tensor([0.0, 1.0, 0.0]))
+    assert SOFT_TOP_K == 3  # the three largest of (hazy .28, noisy .3, rainy .2, clean .22)
+    kept = torch.tensor([0.28, 0.3, 0.0, 0.22]) / 0.8
+    assert torch.allclose(torch.cat([weights[2], clean[2:]]), kept)
+    weights, clean = router_weights(s, vocabulary, experts, top_k=1, known=known, low_confidence="base")
+    assert torch.equal(weights[2], torch.zeros(3)) and clean[2] == 0
+    weights, clean = router_weights(s[:, [0, 1, 3]], ["noisy", "hazy", "rainy"], experts, top_k=1)
+    assert torch.equal(clean, torch.zeros(3)), "no clean entry, no kept input"
+    with pytest.raises(ValueError, match="low_confidence"):
+        router_weights(s, vocabulary, experts, 1, known, "identity")

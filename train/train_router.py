@@ -65,7 +65,7 @@ def parse_args(argv=None):
 def build_router(args, names: list[str]) -> DegradationRouter:
     crop = dict(crop_correction=not args.no_crop_correction, crop_grid=args.crop_grid)
     if args.router:
-        router = DegradationRouter.from_pretrained(args.router)
+        router = DegradationRouter.from_pretrained(args.router, torch_dtype=torch.float32)  # trains in fp32
         missing = [n for n in names if n not in router.vocabulary]
         for name in missing:
             router.add_degradation(name)

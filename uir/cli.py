@@ -359,7 +359,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_eval_router(args) -> int:
-    from .evaluation import evaluate_router, markdown_table
+    from .evaluation import markdown_table, router_accuracy, router_confusion
     from .router import DegradationRouter
 
     data = _data_folder(args)
@@ -367,8 +367,15 @@ def cmd_eval_router(args) -> int:
         router = DegradationRouter.from_pretrained(args.router)
     except (OSError, ValueError) as error:
         raise UsageError(f"cannot load router {args.router!r}: {error}") from None
-    accuracy = evaluate_router(router, _photos(args, data), args.degradations, seed=args.seed, repeats=args.repeats)
+    names = args.degradations or router.vocabulary
+    severity = None if args.severity == "default" else args.severity
+    confusion = router_confusion(router, _photos(args, data), names, seed=args.seed, severity=severity,
+                                 repeats=args.repeats)
+    accuracy = router_accuracy(confusion)
     print(markdown_table([{"degradation": k, "top-1 accuracy": v} for k, v in accuracy.items()]))
+    print("\nconfusion (rows: true degradation, columns: router's top-1)\n")
+    print(markdown_table([{"true": name, **{p: confusion[name].get(p, 0) for p in router.vocabulary}}
+                          for name in names]))
     return EXIT_OK
 
 
@@ -514,9 +521,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     router_eval = sub.add_parser("eval-router", help="a router's top-1 accuracy per degradation on degraded photos")
     router_eval.add_argument("router", help="a router folder or Hub id")
-    router_eval.add_argument("--data", required=True, help="clean photos, degraded here at random severities")
-    router_eval.add_argument("--degradations", type=parse_names, default="all",
-                             help='comma-separated names or "all" (the 10 DA-CLIP types)')
+    router_eval.add_argument("--data", required=True, help="clean photos, degraded here")
+    router_eval.add_argument("--degradations", type=parse_names, default=None,
+                             help='comma-separated names or "all" (the 10 DA-CLIP types); default: the '
+                                  "router's vocabulary")
+    router_eval.add_argument("--severity", default="default", choices=["default", "mild", "moderate", "severe", "random"],
+                             help="default (each type's protocol level), mild, moderate, severe or random")
     router_eval.add_argument("--held-out", dest="held_out", action="store_true",
                              help="use only the held-out split of --data (every fifth photo by name)")
     router_eval.add_argument("--limit", type=int, default=None, help="use only the first N photos")

@@ -160,20 +160,32 @@ def write_scores(rows: list[dict], folder) -> list[Path]:
     return [atomic_write(folder / "scores.csv", write_csv), save_json(rows, folder / "scores.json")]
 
 
-def evaluate_router(router, files, names, seed: int = 0, severity: str | None = "random",
-                    repeats: int = 1) -> dict[str, float]:
-    """Top-1 accuracy of ``router`` per degradation, plus ``"overall"``; the true label of each
-    pair is its degradation name, and a prediction outside ``names`` counts as wrong."""
-    correct: dict[str, list[int]] = {name: [0, 0] for name in names}
+def router_confusion(router, files, names, seed: int = 0, severity: str | None = "random",
+                     repeats: int = 1) -> dict[str, dict[str, int]]:
+    """``{true degradation: {predicted name: count}}`` of ``router``'s top-1 over each photo
+    under each of ``names`` (``repeats`` draws each)."""
+    counts: dict[str, dict[str, int]] = {name: {} for name in names}
     device = router.degradation_bank.device
     with torch.no_grad():
         for pair in degraded_pairs(files, names, seed, severity, repeats):
             predicted = router(pair.lq.to(device)).names[0]
-            correct[pair.name][0] += int(predicted == pair.name)
-            correct[pair.name][1] += 1
-    accuracy = {name: hits / total for name, (hits, total) in correct.items()}
-    accuracy["overall"] = sum(h for h, _ in correct.values()) / sum(t for _, t in correct.values())
+            counts[pair.name][predicted] = counts[pair.name].get(predicted, 0) + 1
+    return counts
+
+
+def router_accuracy(confusion: dict[str, dict[str, int]]) -> dict[str, float]:
+    """Top-1 accuracy per degradation, plus ``"overall"``, from :func:`router_confusion`."""
+    accuracy = {name: row.get(name, 0) / max(1, sum(row.values())) for name, row in confusion.items()}
+    accuracy["overall"] = (sum(row.get(name, 0) for name, row in confusion.items())
+                           / max(1, sum(sum(row.values()) for row in confusion.values())))
     return accuracy
+
+
+def evaluate_router(router, files, names, seed: int = 0, severity: str | None = "random",
+                    repeats: int = 1) -> dict[str, float]:
+    """Top-1 accuracy of ``router`` per degradation, plus ``"overall"``; the true label of each
+    pair is its degradation name, and a prediction outside ``names`` counts as wrong."""
+    return router_accuracy(router_confusion(router, files, names, seed, severity, repeats))
 
 
 def comparison_grid(rows: Sequence[tuple[str, Sequence[torch.Tensor]]], height: int = 160,
@@ -240,5 +252,5 @@ def report(rows: list[dict], output=None) -> list[dict]:
 
 
 __all__ = ["DegradedPair", "RestorationScores", "comparison_grid", "degraded_pairs", "evaluate_paired",
-           "evaluate_restoration", "evaluate_router", "evaluate_severities", "markdown_table", "report", "with_mean",
+           "evaluate_restoration", "evaluate_router", "router_accuracy", "router_confusion", "evaluate_severities", "markdown_table", "report", "with_mean",
            "write_scores"]

@@ -325,7 +325,7 @@ def calibrate_temperature(router: DegradationRouter, logits: torch.Tensor, label
         return loss
 
     optimizer.step(closure)
-    temperature = float(log_t.exp())
+    temperature = float(log_t.detach().exp())
     router.logit_scale.data -= torch.log(torch.tensor(temperature, dtype=router.logit_scale.dtype))
     return temperature
 
