@@ -62,6 +62,11 @@ def test_synthetic_dataset_is_deterministic_per_index_and_seed(tmp_path):
     assert not torch.equal(ds[0]["lq"], order_a[0])
     with pytest.raises(ValueError, match="valid choices"):
         SyntheticDegradationDataset(files, ["fog"])
+    repeated = SyntheticDegradationDataset(files, ["noisy", "hazy"], crop_size=32, seed=5, repeats=3)
+    assert len(repeated) == 18 and [repeated.degradation_index(i) for i in (0, 3, 6, 9, 15)] == [0, 1, 0, 1, 1]
+    assert torch.equal(repeated[4]["lq"], order_a[4]), "the first repeat is the plain dataset"
+    assert repeated[10]["degradation"] == "hazy" and repeated[10]["path"] == repeated[4]["path"]
+    assert not torch.equal(repeated[10]["lq"], order_a[4]), "a repeat is another draw"
 
 
 def test_single_degradation_batches_cover_each_type_once(tmp_path):

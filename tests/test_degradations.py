@@ -35,6 +35,9 @@ def test_parse_names_expands_all_and_rejects_bad_lists():
 
     assert D.parse_names("all") == list(D.DA_CLIP_TYPES)
     assert D.parse_names(" noisy, jpeg ,") == ["noisy", "jpeg"]
+    assert D.parse_names("low-light+noisy,hazy") == ["low-light+noisy", "hazy"]
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown degradation 'foggy'"):
+        D.parse_names("noisy+foggy")
     for spec, message in [("noisy,foggy", "unknown degradation 'foggy'"), ("noisy,noisy", "twice"), (",", "no degradation")]:
         with pytest.raises(argparse.ArgumentTypeError, match=message):
             D.parse_names(spec)

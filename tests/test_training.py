@@ -152,24 +152,31 @@ def test_vae_skips_stage_saves_a_loadable_skip_vae(base_dir, photos, tmp_path):
     assert not torch.equal(trained.vae.state_dict()[conv], fresh.vae.state_dict()[conv]), "VAE LoRA not fused"
 
 
-def test_router_training_moves_only_the_controller(tmp_path, photos):
+@pytest.mark.parametrize("text_tower", [False, True])
+def test_router_training_moves_what_it_should_and_calibrates(tmp_path, photos, text_tower):
     config = tmp_path / "clip.json"
     config.write_text(json.dumps(TINY_CLIP))
     out = tmp_path / "router"
     argv = ["--clip_model", str(config), "--output_dir", str(out), "--train_data_dir", str(photos),
             "--max_train_steps", "3", "--train_batch_size", "4", "--resolution", "32", "--validation_steps", "0",
-            "--checkpointing_steps", "0", "--num_validation_images", "0", "--degradations", "noisy,hazy"]
+            "--checkpointing_steps", "0", "--num_validation_images", "0", "--degradations", "noisy,hazy",
+            "--crop_grid", "2"] + (["--train_text_tower"] if text_tower else [])
     torch.manual_seed(0)
-    reference = train_router.build_router(train_router.parse_args(argv), ["noisy", "hazy"])
+    reference = train_router.build_router(train_router.parse_args(argv), ["noisy", "hazy", "clean"])
     train_router.main(argv)
     router = DegradationRouter.from_pretrained(out / "router")
-    assert router.vocabulary == ["noisy", "hazy"]
+    assert router.vocabulary == ["noisy", "hazy", "clean"] and router.config.crop_grid == 2
     before, after = reference.state_dict(), router.state_dict()
     for key in before:
         same = torch.equal(before[key], after[key])
-        if key.startswith("clip.") or key == "degradation_bank" or ".zero_linears." in key:
+        text = key.startswith("clip.") and not key.startswith("clip.visual.") and key != "clip.logit_scale"
+        if key.startswith("clip.visual.") or ".zero_linears." in key or (text and not text_tower):
             assert same, f"{key} should stay frozen"
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("controller.visual."))
+    assert not torch.equal(before["logit_scale"], after["logit_scale"]), "trained, then calibrated"
+    trained_bank = not torch.allclose(before["degradation_bank"], after["degradation_bank"])
+    assert trained_bank == text_tower, "the bank moves exactly when the text tower trains"
+    assert torch.allclose(router.degradation_bank, router.encode_texts(router.vocabulary), atol=1e-6)
 
 
 def test_group_size_keeps_runs_of_one_type(tmp_path, photos):
@@ -254,3 +261,31 @@ def test_a_killed_final_save_leaves_no_half_written_pipeline(photos, tmp_path, m
     GradientState._reset_state()
     train_restorer.main(argv)
     assert RestorerPipeline.from_pretrained(tmp_path / "run" / "pipeline").experts.names == []
+
+
+def test_time_budget_shortens_the_run_and_stretches_the_schedule(tmp_path, photos, monkeypatch):
+    from argparse import Namespace
+
+    from diffusers.optimization import get_scheduler
+
+    def schedule(steps):
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        return get_scheduler("cosine", optimizer=optimizer, num_warmup_steps=10, num_training_steps=steps)
+
+    args = Namespace(max_train_steps=1000, lr_scheduler="cosine", lr_warmup_steps=10)
+    scheduler = schedule(1000)
+    assert training_loop.fit_to_budget(args, scheduler, 40, 0.1, 6.0) == 100 == args.max_train_steps
+    reference = schedule(100).lr_lambdas[0]
+    assert [scheduler.lr_lambdas[0](s) for s in (5, 40, 70, 100)] == [reference(s) for s in (5, 40, 70, 100)]
+    assert training_loop.fit_to_budget(args, scheduler, 40, 0.1, 1e6) == 100, "a budget never lengthens a run"
+    # end to end: a budget too small for any more steps stops right after the timed steps
+    monkeypatch.setattr(training_loop, "BUDGET_PROBE_STEPS", 2)
+    config = tmp_path / "clip.json"
+    config.write_text(json.dumps(TINY_CLIP))
+    out = tmp_path / "router"
+    train_router.main(["--clip_model", str(config), "--output_dir", str(out), "--train_data_dir", str(photos),
+                       "--max_train_steps", "50", "--max_train_seconds", "0.001", "--train_batch_size", "2",
+                       "--resolution", "32", "--validation_steps", "0", "--checkpointing_steps", "0",
+                       "--num_validation_images", "0", "--degradations", "noisy", "--calibration_repeats", "0"])
+    steps = [json.loads(line)["step"] for line in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 5 + 2 + 1 and (out / "router" / "config.json").is_file()

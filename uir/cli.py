@@ -293,11 +293,17 @@ def cmd_restore(args) -> int:
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
-def _restore_fn(pipe, oracle: bool):
-    """``restore(lq, pair)`` for :func:`uir.evaluation.evaluate_restoration`."""
+def _restore_fn(pipe, oracle: bool, top_k: int | None = None):
+    """``restore(lq, pair)`` for :func:`uir.evaluation.evaluate_restoration`; the oracle weighs
+    the parts of a mixed degradation equally."""
+    from .degradations import MIX
+
+    options = {} if top_k is None else {"top_k": top_k}
+
     def restore(lq, pair):
-        weights = {pair.name: 1.0} if oracle else None
-        return pipe(lq, weights=weights, output_type="pt").images
+        parts = pair.name.split(MIX)
+        weights = {part: 1.0 / len(parts) for part in parts} if oracle else None
+        return pipe(lq, weights=weights, output_type="pt", **options).images
 
     return restore
 
@@ -326,7 +332,9 @@ def cmd_eval(args) -> int:
     state = _distributed_state()
     pipe = _load_for_cli(args, state)
     if args.oracle:
-        missing = sorted(set(names) - set(pipe.experts.names))
+        from .degradations import MIX
+
+        missing = sorted({part for name in names for part in name.split(MIX)} - set(pipe.experts.names))
         if missing:
             raise UsageError(f"--oracle needs an expert per degradation; missing: {', '.join(missing)}")
     rows = []
@@ -340,7 +348,7 @@ def cmd_eval(args) -> int:
                                  select=lambda indices: _share(state, indices))
     else:
         mine = _share(state, list(enumerate(_photos(args, data))))
-        scores = evaluate_restoration(_restore_fn(pipe, args.oracle), [path for _, path in mine], names,
+        scores = evaluate_restoration(_restore_fn(pipe, args.oracle, args.top_k), [path for _, path in mine], names,
                                       seed=args.seed, on_pair=keep, first_index=mine[0][0] if mine else 0)
     if state is not None:  # every process's scores, merged by count, written once
         from accelerate.utils import gather_object
@@ -509,7 +517,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="PSNR/SSIM per degradation on a clean folder or lq/ gt/ pairs")
     _add_model_args(evaluate)
     evaluate.add_argument("--data", required=True, help="clean photos (degraded here), or a folder with lq/ and gt/")
-    evaluate.add_argument("--degradations", type=parse_names, default="all", help='comma-separated names or "all" (the 10 DA-CLIP types)')
+    evaluate.add_argument("--degradations", type=parse_names, default="all",
+                          help='comma-separated names or "all" (the 10 DA-CLIP types); a mixture joins names '
+                               "with + (low-light+noisy)")
+    evaluate.add_argument("--top-k", dest="top_k", type=_positive_int, default=None,
+                          help="experts the router keeps per image (default: the pipeline's)")
     evaluate.add_argument("--oracle", action="store_true", help="use the true degradation's expert instead of the router")
     evaluate.add_argument("--held-out", dest="held_out", action="store_true",
                           help="use only the held-out split of --data (every fifth photo by name)")

@@ -33,6 +33,7 @@ class DegradedPair:
 def degraded_pairs(files: Sequence, names: Sequence[str], seed: int = 0, severity: str | None = None,
                    repeats: int = 1, first_index: int = 0) -> Iterator[DegradedPair]:
     """Yield each photo under each degradation (``repeats`` independent draws each), as (1,3,H,W).
+    A mixed name (``low-light+noisy``) applies its parts left to right.
 
     ``first_index`` is the position of ``files[0]`` in the whole list, so that a process scoring
     a contiguous share draws the same degradations as one process scoring everything.
@@ -42,19 +43,27 @@ def degraded_pairs(files: Sequence, names: Sequence[str], seed: int = 0, severit
         for k, name in enumerate(names):
             for r in range(repeats):
                 generator = torch.Generator().manual_seed(((seed * 7919 + f) * 131 + k) * 17 + r)
-                lq = degradations.apply(name, gt, generator=generator, severity=severity)
+                lq = degradations.apply(name.split(degradations.MIX), gt, generator=generator, severity=severity)
                 yield DegradedPair(name, k, str(path), lq, gt)
+
+
+#: PSNR of identical images in the score tables (dB)
+PSNR_CAP = 100.0
+SCORE_TABLES = ("psnr_in", "psnr_out", "ssim_in", "ssim_out", "worse")
 
 
 @dataclass
 class RestorationScores:
-    """Mean PSNR/SSIM per degradation, of the degraded input and of the restored output, and
-    the number of pairs behind each mean (``count``)."""
+    """Mean PSNR/SSIM per degradation, of the degraded input and of the restored output, the
+    fraction of images the restoration made ``worse`` (lower PSNR than the input), and the
+    number of pairs behind each mean (``count``). PSNR is capped at :data:`PSNR_CAP` (an
+    identical image, e.g. a clean photo kept as it is, scores the cap, not infinity)."""
 
     psnr_in: dict = field(default_factory=dict)
     psnr_out: dict = field(default_factory=dict)
     ssim_in: dict = field(default_factory=dict)
     ssim_out: dict = field(default_factory=dict)
+    worse: dict = field(default_factory=dict)
     count: dict = field(default_factory=dict)
 
     @classmethod
@@ -64,7 +73,7 @@ class RestorationScores:
         for name in dict.fromkeys(name for part in parts for name in part.count):
             total = sum(part.count.get(name, 0) for part in parts)
             merged.count[name] = total
-            for table in ("psnr_in", "psnr_out", "ssim_in", "ssim_out"):
+            for table in SCORE_TABLES:
                 getattr(merged, table)[name] = sum(getattr(part, table)[name] * part.count[name]
                                                    for part in parts if name in part.count) / total
         return merged
@@ -76,24 +85,23 @@ class RestorationScores:
     def rows(self) -> list[dict]:
         return [{"degradation": name, "psnr_in": self.psnr_in[name], "psnr_out": self.psnr_out[name],
                  "gain": self.psnr_out[name] - self.psnr_in[name], "ssim_in": self.ssim_in[name],
-                 "ssim_out": self.ssim_out[name]} for name in self.psnr_in]
+                 "ssim_out": self.ssim_out[name], "worse": self.worse[name]} for name in self.psnr_in]
 
 
 def _score(triples: Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]) -> RestorationScores:
     """Mean PSNR/SSIM per name over ``(name, lq, restored, gt)``."""
     sums: dict[str, list[float]] = {}
     for name, lq, restored, gt in triples:
-        row = sums.setdefault(name, [0.0, 0.0, 0.0, 0.0, 0])
-        row[0] += psnr(lq, gt).item()
-        row[1] += psnr(restored, gt).item()
-        row[2] += ssim(lq, gt).item()
-        row[3] += ssim(restored, gt).item()
-        row[4] += 1
+        row = sums.setdefault(name, [0.0] * len(SCORE_TABLES) + [0])
+        p_in, p_out = (min(psnr(x, gt).item(), PSNR_CAP) for x in (lq, restored))
+        for i, value in enumerate((p_in, p_out, ssim(lq, gt).item(), ssim(restored, gt).item(), float(p_out < p_in))):
+            row[i] += value
+        row[-1] += 1
     scores = RestorationScores()
-    for name, (p_in, p_out, s_in, s_out, n) in sums.items():
-        scores.psnr_in[name], scores.psnr_out[name] = p_in / n, p_out / n
-        scores.ssim_in[name], scores.ssim_out[name] = s_in / n, s_out / n
-        scores.count[name] = n
+    for name, row in sums.items():
+        for table, total in zip(SCORE_TABLES, row):
+            getattr(scores, table)[name] = total / row[-1]
+        scores.count[name] = row[-1]
     return scores
 
 

@@ -308,6 +308,11 @@ class DegradationRouter(ModelMixin, ConfigMixin):
         return RouterOutput(probabilities, names, confidence, confidence >= self.config.min_confidence)
 
 
+#: calibration keeps ``T`` within ``exp(+-3)``: a router at chance level would otherwise be
+#: flattened to a uniform ``s_o`` (the NLL optimum), hiding even its ranking's confidence
+MAX_LOG_TEMPERATURE = 3.0
+
+
 def calibrate_temperature(router: DegradationRouter, logits: torch.Tensor, labels: torch.Tensor,
                           steps: int = 200) -> float:
     """Temperature scaling: fit ``T`` minimising the NLL of ``softmax(logits / T)`` for
@@ -325,7 +330,7 @@ def calibrate_temperature(router: DegradationRouter, logits: torch.Tensor, label
         return loss
 
     optimizer.step(closure)
-    temperature = float(log_t.detach().exp())
+    temperature = float(log_t.detach().clamp(-MAX_LOG_TEMPERATURE, MAX_LOG_TEMPERATURE).exp())
     router.logit_scale.data -= torch.log(torch.tensor(temperature, dtype=router.logit_scale.dtype))
     return temperature
 

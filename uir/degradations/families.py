@@ -41,8 +41,13 @@ LIRA_FACTORS = ("lira-blur", "lira-noise", "lira-jpeg")
 ALL_NAMES = DA_CLIP_TYPES + GRIDS_TYPES + LIRA_FACTORS + LIRA_TYPES + (CLEAN,)
 
 
+#: joins the parts of a mixed degradation name, applied left to right: ``low-light+noisy``
+MIX = "+"
+
+
 def parse_names(spec: str) -> list[str]:
-    """A ``--degradations`` value: ``"all"`` (the DA-CLIP types) or comma-separated registered names.
+    """A ``--degradations`` value: ``"all"`` (the DA-CLIP types) or comma-separated registered
+    names, each possibly a mixture of several joined by ``+`` (``low-light+noisy``).
 
     Meant as an argparse ``type``: an unknown, repeated or missing name raises
     ``argparse.ArgumentTypeError``, which argparse prints as a one-line usage error."""
@@ -51,10 +56,10 @@ def parse_names(spec: str) -> list[str]:
         raise argparse.ArgumentTypeError("no degradation named")
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"{spec!r} lists a name twice")
-    for name in names:
+    for name in (part for n in names for part in n.split(MIX)):
         if name not in ALL_NAMES:
             raise argparse.ArgumentTypeError(f"unknown degradation {name!r}; valid choices: {', '.join(sorted(ALL_NAMES))}")
     return names
 
 
-__all__ = ["ALL_NAMES", "CLEAN", "DA_CLIP_TYPES", "GRIDS_TYPES", "LIRA_FACTORS", "LIRA_TYPES", "parse_names"]
+__all__ = ["ALL_NAMES", "CLEAN", "MIX", "DA_CLIP_TYPES", "GRIDS_TYPES", "LIRA_FACTORS", "LIRA_TYPES", "parse_names"]
