@@ -48,3 +48,13 @@ def sample():
 
 def seeded(seed=0):
     return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """Each in-process training run builds its own Accelerator, as a new process would."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    yield
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()

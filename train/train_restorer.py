@@ -17,12 +17,11 @@ import argparse
 import json
 from pathlib import Path
 
-from uir.data import SingleDegradationBatchSampler
 from uir.lora.bank import ExpertBank
 from uir.models import NAFNet
 from uir.pipelines import RestorerPipeline
 from uir.tiling import run_padded
-from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator,
+from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator, mixed_batches,
                           photo_split, restoration_loss, restoration_validator, train, training_dataset)
 from uir.files import save_pretrained_staged
 
@@ -53,7 +52,7 @@ def main(argv=None):
     loss_fn = restoration_loss(0.0, args.loss)
     model = LossModule({"restorer": restorer}, lambda batch: loss_fn(restorer(batch["lq"]), batch["gt"]))
     dataset = training_dataset(args, names)
-    sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed, mix_types=True)
+    sampler = mixed_batches(args, dataset)
     _, validation_files = photo_split(args)
     validate = None
     if validation_files:

@@ -35,11 +35,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from uir.data import SingleDegradationBatchSampler
 from uir.degradations import CLEAN
 from uir.evaluation import degraded_pairs, evaluate_router
 from uir.router import DegradationRouter, calibrate_temperature, expected_calibration_error
-from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator,
+from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator, mixed_batches,
                           photo_split, train, training_dataset)
 from uir.files import save_pretrained_staged
 
@@ -130,7 +129,7 @@ def main(argv=None):
 
     model = LossModule({"router": router}, loss)
     dataset = training_dataset(args, names)
-    sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed, mix_types=True)
+    sampler = mixed_batches(args, dataset)
     _, validation_files = photo_split(args)
 
     def validate(step: int) -> dict:
@@ -144,7 +143,9 @@ def main(argv=None):
     router.refresh_bank()
     folder = Path(args.output_dir) / "router"
     if accelerator.is_main_process:
-        if args.calibration_repeats:
+        if args.calibration_repeats and args.dataset_name:
+            print("calibration skipped: it degrades photo files (--train_data_dir), not --dataset_name")
+        elif args.calibration_repeats:
             calibrate(router, photo_split(args)[0], names, args)
         save_pretrained_staged(router, folder)
     finish(accelerator, args, folder, "uir degradation router", args.clip_pretrained or args.clip_model, names,

@@ -29,12 +29,16 @@ def _image_files(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
 
 
+#: datasets of at most this many images keep them decoded in memory (a few GB of photos)
+CACHE_LIMIT = 4096
+
+
 def _item_generator(seed: int, index: int, epoch: int = 0) -> torch.Generator:
     """A generator owned by one item, so items do not depend on the order they are read in."""
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 10_000_019 + index)
 
 
-class _PairedTransforms:
+class PairedTransforms:
     def __init__(self, crop_size: int | None, flip: bool):
         self.crop_size, self.flip = crop_size, flip
 
@@ -65,7 +69,7 @@ class PairedFolderDataset(Dataset):
         if not lq:
             raise ValueError(f"no images in {lq_dir}")
         self.pairs = [(lq[k], gt[k]) for k in sorted(lq)]
-        self.transforms = _PairedTransforms(crop_size, flip)
+        self.transforms = PairedTransforms(crop_size, flip)
         self.seed, self.epoch = seed, 0
         self.degradation = degradation
 
@@ -95,10 +99,11 @@ class CleanCropDataset(Dataset):
 
     def __init__(self, files: Sequence, crop_size: int | None = None, flip: bool = False, seed: int = 0,
                  shorter_side: int | None = None):
-        self.files = [Path(f) for f in files]
-        if not self.files:
+        # image files, or a sequence of decoded images with names (uir.data.hub.DatasetImages)
+        self.files = files if hasattr(files, "name") else [Path(f) for f in files]
+        if not len(self.files):
             raise ValueError("no clean images given")
-        self.transforms = _PairedTransforms(crop_size, flip)
+        self.transforms = PairedTransforms(crop_size, flip)
         self.seed, self.epoch, self.shorter_side = seed, 0, shorter_side
         self._cache: dict[int, torch.Tensor] = {}
 
@@ -111,18 +116,25 @@ class CleanCropDataset(Dataset):
     def item_generator(self, index: int) -> torch.Generator:
         return _item_generator(self.seed, index, self.epoch)
 
+    def path(self, file_index: int) -> str:
+        return self.files.name(file_index) if hasattr(self.files, "name") else str(self.files[file_index])
+
     def clean(self, file_index: int) -> torch.Tensor:
-        """Clean image ``file_index``, decoded once and cached."""
-        if file_index not in self._cache:
-            image = load_image(self.files[file_index])
-            self._cache[file_index] = image if self.shorter_side is None else resize_shorter(image, self.shorter_side)
-        return self._cache[file_index]
+        """Clean image ``file_index``, decoded (and, up to :data:`CACHE_LIMIT` images, cached)."""
+        if file_index in self._cache:
+            return self._cache[file_index]
+        image = self.files[file_index] if hasattr(self.files, "name") else load_image(self.files[file_index])
+        image = image if self.shorter_side is None else resize_shorter(image, self.shorter_side)
+        if len(self.files) <= CACHE_LIMIT:
+            self._cache[file_index] = image
+        return image
 
     def preload(self) -> None:
-        """Decode every image now: data-loader workers forked afterwards share the cache instead
-        of each decoding every image again at every epoch."""
-        for file_index in range(len(self.files)):
-            self.clean(file_index)
+        """Decode every image now (up to :data:`CACHE_LIMIT`): data-loader workers forked
+        afterwards share the cache instead of each decoding every image again every epoch."""
+        if len(self.files) <= CACHE_LIMIT:
+            for file_index in range(len(self.files)):
+                self.clean(file_index)
 
     def crop(self, file_index: int, generator: torch.Generator) -> torch.Tensor:
         """A random crop of clean image ``file_index``, drawn from ``generator``."""
@@ -132,7 +144,7 @@ class CleanCropDataset(Dataset):
     def __getitem__(self, index):
         if not 0 <= index < len(self):
             raise IndexError(index)
-        return {"gt": self.crop(index, self.item_generator(index)), "path": str(self.files[index])}
+        return {"gt": self.crop(index, self.item_generator(index)), "path": self.path(index)}
 
 
 class SyntheticDegradationDataset(CleanCropDataset):
@@ -172,7 +184,7 @@ class SyntheticDegradationDataset(CleanCropDataset):
         gt = self.crop(file_index, generator)
         lq = degradations.apply(self.names[kind], gt, generator=generator, severity=self.severity)
         return {"lq": lq, "gt": gt, "degradation": self.names[kind], "degradation_index": kind,
-                "path": str(self.files[file_index])}
+                "path": self.path(file_index)}
 
 
 class DegradationConcatDataset(Dataset):

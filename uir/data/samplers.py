@@ -26,6 +26,9 @@ class SingleDegradationBatchSampler(Sampler[list[int]]):
 
     def __init__(self, dataset, batch_size: int, seed: int = 0, drop_last: bool = True, group_size: int = 1,
                  mix_types: bool = False):
+        if not hasattr(dataset, "__len__"):
+            raise ValueError("single-type batches need a dataset of known length; --streaming works with the "
+                             "trainers whose batches mix types (train_restorer.py, train_router.py)")
         if batch_size < 1 or group_size < 1:
             raise ValueError(f"batch_size and group_size must be positive, got {batch_size} and {group_size}")
         self.batch_size, self.seed, self.drop_last, self.epoch = batch_size, seed, drop_last, 0

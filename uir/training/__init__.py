@@ -10,7 +10,7 @@ here with everything the scripts import, so ``from uir.training import ...`` cov
 """
 
 from ..data.photos import held_out_photos, photo_split, training_photos
-from .args import add_data_args, add_training_args, add_uir_lora_args, training_dataset
+from .args import add_data_args, add_training_args, add_uir_lora_args, mixed_batches, training_dataset
 from .checkpoints import (TRAINABLE_FILE, checkpoint_dirs, load_checkpoint, resolve_checkpoint,
                           save_checkpoint)
 from .loop import LossModule, finish, make_accelerator, train
@@ -35,6 +35,7 @@ __all__ = [
     "save_checkpoint",
     "saved_model_config",
     "train",
+    "mixed_batches",
     "training_dataset",
     "training_photos",
 ]

@@ -51,6 +51,15 @@ def add_data_args(parser: argparse.ArgumentParser, default_degradations: str = "
     group.add_argument("--train_data_dir", default=None,
                        help="folder of clean photos, degraded on the fly (default: the training split of "
                             "$UIR_PHOTOS or ../shared/photos)")
+    group.add_argument("--dataset_name", default=None,
+                       help="a Hugging Face dataset of clean images instead: a Hub id, a save_to_disk folder or an "
+                            "image folder (needs the datasets package); degraded on the fly")
+    group.add_argument("--dataset_config_name", default=None, help="the dataset's configuration, if it has several")
+    group.add_argument("--dataset_split", default="train")
+    group.add_argument("--image_column", default="image", help="the dataset's column of images")
+    group.add_argument("--streaming", action="store_true",
+                       help="stream --dataset_name instead of loading it (for datasets larger than the disk); "
+                            "for trainers whose batches mix types")
     group.add_argument("--paired", action="append", default=[], metavar="NAME=LQ_DIR:GT_DIR",
                        help="a paired folder for one degradation (repeatable); replaces --train_data_dir")
     group.add_argument("--degradations", type=parse_names, default=default_degradations,
@@ -78,9 +87,28 @@ def add_uir_lora_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
 
 
 def training_dataset(args, names: list[str]):
-    """The dataset the options describe; items are labelled by degradation name."""
+    """The dataset the options describe; items are labelled by degradation name. A streamed
+    ``--dataset_name`` gives this process's part of the stream (:mod:`uir.data.hub`)."""
     from ..data import DegradationConcatDataset, PairedFolderDataset, SyntheticDegradationDataset, photo_split
 
+    severity = None if args.severity == "default" else args.severity
+    if args.dataset_name:
+        from ..data.hub import (DatasetImages, StreamingDegradationDataset, load_training_dataset,
+                                split_between_processes)
+
+        data = load_training_dataset(args.dataset_name, args.dataset_config_name, args.dataset_split,
+                                     streaming=args.streaming)
+        if args.streaming:
+            from accelerate import PartialState
+
+            state = PartialState()
+            stream = split_between_processes(data, state.process_index, state.num_processes)
+            return StreamingDegradationDataset(stream, names, column=args.image_column, crop_size=args.resolution,
+                                               flip=True, seed=args.seed, severity=severity)
+        return SyntheticDegradationDataset(DatasetImages(data, args.image_column), names, crop_size=args.resolution,
+                                           flip=True, seed=args.seed, severity=severity, repeats=args.repeats)
+    if args.streaming:
+        raise ValueError("--streaming needs --dataset_name")
     if args.paired:
         folders = {}
         for spec in args.paired:
@@ -92,9 +120,20 @@ def training_dataset(args, names: list[str]):
                                                 degradation=name)
         return DegradationConcatDataset(folders)
     train_files, _ = photo_split(args)
-    severity = None if args.severity == "default" else args.severity
     return SyntheticDegradationDataset(train_files, names, crop_size=args.resolution, flip=True, seed=args.seed,
                                        severity=severity, repeats=args.repeats)
 
 
-__all__ = ["add_data_args", "add_training_args", "add_uir_lora_args", "training_dataset"]
+def mixed_batches(args, dataset):
+    """The batch sampler of a trainer whose batches mix every type: shuffled batches of any
+    types, or ``None`` for a streamed dataset (the stream's own order, batched by the loader)."""
+    from torch.utils.data import IterableDataset
+
+    from ..data import SingleDegradationBatchSampler
+
+    if isinstance(dataset, IterableDataset):
+        return None
+    return SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed, mix_types=True)
+
+
+__all__ = ["add_data_args", "add_training_args", "add_uir_lora_args", "mixed_batches", "training_dataset"]

@@ -115,16 +115,22 @@ def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Param
                                   weight_decay=args.adam_weight_decay, eps=args.adam_epsilon)
     if args.dataloader_num_workers and hasattr(dataset, "preload"):
         dataset.preload()  # workers fork with the decoded images
-    loader = DataLoader(dataset, batch_sampler=batch_sampler, num_workers=args.dataloader_num_workers,
-                        collate_fn=collate_fn, pin_memory=accelerator.device.type == "cuda")
+    streamed = batch_sampler is None  # an iterable dataset: batches in stream order, epochs of unknown length
+    batching = dict(batch_size=args.train_batch_size, drop_last=True) if streamed else dict(batch_sampler=batch_sampler)
+    loader = DataLoader(dataset, num_workers=args.dataloader_num_workers, collate_fn=collate_fn,
+                        pin_memory=accelerator.device.type == "cuda", **batching)
     # A prepared scheduler steps once per process per optimizer step, hence the factor.
     lr_scheduler = get_scheduler(args.lr_scheduler, optimizer=optimizer,
                                  num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
                                  num_training_steps=args.max_train_steps * accelerator.num_processes)
-    model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
-    steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
-    if steps_per_epoch == 0:
-        raise ValueError("the data yields no full batch; lower --train_batch_size or add images")
+    if streamed:  # each process already reads its own part of the stream (uir.data.hub)
+        model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+        steps_per_epoch = None
+    else:
+        model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
+        steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
+        if steps_per_epoch == 0:
+            raise ValueError("the data yields no full batch; lower --train_batch_size or add images")
     if accelerator.is_main_process:
         accelerator.init_trackers(Path(sys.argv[0] or "train").stem, config={k: v for k, v in vars(args).items()
                                                                   if isinstance(v, (int, float, str, bool))})
@@ -136,8 +142,11 @@ def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Param
     elif checkpoint is not None:
         state = load_checkpoint(accelerator, checkpoint, trainable, optimizer, lr_scheduler)
         step = state["step"]
-        first_epoch, skip = divmod(step, steps_per_epoch)
-        skip *= args.gradient_accumulation_steps
+        if streamed:  # a stream cannot seek: resume with the next epoch's pass over it
+            first_epoch, skip = state.get("epoch", 0) + 1, 0
+        else:
+            first_epoch, skip = divmod(step, steps_per_epoch)
+            skip *= args.gradient_accumulation_steps
         accelerator.print(f"resumed from {checkpoint} at step {step}")
 
     progress = tqdm(range(args.max_train_steps), initial=step, desc="steps", disable=not accelerator.is_local_main_process)
@@ -151,9 +160,11 @@ def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Param
         skip = 0
         # accelerate re-seeds the batch sampler with its own iteration count when iterating;
         # set that count (and the dataset's epoch) to ours, also on a resumed epoch's loader.
-        batches.set_epoch(epoch)
+        if not streamed:
+            batches.set_epoch(epoch)
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
+        yielded = step
         model.train()
         window = []  # the micro-batch losses of the current optimizer step
         for batch in batches:
@@ -204,6 +215,8 @@ def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Param
                     handle.write(json.dumps({"step": step, **logs}) + "\n")
             if step >= args.max_train_steps:
                 break
+        if streamed and step == yielded and step < args.max_train_steps:
+            raise ValueError("this process's part of the stream yields no full batch; lower --train_batch_size")
         epoch += 1
     progress.close()
     accelerator.wait_for_everyone()
