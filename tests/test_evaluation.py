@@ -1,7 +1,6 @@
 """Score tables: PSNR/SSIM against skimage, the 'worse' fraction, the PSNR cap, merging."""
 
 import pytest
-import torch
 from skimage.metrics import peak_signal_noise_ratio
 
 from uir.evaluation import PSNR_CAP, RestorationScores, degraded_pairs, evaluate_restoration
