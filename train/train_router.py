@@ -53,6 +53,9 @@ def parse_args(argv=None):
     group.add_argument("--no_crop_correction", action="store_true", help="score the resized image only")
     group.add_argument("--crop_grid", type=int, default=1, help="crop correction's native crops per side")
     group.add_argument("--no_clean_class", action="store_true", help="no 'clean' entry in the vocabulary")
+    group.add_argument("--min_confidence", type=float, default=0.25, help="below this max s_o an input is unknown")
+    group.add_argument("--low_confidence", choices=["soft", "base"], default="soft",
+                       help="expert weights for unknown inputs: soft top-3, or the base alone")
     group.add_argument("--train_text_tower", action="store_true", help="train the text tower (the bank) too")
     group.add_argument("--calibration_repeats", type=int, default=1,
                        help="degraded copies of each training photo and type to calibrate on (0: no calibration)")
@@ -62,7 +65,8 @@ def parse_args(argv=None):
 
 
 def build_router(args, names: list[str]) -> DegradationRouter:
-    crop = dict(crop_correction=not args.no_crop_correction, crop_grid=args.crop_grid)
+    crop = dict(crop_correction=not args.no_crop_correction, crop_grid=args.crop_grid,
+                min_confidence=args.min_confidence, low_confidence=args.low_confidence)
     if args.router:
         router = DegradationRouter.from_pretrained(args.router, torch_dtype=torch.float32)  # trains in fp32
         missing = [n for n in names if n not in router.vocabulary]
