@@ -181,7 +181,7 @@ def main(argv=None):
         for tool, (fn, _, _) in tools.items():
             if (tool, name) in chosen:
                 row[tool] = mean_psnr(lambda p: _apply(fn, chosen[tool, name], p.lq))
-        best = max((t for t in tools if t in row), key=lambda t: row[t])
+        best = max((t for t in tools if t in row and math.isfinite(row[t])), key=lambda t: row[t])
         row.update({"best tool": f"{best} ({chosen[best, name]})", "best tool psnr": row[best]})
         rows.append(row)
         print(f"peers: {name} done", file=sys.stderr)
