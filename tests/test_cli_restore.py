@@ -244,7 +244,8 @@ def test_two_processes_restore_every_input_once_and_resume(model_dir, tmp_path, 
     done = _launch_two(["restore", str(folder), "-o", str(tmp_path / "two"), "--model", str(model_dir)],
                        tmp_path, 29541)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.count("->") == 6 and done.stderr.count("uir: restored 6, skipped 0 existing") == 1
+    assert done.stdout.count("->") == 6 and done.stderr.count("uir: restored 6, skipped 0 existing") == 1, \
+        (done.stdout[-1500:], done.stderr[-1500:])
     assert "on 2 processes" in done.stderr
     for i in range(6):
         assert (tmp_path / "two" / f"{i}.png").read_bytes() == (tmp_path / "one" / f"{i}.png").read_bytes()
