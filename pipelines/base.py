@@ -63,16 +63,14 @@ def shape_batches(items: Iterable, batch_size: int, shape: Callable) -> Iterator
 def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, generator):
     """``(expert weights (B,K), clean weight (B,), the router's output)`` for a batch; the
     output is ``None`` when the router is not asked (:func:`uir.lora.strategies.expert_weights`)."""
-    routed = None
-    if pipe.router is not None and strategy == "router" and weights is None:
-        routed = pipe.router(images.to(device=pipe.router.device, dtype=pipe.router.dtype))
-    router_config = pipe.router.config if pipe.router is not None else None
-    chosen, clean = expert_weights(
-        strategy, pipe.experts.names, images.shape[0],
-        probabilities=routed.probabilities if routed is not None else None,
-        vocabulary=pipe.router.vocabulary if pipe.router is not None else None, weights=weights, top_k=top_k,
-        generator=generator, known=routed.known if routed is not None else None,
-        low_confidence=router_config.low_confidence if router_config is not None else "soft")
+    router, routed, options = pipe.router, None, {}
+    if router is not None:
+        options = {"vocabulary": router.vocabulary, "low_confidence": router.config.low_confidence}
+        if strategy == "router" and weights is None:
+            routed = router(images.to(device=router.device, dtype=router.dtype))
+            options.update(probabilities=routed.probabilities, known=routed.known)
+    chosen, clean = expert_weights(strategy, pipe.experts.names, images.shape[0], weights=weights, top_k=top_k,
+                                   generator=generator, **options)
     return chosen, clean, routed
 
 

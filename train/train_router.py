@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from uir.degradations import CLEAN
 from uir.evaluation import degraded_pairs, evaluate_router
+from uir.lora.strategies import LOW_CONFIDENCE_POLICIES
 from uir.router import DegradationRouter, calibrate_temperature, expected_calibration_error
 from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator, mixed_batches,
                           photo_split, train, training_dataset)
@@ -54,7 +55,7 @@ def parse_args(argv=None):
     group.add_argument("--crop_grid", type=int, default=1, help="crop correction's native crops per side")
     group.add_argument("--no_clean_class", action="store_true", help="no 'clean' entry in the vocabulary")
     group.add_argument("--min_confidence", type=float, default=0.25, help="below this max s_o an input is unknown")
-    group.add_argument("--low_confidence", choices=["soft", "base"], default="soft",
+    group.add_argument("--low_confidence", choices=LOW_CONFIDENCE_POLICIES, default="soft",
                        help="expert weights for unknown inputs: soft top-3, or the base alone")
     group.add_argument("--train_text_tower", action="store_true", help="train the text tower (the bank) too")
     group.add_argument("--calibration_repeats", type=int, default=1,
@@ -114,16 +115,11 @@ def main(argv=None):
     if router.controller is None:
         raise ValueError("this router has no DA-CLIP controller to train (it was built with use_controller=False)")
     router.controller.zero_linears.requires_grad_(False)
-    if args.train_text_tower:
-        text_tower = [router.clip.transformer, router.clip.token_embedding, router.clip.ln_final]
-        for module in text_tower:
-            module.requires_grad_(True)
-        router.clip.positional_embedding.requires_grad_(True)
-        router.clip.text_projection.requires_grad_(True)
-    trainable = {f"router.{n}": p for n, p in router.named_parameters()
-                 if n == "logit_scale" or (n.startswith("controller.visual.") and p.requires_grad)
-                 or (args.train_text_tower and n.startswith("clip.") and not n.startswith("clip.visual.")
-                     and p.requires_grad)}
+    if args.train_text_tower:  # CLIP's text half: every parameter but the image tower and its scale
+        for name, param in router.clip.named_parameters():
+            param.requires_grad_(not name.startswith("visual.") and name != "logit_scale")
+    # the controller's image tower, logit_scale, and the text tower when asked
+    trainable = {f"router.{n}": p for n, p in router.named_parameters() if p.requires_grad}
     labels = {name: router.vocabulary.index(name) for name in names}
 
     def loss(batch):

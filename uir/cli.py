@@ -296,12 +296,12 @@ def cmd_restore(args) -> int:
 def _restore_fn(pipe, oracle: bool, top_k: int | None = None):
     """``restore(lq, pair)`` for :func:`uir.evaluation.evaluate_restoration`; the oracle weighs
     the parts of a mixed degradation equally."""
-    from .degradations import MIX
+    from .degradations import mix_parts
 
     options = {} if top_k is None else {"top_k": top_k}
 
     def restore(lq, pair):
-        parts = pair.name.split(MIX)
+        parts = mix_parts(pair.name)
         weights = {part: 1.0 / len(parts) for part in parts} if oracle else None
         return pipe(lq, weights=weights, output_type="pt", **options).images
 
@@ -332,9 +332,9 @@ def cmd_eval(args) -> int:
     state = _distributed_state()
     pipe = _load_for_cli(args, state)
     if args.oracle:
-        from .degradations import MIX
+        from .degradations import mix_parts
 
-        missing = sorted({part for name in names for part in name.split(MIX)} - set(pipe.experts.names))
+        missing = sorted({part for name in names for part in mix_parts(name)} - set(pipe.experts.names))
         if missing:
             raise UsageError(f"--oracle needs an expert per degradation; missing: {', '.join(missing)}")
     rows = []

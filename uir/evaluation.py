@@ -43,7 +43,7 @@ def degraded_pairs(files: Sequence, names: Sequence[str], seed: int = 0, severit
         for k, name in enumerate(names):
             for r in range(repeats):
                 generator = torch.Generator().manual_seed(((seed * 7919 + f) * 131 + k) * 17 + r)
-                lq = degradations.apply(name.split(degradations.MIX), gt, generator=generator, severity=severity)
+                lq = degradations.apply(degradations.mix_parts(name), gt, generator=generator, severity=severity)
                 yield DegradedPair(name, k, str(path), lq, gt)
 
 

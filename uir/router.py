@@ -49,7 +49,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from .degradations import DA_CLIP_TYPES
-from .lora.strategies import LOW_CONFIDENCE_POLICIES
+from .lora.strategies import check_low_confidence
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -148,8 +148,7 @@ class DegradationRouter(ModelMixin, ConfigMixin):
 
         if crop_grid < 1:
             raise ValueError(f"crop_grid must be >= 1, got {crop_grid}")
-        if low_confidence not in LOW_CONFIDENCE_POLICIES:
-            raise ValueError(f"low_confidence must be one of {', '.join(LOW_CONFIDENCE_POLICIES)}, got {low_confidence!r}")
+        check_low_confidence(low_confidence)
         if texts is not None and len(texts) != len(vocabulary):
             raise ValueError("texts must have one entry per vocabulary name")
         config = {k: v for k, v in clip_config.items() if k in ("embed_dim", "vision_cfg", "text_cfg", "init_logit_scale")}

@@ -33,8 +33,9 @@ def _image_files(folder: Path) -> dict[str, Path]:
 CACHE_LIMIT = 4096
 
 
-def _item_generator(seed: int, index: int, epoch: int = 0) -> torch.Generator:
-    """A generator owned by one item, so items do not depend on the order they are read in."""
+def item_generator(seed: int, index: int, epoch: int = 0) -> torch.Generator:
+    """A generator owned by one item (an index, or a streamed example's pixel hash), so items do
+    not depend on the order they are read in."""
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 10_000_019 + index)
 
 
@@ -84,7 +85,7 @@ class PairedFolderDataset(Dataset):
         lq, gt = load_image(lq_path), load_image(gt_path)
         if lq.shape != gt.shape:
             raise ValueError(f"{lq_path.name}: low-quality {tuple(lq.shape)} and ground truth {tuple(gt.shape)} differ in size")
-        lq, gt = self.transforms(lq, gt, _item_generator(self.seed, index, self.epoch))
+        lq, gt = self.transforms(lq, gt, item_generator(self.seed, index, self.epoch))
         return {"lq": lq, "gt": gt, "degradation": self.degradation or "", "degradation_index": -1, "path": str(gt_path)}
 
 
@@ -114,7 +115,7 @@ class CleanCropDataset(Dataset):
         self.epoch = epoch
 
     def item_generator(self, index: int) -> torch.Generator:
-        return _item_generator(self.seed, index, self.epoch)
+        return item_generator(self.seed, index, self.epoch)
 
     def path(self, file_index: int) -> str:
         return self.files.name(file_index) if hasattr(self.files, "name") else str(self.files[file_index])

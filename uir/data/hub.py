@@ -28,7 +28,7 @@ from torch.utils.data import IterableDataset
 
 from .. import degradations
 from ..images import to_tensor
-from .datasets import PairedTransforms
+from .datasets import PairedTransforms, item_generator
 
 
 def load_training_dataset(name: str, config: str | None = None, split: str = "train", streaming: bool = False,
@@ -107,7 +107,7 @@ class StreamingDegradationDataset(IterableDataset):
         """One example's pair, from its own generator; its ``path`` names the example by its
         pixel hash."""
         key = pixel_seed(gt)
-        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + key)
+        generator = item_generator(self.seed, key, self.epoch)
         gt = self.transforms(gt, gt, generator)[0]
         kind = int(torch.randint(len(self.names), (1,), generator=generator))
         lq = degradations.apply(self.names[kind], gt, generator=generator, severity=self.severity)

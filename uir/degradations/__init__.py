@@ -9,7 +9,8 @@ for DL-Net's linear observation operators. The names (:mod:`.families`) import w
 the functions and the registry load on first use.
 """
 
-from .families import ALL_NAMES, CLEAN, MIX, DA_CLIP_TYPES, GRIDS_TYPES, LIRA_FACTORS, LIRA_TYPES, parse_names
+from .families import (ALL_NAMES, CLEAN, MIX, DA_CLIP_TYPES, GRIDS_TYPES, LIRA_FACTORS, LIRA_TYPES, mix_parts,
+                       parse_names)
 
 _REGISTRY_NAMES = ("SEVERITIES", "Degradation", "Param", "apply", "get", "names", "register")
 
@@ -22,4 +23,4 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ALL_NAMES", "CLEAN", "MIX", "DA_CLIP_TYPES", "GRIDS_TYPES", "LIRA_FACTORS", "LIRA_TYPES", *_REGISTRY_NAMES, "parse_names"]
+__all__ = ["ALL_NAMES", "CLEAN", "MIX", "mix_parts", "DA_CLIP_TYPES", "GRIDS_TYPES", "LIRA_FACTORS", "LIRA_TYPES", *_REGISTRY_NAMES, "parse_names"]

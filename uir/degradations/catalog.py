@@ -163,7 +163,6 @@ register("lira-blended-haze", lira_blend, family="lira", params=_LIRA_CHAIN + (P
 register("lira-blended-dark", lira_blend, family="lira", params=_LIRA_CHAIN + (Param("dark_gamma", 1.5, 2.5),))
 
 
-
 def unchanged(image, generator):
     """No degradation: the photo as it is (the router's clean class)."""
     return image

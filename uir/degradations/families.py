@@ -45,6 +45,11 @@ ALL_NAMES = DA_CLIP_TYPES + GRIDS_TYPES + LIRA_FACTORS + LIRA_TYPES + (CLEAN,)
 MIX = "+"
 
 
+def mix_parts(name: str) -> list[str]:
+    """The degradations a (possibly mixed) name applies, in order: ``["low-light", "noisy"]``."""
+    return name.split(MIX)
+
+
 def parse_names(spec: str) -> list[str]:
     """A ``--degradations`` value: ``"all"`` (the DA-CLIP types) or comma-separated registered
     names, each possibly a mixture of several joined by ``+`` (``low-light+noisy``).
@@ -56,10 +61,10 @@ def parse_names(spec: str) -> list[str]:
         raise argparse.ArgumentTypeError("no degradation named")
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"{spec!r} lists a name twice")
-    for name in (part for n in names for part in n.split(MIX)):
+    for name in (part for n in names for part in mix_parts(n)):
         if name not in ALL_NAMES:
             raise argparse.ArgumentTypeError(f"unknown degradation {name!r}; valid choices: {', '.join(sorted(ALL_NAMES))}")
     return names
 
 
-__all__ = ["ALL_NAMES", "CLEAN", "MIX", "DA_CLIP_TYPES", "GRIDS_TYPES", "LIRA_FACTORS", "LIRA_TYPES", "parse_names"]
+__all__ = ["ALL_NAMES", "CLEAN", "MIX", "mix_parts", "DA_CLIP_TYPES", "GRIDS_TYPES", "LIRA_FACTORS", "LIRA_TYPES", "parse_names"]

@@ -60,13 +60,19 @@ def manual_weights(weights, expert_names: list[str], batch: int) -> torch.Tensor
     return rows.float().contiguous()
 
 
+def check_low_confidence(policy: str) -> str:
+    """``policy`` if it is one of :data:`LOW_CONFIDENCE_POLICIES`, else a ``ValueError``."""
+    if policy not in LOW_CONFIDENCE_POLICIES:
+        raise ValueError(f"low_confidence must be one of {', '.join(LOW_CONFIDENCE_POLICIES)}, got {policy!r}")
+    return policy
+
+
 def router_weights(probabilities: torch.Tensor, vocabulary: list[str], expert_names: list[str], top_k: int,
                    known: torch.Tensor | None = None, low_confidence: str = "soft") -> tuple[torch.Tensor, torch.Tensor]:
     """``(expert weights (B, K), clean weight (B,))`` from the router's ``s_o``: eq. 4 over the
     loaded experts plus ``clean`` when the vocabulary has it; rows not ``known`` follow
     ``low_confidence`` (see the module docstring)."""
-    if low_confidence not in LOW_CONFIDENCE_POLICIES:
-        raise ValueError(f"low_confidence must be one of {', '.join(LOW_CONFIDENCE_POLICIES)}, got {low_confidence!r}")
+    check_low_confidence(low_confidence)
     names = list(expert_names) + ([CLEAN] if CLEAN in vocabulary else [])
     if not names:
         return probabilities.new_zeros(probabilities.shape[0], 0).float(), probabilities.new_zeros(probabilities.shape[0]).float()

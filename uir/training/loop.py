@@ -73,21 +73,27 @@ class LossModule(nn.Module):
 BUDGET_PROBE_STEPS = 30
 
 
+def lr_schedule(args, optimizer, num_processes: int, num_training_steps: int):
+    """The diffusers schedule the options name. A prepared scheduler steps once per process per
+    optimizer step, hence the factor."""
+    from diffusers.optimization import get_scheduler
+
+    return get_scheduler(args.lr_scheduler, optimizer=optimizer, num_warmup_steps=args.lr_warmup_steps * num_processes,
+                         num_training_steps=num_training_steps * num_processes)
+
+
 def fit_to_budget(args, lr_scheduler, step: int, seconds_per_step: float, seconds_left: float,
                   num_processes: int = 1) -> int:
     """``--max_train_seconds``: shorten ``args.max_train_steps`` to the steps that fit in the time
     left at the measured speed, and stretch the LR schedule over the new length (the schedule's
     lambdas are rebuilt; its step count and the optimizer are untouched). Returns the new length."""
-    from diffusers.optimization import get_scheduler
-
     fitting = step + max(1, int(seconds_left / seconds_per_step))
     if fitting >= args.max_train_steps:
         return args.max_train_steps
     args.max_train_steps = fitting
     inner = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate wraps the LambdaLR
     probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    fresh = get_scheduler(args.lr_scheduler, optimizer=probe, num_warmup_steps=args.lr_warmup_steps * num_processes,
-                          num_training_steps=fitting * num_processes)
+    fresh = lr_schedule(args, probe, num_processes, fitting)
     inner.lr_lambdas = [fresh.lr_lambdas[0]] * len(inner.lr_lambdas)
     return fitting
 
@@ -102,7 +108,6 @@ def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Param
     on the seed and the epoch. ``validate(step)`` runs on the main process every
     ``args.validation_steps`` and at the end, and returns metrics to log. Returns the final step.
     """
-    from diffusers.optimization import get_scheduler
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
@@ -119,10 +124,7 @@ def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Param
     batching = dict(batch_size=args.train_batch_size, drop_last=True) if streamed else dict(batch_sampler=batch_sampler)
     loader = DataLoader(dataset, num_workers=args.dataloader_num_workers, collate_fn=collate_fn,
                         pin_memory=accelerator.device.type == "cuda", **batching)
-    # A prepared scheduler steps once per process per optimizer step, hence the factor.
-    lr_scheduler = get_scheduler(args.lr_scheduler, optimizer=optimizer,
-                                 num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-                                 num_training_steps=args.max_train_steps * accelerator.num_processes)
+    lr_scheduler = lr_schedule(args, optimizer, accelerator.num_processes, args.max_train_steps)
     if streamed:  # each process already reads its own part of the stream (uir.data.hub)
         model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
         steps_per_epoch = None
