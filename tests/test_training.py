@@ -90,12 +90,14 @@ def test_interrupted_run_resumes_bitwise(base_dir, photos, tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("script", [train_uir_lora, train_router, train_vae_skips])
-def test_unknown_degradation_is_a_usage_error_before_any_work(script, tmp_path, capsys):
+@pytest.mark.parametrize("option, message", [(["--degradations", "noisy,foggy"], "unknown degradation 'foggy'"),
+                                             (["--repeats", "0"], "must be at least 1, got 0")])
+def test_bad_options_are_a_usage_error_before_any_work(script, tmp_path, capsys, option, message):
     with pytest.raises(SystemExit) as exit_info:
-        script.main(["--output_dir", str(tmp_path / "out"), "--degradations", "noisy,foggy"])
+        script.main(["--output_dir", str(tmp_path / "out"), *option])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "unknown degradation 'foggy'" in err and "Traceback" not in err
+    assert message in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
 

@@ -128,7 +128,8 @@ def _whole_number(value: str, minimum: int, expected: str = "a whole number") ->
     return number
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
+    """An argparse type: a whole number >= 1 (the CLI's and the training scripts' counts)."""
     return _whole_number(value, 1)
 
 
@@ -507,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--top-k", dest="top_k", type=int, default=None,
                          help="experts the router keeps per image (default: the pipeline's, "
                               "uir.lora.strategies.DEFAULT_TOP_K)")
-    restore.add_argument("--batch-size", dest="batch_size", type=_positive_int, default=4)
+    restore.add_argument("--batch-size", dest="batch_size", type=positive_int, default=4)
     restore.add_argument("--tile-size", dest="tile_size", type=_tile_size, default="auto",
                          help="restore in overlapping tiles of at most this many pixels; auto (default): "
                               "512 px tiles for images with a longer side, so memory stays bounded; 0: never tile")
@@ -520,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--degradations", type=parse_names, default="all",
                           help='comma-separated names or "all" (the 10 DA-CLIP types); a mixture joins names '
                                "with + (low-light+noisy)")
-    evaluate.add_argument("--top-k", dest="top_k", type=_positive_int, default=None,
+    evaluate.add_argument("--top-k", dest="top_k", type=positive_int, default=None,
                           help="experts the router keeps per image (default: the pipeline's)")
     evaluate.add_argument("--oracle", action="store_true", help="use the true degradation's expert instead of the router")
     evaluate.add_argument("--held-out", dest="held_out", action="store_true",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..cli import positive_int
 from ..degradations import parse_names
 
 
@@ -64,7 +65,7 @@ def add_data_args(parser: argparse.ArgumentParser, default_degradations: str = "
                        help="a paired folder for one degradation (repeatable); replaces --train_data_dir")
     group.add_argument("--degradations", type=parse_names, default=default_degradations,
                        help='comma-separated degradation names, or "all" (the 10 DA-CLIP types)')
-    group.add_argument("--repeats", type=int, default=1,
+    group.add_argument("--repeats", type=positive_int, default=1,
                        help="independent degraded draws of each photo and type per epoch (longer epochs)")
     group.add_argument("--severity", default="random", help="mild|moderate|severe|random, or default for the protocol")
     group.add_argument("--validation_data_dir", default=None,
