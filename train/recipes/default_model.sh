@@ -10,7 +10,8 @@
 #   2. one LoRA expert per DA-CLIP type on the frozen base;
 #   3. base + experts + router assembled into RUNS_DIR/default, a pipeline folder.
 # The step counts are those the shipped weights were trained for (gpu_default.sh fitted them to
-# its time budgets on one H200: about 7 minutes there, about a day on 2 CPU cores). Every run
+# its time budgets on one H200: about 7 minutes there; on 2 CPU cores, an estimate from timed
+# steps (the base about 10 s a step at batch 32): about a day). Every run
 # resumes from its latest checkpoint when the same line is run again.
 # Score it: uir eval --model RUNS_DIR/default --data ../shared/photos --held-out -o out
 #
