@@ -49,7 +49,7 @@ def main():
     x_rec, y_rec, t_rec = to_diffusion_space(lq), clean[1:], torch.full((args.batch - 1,), 4)
 
     def gen_sample(forward, x, t, eps):
-        return process.noise_prediction_loss(forward(x, t), eps, t).sum()
+        return process.prediction_loss(forward(x, t), None, eps, t).sum()
 
     def rec_sample(forward, x, t, y):
         return F.l1_loss(from_diffusion_space(forward(x, t)), y)

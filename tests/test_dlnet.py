@@ -7,9 +7,9 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from uir.degradations.operators import MaskOperator, SISROperator
+from uir.degradations.operators import MaskOperator, SISROperator, fill_missing
 from uir.models import NAFNet
-from uir.dlnet import ContextEncoder, DLNet
+from uir.dlnet import VDSR, ContextEncoder, DLNet, variant_settings
 from uir.testing import save_sample_crops
 
 from .conftest import load_train_script
@@ -125,6 +125,83 @@ def test_split_choices_and_round_trip(tmp_path):
     torch.testing.assert_close(loaded(y, operator), net(y, operator), rtol=0, atol=1e-6)
 
 
+def test_the_authors_variant_returns_h_of_z_after_k_minus_1_adam_updates():
+    torch.manual_seed(0)
+    reference = TwoConv().eval()
+    operator, y = masked()
+    assert variant_settings("paper", 5) == {"steps": 5, "bias_correction": "paper"}
+    net = DLNet.wrap(reference, step_size=0.05, **variant_settings("authors", 3)).eval()
+    # the authors' loop, literally: K rounds of (output from z, gradient, update); the output kept
+    # is the last round's, so the K-th update never reaches it
+    z = torch.tanh(reference.first(y)).detach()
+    m, v = torch.zeros_like(z), torch.zeros_like(z)
+    for k in range(1, 4):
+        z.requires_grad_(True)
+        output = reference.last(z)
+        (grad,) = torch.autograd.grad(0.5 * (operator(output) - y).pow(2).sum(), z)
+        m, v = 0.9 * m + 0.1 * grad, 0.999 * v + 0.001 * grad**2
+        z = (z - 0.05 * (m / (1 - 0.9**k)) / (v / (1 - 0.999**k)).clamp_min(1e-16).sqrt()).detach()
+    torch.testing.assert_close(net(y, operator), output.detach())
+    with pytest.raises(ValueError, match="variant"):
+        variant_settings("tf", 5)
+
+
+def test_centred_holes_stay_within_the_shift_of_the_centre():
+    generator = torch.Generator().manual_seed(0)
+    mask = MaskOperator.square_hole((200, 64, 64), 20, generator, max_shift=10).mask
+    rows = (mask[:, 0] == 0).any(2).float().argmax(1)  # the first missing row of each sample
+    cols = (mask[:, 0] == 0).any(1).float().argmax(1)
+    assert ((rows - 22).abs() <= 10).all() and ((cols - 22).abs() <= 10).all()
+    assert len(set(rows.tolist())) == 21  # every shift in -10..10 drawn
+    assert (mask[:, 0].sum((1, 2)) == 64 * 64 - 400).all()
+    exact = MaskOperator.square_hole((1, 64, 64), 20, generator, max_shift=0).mask
+    assert (exact[0, 0, 22:42, 22:42] == 0).all() and exact.sum() == 64 * 64 - 400
+    anywhere = MaskOperator.square_hole((200, 64, 64), 20, generator).mask
+    assert ((anywhere[:, 0] == 0).any(2).float().argmax(1) - 22).abs().max() > 10
+
+
+def test_the_non_learned_fill_is_normalised_convolution():
+    generator = torch.Generator().manual_seed(1)
+    image = torch.rand(1, 2, 12, 12, generator=generator, dtype=torch.float64)
+    mask = (torch.rand(1, 1, 12, 12, generator=generator) > 0.5).double()
+    filled = fill_missing(image * mask, mask, sigmas=(1.0,))
+    # by hand, pixel by pixel: the Gaussian-weighted mean of the observed neighbours
+    offsets = range(-3, 4)
+    for i in range(12):
+        for j in range(12):
+            if mask[0, 0, i, j]:
+                torch.testing.assert_close(filled[0, :, i, j], image[0, :, i, j])  # observed pixels kept
+                continue
+            total, weight = torch.zeros(2, dtype=torch.float64), 0.0
+            for di in offsets:
+                for dj in offsets:
+                    a, b = i + di, j + dj
+                    if 0 <= a < 12 and 0 <= b < 12 and mask[0, 0, a, b]:
+                        w = torch.exp(torch.tensor(-(di**2 + dj**2) / 2.0, dtype=torch.float64)).item()
+                        total, weight = total + w * image[0, :, a, b], weight + w
+            torch.testing.assert_close(filled[0, :, i, j], total / weight)
+    # a hole wider than the smallest window is filled from wider ones; a flat image stays flat
+    hole = MaskOperator.square_hole((1, 32, 32), 20, generator, max_shift=0)
+    flat = fill_missing(hole(torch.full((1, 3, 32, 32), 0.3)), hole.mask)
+    torch.testing.assert_close(flat, torch.full_like(flat, 0.3))
+
+
+def test_vdsr_starts_as_bicubic_and_its_dl_net_fits_the_observation_better():
+    torch.manual_seed(0)
+    low = torch.rand(2, 1, 8, 8)
+    vdsr = VDSR(scale=2, width=8, depth=3).eval()
+    expected = torch.nn.functional.interpolate(low, scale_factor=2, mode="bicubic", align_corners=False)
+    torch.testing.assert_close(vdsr(low), expected)  # the zero-initialised tail adds nothing yet
+    with torch.no_grad():
+        vdsr.tail[1].weight.normal_(0, 0.05)
+    sisr = SISROperator(2, blur_sigma=1.0)
+    net = DLNet.wrap(vdsr, steps=5, step_size=0.05).eval()
+    assert net.split_name == "tail"
+    before = (sisr(vdsr(low)) - low).pow(2).sum()
+    after = (sisr(net(low, sisr)) - low).pow(2).sum()
+    assert after < before
+
+
 def test_script_trains_and_evaluates(tmp_path):
     from accelerate.state import AcceleratorState, GradientState
 
@@ -132,7 +209,8 @@ def test_script_trains_and_evaluates(tmp_path):
     common = ["--width", "4", "--image_size", "32", "--train_batch_size", "2", "--max_train_steps", "2",
               "--checkpointing_steps", "2", "--train_data_dir", str(photos)]
     try:
-        train_dlnet.main(["train", "--model", "reference", *common, "--output_dir", str(tmp_path / "ref")])
+        train_dlnet.main(["train", "--model", "reference", "--task", "inpainting", *common,  # centred holes
+                          "--output_dir", str(tmp_path / "ref")])
         AcceleratorState._reset_state(True)
         GradientState._reset_state()
         train_dlnet.main(["train", "--model", "dlnet", "--init", str(tmp_path / "ref" / "model"), "--steps", "2",
@@ -146,3 +224,37 @@ def test_script_trains_and_evaluates(tmp_path):
                                                         "--image_size", "32", "--masks", "2", "--data", str(photos)]))
     assert [r["level"] for r in rows] == [0.15, 0.45, 0.75, "mean"]
     assert rows[0]["psnr_in"] > rows[2]["psnr_in"]  # more missing pixels, lower input PSNR
+    fill = train_dlnet.evaluate(train_dlnet.parse_args(["evaluate", "--model", "fill", "--image_size", "32",
+                                                        "--masks", "2", "--data", str(photos)]))
+    assert all(r["psnr_out"] > r["psnr_in"] + 3 for r in fill)  # normalised convolution beats zero-filled pixels
+    assert [r["psnr_in"] for r in fill] == [r["psnr_in"] for r in rows]  # the same masks for every model
+
+
+def test_script_trains_and_evaluates_super_resolution_with_the_authors_variant(tmp_path):
+    from accelerate.state import AcceleratorState, GradientState
+
+    photos = save_sample_crops(tmp_path / "photos", 2, 100, 120, step=(30, 0))
+    common = ["--task", "sisr", "--scale", "2", "--image_size", "24", "--width", "4", "--depth", "3",
+              "--train_batch_size", "2", "--max_train_steps", "2", "--checkpointing_steps", "2",
+              "--train_data_dir", str(photos)]
+    try:
+        train_dlnet.main(["train", "--model", "dlnet", "--variant", "authors", "--steps", "3", *common,
+                          "--output_dir", str(tmp_path / "dl")])
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+    net = DLNet.from_pretrained(tmp_path / "dl" / "model")
+    assert net.config.steps == 2 and net.config.bias_correction == "adam"
+    assert net.config.reference_class.endswith("VDSR") and net.config.reference_config["scale"] == 2
+    evaluate = ["evaluate", "--task", "sisr", "--scale", "2", "--image_size", "24", "--data", str(photos)]
+    rows = train_dlnet.evaluate(train_dlnet.parse_args([*evaluate, "--model", str(tmp_path / "dl" / "model")]))
+    bicubic = train_dlnet.evaluate(train_dlnet.parse_args([*evaluate, "--model", "fill"]))
+    assert [r["level"] for r in rows] == [0.0, 1.3, 2.6, "mean"]
+    assert all(r["psnr_out"] == pytest.approx(r["psnr_in"]) for r in bicubic)  # sisr's input row is bicubic's
+    assert [r["psnr_in"] for r in rows] == [r["psnr_in"] for r in bicubic]
+    assert rows[0]["psnr_in"] > rows[2]["psnr_in"]  # more blur, lower PSNR
+    with pytest.raises(SystemExit):
+        train_dlnet.parse_args(["evaluate", "--task", "sisr", "--scale", "3", "--image_size", "32", "--model", "fill"])
+    with pytest.raises(SystemExit, match="does not fit"):
+        train_dlnet.build_reference(train_dlnet.parse_args(["train", "--task", "sisr", "--reference", "nafnet",
+                                                            "--output_dir", str(tmp_path)]))

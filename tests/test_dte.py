@@ -20,6 +20,8 @@ from uir.dte import (
     orthogonality_loss,
     parameter_importance,
     per_sample_gradients,
+    read_out,
+    restore,
     time_sequential_order,
     to_diffusion_space,
     w_decay,
@@ -145,6 +147,52 @@ def test_reverse_step_matches_diffusers_ddpm_scheduler():
         process.add_noise(x_t, noise, torch.tensor([0, 1, 2]))
 
 
+class Oracle(torch.nn.Module):
+    """A "network" that outputs its prediction target exactly: eps or x0 of a known pair."""
+
+    def __init__(self, output):
+        super().__init__()
+        self.output = output
+
+    def forward(self, x, t):
+        return self.output
+
+
+@pytest.mark.parametrize("noise_model", ["ddpm", "additive"])
+def test_both_prediction_types_read_out_the_clean_image_and_the_noise(noise_model):
+    x0 = to_diffusion_space(images(3))
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(3))
+    t = torch.tensor([1, 2, 30])
+    for prediction_type, target in (("epsilon", noise), ("sample", x0)):
+        process = DiffusionProcess(noise_model=noise_model, prediction_type=prediction_type)
+        x_t = process.add_noise(x0, noise, t)
+        # the x0-hat read-out of an exact eps prediction, and a residual denoiser's output, are x0
+        torch.testing.assert_close(process.estimate_clean(target, x_t, t), x0, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(process.estimate_noise(target, x_t, t), noise, rtol=1e-4, atol=1e-4)
+        assert process.prediction_loss(target, x0, noise, t).abs().max() == 0
+        torch.testing.assert_close(read_out(Oracle(target), process, x_t, t), x0, rtol=1e-4, atol=1e-4)
+    eps_model = TimeConditionedRestorer.wrap(NAFNet(width=4, encoder_blocks=(1,), middle_blocks=1, decoder_blocks=(1,)),
+                                             embedding_dim=8, prediction_type="epsilon", noise_model=noise_model)
+    assert DiffusionProcess.for_model(eps_model).noise_model == noise_model
+    with pytest.raises(ValueError, match="t = 0"):
+        restore(eps_model, images(1), 0)
+    with pytest.raises(ValueError, match="prediction_type"):
+        DiffusionProcess(prediction_type="velocity")
+
+
+def test_a_sample_predicting_model_steps_like_diffusers_with_prediction_type_sample():
+    model = tiny()  # prediction_type "sample": its output is x0
+    process = DiffusionProcess.for_model(model)
+    assert process.prediction_type == "sample"
+    x_t = to_diffusion_space(images())
+    oracle = DDPMScheduler(num_train_timesteps=50, beta_start=1e-4 * 20, beta_end=0.02 * 20, clip_sample=False,
+                           prediction_type="sample")
+    for t in (50, 17, 2):
+        expected = oracle.step(model(x_t, t), t - 1, x_t, generator=torch.Generator().manual_seed(5)).prev_sample
+        got = process.reverse_step(model, x_t, t, torch.Generator().manual_seed(5))
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
 def test_t_mat_search_is_deterministic_and_is_the_argmin():
     model, process = tiny(), DiffusionProcess()
     clean = images(4, 8)
@@ -194,7 +242,7 @@ def test_l_orthog_and_its_gradient_match_a_naive_autograd_reference():
     t_rec = torch.full((3,), 6)
 
     def gen_sample(forward, x, t, eps):
-        return process.noise_prediction_loss(forward(x, t), eps, t).sum()
+        return process.prediction_loss(forward(x, t), None, eps, t).sum()
 
     def rec_sample(forward, x, t, y):
         return F.l1_loss((forward(x, t) + 1) / 2, y)
@@ -244,6 +292,30 @@ def test_generative_updates_reach_only_the_generation_sensitive_layers():
         GEFObjective(model, process, generative_fraction=0.0, orthogonality="eq8")
 
 
+def test_the_authors_schedule_makes_whole_iterations_generative_and_regularises_only_those():
+    model = tiny()
+    process = DiffusionProcess.for_model(model)
+    params = dict(model.named_parameters())
+    reference = {n: p.detach() + 0.01 for n, p in params.items()}
+    importance = {n: torch.ones_like(p) for n, p in params.items()}
+    lq, gt = images(4), images(4, seed=3)
+    common = dict(reference=reference, importance=importance, generative_fraction=0.5, orthogonality=None)
+    gef = GEFObjective(model, process, schedule="iterations", generator=torch.Generator().manual_seed(0), **common)
+    draws = torch.Generator().manual_seed(0)
+    expected = [torch.rand((), generator=draws).item() < 0.5 for _ in range(8)]
+    assert any(expected) and not all(expected)
+    with torch.no_grad():
+        content = F.l1_loss((model(to_diffusion_space(lq), 5) + 1) / 2, gt)  # the whole batch, every iteration
+    for generative in expected:
+        terms = gef(lq, gt, t_mat=5)
+        assert ("generative" in terms) == ("reg" in terms) == generative
+        torch.testing.assert_close(terms["content"].detach(), content)
+    split = GEFObjective(model, process, **common)  # our reading: a share of every batch, L_reg at every step
+    assert all({"generative", "reg"} <= set(split(lq, gt, t_mat=5)) for _ in range(3))
+    with pytest.raises(ValueError, match="schedule"):
+        GEFObjective(model, process, schedule="sometimes")
+
+
 def test_time_sequential_order_and_stages():
     t_mat = {"noisy": 4, "hazy": 47, "jpeg": 12, "rainy": 12}
     order = time_sequential_order(t_mat)
@@ -270,7 +342,8 @@ def test_script_runs_every_stage_and_resumes_tit(tmp_path):
         train_dte.main(["pretrain", "--output_dir", str(pre), "--width", "4", "--max_train_steps", "2",
                         "--importance_batches", "1", *common])
         reset_accelerate()
-        train_dte.main(["pretrain", "--backbone", "lira", "--noise_model", "additive", "--output_dir",
+        train_dte.main(["pretrain", "--backbone", "lira", "--noise_model", "additive", "--prediction_type", "sample",
+                        "--output_dir",
                         str(tmp_path / "lira"), "--width", "8", "--max_train_steps", "1", "--importance_batches", "1",
                         *common])
         reset_accelerate()
@@ -283,7 +356,7 @@ def test_script_runs_every_stage_and_resumes_tit(tmp_path):
         reset_accelerate()
         unified = ["unified", "--pretrained", str(pre), "--t_mat", str(t_json), "--output_dir", str(tmp_path / "tit"),
                    "--degradations", kinds, "--steps_per_stage", "2", "--moe_experts", "2",
-                   "--orthogonality", "none", *common]
+                   "--orthogonality", "none", "--generative_schedule", "iterations", *common]
         train_dte.main(unified)
         reset_accelerate()
         first = TimeConditionedRestorer.from_pretrained(tmp_path / "tit" / "model")
@@ -295,6 +368,7 @@ def test_script_runs_every_stage_and_resumes_tit(tmp_path):
     assert importance.is_file()
     lira, process, lira_importance = train_dte.pretrained_parts(tmp_path / "lira")
     assert type(lira.backbone).__name__ == "LIRANetwork" and process.noise_model == "additive"
+    assert process.prediction_type == "sample" and train_dte.pretrained_parts(pre)[1].prediction_type == "epsilon"
     assert set(lira_importance) == {n for n, _ in lira.named_parameters()}
     order = time_sequential_order(table)
     assert sorted(p.name for p in (tmp_path / "tit").glob("stage-*")) == ["stage-00", "stage-01", "stage-02"]

@@ -10,12 +10,17 @@
     python train/train_dte.py evaluate --model runs/dte/gef/model --t_mat runs/dte/t_mat.json --degradations noisy
 
 * ``pretrain`` (TMGP, Alg. 1): a NAFNet (or ``--backbone lira``) wrapped with a timestep input
-  learns eps-prediction on clean crops (eq. 11, ``T`` = 50). It then accumulates the parameter
+  learns to denoise clean crops (eq. 11, ``T`` = 50): ``--prediction_type epsilon`` predicts the
+  noise (the paper; restoring reads the x0-hat estimate), ``sample`` is the authors' residual
+  denoiser (the output is the image). The model's config records both choices, so every
+  later stage reads the output out the same way. It then accumulates the parameter
   importance of Alg. 6 over ``--importance_batches`` generative batches and writes
   ``importance.safetensors`` beside ``model/``.
 * ``match`` (Alg. 2): ``t_mat`` for each degradation from degraded crops of the training photos.
 * ``finetune`` (GEF, Alg. 3): one task at its ``t_mat``; ``--method gef`` adds generative mixing
   on generation-sensitive layers, L_reg and L_orthog to the L1 loss; ``--method plain`` is L1 only.
+  ``--generative_schedule iterations`` follows the authors' code (whole generative iterations
+  with probability ``--generative_fraction``, L_reg only on those).
 * ``unified``: the GEF options apply to every stage (``--lambda_reg 0 --generative_fraction 0
   --orthogonality none`` for plain L1). ``--method tit`` injects the tasks one stage at a time in ``t_mat`` order
   (Alg. 4-5), ``--steps_per_stage`` each, resuming stage by stage; ``--method mix`` trains on
@@ -35,6 +40,9 @@ from safetensors.torch import load_file, save
 
 from uir.data import CleanCropDataset, SingleDegradationBatchSampler
 from uir.dte import (
+    NOISE_MODELS,
+    PREDICTION_TYPES,
+    SCHEDULES,
     DiffusionProcess,
     GEFObjective,
     TimeConditionedRestorer,
@@ -79,8 +87,10 @@ def parse_args(argv=None):
     pretrain.add_argument("--backbone", choices=["nafnet", "lira"], default="nafnet")
     pretrain.add_argument("--width", type=int, default=16, help="backbone channels at full resolution")
     pretrain.add_argument("--num_timesteps", type=int, default=50, help="T")
-    pretrain.add_argument("--noise_model", choices=["ddpm", "additive"], default="ddpm",
+    pretrain.add_argument("--noise_model", choices=NOISE_MODELS, default="ddpm",
                           help="ddpm: the paper; additive: the public code's IR-SDE-like model")
+    pretrain.add_argument("--prediction_type", choices=PREDICTION_TYPES, default="epsilon",
+                          help="epsilon: the paper (x0-hat read-out); sample: the authors' residual denoiser")
     pretrain.add_argument("--importance_batches", type=int, default=20, help="batches for Alg. 6's importance")
     pretrain.add_argument("--train_data_dir", default=None, help="clean photos (default: the training split)")
     add_training_args(pretrain, learning_rate=1e-3, batch_size=8, max_train_steps=2000, resolution=64)
@@ -105,6 +115,9 @@ def parse_args(argv=None):
         stage.add_argument("--decay_rate", type=float, default=0.05, help="a of w_decay(t) = exp(-a t)")
         stage.add_argument("--generative_fraction", type=float, default=0.1, help="share of each batch trained generatively")
         stage.add_argument("--orthogonality", choices=["eq8", "orthogonal", "none"], default="eq8")
+        stage.add_argument("--generative_schedule", choices=SCHEDULES, default="split",
+                           help="split: a share of every batch (L_reg every step); iterations: the authors' "
+                                "whole generative iterations, L_reg only on those")
         add_data_args(stage, default_degradations="noisy" if name == "finetune" else "all")
         add_training_args(stage, learning_rate=5e-4, batch_size=8, max_train_steps=600, resolution=64)
         stage.set_defaults(severity="moderate")
@@ -131,10 +144,12 @@ def parse_args(argv=None):
 
 
 # --- models and files ----------------------------------------------------------------------------
-def new_model(backbone: str, width: int, num_timesteps: int = 50) -> TimeConditionedRestorer:
+def new_model(backbone: str, width: int, **diffusion) -> TimeConditionedRestorer:
+    """A fresh time-conditioned backbone; ``diffusion``: ``num_timesteps``, ``noise_model``,
+    ``prediction_type`` (default: a plain restorer whose output is the image)."""
     if backbone == "lira":
-        return TimeConditionedRestorer.wrap(LIRANetwork(channels=width), blocks=LIRA_BLOCKS, num_timesteps=num_timesteps)
-    return TimeConditionedRestorer.wrap(NAFNet(width=width), num_timesteps=num_timesteps)
+        return TimeConditionedRestorer.wrap(LIRANetwork(channels=width), blocks=LIRA_BLOCKS, **diffusion)
+    return TimeConditionedRestorer.wrap(NAFNet(width=width), **diffusion)
 
 
 def load_model(folder) -> TimeConditionedRestorer:
@@ -167,8 +182,9 @@ def save_model(accelerator, args, model, names, title: str, folder=None) -> Path
 # --- stages --------------------------------------------------------------------------------------
 def run_pretrain(args):
     accelerator = make_accelerator(args)
-    model = new_model(args.backbone, args.width, args.num_timesteps).to(accelerator.device).train()
-    process = DiffusionProcess(args.num_timesteps, args.noise_model)
+    model = new_model(args.backbone, args.width, num_timesteps=args.num_timesteps, noise_model=args.noise_model,
+                      prediction_type=args.prediction_type).to(accelerator.device).train()
+    process = DiffusionProcess.for_model(model)
     dataset = CleanCropDataset(training_photos(args.train_data_dir), crop_size=args.resolution, flip=True, seed=args.seed)
     sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed, mix_types=True)
 
@@ -190,8 +206,6 @@ def run_pretrain(args):
         importance = parameter_importance(model, generative_batch, count)
         atomic_write(Path(args.output_dir) / IMPORTANCE_FILE,
                      lambda stream: stream.write(save({n: v.contiguous().cpu() for n, v in importance.items()})))
-        save_json({"num_timesteps": args.num_timesteps, "noise_model": args.noise_model},
-                  Path(args.output_dir) / "process.json")
     save_model(accelerator, args, model, ["clean images"], "uir DTE generative pre-training")
 
 
@@ -199,10 +213,8 @@ def pretrained_parts(folder):
     """(model, process, importance) of a pretrain output folder."""
     folder = Path(folder)
     model = load_model(folder / "model")
-    settings = json.loads((folder / "process.json").read_text()) if (folder / "process.json").is_file() else {}
-    process = DiffusionProcess(model.config.num_timesteps, settings.get("noise_model", "ddpm"))
     importance = load_file(folder / IMPORTANCE_FILE) if (folder / IMPORTANCE_FILE).is_file() else None
-    return model, process, importance
+    return model, DiffusionProcess.for_model(model), importance
 
 
 def run_match(args):
@@ -228,7 +240,8 @@ def starting_model(args, accelerator):
     if args.pretrained:
         model, process, importance = pretrained_parts(args.pretrained)
     else:
-        model, process, importance = new_model("nafnet", args.width), DiffusionProcess(), None
+        model, importance = new_model("nafnet", args.width), None
+        process = DiffusionProcess.for_model(model)
     model.to(accelerator.device).train().requires_grad_(True)
     reference = {n: p.detach().clone() for n, p in model.named_parameters()} if importance is not None else None
     return model, process, reference, importance
@@ -242,7 +255,8 @@ def objective(args, model, process, reference, importance, method: str) -> GEFOb
                         importance={k: v.to(model.device) for k, v in importance.items()} if use_reg else None,
                         lam=args.lambda_reg, decay_rate=args.decay_rate,
                         generative_fraction=args.generative_fraction,
-                        orthogonality=None if args.orthogonality == "none" else args.orthogonality)
+                        orthogonality=None if args.orthogonality == "none" else args.orthogonality,
+                        schedule=args.generative_schedule, generator=torch.Generator().manual_seed(args.seed))
 
 
 def fit(accelerator, args, model, gef: GEFObjective, names, t_mat, output_dir, steps: int):

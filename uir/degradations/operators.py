@@ -8,6 +8,7 @@ of standard deviation ``noise_sigma`` (on the [0, 1] scale).
   interpolation (:meth:`MaskOperator.bernoulli`); self-adjoint.
 * :class:`SISROperator`: ``A x = (k * x) downsampled by s``, blur with zero padding followed
   by keeping every ``s``-th pixel. Its adjoint is the transposed convolution.
+* :func:`fill_missing`: the classical (non-learned) fill of a masked image, a baseline.
 """
 
 from __future__ import annotations
@@ -53,17 +54,25 @@ class MaskOperator(LinearOperator):
     adjoint = forward
 
     @classmethod
-    def square_hole(cls, shape, hole: int, generator: torch.Generator, noise_sigma: float = 0.0):
-        """Inpainting: one ``hole x hole`` square of missing pixels at a random place per sample.
+    def square_hole(cls, shape, hole: int, generator: torch.Generator, noise_sigma: float = 0.0,
+                    max_shift: int | None = None):
+        """Inpainting: one ``hole x hole`` square of missing pixels per sample.
 
-        ``shape`` is ``(B, H, W)``.
+        ``shape`` is ``(B, H, W)``. ``max_shift=None`` places the hole anywhere; an integer
+        centres it and shifts it by ``U{-max_shift..max_shift}`` pixels on each axis (DL-Net's
+        protocol: +-10 pixels at 64 x 64), kept inside the image.
         """
         b, h, w = shape
         if not 0 < hole <= min(h, w):
             raise ValueError(f"hole size must be in [1, {min(h, w)}] for a {w}x{h} image, got {hole}")
         mask = torch.ones(b, 1, h, w)
-        tops = torch.randint(0, h - hole + 1, (b,), generator=generator)
-        lefts = torch.randint(0, w - hole + 1, (b,), generator=generator)
+        if max_shift is None:
+            tops = torch.randint(0, h - hole + 1, (b,), generator=generator)
+            lefts = torch.randint(0, w - hole + 1, (b,), generator=generator)
+        else:
+            shifts = torch.randint(-max_shift, max_shift + 1, (2, b), generator=generator)
+            tops = ((h - hole) // 2 + shifts[0]).clamp(0, h - hole)
+            lefts = ((w - hole) // 2 + shifts[1]).clamp(0, w - hole)
         for i, (top, left) in enumerate(zip(tops.tolist(), lefts.tolist())):
             mask[i, 0, top : top + hole, left : left + hole] = 0
         return cls(mask, noise_sigma)
@@ -75,6 +84,30 @@ class MaskOperator(LinearOperator):
             raise ValueError(f"missing ratio must be in [0, 1), got {missing}")
         b, h, w = shape
         return cls((torch.rand(b, 1, h, w, generator=generator) >= missing).float(), noise_sigma)
+
+
+def _blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Each channel of ``x`` convolved with ``kernel`` (zero padding, same size)."""
+    return F.conv2d(x, kernel.expand(x.shape[1], 1, *kernel.shape), padding=kernel.shape[-1] // 2, groups=x.shape[1])
+
+
+def fill_missing(y: torch.Tensor, mask: torch.Tensor, sigmas=(1.0, 2.0, 4.0, 8.0, 16.0)) -> torch.Tensor:
+    """The non-learned fill of masked pixels: normalised convolution, ``(G * (M y)) / (G * M)``.
+
+    Observed pixels (``mask`` = 1, shape (B or 1, 1, H, W)) are kept; each missing pixel takes
+    the Gaussian-weighted mean of the observed ones at the smallest ``sigma`` whose window holds
+    enough of them (weight above 1e-3), so large holes are filled from wider windows.
+    """
+    mask = mask.to(y).expand(y.shape[0], 1, *y.shape[-2:])
+    filled, done = y * mask, mask.bool()
+    for sigma in sigmas:
+        kernel = gaussian_kernel(sigma).to(y)
+        weight = _blur(mask, kernel)
+        estimate = _blur(y * mask, kernel) / weight.clamp_min(1e-12)
+        fresh = ~done & (weight > 1e-3)
+        filled = torch.where(fresh, estimate, filled)
+        done = done | fresh
+    return filled
 
 
 class SISROperator(LinearOperator):

@@ -1,7 +1,8 @@
 """DL-Net, the deep likelihood network (Guo et al.): an unrolled fidelity module wrapped around
-any restorer, and the context-encoder reference it was published with. Trained by
+any restorer, and the references it was published with (a context encoder for inpainting and
+interpolation, a VDSR-like network for super-resolution). Trained by
 ``train/train_dlnet.py``."""
 
-from .network import ChannelwiseFC, ContextEncoder, DLNet
+from .network import VARIANTS, VDSR, ChannelwiseFC, ContextEncoder, DLNet, variant_settings
 
-__all__ = ["ChannelwiseFC", "ContextEncoder", "DLNet"]
+__all__ = ["VARIANTS", "VDSR", "ChannelwiseFC", "ContextEncoder", "DLNet", "variant_settings"]

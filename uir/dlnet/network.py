@@ -87,6 +87,55 @@ class ContextEncoder(ModelMixin, ConfigMixin):
         return self.head(self.decoder(F.relu(self.bottleneck(self.encoder(y)))))
 
 
+class VDSR(ModelMixin, ConfigMixin):
+    """DL-Net's SISR reference (sec. 4.2, appendix C), small: VDSR's stack of 3x3 conv + ReLU
+    layers run on the low-resolution luma, as the paper adapts it, with the global skip made a
+    bicubic upscaling layer (as in IDN): ``x = bicubic(y) + shuffle(tail(body(y)))``.
+
+    ``dlnet_split = "tail"``: ``z`` is the last hidden map before its ReLU, ``h`` that ReLU, the
+    last conv, the pixel shuffle and the skip (sec. 3.3).
+    """
+
+    dlnet_split = "tail"
+
+    @register_to_config
+    def __init__(self, scale: int = 3, in_channels: int = 1, width: int = 64, depth: int = 20):
+        super().__init__()
+        if scale < 1 or depth < 2:
+            raise ValueError(f"scale must be >= 1 and depth >= 2, got {scale} and {depth}")
+        layers, channels = [], in_channels
+        for i in range(depth - 1):
+            layers += [nn.ReLU()] if i else []
+            layers += [nn.Conv2d(channels, width, 3, padding=1)]
+            channels = width
+        self.body = nn.Sequential(*layers)
+        self.tail = nn.Sequential(nn.ReLU(), nn.Conv2d(width, in_channels * scale * scale, 3, padding=1),
+                                  nn.PixelShuffle(scale))
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")  # "MSRA", as the paper initialises
+                nn.init.zeros_(module.bias)
+        nn.init.zeros_(self.tail[1].weight)  # starts as bicubic upscaling
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        skip = F.interpolate(y, scale_factor=self.config.scale, mode="bicubic", align_corners=False)
+        return skip + self.tail(self.body(y))
+
+
+VARIANTS = ("paper", "authors")
+
+
+def variant_settings(variant: str, steps: int) -> dict:
+    """``DLNet`` keyword arguments for ``K = steps`` likelihood gradients: ``"paper"`` (eq. 5 as
+    printed: ``K`` updates, ``1 - beta``) or ``"authors"`` (their TF code: ``K - 1`` updates,
+    ADAM's ``1 - beta^k``)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if variant == "paper":
+        return {"steps": steps, "bias_correction": "paper"}
+    return {"steps": max(steps - 1, 0), "bias_correction": "adam"}
+
+
 class DLNet(ModelMixin, ConfigMixin):
     """A reference restorer wrapped with ``steps`` unrolled likelihood steps (eq. 4-5).
 
@@ -103,6 +152,11 @@ class DLNet(ModelMixin, ConfigMixin):
         betas: ADAM's ``beta_1``, ``beta_2`` (defaults, as in the paper).
         bias_correction: ``"paper"`` divides by ``1 - beta`` as eq. 5 is printed; ``"adam"`` by
             ``1 - beta^k``, ADAM's own correction.
+
+    The authors' TF code differs from the printed eq. 5 in two ways: it uses ADAM's ``1 - beta^k``
+    and, of its ``K`` likelihood gradients, returns ``h(z)`` after ``K - 1`` updates (the last
+    update is computed and dropped). ``DLNet(steps=K - 1, bias_correction="adam")`` is that
+    variant exactly (:func:`variant_settings`).
     """
 
     @register_to_config
@@ -198,4 +252,4 @@ class DLNet(ModelMixin, ConfigMixin):
         return self.decode(z, y)  # in the caller's grad mode; outside training z_K is a constant
 
 
-__all__ = ["ChannelwiseFC", "ContextEncoder", "DLNet"]
+__all__ = ["VARIANTS", "ChannelwiseFC", "ContextEncoder", "DLNet", "VDSR", "variant_settings"]

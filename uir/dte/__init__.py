@@ -11,8 +11,8 @@
 ``train/train_dte.py`` runs the stages.
 """
 
-from .finetuning import GEFObjective, restore
-from .diffusion import NOISE_MODELS, DiffusionProcess, from_diffusion_space, to_diffusion_space
+from .finetuning import SCHEDULES, GEFObjective, read_out, restore
+from .diffusion import NOISE_MODELS, PREDICTION_TYPES, DiffusionProcess, from_diffusion_space, to_diffusion_space
 from .incremental import incremental_stages, time_sequential_order
 from .matching import TimestepMatch, match_timestep
 from .moe import TimePromptMoE
@@ -33,6 +33,8 @@ __all__ = [
     "GEFObjective",
     "NOISE_MODELS",
     "ORTHOGONALITY_FORMS",
+    "PREDICTION_TYPES",
+    "SCHEDULES",
     "TimeConditionedRestorer",
     "TimePromptMoE",
     "TimestepMatch",
@@ -45,6 +47,7 @@ __all__ = [
     "orthogonality_loss",
     "parameter_importance",
     "per_sample_gradients",
+    "read_out",
     "restore",
     "time_sequential_order",
     "to_diffusion_space",

@@ -30,6 +30,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
 from ..models.wrapping import import_model_class, wrap_model
+from .diffusion import NOISE_MODELS, PREDICTION_TYPES
 from .moe import TimePromptMoE
 
 
@@ -48,6 +49,9 @@ class TimeConditionedRestorer(ModelMixin, ConfigMixin):
         backbone_class, backbone_config: the backbone to build (use :meth:`wrap` for an instance).
         blocks: names of the conditioned modules (``None``: the backbone's ``time_condition_blocks``).
         num_timesteps: ``T`` (50); valid timesteps are ``0..T``.
+        noise_model, prediction_type: the diffusion the network is trained for, and so how its
+            output reads as an image (:class:`~uir.dte.DiffusionProcess`; ``"sample"``: the
+            output is the image, as for any plain restorer).
         embedding_dim: width of the timestep embedding.
         probe_size: side of the probe input that measures block channels (``None``: 4 x the
             backbone's ``size_multiple``, or 32).
@@ -57,8 +61,12 @@ class TimeConditionedRestorer(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, backbone_class: str = "uir.models.nafnet.NAFNet", backbone_config: dict | None = None,
                  blocks: list | None = None, num_timesteps: int = 50, embedding_dim: int = 64,
-                 probe_size: int | None = None, moe_experts: int = 0, moe_hidden: int = 8):
+                 probe_size: int | None = None, moe_experts: int = 0, moe_hidden: int = 8,
+                 noise_model: str = "ddpm", prediction_type: str = "sample"):
         super().__init__()
+        if noise_model not in NOISE_MODELS or prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"noise_model must be one of {NOISE_MODELS} and prediction_type one of "
+                             f"{PREDICTION_TYPES}, got {noise_model!r} and {prediction_type!r}")
         self.backbone = import_model_class(backbone_class)(**(backbone_config or {}))
         blocks = list(blocks) if blocks is not None else list(getattr(self.backbone, "time_condition_blocks", []))
         if not blocks:
