@@ -395,6 +395,9 @@ def test_script_runs_every_stage_and_resumes_tit(tmp_path):
     with pytest.raises(SystemExit, match="another architecture"):  # the MoE-adapted stages hold more weights
         train_dte.run_evaluate(train_dte.parse_args([*evaluate_gef, "--model", str(pre / "model"), "--checkpoint",
                                                      str(tmp_path / "tit" / "stage-00" / "checkpoint-2")]))
+    with pytest.raises(SystemExit, match="restores nothing at t = 0"):  # eps read-out at t = 0 is the input
+        train_dte.run_evaluate(train_dte.parse_args([*evaluate_gef[:1], "--t_mat", "none", "--degradations", "noisy",
+                                                     "--data", str(photos), "--model", str(pre / "model")]))
     with pytest.raises(SystemExit, match="no t_mat for"):
         train_dte.load_t_mat(str(t_json), ["snowy"])
     with pytest.raises(SystemExit, match="not a saved model"):

@@ -46,6 +46,7 @@ from uir.dte import (
     DiffusionProcess,
     GEFObjective,
     TimeConditionedRestorer,
+    check_timestep,
     incremental_stages,
     match_timestep,
     parameter_importance,
@@ -170,6 +171,14 @@ def load_t_mat(spec: str, names: list[str]) -> dict[str, int]:
     return {name: int(table[name]) for name in names}
 
 
+def check_read_out(process: DiffusionProcess, t_mat: dict[str, int]) -> None:
+    """One line, before any work, when an eps-predicting model would be read at ``t = 0``."""
+    try:
+        check_timestep(process, list(t_mat.values()))
+    except ValueError as error:
+        raise SystemExit(f"--t_mat: {error}") from None
+
+
 def save_model(accelerator, args, model, names, title: str, folder=None) -> Path:
     folder = Path(folder or Path(args.output_dir) / "model")
     if accelerator.is_main_process:
@@ -278,6 +287,7 @@ def run_finetune(args):
     names = args.degradations
     t_mat = load_t_mat(args.t_mat, names)
     model, process, reference, importance = starting_model(args, accelerator)
+    check_read_out(process, t_mat)
     gef = objective(args, model, process, reference, importance, args.method)
     fit(accelerator, args, model, gef, names, t_mat, args.output_dir, args.max_train_steps)
     model.eval()
@@ -289,6 +299,7 @@ def run_unified(args):
     names = args.degradations
     t_mat = load_t_mat(args.t_mat, names)
     model, process, reference, importance = starting_model(args, accelerator)
+    check_read_out(process, t_mat)
     if args.moe_experts:
         model.add_moe_adapters(args.moe_experts)
         model.to(accelerator.device).train().requires_grad_(True)  # the new adapters have no importance: no L_reg
@@ -316,6 +327,7 @@ def run_evaluate(args):
     names = args.degradations
     t_mat = load_t_mat(args.t_mat, names)
     model = load_model(args.model).eval()
+    check_read_out(DiffusionProcess.for_model(model), t_mat)
     if args.checkpoint:
         try:
             checkpoint = resolve_checkpoint(None, args.checkpoint)

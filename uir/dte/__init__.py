@@ -11,7 +11,7 @@
 ``train/train_dte.py`` runs the stages.
 """
 
-from .finetuning import SCHEDULES, GEFObjective, read_out, restore
+from .finetuning import SCHEDULES, GEFObjective, check_timestep, read_out, restore
 from .diffusion import NOISE_MODELS, PREDICTION_TYPES, DiffusionProcess, from_diffusion_space, to_diffusion_space
 from .incremental import incremental_stages, time_sequential_order
 from .matching import TimestepMatch, match_timestep
@@ -38,6 +38,7 @@ __all__ = [
     "TimeConditionedRestorer",
     "TimePromptMoE",
     "TimestepMatch",
+    "check_timestep",
     "from_diffusion_space",
     "generation_sensitive_layers",
     "importance_regularizer",
