@@ -4,25 +4,14 @@ Slow (about 45 s on 2 cores, 9.5 GB of memory): ``pytest -m "not slow"`` skips i
 
 import pytest
 import torch
-from diffusers import DDPMScheduler, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
 
-from uir import UIRLoRAPipeline
-from uir.models import SkipAutoencoderKL
-from uir.testing import (SD_TURBO_SCHEDULER, SD_TURBO_TEXT, SD_TURBO_UNET, SD_TURBO_VAE, clip_tokenizer,
-                         random_expert)
+from uir.testing import full_size_uir_lora_pipeline, random_expert
 
 
 @pytest.mark.slow
 @torch.no_grad()
 def test_full_size_pipeline_restores_one_small_image(tmp_path):
-    torch.manual_seed(0)
-    tokenizer = clip_tokenizer(tmp_path / "tokenizer")
-    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                                        **SD_TURBO_TEXT))
-    pipe = UIRLoRAPipeline(UNet2DConditionModel(**SD_TURBO_UNET), SkipAutoencoderKL(**SD_TURBO_VAE), text, tokenizer,
-                           DDPMScheduler(**SD_TURBO_SCHEDULER))
+    pipe = full_size_uir_lora_pipeline(tmp_path / "tokenizer")
     assert sum(p.numel() for p in pipe.unet.parameters()) > 800e6  # SD 2.1's UNet, not a reduced one
     pipe.load_expert(random_expert("noisy", pipe.unet, pipe.vae, seed=1))
     assert pipe.experts.experts[0].metadata()["ranks"] == {"unet": 8, "vae": 4}

@@ -10,7 +10,8 @@
 * :func:`tiny_restorer_pipeline` builds a tiny ``RestorerPipeline`` (NAFNet, experts, router).
 * :func:`naive_orthogonality_loss` is GEF's L_orthog the slow way, the reference for
   :mod:`uir.dte.regularizers` in tests and ``benchmarks/dte_orthogonality.py``.
-* ``SD_TURBO_*`` are the full-size SD-turbo architecture configs, for random-weight benchmarks.
+* ``SD_TURBO_*`` are the full-size SD-turbo architecture configs, for random-weight benchmarks;
+  :func:`full_size_uir_lora_pipeline` builds the whole pipeline from them.
 """
 
 from __future__ import annotations
@@ -116,6 +117,25 @@ def save_tiny_sd_turbo(directory, seed: int = 0, unet=TINY_UNET, vae=TINY_VAE, t
     CLIPTextModel(config).save_pretrained(directory / "text_encoder")
     DDPMScheduler(**SD_TURBO_SCHEDULER).save_pretrained(directory / "scheduler")
     return directory
+
+
+def full_size_uir_lora_pipeline(tokenizer_dir, seed: int = 0):
+    """The SD-turbo-shaped :class:`~uir.pipelines.UIRLoRAPipeline` at full size with random
+    weights (SD 2.1's UNet, the VAE with skip connections, the OpenCLIP-H text tower), built
+    in memory from the ``SD_TURBO_*`` configs; ``tokenizer_dir`` receives the CLIP tokenizer."""
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from .models import SkipAutoencoderKL
+    from .pipelines import UIRLoRAPipeline
+
+    torch.manual_seed(seed)
+    tokenizer = clip_tokenizer(tokenizer_dir)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                                        **SD_TURBO_TEXT))
+    return UIRLoRAPipeline(UNet2DConditionModel(**SD_TURBO_UNET), SkipAutoencoderKL(**SD_TURBO_VAE), text, tokenizer,
+                           DDPMScheduler(**SD_TURBO_SCHEDULER))
 
 
 def tiny_router(vocabulary=DA_CLIP_TYPES, use_controller: bool = True, seed: int = 0, **kwargs):
