@@ -227,6 +227,8 @@ def test_script_trains_and_evaluates(tmp_path):
     fill = train_dlnet.evaluate(train_dlnet.parse_args(["evaluate", "--model", "fill", "--image_size", "32",
                                                         "--masks", "2", "--data", str(photos)]))
     assert all(r["psnr_out"] > r["psnr_in"] + 3 for r in fill)  # normalised convolution beats zero-filled pixels
+    assert all(r["psnr_kept"] == pytest.approx(r["psnr_out"]) for r in fill)  # the fill keeps observed pixels
+    assert all(r["psnr_kept"] > r["psnr_out"] for r in rows)  # a blurry network loses the observed ones
     assert [r["psnr_in"] for r in fill] == [r["psnr_in"] for r in rows]  # the same masks for every model
 
 
