@@ -4,7 +4,7 @@
 # the reference alone and to the reference wrapped as a DL-Net (K = 5); held-out PSNR at the
 # paper's test levels, beside the non-learned row (normalised convolution; bicubic for SISR).
 # * interpolation (r in [0, 75%], gamma = 1e-2 as the paper uses): the paper's context encoder,
-#   also wrapped as the authors' code runs it (--variant authors), and a full-resolution NAFNet;
+#   also wrapped as the authors' code runs it (--variant authors);
 # * inpainting (square holes s in 1..30, centred +-10 px), gamma = 1e-3;
 # * sisr x3 (Gaussian blur u in [0, 3], luma), a small VDSR, gamma = 1e-3.
 # Usage: bash train/recipes/dlnet.sh [RUNS_DIR]   (about an hour on one CPU core)
@@ -28,6 +28,5 @@ run interpolation "--reference context-encoder --width 32" 1e-2 interpolation
 $TRAIN --task interpolation --model dlnet --variant authors --init "$RUNS/interpolation/reference/model" --step_size 1e-2 \
   --learning_rate 2e-4 --max_train_steps 300 --output_dir "$RUNS/interpolation/dlnet-authors"
 $EVAL --task interpolation --model "$RUNS/interpolation/dlnet-authors/model" --output "$RUNS/interpolation/eval-dlnet-authors.json"
-run interpolation "--reference nafnet --width 16" 1e-2 interpolation-nafnet
 run inpainting "--reference context-encoder --width 32" 1e-3 inpainting
 run sisr "--reference vdsr --width 32 --depth 10" 1e-3 sisr
