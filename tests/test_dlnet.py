@@ -260,3 +260,30 @@ def test_script_trains_and_evaluates_super_resolution_with_the_authors_variant(t
     with pytest.raises(SystemExit, match="does not fit"):
         train_dlnet.build_reference(train_dlnet.parse_args(["train", "--task", "sisr", "--reference", "nafnet",
                                                             "--output_dir", str(tmp_path)]))
+
+
+def test_a_resumed_run_keeps_the_batch_norm_statistics(tmp_path):
+    """Resuming from the last checkpoint (nothing left to train) saves the same network, running
+    statistics included; before checkpoints held buffers, it saved fresh ones (PSNR 8 dB)."""
+    from accelerate.state import AcceleratorState, GradientState
+    from safetensors.torch import load_file
+
+    photos = save_sample_crops(tmp_path / "photos", 2, 100, 120, step=(30, 0))
+    argv = ["train", "--model", "reference", "--width", "4", "--image_size", "32", "--train_batch_size", "2",
+            "--max_train_steps", "2", "--checkpointing_steps", "2", "--train_data_dir", str(photos),
+            "--output_dir", str(tmp_path / "ref"), "--resume_from_checkpoint", "latest"]
+    weights = tmp_path / "ref" / "model" / "diffusion_pytorch_model.safetensors"
+    saved = []
+    try:
+        for _ in range(2):
+            train_dlnet.main(argv)
+            AcceleratorState._reset_state(True)
+            GradientState._reset_state()
+            saved.append(load_file(weights))
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+    statistics = [k for k in saved[0] if k.endswith("running_mean")]
+    assert statistics and saved[0][statistics[0]].abs().sum() > 0
+    for key in saved[0]:
+        assert torch.equal(saved[0][key], saved[1][key]), key

@@ -1,7 +1,9 @@
 """Resumable training checkpoints, without pickles.
 
 A checkpoint holds only the trained parameters, never a frozen base:
-``trainable.safetensors``, ``optimizer.safetensors`` (AdamW moments and steps),
+``trainable.safetensors``, ``buffers.safetensors`` (the buffers of the modules being trained,
+such as batch-norm running statistics, without which a resumed network would evaluate with
+fresh statistics), ``optimizer.safetensors`` (AdamW moments and steps),
 ``rng-<rank>.safetensors`` (each process's torch RNG state) and ``state.json`` (step, epoch,
 LR schedule, optimizer hyper-parameters). It is written to ``checkpoint-N.tmp`` and renamed
 into place, so an interrupted save never looks like a checkpoint. ``--resume_from_checkpoint
@@ -25,6 +27,19 @@ logger = logging.getLogger("uir.training")
 
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINABLE_FILE, OPTIMIZER_FILE, STATE_FILE = "trainable.safetensors", "optimizer.safetensors", "state.json"
+BUFFERS_FILE = "buffers.safetensors"
+
+
+def trained_buffers(model: nn.Module, trainable: dict[str, nn.Parameter]) -> dict[str, torch.Tensor]:
+    """The buffers of ``model``'s modules that own a parameter in ``trainable`` (names as in
+    ``model.named_buffers()``): batch-norm statistics of a trained network, nothing of a frozen base."""
+    trained = {id(p) for p in trainable.values()}
+    found = {}
+    for prefix, module in model.named_modules():
+        if any(id(p) in trained for p in module.parameters(recurse=False)):
+            found.update({f"{prefix}.{name}" if prefix else name: buffer
+                          for name, buffer in module.named_buffers(recurse=False)})
+    return found
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -53,8 +68,10 @@ def checkpoint_dirs(output_dir) -> list[Path]:
 
 
 def save_checkpoint(accelerator, output_dir, step: int, epoch: int, trainable: dict[str, nn.Parameter],
-                    optimizer, lr_scheduler, total_limit: int | None = None) -> Path:
-    """Write ``checkpoint-<step>`` atomically; prune the oldest beyond ``total_limit``."""
+                    optimizer, lr_scheduler, total_limit: int | None = None,
+                    buffers: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write ``checkpoint-<step>`` atomically; prune the oldest beyond ``total_limit``.
+    ``buffers``: :func:`trained_buffers` of the model."""
     final = Path(output_dir) / f"{CHECKPOINT_PREFIX}{step}"
     staging = final.with_name(final.name + ".tmp")
     if accelerator.is_main_process:
@@ -64,6 +81,8 @@ def save_checkpoint(accelerator, output_dir, step: int, epoch: int, trainable: d
     save_file({"state": torch.get_rng_state()}, staging / f"rng-{accelerator.process_index}.safetensors")
     if accelerator.is_main_process:
         save_file({name: p.detach().contiguous().cpu() for name, p in trainable.items()}, staging / TRAINABLE_FILE)
+        if buffers:
+            save_file({name: b.detach().contiguous().cpu() for name, b in buffers.items()}, staging / BUFFERS_FILE)
         tensors, meta = _flatten_optimizer(optimizer.state_dict())
         save_file(tensors, staging / OPTIMIZER_FILE)
         state = {"step": step, "epoch": epoch, "optimizer": meta, "lr_scheduler": lr_scheduler.state_dict(),
@@ -103,8 +122,9 @@ def resolve_checkpoint(output_dir, which: str | None) -> Path | None:
     return path
 
 
-def load_checkpoint(accelerator, path, trainable: dict[str, nn.Parameter], optimizer, lr_scheduler) -> dict:
-    """Restore parameters, optimizer, LR schedule and this process's RNG; return ``state.json``."""
+def load_checkpoint(accelerator, path, trainable: dict[str, nn.Parameter], optimizer, lr_scheduler,
+                    buffers: dict[str, torch.Tensor] | None = None) -> dict:
+    """Restore parameters, ``buffers``, optimizer, LR schedule and this process's RNG; return ``state.json``."""
     path = Path(path)
     state = json.loads((path / STATE_FILE).read_text())
     weights = load_file(path / TRAINABLE_FILE)
@@ -114,6 +134,10 @@ def load_checkpoint(accelerator, path, trainable: dict[str, nn.Parameter], optim
     with torch.no_grad():
         for name, param in trainable.items():
             param.copy_(weights[name])
+        saved = load_file(path / BUFFERS_FILE) if (path / BUFFERS_FILE).is_file() else {}
+        for name, buffer in (buffers or {}).items():
+            if name in saved:
+                buffer.copy_(saved[name])
     optimizer_state = _unflatten_optimizer(load_file(path / OPTIMIZER_FILE), state["optimizer"])
     optimizer.load_state_dict(optimizer_state)
     lr_scheduler.load_state_dict(state["lr_scheduler"])
@@ -123,5 +147,5 @@ def load_checkpoint(accelerator, path, trainable: dict[str, nn.Parameter], optim
     return state
 
 
-__all__ = ["CHECKPOINT_PREFIX", "OPTIMIZER_FILE", "STATE_FILE", "TRAINABLE_FILE", "checkpoint_dirs", "load_checkpoint",
-           "resolve_checkpoint", "save_checkpoint"]
+__all__ = ["BUFFERS_FILE", "CHECKPOINT_PREFIX", "OPTIMIZER_FILE", "STATE_FILE", "TRAINABLE_FILE", "checkpoint_dirs", "load_checkpoint",
+           "resolve_checkpoint", "save_checkpoint", "trained_buffers"]

@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from .checkpoints import load_checkpoint, resolve_checkpoint, save_checkpoint
+from .checkpoints import load_checkpoint, resolve_checkpoint, save_checkpoint, trained_buffers
 
 logger = logging.getLogger("uir.training")
 
@@ -142,7 +142,8 @@ def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Param
     if args.resume_from_checkpoint and checkpoint is None:
         accelerator.print(f"no checkpoint in {args.output_dir}; starting a new run")
     elif checkpoint is not None:
-        state = load_checkpoint(accelerator, checkpoint, trainable, optimizer, lr_scheduler)
+        state = load_checkpoint(accelerator, checkpoint, trainable, optimizer, lr_scheduler,
+                                trained_buffers(accelerator.unwrap_model(model), trainable))
         step = state["step"]
         if streamed:  # a stream cannot seek: resume with the next epoch's pass over it
             first_epoch, skip = state.get("epoch", 0) + 1, 0
@@ -203,7 +204,7 @@ def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Param
             progress.set_postfix(**{k: f"{v:.4g}" for k, v in logs.items()})
             if args.checkpointing_steps and step % args.checkpointing_steps == 0:
                 save_checkpoint(accelerator, args.output_dir, step, epoch, trainable, optimizer, lr_scheduler,
-                                args.checkpoints_total_limit)
+                                args.checkpoints_total_limit, trained_buffers(accelerator.unwrap_model(model), trainable))
             if validate is not None and (step == args.max_train_steps or (args.validation_steps and step % args.validation_steps == 0)):
                 if accelerator.is_main_process:
                     model.eval()
