@@ -342,7 +342,7 @@ def test_script_runs_every_stage_and_resumes_tit(tmp_path):
         train_dte.main(["pretrain", "--output_dir", str(pre), "--width", "4", "--max_train_steps", "2",
                         "--importance_batches", "1", *common])
         reset_accelerate()
-        train_dte.main(["pretrain", "--backbone", "lira", "--noise_model", "additive", "--prediction_type", "sample",
+        train_dte.main(["pretrain", "--backbone", "lira", "--noise_model", "additive", "--prediction_type", "epsilon",
                         "--output_dir",
                         str(tmp_path / "lira"), "--width", "8", "--max_train_steps", "1", "--importance_batches", "1",
                         *common])
@@ -368,7 +368,7 @@ def test_script_runs_every_stage_and_resumes_tit(tmp_path):
     assert importance.is_file()
     lira, process, lira_importance = train_dte.pretrained_parts(tmp_path / "lira")
     assert type(lira.backbone).__name__ == "LIRANetwork" and process.noise_model == "additive"
-    assert process.prediction_type == "sample" and train_dte.pretrained_parts(pre)[1].prediction_type == "epsilon"
+    assert process.prediction_type == "epsilon" and train_dte.pretrained_parts(pre)[1].prediction_type == "sample"
     assert set(lira_importance) == {n for n, _ in lira.named_parameters()}
     order = time_sequential_order(table)
     assert sorted(p.name for p in (tmp_path / "tit").glob("stage-*")) == ["stage-00", "stage-01", "stage-02"]
@@ -397,7 +397,7 @@ def test_script_runs_every_stage_and_resumes_tit(tmp_path):
                                                      str(tmp_path / "tit" / "stage-00" / "checkpoint-2")]))
     with pytest.raises(SystemExit, match="restores nothing at t = 0"):  # eps read-out at t = 0 is the input
         train_dte.run_evaluate(train_dte.parse_args([*evaluate_gef[:1], "--t_mat", "none", "--degradations", "noisy",
-                                                     "--data", str(photos), "--model", str(pre / "model")]))
+                                                     "--data", str(photos), "--model", str(tmp_path / "lira" / "model")]))
     with pytest.raises(SystemExit, match="no t_mat for"):
         train_dte.load_t_mat(str(t_json), ["snowy"])
     with pytest.raises(SystemExit, match="not a saved model"):
