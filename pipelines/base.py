@@ -236,8 +236,12 @@ class ExpertMixturePipeline(DiffusionPipeline):
         When every image of the batch has the same weights (top-1 routing to one expert, manual
         weights) and no gradient is wanted, the experts are fused into the base weights for the
         call (:func:`uir.lora.fused`, restored bitwise on exit): the mixture then costs nothing.
+        All-zero weights (the base alone, e.g. the router's low-confidence policy) enter no
+        mixture at all: fusing ten zero deltas into a full-size UNet took 3.4 s a call on CPU.
         """
         stack = ExitStack()
+        if weights is not None and not bool(weights.any()):
+            return stack
         shared = (weights is not None and weights.shape[0] > 0 and not torch.is_grad_enabled()
                   and bool((weights == weights[:1]).all()))
         for name in self.adapted_components:

@@ -164,3 +164,19 @@ def test_clean_class_keeps_the_input_and_blends_by_its_weight(monkeypatch):
     calls = []
     monkeypatch.setattr(pipe, "restore_tensor", lambda *a, **k: calls.append(1))
     assert torch.equal(pipe(x[:1], output_type="pt").images, x[:1]) and not calls
+
+
+def test_zero_weights_run_the_base_alone_without_touching_the_experts(pipe):
+    """All-zero weights (the low-confidence "base" policy) are the plain base network: no fused
+    deltas, no per-sample mixture set on any layer."""
+    from uir.lora.mixture import remove_mixture
+
+    plain = copy.deepcopy(pipe.restorer)
+    remove_mixture(plain)
+    x = _images(h=32, w=32)
+    layers = mixture_layers(pipe.restorer)
+    with pipe.mixture_scope(torch.zeros(2, 3)):
+        assert all(layer.weights is None and layer._unfused_weight is None for layer in layers)
+    out = pipe(x, weights=torch.zeros(2, 3), output_type="pt").images
+    with torch.no_grad():
+        assert torch.equal(out, plain(x).clamp(0, 1))
