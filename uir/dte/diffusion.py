@@ -37,6 +37,14 @@ NOISE_MODELS = ("ddpm", "additive")
 PREDICTION_TYPES = ("epsilon", "sample")
 
 
+def check_settings(noise_model: str, prediction_type: str) -> None:
+    """A ValueError naming the bad one unless both are known (:data:`NOISE_MODELS`, :data:`PREDICTION_TYPES`)."""
+    if noise_model not in NOISE_MODELS:
+        raise ValueError(f"noise_model must be one of {NOISE_MODELS}, got {noise_model!r}")
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+
+
 def to_diffusion_space(image: torch.Tensor) -> torch.Tensor:
     """[0, 1] -> [-1, 1]."""
     return image * 2 - 1
@@ -59,10 +67,7 @@ class DiffusionProcess:
 
     def __init__(self, num_timesteps: int = 50, noise_model: str = "ddpm", prediction_type: str = "epsilon",
                  loss_weights=None):
-        if noise_model not in NOISE_MODELS:
-            raise ValueError(f"noise_model must be one of {NOISE_MODELS}, got {noise_model!r}")
-        if prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+        check_settings(noise_model, prediction_type)
         if num_timesteps < 1:
             raise ValueError(f"num_timesteps must be positive, got {num_timesteps}")
         scale = 1000 / num_timesteps
@@ -175,4 +180,5 @@ class DiffusionProcess:
         return mean + variance.sqrt().to(x_t) * z
 
 
-__all__ = ["DiffusionProcess", "NOISE_MODELS", "PREDICTION_TYPES", "from_diffusion_space", "to_diffusion_space"]
+__all__ = ["DiffusionProcess", "NOISE_MODELS", "PREDICTION_TYPES", "check_settings", "from_diffusion_space",
+           "to_diffusion_space"]

@@ -138,7 +138,7 @@ class GEFObjective:
                     return process.prediction_loss(forward(x, t), clean, eps, t).sum()
 
                 def reconstruction_sample(forward, x, t, y):
-                    return F.l1_loss(from_diffusion_space(process.estimate_clean(forward(x, t), x, t)), y)
+                    return F.l1_loss(from_diffusion_space(read_out(forward, process, x, t)), y)
 
                 g_gen = per_sample_gradients(model, shallow, generative_sample, x_t, t_gen, noise, x0)
                 g_rec = per_sample_gradients(model, shallow, reconstruction_sample, x_rec, t_rec, y_rec)

@@ -30,7 +30,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
 from ..models.wrapping import import_model_class, wrap_model
-from .diffusion import NOISE_MODELS, PREDICTION_TYPES
+from .diffusion import check_settings
 from .moe import TimePromptMoE
 
 
@@ -64,9 +64,7 @@ class TimeConditionedRestorer(ModelMixin, ConfigMixin):
                  probe_size: int | None = None, moe_experts: int = 0, moe_hidden: int = 8,
                  noise_model: str = "ddpm", prediction_type: str = "sample"):
         super().__init__()
-        if noise_model not in NOISE_MODELS or prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"noise_model must be one of {NOISE_MODELS} and prediction_type one of "
-                             f"{PREDICTION_TYPES}, got {noise_model!r} and {prediction_type!r}")
+        check_settings(noise_model, prediction_type)
         self.backbone = import_model_class(backbone_class)(**(backbone_config or {}))
         blocks = list(blocks) if blocks is not None else list(getattr(self.backbone, "time_condition_blocks", []))
         if not blocks:
