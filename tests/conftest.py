@@ -1,4 +1,7 @@
 import importlib.util
+import os
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +26,35 @@ def load_train_script(name: str):
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now: each launch gets its own, so a port still closing after
+    the previous launch cannot break the next rendezvous."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launch_two_cpu_processes(argv, cwd=None, timeout=300, undo=None) -> subprocess.CompletedProcess:
+    """``accelerate launch --multi_gpu --num_processes 2 <argv>`` on CPU (gloo), one thread each:
+    real two-process DDP (``--cpu`` alone would start one process).
+
+    About one launch in thirty on a loaded 2-core machine, a process aborts in C++ ("terminate
+    called without an active exception", SIGABRT) with no Python error, also after the process
+    group is destroyed. Such a launch is run once more, after ``undo()`` removes what the
+    aborted launch may have written; any other failure, or a second abort, is returned as it
+    is. Python's fault handler prints the stacks of an abort to stderr."""
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
+    for attempt in (1, 2):
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                   "--main_process_port", str(free_port()), *argv]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+        aborted = done.returncode != 0 and "terminate called without an active exception" in done.stderr
+        if not aborted or attempt == 2:
+            return done
+        if undo is not None:
+            undo()
 
 
 @pytest.fixture(scope="session")

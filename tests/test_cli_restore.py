@@ -1,6 +1,7 @@
 """`uir restore`, `uir eval`, `uir bench` and `uir demo` on a tiny saved RestorerPipeline."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -8,6 +9,8 @@ import torch
 from uir.cli import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
 from uir.images import load_image, save_image
 from uir.testing import tiny_restorer_pipeline
+
+from .conftest import launch_two_cpu_processes
 
 
 @pytest.fixture(scope="module")
@@ -223,15 +226,8 @@ def test_readme_main_job_runs_and_runs_again(tmp_path, monkeypatch):
     assert (tmp_path / "outputs" / "restored.png").is_file()
 
 
-def _launch_two(argv, tmp_path, port):
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--main_process_port", str(port), "-m", "uir.cli", *argv]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+def _launch_two(argv, tmp_path, undo):
+    return launch_two_cpu_processes(["-m", "uir.cli", *argv], cwd=tmp_path, undo=undo)
 
 
 def test_two_processes_restore_every_input_once_and_resume(model_dir, tmp_path, sample, capsys):
@@ -241,9 +237,9 @@ def test_two_processes_restore_every_input_once_and_resume(model_dir, tmp_path, 
     for i in range(6):
         save_image(sample[:, i * 8 : i * 8 + 40, :48], folder / f"{i}.png")
     assert main(["restore", str(folder), "-o", str(tmp_path / "one"), "--model", str(model_dir)]) == EXIT_OK
-    done = _launch_two(["restore", str(folder), "-o", str(tmp_path / "two"), "--model", str(model_dir)],
-                       tmp_path, 29541)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _launch_two(["restore", str(folder), "-o", str(tmp_path / "two"), "--model", str(model_dir)], tmp_path,
+                       undo=lambda: shutil.rmtree(tmp_path / "two", ignore_errors=True))
+    assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("->") == 6 and done.stderr.count("uir: restored 6, skipped 0 existing") == 1, \
         (done.stdout[-1500:], done.stderr[-1500:])
     assert "on 2 processes" in done.stderr
@@ -251,11 +247,15 @@ def test_two_processes_restore_every_input_once_and_resume(model_dir, tmp_path, 
         assert (tmp_path / "two" / f"{i}.png").read_bytes() == (tmp_path / "one" / f"{i}.png").read_bytes()
     # a stopped run: two outputs missing; the resumed run restores exactly those
     kept = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "two").iterdir()}
-    for name in ("1.png", "4.png"):
-        (tmp_path / "two" / name).unlink()
+
+    def stopped():
+        for name in ("1.png", "4.png"):
+            (tmp_path / "two" / name).unlink(missing_ok=True)
+
+    stopped()
     again = _launch_two(["restore", str(folder), "-o", str(tmp_path / "two"), "--model", str(model_dir),
-                         "--skip-existing"], tmp_path, 29542)
-    assert again.returncode == 0, again.stderr[-2000:]
+                         "--skip-existing"], tmp_path, undo=stopped)
+    assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("->") == 2 and "uir: restored 2, skipped 4 existing" in again.stderr
     for name, mtime in kept.items():
         if name not in ("1.png", "4.png"):
@@ -278,8 +278,9 @@ def test_two_processes_evaluate_like_one(model_dir, tmp_path, sample):
     for data in ("photos", "pairs"):
         common = ["eval", "--model", str(model_dir), "--data", str(tmp_path / data), "--degradations", "noisy,hazy"]
         assert main([*common, "-o", str(tmp_path / f"{data}-one")]) == EXIT_OK
-        done = _launch_two([*common, "-o", str(tmp_path / f"{data}-two")], tmp_path, 29543)
-        assert done.returncode == 0, done.stderr[-2000:]
+        done = _launch_two([*common, "-o", str(tmp_path / f"{data}-two")], tmp_path,
+                           undo=lambda: shutil.rmtree(tmp_path / f"{data}-two", ignore_errors=True))
+        assert done.returncode == 0, done.stderr[-3000:]
         one, two = (json.loads((tmp_path / f"{data}-{n}" / "scores.json").read_text()) for n in ("one", "two"))
         assert [r["degradation"] for r in two] == [r["degradation"] for r in one]
         for a, b in zip(one, two):

@@ -38,6 +38,32 @@ def test_nafnet_starts_as_identity_and_round_trips(tmp_path):
         model(_images(h=30, w=32))
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_nafnet_layer_norm_normalises_each_pixel_over_its_channels(layout):
+    """Per pixel, (x - mean_c) / sqrt(var_c + eps), then the per-channel affine: the fused
+    inference kernel against nn.LayerNorm on the moved channels, and the autograd spelling
+    against the same, values and gradients, in both memory layouts."""
+    from uir.models.nafnet import LayerNorm2d
+
+    norm, reference = LayerNorm2d(6), torch.nn.LayerNorm(6, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.normal_(generator=torch.Generator().manual_seed(1))
+        norm.bias.normal_(generator=torch.Generator().manual_seed(2))
+        reference.weight.copy_(norm.weight.view(-1))
+        reference.bias.copy_(norm.bias.view(-1))
+    x = (3 * torch.randn(2, 6, 5, 7, generator=torch.Generator().manual_seed(0)) + 1).contiguous(memory_format=layout)
+    with torch.no_grad():
+        assert torch.allclose(norm(x), reference(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), atol=1e-5)
+    x.requires_grad_(True)
+    out, expected = norm(x), reference(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    assert torch.allclose(out, expected, atol=1e-5)
+    weights = torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+    ours = torch.autograd.grad((out * weights).sum(), (x, norm.weight, norm.bias))
+    theirs = torch.autograd.grad((expected * weights).sum(), (x, reference.weight, reference.bias))
+    for a, b in zip(ours, theirs):
+        assert torch.allclose(a.reshape(b.shape), b, atol=1e-4)
+
+
 def test_expert_equals_peft_on_the_restorer(pipe):
     """One expert at weight 1 through our mixture = PEFT's own LoRA on a plain copy."""
     expert = pipe.experts.experts[1]

@@ -1,9 +1,7 @@
 """The train/ scripts on a tiny SD-turbo and a tiny CLIP: resume, checkpoints, experts, DDP."""
 
 import json
-import os
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from uir.lora import LoRAExpert
 from uir.router import DegradationRouter
 from uir.testing import TINY_CLIP, save_sample_crops, save_tiny_sd_turbo
 
-from .conftest import load_train_script
+from .conftest import launch_two_cpu_processes, load_train_script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -192,12 +190,9 @@ def test_two_process_ddp_matches_one_process_with_accumulation(base_dir, photos,
     """accelerate's own launcher, two CPU processes over gloo; the same optimizer steps as one
     process that accumulates two batches (same items, same averaged gradient)."""
     script = str(REPO / "train" / "train_uir_lora.py")
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     two = tmp_path / "two"
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--main_process_port", "29533", script]
-    result = subprocess.run(launch + _common(base_dir, photos, two, steps=4), env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = launch_two_cpu_processes([script] + _common(base_dir, photos, two, steps=4),
+                                      undo=lambda: shutil.rmtree(two, ignore_errors=True))
     assert result.returncode == 0, result.stderr[-3000:]
     state = json.loads((two / "checkpoint-4" / training.checkpoints.STATE_FILE).read_text())
     assert state["num_processes"] == 2 and (two / "checkpoint-4" / "rng-1.safetensors").is_file()

@@ -202,6 +202,15 @@ def _distributed_state():
     return state
 
 
+def _end_distributed() -> None:
+    """Closes the process group :func:`_distributed_state` opened. A gloo group left for the
+    interpreter's exit to tear down sometimes aborts the process after its work is done
+    ("terminate called without an active exception")."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
+
+
 def _share(state, items: list) -> list:
     """This process's contiguous share of ``items`` (all of them in a plain run)."""
     if state is None:
@@ -595,6 +604,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into a command that stopped reading, e.g. head
         sys.stderr.close()
         return EXIT_OK
+    finally:
+        _end_distributed()
 
 
 if __name__ == "__main__":

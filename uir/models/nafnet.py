@@ -15,6 +15,7 @@ The 1x1 convolutions (``expand``, ``project``, ``ffn_expand``, ``ffn_project``) 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.loaders import PeftAdapterMixin
 from diffusers.configuration_utils import register_to_config
@@ -25,7 +26,13 @@ EXPERT_TARGETS = ("intro", "ending", "expand", "project", "ffn_expand", "ffn_pro
 
 
 class LayerNorm2d(nn.Module):
-    """LayerNorm over the channels of every pixel of (B,C,H,W), without moving channels last."""
+    """LayerNorm over the channels of every pixel of (B,C,H,W).
+
+    Without autograd (inference) it is one fused ``layer_norm`` kernel over the channels-last
+    view, which on a channels-last input (how the pipelines run) is contiguous: the default
+    restored 512x512 in 0.64 s instead of 0.94 s (``benchmarks/restore.py``). With autograd it
+    is spelled out: per-sample second-order gradients (``torch.func``, GEF's L_orthog) through
+    the fused kernel differ from plain autograd's by 1e-4 relative in float64 (torch 2.14)."""
 
     def __init__(self, channels: int, eps: float = 1e-6):
         super().__init__()
@@ -34,6 +41,10 @@ class LayerNorm2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x):
+        if not torch.is_grad_enabled():
+            normed = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight.view(-1), self.bias.view(-1),
+                                  self.eps)
+            return normed.permute(0, 3, 1, 2)
         mean = x.mean(1, keepdim=True)
         var = (x - mean).pow(2).mean(1, keepdim=True)
         return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
@@ -61,8 +72,8 @@ class NAFBlock(nn.Module):
     def forward(self, x):
         y = self.gate(self.depthwise(self.expand(self.norm1(x))))
         y = y * self.attention(y.mean(dim=(2, 3), keepdim=True))
-        x = x + self.beta * self.project(y)
-        return x + self.gamma * self.ffn_project(self.gate(self.ffn_expand(self.norm2(x))))
+        x = torch.addcmul(x, self.beta, self.project(y))  # x + beta * project(y), one pass
+        return torch.addcmul(x, self.gamma, self.ffn_project(self.gate(self.ffn_expand(self.norm2(x)))))
 
 
 class NAFNet(ModelMixin, ConfigMixin, PeftAdapterMixin):
