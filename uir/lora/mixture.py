@@ -86,17 +86,14 @@ class LoRAMixtureLayer(nn.Module):
         """``s_k c_k`` for every stacked rank channel: (B, sum r_k) from weights (B, K)."""
         return (weights.to(self.scalings) * self.scalings)[:, self.expert_of_channel]
 
-    def delta_weights(self, weights: torch.Tensor) -> torch.Tensor:
-        """``sum_k s_bk c_k B_k A_k`` per weight row: (rows, *base weight shape)."""
+    def merged_weights(self, weights: torch.Tensor) -> torch.Tensor:
+        """``W + sum_k s_bk c_k B_k A_k`` per weight row: (rows, *base weight shape), as one
+        batched matmul that accumulates into the base weight."""
         coef = self.channel_coefficients(weights).to(self.lora_A)
-        b = self.lora_B.reshape(self.lora_B.shape[0], -1)
-        return torch.einsum("ot,rt,ti->roi", b, coef, self.lora_A.reshape(self.lora_A.shape[0], -1)).reshape(
-            coef.shape[0], *self.base.weight.shape
-        )
-
-    def delta_weight(self, weights: torch.Tensor) -> torch.Tensor:
-        """``sum_k s_k c_k B_k A_k`` for one weight vector (K,), shaped like the base weight."""
-        return self.delta_weights(weights.reshape(1, -1))[0]
+        scaled_b = self.lora_B.reshape(1, self.lora_B.shape[0], -1) * coef[:, None, :]  # (rows, out, R)
+        a = self.lora_A.reshape(self.lora_A.shape[0], -1).expand(coef.shape[0], -1, -1)  # (rows, R, in*k)
+        base = self.base.weight.reshape(1, self.base.weight.shape[0], -1)
+        return torch.baddbmm(base.to(a), scaled_b, a).to(self.base.weight).reshape(coef.shape[0], *self.base.weight.shape)
 
     def _merged_is_cheaper(self, x: torch.Tensor, rows: int) -> bool:
         if self.path != "auto":
@@ -120,16 +117,15 @@ class LoRAMixtureLayer(nn.Module):
         return self.base(x) + F.conv2d(hidden * coef[:, :, None, None], self.lora_B.to(x.dtype))
 
     def _merged(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        merged = self.base.weight.unsqueeze(0) + self.delta_weights(weights).to(self.base.weight)
-        merged = merged.to(x.dtype)
+        merged = self.merged_weights(weights).to(x.dtype)
         bias = None if self.base.bias is None else self.base.bias.to(x.dtype)
         rows, batch = merged.shape[0], x.shape[0]
         if isinstance(self.base, nn.Linear):
             if rows == 1:
                 return F.linear(x, merged[0], bias)
             flat = x.reshape(batch, -1, x.shape[-1])
-            out = torch.bmm(flat, merged.transpose(1, 2))
-            out = out + bias if bias is not None else out
+            weight_t = merged.transpose(1, 2)
+            out = torch.bmm(flat, weight_t) if bias is None else torch.baddbmm(bias, flat, weight_t)
             return out.reshape(*x.shape[:-1], merged.shape[1])
         conv = dict(stride=self.base.stride, padding=self.base.padding)
         if rows == 1:
@@ -152,7 +148,7 @@ class LoRAMixtureLayer(nn.Module):
         if self._unfused_weight is not None:
             raise RuntimeError("layer is already fused; unfuse it first")
         self._unfused_weight = self.base.weight.data.clone()
-        self.base.weight.data += self.delta_weight(weights).to(self.base.weight.dtype)
+        self.base.weight.data.copy_(self.merged_weights(weights.reshape(1, -1))[0])
 
     def unfuse(self) -> None:
         if self._unfused_weight is not None:
