@@ -20,6 +20,16 @@ def test_console_script_help():
     assert "degrade" in result.stdout and "info" in result.stdout
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["degradations"], ["degradations", "--family", "grids"]])
+def test_listing_commands_import_no_torch(argv):
+    """The parser, the catalog and its docs load without torch (0.1 s against 1.4 s for torch)."""
+    script = ("import sys\nfrom uir.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+              "print('torch imported' if 'torch' in sys.modules else 'no torch')")
+    result = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.splitlines()[-1] == "no torch", (result.stdout[-500:], result.stderr)
+    assert "usage" in result.stdout or "[grids]" in result.stdout or "[da-clip]" in result.stdout
+
+
 def test_degrade_sample(tmp_path, capsys):
     code, out, err = _run(capsys, "degrade", "--sample", "--type", "noisy", "-o", str(tmp_path / "n.png"))
     assert code == 0 and "noisy(sigma=50)" in out

@@ -24,6 +24,17 @@ def test_families_cover_the_specified_names():
     assert D.names("none") == [D.CLEAN]
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_docs_read_without_import_are_the_functions_own(name):
+    """A function registered by reference documents itself from its source, unimported: the
+    same text as its imported docstring's first paragraph."""
+    from uir.degradations.registry import plain_text
+
+    function = D.get(name).fn
+    function = getattr(function, "func", function)  # a fixed-argument partial
+    assert D.get(name).doc == plain_text(function.__doc__.strip().split("\n\n")[0]) != ""
+
+
 def test_clean_is_the_identity():
     image = torch.rand(3, 16, 16, generator=seeded(1))
     for severity in (None, "mild", "severe", "random"):

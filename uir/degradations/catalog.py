@@ -13,26 +13,9 @@ Ranges are on the scales the functions document (noise sigma on 0-255, sizes in 
 from __future__ import annotations
 
 import math
-from functools import partial
 
-from .blur import (
-    bicubic_down_up,
-    defocus_blur,
-    gaussian_blur,
-    linear_motion_blur,
-    richardson_lucy_artifacts,
-    ringing,
-    trajectory_motion_blur,
-)
-from .masks import inpainting
-from .noise import gaussian_noise, jpeg_compression, poisson_noise, salt_and_pepper
-from .photometric import darkness, haze, low_light, shadow
 from .families import ALL_NAMES, CLEAN
 from .registry import Param, names, register
-from .weather import rain, raindrops, snow
-
-
-
 
 #: depth range (in units of 1/beta) of the depth proxy for LIRA's haze, so that its scattering
 #: coefficients beta in [0.05, 0.25] give transmissions down to exp(-1.25) ~ 0.29.
@@ -49,81 +32,81 @@ def _fixed(mild, moderate, severe):
 
 
 # --- UIR-LoRA / DA-CLIP -------------------------------------------------------------------
-register("motion-blurry", trajectory_motion_blur, family="da-clip", params=(
+register("motion-blurry", "blur:trajectory_motion_blur", family="da-clip", params=(
     Param("kernel_size", 7, 31, integer=True, doc="PSF support in px"),
     Param("intensity", 0.0, 1.0, doc="trajectory curvature"),
 ))
-register("hazy", partial(haze, max_depth=1.0), family="da-clip", doc=haze.__doc__, params=(
+register("hazy", "photometric:haze", family="da-clip", fixed=dict(max_depth=1.0), params=(
     Param("beta", 0.5, 2.5, doc="scattering coefficient (depth in [0, 1])"),
     Param("airlight", 0.7, 1.0),
 ))
-register("jpeg-compressed", jpeg_compression, family="da-clip", params=(
+register("jpeg-compressed", "noise:jpeg_compression", family="da-clip", params=(
     Param("quality", 5, 95, default=10, integer=True, severe_when="low", levels=_fixed(50, 30, 10)),
 ))
-register("low-light", low_light, family="da-clip", params=(
+register("low-light", "photometric:low_light", family="da-clip", params=(
     Param("gamma", 1.5, 3.0),
     Param("scale", 0.15, 0.5, severe_when="low", doc="exposure"),
     Param("noise", 0.0, 0.04, doc="sensor noise level"),
 ))
-register("noisy", gaussian_noise, family="da-clip", params=(
+register("noisy", "noise:gaussian_noise", family="da-clip", params=(
     Param("sigma", 0.0, 100.0, default=50.0, levels=_fixed(15.0, 25.0, 50.0), doc="on the 0-255 scale"),
 ))
-register("raindrop", raindrops, family="da-clip", params=(
+register("raindrop", "weather:raindrops", family="da-clip", params=(
     Param("drops", 5, 40, integer=True),
     Param("radius", 0.03, 0.10, doc="fraction of the shorter side"),
     Param("blur", 1.0, 4.0, doc="defocus sigma of drop content, px"),
 ))
-register("rainy", rain, family="da-clip", params=(
+register("rainy", "weather:rain", family="da-clip", params=(
     Param("density", 0.0005, 0.004, doc="streak seeds per pixel"),
     Param("length", 10.0, 40.0, doc="streak length, px"),
     Param("angle", -30.0, 30.0, **_ANGLE),
     Param("intensity", 0.3, 0.9),
 ))
-register("shadowed", shadow, family="da-clip", params=(
+register("shadowed", "photometric:shadow", family="da-clip", params=(
     Param("attenuation", 0.3, 0.8, doc="fraction of light blocked"),
     Param("softness", 1.0, 30.0, severe_when=None, doc="penumbra width, px"),
     Param("vertices", 3, 8, integer=True, severe_when=None),
 ))
-register("snowy", snow, family="da-clip", params=(
+register("snowy", "weather:snow", family="da-clip", params=(
     Param("density", 0.0001, 0.001, doc="near-layer flakes per pixel"),
     Param("flake_size", 0.5, 2.5, doc="near-layer flake sigma, px"),
     Param("angle", -30.0, 30.0, **_ANGLE),
     Param("veil", 0.0, 0.3),
 ))
-register("uncompleted", inpainting, family="da-clip", params=(
+register("uncompleted", "masks:inpainting", family="da-clip", params=(
     Param("strokes", 1, 8, integer=True),
     Param("width", 0.02, 0.08, doc="brush diameter, fraction of the shorter side"),
     _FILL,
 ))
 
 # --- GRIDS ---------------------------------------------------------------------------------
-register("gaussian-blur", gaussian_blur, family="grids", params=(Param("sigma", 0.2, 4.0, doc="px"),))
-register("motion-blur", linear_motion_blur, family="grids", params=(
+register("gaussian-blur", "blur:gaussian_blur", family="grids", params=(Param("sigma", 0.2, 4.0, doc="px"),))
+register("motion-blur", "blur:linear_motion_blur", family="grids", params=(
     Param("length", 5.0, 25.0, doc="px"),
     Param("angle", 0.0, 180.0, severe_when=None, doc="degrees"),
 ))
-register("rl-artifacts", richardson_lucy_artifacts, family="grids", params=(
+register("rl-artifacts", "blur:richardson_lucy_artifacts", family="grids", params=(
     Param("radius", 2, 7, integer=True, doc="box PSF is (2r+1)^2"),
 ))
-register("bicubic-sr", bicubic_down_up, family="grids", params=(Param("scale", 2, 4, integer=True),))
-register("ringing", ringing, family="grids", params=(
+register("bicubic-sr", "blur:bicubic_down_up", family="grids", params=(Param("scale", 2, 4, integer=True),))
+register("ringing", "blur:ringing", family="grids", params=(
     Param("cutoff", math.pi / 6, math.pi / 2, severe_when="low", doc="rad/px"),
     Param("radius", 5, 10, integer=True, severe_when=None, doc="kernel is (2r+1)^2"),
 ))
-register("defocus-blur", defocus_blur, family="grids", params=(Param("radius", 1.0, 6.0, doc="px"),))
-register("jpeg", jpeg_compression, family="grids", params=(
+register("defocus-blur", "blur:defocus_blur", family="grids", params=(Param("radius", 1.0, 6.0, doc="px"),))
+register("jpeg", "noise:jpeg_compression", family="grids", params=(
     Param("quality", 10, 60, integer=True, severe_when="low"),
 ))
-register("poisson-noise", poisson_noise, family="grids", params=(
+register("poisson-noise", "noise:poisson_noise", family="grids", params=(
     Param("peak", 10.0, 200.0, severe_when="low", doc="photon count at white"),
 ))
-register("inpainting", inpainting, family="grids", params=(
+register("inpainting", "masks:inpainting", family="grids", params=(
     Param("strokes", 1, 6, integer=True),
     Param("width", 0.02, 0.06, doc="brush diameter, fraction of the shorter side"),
     _FILL,
 ))
-register("gaussian-noise", gaussian_noise, family="grids", params=(Param("sigma", 5.0, 50.0, doc="on the 0-255 scale"),))
-register("salt-pepper", salt_and_pepper, family="grids", params=(
+register("gaussian-noise", "noise:gaussian_noise", family="grids", params=(Param("sigma", 5.0, 50.0, doc="on the 0-255 scale"),))
+register("salt-pepper", "noise:salt_and_pepper", family="grids", params=(
     Param("amount", 0.01, 0.15),
     Param("salt_ratio", 0.0, 1.0, default=0.5, severe_when=None),
 ))
@@ -140,6 +123,10 @@ def lira_blend(image, generator, blur_sigma, noise_sigma, quality, haze_beta=Non
     middle and upper thirds of every range (the paper names the levels without giving their
     bounds; this split is our choice).
     """
+    from .blur import gaussian_blur
+    from .noise import gaussian_noise, jpeg_compression
+    from .photometric import darkness, haze
+
     if haze_beta is not None:
         image = haze(image, generator, haze_beta, LIRA_AIRLIGHT, max_depth=LIRA_HAZE_DEPTH)
     if dark_gamma is not None:
@@ -155,9 +142,9 @@ _LIRA_CHAIN = (
     Param("noise_sigma", 0.0, 50.0, doc="on the 0-255 scale"),
     Param("quality", 10, 100, integer=True, severe_when="low"),
 )
-register("lira-blur", gaussian_blur, family="lira", params=(Param("sigma", 0.1, 5.0, doc="px"),))
-register("lira-noise", gaussian_noise, family="lira", params=(Param("sigma", 0.0, 50.0, doc="on the 0-255 scale"),))
-register("lira-jpeg", jpeg_compression, family="lira", params=(Param("quality", 10, 100, integer=True, severe_when="low"),))
+register("lira-blur", "blur:gaussian_blur", family="lira", params=(Param("sigma", 0.1, 5.0, doc="px"),))
+register("lira-noise", "noise:gaussian_noise", family="lira", params=(Param("sigma", 0.0, 50.0, doc="on the 0-255 scale"),))
+register("lira-jpeg", "noise:jpeg_compression", family="lira", params=(Param("quality", 10, 100, integer=True, severe_when="low"),))
 register("lira-blended", lira_blend, family="lira", params=_LIRA_CHAIN)
 register("lira-blended-haze", lira_blend, family="lira", params=_LIRA_CHAIN + (Param("haze_beta", 0.05, 0.25),))
 register("lira-blended-dark", lira_blend, family="lira", params=_LIRA_CHAIN + (Param("dark_gamma", 1.5, 2.5),))

@@ -16,15 +16,25 @@ the default and how the range splits into the severity levels ``mild``, ``modera
 
 One set of parameters is drawn per call and shared by the batch; the random fields
 (noise, masks, streaks) differ per sample.
+
+A function may be registered by reference, ``"module:function"`` in this package: it is
+imported when first applied, and its documentation is read from the module's source. So the
+catalog, the parameter ranges and the docs (``uir degradations``) load without torch.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from functools import partial
+from importlib.util import find_spec
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 SEVERITIES = ("mild", "moderate", "severe")
 _SEVERITY_CHOICES = SEVERITIES + ("random",)
@@ -62,10 +72,8 @@ class Param:
         return edges[SEVERITIES.index(severity)]
 
     def validate(self, value, degradation: str):
-        if isinstance(value, torch.Tensor):
-            value = value.item()
         try:
-            number = float(value)
+            number = float(value)  # also a one-element tensor or array
         except (TypeError, ValueError):
             raise ValueError(f"{degradation}: parameter {self.name!r} must be a number, got {value!r}") from None
         if math.isnan(number) or not self.low <= number <= self.high:
@@ -81,6 +89,8 @@ class Param:
 
     def draw(self, spec, generator: torch.Generator):
         """Return ``spec`` if it is a number, else a uniform draw from the ``(low, high)`` pair."""
+        import torch
+
         if not isinstance(spec, tuple):
             return int(spec) if self.integer else float(spec)
         low, high = spec
@@ -101,17 +111,30 @@ class Param:
 
 @dataclass(frozen=True)
 class Degradation:
-    """A registered degradation: its function, parameter specs and documentation."""
+    """A registered degradation: its function, parameter specs and documentation.
+
+    ``function`` is a callable or a ``"module:function"`` reference into this package, called
+    with the fixed keyword arguments ``fixed`` on top of the drawn parameters."""
 
     name: str
-    fn: Callable
+    function: Callable | str
     params: tuple[Param, ...]
     family: str
     doc: str = ""
+    fixed: dict = field(default_factory=dict)
     param_index: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "param_index", {p.name: p for p in self.params})
+
+    @property
+    def fn(self) -> Callable:
+        """The function to call, ``fn(image, generator, **params)`` (imported on first use)."""
+        function = self.function
+        if isinstance(function, str):
+            module, _, attribute = function.partition(":")
+            function = getattr(importlib.import_module(f"{__package__}.{module}"), attribute)
+        return partial(function, **self.fixed) if self.fixed else function
 
     def validate(self, given: dict) -> dict:
         """Check caller-given parameters (names, ranges, integrality); return them normalised."""
@@ -153,12 +176,28 @@ def plain_text(docstring: str) -> str:
     return " ".join(text.replace("``", "").split())
 
 
-def register(name: str, fn: Callable, params: Sequence[Param] = (), family: str = "", doc: str | None = None):
-    """Register ``fn`` under ``name``. One function may be registered under several names."""
+def _docstring(function: Callable | str) -> str:
+    """The docstring of a callable, or of a ``"module:function"`` reference read from the
+    module's source (without importing it)."""
+    if not isinstance(function, str):
+        return function.__doc__ or ""
+    module, _, attribute = function.partition(":")
+    tree = ast.parse(Path(find_spec(f"{__package__}.{module}").origin).read_text(encoding="utf-8"))
+    found = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == attribute]
+    if not found:
+        raise ValueError(f"degradation function {function!r} not found")
+    return ast.get_docstring(found[0]) or ""
+
+
+def register(name: str, fn: Callable | str, params: Sequence[Param] = (), family: str = "", doc: str | None = None,
+             fixed: dict | None = None):
+    """Register ``fn`` (a callable or a ``"module:function"`` reference) under ``name``, with
+    keyword arguments ``fixed`` always passed. One function may be registered under several
+    names."""
     if name in _REGISTRY:
         raise ValueError(f"degradation {name!r} is already registered")
-    text = doc if doc is not None else (fn.__doc__ or "").strip().split("\n\n")[0]
-    _REGISTRY[name] = Degradation(name, fn, tuple(params), family, plain_text(text))
+    text = doc if doc is not None else _docstring(fn).strip().split("\n\n")[0]
+    _REGISTRY[name] = Degradation(name, fn, tuple(params), family, plain_text(text), dict(fixed or {}))
     return fn
 
 
@@ -176,6 +215,8 @@ def names(family: str | None = None) -> list[str]:
 
 def check_image(image) -> torch.Tensor:
     """Validate a float image in [0, 1] of shape (C,H,W) or (B,C,H,W); return it as a batch."""
+    import torch
+
     if not isinstance(image, torch.Tensor):
         raise ValueError(f"expected a torch.Tensor image, got {type(image).__name__}")
     if image.dim() not in (3, 4):
@@ -216,6 +257,8 @@ def apply(
     Returns:
         The degraded image with the input's shape and dtype, and optionally the parameters.
     """
+    import torch
+
     if not isinstance(generator, torch.Generator):
         raise ValueError("apply() needs an explicit torch.Generator, e.g. generator=torch.Generator().manual_seed(0)")
     if severity is not None and severity not in _SEVERITY_CHOICES:
