@@ -91,6 +91,30 @@ def test_fused_equals_unfused_and_unfuse_restores_bitwise(unets):
             pass
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@torch.no_grad()
+def test_fuse_merges_the_definition_into_a_conv_weight_in_either_layout(layout):
+    """Both fuse paths (in place on a contiguous weight, a merged copy on a channels-last one)
+    give ``W + sum_k s_k c_k B_k A_k``, keep the layout, and unfuse restores ``W`` bitwise."""
+    generator = torch.Generator().manual_seed(0)
+    ranks, scalings = [2, 3], [0.5, 2.0]
+    layer = LoRAMixtureLayer(torch.nn.Conv2d(6, 5, 3, padding=1), ranks, scalings)
+    for param in (layer.lora_A, layer.lora_B):
+        param.normal_(generator=generator)
+    layer.to(memory_format=layout)
+    original = layer.base.weight.clone()
+    weights = torch.tensor([0.3, -0.7])
+    expected = original.clone()
+    for k, scaling in enumerate(scalings):
+        rows = layer.expert_slice(k)
+        expected += weights[k] * scaling * torch.einsum("or,rihw->oihw", layer.lora_B[:, rows, 0, 0], layer.lora_A[rows])
+    layer.fuse(weights)
+    assert layer.base.weight.is_contiguous(memory_format=layout)
+    assert torch.allclose(layer.base.weight, expected, atol=1e-6)
+    layer.unfuse()
+    assert torch.equal(layer.base.weight, original)
+
+
 @torch.no_grad()
 def test_zero_weights_and_removal_give_the_base_model(unets):
     _, ours, base = unets
