@@ -13,6 +13,10 @@ Rows (all on the same UNet, same inputs, one process, median of ``--repeats``):
 
 The ratio column is time / base time measured in the same run. ``--config small`` is an
 SD-shaped UNet at 1/4 width (runs on a CPU); ``--config full`` is SD-turbo's UNet (GPU).
+
+Last, the FLOP floor of per-sample K=10: the base's FLOPs (``torch.utils.flop_counter``) plus,
+at every adapted layer, the cheaper of its two forms' extra multiply-adds
+(:meth:`uir.lora.LoRAMixtureLayer.extra_macs`), as a ratio to the base.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ import time
 import torch
 from diffusers import UNet2DConditionModel
 
-from uir.lora import fused, install_experts, mixture_weights
+from torch.utils.flop_counter import FlopCounterMode
+
+from uir.lora import fused, install_experts, mixture_layers, mixture_weights
 from uir.lora.experts import ExpertComponent
 from uir.lora.targets import UNET_RANK, UNET_TARGETS
 from uir.lora.strategies import top_k_weights
@@ -125,6 +131,24 @@ def main():
         print(f"| {name} | {seconds * 1000:.0f} | {seconds / base_time:.2f} |")
     ours = dict(rows)["per-sample K=10"]
     print(f"\nper-sample K=10 vs peer loop: {dict(rows)['peer: PEFT set_adapters per sample, K=10'] / ours:.1f}x faster")
+    print(f"FLOP floor of per-sample K=10: {flop_floor(plain, ten, dense10, (x, t, context)):.3f}x the base")
+
+
+def flop_floor(plain, mixed, weights, inputs) -> float:
+    """(base FLOPs + sum over adapted layers of 2 min(stacked, merged) extra MACs) / base FLOPs."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        plain(*inputs)
+    extra = []
+    hooks = [layer.register_forward_pre_hook(
+        lambda layer, args: extra.append(2 * min(layer.extra_macs(args[0], weights.shape[0]))))
+        for layer in mixture_layers(mixed)]
+    try:
+        with torch.no_grad(), mixture_weights(mixed, weights):
+            mixed(*inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return 1 + sum(extra) / counter.get_total_flops()
 
 
 if __name__ == "__main__":

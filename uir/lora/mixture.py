@@ -101,18 +101,25 @@ class LoRAMixtureLayer(nn.Module):
         merged = torch.baddbmm(base, scaled_b, a.expand(scaled_b.shape[0], -1, -1))
         return merged.to(self.base.weight).reshape(scaled_b.shape[0], *self.base.weight.shape)
 
-    def _merged_is_cheaper(self, x: torch.Tensor, rows: int) -> bool:
-        if self.path != "auto":
-            return self.path == "merged"
+    def extra_macs(self, x: torch.Tensor, rows: int) -> tuple[int, int]:
+        """Multiply-adds the experts add to this layer's call on ``x`` with ``rows`` weight rows:
+        ``(stacked, merged)`` = ``(B P R (in k + out), rows out in k R)``."""
         weight = self.base.weight
         taps = weight[0].numel() // weight.shape[1]  # kernel taps (1 for Linear)
-        fan_in, out = weight.shape[1], weight.shape[0]
+        fan_in, out, total_rank = weight.shape[1], weight.shape[0], self.lora_A.shape[0]
         if isinstance(self.base, nn.Linear):
             positions = x[0].numel() // fan_in
         else:
             (sh, sw), (ph, pw), (kh, kw) = self.base.stride, self.base.padding, self.base.kernel_size
             positions = ((x.shape[-2] + 2 * ph - kh) // sh + 1) * ((x.shape[-1] + 2 * pw - kw) // sw + 1)
-        return rows * out * fan_in * taps < x.shape[0] * positions * (fan_in * taps + out)
+        stacked = x.shape[0] * positions * total_rank * (fan_in * taps + out)
+        return stacked, rows * out * fan_in * taps * total_rank
+
+    def _merged_is_cheaper(self, x: torch.Tensor, rows: int) -> bool:
+        if self.path != "auto":
+            return self.path == "merged"
+        stacked, merged = self.extra_macs(x, rows)
+        return merged < stacked
 
     def _stacked(self, x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
         if isinstance(self.base, nn.Linear):
