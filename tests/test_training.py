@@ -88,14 +88,23 @@ def test_interrupted_run_resumes_bitwise(base_dir, photos, tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("script", [train_uir_lora, train_router, train_vae_skips])
-@pytest.mark.parametrize("option, message", [(["--degradations", "noisy,foggy"], "unknown degradation 'foggy'"),
-                                             (["--repeats", "0"], "must be at least 1, got 0")])
+@pytest.mark.parametrize("option, message", [
+    (["--degradations", "noisy,foggy"], "unknown degradation 'foggy'"),
+    (["--repeats", "0"], "must be at least 1, got 0"),
+    (["--max_train_seconds", "-5"], "must be more than 0 seconds"),
+    (["--severity", "extreme"], "invalid choice: 'extreme'"),
+    (["--streaming"], "--streaming needs --dataset_name"),
+    (["--paired", "noisy"], "--paired expects NAME=LQ_DIR:GT_DIR, got 'noisy'"),
+    (["--paired", "noisy=/no/such/lq:/no/such/gt"], "--paired: folder /no/such/lq does not exist"),
+    (["--train_data_dir", "/no/such/photos"], "--train_data_dir: folder /no/such/photos does not exist"),
+])
 def test_bad_options_are_a_usage_error_before_any_work(script, tmp_path, capsys, option, message):
     with pytest.raises(SystemExit) as exit_info:
         script.main(["--output_dir", str(tmp_path / "out"), *option])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    last = err.strip().splitlines()[-1]  # argparse: the usage, then one error line
+    assert ": error: " in last and message in last and "Traceback" not in err, err
     assert not (tmp_path / "out").exists()
 
 

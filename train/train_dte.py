@@ -68,6 +68,7 @@ from uir.training import (
     finish,
     held_out_photos,
     make_accelerator,
+    parse_training_args,
     resolve_checkpoint,
     saved_model_config,
     train,
@@ -143,7 +144,7 @@ def parse_args(argv=None):
     evaluate.add_argument("--limit", type=int, default=None, help="use the first N photos")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--output", default=None, help="write the rows as JSON here")
-    return parser.parse_args(argv)
+    return parse_training_args(parser, argv)
 
 
 # --- models and files ----------------------------------------------------------------------------

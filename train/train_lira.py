@@ -42,9 +42,9 @@ from uir.lora.bank import ExpertBank
 from uir.lira import LIRANetwork, PatchDiscriminator, ResnetGenerator
 from uir.pipelines import RestorerPipeline
 from uir.tiling import run_padded
-from uir.training import (LossModule, add_data_args, add_training_args, finish, held_out_photos,
-                          make_accelerator, photo_split, restoration_loss, restoration_validator, saved_model_config,
-                          train, training_dataset)
+from uir.training import (LossModule, add_data_args, add_training_args, finish, held_out_photos, make_accelerator,
+                          parse_training_args, photo_split, restoration_loss, restoration_validator,
+                          saved_model_config, train, training_dataset)
 from uir.files import save_pretrained_staged
 
 DEFAULT_RHO = {"lira": 1e-3, "setting-a": 1e-3, "finetune": 1.0, "ewc": 1.0, "lwf": 1.0}
@@ -95,7 +95,7 @@ def parse_args(argv=None):
     evaluate.add_argument("--limit", type=int, default=None, help="use only the first N photos")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--output", default=None, help="write the rows as JSON here")
-    return parser.parse_args(argv)
+    return parse_training_args(parser, argv)
 
 
 l1 = restoration_loss(kind="l1")

@@ -22,7 +22,8 @@ from uir.models import NAFNet
 from uir.pipelines import RestorerPipeline
 from uir.tiling import run_padded
 from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator, mixed_batches,
-                          photo_split, restoration_loss, restoration_validator, train, training_dataset)
+                          parse_training_args, photo_split, restoration_loss, restoration_validator, train,
+                          training_dataset)
 from uir.files import save_pretrained_staged
 
 DEFAULT_CONFIG = {"width": 16, "encoder_blocks": [1, 1, 1], "middle_blocks": 1, "decoder_blocks": [1, 1, 1]}
@@ -37,7 +38,7 @@ def parse_args(argv=None):
     group.add_argument("--loss", choices=["l1", "l2"], default="l1")
     add_data_args(parser)
     add_training_args(parser, learning_rate=1e-3, batch_size=8, max_train_steps=4000, resolution=128)
-    return parser.parse_args(argv)
+    return parse_training_args(parser, argv)
 
 
 def main(argv=None):

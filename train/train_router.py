@@ -40,7 +40,7 @@ from uir.evaluation import degraded_pairs, evaluate_router
 from uir.lora.strategies import LOW_CONFIDENCE_POLICIES
 from uir.router import DegradationRouter, calibrate_temperature, expected_calibration_error
 from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator, mixed_batches,
-                          photo_split, train, training_dataset)
+                          parse_training_args, photo_split, train, training_dataset)
 from uir.files import save_pretrained_staged
 
 
@@ -62,7 +62,7 @@ def parse_args(argv=None):
                        help="degraded copies of each training photo and type to calibrate on (0: no calibration)")
     add_data_args(parser)
     add_training_args(parser, learning_rate=1e-4, batch_size=32, max_train_steps=2000, resolution=256)
-    return parser.parse_args(argv)
+    return parse_training_args(parser, argv)
 
 
 def build_router(args, names: list[str]) -> DegradationRouter:

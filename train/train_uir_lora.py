@@ -32,8 +32,8 @@ from uir.lora import FINGERPRINT_KEY, ExpertComponent, LoRAExpert, lora_config
 from uir.lora.targets import UNET_RANK, VAE_RANK
 from uir.tiling import run_padded
 from uir.training import (LossModule, add_data_args, add_training_args, add_uir_lora_args, finish,
-                          load_uir_lora_pipeline, make_accelerator, photo_split, restoration_loss,
-                          restoration_validator, train, training_dataset)
+                          load_uir_lora_pipeline, make_accelerator, parse_paired, parse_training_args, photo_split,
+                          restoration_loss, restoration_validator, train, training_dataset)
 
 
 def parse_args(argv=None):
@@ -44,7 +44,7 @@ def parse_args(argv=None):
     parser.add_argument("--unet_rank", type=int, default=UNET_RANK)
     parser.add_argument("--vae_rank", type=int, default=VAE_RANK, help="0: the experts leave the VAE alone")
     parser.add_argument("--restorer_rank", type=int, default=None, help="RestorerPipeline experts' rank")
-    return parser.parse_args(argv)
+    return parse_training_args(parser, argv)
 
 
 def expert_components(pipe, args) -> dict[str, tuple[object, int, tuple[str, ...]]]:
@@ -65,7 +65,7 @@ def main(argv=None):
 
     args = parse_args(argv)
     accelerator = make_accelerator(args, find_unused_parameters=True)
-    dataset_names = [spec.partition("=")[0] for spec in args.paired]
+    dataset_names = [parse_paired(spec)[0] for spec in args.paired]
     names = dataset_names or args.degradations
     pipe = load_uir_lora_pipeline(args)
     pipe.to(accelerator.device)

@@ -22,8 +22,8 @@ from uir.data import SingleDegradationBatchSampler
 from uir.lora.targets import VAE_RANK, VAE_TARGETS
 from uir.tiling import run_padded
 from uir.training import (LossModule, add_data_args, add_training_args, add_uir_lora_args, finish,
-                          load_uir_lora_pipeline, make_accelerator, photo_split, restoration_loss,
-                          restoration_validator, train, training_dataset)
+                          load_uir_lora_pipeline, make_accelerator, parse_training_args, photo_split,
+                          restoration_loss, restoration_validator, train, training_dataset)
 from uir.files import save_pretrained_staged
 
 STAGE1_ADAPTER = "vae_stage1"
@@ -37,7 +37,7 @@ def parse_args(argv=None):
     parser.add_argument("--skip_gamma", type=float, default=1.0, help="scale of the skip connections")
     parser.add_argument("--train_vae_lora", action="store_true", help="also train a LoRA on the VAE (merged at the end)")
     parser.add_argument("--vae_lora_rank", type=int, default=VAE_RANK)
-    return parser.parse_args(argv)
+    return parse_training_args(parser, argv)
 
 
 def main(argv=None):

@@ -10,7 +10,8 @@ here with everything the scripts import, so ``from uir.training import ...`` cov
 """
 
 from ..data.photos import held_out_photos, photo_split, training_photos
-from .args import add_data_args, add_training_args, add_uir_lora_args, mixed_batches, training_dataset
+from .args import (add_data_args, add_training_args, add_uir_lora_args, mixed_batches, parse_paired,
+                   parse_training_args, training_dataset)
 from .checkpoints import (TRAINABLE_FILE, checkpoint_dirs, load_checkpoint, resolve_checkpoint,
                           save_checkpoint)
 from .loop import LossModule, finish, make_accelerator, train
@@ -28,6 +29,8 @@ __all__ = [
     "load_checkpoint",
     "load_uir_lora_pipeline",
     "make_accelerator",
+    "parse_paired",
+    "parse_training_args",
     "photo_split",
     "resolve_checkpoint",
     "restoration_loss",

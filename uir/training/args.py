@@ -5,8 +5,22 @@ from __future__ import annotations
 
 import argparse
 
+from pathlib import Path
+
 from ..cli import positive_int
 from ..degradations import parse_names
+from ..degradations.registry import SEVERITIES
+
+
+def positive_seconds(value: str) -> float:
+    """An argparse type: a number of seconds > 0."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {value}")
+    return seconds
 
 
 def add_training_args(parser: argparse.ArgumentParser, *, learning_rate: float = 2e-4, batch_size: int = 8,
@@ -18,7 +32,7 @@ def add_training_args(parser: argparse.ArgumentParser, *, learning_rate: float =
     group.add_argument("--resolution", type=int, default=resolution, help="square training crop size (pixels)")
     group.add_argument("--train_batch_size", type=int, default=batch_size, help="batch size per process")
     group.add_argument("--max_train_steps", type=int, default=max_train_steps, help="optimizer steps in total")
-    group.add_argument("--max_train_seconds", type=float, default=None,
+    group.add_argument("--max_train_seconds", type=positive_seconds, default=None,
                        help="a time budget: after timing its first steps the run shortens --max_train_steps to fit "
                             "and stretches the LR schedule over that length (a resumed run times itself again)")
     group.add_argument("--gradient_accumulation_steps", type=int, default=1)
@@ -67,7 +81,8 @@ def add_data_args(parser: argparse.ArgumentParser, default_degradations: str = "
                        help='comma-separated degradation names, or "all" (the 10 DA-CLIP types)')
     group.add_argument("--repeats", type=positive_int, default=1,
                        help="independent degraded draws of each photo and type per epoch (longer epochs)")
-    group.add_argument("--severity", default="random", help="mild|moderate|severe|random, or default for the protocol")
+    group.add_argument("--severity", default="random", choices=[*SEVERITIES, "random", "default"],
+                       help="the degradations' parameter level; default: each type's protocol value")
     group.add_argument("--validation_data_dir", default=None,
                        help="clean photos for validation (default: the held-out split)")
     group.add_argument("--num_validation_images", type=int, default=4)
@@ -87,11 +102,47 @@ def add_uir_lora_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     return parser
 
 
+def parse_paired(spec: str) -> tuple[str, str, str]:
+    """``NAME=LQ_DIR:GT_DIR`` (one ``--paired``) as ``(name, lq_dir, gt_dir)``."""
+    name, sep, dirs = spec.partition("=")
+    lq, sep2, gt = dirs.partition(":")
+    if not (sep and sep2 and name and lq and gt):
+        raise ValueError(f"--paired expects NAME=LQ_DIR:GT_DIR, got {spec!r}")
+    return name, lq, gt
+
+
+def check_data_args(args) -> None:
+    """The data options' rules, before any model loads. Raises ValueError (one line)."""
+    if args.streaming and not args.dataset_name:
+        raise ValueError("--streaming needs --dataset_name")
+    folders = [("--train_data_dir", args.train_data_dir), ("--validation_data_dir", args.validation_data_dir)]
+    for spec in args.paired:
+        _, lq, gt = parse_paired(spec)
+        folders += [("--paired", lq), ("--paired", gt)]
+    for option, folder in folders:
+        if folder is not None and not Path(folder).is_dir():
+            raise ValueError(f"{option}: folder {folder} does not exist")
+
+
+def parse_training_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """``parser.parse_args(argv)`` plus :func:`check_data_args`: a bad combination is a usage
+    error (one line, exit 2), like a bad value. A subcommand without the data options (a
+    script's ``evaluate`` stage) has none to check."""
+    args = parser.parse_args(argv)
+    try:
+        if hasattr(args, "paired"):
+            check_data_args(args)
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
 def training_dataset(args, names: list[str]):
     """The dataset the options describe; items are labelled by degradation name. A streamed
     ``--dataset_name`` gives this process's part of the stream (:mod:`uir.data.hub`)."""
     from ..data import DegradationConcatDataset, PairedFolderDataset, SyntheticDegradationDataset, photo_split
 
+    check_data_args(args)
     severity = None if args.severity == "default" else args.severity
     if args.dataset_name:
         from ..data.hub import (DatasetImages, StreamingDegradationDataset, load_training_dataset,
@@ -108,15 +159,10 @@ def training_dataset(args, names: list[str]):
                                                flip=True, seed=args.seed, severity=severity)
         return SyntheticDegradationDataset(DatasetImages(data, args.image_column), names, crop_size=args.resolution,
                                            flip=True, seed=args.seed, severity=severity, repeats=args.repeats)
-    if args.streaming:
-        raise ValueError("--streaming needs --dataset_name")
     if args.paired:
         folders = {}
         for spec in args.paired:
-            name, sep, dirs = spec.partition("=")
-            lq, sep2, gt = dirs.partition(":")
-            if not (sep and sep2 and name and lq and gt):
-                raise ValueError(f"--paired expects NAME=LQ_DIR:GT_DIR, got {spec!r}")
+            name, lq, gt = parse_paired(spec)
             folders[name] = PairedFolderDataset(lq, gt, crop_size=args.resolution, flip=True, seed=args.seed,
                                                 degradation=name)
         return DegradationConcatDataset(folders)
