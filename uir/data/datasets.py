@@ -89,6 +89,23 @@ class PairedFolderDataset(Dataset):
         return {"lq": lq, "gt": gt, "degradation": self.degradation or "", "degradation_index": -1, "path": str(gt_path)}
 
 
+class ImageFiles(Sequence):
+    """Image files as a sequence of decoded (3,H,W) images; ``name(i)`` is file ``i``'s path.
+    The same interface as :class:`uir.data.hub.DatasetImages`, so a dataset takes either."""
+
+    def __init__(self, files: Sequence):
+        self.paths = [Path(f) for f in files]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return load_image(self.paths[index])
+
+    def name(self, index: int) -> str:
+        return str(self.paths[index])
+
+
 class CleanCropDataset(Dataset):
     """Random crops (and flips) of clean images: item ``i`` is image ``i``, ``{"gt", "path"}``.
 
@@ -100,8 +117,8 @@ class CleanCropDataset(Dataset):
 
     def __init__(self, files: Sequence, crop_size: int | None = None, flip: bool = False, seed: int = 0,
                  shorter_side: int | None = None):
-        # image files, or a sequence of decoded images with names (uir.data.hub.DatasetImages)
-        self.files = files if hasattr(files, "name") else [Path(f) for f in files]
+        # image files, or a sequence of decoded images with names (ImageFiles, DatasetImages)
+        self.files = files if hasattr(files, "name") else ImageFiles(files)
         if not len(self.files):
             raise ValueError("no clean images given")
         self.transforms = PairedTransforms(crop_size, flip)
@@ -118,13 +135,13 @@ class CleanCropDataset(Dataset):
         return item_generator(self.seed, index, self.epoch)
 
     def path(self, file_index: int) -> str:
-        return self.files.name(file_index) if hasattr(self.files, "name") else str(self.files[file_index])
+        return self.files.name(file_index)
 
     def clean(self, file_index: int) -> torch.Tensor:
         """Clean image ``file_index``, decoded (and, up to :data:`CACHE_LIMIT` images, cached)."""
         if file_index in self._cache:
             return self._cache[file_index]
-        image = self.files[file_index] if hasattr(self.files, "name") else load_image(self.files[file_index])
+        image = self.files[file_index]
         image = image if self.shorter_side is None else resize_shorter(image, self.shorter_side)
         if len(self.files) <= CACHE_LIMIT:
             self._cache[file_index] = image
