@@ -7,7 +7,10 @@ Every row is a fresh Python process (the median of ``--repeats``), so imports ar
 time as a user pays them:
 
 * ``import torch``: the floor any torch program pays;
-* ``uir --help``: the CLI's parser (imports no torch);
+* imports after torch, each in a fresh process: what restoring itself needs (numpy, PIL, png,
+  safetensors), and what the restore path cannot avoid today: open_clip (the router),
+  diffusers, and diffusers' ``DiffusionPipeline`` (the pipeline class);
+* ``uir --help`` and ``uir degradations``: the CLI's parser, the catalog and its docs (no torch);
 * ``uir restore``: one ``--size`` x ``--size`` PNG restored with the embedded default, end to end;
 * the stages of that restore, timed inside one process with the CLI's own calls: imports
   (``uir.cli`` and the pipeline modules), load, route (the router alone), restore, save.
@@ -77,7 +80,12 @@ def main(argv=None) -> None:
         save_image(F.interpolate(image, size=(args.size, args.size), mode="bicubic").clamp(0, 1)[0], photo)
         uir = [sys.executable, "-m", "uir.cli"]
         floor = wall([sys.executable, "-c", "import torch"], args.repeats)
-        rows = [("import torch", floor), ("uir --help", wall(uir + ["--help"], args.repeats)),
+        rows = [("import torch", floor)]
+        rows += [(f"import torch; {statement}", wall([sys.executable, "-c", f"import torch; {statement}"], args.repeats))
+                 for statement in ("import numpy, PIL.Image, png, safetensors.torch", "import open_clip",
+                                   "import diffusers", "from diffusers import DiffusionPipeline")]
+        rows += [("uir --help", wall(uir + ["--help"], args.repeats)),
+                 ("uir degradations", wall(uir + ["degradations"], args.repeats)),
                 (f"uir restore, {args.size}x{args.size}",
                  wall(uir + ["restore", str(photo), "-o", str(Path(tmp) / "out.png"), "--overwrite"], args.repeats))]
         stages = []
