@@ -397,7 +397,8 @@ def test_script_runs_every_stage_and_resumes_tit(tmp_path):
                                                      str(tmp_path / "tit" / "stage-00" / "checkpoint-2")]))
     with pytest.raises(SystemExit, match="restores nothing at t = 0"):  # eps read-out at t = 0 is the input
         train_dte.run_evaluate(train_dte.parse_args([*evaluate_gef[:1], "--t_mat", "none", "--degradations", "noisy",
-                                                     "--data", str(photos), "--model", str(tmp_path / "lira" / "model")]))
+                                                     "--data", str(photos),
+                                                     "--model", str(tmp_path / "lira" / "model")]))
     with pytest.raises(SystemExit, match="no t_mat for"):
         train_dte.load_t_mat(str(t_json), ["snowy"])
     with pytest.raises(SystemExit, match="not a saved model"):
@@ -432,3 +433,16 @@ def test_moe_router_reads_the_timestep_prompt():
     with torch.no_grad():
         moe.scale.fill_(1.0)
     assert not torch.allclose(moe(h, e1), moe(h, e2)), "the output ignores t"
+
+
+@pytest.mark.parametrize("stage", [["pretrain", "--output_dir", "out"],
+                                   ["match", "--pretrained", "pre", "--output", "t.json"]])
+def test_a_missing_photo_folder_is_a_usage_error_before_any_work(stage, tmp_path, capsys, monkeypatch):
+    """Stages with only some of the data options (here ``--train_data_dir``) get the same checks."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        train_dte.main([*stage, "--train_data_dir", "/no/such/photos"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].endswith("error: --train_data_dir: folder /no/such/photos does not exist")
+    assert not any(tmp_path.iterdir())

@@ -112,11 +112,12 @@ def parse_paired(spec: str) -> tuple[str, str, str]:
 
 
 def check_data_args(args) -> None:
-    """The data options' rules, before any model loads. Raises ValueError (one line)."""
-    if args.streaming and not args.dataset_name:
+    """The rules of whichever data options ``args`` has (a script stage may have only some, or
+    none), before any model loads. Raises ValueError (one line)."""
+    if getattr(args, "streaming", False) and not getattr(args, "dataset_name", None):
         raise ValueError("--streaming needs --dataset_name")
-    folders = [("--train_data_dir", args.train_data_dir), ("--validation_data_dir", args.validation_data_dir)]
-    for spec in args.paired:
+    folders = [(f"--{option}", getattr(args, option, None)) for option in ("train_data_dir", "validation_data_dir")]
+    for spec in getattr(args, "paired", []):
         _, lq, gt = parse_paired(spec)
         folders += [("--paired", lq), ("--paired", gt)]
     for option, folder in folders:
@@ -126,12 +127,10 @@ def check_data_args(args) -> None:
 
 def parse_training_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     """``parser.parse_args(argv)`` plus :func:`check_data_args`: a bad combination is a usage
-    error (one line, exit 2), like a bad value. A subcommand without the data options (a
-    script's ``evaluate`` stage) has none to check."""
+    error (one line, exit 2), like a bad value."""
     args = parser.parse_args(argv)
     try:
-        if hasattr(args, "paired"):
-            check_data_args(args)
+        check_data_args(args)
     except ValueError as error:
         parser.error(str(error))
     return args
