@@ -81,8 +81,8 @@ def main(argv=None) -> None:
         uir = [sys.executable, "-m", "uir.cli"]
         floor = wall([sys.executable, "-c", "import torch"], args.repeats)
         rows = [("import torch", floor)]
-        rows += [(f"import torch; {statement}", wall([sys.executable, "-c", f"import torch; {statement}"], args.repeats))
-                 for statement in ("import numpy, PIL.Image, png, safetensors.torch", "import open_clip",
+        rows += [(f"import torch; {line}", wall([sys.executable, "-c", f"import torch; {line}"], args.repeats))
+                 for line in ("import numpy, PIL.Image, png, safetensors.torch", "import open_clip",
                                    "import diffusers", "from diffusers import DiffusionPipeline")]
         rows += [("uir --help", wall(uir + ["--help"], args.repeats)),
                  ("uir degradations", wall(uir + ["degradations"], args.repeats)),

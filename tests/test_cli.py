@@ -26,7 +26,8 @@ def test_listing_commands_import_no_torch(argv):
     script = ("import sys\nfrom uir.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
               "print('torch imported' if 'torch' in sys.modules else 'no torch')")
     result = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True)
-    assert result.returncode == 0 and result.stdout.splitlines()[-1] == "no torch", (result.stdout[-500:], result.stderr)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "no torch", result.stdout[-500:]
     assert "usage" in result.stdout or "[grids]" in result.stdout or "[da-clip]" in result.stdout
 
 

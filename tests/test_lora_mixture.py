@@ -107,7 +107,8 @@ def test_fuse_merges_the_definition_into_a_conv_weight_in_either_layout(layout):
     expected = original.clone()
     for k, scaling in enumerate(scalings):
         rows = layer.expert_slice(k)
-        expected += weights[k] * scaling * torch.einsum("or,rihw->oihw", layer.lora_B[:, rows, 0, 0], layer.lora_A[rows])
+        expected += weights[k] * scaling * torch.einsum("or,rihw->oihw", layer.lora_B[:, rows, 0, 0],
+                                                        layer.lora_A[rows])
     layer.fuse(weights)
     assert layer.base.weight.is_contiguous(memory_format=layout)
     assert torch.allclose(layer.base.weight, expected, atol=1e-6)

@@ -105,7 +105,8 @@ register("inpainting", "masks:inpainting", family="grids", params=(
     Param("width", 0.02, 0.06, doc="brush diameter, fraction of the shorter side"),
     _FILL,
 ))
-register("gaussian-noise", "noise:gaussian_noise", family="grids", params=(Param("sigma", 5.0, 50.0, doc="on the 0-255 scale"),))
+register("gaussian-noise", "noise:gaussian_noise", family="grids",
+         params=(Param("sigma", 5.0, 50.0, doc="on the 0-255 scale"),))
 register("salt-pepper", "noise:salt_and_pepper", family="grids", params=(
     Param("amount", 0.01, 0.15),
     Param("salt_ratio", 0.0, 1.0, default=0.5, severe_when=None),
@@ -143,8 +144,10 @@ _LIRA_CHAIN = (
     Param("quality", 10, 100, integer=True, severe_when="low"),
 )
 register("lira-blur", "blur:gaussian_blur", family="lira", params=(Param("sigma", 0.1, 5.0, doc="px"),))
-register("lira-noise", "noise:gaussian_noise", family="lira", params=(Param("sigma", 0.0, 50.0, doc="on the 0-255 scale"),))
-register("lira-jpeg", "noise:jpeg_compression", family="lira", params=(Param("quality", 10, 100, integer=True, severe_when="low"),))
+register("lira-noise", "noise:gaussian_noise", family="lira",
+         params=(Param("sigma", 0.0, 50.0, doc="on the 0-255 scale"),))
+register("lira-jpeg", "noise:jpeg_compression", family="lira",
+         params=(Param("quality", 10, 100, integer=True, severe_when="low"),))
 register("lira-blended", lira_blend, family="lira", params=_LIRA_CHAIN)
 register("lira-blended-haze", lira_blend, family="lira", params=_LIRA_CHAIN + (Param("haze_beta", 0.05, 0.25),))
 register("lira-blended-dark", lira_blend, family="lira", params=_LIRA_CHAIN + (Param("dark_gamma", 1.5, 2.5),))

@@ -147,5 +147,5 @@ def load_checkpoint(accelerator, path, trainable: dict[str, nn.Parameter], optim
     return state
 
 
-__all__ = ["BUFFERS_FILE", "CHECKPOINT_PREFIX", "OPTIMIZER_FILE", "STATE_FILE", "TRAINABLE_FILE", "checkpoint_dirs", "load_checkpoint",
-           "resolve_checkpoint", "save_checkpoint", "trained_buffers"]
+__all__ = ["BUFFERS_FILE", "CHECKPOINT_PREFIX", "OPTIMIZER_FILE", "STATE_FILE", "TRAINABLE_FILE", "checkpoint_dirs",
+           "load_checkpoint", "resolve_checkpoint", "save_checkpoint", "trained_buffers"]

@@ -204,7 +204,8 @@ def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Param
             progress.set_postfix(**{k: f"{v:.4g}" for k, v in logs.items()})
             if args.checkpointing_steps and step % args.checkpointing_steps == 0:
                 save_checkpoint(accelerator, args.output_dir, step, epoch, trainable, optimizer, lr_scheduler,
-                                args.checkpoints_total_limit, trained_buffers(accelerator.unwrap_model(model), trainable))
+                                args.checkpoints_total_limit,
+                                trained_buffers(accelerator.unwrap_model(model), trainable))
             if validate is not None and (step == args.max_train_steps or (args.validation_steps and step % args.validation_steps == 0)):
                 if accelerator.is_main_process:
                     model.eval()
