@@ -8,12 +8,14 @@ time as a user pays them:
 
 * ``import torch``: the floor any torch program pays;
 * imports after torch, each in a fresh process: what restoring itself needs (numpy, PIL, png,
-  safetensors), and what the restore path cannot avoid today: open_clip (the router),
-  diffusers, and diffusers' ``DiffusionPipeline`` (the pipeline class);
-* ``uir --help`` and ``uir degradations``: the CLI's parser, the catalog and its docs (no torch);
+  safetensors), and what the diffusers-free runtime (:mod:`uir.pipelines.runtime`) spares the
+  CLI: open_clip (the router's CLIP), diffusers, and diffusers' ``DiffusionPipeline``, which a
+  Python user's ``uir.load_pipeline`` still imports;
+* ``uir --help``, ``uir degradations`` and ``uir info``: the parser, the catalog and its docs,
+  versions and folders (no torch);
 * ``uir restore``: one ``--size`` x ``--size`` PNG restored with the embedded default, end to end;
-* the stages of that restore, timed inside one process with the CLI's own calls: imports
-  (``uir.cli`` and the pipeline modules), load, route (the router alone), restore, save.
+* the stages of that restore, timed inside one process with the calls the CLI makes: imports
+  (torch, image files, the runtime), load, route (the router alone), restore, save.
 
 The ratio column is seconds / the ``import torch`` row.
 """
@@ -34,9 +36,10 @@ import json, sys, time
 t0 = time.perf_counter()
 import torch
 from uir.images import load_image, save_image
-from uir.pipelines.loading import load_pipeline
+from uir.pipelines.loading import model_path
+from uir.pipelines.runtime import RuntimeRestorerPipeline
 t1 = time.perf_counter()
-pipe = load_pipeline()
+pipe = RuntimeRestorerPipeline.from_folder(model_path(None))
 t2 = time.perf_counter()
 x = load_image(sys.argv[1])[None]
 with torch.inference_mode():
@@ -86,6 +89,7 @@ def main(argv=None) -> None:
                                    "import diffusers", "from diffusers import DiffusionPipeline")]
         rows += [("uir --help", wall(uir + ["--help"], args.repeats)),
                  ("uir degradations", wall(uir + ["degradations"], args.repeats)),
+                 ("uir info", wall(uir + ["info"], args.repeats)),
                 (f"uir restore, {args.size}x{args.size}",
                  wall(uir + ["restore", str(photo), "-o", str(Path(tmp) / "out.png"), "--overwrite"], args.repeats))]
         stages = []

@@ -16,25 +16,24 @@ imported before ``from_pretrained``.
 
 from __future__ import annotations
 
-import torch
 from diffusers import ModelMixin
 
 import uir.models  # noqa: F401  (the restorer classes diffusers must find by module name)
 from uir.lora.bank import ExpertBank
 from uir.pipelines.base import ExpertMixturePipeline, UIRPipelineOutput
+from uir.pipelines.restoring import RestorerRestoration
 from uir.router import DegradationRouter
 
 EXPERT_RANK = 8
 
 
-class RestorerPipeline(ExpertMixturePipeline):
+class RestorerPipeline(RestorerRestoration, ExpertMixturePipeline):
     """Components: ``restorer`` (a ``ModelMixin`` mapping (B,3,H,W) in [0, 1] to the same),
     ``router`` (optional) and ``experts``. The restorer's class attribute ``expert_targets``
     names the layers new experts adapt; ``size_multiple`` (default 8) the padding."""
 
     model_cpu_offload_seq = "router->restorer"
     _optional_components = ["router", "experts"]
-    adapted_components = ("restorer",)
     card_title = "uir regression restorer with LoRA experts"
     card_description = ("A regression image restorer with one LoRA expert per degradation, mixed per image in "
                         "output space by a CLIP degradation router (the UIR-LoRA recipe on a small base).")
@@ -48,29 +47,12 @@ class RestorerPipeline(ExpertMixturePipeline):
         self._set_up_experts()
 
     @property
-    def size_multiple(self) -> int:
-        return int(getattr(self.restorer, "size_multiple", 8))
-
-    @property
     def expert_targets(self) -> dict:
         targets = getattr(self.restorer, "expert_targets", None)
         if not targets:
             raise AttributeError(f"{type(self.restorer).__name__} has no expert_targets: set the class attribute to "
                                  "the PEFT target_modules suffixes experts should adapt")
         return {"restorer": (tuple(targets), EXPERT_RANK)}
-
-    def restore_tensor(self, x: torch.Tensor, weights: torch.Tensor, generator=None, sample_posterior: bool = False):
-        """Restore (B,3,H,W) images in [0, 1] whose sizes are multiples of ``size_multiple``.
-
-        Inference runs channels-last (NHWC): the default at 512x512 on one CPU thread took 0.61 s
-        contiguous and 0.44 s channels-last. The weights are converted in place, outside training.
-        """
-        if not self.restorer.training:
-            self.restorer.to(memory_format=torch.channels_last)
-        x = x.to(device=self.restorer.device, dtype=self.restorer.dtype).contiguous(memory_format=torch.channels_last)
-        with self.mixture_scope(weights):
-            restored = self.restorer(x)
-        return restored.float().clamp(0, 1).contiguous()
 
 
 __all__ = ["RestorerPipeline", "UIRPipelineOutput"]

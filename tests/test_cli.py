@@ -20,15 +20,16 @@ def test_console_script_help():
     assert "degrade" in result.stdout and "info" in result.stdout
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["degradations"], ["degradations", "--family", "grids"]])
+@pytest.mark.parametrize("argv", [["--help"], ["degradations"], ["degradations", "--family", "grids"], ["info"]])
 def test_listing_commands_import_no_torch(argv):
-    """The parser, the catalog and its docs load without torch (0.1 s against 1.4 s for torch)."""
+    """The parser, the catalog and its docs, and ``uir info`` without ``--torch``, load without
+    torch (0.1 s against 1.4 s for torch)."""
     script = ("import sys\nfrom uir.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
               "print('torch imported' if 'torch' in sys.modules else 'no torch')")
     result = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "no torch", result.stdout[-500:]
-    assert "usage" in result.stdout or "[grids]" in result.stdout or "[da-clip]" in result.stdout
+    assert any(text in result.stdout for text in ("usage", "[grids]", "[da-clip]", "sample image"))
 
 
 def test_degrade_sample(tmp_path, capsys):
@@ -78,7 +79,9 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, monkeypatch, argv, 
 
 def test_info_and_listing(capsys):
     code, out, _ = _run(capsys, "info")
-    assert code == 0 and "torch" in out and "sample image" in out
+    assert code == 0 and "torch" in out and "sample image" in out and "see uir info --torch" in out
+    code, out, _ = _run(capsys, "info", "--torch")
+    assert code == 0 and "device cpu (torch threads:" in out and "torch hub checkpoints" in out
     code, out, _ = _run(capsys, "degradations", "--family", "da-clip")
     assert code == 0 and out.count("[da-clip]") == 10
     assert ":func:" not in out and "``" not in out and "mild 15, moderate 25, severe 50" in out

@@ -8,8 +8,10 @@ Submodules, one per concept:
 * :mod:`uir.images`: safe reading and conversion of images; :mod:`uir.files`: atomic writes.
 * :mod:`uir.lora`: LoRA experts, their folder format, the output-space mixture (eq. 5) and
   the strategies that choose the expert weights (Top-K, eq. 4).
-* :mod:`uir.router`: the CLIP degradation router (eq. 3).
-* :mod:`uir.models`: shared backbones: NAFNet, SRResNet, the skip-connection VAE.
+* :mod:`uir.router`: the CLIP degradation router (eq. 3); :mod:`uir.routing`: its inference,
+  without diffusers or open_clip.
+* :mod:`uir.models`: shared backbones as diffusers models: NAFNet, SRResNet, the
+  skip-connection VAE; :mod:`uir.networks`: the plain torch networks the runtime builds.
 * :mod:`uir.pipelines`: ``UIRLoRAPipeline``, ``RestorerPipeline``, their base and
   ``load_pipeline`` (source in the repository's ``pipelines/``).
 * :mod:`uir.training`: the accelerate loop, options, checkpoints and losses of ``train/``.

@@ -161,13 +161,18 @@ def _parse_weights(spec: str | None, names: str | None) -> dict | None:
 
 def _load_for_cli(args, state=None):
     """The pipeline the model options name, on ``--device`` (on the process's own device under
-    ``accelerate launch``: ``state``)."""
+    ``accelerate launch``: ``state``). A saved ``RestorerPipeline`` folder, such as the embedded
+    default, with no ``--experts``, ``--router`` or ``--vae`` to add, runs in the diffusers-free
+    runtime (:mod:`uir.pipelines.runtime`: same outputs, a third of the start-up)."""
     from .lora import ExpertError
-    from .pipelines.loading import load_pipeline
+    from .pipelines.loading import load_pipeline, model_path
+    from .pipelines.runtime import RuntimeRestorerPipeline, runtime_loadable
 
     experts = [e for e in (args.experts or "").split(",") if e]
     device = str(state.device) if state is not None else args.device
     try:
+        if not experts and args.router is None and args.vae is None and runtime_loadable(model_path(args.model)):
+            return RuntimeRestorerPipeline.from_folder(model_path(args.model)).to(device)
         return load_pipeline(args.model, experts=experts, router=args.router, device=device, vae=args.vae,
                              allow_pickle=args.allow_pickle)
     except ExpertError as error:
@@ -226,7 +231,7 @@ def cmd_restore(args) -> int:
     from tqdm.auto import tqdm
 
     from .images import ImageError, image_bit_depth, list_images, save_image
-    from .pipelines.base import shape_batches
+    from .pipelines.restoring import shape_batches
 
     inputs = list_images(args.inputs)
     targets = dict(zip(inputs, plan_outputs(inputs, args.output, "files, folders or globs", args.overwrite,
@@ -466,13 +471,16 @@ def cmd_info(args) -> int:
             print(f"{package} {version(package)}")
         except PackageNotFoundError:
             print(f"{package} not installed")
-    import torch
-
-    device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    print(f"device {device} (torch threads: {torch.get_num_threads()})")
     hub = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
     print(f"models: Hugging Face cache {hub} (HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')})")
-    print(f"torch hub checkpoints {Path(torch.hub.get_dir()) / 'checkpoints'}")
+    if args.torch:  # importing torch takes longer than everything else here together
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+        print(f"device {device} (torch threads: {torch.get_num_threads()})")
+        print(f"torch hub checkpoints {Path(torch.hub.get_dir()) / 'checkpoints'}")
+    else:
+        print("device: see uir info --torch")
     photos = default_photos_dir()
     print(f"photos {photos if photos else f'not found (set {PHOTOS_ENV})'}")
     print(f"sample image {sample_image_path()}")
@@ -570,6 +578,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     info = sub.add_parser("info", help="versions, device and where models and data are looked up")
+    info.add_argument("--torch", action="store_true",
+                      help="also import torch and report its device, threads and hub folder (about 1.5 s)")
     info.set_defaults(func=cmd_info)
     return parser
 

@@ -38,21 +38,17 @@ no expert: its weight keeps the input unchanged (the identity expert of the mixt
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
-from diffusers.utils import BaseOutput
 from torch import nn
 
 from .degradations import DA_CLIP_TYPES
 from .lora.strategies import check_low_confidence
-
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+from .routing import OPENAI_MEAN, OPENAI_STD, RouterInference, RouterOutput
 
 
 def vision_forward(visual, image, control=None, taps=None):
@@ -99,19 +95,9 @@ class DegradationController(nn.Module):
         return vision_forward(self.visual, image, taps=self.zero_linears)
 
 
-@dataclass
-class RouterOutput(BaseOutput):
-    """``probabilities`` s_o (B,T) over the vocabulary, the top ``names`` per image,
-    ``confidence`` = max s_o (B,), ``known`` = confidence >= min_confidence (B,)."""
-
-    probabilities: torch.Tensor
-    names: list
-    confidence: torch.Tensor
-    known: torch.Tensor
-
-
-class DegradationRouter(ModelMixin, ConfigMixin):
-    """CLIP degradation router; see the module docstring for the equations.
+class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
+    """CLIP degradation router; see the module docstring for the equations, and
+    :class:`~uir.routing.RouterInference` for the inference it shares with the runtime's router.
 
     Args:
         clip_config: an open_clip model config (``embed_dim``, ``vision_cfg``, ``text_cfg``, ...),
@@ -192,10 +178,6 @@ class DegradationRouter(ModelMixin, ConfigMixin):
         return router
 
     # --- vocabulary --------------------------------------------------------------------------
-    @property
-    def vocabulary(self) -> list[str]:
-        return list(self.config.vocabulary)
-
     def _texts(self) -> list[str]:
         return list(self.config.texts) if self.config.texts is not None else self.vocabulary
 
@@ -230,11 +212,6 @@ class DegradationRouter(ModelMixin, ConfigMixin):
         self.degradation_bank = torch.cat([self.degradation_bank, row])
 
     # --- inference ---------------------------------------------------------------------------
-    def _normalise(self, image: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.config.image_mean, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(self.config.image_std, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
-        return (image - mean) / std
-
     @property
     def input_size(self) -> int:
         size = self.clip.visual.image_size
@@ -242,7 +219,7 @@ class DegradationRouter(ModelMixin, ConfigMixin):
 
     def degradation_vector(self, image: torch.Tensor) -> torch.Tensor:
         """Unit degradation vectors ``d`` (B, z) of images in [0, 1] at CLIP's input size."""
-        pixels = self._normalise(image.to(self.degradation_bank.dtype))
+        pixels = self._normalise(image)
         if self.controller is not None:
             d, _ = self.controller(pixels)
         else:
@@ -251,60 +228,13 @@ class DegradationRouter(ModelMixin, ConfigMixin):
 
     def encode_image(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(content embedding, degradation vector)``, as DA-CLIP's ``encode_image(control=True)``."""
-        pixels = self._normalise(image.to(self.degradation_bank.dtype))
+        pixels = self._normalise(image)
         if self.controller is None:
             embedding = F.normalize(self.clip.encode_image(pixels).float(), dim=-1)
             return embedding, embedding
         d, hiddens = self.controller(pixels)
         content, _ = vision_forward(self.clip.visual, pixels, control=hiddens)
         return F.normalize(content.float(), dim=-1), F.normalize(d.float(), dim=-1)
-
-    def crops(self, images: torch.Tensor) -> torch.Tensor:
-        """The native-resolution crops of crop correction, (B*n, 3, s, s) image-major, or an
-        empty batch when crop correction is off or the image is smaller than ``s``."""
-        size, grid = self.input_size, self.config.crop_grid
-        h, w = images.shape[-2:]
-        if not self.config.crop_correction or h < size or w < size:
-            return images[:0, :, :size, :size]
-        tops = [(h - size) // 2] if grid == 1 else torch.linspace(0, h - size, grid).round().long().tolist()
-        lefts = [(w - size) // 2] if grid == 1 else torch.linspace(0, w - size, grid).round().long().tolist()
-        views = [images[..., t : t + size, l : l + size] for t in tops for l in lefts]
-        return torch.stack(views, dim=1).flatten(0, 1)
-
-    def aggregate_vector(self, images: torch.Tensor) -> torch.Tensor:
-        """Crop correction's ``d`` (B, z): the global view and the mean crop, equally weighted."""
-        size = self.input_size
-        # in float32: bicubic resizing has no bfloat16 kernel on CPU
-        resized = F.interpolate(images.float(), size=(size, size), mode="bicubic", align_corners=False,
-                                antialias=True).clamp(0, 1)
-        d = self.degradation_vector(resized)
-        crops = self.crops(images)
-        if crops.shape[0]:
-            d_crops = self.degradation_vector(crops).view(images.shape[0], -1, d.shape[-1]).mean(1)
-            d = F.normalize(d + d_crops, dim=-1)
-        return d
-
-    def logits(self, images: torch.Tensor, bank: torch.Tensor | None = None) -> torch.Tensor:
-        """``logit_scale * norm(d) @ norm(B)^T`` (B,T) for RGB images in [0, 1], any size: the
-        argument of eq. 3's softmax, and what ``train/train_router.py`` trains on (there with
-        ``bank=self.text_bank()`` when the text tower trains too)."""
-        bank = self.degradation_bank if bank is None else bank
-        return self.logit_scale.exp().float() * self.aggregate_vector(images) @ bank.float().T
-
-    def forward(self, images: torch.Tensor) -> RouterOutput:
-        """Route a batch of RGB images in [0, 1], (B,3,H,W), any size: eq. 3's ``s_o``, the top
-        degradation per image and its confidence.
-
-        Args:
-            images: (B,3,H,W) RGB in [0, 1].
-
-        Returns:
-            :class:`RouterOutput`.
-        """
-        probabilities = self.logits(images).softmax(-1)
-        confidence, best = probabilities.max(-1)
-        names = [self.vocabulary[i] for i in best.tolist()]
-        return RouterOutput(probabilities, names, confidence, confidence >= self.config.min_confidence)
 
 
 #: calibration keeps ``T`` within ``exp(+-3)``: a router at chance level would otherwise be
@@ -377,3 +307,8 @@ def daclip_to_router_state(state: dict, bank: torch.Tensor) -> dict[str, torch.T
         elif not key.startswith("visual."):
             raise ValueError(f"unexpected key {key!r} in a DA-CLIP checkpoint")
     return out
+
+
+__all__ = ["MAX_LOG_TEMPERATURE", "OPENAI_MEAN", "OPENAI_STD", "DegradationController", "DegradationRouter",
+           "RouterOutput", "calibrate_temperature", "daclip_to_router_state", "expected_calibration_error",
+           "vision_forward"]

@@ -1,25 +1,34 @@
-"""Data: paired and synthetic datasets, paired augmentations, single-type batches, photo split."""
+"""Data: paired and synthetic datasets, paired augmentations, single-type batches, photo split.
 
-from .datasets import CleanCropDataset, DegradationConcatDataset, PairedFolderDataset, SyntheticDegradationDataset
-from .photos import (HOLDOUT_EVERY, default_photos_dir, held_out_photos, photo_files, photo_root, photo_split,
-                     split_photos, training_photos)
-from .samplers import SingleDegradationBatchSampler
-from .transforms import paired_random_crop, paired_random_flip
+Names are imported from their submodules on first use, so that :mod:`.photos` (where the
+photos are) loads without torch, for ``uir info``.
+"""
 
-__all__ = [
-    "CleanCropDataset",
-    "DegradationConcatDataset",
-    "HOLDOUT_EVERY",
-    "PairedFolderDataset",
-    "SingleDegradationBatchSampler",
-    "SyntheticDegradationDataset",
-    "default_photos_dir",
-    "held_out_photos",
-    "paired_random_crop",
-    "paired_random_flip",
-    "photo_files",
-    "photo_root",
-    "photo_split",
-    "split_photos",
-    "training_photos",
-]
+import importlib
+
+_LAZY = {
+    "CleanCropDataset": ".datasets",
+    "DegradationConcatDataset": ".datasets",
+    "PairedFolderDataset": ".datasets",
+    "SyntheticDegradationDataset": ".datasets",
+    "HOLDOUT_EVERY": ".photos",
+    "default_photos_dir": ".photos",
+    "held_out_photos": ".photos",
+    "photo_files": ".photos",
+    "photo_root": ".photos",
+    "photo_split": ".photos",
+    "split_photos": ".photos",
+    "training_photos": ".photos",
+    "SingleDegradationBatchSampler": ".samplers",
+    "paired_random_crop": ".transforms",
+    "paired_random_flip": ".transforms",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

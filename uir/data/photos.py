@@ -15,7 +15,6 @@ import logging
 import os
 from pathlib import Path
 
-from ..images import IMAGE_SUFFIXES
 
 logger = logging.getLogger("uir.data")
 
@@ -43,6 +42,8 @@ def photo_root(folder=None, option: str = "--data") -> Path:
 
 def photo_files(root) -> list[Path]:
     """Image files directly in ``root``, sorted by name."""
+    from ..images import IMAGE_SUFFIXES  # here, not above: default_photos_dir stays torch-free (uir info)
+
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"photo folder {root} does not exist")

@@ -211,6 +211,56 @@ class LoRAExpert:
                    {k: v for k, v in meta.items() if k not in known})
 
 
+class ExpertList:
+    """An ordered list of :class:`LoRAExpert` for one base model, one per degradation.
+
+    Saved as ``config.json`` (``base_model`` and the ``names``, in order) plus one expert folder
+    per name; :class:`uir.lora.bank.ExpertBank` is this list as a diffusers pipeline component.
+    """
+
+    config_name = "config.json"
+
+    def __init__(self, base_model: str = ""):
+        super().__init__()
+        self.base_model = base_model
+        self.experts: list[LoRAExpert] = []
+
+    @property
+    def names(self) -> list[str]:
+        return [e.degradation for e in self.experts]
+
+    def _names_changed(self) -> None:
+        """Called after the list changes (the diffusers bank records the names in its config)."""
+
+    def add(self, expert: LoRAExpert) -> None:
+        if expert.degradation in self.names:
+            raise ExpertError(f"an expert for {expert.degradation!r} is already loaded")
+        if self.base_model and expert.base_model and expert.base_model != self.base_model:
+            raise ExpertError(
+                f"expert {expert.degradation!r} was made for base model {expert.base_model!r}, not {self.base_model!r}"
+            )
+        self.experts.append(expert)
+        self._names_changed()
+
+    def set_experts(self, experts: list[LoRAExpert]) -> None:
+        """Replace the list (already checked experts, e.g. a previous state)."""
+        self.experts = list(experts)
+        self._names_changed()
+
+    @classmethod
+    def from_folder(cls, directory) -> "ExpertList":
+        """Read a saved list: ``config.json`` and the expert folders it names."""
+        directory = Path(directory)
+        config_path = directory / cls.config_name
+        if not config_path.is_file():
+            raise ExpertError(f"{directory}: missing {cls.config_name} of an expert bank")
+        config = load_json_object(config_path, ExpertError)
+        experts = cls(base_model=config.get("base_model", ""))
+        for name in config.get("names") or []:
+            experts.add(LoRAExpert.load(directory / name))
+        return experts
+
+
 def _download(repo_id: str, **hub_kwargs) -> Path:
     from huggingface_hub import snapshot_download
 
@@ -278,6 +328,7 @@ __all__ = [
     "base_fingerprint",
     "ExpertComponent",
     "ExpertError",
+    "ExpertList",
     "LoRAExpert",
     "extract_expert",
     "install_experts",

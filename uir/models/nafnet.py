@@ -1,12 +1,5 @@
-"""NAFNet: a nonlinear-activation-free U-Net restorer, as a diffusers model.
-
-Each block is ``x + beta * project(SCA(SimpleGate(depthwise(expand(LN(x))))))`` followed by
-``y + gamma * ffn_project(SimpleGate(ffn_expand(LN(y))))``, where SimpleGate splits the
-channels in two halves and multiplies them, and SCA scales channels by a 1x1 conv of their
-global average. ``beta`` and ``gamma`` start at zero, so every block starts as the identity.
-Encoders halve the resolution with a stride-2 2x2 conv and double the channels; decoders undo
-it with a 1x1 conv and PixelShuffle and add the encoder skip. The output adds the input
-(global residual), so the network predicts a correction.
+"""NAFNet as a diffusers model: :class:`~uir.networks.nafnet.NAFNetNetwork` (the network, plain
+torch) with diffusers' config, ``from_pretrained``/``save_pretrained`` and PEFT adapters.
 
 The 1x1 convolutions (``expand``, ``project``, ``ffn_expand``, ``ffn_project``) and the
 ``intro``/``ending`` convs are where uir's LoRA experts go (:data:`EXPERT_TARGETS`).
@@ -14,128 +7,25 @@ The 1x1 convolutions (``expand``, ``project``, ``ffn_expand``, ``ffn_project``) 
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
-from diffusers.loaders import PeftAdapterMixin
 from diffusers.configuration_utils import register_to_config
-from torch import nn
+from diffusers.loaders import PeftAdapterMixin
 
-#: PEFT ``target_modules`` suffixes for LoRA experts on a NAFNet (all are groups=1 convs).
-EXPERT_TARGETS = ("intro", "ending", "expand", "project", "ffn_expand", "ffn_project")
-
-
-class LayerNorm2d(nn.Module):
-    """LayerNorm over the channels of every pixel of (B,C,H,W).
-
-    Without autograd (inference) it is one fused ``layer_norm`` kernel over the channels-last
-    view, which on a channels-last input (how the pipelines run) is contiguous: the default
-    restored 512x512 in 0.64 s instead of 0.94 s (``benchmarks/restore.py``). With autograd it
-    is spelled out: per-sample second-order gradients (``torch.func``, GEF's L_orthog) through
-    the fused kernel differ from plain autograd's by 1e-4 relative in float64 (torch 2.14)."""
-
-    def __init__(self, channels: int, eps: float = 1e-6):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
-        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
-
-    def forward(self, x):
-        if not torch.is_grad_enabled():
-            normed = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight.view(-1), self.bias.view(-1),
-                                  self.eps)
-            return normed.permute(0, 3, 1, 2)
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+from uir.networks.nafnet import EXPERT_TARGETS, LayerNorm2d, NAFBlock, NAFNetNetwork
 
 
-class NAFBlock(nn.Module):
-    def __init__(self, channels: int, expansion: int = 2):
-        super().__init__()
-        hidden = channels * expansion
-        self.norm1, self.norm2 = LayerNorm2d(channels), LayerNorm2d(channels)
-        self.expand = nn.Conv2d(channels, hidden, 1)
-        self.depthwise = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)
-        self.attention = nn.Conv2d(hidden // 2, hidden // 2, 1)
-        self.project = nn.Conv2d(hidden // 2, channels, 1)
-        self.ffn_expand = nn.Conv2d(channels, hidden, 1)
-        self.ffn_project = nn.Conv2d(hidden // 2, channels, 1)
-        self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
-        self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
+class NAFNet(NAFNetNetwork, ModelMixin, ConfigMixin, PeftAdapterMixin):
+    """A NAFNet image restorer; inputs and outputs are (B,C,H,W) in [0, 1]. The arguments are
+    :class:`~uir.networks.nafnet.NAFNetNetwork`'s, recorded in the config.
 
-    @staticmethod
-    def gate(x):
-        a, b = x.chunk(2, dim=1)
-        return a * b
-
-    def forward(self, x):
-        y = self.gate(self.depthwise(self.expand(self.norm1(x))))
-        y = y * self.attention(y.mean(dim=(2, 3), keepdim=True))
-        x = torch.addcmul(x, self.beta, self.project(y))  # x + beta * project(y), one pass
-        return torch.addcmul(x, self.gamma, self.ffn_project(self.gate(self.ffn_expand(self.norm2(x)))))
-
-
-class NAFNet(ModelMixin, ConfigMixin, PeftAdapterMixin):
-    """A NAFNet image restorer; inputs and outputs are (B,C,H,W) in [0, 1].
-
-    Args:
-        width: channels at full resolution (doubled at each level).
-        encoder_blocks: blocks per encoder level (its length is the number of levels).
-        middle_blocks: blocks at the lowest resolution.
-        decoder_blocks: blocks per decoder level, same length as ``encoder_blocks``.
-
-    Input sizes must be multiples of ``size_multiple`` (``2 ** levels``); the pipelines pad.
     ``PeftAdapterMixin`` gives it diffusers' ``add_adapter``/``set_adapter``, which
     ``train/train_uir_lora.py`` uses to train one expert per degradation.
     """
 
-    expert_targets = EXPERT_TARGETS
-    dlnet_split = "ending"  # DL-Net: z is the last feature map, h the output conv plus the residual
-
     @register_to_config
     def __init__(self, in_channels: int = 3, width: int = 16, encoder_blocks: tuple = (1, 1, 2),
                  middle_blocks: int = 2, decoder_blocks: tuple = (1, 1, 1)):
-        super().__init__()
-        if len(encoder_blocks) != len(decoder_blocks):
-            raise ValueError("encoder_blocks and decoder_blocks need the same number of levels")
-        self.intro = nn.Conv2d(in_channels, width, 3, padding=1)
-        self.ending = nn.Conv2d(width, in_channels, 3, padding=1)
-        self.encoders, self.downs, self.ups, self.decoders = (nn.ModuleList() for _ in range(4))
-        channels = width
-        for count in encoder_blocks:
-            self.encoders.append(nn.Sequential(*(NAFBlock(channels) for _ in range(count))))
-            self.downs.append(nn.Conv2d(channels, channels * 2, 2, stride=2))
-            channels *= 2
-        self.middle = nn.Sequential(*(NAFBlock(channels) for _ in range(middle_blocks)))
-        for count in decoder_blocks:
-            self.ups.append(nn.Sequential(nn.Conv2d(channels, channels * 2, 1, bias=False), nn.PixelShuffle(2)))
-            channels //= 2
-            self.decoders.append(nn.Sequential(*(NAFBlock(channels) for _ in range(count))))
-
-    @property
-    def time_condition_blocks(self) -> list[str]:
-        """Every NAFBlock: where :class:`~uir.dte.TimeConditionedRestorer` adds the timestep."""
-        return [name for name, module in self.named_modules() if isinstance(module, NAFBlock)]
-
-    @property
-    def size_multiple(self) -> int:
-        return 2 ** len(self.config.encoder_blocks)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        if h % self.size_multiple or w % self.size_multiple:
-            raise ValueError(f"NAFNet input {h}x{w} is not a multiple of {self.size_multiple}; pad it first")
-        feature = self.intro(x)
-        skips = []
-        for encoder, down in zip(self.encoders, self.downs):
-            feature = encoder(feature)
-            skips.append(feature)
-            feature = down(feature)
-        feature = self.middle(feature)
-        for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
-            feature = decoder(up(feature) + skip)
-        return x + self.ending(feature)
+        super().__init__(in_channels, width, encoder_blocks, middle_blocks, decoder_blocks)
 
 
 __all__ = ["EXPERT_TARGETS", "LayerNorm2d", "NAFBlock", "NAFNet"]

@@ -1,0 +1,248 @@
+"""The restoring call of uir's pipelines, in plain torch: what a diffusers pipeline and the
+diffusers-free runtime share.
+
+:class:`MixtureRestoration` holds everything between an input image and its restored output:
+routing (eq. 3-4, :func:`route`), the clean class (:func:`keep_clean`), per-image expert weights
+on the adapted components (eq. 5, :meth:`~MixtureRestoration.mixture_scope`), tiling, batching
+and the output types; and the checks that install experts on a base. A subclass implements
+``restore_tensor`` (:class:`RestorerRestoration`: a regression restorer) and provides
+``router``, ``experts`` (an :class:`~uir.lora.ExpertList`), ``device`` and the adapted
+components as attributes. :class:`~uir.pipelines.base.ExpertMixturePipeline` adds diffusers'
+loading and saving to it; :mod:`uir.pipelines.runtime` runs it without diffusers.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from uir.images import to_pil, to_tensor
+from uir.lora import FINGERPRINT_KEY, ExpertError, LoRAExpert, base_fingerprint, install_experts, mixture_layers
+from uir.lora.mixture import mixture_weights
+from uir.lora.strategies import DEFAULT_TOP_K, expert_weights
+from uir.tiling import restore_tiled
+
+
+def postprocess(images: torch.Tensor, output_type: str):
+    """(B,3,H,W) in [0, 1] to ``pil`` (list), ``np`` (B,H,W,3 float32) or ``pt``."""
+    if output_type == "pt":
+        return images
+    if output_type == "np":
+        return images.permute(0, 2, 3, 1).float().cpu().numpy().astype(np.float32)
+    if output_type == "pil":
+        return to_pil(images)
+    raise ValueError(f"unknown output_type {output_type!r}; valid choices: pil, np, pt")
+
+
+def shape_batches(items: Iterable, batch_size: int, shape: Callable) -> Iterator[list]:
+    """uir's batching rule for images of any sizes: consecutive ``items`` of the same ``shape``, at
+    most ``batch_size`` per batch. ``uir restore`` batches its stream of files with it and calls
+    the pipeline once per batch (whose own ``batch_size`` then only chunks one shape)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch: list = []
+    for item in items:
+        if batch and (len(batch) == batch_size or shape(batch[0]) != shape(item)):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
+
+
+def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, generator):
+    """``(expert weights (B,K), clean weight (B,), the router's output)`` for a batch; the
+    output is ``None`` when the router is not asked (:func:`uir.lora.strategies.expert_weights`)."""
+    router, routed, options = pipe.router, None, {}
+    if router is not None:
+        options = {"vocabulary": router.vocabulary, "low_confidence": router.config.low_confidence}
+        if strategy == "router" and weights is None:
+            routed = router(images.to(device=router.device, dtype=router.dtype))
+            options.update(probabilities=routed.probabilities, known=routed.known)
+    chosen, clean = expert_weights(strategy, pipe.experts.names, images.shape[0], weights=weights, top_k=top_k,
+                                   generator=generator, **options)
+    return chosen, clean, routed
+
+
+def keep_clean(restore: Callable, x: torch.Tensor, weights: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """The identity expert of the ``clean`` class: ``c x + (1 - c) restore(x, weights / (1 - c))``
+    per image (:mod:`uir.lora.strategies`); images with ``c = 1`` are not restored at all."""
+    if not bool((clean > 0).any()):
+        return restore(x, weights)
+    out = x.clone()
+    todo = (clean < 1).nonzero().flatten().tolist()
+    if todo:
+        c = clean[todo].to(x)[:, None, None, None]
+        share = (1 - clean[todo]).clamp(min=1e-12)[:, None]
+        out[todo] = c * x[todo] + (1 - c) * restore(x[todo], weights[todo] / share.to(weights)).to(x)
+    return out
+
+
+@dataclass
+class RestorationOutput:
+    """Restored ``images`` plus, per image, the expert ``weights`` (B,K) over ``expert_names``,
+    the ``clean_weight`` (B,) of the input kept unchanged (the router's ``clean`` class), and
+    what the router said: the top ``degradations``, their ``confidence`` and whether the
+    degradation is ``known`` (confidence >= the router's ``min_confidence``); these three are
+    None when no router ran."""
+
+    images: object
+    weights: torch.Tensor = None
+    expert_names: list = None
+    clean_weight: torch.Tensor = None
+    degradations: list = None
+    confidence: torch.Tensor = None
+    known: torch.Tensor = None
+
+
+class MixtureRestoration:
+    """The call and the expert installation; see the module docstring.
+
+    Subclasses set ``adapted_components`` (names of the components experts adapt) and
+    ``size_multiple`` (inputs are reflect-padded to it), and implement ``restore_tensor``.
+    """
+
+    adapted_components: tuple[str, ...] = ()
+    size_multiple = 8
+    #: with ``tile_size="auto"``, images with a side above this are restored in equal tiles of at
+    #: most this size: memory stays bounded (a 12 Mpx photo untiled needs ~9 GB), and feature
+    #: maps stay near the CPU's cache (a 1024 px image untiled ran 9.8x the time of a 512 px one,
+    #: in tiles 3.6x; ``benchmarks/restore.py``)
+    auto_tile_size = 512
+    output_class = RestorationOutput
+
+    # --- experts -----------------------------------------------------------------------------
+    def _set_up_experts(self) -> None:
+        """Called by subclasses once the components are registered: fingerprint the base (before
+        any mixture is installed), check the bank's experts against it and install them."""
+        self.base_fingerprint = base_fingerprint({name: getattr(self, name) for name in self.adapted_components})
+        for expert in self.experts.experts:
+            self._check_expert(expert)
+        if self.experts.experts:
+            self._install_experts()
+
+    def _check_expert(self, expert: LoRAExpert) -> None:
+        """One-line :class:`ExpertError` for an expert that does not belong on this base."""
+        unknown = sorted(set(expert.components) - set(self.adapted_components))
+        if unknown:
+            raise ExpertError(f"expert {expert.degradation!r} adapts {unknown}; this pipeline adapts "
+                              f"{list(self.adapted_components)}")
+        theirs = expert.extra.get(FINGERPRINT_KEY)
+        if theirs and theirs != self.base_fingerprint:
+            raise ExpertError(f"expert {expert.degradation!r} was trained on base {theirs} ({expert.base_model or '?'}), "
+                              f"but this pipeline's base is {self.base_fingerprint} "
+                              f"({self.experts.base_model or '?'})")
+        for name, component in expert.components.items():
+            component.check(getattr(self, name), where=f"expert {expert.degradation!r}, {name}: ")
+
+    def _install_experts(self) -> None:
+        for name in self.adapted_components:
+            install_experts(getattr(self, name), [e.components.get(name) for e in self.experts.experts])
+
+    def mixture_scope(self, weights: torch.Tensor) -> ExitStack:
+        """Per-image expert weights on every adapted component that holds experts.
+
+        When every image of the batch has the same weights (top-1 routing to one expert, manual
+        weights), the layers get that one row: each then merges ``W + sum_k s_k c_k B_k A_k``
+        for the call or runs the stacked experts, whichever its cost model finds cheaper at the
+        input's size (:class:`uir.lora.LoRAMixtureLayer`). Fusing the whole model instead cost a
+        full-size SD-turbo UNet 2.55 s a call at 64 px on CPU, against 0.60 s this way and 0.52 s
+        for the base alone (``benchmarks/sd_turbo.py``). All-zero weights (the base alone, e.g.
+        the router's low-confidence policy) enter no mixture at all.
+        """
+        stack = ExitStack()
+        if weights is not None and not bool(weights.any()):
+            return stack
+        if weights is not None and weights.shape[0] > 1 and bool((weights == weights[:1]).all()):
+            weights = weights[:1]
+        for name in self.adapted_components:
+            model = getattr(self, name)
+            if mixture_layers(model):
+                stack.enter_context(mixture_weights(model, weights))
+        return stack
+
+    # --- inference ---------------------------------------------------------------------------
+    def restore_tensor(self, x: torch.Tensor, weights: torch.Tensor, generator=None, sample_posterior: bool = False):
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def __call__(self, image, weights=None, top_k: int = DEFAULT_TOP_K, strategy: str = "router", output_type: str = "pil",
+                 generator: torch.Generator | None = None, return_dict: bool = True, sample_posterior: bool = False,
+                 tile_size: int | str | None = "auto", tile_overlap: int = 32, batch_size: int = 4):
+        """Restore one image or a batch of same-size images.
+
+        Args:
+            image: a PIL image, a numpy array ((H,W,C) or (B,H,W,C); uint8, uint16 or float in
+                [0, 1]), a torch tensor ((C,H,W) or (B,C,H,W) in [0, 1]) or a list of these.
+            weights: expert weights given by the caller instead of the router: a
+                ``{degradation: weight}`` dict, or a (K,)/(B,K) tensor over ``self.experts.names``.
+            top_k: experts the router keeps per image (eq. 4); :data:`~uir.lora.strategies.DEFAULT_TOP_K`.
+            strategy: ``router``, ``manual``, ``average`` or ``random`` (UIR-LoRA Table 3).
+            output_type: ``pil`` (list of images), ``np`` ((B,H,W,3) float32) or ``pt`` ((B,3,H,W)).
+            generator: the ``random`` strategy's draws, and the VAE posterior sample.
+            return_dict: return a :attr:`output_class` (else a one-element tuple of images).
+            sample_posterior: sample the VAE latent instead of taking its mode (SD-turbo only).
+            tile_size: restore in overlapping, blended tiles of this many pixels (bounded memory);
+                ``"auto"``: tiles of at most ``auto_tile_size`` for images with a longer side;
+                ``None``: whole images.
+            tile_overlap: pixels shared by neighbouring tiles (at most a quarter of a tile).
+            batch_size: images restored together.
+
+        Returns:
+            :attr:`output_class` with the images, the expert weights and the router's verdict.
+        """
+        images = to_tensor(image)
+        if tile_size == "auto":
+            tile_size = self.auto_tile_size if max(images.shape[-2:]) > self.auto_tile_size else None
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        chosen, clean, routed = route(self, images.to(self.device), weights, top_k, strategy, generator)
+        chunks = list(zip(images.split(batch_size), chosen.split(batch_size), clean.split(batch_size)))
+        outputs = []
+        for x, rows, kept in tqdm(chunks, desc="restoring", disable=len(chunks) <= 1):
+            restore = lambda t, w: restore_tiled(  # noqa: E731
+                lambda tile: self.restore_tensor(tile, w, generator, sample_posterior).to(tile.dtype),
+                t, tile_size, tile_overlap, multiple=self.size_multiple)
+            outputs.append(keep_clean(restore, x.to(self.device), rows, kept))
+        restored = postprocess(torch.cat(outputs), output_type)
+        if not return_dict:
+            return (restored,)
+        verdict = {} if routed is None else {"degradations": routed.names, "confidence": routed.confidence,
+                                             "known": routed.known}
+        return self.output_class(images=restored, weights=chosen, expert_names=self.experts.names,
+                                 clean_weight=clean, **verdict)
+
+
+class RestorerRestoration(MixtureRestoration):
+    """:class:`MixtureRestoration` around a regression restorer ``f(x) -> x``, the ``restorer``
+    attribute (a module mapping (B,3,H,W) in [0, 1] to the same), whose ``size_multiple``
+    (default 8) sets the padding."""
+
+    adapted_components = ("restorer",)
+
+    @property
+    def size_multiple(self) -> int:
+        return int(getattr(self.restorer, "size_multiple", 8))
+
+    def restore_tensor(self, x: torch.Tensor, weights: torch.Tensor, generator=None, sample_posterior: bool = False):
+        """Restore (B,3,H,W) images in [0, 1] whose sizes are multiples of ``size_multiple``.
+
+        Inference runs channels-last (NHWC): the default at 512x512 on one CPU thread took 0.61 s
+        contiguous and 0.44 s channels-last. The weights are converted in place, outside training.
+        """
+        if not self.restorer.training:
+            self.restorer.to(memory_format=torch.channels_last)
+        weight = next(self.restorer.parameters())
+        x = x.to(device=weight.device, dtype=weight.dtype).contiguous(memory_format=torch.channels_last)
+        with self.mixture_scope(weights):
+            restored = self.restorer(x)
+        return restored.float().clamp(0, 1).contiguous()
+
+
+__all__ = ["MixtureRestoration", "RestorationOutput", "RestorerRestoration", "keep_clean", "postprocess", "route",
+           "shape_batches"]

@@ -1,0 +1,114 @@
+"""The diffusers-free runtime: a saved :class:`~uir.pipelines.RestorerPipeline` folder (the
+embedded default is one) restored in plain torch. It is what the ``uir`` command runs.
+
+Most of a cold ``uir restore`` used to be imports, not restoring. diffusers imports
+``torch._dynamo`` and transformers (together 2.3x a bare ``import torch``). open_clip imports
+torchvision, transformers and ``torch._dynamo`` (3.0x). Restoring a 512x512 photo costs 0.5x
+(``python benchmarks/startup.py``).
+
+The runtime builds the same parts from the folder's configs and safetensors files:
+- the restorer's plain network (:data:`RUNTIME_RESTORERS`);
+- the router's vision tower and bank (:class:`~uir.routing.RuntimeRouter`);
+- the experts (:class:`~uir.lora.ExpertList`).
+
+It then restores with the same call (:class:`~uir.pipelines.restoring.RestorerRestoration`).
+``tests/test_runtime.py`` checks that its outputs equal those of
+``RestorerPipeline.from_pretrained``.
+
+:func:`runtime_loadable` says whether a folder is one the runtime builds. Callers use
+:func:`~uir.pipelines.loading.load_pipeline` for anything else (a Hub id, an SD-turbo
+pipeline, a restorer class from elsewhere, pickled weights, an open_clip tower variant).
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from uir.files import load_json_object
+from uir.lora import ExpertList
+from uir.networks.nafnet import NAFNetNetwork
+from uir.pipelines.restoring import RestorerRestoration
+from uir.routing import RuntimeRouter
+
+#: the restorer classes a saved pipeline may name (``model_index.json``), with their plain networks
+RUNTIME_RESTORERS = {("uir.models.nafnet", "NAFNet"): NAFNetNetwork}
+WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
+ROUTER_CLASS = ("uir.router", "DegradationRouter")
+BANK_CLASS = ("uir.lora.bank", "ExpertBank")
+
+
+def _component(index: dict, name: str) -> tuple | None:
+    """``(module, class)`` of a component in ``model_index.json``; ``None`` when it has none."""
+    entry = index.get(name)
+    return tuple(entry) if entry and entry[0] is not None else None
+
+
+def runtime_loadable(folder) -> bool:
+    """Whether ``folder`` is a saved ``RestorerPipeline`` the runtime builds: a restorer class in
+    :data:`RUNTIME_RESTORERS`, a router (or none) whose tower
+    :class:`~uir.networks.clip_vision.VisionTower` implements, and safetensors weights."""
+    folder = Path(str(folder))
+    if not (folder / "model_index.json").is_file():
+        return False
+    index = load_json_object(folder / "model_index.json")
+    name = index.get("_class_name")
+    if (name[-1] if isinstance(name, list) else name) != "RestorerPipeline":
+        return False
+    if _component(index, "restorer") not in RUNTIME_RESTORERS or not (folder / "restorer" / WEIGHTS_FILE).is_file():
+        return False
+    router = _component(index, "router")
+    if router is not None and (router != ROUTER_CLASS or not (folder / "router" / WEIGHTS_FILE).is_file()
+                               or not RuntimeRouter.supports(load_json_object(folder / "router" / "config.json"))):
+        return False
+    return _component(index, "experts") in (None, BANK_CLASS)
+
+
+class RuntimeRestorerPipeline(RestorerRestoration):
+    """A regression restorer, its experts and its router, called as a ``RestorerPipeline`` is.
+
+    Args:
+        restorer: the plain restorer network, with its weights.
+        router: the router, or ``None`` (then callers pass expert weights).
+        experts: the experts, checked against the restorer and installed in it.
+    """
+
+    def __init__(self, restorer: nn.Module, router: RuntimeRouter | None, experts: ExpertList):
+        self.restorer = restorer.eval().requires_grad_(False)
+        self.router = router.eval() if router is not None else None
+        self.experts = experts
+        self._set_up_experts()
+
+    @classmethod
+    def from_folder(cls, folder) -> "RuntimeRestorerPipeline":
+        """Build a folder :func:`runtime_loadable` accepts."""
+        folder = Path(str(folder))
+        if not runtime_loadable(folder):
+            raise ValueError(f"{folder} is not a saved RestorerPipeline the runtime builds; use uir.load_pipeline")
+        index = load_json_object(folder / "model_index.json")
+        network = RUNTIME_RESTORERS[_component(index, "restorer")]
+        config = load_json_object(folder / "restorer" / "config.json")
+        accepted = inspect.signature(network).parameters
+        restorer = network(**{k: v for k, v in config.items() if k in accepted})
+        restorer.load_state_dict(load_file(folder / "restorer" / WEIGHTS_FILE))
+        router = RuntimeRouter.from_folder(folder / "router") if _component(index, "router") else None
+        experts = ExpertList.from_folder(folder / "experts") if _component(index, "experts") else ExpertList()
+        return cls(restorer, router, experts)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.restorer.parameters()).device
+
+    def to(self, device) -> "RuntimeRestorerPipeline":
+        """Move the restorer and the router to ``device``; returns ``self``."""
+        self.restorer.to(device)
+        if self.router is not None:
+            self.router.to(device)
+        return self
+
+
+__all__ = ["RUNTIME_RESTORERS", "RuntimeRestorerPipeline", "runtime_loadable"]

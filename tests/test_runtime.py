@@ -1,0 +1,132 @@
+"""The diffusers-free runtime (``uir.pipelines.runtime``): the same outputs as the diffusers
+pipeline it stands in for, from the same saved folder, without importing diffusers or open_clip."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from uir.lora import ExpertError, ExpertList
+from uir.networks.clip_vision import VisionTower, supported_vision_config
+from uir.pipelines.loading import default_model_dir
+from uir.pipelines.runtime import RuntimeRestorerPipeline, runtime_loadable
+from uir.routing import RuntimeRouter
+
+
+@pytest.mark.parametrize("quick_gelu, mlp_ratio", [(False, 4.0), (True, 2.0)])
+def test_vision_tower_equals_open_clips_vision_transformer(quick_gelu, mlp_ratio):
+    import open_clip
+
+    vision_cfg = {"width": 64, "layers": 2, "head_width": 16, "patch_size": 8, "image_size": 32, "mlp_ratio": mlp_ratio}
+    torch.manual_seed(0)
+    clip = open_clip.CLIP(embed_dim=24, vision_cfg=vision_cfg, text_cfg={"width": 32, "heads": 2, "layers": 1,
+                                                                        "context_length": 8}, quick_gelu=quick_gelu)
+    for parameter in clip.visual.parameters():  # no zero or identity initialisations left to hide a mistake
+        parameter.data.normal_(0, 0.2)
+    tower = VisionTower(vision_cfg, embed_dim=24, quick_gelu=quick_gelu)
+    tower.load_state_dict(clip.visual.state_dict())  # strict: the same parameter names and shapes
+    pixels = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(tower(pixels), clip.visual(pixels), atol=1e-5)
+
+
+def test_vision_configs_the_tower_does_not_implement_are_refused():
+    assert supported_vision_config({"width": 64, "layers": 2, "image_size": 32})
+    assert not supported_vision_config({"width": 64, "ls_init_value": 0.1})
+    assert not supported_vision_config({"width": 64, "image_size": [32, 48]})
+    with pytest.raises(ValueError, match="ls_init_value"):
+        VisionTower({"width": 64, "ls_init_value": 0.1}, embed_dim=8)
+
+
+@pytest.mark.parametrize("use_controller", [True, False])
+def test_runtime_router_routes_as_the_saved_router(tmp_path, use_controller):
+    from uir.testing import tiny_router
+
+    router = tiny_router(vocabulary=["noisy", "hazy", "rainy", "clean"], use_controller=use_controller, crop_grid=2,
+                         min_confidence=0.3).eval()
+    if use_controller:  # non-zero: the controller's tower must differ from the frozen CLIP tower's
+        for parameter in router.controller.visual.parameters():
+            parameter.data.add_(0.05 * torch.randn_like(parameter))
+    router.save_pretrained(tmp_path)
+    runtime = RuntimeRouter.from_folder(tmp_path)
+    images = torch.rand(2, 3, 80, 100)  # larger than the input size: crop correction runs
+    with torch.no_grad():
+        expected, got = router(images), runtime(images)
+    assert torch.allclose(got.probabilities, expected.probabilities, atol=1e-5)
+    assert got.names == expected.names and torch.equal(got.known, expected.known)
+
+
+@pytest.fixture(scope="module")
+def default_pipelines():
+    from uir.pipelines.loading import load_pipeline
+
+    return RuntimeRestorerPipeline.from_folder(default_model_dir()), load_pipeline()
+
+
+@pytest.mark.parametrize("options", [{}, {"weights": {"noisy": 0.7, "hazy": 0.3}, "tile_size": 64},
+                                     {"strategy": "average", "top_k": 2}])
+def test_runtime_restores_the_default_as_its_diffusers_pipeline_does(default_pipelines, options):
+    from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
+
+    from uir import sample_image_path
+    from uir.images import load_image
+
+    runtime, pipeline = default_pipelines
+    image = load_image(sample_image_path())[None]
+    images = torch.cat([image, 1 - image])[..., :136, :200]
+    got, expected = runtime(images, output_type="pt", **options), pipeline(images, output_type="pt", **options)
+    assert isinstance(expected, ImagePipelineOutput) and isinstance(expected, type(got))
+    assert torch.equal(got.images, expected.images)
+    assert torch.equal(got.weights, expected.weights) and torch.equal(got.clean_weight, expected.clean_weight)
+    assert got.expert_names == expected.expert_names and got.degradations == expected.degradations
+
+
+def test_runtime_checks_experts_against_the_restorer_it_runs():
+    from uir.networks.nafnet import NAFNetNetwork
+    from uir.files import load_json_object
+
+    config = load_json_object(default_model_dir() / "restorer" / "config.json")
+    other = NAFNetNetwork(**{k: v for k, v in config.items() if not k.startswith("_")})  # random weights
+    with pytest.raises(ExpertError, match="trained on base"):
+        RuntimeRestorerPipeline(other, None, ExpertList.from_folder(default_model_dir() / "experts"))
+
+
+def test_what_the_runtime_builds_and_what_it_leaves_to_diffusers(tmp_path):
+    from uir.cli import _load_for_cli, build_parser
+    from uir.models import SRResNet
+    from uir.pipelines import RestorerPipeline
+    from uir.testing import tiny_restorer_pipeline, tiny_router
+
+    assert runtime_loadable(default_model_dir()) and not runtime_loadable(tmp_path)
+    tiny = tiny_restorer_pipeline(router=False)
+    tiny.save_pretrained(tmp_path / "no_router")
+    assert runtime_loadable(tmp_path / "no_router")
+    runtime = RuntimeRestorerPipeline.from_folder(tmp_path / "no_router")
+    x = torch.rand(1, 3, 32, 32)
+    assert runtime.router is None and runtime.experts.names == tiny.experts.names
+    assert torch.equal(runtime(x, weights={"hazy": 1.0}, output_type="pt").images,
+                       tiny(x, weights={"hazy": 1.0}, output_type="pt").images)
+    RestorerPipeline(SRResNet(), router=None).save_pretrained(tmp_path / "srresnet")
+    assert not runtime_loadable(tmp_path / "srresnet"), "a restorer without a plain network goes to diffusers"
+    tiny_router(vocabulary=["noisy"], use_controller=False).save_pretrained(tmp_path / "router")
+
+    def loaded(*argv):
+        return type(_load_for_cli(build_parser().parse_args(["restore", "x.png", "-o", "y.png", *argv])))
+
+    assert loaded() is RuntimeRestorerPipeline
+    assert loaded("--router", str(tmp_path / "router")) is RestorerPipeline  # a router to add: diffusers
+    assert loaded("--model", str(tmp_path / "srresnet")) is RestorerPipeline
+
+
+def test_uir_restore_imports_neither_diffusers_nor_open_clip(tmp_path):
+    """What made a cold restore 4.7x ``import torch``: now 1.6x (``benchmarks/startup.py``)."""
+    from uir import sample_image_path
+
+    heavy = ("diffusers", "open_clip", "transformers", "peft", "torchvision", "torch._dynamo", "accelerate")
+    script = ("import sys\nfrom uir.cli import main\ncode = main(sys.argv[1:])\n"
+              f"print(code, sorted(m for m in {heavy!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script, "restore", str(sample_image_path()), "-o",
+                             str(tmp_path / "out.png")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[-1] == "0 []" and (tmp_path / "out.png").is_file()

@@ -1,0 +1,157 @@
+"""Routing at inference: eq. 3 and crop correction, importable without diffusers or open_clip.
+
+:class:`RouterInference` holds the inference math of :mod:`uir.router` (whose docstring states
+the equations): the normalised pixels, the native-resolution crops, the aggregated degradation
+vector ``d``, the logits ``logit_scale * d @ B^T`` and ``s_o = softmax`` with its top name and
+confidence. Two routers share it:
+
+* :class:`uir.router.DegradationRouter`: the diffusers component, with open_clip's CLIP, the
+  text tower and training;
+* :class:`RuntimeRouter`: a saved router's vision tower and bank alone
+  (:class:`~uir.networks.clip_vision.VisionTower`), for the diffusers-free runtime
+  (:mod:`uir.pipelines.runtime`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .files import load_json_object
+from .networks.clip_vision import VisionTower, supported_vision_config
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class RouterOutput:
+    """``probabilities`` s_o (B,T) over the vocabulary, the top ``names`` per image,
+    ``confidence`` = max s_o (B,), ``known`` = confidence >= min_confidence (B,)."""
+
+    probabilities: torch.Tensor
+    names: list
+    confidence: torch.Tensor
+    known: torch.Tensor
+
+
+class RouterInference:
+    """Eq. 3 with crop correction, for a module with ``config`` (``vocabulary``, ``image_mean``,
+    ``image_std``, ``crop_correction``, ``crop_grid``, ``min_confidence``), ``logit_scale``,
+    ``degradation_bank``, ``input_size`` and ``degradation_vector(images at input_size)``."""
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return list(self.config.vocabulary)
+
+    def _normalise(self, image: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] as CLIP's input: in the bank's dtype, standardised per channel."""
+        image = image.to(self.degradation_bank.dtype)
+        mean = torch.tensor(self.config.image_mean, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(self.config.image_std, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
+        return (image - mean) / std
+
+    def crops(self, images: torch.Tensor) -> torch.Tensor:
+        """The native-resolution crops of crop correction, (B*n, 3, s, s) image-major, or an
+        empty batch when crop correction is off or the image is smaller than ``s``."""
+        size, grid = self.input_size, self.config.crop_grid
+        h, w = images.shape[-2:]
+        if not self.config.crop_correction or h < size or w < size:
+            return images[:0, :, :size, :size]
+        tops = [(h - size) // 2] if grid == 1 else torch.linspace(0, h - size, grid).round().long().tolist()
+        lefts = [(w - size) // 2] if grid == 1 else torch.linspace(0, w - size, grid).round().long().tolist()
+        views = [images[..., t : t + size, l : l + size] for t in tops for l in lefts]
+        return torch.stack(views, dim=1).flatten(0, 1)
+
+    def aggregate_vector(self, images: torch.Tensor) -> torch.Tensor:
+        """Crop correction's ``d`` (B, z): the global view and the mean crop, equally weighted."""
+        size = self.input_size
+        # in float32: bicubic resizing has no bfloat16 kernel on CPU
+        resized = F.interpolate(images.float(), size=(size, size), mode="bicubic", align_corners=False,
+                                antialias=True).clamp(0, 1)
+        d = self.degradation_vector(resized)
+        crops = self.crops(images)
+        if crops.shape[0]:
+            d_crops = self.degradation_vector(crops).view(images.shape[0], -1, d.shape[-1]).mean(1)
+            d = F.normalize(d + d_crops, dim=-1)
+        return d
+
+    def logits(self, images: torch.Tensor, bank: torch.Tensor | None = None) -> torch.Tensor:
+        """``logit_scale * norm(d) @ norm(B)^T`` (B,T) for RGB images in [0, 1], any size: the
+        argument of eq. 3's softmax, and what ``train/train_router.py`` trains on (there with
+        ``bank=self.text_bank()`` when the text tower trains too)."""
+        bank = self.degradation_bank if bank is None else bank
+        return self.logit_scale.exp().float() * self.aggregate_vector(images) @ bank.float().T
+
+    def forward(self, images: torch.Tensor) -> RouterOutput:
+        """Route a batch of RGB images in [0, 1], (B,3,H,W), any size: eq. 3's ``s_o``, the top
+        degradation per image and its confidence.
+
+        Args:
+            images: (B,3,H,W) RGB in [0, 1].
+
+        Returns:
+            :class:`RouterOutput`.
+        """
+        probabilities = self.logits(images).softmax(-1)
+        confidence, best = probabilities.max(-1)
+        names = [self.vocabulary[i] for i in best.tolist()]
+        return RouterOutput(probabilities, names, confidence, confidence >= self.config.min_confidence)
+
+
+class RuntimeRouter(RouterInference, nn.Module):
+    """A saved :class:`~uir.router.DegradationRouter` for inference only: its vision tower (the
+    DA-CLIP controller's when it has one: that tower gives ``d``), ``logit_scale`` and bank.
+    It routes exactly as the saved router; it cannot train or grow its vocabulary."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        clip = config["clip_config"]
+        self.config = SimpleNamespace(**config)
+        self.tower = VisionTower(clip["vision_cfg"], clip["embed_dim"], quick_gelu=config.get("quick_gelu", False))
+        self.logit_scale = nn.Parameter(torch.zeros(()), requires_grad=False)
+        self.register_buffer("degradation_bank", torch.zeros(len(config["vocabulary"]), clip["embed_dim"]))
+
+    @staticmethod
+    def supports(config: dict) -> bool:
+        """Whether a saved router's ``config.json`` describes a tower :class:`VisionTower` builds."""
+        return supported_vision_config(config.get("clip_config", {}).get("vision_cfg", {"?": None}))
+
+    @classmethod
+    def from_folder(cls, folder) -> "RuntimeRouter":
+        """Load ``config.json`` and ``diffusion_pytorch_model.safetensors`` of a saved router."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        config = {k: v for k, v in load_json_object(folder / "config.json").items() if not k.startswith("_")}
+        router = cls(config)
+        state = load_file(folder / "diffusion_pytorch_model.safetensors")
+        tower = "controller.visual." if config.get("use_controller", True) else "clip.visual."
+        router.tower.load_state_dict({k.removeprefix(tower): v for k, v in state.items() if k.startswith(tower)})
+        router.logit_scale.data = state["logit_scale"].clone()
+        router.degradation_bank = state["degradation_bank"].clone()
+        return router
+
+    @property
+    def input_size(self) -> int:
+        return self.tower.image_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.degradation_bank.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.degradation_bank.dtype
+
+    def degradation_vector(self, image: torch.Tensor) -> torch.Tensor:
+        """Unit degradation vectors ``d`` (B, z) of images in [0, 1] at the tower's input size."""
+        return F.normalize(self.tower(self._normalise(image)).float(), dim=-1)
+
+
+__all__ = ["OPENAI_MEAN", "OPENAI_STD", "RouterInference", "RouterOutput", "RuntimeRouter"]
