@@ -39,6 +39,31 @@ def test_nafnet_starts_as_identity_and_round_trips(tmp_path):
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_nafnet_block_in_bands_equals_the_whole_map(monkeypatch, layout):
+    """Inference runs a tall map in bands of rows (a one-row halo for the 3x3 conv, the channel
+    attention over the whole map): the same output as the whole map, band edges and image edges
+    included, with per-sample inputs; with autograd the whole map runs."""
+    import uir.networks.nafnet as nafnet
+
+    torch.manual_seed(0)
+    block = nafnet.NAFBlock(4)
+    for parameter in block.parameters():  # beta and gamma start at zero: the block would be the identity
+        parameter.data.normal_(0, 0.5)
+    x = torch.randn(2, 4, 37, 20).contiguous(memory_format=layout)
+    with torch.no_grad():
+        whole = block(x)
+    bands = []
+    monkeypatch.setattr(nafnet, "BAND_VALUES", 5 * block.depthwise.out_channels * x.shape[-1])  # 5 rows a band
+    monkeypatch.setattr(block, "expanded", lambda band: bands.append(band.shape[-2]) or type(block).expanded(block, band))
+    with torch.no_grad():
+        banded = block(x)
+    assert bands == [6] + [7] * 6 + [3], "bands of 5 rows plus their halo, the last one shorter"
+    assert torch.allclose(banded, whole, atol=1e-5)
+    bands.clear()
+    assert torch.allclose(block(x), whole, atol=1e-5) and bands == [37], "with autograd, the whole map at once"
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_nafnet_layer_norm_normalises_each_pixel_over_its_channels(layout):
     """Per pixel, (x - mean_c) / sqrt(var_c + eps), then the per-channel affine: the fused
     inference kernel against nn.LayerNorm on the moved channels, and the autograd spelling

@@ -50,7 +50,22 @@ class LayerNorm2d(nn.Module):
         return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
 
+#: without autograd, a block runs in bands of rows whose widest map (the expansion) holds about
+#: this many values (8 MiB in float32), so that each band's maps stay in the CPU's cache
+BAND_VALUES = 1 << 21
+
+
 class NAFBlock(nn.Module):
+    """One NAFNet block (see the module docstring).
+
+    Only the 3x3 depthwise conv mixes neighbouring pixels, and only the channel attention (SCA)
+    sees the whole map; the rest is per pixel. So without autograd, a map taller than a band
+    (:data:`BAND_VALUES`) runs band by band: each band of ``SimpleGate(depthwise(...))`` with a
+    one-row halo, then SCA over the whole map, then the per-pixel rest band by band. The output
+    is the whole map's up to float rounding, and the full-resolution maps stay in cache: the
+    default restored 512x512 in 0.45 s instead of 0.62 s, and 1024x1024 untiled in 1.9 s instead
+    of 3.3 s (interleaved A/B of the two forwards in one process)."""
+
     def __init__(self, channels: int, expansion: int = 2):
         super().__init__()
         hidden = channels * expansion
@@ -65,15 +80,37 @@ class NAFBlock(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     @staticmethod
-    def gate(x):
+    def gate(x, out=None):
+        """SimpleGate: the product of the two channel halves."""
         a, b = x.chunk(2, dim=1)
-        return a * b
+        return torch.mul(a, b, out=out)
+
+    def expanded(self, x):
+        """``depthwise(expand(LN(x)))``: the one part that mixes neighbouring pixels (3x3)."""
+        return self.depthwise(self.expand(self.norm1(x)))
+
+    def pointwise(self, x, y, scale, out=None):
+        """``x + beta * project(y * scale)``, then ``+ gamma * ffn_project(SimpleGate(ffn_expand(LN(.))))``."""
+        x = torch.addcmul(x, self.beta, self.project(y * scale))  # x + beta * project(y), one pass
+        return torch.addcmul(x, self.gamma, self.ffn_project(self.gate(self.ffn_expand(self.norm2(x)))), out=out)
 
     def forward(self, x):
-        y = self.gate(self.depthwise(self.expand(self.norm1(x))))
-        y = y * self.attention(y.mean(dim=(2, 3), keepdim=True))
-        x = torch.addcmul(x, self.beta, self.project(y))  # x + beta * project(y), one pass
-        return torch.addcmul(x, self.gamma, self.ffn_project(self.gate(self.ffn_expand(self.norm2(x)))))
+        height = x.shape[-2]
+        rows = max(1, BAND_VALUES // (self.depthwise.out_channels * x.shape[-1]))
+        if torch.is_grad_enabled() or rows >= height:
+            y = self.gate(self.expanded(x))
+            return self.pointwise(x, y, self.attention(y.mean(dim=(2, 3), keepdim=True)))
+        shape = (x.shape[0], self.attention.in_channels, height, x.shape[-1])
+        y = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+        for top in range(0, height, rows):
+            first = max(top - 1, 0)  # a row of halo on each side of the band; the image edge pads as before
+            band = self.expanded(x[:, :, first : top + rows + 1])
+            self.gate(band[:, :, top - first : top - first + rows], out=y[:, :, top : top + rows])
+        scale = self.attention(y.mean(dim=(2, 3), keepdim=True))
+        out = torch.empty_like(x)
+        for top in range(0, height, rows):
+            self.pointwise(x[:, :, top : top + rows], y[:, :, top : top + rows], scale, out=out[:, :, top : top + rows])
+        return out
 
 
 class NAFNetNetwork(nn.Module):
@@ -136,4 +173,4 @@ class NAFNetNetwork(nn.Module):
         return x + self.ending(feature)
 
 
-__all__ = ["EXPERT_TARGETS", "LayerNorm2d", "NAFBlock", "NAFNetNetwork"]
+__all__ = ["BAND_VALUES", "EXPERT_TARGETS", "LayerNorm2d", "NAFBlock", "NAFNetNetwork"]
