@@ -110,9 +110,8 @@ class MixtureRestoration:
     adapted_components: tuple[str, ...] = ()
     size_multiple = 8
     #: with ``tile_size="auto"``, images with a side above this are restored in equal tiles of at
-    #: most this size: memory stays bounded (a 12 Mpx photo untiled needs ~9 GB), and feature
-    #: maps stay near the CPU's cache (a 1024 px image untiled ran 9.8x the time of a 512 px one,
-    #: in tiles 3.6x; ``benchmarks/restore.py``)
+    #: most this size, so memory stays bounded (the default restorer untiled needed ~9 GB for a
+    #: 12 Mpx photo); 512 is the resolution SD-turbo was trained at
     auto_tile_size = 512
     output_class = RestorationOutput
 

@@ -528,7 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--batch-size", dest="batch_size", type=positive_int, default=4)
     restore.add_argument("--tile-size", dest="tile_size", type=_tile_size, default="auto",
                          help="restore in overlapping tiles of at most this many pixels; auto (default): "
-                              "512 px tiles for images with a longer side, so memory stays bounded; 0: never tile")
+                              "the model's tiles (1024 px for the default) for images with a longer side, so memory "
+                              "stays bounded; 0: never tile")
     restore.add_argument("--timing", action="store_true", help="print load and restore times")
     restore.set_defaults(func=cmd_restore)
 
