@@ -16,7 +16,7 @@ folder is mapped in ``setup.py``):
 Classes are imported on first use, so ``uir.pipelines.loading`` stays light.
 """
 
-import importlib
+from uir.lazy import lazy_attributes
 
 _LAZY = {
     "ExpertMixturePipeline": ".base",
@@ -32,10 +32,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = sorted(_LAZY)

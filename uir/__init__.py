@@ -23,6 +23,8 @@ Submodules, one per concept:
 
 from importlib.resources import files as _files
 
+from .lazy import lazy_attributes
+
 __version__ = "0.1.0"
 
 
@@ -38,16 +40,9 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    """Import the heavy classes, and any submodule (``uir.loading``), on first use, so
-    ``import uir`` and the CLI stay fast."""
-    import importlib.util
-
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    if importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module 'uir' has no attribute {name!r}")
+#: the heavy classes, and any submodule (``uir.loading``), are imported on first use, so that
+#: ``import uir`` and the CLI stay fast
+__getattr__ = lazy_attributes(__name__, _LAZY, submodules=True)
 
 
 def sample_image_path():

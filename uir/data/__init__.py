@@ -4,7 +4,7 @@ Names are imported from their submodules on first use, so that :mod:`.photos` (w
 photos are) loads without torch, for ``uir info``.
 """
 
-import importlib
+from uir.lazy import lazy_attributes
 
 _LAZY = {
     "CleanCropDataset": ".datasets",
@@ -25,10 +25,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = sorted(_LAZY)
