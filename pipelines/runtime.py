@@ -26,11 +26,11 @@ import inspect
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
-from uir.files import load_json_object
+from uir.files import load_json_object, load_safetensors
 from uir.lora import ExpertList
+from uir.networks import load_weights
 from uir.networks.nafnet import NAFNetNetwork
 from uir.pipelines.restoring import RestorerRestoration
 from uir.routing import RuntimeRouter
@@ -94,7 +94,7 @@ class RuntimeRestorerPipeline(RestorerRestoration):
         config = load_json_object(folder / "restorer" / "config.json")
         accepted = inspect.signature(network).parameters
         restorer = network(**{k: v for k, v in config.items() if k in accepted})
-        restorer.load_state_dict(load_file(folder / "restorer" / WEIGHTS_FILE))
+        load_weights(restorer, load_safetensors(folder / "restorer" / WEIGHTS_FILE), folder / "restorer" / WEIGHTS_FILE)
         router = RuntimeRouter.from_folder(folder / "router") if _component(index, "router") else None
         experts = ExpertList.from_folder(folder / "experts") if _component(index, "experts") else ExpertList()
         return cls(restorer, router, experts)

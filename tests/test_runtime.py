@@ -130,3 +130,25 @@ def test_uir_restore_imports_neither_diffusers_nor_open_clip(tmp_path):
                              str(tmp_path / "out.png")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines()[-1] == "0 []" and (tmp_path / "out.png").is_file()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "other shapes"])
+def test_a_damaged_folder_is_one_line_from_the_cli_and_nothing_is_written(tmp_path, capsys, damage):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from uir import sample_image_path
+    from uir.cli import main
+
+    folder = tmp_path / "model"
+    shutil.copytree(default_model_dir(), folder)
+    weights = folder / "restorer" / "diffusion_pytorch_model.safetensors"
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    else:
+        save_file({k: v[..., :1].contiguous() for k, v in load_file(weights).items()}, weights)
+    code = main(["restore", str(sample_image_path()), "-o", str(tmp_path / "out.png"), "--model", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot load model" in err and str(weights) in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out.png").exists()

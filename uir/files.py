@@ -5,7 +5,7 @@
 * :func:`staged_directory`: a folder built beside its target, then swapped in.
 * :func:`save_pretrained_staged`: a model's ``save_pretrained`` through :func:`staged_directory`.
 * :func:`save_json`: indented JSON through :func:`atomic_write`; :func:`load_json_object` reads
-  one back with a one-line error.
+  one back with a one-line error, :func:`load_safetensors` a weights file.
 * :func:`remove_stale_temporaries`: what a killed process left of the two above.
 
 Temporaries are named ``.<name>.<random>`` + :data:`PARTIAL_SUFFIX`, so uir only ever removes
@@ -123,6 +123,17 @@ def load_json_object(path, error: type[Exception] = ValueError) -> dict:
     if not isinstance(value, dict):
         raise error(f"{path} must hold a JSON object, not {type(value).__name__}")
     return value
+
+
+def load_safetensors(path, error: type[Exception] = OSError) -> dict:
+    """The tensors in a safetensors file; ``error`` with one line when it is missing or damaged
+    (safetensors raises its own ``SafetensorError``, which callers would not expect)."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except Exception as reason:
+        raise error(f"{path}: unreadable safetensors file ({reason})") from None
 
 
 def save_json(value, path) -> Path:

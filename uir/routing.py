@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .files import load_json_object
+from .files import load_json_object, load_safetensors
+from .networks import load_weights
 from .networks.clip_vision import VisionTower, supported_vision_config
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -125,14 +126,13 @@ class RuntimeRouter(RouterInference, nn.Module):
     @classmethod
     def from_folder(cls, folder) -> "RuntimeRouter":
         """Load ``config.json`` and ``diffusion_pytorch_model.safetensors`` of a saved router."""
-        from safetensors.torch import load_file
-
         folder = Path(folder)
         config = {k: v for k, v in load_json_object(folder / "config.json").items() if not k.startswith("_")}
         router = cls(config)
-        state = load_file(folder / "diffusion_pytorch_model.safetensors")
+        weights = folder / "diffusion_pytorch_model.safetensors"
+        state = load_safetensors(weights)
         tower = "controller.visual." if config.get("use_controller", True) else "clip.visual."
-        router.tower.load_state_dict({k.removeprefix(tower): v for k, v in state.items() if k.startswith(tower)})
+        load_weights(router.tower, {k.removeprefix(tower): v for k, v in state.items() if k.startswith(tower)}, weights)
         router.logit_scale.data = state["logit_scale"].clone()
         router.degradation_bank = state["degradation_bank"].clone()
         return router

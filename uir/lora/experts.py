@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from ..files import load_json_object, staged_directory
+from ..files import load_json_object, load_safetensors, staged_directory
 from .mixture import LoRAMixtureLayer, inject_mixture, mixture_layers, remove_mixture
 
 EXPERT_FORMAT = "uir-expert/1"
@@ -201,11 +201,7 @@ class LoRAExpert:
             for needed in (weights, config):
                 if not needed.is_file():
                     raise ExpertError(f"{path}: missing {needed.relative_to(path)}")
-            try:
-                state = load_file(weights)
-            except Exception as error:  # safetensors raises its own SafetensorError on a damaged file
-                raise ExpertError(f"{weights}: unreadable safetensors file ({error})") from None
-            components[name] = ExpertComponent(state, load_json_object(config, ExpertError))
+            components[name] = ExpertComponent(load_safetensors(weights, ExpertError), load_json_object(config, ExpertError))
         known = {"format", "degradation", "text", "base_model", "ranks"}
         return cls(meta["degradation"], components, meta.get("base_model", ""), meta.get("text"),
                    {k: v for k, v in meta.items() if k not in known})
