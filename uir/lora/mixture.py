@@ -121,13 +121,24 @@ class LoRAMixtureLayer(nn.Module):
         stacked, merged = self.extra_macs(x, rows)
         return merged < stacked
 
-    def _stacked(self, x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    def _stacked(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``base(x) + (s c B) (A x)`` per sample: the experts' rank channels ``A x`` for all K at
+        once, then one batched matmul with each row's scaled B (:meth:`_factors`) accumulating
+        into the base output (no separate passes for the scaling and the sum)."""
+        scaled_b, a = self._factors(weights)
+        scaled_b = scaled_b.to(x.dtype).expand(x.shape[0], -1, -1)
+        out = self.base(x)
         if isinstance(self.base, nn.Linear):
-            hidden = F.linear(x, self.lora_A.to(x.dtype))
-            hidden = hidden * coef.view(coef.shape[0], *([1] * (hidden.dim() - 2)), -1)
-            return self.base(x) + F.linear(hidden, self.lora_B.to(x.dtype))
+            hidden = F.linear(x, a.to(x.dtype)).reshape(x.shape[0], -1, a.shape[0])
+            return out.reshape(x.shape[0], -1, out.shape[-1]).baddbmm_(hidden, scaled_b.transpose(1, 2)).view(out.shape)
         hidden = F.conv2d(x, self.lora_A.to(x.dtype), stride=self.base.stride, padding=self.base.padding)
-        return self.base(x) + F.conv2d(hidden * coef[:, :, None, None], self.lora_B.to(x.dtype))
+        if out.is_contiguous():  # (B, out, HW) += (B, out, R) @ (B, R, HW)
+            out.view(*out.shape[:2], -1).baddbmm_(scaled_b, hidden.reshape(*hidden.shape[:2], -1))
+        else:  # channels-last: (B, HW, out) += (B, HW, R) @ (B, R, out)
+            channels_last = out.permute(0, 2, 3, 1)
+            channels_last.view(out.shape[0], -1, out.shape[1]).baddbmm_(
+                hidden.permute(0, 2, 3, 1).reshape(out.shape[0], -1, hidden.shape[1]), scaled_b.transpose(1, 2))
+        return out
 
     def _merged(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         merged = self.merged_weights(weights).to(x.dtype)
@@ -155,7 +166,7 @@ class LoRAMixtureLayer(nn.Module):
             raise ValueError(f"mixture weights are for a batch of {weights.shape[0]}, the layer got {x.shape[0]}")
         if self._merged_is_cheaper(x, weights.shape[0]):
             return self._merged(x, weights)
-        return self._stacked(x, self.channel_coefficients(weights).to(x.dtype))
+        return self._stacked(x, weights)
 
     def fuse(self, weights: torch.Tensor) -> None:
         """Merge one weight vector (K,) into the base weight: in place, one ``addmm_``, when the
