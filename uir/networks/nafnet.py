@@ -169,8 +169,8 @@ class NAFNetNetwork(nn.Module):
             feature = down(feature)
         feature = self.middle(feature)
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
-            feature = decoder(up(feature) + skip)
-        return x + self.ending(feature)
+            feature = decoder(up(feature).add_(skip))  # in place: the fresh upsampled map, no third map
+        return self.ending(feature).add_(x)
 
 
 __all__ = ["BAND_VALUES", "EXPERT_TARGETS", "LayerNorm2d", "NAFBlock", "NAFNetNetwork"]
