@@ -116,6 +116,47 @@ def test_fuse_merges_the_definition_into_a_conv_weight_in_either_layout(layout):
     assert torch.equal(layer.base.weight, original)
 
 
+@pytest.mark.parametrize("base, shape, layout", [
+    (torch.nn.Conv2d(6, 5, 3, padding=1), (3, 6, 7, 9), torch.contiguous_format),
+    (torch.nn.Conv2d(6, 5, 3, padding=1), (3, 6, 7, 9), torch.channels_last),
+    (torch.nn.Conv2d(6, 5, 2, stride=2), (3, 6, 8, 8), torch.channels_last),
+    (torch.nn.Linear(6, 5), (3, 6), torch.contiguous_format),
+    (torch.nn.Linear(6, 5), (3, 4, 6), torch.contiguous_format),
+])
+@pytest.mark.parametrize("rows", [1, 3])
+@torch.no_grad()
+def test_stacked_and_merged_forms_give_the_definition(base, shape, layout, rows):
+    """Each form of a layer, for one weight row shared by the batch and for a row per sample,
+    in either memory layout: ``base(x) + sum_k s_k c_k B_k (A_k x)`` per sample, computed
+    expert by expert (``B_k`` 1x1, ``A_k`` with the base's kernel, stride and padding)."""
+    import torch.nn.functional as F
+
+    generator = torch.Generator().manual_seed(0)
+    ranks, scalings = [2, 3], [0.5, 2.0]
+    layer = LoRAMixtureLayer(base, ranks, scalings)
+    for param in (layer.lora_A, layer.lora_B):
+        param.normal_(generator=generator)
+    x = torch.randn(shape, generator=generator)
+    x = x.contiguous(memory_format=layout) if x.dim() == 4 else x
+    weights = torch.randn(rows, 2, generator=generator)
+    expected = []
+    for i in range(shape[0]):
+        sample, row = x[i : i + 1], weights[i % rows]
+        out = base(sample)
+        for k, scaling in enumerate(scalings):
+            a, b = layer.lora_A[layer.expert_slice(k)], layer.lora_B[:, layer.expert_slice(k)]
+            if isinstance(base, torch.nn.Linear):
+                out = out + row[k] * scaling * F.linear(F.linear(sample, a), b)
+            else:
+                hidden = F.conv2d(sample, a, stride=base.stride, padding=base.padding)
+                out = out + row[k] * scaling * F.conv2d(hidden, b)
+        expected.append(out)
+    expected = torch.cat(expected)
+    for path in ("stacked", "merged"):
+        with mixture_weights(layer, weights, path=path):
+            assert torch.allclose(layer(x), expected, atol=1e-5), path
+
+
 @torch.no_grad()
 def test_zero_weights_and_removal_give_the_base_model(unets):
     _, ours, base = unets

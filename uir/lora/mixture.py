@@ -122,22 +122,29 @@ class LoRAMixtureLayer(nn.Module):
         return merged < stacked
 
     def _stacked(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """``base(x) + (s c B) (A x)`` per sample: the experts' rank channels ``A x`` for all K at
-        once, then one batched matmul with each row's scaled B (:meth:`_factors`) accumulating
-        into the base output (no separate passes for the scaling and the sum)."""
+        """``base(x) + (s c B) (A x)``: the experts' rank channels ``A x`` for all K at once, then
+        each weight row's scaled B (:meth:`_factors`) accumulated into the base output, with no
+        separate pass for the scaling. One row serves the whole batch as one GEMM (as a 1x1
+        conv for convolutions); per-sample rows are one batched matmul."""
         scaled_b, a = self._factors(weights)
-        scaled_b = scaled_b.to(x.dtype).expand(x.shape[0], -1, -1)
+        scaled_b, batch = scaled_b.to(x.dtype), x.shape[0]
         out = self.base(x)
         if isinstance(self.base, nn.Linear):
-            hidden = F.linear(x, a.to(x.dtype)).reshape(x.shape[0], -1, a.shape[0])
-            return out.reshape(x.shape[0], -1, out.shape[-1]).baddbmm_(hidden, scaled_b.transpose(1, 2)).view(out.shape)
+            hidden = F.linear(x, a.to(x.dtype))
+            if scaled_b.shape[0] == 1:
+                return out.addmm_(hidden.reshape(-1, a.shape[0]), scaled_b[0].T) if out.dim() == 2 else \
+                    out.view(-1, out.shape[-1]).addmm_(hidden.reshape(-1, a.shape[0]), scaled_b[0].T).view(out.shape)
+            flat = out.view(batch, -1, out.shape[-1])
+            return flat.baddbmm_(hidden.reshape(batch, -1, a.shape[0]), scaled_b.transpose(1, 2)).view(out.shape)
         hidden = F.conv2d(x, self.lora_A.to(x.dtype), stride=self.base.stride, padding=self.base.padding)
+        if scaled_b.shape[0] == 1:
+            return out.add_(F.conv2d(hidden, scaled_b[0][:, :, None, None]))
+        scaled_b = scaled_b.expand(batch, -1, -1)
         if out.is_contiguous():  # (B, out, HW) += (B, out, R) @ (B, R, HW)
             out.view(*out.shape[:2], -1).baddbmm_(scaled_b, hidden.reshape(*hidden.shape[:2], -1))
         else:  # channels-last: (B, HW, out) += (B, HW, R) @ (B, R, out)
-            channels_last = out.permute(0, 2, 3, 1)
-            channels_last.view(out.shape[0], -1, out.shape[1]).baddbmm_(
-                hidden.permute(0, 2, 3, 1).reshape(out.shape[0], -1, hidden.shape[1]), scaled_b.transpose(1, 2))
+            out.permute(0, 2, 3, 1).view(batch, -1, out.shape[1]).baddbmm_(
+                hidden.permute(0, 2, 3, 1).reshape(batch, -1, hidden.shape[1]), scaled_b.transpose(1, 2))
         return out
 
     def _merged(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
