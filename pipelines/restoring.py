@@ -133,9 +133,9 @@ class MixtureRestoration:
                               f"{list(self.adapted_components)}")
         theirs = expert.extra.get(FINGERPRINT_KEY)
         if theirs and theirs != self.base_fingerprint:
-            raise ExpertError(f"expert {expert.degradation!r} was trained on base {theirs} ({expert.base_model or '?'}), "
-                              f"but this pipeline's base is {self.base_fingerprint} "
-                              f"({self.experts.base_model or '?'})")
+            raise ExpertError(f"expert {expert.degradation!r} was trained on base {theirs} "
+                              f"({expert.base_model or '?'}), but this pipeline's base is "
+                              f"{self.base_fingerprint} ({self.experts.base_model or '?'})")
         for name, component in expert.components.items():
             component.check(getattr(self, name), where=f"expert {expert.degradation!r}, {name}: ")
 
@@ -170,9 +170,10 @@ class MixtureRestoration:
         raise NotImplementedError
 
     @torch.no_grad()
-    def __call__(self, image, weights=None, top_k: int = DEFAULT_TOP_K, strategy: str = "router", output_type: str = "pil",
-                 generator: torch.Generator | None = None, return_dict: bool = True, sample_posterior: bool = False,
-                 tile_size: int | str | None = "auto", tile_overlap: int = 32, batch_size: int = 4):
+    def __call__(self, image, weights=None, top_k: int = DEFAULT_TOP_K, strategy: str = "router",
+                 output_type: str = "pil", generator: torch.Generator | None = None, return_dict: bool = True,
+                 sample_posterior: bool = False, tile_size: int | str | None = "auto", tile_overlap: int = 32,
+                 batch_size: int = 4):
         """Restore one image or a batch of same-size images.
 
         Args:

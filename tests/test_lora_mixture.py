@@ -117,11 +117,11 @@ def test_fuse_merges_the_definition_into_a_conv_weight_in_either_layout(layout):
 
 
 @pytest.mark.parametrize("base, shape, layout", [
-    (torch.nn.Conv2d(6, 5, 3, padding=1), (3, 6, 7, 9), torch.contiguous_format),
-    (torch.nn.Conv2d(6, 5, 3, padding=1), (3, 6, 7, 9), torch.channels_last),
-    (torch.nn.Conv2d(6, 5, 2, stride=2), (3, 6, 8, 8), torch.channels_last),
-    (torch.nn.Linear(6, 5), (3, 6), torch.contiguous_format),
-    (torch.nn.Linear(6, 5), (3, 4, 6), torch.contiguous_format),
+    (lambda: torch.nn.Conv2d(6, 5, 3, padding=1), (3, 6, 7, 9), torch.contiguous_format),
+    (lambda: torch.nn.Conv2d(6, 5, 3, padding=1), (3, 6, 7, 9), torch.channels_last),
+    (lambda: torch.nn.Conv2d(6, 5, 2, stride=2), (3, 6, 8, 8), torch.channels_last),
+    (lambda: torch.nn.Linear(6, 5), (3, 6), torch.contiguous_format),
+    (lambda: torch.nn.Linear(6, 5), (3, 4, 6), torch.contiguous_format),
 ])
 @pytest.mark.parametrize("rows", [1, 3])
 @torch.no_grad()
@@ -131,6 +131,8 @@ def test_stacked_and_merged_forms_give_the_definition(base, shape, layout, rows)
     expert by expert (``B_k`` 1x1, ``A_k`` with the base's kernel, stride and padding)."""
     import torch.nn.functional as F
 
+    torch.manual_seed(0)
+    base = base()
     generator = torch.Generator().manual_seed(0)
     ranks, scalings = [2, 3], [0.5, 2.0]
     layer = LoRAMixtureLayer(base, ranks, scalings)
@@ -154,7 +156,7 @@ def test_stacked_and_merged_forms_give_the_definition(base, shape, layout, rows)
     expected = torch.cat(expected)
     for path in ("stacked", "merged"):
         with mixture_weights(layer, weights, path=path):
-            assert torch.allclose(layer(x), expected, atol=1e-5), path
+            assert torch.allclose(layer(x), expected, atol=1e-4), path  # outputs reach 40: float32 sums
 
 
 @torch.no_grad()

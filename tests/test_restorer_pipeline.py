@@ -54,7 +54,8 @@ def test_nafnet_block_in_bands_equals_the_whole_map(monkeypatch, layout):
         whole = block(x)
     bands = []
     monkeypatch.setattr(nafnet, "BAND_VALUES", 5 * block.depthwise.out_channels * x.shape[-1])  # 5 rows a band
-    monkeypatch.setattr(block, "expanded", lambda band: bands.append(band.shape[-2]) or type(block).expanded(block, band))
+    monkeypatch.setattr(block, "expanded",
+                        lambda band: bands.append(band.shape[-2]) or type(block).expanded(block, band))
     with torch.no_grad():
         banded = block(x)
     assert bands == [6] + [7] * 6 + [3], "bands of 5 rows plus their halo, the last one shorter"

@@ -201,7 +201,8 @@ class LoRAExpert:
             for needed in (weights, config):
                 if not needed.is_file():
                     raise ExpertError(f"{path}: missing {needed.relative_to(path)}")
-            components[name] = ExpertComponent(load_safetensors(weights, ExpertError), load_json_object(config, ExpertError))
+            components[name] = ExpertComponent(load_safetensors(weights, ExpertError),
+                                               load_json_object(config, ExpertError))
         known = {"format", "degradation", "text", "base_model", "ranks"}
         return cls(meta["degradation"], components, meta.get("base_model", ""), meta.get("text"),
                    {k: v for k, v in meta.items() if k not in known})

@@ -12,8 +12,8 @@ def load_weights(network, state: dict, source) -> None:
     try:
         network.load_state_dict(state)
     except RuntimeError as reason:
-        first = str(reason).strip().splitlines()
-        raise ValueError(f"{source}: the weights do not fit the config ({' '.join(line.strip() for line in first[:2])})") from None
+        lines = " ".join(line.strip() for line in str(reason).strip().splitlines()[:2])
+        raise ValueError(f"{source}: the weights do not fit the config ({lines})") from None
 
 
 __all__ = ["load_weights"]
