@@ -170,9 +170,10 @@ def _load_for_cli(args, state=None):
 
     experts = [e for e in (args.experts or "").split(",") if e]
     device = str(state.device) if state is not None else args.device
+    folder = model_path(args.model)
     try:
-        if not experts and args.router is None and args.vae is None and runtime_loadable(model_path(args.model)):
-            return RuntimeRestorerPipeline.from_folder(model_path(args.model)).to(device)
+        if not experts and args.router is None and args.vae is None and runtime_loadable(folder):
+            return RuntimeRestorerPipeline.from_folder(folder).to(device)
         return load_pipeline(args.model, experts=experts, router=args.router, device=device, vae=args.vae,
                              allow_pickle=args.allow_pickle)
     except ExpertError as error:

@@ -47,6 +47,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from .degradations import DA_CLIP_TYPES
+from .files import load_safetensors
 from .lora.strategies import check_low_confidence
 from .routing import OPENAI_MEAN, OPENAI_STD, RouterInference, RouterOutput
 
@@ -281,9 +282,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(path)
+        return load_safetensors(path)
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get("state_dict", state)
     return {k.removeprefix("module."): v for k, v in state.items()}

@@ -121,7 +121,8 @@ class RuntimeRouter(RouterInference, nn.Module):
     @staticmethod
     def supports(config: dict) -> bool:
         """Whether a saved router's ``config.json`` describes a tower :class:`VisionTower` builds."""
-        return supported_vision_config(config.get("clip_config", {}).get("vision_cfg", {"?": None}))
+        vision_cfg = config.get("clip_config", {}).get("vision_cfg")
+        return vision_cfg is not None and supported_vision_config(vision_cfg)
 
     @classmethod
     def from_folder(cls, folder) -> "RuntimeRouter":

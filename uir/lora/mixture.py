@@ -132,8 +132,8 @@ class LoRAMixtureLayer(nn.Module):
         if isinstance(self.base, nn.Linear):
             hidden = F.linear(x, a.to(x.dtype))
             if scaled_b.shape[0] == 1:
-                return out.addmm_(hidden.reshape(-1, a.shape[0]), scaled_b[0].T) if out.dim() == 2 else \
-                    out.view(-1, out.shape[-1]).addmm_(hidden.reshape(-1, a.shape[0]), scaled_b[0].T).view(out.shape)
+                out.view(-1, out.shape[-1]).addmm_(hidden.reshape(-1, a.shape[0]), scaled_b[0].T)
+                return out
             flat = out.view(batch, -1, out.shape[-1])
             return flat.baddbmm_(hidden.reshape(batch, -1, a.shape[0]), scaled_b.transpose(1, 2)).view(out.shape)
         hidden = F.conv2d(x, self.lora_A.to(x.dtype), stride=self.base.stride, padding=self.base.padding)
