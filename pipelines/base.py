@@ -23,6 +23,7 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 
 from uir.hub import upload_folder, write_model_card
 from uir.lora import ExpertError, LoRAExpert, extract_expert
+from uir.lora.bank import ExpertBank
 from uir.lora.mixture import remove_mixture
 from uir.pipelines.restoring import MixtureRestoration, RestorationOutput
 
@@ -57,6 +58,18 @@ class ExpertMixturePipeline(MixtureRestoration, DiffusionPipeline):
             config["_class_name"] = config["_class_name"][1]
         return loaded
 
+    @classmethod
+    def from_pipe(cls, pipeline, **kwargs):
+        """As diffusers', keeping every component whose class fits this pipeline's annotation.
+        diffusers hands a model component over only when its class *is* the annotation, and
+        ``restorer`` is annotated with the base class ``ModelMixin`` (any restorer fits)."""
+        expected = cls._get_signature_types()
+        for name, component in pipeline.components.items():
+            classes = expected.get(name, ())
+            if classes and all(inspect.isclass(c) for c in classes) and isinstance(component, classes):
+                kwargs.setdefault(name, component)
+        return super().from_pipe(pipeline, **kwargs)
+
     # --- experts ---------------------------------------------------------------------------
     def load_expert(self, expert, replace: bool = False, **hub_kwargs) -> None:
         """Add an expert and rebuild the mixture.
@@ -71,6 +84,8 @@ class ExpertMixturePipeline(MixtureRestoration, DiffusionPipeline):
         if not isinstance(expert, LoRAExpert):
             expert = LoRAExpert.load(expert, **hub_kwargs)
         self._check_expert(expert)
+        if self.experts is None:  # the optional component was left out: this expert starts a bank
+            self.register_modules(experts=ExpertBank(base_model=expert.base_model))
         if expert.degradation in self.experts.names and not replace:
             raise ExpertError(f"an expert for {expert.degradation!r} is already loaded; pass replace=True "
                               "(uir restore --experts always replaces)")
@@ -91,6 +106,8 @@ class ExpertMixturePipeline(MixtureRestoration, DiffusionPipeline):
         """Remove the experts of ``names`` (default: all) and rebuild the mixture; with none left,
         the adapted components are the plain base models again (what training a new expert on a
         finished pipeline starts from)."""
+        if self.experts is None:
+            return
         self.sync_experts()
         names = self.experts.names if names is None else list(names)
         self.experts.set_experts([e for e in self.experts.experts if e.degradation not in names])
@@ -98,14 +115,14 @@ class ExpertMixturePipeline(MixtureRestoration, DiffusionPipeline):
 
     def sync_experts(self) -> None:
         """Copy the (possibly trained) mixture weights back into the expert objects."""
-        for k, expert in enumerate(self.experts.experts):
+        for k, expert in enumerate(self.expert_list.experts):
             for name, component in expert.components.items():
                 component.state_dict = extract_expert(getattr(self, name), k)
 
     def save_experts(self, directory) -> list[Path]:
         """Write every expert as its own folder under ``directory``."""
         self.sync_experts()
-        return [e.save(Path(directory) / e.degradation) for e in self.experts.experts]
+        return [e.save(Path(directory) / e.degradation) for e in self.expert_list.experts]
 
     def save_pretrained(self, save_directory, push_to_hub: bool = False, repo_id: str | None = None,
                         token: str | None = None, private: bool | None = None, **kwargs):
@@ -123,7 +140,7 @@ class ExpertMixturePipeline(MixtureRestoration, DiffusionPipeline):
         config = self.load_config(target)
         config["_class_name"] = ["pipeline", type(self).__name__]
         (target / self.config_name).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        write_model_card(target, self.card_title, self.experts.config.base_model, self.experts.names,
+        write_model_card(target, self.card_title, self.expert_list.base_model, self.expert_list.names,
                          self.card_description)
         if push_to_hub:
             upload_folder(target, repo_id or target.name, token=token, private=private)

@@ -14,7 +14,7 @@ loading and saving to it; :mod:`uir.pipelines.runtime` runs it without diffusers
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -22,7 +22,8 @@ import torch
 from tqdm.auto import tqdm
 
 from uir.images import to_pil, to_tensor
-from uir.lora import FINGERPRINT_KEY, ExpertError, LoRAExpert, base_fingerprint, install_experts, mixture_layers
+from uir.lora import (FINGERPRINT_KEY, ExpertError, ExpertList, LoRAExpert, base_fingerprint, fingerprints_match,
+                      install_experts, mixture_layers, short_fingerprint)
 from uir.lora.mixture import mixture_weights
 from uir.lora.strategies import DEFAULT_TOP_K, expert_weights
 from uir.tiling import restore_tiled
@@ -64,7 +65,7 @@ def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, genera
         if strategy == "router" and weights is None:
             routed = router(images.to(device=router.device, dtype=router.dtype))
             options.update(probabilities=routed.probabilities, known=routed.known)
-    chosen, clean = expert_weights(strategy, pipe.experts.names, images.shape[0], weights=weights, top_k=top_k,
+    chosen, clean = expert_weights(strategy, pipe.expert_list.names, images.shape[0], weights=weights, top_k=top_k,
                                    generator=generator, **options)
     return chosen, clean, routed
 
@@ -116,14 +117,23 @@ class MixtureRestoration:
     output_class = RestorationOutput
 
     # --- experts -----------------------------------------------------------------------------
+    @property
+    def expert_list(self) -> ExpertList:
+        """The experts: the ``experts`` component, or an empty list where that optional
+        component is None."""
+        return self.experts if self.experts is not None else ExpertList()
+
     def _set_up_experts(self) -> None:
         """Called by subclasses once the components are registered: fingerprint the base (before
         any mixture is installed), check the bank's experts against it and install them."""
-        self.base_fingerprint = base_fingerprint({name: getattr(self, name) for name in self.adapted_components})
-        for expert in self.experts.experts:
+        self.base_fingerprint = base_fingerprint(self._base_models())
+        for expert in self.expert_list.experts:
             self._check_expert(expert)
-        if self.experts.experts:
+        if self.expert_list.experts:
             self._install_experts()
+
+    def _base_models(self) -> dict:
+        return {name: getattr(self, name) for name in self.adapted_components}
 
     def _check_expert(self, expert: LoRAExpert) -> None:
         """One-line :class:`ExpertError` for an expert that does not belong on this base."""
@@ -132,16 +142,18 @@ class MixtureRestoration:
             raise ExpertError(f"expert {expert.degradation!r} adapts {unknown}; this pipeline adapts "
                               f"{list(self.adapted_components)}")
         theirs = expert.extra.get(FINGERPRINT_KEY)
-        if theirs and theirs != self.base_fingerprint:
-            raise ExpertError(f"expert {expert.degradation!r} was trained on base {theirs} "
+        if theirs and not fingerprints_match(str(theirs), self.base_fingerprint, self._base_models()):
+            raise ExpertError(f"expert {expert.degradation!r} was trained on base {short_fingerprint(str(theirs))} "
                               f"({expert.base_model or '?'}), but this pipeline's base is "
-                              f"{self.base_fingerprint} ({self.experts.base_model or '?'})")
+                              f"{short_fingerprint(self.base_fingerprint)} ({self.expert_list.base_model or '?'})")
+        if theirs:  # a matching fingerprint of the first form is saved in the current one from now on
+            expert.extra[FINGERPRINT_KEY] = self.base_fingerprint
         for name, component in expert.components.items():
             component.check(getattr(self, name), where=f"expert {expert.degradation!r}, {name}: ")
 
     def _install_experts(self) -> None:
         for name in self.adapted_components:
-            install_experts(getattr(self, name), [e.components.get(name) for e in self.experts.experts])
+            install_experts(getattr(self, name), [e.components.get(name) for e in self.expert_list.experts])
 
     def mixture_scope(self, weights: torch.Tensor) -> ExitStack:
         """Per-image expert weights on every adapted component that holds experts.
@@ -180,12 +192,13 @@ class MixtureRestoration:
             image: a PIL image, a numpy array ((H,W,C) or (B,H,W,C); uint8, uint16 or float in
                 [0, 1]), a torch tensor ((C,H,W) or (B,C,H,W) in [0, 1]) or a list of these.
             weights: expert weights given by the caller instead of the router: a
-                ``{degradation: weight}`` dict, or a (K,)/(B,K) tensor over ``self.experts.names``.
+                ``{degradation: weight}`` dict, or a (K,)/(B,K) tensor over ``self.expert_list.names``.
             top_k: experts the router keeps per image (eq. 4); :data:`~uir.lora.strategies.DEFAULT_TOP_K`.
             strategy: ``router``, ``manual``, ``average`` or ``random`` (UIR-LoRA Table 3).
             output_type: ``pil`` (list of images), ``np`` ((B,H,W,3) float32) or ``pt`` ((B,3,H,W)).
             generator: the ``random`` strategy's draws, and the VAE posterior sample.
-            return_dict: return a :attr:`output_class` (else a one-element tuple of images).
+            return_dict: return a :attr:`output_class`; else a tuple of its fields, in order
+                (images, weights, expert_names, clean_weight, degradations, confidence, known).
             sample_posterior: sample the VAE latent instead of taking its mode (SD-turbo only).
             tile_size: restore in overlapping, blended tiles of this many pixels (bounded memory);
                 ``"auto"``: tiles of at most ``auto_tile_size`` for images with a longer side;
@@ -204,18 +217,27 @@ class MixtureRestoration:
         chosen, clean, routed = route(self, images.to(self.device), weights, top_k, strategy, generator)
         chunks = list(zip(images.split(batch_size), chosen.split(batch_size), clean.split(batch_size)))
         outputs = []
-        for x, rows, kept in tqdm(chunks, desc="restoring", disable=len(chunks) <= 1):
+        for x, rows, kept in self.progress_bar(chunks, desc="restoring", disable=len(chunks) <= 1):
             restore = lambda t, w: restore_tiled(  # noqa: E731
                 lambda tile: self.restore_tensor(tile, w, generator, sample_posterior).to(tile.dtype),
                 t, tile_size, tile_overlap, multiple=self.size_multiple)
             outputs.append(keep_clean(restore, x.to(self.device), rows, kept))
         restored = postprocess(torch.cat(outputs), output_type)
-        if not return_dict:
-            return (restored,)
         verdict = {} if routed is None else {"degradations": routed.names, "confidence": routed.confidence,
                                              "known": routed.known}
-        return self.output_class(images=restored, weights=chosen, expert_names=self.experts.names,
-                                 clean_weight=clean, **verdict)
+        output = self.output_class(images=restored, weights=chosen, expert_names=self.expert_list.names,
+                                   clean_weight=clean, **verdict)
+        return output if return_dict else tuple(getattr(output, f.name) for f in fields(output))
+
+    # --- progress bar (diffusers' interface, also without diffusers) --------------------------
+    def set_progress_bar_config(self, **kwargs) -> None:
+        """tqdm options for the call's bar, e.g. ``disable=True``; they override uir's defaults."""
+        self._progress_bar_config = kwargs
+
+    def progress_bar(self, iterable=None, total=None, **defaults):
+        """A tqdm bar over ``iterable`` with ``defaults`` and the options of
+        :meth:`set_progress_bar_config` (which win)."""
+        return tqdm(iterable, total=total, **{**defaults, **getattr(self, "_progress_bar_config", {})})
 
 
 class RestorerRestoration(MixtureRestoration):

@@ -61,7 +61,6 @@ class UIRLoRAPipeline(ExpertMixturePipeline):
         super().__init__()
         if not isinstance(vae, SkipAutoencoderKL):
             raise TypeError("vae must be a SkipAutoencoderKL; wrap a plain VAE with SkipAutoencoderKL.from_vae(vae)")
-        experts = experts if experts is not None else ExpertBank()
         self.register_modules(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                               scheduler=scheduler, router=router, experts=experts)
         self.register_to_config(prompt=prompt)

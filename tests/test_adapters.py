@@ -28,7 +28,7 @@ def test_examples_are_peft_configs_of_todays_presets(example):
 
 
 def test_nafnet_example_is_the_shipped_expert():
-    shipped = default_model_dir() / "experts" / "noisy"
+    shipped = default_model_dir() / "experts" / "noisy.expert"
     meta = json.loads((EXAMPLES / "nafnet-noisy" / "uir_expert.json").read_text())
     assert meta == json.loads((shipped / "uir_expert.json").read_text())
     assert meta["base_fingerprint"] == RestorerPipeline.from_pretrained(default_model_dir()).base_fingerprint

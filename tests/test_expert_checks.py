@@ -11,9 +11,10 @@ import torch
 
 from uir.cli import EXIT_OK, EXIT_USAGE, main
 from uir.images import save_image
-from uir.lora import FINGERPRINT_KEY, ExpertError, LoRAExpert
+from uir.lora import FINGERPRINT_KEY, ExpertError, LoRAExpert, fingerprints_match, short_fingerprint
+from uir.lora.fingerprint import legacy_base_fingerprint
 from uir.pipelines import RestorerPipeline
-from uir.pipelines.loading import load_pipeline
+from uir.pipelines.loading import default_model_dir, load_pipeline
 from uir.testing import random_expert, tiny_restorer_pipeline
 
 
@@ -37,16 +38,43 @@ def test_fingerprint_ignores_experts_and_dtype_but_not_weights(pipe, tmp_path):
     pipe.save_pretrained(tmp_path / "model")
     again = RestorerPipeline.from_pretrained(tmp_path / "model")
     assert again.base_fingerprint == pipe.base_fingerprint
-    assert RestorerPipeline.from_pretrained(tmp_path / "model", dtype=torch.bfloat16).base_fingerprint == \
-        pipe.base_fingerprint
+    for dtype in (torch.bfloat16, torch.float16):
+        cast = RestorerPipeline.from_pretrained(tmp_path / "model", dtype=dtype)
+        assert fingerprints_match(pipe.base_fingerprint, cast.base_fingerprint, cast._base_models()), dtype
     other = tiny_restorer_pipeline(names=(), router=False, seed=1)
-    assert other.base_fingerprint != pipe.base_fingerprint
+    assert not fingerprints_match(pipe.base_fingerprint, other.base_fingerprint, other._base_models())
+    one_layer = tiny_restorer_pipeline(names=(), router=False)
+    with torch.no_grad():
+        one_layer.restorer.ending.weight.mul_(-1)
+    one_layer._set_up_experts()
+    assert not fingerprints_match(pipe.base_fingerprint, one_layer.base_fingerprint, one_layer._base_models())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_the_default_loads_with_its_experts_in_every_dtype(dtype):
+    for pipe in (RestorerPipeline.from_pretrained(default_model_dir(), dtype=dtype), load_pipeline(dtype=dtype)):
+        assert len(pipe.expert_list.names) == 10 and pipe.dtype == dtype
+
+
+def test_an_expert_of_the_first_fingerprint_form_loads_and_is_saved_in_the_current_one(pipe, tmp_path):
+    expert = _expert(pipe)
+    expert.extra[FINGERPRINT_KEY] = legacy_base_fingerprint(pipe._base_models())
+    assert len(expert.extra[FINGERPRINT_KEY]) == 16
+    pipe.load_expert(expert, replace=True)
+    assert pipe.save_experts(tmp_path)
+    assert LoRAExpert.load(tmp_path / "noisy").extra[FINGERPRINT_KEY] == pipe.base_fingerprint
+    other = tiny_restorer_pipeline(names=(), router=False, seed=1)
+    foreign = _expert(other)
+    foreign.extra[FINGERPRINT_KEY] = legacy_base_fingerprint(other._base_models())
+    with pytest.raises(ExpertError, match="was trained on base"):
+        pipe.load_expert(foreign, replace=True)
 
 
 def test_expert_from_another_base_with_the_same_label_is_refused(pipe, tmp_path, photo, capsys):
     other = tiny_restorer_pipeline(names=(), router=False, seed=1)  # same architecture, same "tiny-nafnet" label
     foreign = _expert(other)
-    with pytest.raises(ExpertError, match=f"{other.base_fingerprint}.*{pipe.base_fingerprint}"):
+    with pytest.raises(ExpertError, match=f"{short_fingerprint(other.base_fingerprint)}.*"
+                                          f"{short_fingerprint(pipe.base_fingerprint)}"):
         pipe.load_expert(foreign, replace=True)
     assert pipe.experts.names == ["noisy", "hazy"]
     pipe.save_pretrained(tmp_path / "model")
@@ -54,7 +82,7 @@ def test_expert_from_another_base_with_the_same_label_is_refused(pipe, tmp_path,
     code = main(["restore", str(photo), "-o", str(tmp_path / "out.png"), "--model", str(tmp_path / "model"),
                  "--experts", str(tmp_path / "foreign")])
     err = capsys.readouterr().err
-    assert code == EXIT_USAGE and err.count("\n") == 1 and other.base_fingerprint in err
+    assert code == EXIT_USAGE and err.count("\n") == 1 and short_fingerprint(other.base_fingerprint) in err
     assert not (tmp_path / "out.png").exists()
 
 

@@ -6,11 +6,10 @@ import json
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
-from peft import LoraConfig, inject_adapter_in_model
-from peft.utils import set_peft_model_state_dict
-from safetensors.torch import load_file
+from peft import PeftModel
+from safetensors.torch import load_file, save_file
 
-from uir.lora import ExpertError, LoRAExpert, install_experts, mixture_weights
+from uir.lora import PEFT_KEY_PREFIX, ExpertError, LoRAExpert, install_experts, mixture_weights
 from uir.lora.bank import ExpertBank
 from uir.models import SkipAutoencoderKL
 from uir.testing import TINY_UNET, TINY_VAE, random_expert
@@ -38,23 +37,44 @@ def test_round_trip_is_exact_and_keeps_lora_alpha(models, tmp_path):
 
 
 @torch.no_grad()
-def test_peft_loads_our_component_folder_and_agrees(models, tmp_path):
-    """PEFT's own loader is the oracle: its LoRA on the saved folder equals our mixture at weight 1."""
+def test_plain_peft_and_diffusers_load_an_expert_folder_as_uir_does(models, tmp_path):
+    """The two lines of adapters/README.md: ``PeftModel.from_pretrained`` and diffusers'
+    ``load_lora_adapter`` on a component folder give uir's output, lora_alpha / r = 1.5 included
+    (both used to load nothing or scale 1.0 without a word)."""
     unet, _ = models
-    expert = random_expert("noisy", unet)
-    expert.save(tmp_path / "noisy")
+    random_expert("noisy", unet, scale=1.5).save(tmp_path / "noisy")
     folder = tmp_path / "noisy" / "unet"
-    config = LoraConfig.from_pretrained(str(folder))
-    peft_unet = inject_adapter_in_model(config, copy.deepcopy(unet))
-    set_peft_model_state_dict(peft_unet, load_file(folder / "adapter_model.safetensors"))
     ours = copy.deepcopy(unet)
     install_experts(ours, [LoRAExpert.load(tmp_path / "noisy").components["unet"]])
     g = torch.Generator().manual_seed(0)
-    x, context = torch.randn(2, 4, 16, 16, generator=g), torch.randn(2, 5, 32, generator=g)
-    expected = peft_unet(x, torch.full((2,), 999), context).sample
+    x, t, context = torch.randn(2, 4, 16, 16, generator=g), torch.full((2,), 999), torch.randn(2, 5, 32, generator=g)
+    base = unet(x, t, context).sample
     with mixture_weights(ours, [1.0]):
-        got = ours(x, torch.full((2,), 999), context).sample
-    assert (got - expected).abs().max() < 1e-5
+        expected = ours(x, t, context).sample
+    assert (expected - base).abs().max() > 0.1
+    with_peft = PeftModel.from_pretrained(copy.deepcopy(unet), str(folder))
+    with_diffusers = copy.deepcopy(unet)
+    with_diffusers.load_lora_adapter(str(folder), prefix="base_model.model", weight_name="adapter_model.safetensors")
+    for model in (with_peft, with_diffusers):
+        assert (model(x, t, context).sample - expected).abs().max() < 1e-5
+
+
+def test_the_first_key_layout_still_loads_with_one_notice(models, tmp_path, caplog):
+    unet, _ = models
+    expert = random_expert("noisy", unet)
+    expert.save(tmp_path / "noisy")
+    weights = tmp_path / "noisy" / "unet" / "adapter_model.safetensors"
+    save_file({k.removeprefix(PEFT_KEY_PREFIX): v for k, v in load_file(weights).items()}, weights)  # as uir wrote it
+    with caplog.at_level("WARNING", logger="uir.lora"):
+        loaded = LoRAExpert.load(tmp_path / "noisy")
+    notices = [r.getMessage() for r in caplog.records]
+    assert len(notices) == 1 and "\n" not in notices[0] and str(weights) in notices[0]
+    state = expert.components["unet"].state_dict
+    assert all(torch.equal(loaded.components["unet"].state_dict[k], v) for k, v in state.items())
+    mixed = {**load_file(weights), PEFT_KEY_PREFIX + "x.lora_A.weight": torch.zeros(1)}
+    save_file(mixed, weights)
+    with pytest.raises(ExpertError, match="some keys"):
+        LoRAExpert.load(tmp_path / "noisy")
 
 
 def test_atomic_overwrite_and_bad_folders(models, tmp_path):

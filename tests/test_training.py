@@ -228,6 +228,9 @@ def test_experts_train_on_a_finished_pipeline_and_replace_its_own(photos, tmp_pa
     train_uir_lora.main(_common(tmp_path / "finished", photos, out, steps=2, degradations="noisy"))
     expert = LoRAExpert.load(out / "experts" / "noisy")
     assert expert.extra["base_fingerprint"] == finished.base_fingerprint
+    for dtype in (torch.float16, torch.bfloat16):  # the trained expert fits its base in every dtype
+        cast = load_pipeline(tmp_path / "finished", experts=[out / "experts" / "noisy"], dtype=dtype)
+        assert sorted(cast.experts.names) == ["hazy", "noisy"] and cast.dtype == dtype
     pipe = load_pipeline(tmp_path / "finished", experts=[out / "experts" / "noisy"])
     assert sorted(pipe.experts.names) == ["hazy", "noisy"]
     new = pipe.experts.experts[pipe.experts.names.index("noisy")]

@@ -112,7 +112,8 @@ def test_save_and_both_loading_paths(pipe, tmp_path):
     pipe.save_pretrained(tmp_path)
     index = json.loads((tmp_path / "model_index.json").read_text())
     assert index["_class_name"] == ["pipeline", "UIRLoRAPipeline"] and (tmp_path / "pipeline.py").is_file()
-    assert sorted(p.name for p in (tmp_path / "experts").iterdir()) == ["config.json", *sorted(NAMES)]
+    assert sorted(p.name for p in (tmp_path / "experts").iterdir()) == ["config.json",
+                                                                         *(f"{n}.expert" for n in sorted(NAMES))]
     assert (tmp_path / "README.md").read_text().startswith("---\nlibrary_name: diffusers")
     assert not list(tmp_path.rglob("*.bin")), "a pickle was written"
     assert torch.equal(pipe(x, output_type="pt").images, expected.images), "saving changed the pipeline"

@@ -32,7 +32,7 @@ def main(argv=None):
     target = Path(args.output_dir)
     save_pretrained_staged(pipe, target)
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
-    print(f"wrote {target} ({size / 2**20:.1f} MiB): experts {', '.join(pipe.experts.names)}")
+    print(f"wrote {target} ({size / 2**20:.1f} MiB): experts {', '.join(pipe.expert_list.names)}")
 
 
 if __name__ == "__main__":

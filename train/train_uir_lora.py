@@ -70,7 +70,7 @@ def main(argv=None):
     pipe = load_uir_lora_pipeline(args)
     pipe.to(accelerator.device)
     parts = expert_components(pipe, args)
-    base_model = pipe.experts.config.base_model or str(args.pretrained_model_name_or_path)
+    base_model = pipe.expert_list.base_model or str(args.pretrained_model_name_or_path)
     for model, rank, targets in parts.values():
         for name in names:
             model.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(targets)), adapter_name=name)

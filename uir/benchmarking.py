@@ -57,7 +57,7 @@ def benchmark_pipeline(model=None, size: int = 512, device: str = "cpu", batch: 
     rows.append({"stage": "load pipeline", "seconds": time.perf_counter() - start, "images_per_s": "-",
                  "peak_mib": _peak_mib(device)})
     x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
-    names = pipe.experts.names
+    names = pipe.expert_list.names
     stages = []
     if pipe.router is not None:
         stages.append(("router only", lambda: pipe.router(x)))

@@ -245,10 +245,10 @@ def cmd_restore(args) -> int:
     mine = _share(state, pending)
     pipe = _load_for_cli(args, state)
     if weights is not None:
-        unknown = sorted(set(weights) - set(pipe.experts.names))
+        unknown = sorted(set(weights) - set(pipe.expert_list.names))
         if unknown:
-            raise UsageError(f"no expert for {', '.join(unknown)}; this model has: {', '.join(pipe.experts.names)}")
-    if weights is None and pipe.router is None and pipe.experts.names:
+            raise UsageError(f"no expert for {', '.join(unknown)}; this model has: {', '.join(pipe.expert_list.names)}")
+    if weights is None and pipe.router is None and pipe.expert_list.names:
         raise UsageError("this model has no router: pass --degradation or --weights, or --router")
     loaded = time.perf_counter()
     failed: list = []
@@ -350,7 +350,7 @@ def cmd_eval(args) -> int:
     if args.oracle:
         from .degradations import mix_parts
 
-        missing = sorted({part for name in names for part in mix_parts(name)} - set(pipe.experts.names))
+        missing = sorted({part for name in names for part in mix_parts(name)} - set(pipe.expert_list.names))
         if missing:
             raise UsageError(f"--oracle needs an expert per degradation; missing: {', '.join(missing)}")
     rows = []

@@ -1,22 +1,25 @@
 """LoRA experts and their output-space mixture (UIR-LoRA sec. 3.4, eq. 4-5)."""
 
 from .experts import (
+    DIFFUSERS_METADATA_KEY,
     EXPERT_FORMAT,
-    FINGERPRINT_KEY,
+    PEFT_KEY_PREFIX,
     ExpertComponent,
     ExpertError,
     ExpertList,
     LoRAExpert,
-    base_fingerprint,
     extract_expert,
     install_experts,
     lora_config,
 )
+from .fingerprint import FINGERPRINT_KEY, base_fingerprint, fingerprints_match, short_fingerprint
 from .mixture import LoRAMixtureLayer, fused, inject_mixture, mixture_layers, mixture_weights, remove_mixture
 
 __all__ = [
+    "DIFFUSERS_METADATA_KEY",
     "EXPERT_FORMAT",
     "FINGERPRINT_KEY",
+    "PEFT_KEY_PREFIX",
     "ExpertComponent",
     "ExpertError",
     "ExpertList",
@@ -24,6 +27,7 @@ __all__ = [
     "LoRAMixtureLayer",
     "base_fingerprint",
     "extract_expert",
+    "fingerprints_match",
     "fused",
     "inject_mixture",
     "install_experts",
@@ -31,4 +35,5 @@ __all__ = [
     "mixture_layers",
     "mixture_weights",
     "remove_mixture",
+    "short_fingerprint",
 ]

@@ -1,25 +1,31 @@
 """LoRA experts: one folder per degradation, and their installation into a mixture.
 
 An expert folder holds, for each adapted component (``unet``, ``vae``, or a regression
-restorer's ``restorer``), PEFT's own files, plus uir's metadata::
+restorer's ``restorer``), a plain PEFT adapter, plus uir's metadata::
 
     noisy/
       uir_expert.json              {"format": "uir-expert/1", "degradation": "noisy",
                                     "text": "noisy", "base_model": "stabilityai/sd-turbo",
-                                    "ranks": {"unet": 8, "vae": 4}}
+                                    "ranks": {"unet": 8, "vae": 4}, "base_fingerprint": ...}
       unet/adapter_config.json     PEFT LoraConfig, lora_alpha included
-      unet/adapter_model.safetensors   PEFT key layout: "<layer>.lora_A.weight", "<layer>.lora_B.weight"
+      unet/adapter_model.safetensors   PEFT's saved layout: "base_model.model.<layer>.lora_A.weight", ...;
+                                       the header's "lora_adapter_metadata" holds the config too
       vae/...
 
-Because the component folders are plain PEFT adapters, PEFT can load them on their own
-(``PeftModel.from_pretrained`` or ``model.load_adapter``). Only safetensors are read: a pickle
-(``.bin``, ``.pt``, ``.pth``, ``.ckpt``, ``.pkl``) is refused. An expert made for another base
-model is refused by its metadata and, failing that, by its layer shapes.
+So ``PeftModel.from_pretrained(base, "noisy/unet")`` loads a component as PEFT does any
+adapter, and diffusers' ``load_lora_adapter("noisy/unet", prefix="base_model.model",
+weight_name="adapter_model.safetensors")`` reads its ``lora_alpha`` from the header (the
+header's entries carry the same prefix, which diffusers strips as it strips the keys').
+Folders of uir's first layout (keys without the prefix, no header) still load, with a one-line
+notice. Only safetensors are read: a pickle (``.bin``, ``.pt``, ``.pth``, ``.ckpt``, ``.pkl``)
+is refused. An expert made for another base model is refused by its fingerprint
+(:mod:`uir.lora.fingerprint`) and, failing that, by its layer shapes.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import tempfile
@@ -32,11 +38,19 @@ from safetensors.torch import save_file
 from ..files import load_json_object, load_safetensors, staged_directory
 from .mixture import LoRAMixtureLayer, inject_mixture, mixture_layers, remove_mixture
 
+logger = logging.getLogger("uir.lora")
+
 EXPERT_FORMAT = "uir-expert/1"
 METADATA_FILE = "uir_expert.json"
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+#: PEFT's prefix of a model's keys in a saved adapter: ``PeftModel.from_pretrained`` loads only
+#: keys that carry it (without it, nothing, with only a warning)
+PEFT_KEY_PREFIX = "base_model.model."
+#: the safetensors header entry diffusers' ``load_lora_adapter`` builds its ``LoraConfig`` from
+#: (without it, it assumes ``lora_alpha = r``: scale 1.0 whatever the expert's alpha)
+DIFFUSERS_METADATA_KEY = "lora_adapter_metadata"
 _LORA_KEY = re.compile(r"^(?P<layer>.+)\.lora_(?P<kind>[AB])\.weight$")
 
 
@@ -50,6 +64,14 @@ class ExpertComponent:
 
     state_dict: dict[str, torch.Tensor] = field(repr=False)
     config: dict = field(repr=False)
+
+    def save(self, folder: Path) -> None:
+        """Write ``adapter_model.safetensors`` and ``adapter_config.json`` into ``folder`` in
+        PEFT's saved layout, the config also in the header for diffusers (module docstring)."""
+        state = {PEFT_KEY_PREFIX + k: v.detach().contiguous().cpu() for k, v in self.state_dict.items()}
+        header = {PEFT_KEY_PREFIX + key: value for key, value in self.config.items()}
+        save_file(state, folder / WEIGHTS_FILE, metadata={"format": "pt", DIFFUSERS_METADATA_KEY: json.dumps(header)})
+        (folder / CONFIG_FILE).write_text(json.dumps(self.config, indent=2, sort_keys=True))
 
     def layers(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """``{layer path: (A, B)}``."""
@@ -99,29 +121,6 @@ class ExpertComponent:
         return alpha / math.sqrt(rank) if self.config.get("use_rslora") else alpha / rank
 
 
-FINGERPRINT_KEY = "base_fingerprint"
-
-
-def base_fingerprint(models: dict[str, torch.nn.Module]) -> str:
-    """16 hex digits identifying the base weights experts are trained on: SHA-256 over each
-    tensor's name, shape and 64 evenly spaced values, rounded to bfloat16 so that a base loaded
-    in bfloat16 has the fingerprint of its float32 original. Expert mixture layers are skipped
-    (their base layer counts under its own name), so experts do not change it."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for component in sorted(models):
-        for name, tensor in sorted(models[component].state_dict().items()):
-            if "lora_" in name:
-                continue
-            name = name.replace(".base.", ".")
-            flat = tensor.detach().reshape(-1)
-            sample = flat[:: max(1, flat.numel() // 64)][:64].to(torch.bfloat16).view(torch.int16)
-            digest.update(f"{component}.{name}{tuple(tensor.shape)}".encode())
-            digest.update(sample.cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 @dataclass
 class LoRAExpert:
     """A degradation expert: its name, vocabulary text, base model and per-component LoRAs.
@@ -159,9 +158,7 @@ class LoRAExpert:
         with staged_directory(path) as staging:
             for name, component in self.components.items():
                 (staging / name).mkdir()
-                state = {k: v.detach().contiguous().cpu() for k, v in component.state_dict.items()}
-                save_file(state, staging / name / WEIGHTS_FILE, metadata={"format": "pt"})
-                (staging / name / CONFIG_FILE).write_text(json.dumps(component.config, indent=2, sort_keys=True))
+                component.save(staging / name)
             (staging / METADATA_FILE).write_text(json.dumps(self.metadata(), indent=2, sort_keys=True))
         return path
 
@@ -201,8 +198,7 @@ class LoRAExpert:
             for needed in (weights, config):
                 if not needed.is_file():
                     raise ExpertError(f"{path}: missing {needed.relative_to(path)}")
-            components[name] = ExpertComponent(load_safetensors(weights, ExpertError),
-                                               load_json_object(config, ExpertError))
+            components[name] = ExpertComponent(_read_weights(weights), load_json_object(config, ExpertError))
         known = {"format", "degradation", "text", "base_model", "ranks"}
         return cls(meta["degradation"], components, meta.get("base_model", ""), meta.get("text"),
                    {k: v for k, v in meta.items() if k not in known})
@@ -245,8 +241,9 @@ class ExpertList:
         self._names_changed()
 
     @classmethod
-    def from_folder(cls, directory) -> "ExpertList":
-        """Read a saved list: ``config.json`` and the expert folders it names."""
+    def from_folder(cls, directory, variant: str | None = None) -> "ExpertList":
+        """Read a saved list: ``config.json`` and the expert folders it names
+        (:func:`expert_folder_name`; a folder of the first layout, ``<name>/``, is read too)."""
         directory = Path(directory)
         config_path = directory / cls.config_name
         if not config_path.is_file():
@@ -254,8 +251,35 @@ class ExpertList:
         config = load_json_object(config_path, ExpertError)
         experts = cls(base_model=config.get("base_model", ""))
         for name in config.get("names") or []:
-            experts.add(LoRAExpert.load(directory / name))
+            folder = directory / expert_folder_name(name, variant)
+            if variant is None and not folder.is_dir():
+                folder = directory / name
+            if not folder.is_dir():
+                raise ExpertError(f"{directory}: no folder {expert_folder_name(name, variant)} for expert {name!r}")
+            experts.add(LoRAExpert.load(folder))
         return experts
+
+
+def expert_folder_name(name: str, variant: str | None = None) -> str:
+    """The folder of expert ``name`` in a saved list: ``noisy.expert``, or ``noisy.fp16.expert``
+    for a ``variant``. diffusers reads the text after the first dot of every entry of a component
+    folder as a variant name (and fails on an entry with no dot), as in
+    ``diffusion_pytorch_model.fp16.safetensors``."""
+    return f"{name}.{variant}.expert" if variant else f"{name}.expert"
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A component's LoRA weights in uir's key layout (``<layer>.lora_A.weight``), from PEFT's
+    saved layout or, with a one-line notice, from uir's first (unprefixed) one."""
+    state = load_safetensors(path, ExpertError)
+    prefixed = [key.startswith(PEFT_KEY_PREFIX) for key in state]
+    if all(prefixed):
+        return {key[len(PEFT_KEY_PREFIX):]: tensor for key, tensor in state.items()}
+    if any(prefixed):
+        raise ExpertError(f"{path}: some keys carry PEFT's {PEFT_KEY_PREFIX!r} prefix and some do not")
+    logger.warning("%s: uir's first key layout (no %r prefix), which PEFT and diffusers cannot read; "
+                   "LoRAExpert.load(folder).save(new_folder) writes the current one", path, PEFT_KEY_PREFIX)
+    return state
 
 
 def _download(repo_id: str, **hub_kwargs) -> Path:
@@ -320,13 +344,14 @@ def extract_expert(model: torch.nn.Module, k: int) -> dict[str, torch.Tensor]:
 
 
 __all__ = [
+    "DIFFUSERS_METADATA_KEY",
     "EXPERT_FORMAT",
-    "FINGERPRINT_KEY",
-    "base_fingerprint",
+    "PEFT_KEY_PREFIX",
     "ExpertComponent",
     "ExpertError",
     "ExpertList",
     "LoRAExpert",
+    "expert_folder_name",
     "extract_expert",
     "install_experts",
     "lora_config",

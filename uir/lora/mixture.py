@@ -40,7 +40,24 @@ SUPPORTED = (nn.Linear, nn.Conv2d)
 PATHS = ("auto", "stacked", "merged")
 
 
-class LoRAMixtureLayer(nn.Module):
+class WrapsBaseLayer(nn.Module):
+    """A layer wrapped by uir exposes the base layer's tensors, as PEFT's layers do: code that
+    reads ``layer.weight`` or ``layer.bias`` (diffusers' ``fuse_projections``, dtype probes)
+    sees the frozen base. Subclasses implement ``get_base_layer``."""
+
+    def get_base_layer(self) -> nn.Module:
+        raise NotImplementedError
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.get_base_layer().weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.get_base_layer().bias
+
+
+class LoRAMixtureLayer(WrapsBaseLayer):
     """A frozen ``nn.Linear`` or ``nn.Conv2d`` plus ``K`` stacked LoRA experts.
 
     ``ranks[k]`` is expert ``k``'s rank at this layer (0 when it does not adapt this layer)
@@ -77,6 +94,14 @@ class LoRAMixtureLayer(nn.Module):
     @property
     def num_experts(self) -> int:
         return len(self.ranks)
+
+    def get_base_layer(self) -> nn.Module:
+        return self.base
+
+    @property
+    def active(self) -> bool:
+        """Whether the experts act on the output: weights set, or merged into the base weight."""
+        return self.weights is not None or self._unfused_weight is not None
 
     def expert_slice(self, k: int) -> slice:
         start = sum(self.ranks[:k])
@@ -200,6 +225,45 @@ class LoRAMixtureLayer(nn.Module):
             self._unfused_weight = None
 
 
+class FusedProjectionMixture(WrapsBaseLayer):
+    """A fused projection (diffusers' ``to_qkv`` / ``to_kv`` after ``fuse_qkv_projections``)
+    whose parts hold experts: while mixture weights are set it returns the parts' outputs,
+    concatenated as the fused layer's are, so the experts still act on q, k and v; otherwise the
+    fused layer. The parts stay registered where they are (``to_q`` ...), not here."""
+
+    def __init__(self, fused: nn.Linear, parts: tuple[nn.Module, ...]):
+        super().__init__()
+        self.fused = fused
+        self.parts = parts  # a tuple: not registered twice
+
+    def get_base_layer(self) -> nn.Module:
+        return self.fused
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if any(isinstance(p, LoRAMixtureLayer) and p.active for p in self.parts):
+            return torch.cat([p(x) for p in self.parts], dim=-1)
+        return self.fused(x)
+
+
+#: diffusers' fused attention projections and the layers each concatenates
+FUSED_PROJECTIONS = {"to_qkv": ("to_q", "to_k", "to_v"), "to_kv": ("to_k", "to_v")}
+
+
+def adopt_fused_projections(model: nn.Module) -> None:
+    """Wrap each fused attention projection of ``model`` whose parts hold experts in a
+    :class:`FusedProjectionMixture` (diffusers builds the fused layer from the base weights
+    alone, so without this, experts on q, k and v would silently stop acting). Whichever came
+    first, ``fuse_qkv_projections`` or the experts, the result equals the unfused model's."""
+    for module in list(model.modules()):
+        if not getattr(module, "fused_projections", False):
+            continue
+        for fused_name, part_names in FUSED_PROJECTIONS.items():
+            fused = getattr(module, fused_name, None)
+            parts = tuple(getattr(module, name, None) for name in part_names)
+            if isinstance(fused, nn.Linear) and any(isinstance(p, LoRAMixtureLayer) for p in parts):
+                setattr(module, fused_name, FusedProjectionMixture(fused, parts))
+
+
 def mixture_layers(model: nn.Module) -> list[LoRAMixtureLayer]:
     return [m for m in model.modules() if isinstance(m, LoRAMixtureLayer)]
 
@@ -232,6 +296,7 @@ def mixture_weights(model: nn.Module, weights, path: str = "auto"):
         raise ValueError(f"unknown mixture path {path!r}; valid choices: {', '.join(PATHS)}")
     layers, k = _layers_with_k(model)
     rows = _as_weight_rows(weights, k)
+    adopt_fused_projections(model)
     for layer in layers:
         layer.weights = rows.to(layer.lora_A.device)
         layer.path = path
@@ -250,6 +315,7 @@ def fused(model: nn.Module, weights):
     rows = _as_weight_rows(weights, k)
     if rows.shape[0] != 1:
         raise ValueError("fused mixtures take one weight vector shared by the batch")
+    adopt_fused_projections(model)
     try:
         with torch.no_grad():
             for layer in layers:
@@ -279,9 +345,12 @@ def inject_mixture(model: nn.Module, layer_ranks: dict[str, list[int]], layer_sc
 
 
 def remove_mixture(model: nn.Module) -> None:
-    """Put the original base layers back."""
+    """Put the original base layers (and fused projections) back."""
     for name, module in list(model.named_modules()):
-        if isinstance(module, LoRAMixtureLayer):
-            module.unfuse()
+        if isinstance(module, (LoRAMixtureLayer, FusedProjectionMixture)):
             parent, child = _get_parent(model, name)
-            setattr(parent, child, module.base)
+            if isinstance(module, LoRAMixtureLayer):
+                module.unfuse()
+                setattr(parent, child, module.base)
+            else:
+                setattr(parent, child, module.fused)

@@ -41,7 +41,6 @@ class RestorerPipeline(RestorerRestoration, ExpertMixturePipeline):
     def __init__(self, restorer: ModelMixin, router: DegradationRouter | None = None,
                  experts: ExpertBank | None = None):
         super().__init__()
-        experts = experts if experts is not None else ExpertBank()
         self.register_modules(restorer=restorer, router=router, experts=experts)
         restorer.requires_grad_(False)
         self._set_up_experts()
