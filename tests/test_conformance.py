@@ -63,9 +63,10 @@ def test_every_dtype_loads_with_its_experts(pipe, tmp_path, dtype, tolerance):
     """The experts' base fingerprint holds in every dtype (float16 used to be refused)."""
     expected = _restore(pipe)
     pipe.save_pretrained(tmp_path)
-    loaded = type(pipe).from_pretrained(tmp_path, dtype=dtype)
-    assert loaded.experts.names == list(NAMES) and loaded.dtype == dtype
-    assert (_restore(loaded) - expected).abs().max() < tolerance
+    for loaded in (type(pipe).from_pretrained(tmp_path, dtype=dtype),
+                   DiffusionPipeline.from_pretrained(tmp_path, dtype=dtype, trust_remote_code=True)):
+        assert loaded.experts.names == list(NAMES) and loaded.dtype == dtype
+        assert (_restore(loaded) - expected).abs().max() < tolerance
     again = type(pipe).from_pretrained(tmp_path)
     again.to(dtype)
     again.load_expert(loaded.experts.experts[0], replace=True)  # an expert checked on the other dtype's base
