@@ -25,12 +25,15 @@ For a batch that shares one weight vector, :func:`fused` merges ``sum_k s_k c_k 
 the base weights and restores the original tensors bitwise afterwards.
 
 Weights reach the layers only through the :func:`mixture_weights` and :func:`fused` context
-managers, which set them on entry and clear them on exit.
+managers. :func:`mixture_weights` keeps them in a context variable, not on the layers: each
+thread (and asyncio task) sees the weights of its own call, so one pipeline serves several
+threads at once. :func:`fused` changes the shared base weights and is for one caller at a time.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +41,9 @@ from torch import nn
 
 SUPPORTED = (nn.Linear, nn.Conv2d)
 PATHS = ("auto", "stacked", "merged")
+#: the mixture weights of the calls under way in this context (thread, asyncio task):
+#: ``{id(layer): (weight rows, path)}``, set only by :func:`mixture_weights`
+_CALL_WEIGHTS: ContextVar[dict] = ContextVar("uir_mixture_weights", default={})
 
 
 class WrapsBaseLayer(nn.Module):
@@ -87,8 +93,6 @@ class LoRAMixtureLayer(WrapsBaseLayer):
         self.register_buffer(
             "expert_of_channel", torch.repeat_interleave(torch.arange(len(ranks)), torch.tensor(ranks)), persistent=False
         )
-        self.weights: torch.Tensor | None = None
-        self.path = "auto"
         self._unfused_weight: torch.Tensor | None = None
 
     @property
@@ -97,6 +101,16 @@ class LoRAMixtureLayer(WrapsBaseLayer):
 
     def get_base_layer(self) -> nn.Module:
         return self.base
+
+    @property
+    def weights(self) -> torch.Tensor | None:
+        """The (rows, K) mixture weights of the current call, ``None`` outside one."""
+        return _CALL_WEIGHTS.get().get(id(self), (None, "auto"))[0]
+
+    @property
+    def path(self) -> str:
+        """``auto``, ``stacked`` or ``merged``: how the current call computes eq. 5."""
+        return _CALL_WEIGHTS.get().get(id(self), (None, "auto"))[1]
 
     @property
     def active(self) -> bool:
@@ -297,15 +311,16 @@ def mixture_weights(model: nn.Module, weights, path: str = "auto"):
     layers, k = _layers_with_k(model)
     rows = _as_weight_rows(weights, k)
     adopt_fused_projections(model)
+    on_device = {}
+    call = dict(_CALL_WEIGHTS.get())
     for layer in layers:
-        layer.weights = rows.to(layer.lora_A.device)
-        layer.path = path
+        device = layer.lora_A.device
+        call[id(layer)] = (on_device.setdefault(device, rows.to(device)), path)
+    token = _CALL_WEIGHTS.set(call)
     try:
         yield
     finally:
-        for layer in layers:
-            layer.weights = None
-            layer.path = "auto"
+        _CALL_WEIGHTS.reset(token)
 
 
 @contextmanager
