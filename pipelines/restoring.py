@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from uir.files import check_weights
 from uir.images import to_pil, to_tensor
 from uir.lora import (FINGERPRINT_KEY, ExpertError, ExpertList, LoRAExpert, base_fingerprint, fingerprints_match,
                       install_experts, mixture_layers, short_fingerprint)
@@ -124,9 +125,12 @@ class MixtureRestoration:
         return self.experts if self.experts is not None else ExpertList()
 
     def _set_up_experts(self) -> None:
-        """Called by subclasses once the components are registered: fingerprint the base (before
+        """Called by subclasses once the components are registered: refuse a router of NaN or absurd
+        weights, fingerprint the base (before
         any mixture is installed), check the bank's experts against it and install them."""
         self.base_fingerprint = base_fingerprint(self._base_models())
+        if self.router is not None:  # a router of NaN weights would call every image "nan" confident
+            check_weights(self.router.state_dict(), "router", ValueError)
         for expert in self.expert_list.experts:
             self._check_expert(expert)
         if self.expert_list.experts:

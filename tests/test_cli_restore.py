@@ -135,10 +135,19 @@ def test_restore_without_a_router_names_the_flags(inputs, tmp_path, capsys):
     (["--degradation", "foggy"], "no expert for foggy"),
     (["--degradation", "noisy", "--weights", "noisy=1"], "not both"),
     (["--weights", "noisy:1"], "NAME=NUMBER"),
+    (["--weights", "noisy=0.5,hazy"], "NAME=NUMBER"),
+    (["--weights", "noisy=1e30"], "must lie in [0, 1], got 1e+30"),
+    (["--weights", "noisy=-1"], "must lie in [0, 1], got -1"),
+    (["--weights", "noisy=nan"], "must lie in [0, 1], got nan"),
+    (["--weights", "noisy=0.5,noisy=0.2"], "--weights names noisy more than once"),
+    (["--degradation", "noisy,noisy"], "--degradation names noisy more than once"),
 ])
 def test_restore_usage_errors(model_dir, inputs, tmp_path, capsys, extra, message):
+    """Each a single line with exit 2 before any work (``--weights noisy=-1`` used to run and
+    print "experts: none"; ``--degradation noisy,noisy`` gave noisy a weight of 0.5)."""
     code = main(["restore", str(inputs / "a.png"), "-o", str(tmp_path / "x.png"), "--model", str(model_dir), *extra])
-    assert code == EXIT_USAGE and message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and message in err and err.count("\n") == 1
     assert not (tmp_path / "x.png").exists()
 
 

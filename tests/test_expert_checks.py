@@ -188,3 +188,29 @@ def test_a_refused_replacement_keeps_the_loaded_expert(pipe):
         pipe.load_expert(other_label, replace=True)
     assert pipe.experts.names == ["noisy", "hazy"]
     torch.testing.assert_close(pipe(x, weights={"noisy": 1.0}, output_type="pt").images, before)
+
+
+@pytest.mark.parametrize("value", [float("nan"), 1e38])
+def test_non_finite_or_absurd_weights_are_refused_at_load_naming_the_file(pipe, tmp_path, photo, capsys, value):
+    """They used to be accepted: the output was all black, or the router said "confidence nan"."""
+    expert = _expert(pipe)
+    next(iter(expert.components["restorer"].state_dict.values()))[0].fill_(value)
+    expert.save(tmp_path / "bad")
+    with pytest.raises(ExpertError, match="bad/restorer/adapter_model.safetensors: tensor .* NaN, infinite or absurd"):
+        LoRAExpert.load(tmp_path / "bad")
+    pipe.save_pretrained(tmp_path / "model")
+    code = main(["restore", str(photo), "-o", str(tmp_path / "out.png"), "--model", str(tmp_path / "model"),
+                 "--experts", str(tmp_path / "bad")])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and err.count("\n") == 1 and "NaN, infinite or absurd" in err
+
+    with torch.no_grad():
+        next(pipe.router.parameters()).fill_(value)
+    pipe.save_pretrained(tmp_path / "bad-router")
+    with pytest.raises(ValueError, match="router: tensor .* NaN, infinite or absurd"):
+        RestorerPipeline.from_pretrained(tmp_path / "bad-router")
+    capsys.readouterr()
+    code = main(["restore", str(photo), "-o", str(tmp_path / "out.png"), "--model", str(tmp_path / "bad-router")])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and err.count("\n") == 1 and "NaN, infinite or absurd" in err
+    assert not (tmp_path / "out.png").exists()

@@ -232,3 +232,10 @@ def test_zero_weights_run_the_base_alone_without_touching_the_experts(pipe):
     out = pipe(x, weights=torch.zeros(2, 3), output_type="pt").images
     with torch.no_grad():
         assert torch.equal(out, plain(x).clamp(0, 1))
+
+
+@pytest.mark.parametrize("weights", [{"noisy": -1.0}, {"noisy": 1e30}, {"noisy": float("nan")},
+                                     torch.tensor([0.5, 2.0, 0.0])])
+def test_manual_weights_outside_zero_one_are_refused(pipe, weights):
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        pipe(torch.rand(1, 3, 16, 16), weights=weights)

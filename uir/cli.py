@@ -142,21 +142,33 @@ def _parse_weights(spec: str | None, names: str | None) -> dict | None:
     """``--weights noisy=0.7,hazy=0.3`` or ``--degradation noisy,hazy`` (equal weights) to a dict."""
     if spec and names:
         raise UsageError("give --weights or --degradation, not both")
+    from .lora.strategies import check_manual_weights
+
     if names:
         chosen = [n.strip() for n in names.split(",") if n.strip()]
+        _refuse_repeats("--degradation", chosen)
         return {n: 1.0 / len(chosen) for n in chosen}
     if not spec:
         return None
-    weights = {}
-    for item in spec.split(","):
-        key, sep, value = item.partition("=")
-        try:
-            weights[key.strip()] = float(value)
-        except ValueError:
-            raise UsageError(f"--weights expects NAME=NUMBER pairs, got {item!r}") from None
-        if not sep:
-            raise UsageError(f"--weights expects NAME=NUMBER pairs, got {item!r}")
-    return weights
+    pairs = [item.partition("=") for item in spec.split(",")]
+    try:
+        weights = [(key.strip(), float(value)) for key, sep, value in pairs if sep]
+    except ValueError:
+        weights = []
+    if len(weights) != len(pairs):
+        raise UsageError(f"--weights expects NAME=NUMBER pairs, got {spec!r}")
+    _refuse_repeats("--weights", [key for key, _ in weights])
+    try:
+        check_manual_weights([value for _, value in weights])
+    except ValueError as error:
+        raise UsageError(f"--weights: {error}") from None
+    return dict(weights)
+
+
+def _refuse_repeats(option: str, names: list) -> None:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise UsageError(f"{option} names {', '.join(repeated)} more than once")
 
 
 def _load_for_cli(args, state=None):

@@ -125,15 +125,31 @@ def load_json_object(path, error: type[Exception] = ValueError) -> dict:
     return value
 
 
+#: no weight of a network uir loads comes near this; a larger one (1e38) marks a damaged file
+ABSURD_WEIGHT = 1e6
+
+
+def check_weights(state: dict, source, error: type[Exception] = OSError) -> dict:
+    """``state`` (name -> tensor), unless a floating tensor holds NaN, an infinity or a value
+    beyond +-:data:`ABSURD_WEIGHT`: then ``error`` with one line naming ``source`` and the tensor
+    (such weights restore every image to black or NaN without any other sign)."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and tensor.numel() and not bool(tensor.abs().max() <= ABSURD_WEIGHT):
+            raise error(f"{source}: tensor {name} holds NaN, infinite or absurd values (beyond {ABSURD_WEIGHT:g})")
+    return state
+
+
 def load_safetensors(path, error: type[Exception] = OSError) -> dict:
-    """The tensors in a safetensors file; ``error`` with one line when it is missing or damaged
-    (safetensors raises its own ``SafetensorError``, which callers would not expect)."""
+    """The tensors in a safetensors file; ``error`` with one line when it is missing, damaged
+    (safetensors raises its own ``SafetensorError``, which callers would not expect) or holds
+    non-finite or absurd weights (:func:`check_weights`)."""
     from safetensors.torch import load_file
 
     try:
-        return load_file(path)
+        state = load_file(path)
     except Exception as reason:
         raise error(f"{path}: unreadable safetensors file ({reason})") from None
+    return check_weights(state, path, error)
 
 
 def save_json(value, path) -> Path:
@@ -141,5 +157,5 @@ def save_json(value, path) -> Path:
     return atomic_write(path, lambda stream: stream.write((json.dumps(value, indent=2) + "\n").encode()))
 
 
-__all__ = ["PARTIAL_SUFFIX", "STALE_AFTER_S", "atomic_write", "load_json_object", "remove_stale_temporaries", "save_json",
+__all__ = ["ABSURD_WEIGHT", "PARTIAL_SUFFIX", "check_weights", "STALE_AFTER_S", "atomic_write", "load_json_object", "remove_stale_temporaries", "save_json",
            "save_pretrained_staged", "staged_directory"]

@@ -12,7 +12,8 @@
   router's ``min_confidence`` get the ``low_confidence`` policy instead: ``soft`` keeps the
   :data:`SOFT_TOP_K` largest entries (eq. 4 with that K), ``base`` no expert at all.
 * ``manual``: weights given by the user, a ``{degradation: weight}`` dict or a (B,K)/(K,) tensor,
-  used as given (the paper lets users specify ``s``).
+  used as given (the paper lets users specify ``s``), each in :data:`MANUAL_WEIGHT_RANGE`
+  (an expert at 1 acts as trained; a negative or huge weight would only wreck the image).
 * ``average``: ``1/K`` for every expert.
 * ``random``: one expert drawn uniformly per image (weight 1), from ``generator``.
 """
@@ -30,6 +31,17 @@ SOFT_TOP_K = 3
 #: experts the router keeps per image unless told otherwise: the single best one measured best
 #: on the embedded default (README, "default (router, top-1)")
 DEFAULT_TOP_K = 1
+#: the range of each manual weight: eq. 4's weights lie in [0, 1]
+MANUAL_WEIGHT_RANGE = (0.0, 1.0)
+
+
+def check_manual_weights(values) -> None:
+    """A one-line ``ValueError`` unless every weight is a number in :data:`MANUAL_WEIGHT_RANGE`."""
+    values = torch.as_tensor(values, dtype=torch.float64)
+    low, high = MANUAL_WEIGHT_RANGE
+    bad = values[~((values >= low) & (values <= high))]
+    if bad.numel():
+        raise ValueError(f"expert weights must lie in [{low:g}, {high:g}], got {bad[0].item():g}")
 
 
 def top_k_weights(probabilities: torch.Tensor, k: int) -> torch.Tensor:
@@ -55,8 +67,7 @@ def manual_weights(weights, expert_names: list[str], batch: int) -> torch.Tensor
         rows = rows.expand(batch, k) if rows.dim() == 1 else rows
         if rows.shape != (batch, k):
             raise ValueError(f"weights must have shape ({k},) or ({batch}, {k}) for {k} experts, got {tuple(rows.shape)}")
-    if not torch.isfinite(rows).all():
-        raise ValueError("weights contain NaN or infinite values")
+    check_manual_weights(rows)
     return rows.float().contiguous()
 
 
