@@ -77,6 +77,36 @@ def test_restore_refuses_to_overwrite_an_input(model_dir, inputs, capsys, output
     assert (inputs / "a.png").read_bytes() != before["a.png"]
 
 
+@pytest.mark.parametrize("spelling", ["relative", "absolute", "dotdot", "symlink"])
+@pytest.mark.parametrize("skip_existing", [False, True])
+def test_one_file_named_two_ways_is_refused_as_an_input(model_dir, inputs, capsys, monkeypatch, spelling,
+                                                         skip_existing):
+    (inputs / "broken.png").unlink()
+    before = _snapshot(inputs)
+    monkeypatch.chdir(inputs)
+    (inputs / "sub").mkdir()
+    (inputs / "link.png").symlink_to(inputs / "a.png")
+    source = {"relative": str(inputs / "a.png"), "absolute": "a.png", "dotdot": "sub/../a.png",
+              "symlink": "a.png"}[spelling]
+    output = {"relative": "a.png", "absolute": str(inputs / "a.png"), "dotdot": "a.png",
+              "symlink": "link.png"}[spelling]
+    code = main(["restore", source, "-o", output, "--model", str(model_dir)] + ["--skip-existing"] * skip_existing)
+    assert code == EXIT_USAGE and "is one of the inputs" in capsys.readouterr().err
+    assert (inputs / "a.png").read_bytes() == before["a.png"]
+
+
+def test_skip_existing_still_writes_an_output_whose_temporary_was_left_behind(model_dir, inputs, tmp_path):
+    from uir.files import PARTIAL_SUFFIX
+
+    out = tmp_path / "out"
+    out.mkdir()
+    leftover = out / f".a.png.x1{PARTIAL_SUFFIX}"  # a killed run's half-written a.png
+    leftover.write_bytes(b"half")
+    assert main(["restore", str(inputs / "a.png"), "-o", str(out), "--model", str(model_dir),
+                 "--skip-existing"]) == EXIT_OK
+    assert load_image(out / "a.png").shape == (3, 48, 64)
+
+
 def test_restore_refuses_existing_outputs_and_colliding_stems(model_dir, inputs, tmp_path, capsys):
     out = tmp_path / "out"
     save_image(torch.zeros(3, 8, 8), out / "a.png")
@@ -105,22 +135,34 @@ def test_output_that_appears_while_restoring_is_kept(tmp_path):
 
 
 def test_stale_temporaries_of_a_killed_run_are_removed(model_dir, inputs, tmp_path):
+    """A temporary whose process is gone is removed by the next run, however young (a kill -9
+    mid-write used to leave it for an hour); a live process's, or one whose owner cannot be
+    told, is kept until it is old."""
     import os
+    import subprocess
+    import sys
     import time
 
-    from uir.files import PARTIAL_SUFFIX, STALE_AFTER_S
+    from uir.files import PARTIAL_SUFFIX, STALE_AFTER_S, _owner_tag
 
+    host = _owner_tag().rpartition("-")[0]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
     out = tmp_path / "out"
     out.mkdir()
-    stale, fresh, foreign = (out / f".a.png.x1{PARTIAL_SUFFIX}", out / f".b.png.x2{PARTIAL_SUFFIX}",
+    killed = out / f".a.png.{host}-{dead}.k1{PARTIAL_SUFFIX}"
+    running = out / f".b.png.{host}-{os.getpid()}.r1{PARTIAL_SUFFIX}"
+    other_host = out / f".c.png.elsewhere-{dead}.h1{PARTIAL_SUFFIX}"
+    stale, fresh, foreign = (out / f".d.png.x1{PARTIAL_SUFFIX}", out / f".e.png.x2{PARTIAL_SUFFIX}",
                              out / ".notes.tmp")
-    for path in (stale, fresh, foreign):
+    for path in (killed, running, other_host, stale, fresh, foreign):
         path.write_bytes(b"partial")
     old = time.time() - STALE_AFTER_S - 10
     os.utime(stale, (old, old))
     os.utime(foreign, (old, old))
     assert main(["restore", str(inputs / "a.png"), "-o", str(out), "--model", str(model_dir)]) == EXIT_OK
-    assert not stale.exists() and fresh.exists() and foreign.exists()
+    assert not killed.exists() and not stale.exists()
+    assert running.exists() and other_host.exists() and fresh.exists() and foreign.exists()
 
 
 def test_restore_without_a_router_names_the_flags(inputs, tmp_path, capsys):

@@ -77,12 +77,21 @@ def test_wrapping_and_adding_moe_adapters_leave_a_trained_network_unchanged():
     assert not torch.allclose(model(x, 3), before)
 
 
+def _same_weights_and_outputs(a, b, *inputs, **kwargs):
+    """The round trip is exact in the weights; the outputs agree to float precision, not bit for
+    bit: tensors read back from safetensors need not be 64-byte aligned, and with one OpenMP
+    thread the convolution kernels then sum in another order (6e-8 apart under autograd)."""
+    ours, theirs = a.state_dict(), b.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    torch.testing.assert_close(a(*inputs, **kwargs), b(*inputs, **kwargs), rtol=0, atol=1e-6)
+
+
 def test_round_trip_is_exact_with_adapters_and_another_backbone(tmp_path):
     model = tiny(moe=3)
     model.save_pretrained(tmp_path / "nafnet")
     loaded = TimeConditionedRestorer.from_pretrained(tmp_path / "nafnet")
     x = images()
-    assert torch.equal(loaded(x, 4), model(x, 4))
+    _same_weights_and_outputs(loaded, model, x, 4)
     assert loaded.config.moe_experts == 3
     # LIRA: explicit blocks, a backbone keyword (task) passed through
     lira = LIRANetwork(channels=8, num_experts=2, num_blocks=2)
@@ -96,7 +105,7 @@ def test_round_trip_is_exact_with_adapters_and_another_backbone(tmp_path):
         wrapped.modulations[0].bias.fill_(0.3)
     wrapped.save_pretrained(tmp_path / "lira")
     again = TimeConditionedRestorer.from_pretrained(tmp_path / "lira")
-    assert torch.equal(again(x, 5, task=0), wrapped(x, 5, task=0))
+    _same_weights_and_outputs(again, wrapped, x, 5, task=0)
     assert not torch.allclose(again(x, 5, task=0), lira(x, task=0))
 
 

@@ -8,8 +8,8 @@
   one back with a one-line error, :func:`load_safetensors` a weights file.
 * :func:`remove_stale_temporaries`: what a killed process left of the two above.
 
-Temporaries are named ``.<name>.<random>`` + :data:`PARTIAL_SUFFIX`, so uir only ever removes
-its own.
+Temporaries are named ``.<name>.<host>-<pid>.<random>`` + :data:`PARTIAL_SUFFIX`, so uir only
+ever removes its own, and only those whose process is gone.
 
 Both keep the usual permissions (``0o666`` / ``0o777`` less the umask), not the private ones
 of ``tempfile``.
@@ -19,16 +19,40 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
-from contextlib import contextmanager
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 #: the suffix of uir's temporary files and folders
 PARTIAL_SUFFIX = ".uir-partial"
-#: temporaries younger than this may belong to a running process and are left alone
+#: a temporary whose owner cannot be checked (another host's, or of the first naming, without
+#: the owner) is left alone until it is this old: it may belong to a running process
 STALE_AFTER_S = 3600.0
+_OWNER = re.compile(r"\.(?P<host>[^./]+)-(?P<pid>\d+)\.[^.]+" + re.escape(PARTIAL_SUFFIX) + "$")
+
+
+def _owner_tag() -> str:
+    """``<host>-<pid>``: who writes a temporary (dots and dashes of the host name dropped)."""
+    return f"{re.sub(r'[^A-Za-z0-9]', '', socket.gethostname()) or 'host'}-{os.getpid()}"
+
+
+def _owner_alive(path: Path) -> bool | None:
+    """Whether the process that named temporary ``path`` still runs; ``None`` when this cannot
+    be told (another host, or a name without the owner)."""
+    match = _OWNER.search(path.name)
+    if not match or match["host"] != _owner_tag().rpartition("-")[0]:
+        return None
+    try:
+        os.kill(int(match["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _umask() -> int:
@@ -47,7 +71,7 @@ def atomic_write(path, write, overwrite: bool = True) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_owner_tag()}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)
@@ -64,8 +88,9 @@ def atomic_write(path, write, overwrite: bool = True) -> Path:
 
 
 def remove_stale_temporaries(folder, older_than_s: float = STALE_AFTER_S) -> list[Path]:
-    """Remove uir's temporary files and folders in ``folder`` last touched more than
-    ``older_than_s`` ago (left by a killed process); return what was removed."""
+    """Remove uir's temporary files and folders in ``folder`` that a killed process left: those
+    whose owner process on this host is gone, whatever their age, and those whose owner cannot
+    be checked once untouched for ``older_than_s``. Return what was removed."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -73,7 +98,8 @@ def remove_stale_temporaries(folder, older_than_s: float = STALE_AFTER_S) -> lis
     removed = []
     for path in folder.glob(f".*{PARTIAL_SUFFIX}"):
         try:
-            if path.lstat().st_mtime < cutoff:
+            alive = _owner_alive(path)
+            if alive is False or (alive is None and path.lstat().st_mtime < cutoff):
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
                 removed.append(path)
         except FileNotFoundError:  # another process cleaned it first
@@ -88,7 +114,8 @@ def staged_directory(target):
     gets the usual permissions (``0o777`` less the umask), not the temp folder's ``0o700``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=PARTIAL_SUFFIX, dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{_owner_tag()}.", suffix=PARTIAL_SUFFIX,
+                                    dir=target.parent))
     try:
         os.chmod(staging, 0o777 & ~_umask())
         yield staging

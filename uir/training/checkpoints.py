@@ -4,7 +4,8 @@ A checkpoint holds only the trained parameters, never a frozen base:
 ``trainable.safetensors``, ``buffers.safetensors`` (the buffers of the modules being trained,
 such as batch-norm running statistics, without which a resumed network would evaluate with
 fresh statistics), ``optimizer.safetensors`` (AdamW moments and steps),
-``rng-<rank>.safetensors`` (each process's torch RNG state) and ``state.json`` (step, epoch,
+``rng-<rank>.safetensors`` (each process's random states: torch's on the CPU and every CUDA
+device, numpy's and Python's global generators) and ``state.json`` (step, epoch,
 LR schedule, optimizer hyper-parameters). It is written to ``checkpoint-N.tmp`` and renamed
 into place, so an interrupted save never looks like a checkpoint. ``--resume_from_checkpoint
 latest`` restores all of it and skips the batches already seen in the current epoch: on CPU
@@ -16,9 +17,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -78,7 +81,7 @@ def save_checkpoint(accelerator, output_dir, step: int, epoch: int, trainable: d
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    save_file({"state": torch.get_rng_state()}, staging / f"rng-{accelerator.process_index}.safetensors")
+    save_rng_state(staging / f"rng-{accelerator.process_index}.safetensors")
     if accelerator.is_main_process:
         save_file({name: p.detach().contiguous().cpu() for name, p in trainable.items()}, staging / TRAINABLE_FILE)
         if buffers:
@@ -143,9 +146,45 @@ def load_checkpoint(accelerator, path, trainable: dict[str, nn.Parameter], optim
     lr_scheduler.load_state_dict(state["lr_scheduler"])
     rng = path / f"rng-{accelerator.process_index}.safetensors"
     if rng.is_file():
-        torch.set_rng_state(load_file(rng)["state"])
+        load_rng_state(rng)
     return state
 
 
+def save_rng_state(path) -> None:
+    """Write every random state a training step may draw from: torch's (``state``: the CPU's;
+    ``cuda<i>``: each CUDA device's), numpy's global generator (``numpy`` and its scalars in the
+    header) and Python's ``random`` (``python``, likewise)."""
+    version, words, gauss = random.getstate()
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    tensors = {"state": torch.get_rng_state(), "python": torch.tensor(words, dtype=torch.int64),
+               "numpy": torch.from_numpy(keys.astype(np.int64))}
+    if torch.cuda.is_available():
+        tensors.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    header = {"python": json.dumps([version, gauss]), "numpy": json.dumps([kind, int(position), int(has_gauss),
+                                                                          float(cached)])}
+    save_file(tensors, path, metadata=header)
+
+
+def load_rng_state(path) -> None:
+    """Restore what :func:`save_rng_state` wrote (a file of the first form holds torch's CPU
+    state only)."""
+    from safetensors import safe_open
+
+    tensors = load_file(path)
+    with safe_open(path, "pt") as handle:
+        header = handle.metadata() or {}
+    torch.set_rng_state(tensors["state"])
+    cuda = [tensors[f"cuda{i}"] for i in range(len(tensors)) if f"cuda{i}" in tensors]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+    if "python" in tensors and "python" in header:
+        version, gauss = json.loads(header["python"])
+        random.setstate((version, tuple(tensors["python"].tolist()), gauss))
+    if "numpy" in tensors and "numpy" in header:
+        kind, position, has_gauss, cached = json.loads(header["numpy"])
+        np.random.set_state((kind, tensors["numpy"].numpy().astype(np.uint32), position, has_gauss, cached))
+
+
 __all__ = ["BUFFERS_FILE", "CHECKPOINT_PREFIX", "OPTIMIZER_FILE", "STATE_FILE", "TRAINABLE_FILE", "checkpoint_dirs",
-           "load_checkpoint", "resolve_checkpoint", "save_checkpoint", "trained_buffers"]
+           "load_checkpoint", "load_rng_state", "resolve_checkpoint", "save_checkpoint", "save_rng_state",
+           "trained_buffers"]
