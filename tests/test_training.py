@@ -91,7 +91,7 @@ def test_interrupted_run_resumes_bitwise(base_dir, photos, tmp_path, monkeypatch
 @pytest.mark.parametrize("option, message", [
     (["--degradations", "noisy,foggy"], "unknown degradation 'foggy'"),
     (["--repeats", "0"], "must be at least 1, got 0"),
-    (["--max_train_seconds", "-5"], "must be more than 0 seconds"),
+    (["--max_train_seconds", "-5"], "must be a finite number above 0"),
     (["--severity", "extreme"], "invalid choice: 'extreme'"),
     (["--streaming"], "--streaming needs --dataset_name"),
     (["--paired", "noisy"], "--paired expects NAME=LQ_DIR:GT_DIR, got 'noisy'"),

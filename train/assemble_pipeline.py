@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from uir.boundary import run_script
 from uir.files import save_pretrained_staged
 from uir.loading import load_pipeline
 
@@ -36,4 +38,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from uir.boundary import run_script
 from uir.data import photo_root, split_photos
 from uir.degradations import parse_names
 from uir.evaluation import evaluate_restoration, markdown_table
@@ -115,4 +116,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
 
+from uir.boundary import run_script
 from uir.data import photo_root, split_photos
 from uir.degradations import GRIDS_TYPES, parse_names
 from uir.evaluation import degraded_pairs, markdown_table
@@ -145,4 +147,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -38,11 +38,13 @@ non-learned baseline: normalised convolution for masks, bicubic upscaling for SI
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from uir.boundary import run_script
 from uir.data import CleanCropDataset, SingleDegradationBatchSampler
 from uir.degradations.operators import MaskOperator, SISROperator, fill_missing
 from uir.evaluation import report
@@ -244,4 +246,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

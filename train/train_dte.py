@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save
 
+from uir.boundary import run_script
 from uir.data import CleanCropDataset, SingleDegradationBatchSampler
 from uir.dte import (
     NOISE_MODELS,
@@ -361,4 +363,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

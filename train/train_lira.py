@@ -30,10 +30,12 @@ loads (restoring for the newest task).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 
+from uir.boundary import run_script
 from uir.data import SingleDegradationBatchSampler
 from uir.degradations import parse_names
 from uir.evaluation import evaluate_severities, report
@@ -304,4 +306,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

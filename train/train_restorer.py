@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from uir.boundary import run_script
 from uir.lora.bank import ExpertBank
 from uir.models import NAFNet
 from uir.pipelines import RestorerPipeline
@@ -70,4 +72,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

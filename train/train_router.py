@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from uir.boundary import run_script
 from uir.degradations import CLEAN
 from uir.evaluation import degraded_pairs, evaluate_router
 from uir.lora.strategies import LOW_CONFIDENCE_POLICIES
@@ -153,4 +155,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -10,10 +10,12 @@ training photos; the loss is L1. Writes ``OUTPUT_DIR/srresnet`` (``SRResNet.from
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch.nn.functional as F
 
+from uir.boundary import run_script
 from uir.data import CleanCropDataset, SingleDegradationBatchSampler
 from uir.models import SRResNet
 from uir.training import LossModule, add_training_args, finish, make_accelerator, train, training_photos
@@ -58,4 +60,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

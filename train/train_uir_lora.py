@@ -25,8 +25,10 @@ trains exactly one expert. Writes one expert folder per degradation to
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from uir.boundary import run_script
 from uir.data import SingleDegradationBatchSampler
 from uir.lora import FINGERPRINT_KEY, ExpertComponent, LoRAExpert, lora_config
 from uir.lora.targets import UNET_RANK, VAE_RANK
@@ -125,4 +127,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

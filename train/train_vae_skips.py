@@ -16,8 +16,10 @@ its weights); pass it to ``train_uir_lora.py --vae``.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from uir.boundary import run_script
 from uir.data import SingleDegradationBatchSampler
 from uir.lora.targets import VAE_RANK, VAE_TARGETS
 from uir.tiling import run_padded
@@ -81,4 +83,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -13,11 +13,8 @@ import sys
 import warnings
 from pathlib import Path
 
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad command-line usage; reported in one line with exit code 2."""
+from .boundary import (EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, OneLineParser, UsageError, debugging, guarded, positive_int,
+                       whole_number)
 
 
 def _parse_params(items: list[str]) -> dict:
@@ -33,10 +30,8 @@ def _parse_params(items: list[str]) -> dict:
     return params
 
 
-def _output_path(src: Path, out: Path, many: bool) -> Path:
-    if many or out.is_dir() or str(out).endswith(os.sep):
-        return out / (src.stem + ".png")
-    return out
+def _output_path(src: Path, out: Path, into_folder: bool) -> Path:
+    return out / (src.stem + ".png") if into_folder or out.is_dir() else out
 
 
 def plan_outputs(inputs: list[Path], output: str, hint: str, overwrite: bool = False,
@@ -47,6 +42,7 @@ def plan_outputs(inputs: list[Path], output: str, hint: str, overwrite: bool = F
     ``skip_existing``) exists already. Stale temporary files of an earlier, killed run are
     removed from the output folders."""
     from .files import remove_stale_temporaries
+    from .images import ImageError, output_format
 
     if not inputs:
         raise UsageError(f"no input images (give {hint})")
@@ -54,7 +50,16 @@ def plan_outputs(inputs: list[Path], output: str, hint: str, overwrite: bool = F
     many = len(inputs) > 1
     if many and out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file; several inputs need an output folder")
-    targets = [_output_path(path, out, many) for path in inputs]
+    targets = [_output_path(path, out, many or output.endswith(("/", os.sep))) for path in inputs]
+    for folder in {t.parent for t in targets}:
+        blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            raise UsageError(f"cannot write into {folder}: {blocking} is a file")
+    try:
+        for target in targets:
+            output_format(target)
+    except ImageError as error:
+        raise UsageError(str(error)) from None
     sources: dict[Path, list[Path]] = {}
     for path, target in zip(inputs, targets):
         sources.setdefault(target.resolve(), []).append(path)
@@ -117,25 +122,17 @@ def cmd_degrade(args) -> int:
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
-def _whole_number(value: str, minimum: int, expected: str = "a whole number") -> int:
-    """An argparse type's check: a whole number >= ``minimum``, else a one-line usage error."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
-    if number < minimum:
-        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {number}")
-    return number
+def _non_negative(value: str) -> int:
+    return whole_number(value, 0)
 
 
-def positive_int(value: str) -> int:
-    """An argparse type: a whole number >= 1 (the CLI's and the training scripts' counts)."""
-    return _whole_number(value, 1)
+def _bench_size(value: str) -> int:
+    return whole_number(value, 16, "a size in pixels")
 
 
 def _tile_size(value: str):
     """``--tile-size``: ``auto``, ``0`` (never tile: ``None``) or a size in pixels."""
-    return value if value == "auto" else (_whole_number(value, 0, "auto, 0 or a number of pixels") or None)
+    return value if value == "auto" else (whole_number(value, 0, "auto, 0 or a number of pixels") or None)
 
 
 def _parse_weights(spec: str | None, names: str | None) -> dict | None:
@@ -181,7 +178,7 @@ def _load_for_cli(args, state=None):
     from .pipelines.runtime import RuntimeRestorerPipeline, runtime_loadable
 
     experts = [e for e in (args.experts or "").split(",") if e]
-    device = str(state.device) if state is not None else args.device
+    device = str(state.device) if state is not None else check_device(args.device)
     folder = model_path(args.model)
     try:
         if not experts and args.router is None and args.vae is None and runtime_loadable(folder):
@@ -194,17 +191,68 @@ def _load_for_cli(args, state=None):
         raise UsageError(f"cannot load model {args.model or 'default'!r}: {error}") from None
 
 
-def _readable(paths, failed: list):
+def say(line: str, error: bool = False) -> None:
+    """Print one line above any progress bar (on stderr with ``error``), never through it."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr if error else sys.stdout)
+
+
+def report_skip(path, reason) -> None:
+    """``uir: skipped PATH: REASON`` on stderr, naming the path once (most reasons name it)."""
+    reason = str(reason)
+    say(f"uir: skipped {reason}" if str(path) in reason else f"uir: skipped {path}: {reason}", error=True)
+
+
+def check_device(name: str) -> str:
+    """``name`` if torch can run there, else a :class:`UsageError` listing the devices here."""
+    import torch
+
+    here = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        here.append("mps")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    usable = device is not None and (
+        device.type == "cpu" or (device.type == "mps" and "mps" in here)
+        or (device.type == "cuda" and (device.index or 0) < torch.cuda.device_count()))
+    if not usable:
+        raise UsageError(f"--device {name}: not available here; devices: {', '.join(here)}")
+    return name
+
+
+def output_folder(path) -> Path:
+    """``path`` as a folder to write into, made now: a :class:`UsageError` before any work when it
+    is a file, lies under one, or cannot be written."""
+    folder = Path(path)
+    blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise UsageError(f"-o {path}: {blocking} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"-o {path}: cannot create the folder ({error.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"-o {path}: the folder is not writable")
+    return folder
+
+
+def _readable(paths, failed: list, progress=None):
     """``(path, image)`` for each readable input, read when needed (one batch in memory at a
-    time); each unreadable one is reported in one line and appended to ``failed``."""
+    time); each unreadable one is reported in one line, appended to ``failed`` and counted on
+    ``progress``."""
     from .images import ImageError, load_image
 
     for path in paths:
         try:
             yield path, load_image(path)
         except ImageError as error:
-            print(f"uir: skipped {path}: {error}", file=sys.stderr)
+            report_skip(path, error)
             failed.append(path)
+            if progress is not None:
+                progress.update(1)
 
 
 def _distributed_state():
@@ -265,8 +313,9 @@ def cmd_restore(args) -> int:
     loaded = time.perf_counter()
     failed: list = []
     failures, done = 0, 0
-    batches = shape_batches(_readable(mine, failed), args.batch_size, shape=lambda item: tuple(item[1].shape))
     progress = tqdm(total=len(mine), desc="restoring", unit="image", disable=len(mine) <= 1)
+    batches = shape_batches(_readable(mine, failed, progress), args.batch_size,
+                            shape=lambda item: tuple(item[1].shape))
     for batch in batches:
         progress.update(len(batch))
         x = torch.stack([image for _, image in batch])
@@ -277,7 +326,7 @@ def cmd_restore(args) -> int:
         except (ValueError, RuntimeError) as error:
             failures += len(batch)
             for path, _ in batch:
-                print(f"uir: skipped {path}: {error}", file=sys.stderr)
+                report_skip(path, error)
             continue
         for row, (path, _) in enumerate(batch):
             target = targets[path]
@@ -285,25 +334,18 @@ def cmd_restore(args) -> int:
                 save_image(result.images[row], target, overwrite=args.overwrite, bit_depth=image_bit_depth(path))
             except FileExistsError:
                 failures += 1
-                print(f"uir: {target} appeared while restoring (another process?); kept it, pass --overwrite to "
-                      "replace", file=sys.stderr)
+                say(f"uir: {target} appeared while restoring (another process?); kept it, pass --overwrite to "
+                    "replace", error=True)
                 continue
             except (ImageError, OSError) as error:
                 failures += 1
-                print(f"uir: could not write {target}: {error}", file=sys.stderr)
+                say(f"uir: could not write {target}: {error}", error=True)
                 continue
             done += 1
-            used = ", ".join(f"{n} {w:.2f}" for n, w in zip(result.expert_names, result.weights[row].tolist()) if w > 0)
-            kept = float(result.clean_weight[row])
-            used = ", ".join(part for part in (used, f"input kept {kept:.2f}" if kept > 0 else "") if part) or "none"
-            if result.degradations is not None:
-                confidence = result.confidence[row].item()
-                print(f"{path} -> {target}  detected {result.degradations[row]} (confidence {confidence:.2f}); experts: {used}")
-                if not result.known[row]:
-                    print(f"uir: warning: {path}: low confidence {confidence:.2f}; the degradation may be one this "
-                          "model does not know", file=sys.stderr)
-            else:
-                print(f"{path} -> {target}  experts: {used}")
+            say(f"{path} -> {target}  {describe_restoration(result, row)}")
+            if result.known is not None and not result.known[row]:
+                say(f"uir: warning: {path}: low confidence {result.confidence[row].item():.2f}; the degradation may "
+                    "be one this model does not know", error=True)
     progress.close()
     failures += len(failed)
     seconds = time.perf_counter() - loaded
@@ -319,6 +361,22 @@ def cmd_restore(args) -> int:
     if args.timing:
         print(f"timing: load {loaded - start:.2f} s, restore {seconds:.2f} s for {done} image(s)", file=sys.stderr)
     return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def describe_restoration(result, row: int) -> str:
+    """What was done to image ``row`` of a pipeline output, in words: the router's call and its
+    confidence (or "not sure" when below the threshold), then the experts that ran with their
+    weights, the share of the input kept, or "base model only"."""
+    used = ", ".join(f"{n} {w:.2f}" for n, w in zip(result.expert_names, result.weights[row].tolist()) if w > 0)
+    kept = float(result.clean_weight[row])
+    used = ", ".join(part for part in (used, f"input kept {kept:.2f}" if kept > 0 else "") if part)
+    used = f"experts: {used}" if used else "base model only"
+    if result.degradations is None:
+        return used
+    confidence = result.confidence[row].item()
+    if not result.known[row]:
+        return f"not sure ({confidence:.2f}; likeliest {result.degradations[row]}): {used}"
+    return f"detected {result.degradations[row]} (confidence {confidence:.2f}); {used}"
 
 
 def _restore_fn(pipe, oracle: bool, top_k: int | None = None):
@@ -350,6 +408,36 @@ def _photos(args, data: Path) -> list[Path]:
     return (split_photos(data)[1] if args.held_out else photo_files(data))[: args.limit]
 
 
+class _Skips(list):
+    """The photos or pairs an evaluation left out, each reported as it is skipped."""
+
+    def __call__(self, path, reason) -> None:
+        report_skip(path, reason)
+        self.append(path)
+
+    def summary(self, scored: int) -> int:
+        """Report the count; the exit code: 1 when anything was skipped or nothing scored."""
+        if not scored:
+            print(f"uir: error: nothing could be scored ({len(self)} skipped)", file=sys.stderr)
+            return EXIT_PARTIAL
+        if self:
+            print(f"uir: {len(self)} skipped; the table scores the rest ({scored} pairs)", file=sys.stderr)
+        return EXIT_PARTIAL if self else EXIT_OK
+
+
+def _paired(data: Path) -> bool:
+    """Whether ``data`` holds ``lq/`` and ``gt/`` pairs; they must match (checked before any model loads)."""
+    if not ((data / "lq").is_dir() and (data / "gt").is_dir()):
+        return False
+    from .data import PairedFolderDataset
+
+    try:
+        PairedFolderDataset(data / "lq", data / "gt")
+    except ValueError as error:
+        raise UsageError(f"--data {data}: {error}") from None
+    return True
+
+
 def cmd_eval(args) -> int:
     from .evaluation import (RestorationScores, comparison_grid, evaluate_paired, evaluate_restoration,
                              markdown_table, with_mean, write_scores)
@@ -357,8 +445,14 @@ def cmd_eval(args) -> int:
 
     names = args.degradations
     data = _data_folder(args)
+    paired = _paired(data)
+    photos = [] if paired else _photos(args, data)
+    if not paired and not photos:
+        raise UsageError(f"--data {data}: no photos{' in the held-out split' if args.held_out else ''}")
+    out = output_folder(args.output)
     state = _distributed_state()
     pipe = _load_for_cli(args, state)
+    skips = _Skips()
     if args.oracle:
         from .degradations import mix_parts
 
@@ -371,27 +465,32 @@ def cmd_eval(args) -> int:
         if len([r for r in rows if r[0] == pair.name]) < args.grid_rows:
             rows.append((pair.name, [pair.lq, restored, pair.gt]))
 
-    if (data / "lq").is_dir() and (data / "gt").is_dir():
+    if paired:
         scores = evaluate_paired(lambda lq: pipe(lq, output_type="pt").images, data,
-                                 select=lambda indices: _share(state, indices))
+                                 select=lambda indices: _share(state, indices), on_skip=skips)
     else:
-        mine = _share(state, list(enumerate(_photos(args, data))))
+        mine = _share(state, list(enumerate(photos)))
         scores = evaluate_restoration(_restore_fn(pipe, args.oracle, args.top_k), [path for _, path in mine], names,
-                                      seed=args.seed, on_pair=keep, first_index=mine[0][0] if mine else 0)
-    if state is not None:  # every process's scores, merged by count, written once
+                                      seed=args.seed, on_pair=keep, first_index=mine[0][0] if mine else 0,
+                                      on_skip=skips)
+    if state is not None:  # every process's scores and skips, merged, written once
         from accelerate.utils import gather_object
 
-        scores = RestorationScores.merge(gather_object([scores]))
+        gathered = gather_object([(scores, list(skips))])
+        scores = RestorationScores.merge([part for part, _ in gathered])
+        skips[:] = [path for _, paths in gathered for path in paths]
         if not state.is_main_process:
             return EXIT_OK
+    code = skips.summary(sum(scores.count.values()))
+    if not scores.count:
+        return code
     table = with_mean(scores.rows())
     print(markdown_table(table))
-    out = Path(args.output)
     written = write_scores(table, out)
     if rows:
         written.append(save_image(comparison_grid(rows), out / "grid.png"))
     print("wrote " + ", ".join(str(path) for path in written))
-    return EXIT_OK
+    return code
 
 
 def cmd_eval_router(args) -> int:
@@ -399,26 +498,34 @@ def cmd_eval_router(args) -> int:
     from .router import DegradationRouter
 
     data = _data_folder(args)
+    photos = _photos(args, data)
+    if not photos:
+        raise UsageError(f"--data {data}: no photos{' in the held-out split' if args.held_out else ''}")
     try:
         router = DegradationRouter.from_pretrained(args.router)
     except (OSError, ValueError) as error:
         raise UsageError(f"cannot load router {args.router!r}: {error}") from None
     names = args.degradations or router.vocabulary
     severity = None if args.severity == "default" else args.severity
-    confusion = router_confusion(router, _photos(args, data), names, seed=args.seed, severity=severity,
-                                 repeats=args.repeats)
+    skips = _Skips()
+    confusion = router_confusion(router, photos, names, seed=args.seed, severity=severity, repeats=args.repeats,
+                                 on_skip=skips)
+    code = skips.summary(sum(sum(row.values()) for row in confusion.values()))
+    if code and not any(confusion.values()):
+        return code
     accuracy = router_accuracy(confusion)
     print(markdown_table([{"degradation": k, "top-1 accuracy": v} for k, v in accuracy.items()]))
     print("\nconfusion (rows: true degradation, columns: router's top-1)\n")
     print(markdown_table([{"true": name, **{p: confusion[name].get(p, 0) for p in router.vocabulary}}
                           for name in names]))
-    return EXIT_OK
+    return code
 
 
 def cmd_bench(args) -> int:
     from .benchmarking import benchmark_pipeline
 
-    rows = benchmark_pipeline(args.model, size=args.size, device=args.device, batch=args.batch, repeats=args.repeats,
+    rows = benchmark_pipeline(args.model, size=args.size, device=check_device(args.device), batch=args.batch,
+                              repeats=args.repeats,
                               experts=[e for e in (args.experts or "").split(",") if e], router=args.router,
                               vae=args.vae)
     from .evaluation import markdown_table
@@ -437,6 +544,7 @@ def cmd_demo(args) -> int:
     from .files import atomic_write
     from .metrics import psnr
 
+    out = output_folder(args.output)
     pipe = _load_for_cli(args)
     clean = load_image(sample_image_path())[None]
     rows, table = [], []
@@ -444,13 +552,11 @@ def cmd_demo(args) -> int:
         degraded = degradations.apply(name, clean, generator=torch.Generator().manual_seed(args.seed + k))
         result = pipe(degraded, output_type="pt")
         restored = result.images
-        detected = result.degradations[0] if result.degradations else "-"
-        label = f"{name} -> {detected}"
-        rows.append((label, [degraded, restored, clean]))
-        table.append({"degradation": name, "detected": detected, "psnr_in": psnr(degraded, clean).item(),
+        done = describe_restoration(result, 0)
+        rows.append((f"{name}\n" + done.replace("; ", "\n").replace(": ", ":\n", 1), [degraded, restored, clean]))
+        table.append({"degradation": name, "restoration": done, "psnr_in": psnr(degraded, clean).item(),
                       "psnr_out": psnr(restored, clean).item()})
         table[-1]["gain"] = table[-1]["psnr_out"] - table[-1]["psnr_in"]
-    out = Path(args.output)
     save_image(comparison_grid(rows), out / "demo.png")
     text = markdown_table(table)
     atomic_write(out / "demo.md", lambda stream: stream.write((text + "\n").encode()))
@@ -503,7 +609,9 @@ def cmd_info(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .degradations import parse_names
 
-    parser = argparse.ArgumentParser(prog="uir", description="Universal image restoration.")
+    parser = OneLineParser(prog="uir", description="Universal image restoration.",
+                                     epilog="Errors are one line; --debug (anywhere) or UIR_DEBUG=1 shows the "
+                                            "traceback of an unexpected one.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     degrade = sub.add_parser("degrade", help="apply a named degradation to images",
@@ -557,8 +665,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--oracle", action="store_true", help="use the true degradation's expert instead of the router")
     evaluate.add_argument("--held-out", dest="held_out", action="store_true",
                           help="use only the held-out split of --data (every fifth photo by name)")
-    evaluate.add_argument("--limit", type=int, default=None, help="use only the first N photos")
-    evaluate.add_argument("--grid-rows", dest="grid_rows", type=int, default=1, help="grid rows per degradation")
+    evaluate.add_argument("--limit", type=positive_int, default=None, help="use only the first N photos")
+    evaluate.add_argument("--grid-rows", dest="grid_rows", type=_non_negative, default=1,
+                          help="grid rows per degradation")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("-o", "--output", default="outputs/eval", help="folder for scores.csv/json and grid.png")
     evaluate.set_defaults(func=cmd_eval)
@@ -573,16 +682,16 @@ def build_parser() -> argparse.ArgumentParser:
                              help="default (each type's protocol level), mild, moderate, severe or random")
     router_eval.add_argument("--held-out", dest="held_out", action="store_true",
                              help="use only the held-out split of --data (every fifth photo by name)")
-    router_eval.add_argument("--limit", type=int, default=None, help="use only the first N photos")
-    router_eval.add_argument("--repeats", type=int, default=2, help="independent draws per photo and type")
+    router_eval.add_argument("--limit", type=positive_int, default=None, help="use only the first N photos")
+    router_eval.add_argument("--repeats", type=positive_int, default=2, help="independent draws per photo and type")
     router_eval.add_argument("--seed", type=int, default=1)
     router_eval.set_defaults(func=cmd_eval_router)
 
     bench = sub.add_parser("bench", help="images/s, peak memory and per-stage time of a model")
     _add_model_args(bench)
-    bench.add_argument("--size", type=int, default=512, help="square image size")
-    bench.add_argument("--batch", type=int, default=1)
-    bench.add_argument("--repeats", type=int, default=3)
+    bench.add_argument("--size", type=_bench_size, default=512, help="square image size (at least 16)")
+    bench.add_argument("--batch", type=positive_int, default=1)
+    bench.add_argument("--repeats", type=positive_int, default=3)
     bench.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="degrade the bundled photo 10 ways, restore, write a grid and PSNR table")
@@ -610,24 +719,22 @@ def cmd_degradations(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``uir`` command inside the error boundary (:mod:`uir.boundary`)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = debugging(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args([a for a in argv if a != "--debug"])
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    try:
+
+    def run() -> int:
         with warnings.catch_warnings():  # a warning is one line on stderr, like an error
             warnings.showwarning = lambda message, *rest, **kw: print(f"uir: warning: {message}", file=sys.stderr)
             return args.func(args)
-    except UsageError as error:
-        print(f"uir: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("uir: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # output piped into a command that stopped reading, e.g. head
-        sys.stderr.close()
-        return EXIT_OK
+
+    try:
+        return guarded(run, "uir", debug)
     finally:
         _end_distributed()
 

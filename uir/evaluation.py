@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from . import degradations
-from .images import load_image
+from .images import ImageError, load_image
 from .metrics import psnr, ssim
 
 
@@ -30,16 +30,29 @@ class DegradedPair:
     gt: torch.Tensor
 
 
+#: ``on_skip(path, reason)``: told of each photo or pair that cannot be scored, which is left out
+SkipHandler = Callable[[str, str], None]
+
+
+def _raise(path: str, reason: str) -> None:
+    raise ImageError(reason)
+
+
 def degraded_pairs(files: Sequence, names: Sequence[str], seed: int = 0, severity: str | None = None,
-                   repeats: int = 1, first_index: int = 0) -> Iterator[DegradedPair]:
+                   repeats: int = 1, first_index: int = 0, on_skip: SkipHandler = _raise) -> Iterator[DegradedPair]:
     """Yield each photo under each degradation (``repeats`` independent draws each), as (1,3,H,W).
     A mixed name (``low-light+noisy``) applies its parts left to right.
 
     ``first_index`` is the position of ``files[0]`` in the whole list, so that a process scoring
     a contiguous share draws the same degradations as one process scoring everything.
+    ``on_skip`` hears of an unreadable photo (default: raise :class:`~uir.images.ImageError`).
     """
     for f, path in enumerate(files, start=first_index):
-        gt = load_image(path)[None]
+        try:
+            gt = load_image(path)[None]
+        except ImageError as error:
+            on_skip(str(path), str(error))
+            continue
         for k, name in enumerate(names):
             for r in range(repeats):
                 generator = torch.Generator().manual_seed(((seed * 7919 + f) * 131 + k) * 17 + r)
@@ -107,14 +120,14 @@ def _score(triples: Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor
 
 def evaluate_restoration(restore: Callable[[torch.Tensor, DegradedPair], torch.Tensor], files, names, seed: int = 0,
                          severity: str | None = None, on_pair: Callable | None = None,
-                         first_index: int = 0) -> RestorationScores:
+                         first_index: int = 0, on_skip: SkipHandler = _raise) -> RestorationScores:
     """Score ``restore(lq, pair) -> restored`` (both (1,3,H,W) in [0, 1]) on every pair.
 
     ``on_pair(pair, restored)`` sees each result (for grids and per-image reports);
-    ``first_index`` as in :func:`degraded_pairs`.
+    ``first_index`` and ``on_skip`` as in :func:`degraded_pairs`.
     """
     def triples():
-        for pair in degraded_pairs(files, names, seed, severity, first_index=first_index):
+        for pair in degraded_pairs(files, names, seed, severity, first_index=first_index, on_skip=on_skip):
             with torch.no_grad():
                 restored = restore(pair.lq, pair).float().clamp(0, 1)
             if on_pair is not None:
@@ -125,16 +138,21 @@ def evaluate_restoration(restore: Callable[[torch.Tensor, DegradedPair], torch.T
 
 
 def evaluate_paired(restore: Callable[[torch.Tensor], torch.Tensor], folder, name: str = "paired",
-                    select: Callable[[list], list] = list) -> RestorationScores:
+                    select: Callable[[list], list] = list, on_skip: SkipHandler = _raise) -> RestorationScores:
     """Score ``restore(lq) -> restored`` on the ``lq/`` and ``gt/`` pairs of ``folder`` (matched by
-    file stem), as one row ``name``; ``select`` picks the pair indices to score (a process's share)."""
+    file stem), as one row ``name``; ``select`` picks the pair indices to score (a process's share);
+    ``on_skip`` hears of an unreadable pair or one whose two images differ in size."""
     from .data import PairedFolderDataset
 
     dataset = PairedFolderDataset(Path(folder) / "lq", Path(folder) / "gt")
 
     def triples():
         for index in select(list(range(len(dataset)))):
-            item = dataset[index]
+            try:
+                item = dataset[index]
+            except ValueError as error:  # ImageError, or sizes that differ
+                on_skip(str(dataset.pairs[index][0]), str(error))
+                continue
             lq, gt = item["lq"][None], item["gt"][None]
             with torch.no_grad():
                 restored = restore(lq).float().clamp(0, 1)
@@ -169,13 +187,13 @@ def write_scores(rows: list[dict], folder) -> list[Path]:
 
 
 def router_confusion(router, files, names, seed: int = 0, severity: str | None = "random",
-                     repeats: int = 1) -> dict[str, dict[str, int]]:
+                     repeats: int = 1, on_skip: SkipHandler = _raise) -> dict[str, dict[str, int]]:
     """``{true degradation: {predicted name: count}}`` of ``router``'s top-1 over each photo
-    under each of ``names`` (``repeats`` draws each)."""
+    under each of ``names`` (``repeats`` draws each); ``on_skip`` as in :func:`degraded_pairs`."""
     counts: dict[str, dict[str, int]] = {name: {} for name in names}
     device = router.degradation_bank.device
     with torch.no_grad():
-        for pair in degraded_pairs(files, names, seed, severity, repeats):
+        for pair in degraded_pairs(files, names, seed, severity, repeats, on_skip=on_skip):
             predicted = router(pair.lq.to(device)).names[0]
             counts[pair.name][predicted] = counts[pair.name].get(predicted, 0) + 1
     return counts
@@ -199,7 +217,8 @@ def evaluate_router(router, files, names, seed: int = 0, severity: str | None = 
 def comparison_grid(rows: Sequence[tuple[str, Sequence[torch.Tensor]]], height: int = 160,
                     columns: Sequence[str] = ("input", "output", "ground truth")):
     """A labelled PIL grid: one row per ``(label, [image, ...])``, images (1,3,H,W) or (3,H,W)
-    resized to ``height``; a header names the columns."""
+    resized to ``height``; a header names the columns. Labels may span lines (``\\n``); the label
+    column is as wide as the widest label, so none is cut."""
     from PIL import Image, ImageDraw
 
     from .images import to_pil
@@ -211,16 +230,18 @@ def comparison_grid(rows: Sequence[tuple[str, Sequence[torch.Tensor]]], height: 
 
     tiles = [[tile(image) for image in images] for _, images in rows]
     widths = [max(row[c].width for row in tiles) for c in range(len(tiles[0]))] if tiles else []
-    label_width, header = 150, 18
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    boxes = [measure.multiline_textbbox((0, 0), label) for label, _ in rows]
+    label_width, header = max([150] + [box[2] + 12 for box in boxes]), 18
     grid = Image.new("RGB", (label_width + sum(widths), header + height * len(tiles)), "white")
     draw = ImageDraw.Draw(grid)
     x = label_width
     for name, width in zip(columns, widths):
         draw.text((x + 4, 3), name, fill="black")
         x += width
-    for r, ((label, _), row) in enumerate(zip(rows, tiles)):
+    for r, ((label, _), row, box) in enumerate(zip(rows, tiles, boxes)):
         y = header + r * height
-        draw.text((4, y + height // 2 - 6), label, fill="black")
+        draw.multiline_text((4, y + (height - box[3]) // 2), label, fill="black")
         x = label_width
         for picture, width in zip(row, widths):
             grid.paste(picture, (x, y))

@@ -196,6 +196,15 @@ def to_pil(image: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arrays]
 
 
+def output_format(path) -> str:
+    """The PIL format :func:`save_image` writes ``path`` in, from its suffix; an
+    :class:`ImageError` for a suffix it cannot write (``.gif``, ``.xyz``, none)."""
+    fmt = _SAVE_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ImageError(f"{path}: unknown output format; use one of {', '.join(sorted(_SAVE_FORMATS))}")
+    return fmt
+
+
 def save_image(image, path, overwrite: bool = True, bit_depth: int = 8) -> Path:
     """Write one image ((C,H,W) tensor or PIL) atomically; the format comes from the file suffix.
 
@@ -203,9 +212,7 @@ def save_image(image, path, overwrite: bool = True, bit_depth: int = 8) -> Path:
     ``bit_depth=16`` writes a 16-bit PNG from a tensor (for a 16-bit input).
     """
     path = Path(path)
-    fmt = _SAVE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise ImageError(f"{path}: unknown output format; use one of {', '.join(sorted(_SAVE_FORMATS))}")
+    fmt = output_format(path)
     if bit_depth == 16 and fmt == "PNG" and isinstance(image, torch.Tensor):
         pixels = image.detach().float().cpu().clamp(0, 1).reshape(-1, *image.shape[-2:])
         rows = (pixels.permute(1, 2, 0).numpy() * 65535.0).round().astype(np.uint16).reshape(pixels.shape[1], -1)

@@ -7,40 +7,53 @@ import argparse
 
 from pathlib import Path
 
-from ..cli import positive_int
+from ..boundary import positive_float, positive_int, whole_number
 from ..degradations import parse_names
 from ..degradations.registry import SEVERITIES
+
+#: training crops are whole multiples of this (every restorer's and SD-turbo's VAE's padding unit)
+CROP_MULTIPLE = 8
+
+
+def non_negative_int(value: str) -> int:
+    """An argparse type: a whole number >= 0 (0 turns the feature off)."""
+    return whole_number(value, 0)
+
+
+def crop_size(value: str) -> int:
+    """An argparse type: a training crop of at least 16 pixels, a multiple of :data:`CROP_MULTIPLE`."""
+    size = whole_number(value, 2 * CROP_MULTIPLE, "a crop size in pixels")
+    if size % CROP_MULTIPLE:
+        raise argparse.ArgumentTypeError(f"must be a multiple of {CROP_MULTIPLE}, got {size}")
+    return size
 
 
 def positive_seconds(value: str) -> float:
     """An argparse type: a number of seconds > 0."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {value}")
-    return seconds
+    return positive_float(value)
 
 
 def add_training_args(parser: argparse.ArgumentParser, *, learning_rate: float = 2e-4, batch_size: int = 8,
                       max_train_steps: int = 1000, resolution: int = 256) -> argparse.ArgumentParser:
     """Options every ``train/`` script shares (names follow the diffusers examples)."""
+    from diffusers.optimization import SchedulerType
+
     group = parser.add_argument_group("training")
     group.add_argument("--output_dir", required=True, help="where checkpoints, logs and results go")
     group.add_argument("--seed", type=int, default=0)
-    group.add_argument("--resolution", type=int, default=resolution, help="square training crop size (pixels)")
-    group.add_argument("--train_batch_size", type=int, default=batch_size, help="batch size per process")
-    group.add_argument("--max_train_steps", type=int, default=max_train_steps, help="optimizer steps in total")
+    group.add_argument("--resolution", type=crop_size, default=resolution,
+                       help=f"square training crop size (pixels, a multiple of {CROP_MULTIPLE}, at most the photos' size)")
+    group.add_argument("--train_batch_size", type=positive_int, default=batch_size, help="batch size per process")
+    group.add_argument("--max_train_steps", type=positive_int, default=max_train_steps, help="optimizer steps in total")
     group.add_argument("--max_train_seconds", type=positive_seconds, default=None,
                        help="a time budget: after timing its first steps the run shortens --max_train_steps to fit "
                             "and stretches the LR schedule over that length (a resumed run times itself again)")
-    group.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    group.add_argument("--gradient_accumulation_steps", type=positive_int, default=1)
     group.add_argument("--gradient_checkpointing", action="store_true", help="trade compute for memory")
-    group.add_argument("--learning_rate", type=float, default=learning_rate)
-    group.add_argument("--lr_scheduler", default="cosine",
+    group.add_argument("--learning_rate", type=positive_float, default=learning_rate)
+    group.add_argument("--lr_scheduler", default="cosine", choices=[kind.value for kind in SchedulerType],
                        help="a diffusers schedule: cosine (annealing, the papers' choice), constant, linear, ...")
-    group.add_argument("--lr_warmup_steps", type=int, default=0)
+    group.add_argument("--lr_warmup_steps", type=non_negative_int, default=0)
     group.add_argument("--adam_beta1", type=float, default=0.9)
     group.add_argument("--adam_beta2", type=float, default=0.999)
     group.add_argument("--adam_weight_decay", type=float, default=1e-2)
@@ -48,11 +61,14 @@ def add_training_args(parser: argparse.ArgumentParser, *, learning_rate: float =
     group.add_argument("--max_grad_norm", type=float, default=1.0)
     group.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None,
                        help="defaults to accelerate's config (no on CPU)")
-    group.add_argument("--dataloader_num_workers", type=int, default=0)
-    group.add_argument("--checkpointing_steps", type=int, default=500, help="save a resumable checkpoint every N steps")
-    group.add_argument("--checkpoints_total_limit", type=int, default=None, help="keep at most this many checkpoints")
+    group.add_argument("--dataloader_num_workers", type=non_negative_int, default=0)
+    group.add_argument("--checkpointing_steps", type=non_negative_int, default=500,
+                       help="save a resumable checkpoint every N steps (0: none)")
+    group.add_argument("--checkpoints_total_limit", type=positive_int, default=None,
+                       help="keep at most this many checkpoints")
     group.add_argument("--resume_from_checkpoint", default=None, help='a checkpoint folder, or "latest"')
-    group.add_argument("--validation_steps", type=int, default=100, help="validate every N steps (0: only at the end)")
+    group.add_argument("--validation_steps", type=non_negative_int, default=100,
+                       help="validate every N steps (0: only at the end)")
     group.add_argument("--report_to", default="none", help='an accelerate tracker ("tensorboard", "wandb") or "none"')
     group.add_argument("--push_to_hub", action="store_true", help="upload the result to the Hugging Face Hub")
     group.add_argument("--hub_model_id", default=None, help="the Hub repository (default: the output folder's name)")
@@ -85,7 +101,7 @@ def add_data_args(parser: argparse.ArgumentParser, default_degradations: str = "
                        help="the degradations' parameter level; default: each type's protocol value")
     group.add_argument("--validation_data_dir", default=None,
                        help="clean photos for validation (default: the held-out split)")
-    group.add_argument("--num_validation_images", type=int, default=4)
+    group.add_argument("--num_validation_images", type=non_negative_int, default=4)
     return parser
 
 
@@ -123,6 +139,20 @@ def check_data_args(args) -> None:
     for option, folder in folders:
         if folder is not None and not Path(folder).is_dir():
             raise ValueError(f"{option}: folder {folder} does not exist")
+    output = getattr(args, "output_dir", None)
+    if output is not None:
+        blocking = next((p for p in (Path(output), *Path(output).parents) if p.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            raise ValueError(f"--output_dir {output}: {blocking} is a file, not a folder")
+    model = getattr(args, "pretrained_model_name_or_path", None)
+    if model is not None and model != "default" and _looks_local(model) and not Path(model).is_dir():
+        raise ValueError(f"--pretrained_model_name_or_path {model}: no such folder")
+
+
+def _looks_local(name: str) -> bool:
+    """Whether a model name is meant as a local path, not a Hub id (``owner/name``): it exists,
+    is absolute, starts with ``.`` or ``~``, or has more than one ``/``."""
+    return Path(name).exists() or name.startswith((".", "~", "/")) or name.count("/") > 1 or "\\" in name
 
 
 def parse_training_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
@@ -182,4 +212,4 @@ def mixed_batches(args, dataset):
     return SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed, mix_types=True)
 
 
-__all__ = ["add_data_args", "add_training_args", "add_uir_lora_args", "mixed_batches", "training_dataset"]
+__all__ = ["CROP_MULTIPLE", "add_data_args", "add_training_args", "add_uir_lora_args", "mixed_batches", "training_dataset"]

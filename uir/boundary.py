@@ -1,0 +1,131 @@
+"""The error boundary of the ``uir`` command and the ``train/`` scripts.
+
+Whatever goes wrong ends in one line on stderr and an exit code, never a traceback:
+
+* 0: done; 1: some or all of the work failed (each failure named in one line); 2: bad usage
+  (:class:`UsageError`: an option, a file or a model that cannot be used), before any work;
+  130: interrupted (Ctrl-C), with nothing half-written (uir writes atomically).
+* ``--debug`` or ``UIR_DEBUG=1`` lets an unexpected error raise with its traceback.
+
+Argument types shared by the command and the scripts live here too, so that neither imports
+the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import math
+import os
+import sys
+from typing import Callable
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEBUG_ENV = "UIR_DEBUG"
+
+
+class UsageError(Exception):
+    """Bad usage: reported in one line with exit code 2, before any work."""
+
+
+def debugging(argv: list[str] | None = None) -> bool:
+    """Whether tracebacks were asked for: ``--debug`` among the arguments or ``UIR_DEBUG=1``."""
+    argv = sys.argv[1:] if argv is None else argv
+    return "--debug" in argv or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def guarded(body: Callable[[], int | None], prog: str, debug: bool = False) -> int:
+    """Run ``body`` (a command; its return value is the exit code, ``None`` meaning 0) inside the
+    boundary; see the module docstring."""
+    try:
+        code = body()
+        return EXIT_OK if code is None else int(code)
+    except UsageError as error:
+        print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # output piped into a command that stopped reading, e.g. head
+        _silence_stdout()
+        return EXIT_OK
+    except SystemExit:  # argparse's usage errors: its own line, exit 2
+        raise
+    except MemoryError:
+        print(f"{prog}: error: out of memory; use smaller images or --tile-size, or fewer at once", file=sys.stderr)
+        return EXIT_PARTIAL
+    except OSError as error:
+        if error.errno == errno.ENOSPC and error.filename is None:  # stdout on a full device
+            _silence_stdout()
+        print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_PARTIAL
+    except Exception as error:
+        if debug:
+            raise
+        print(f"{prog}: error: {type(error).__name__}: {_one_line(error)} ({DEBUG_ENV}=1 shows the traceback)",
+              file=sys.stderr)
+        return EXIT_PARTIAL
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit cannot fail a second time."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def run_script(main: Callable[[list[str] | None], object], argv: list[str] | None = None,
+               prog: str | None = None) -> int:
+    """A ``train/`` script's ``main(argv)`` inside the boundary: ``sys.exit(run_script(main))``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = debugging(argv)
+    argv = [a for a in argv if a != "--debug"]
+    name = prog or os.path.basename(sys.argv[0] or "train")
+    return guarded(lambda: main(argv) and None, name, debug)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line (exit 2), like every other error;
+    ``--help`` still prints the whole usage. Its subparsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# --- argument types (argparse ``type=``): a one-line usage error for a bad value -------------
+def whole_number(value: str, minimum: int, expected: str = "a whole number") -> int:
+    """A whole number >= ``minimum``."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+    if number < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {number}")
+    return number
+
+
+def positive_int(value: str) -> int:
+    """A whole number >= 1 (counts, sizes, steps)."""
+    return whole_number(value, 1)
+
+
+def positive_float(value: str) -> float:
+    """A finite number > 0 (learning rates, scales)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {value}")
+    return number
+
+
+__all__ = ["DEBUG_ENV", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "OneLineParser", "UsageError",
+           "debugging",
+           "guarded", "positive_float", "positive_int", "run_script", "whole_number"]
