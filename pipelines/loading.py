@@ -15,6 +15,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from uir.files import load_json_object
+from uir.hub import require_hub
 
 DEFAULT_MODEL = "default"
 
@@ -74,6 +75,11 @@ def load_pipeline(model: str | None = None, experts=(), router=None, device: str
         pipe = uir.load_pipeline()                       # offline, the embedded default
         restored = pipe(Image.open("photo.png")).images[0]
     """
+    model = model_path(model)
+    require_hub(model)  # before the imports: offline, this is the one line a user waits for
+    for name, what in [(router, "router"), *((expert, "expert") for expert in experts)]:
+        if isinstance(name, (str, Path)):
+            require_hub(str(name), what)
     from diffusers.utils import logging as diffusers_logging
 
     from .restorer import RestorerPipeline
@@ -82,7 +88,6 @@ def load_pipeline(model: str | None = None, experts=(), router=None, device: str
     dtype = dtype if dtype is not None else torch_dtype
     load = {"dtype": dtype} if dtype is not None else {}
     load["use_safetensors"] = None if allow_pickle else True
-    model = model_path(model)
     kind = saved_pipeline_class(model)
     if kind is not None and vae is not None:
         raise ValueError("vae= applies to an SD-turbo model, not to a saved pipeline")

@@ -27,6 +27,7 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from uir.hub import require_hub
 from uir.lora.bank import ExpertBank
 from uir.lora.targets import UNET_RANK, UNET_TARGETS, VAE_RANK, VAE_TARGETS
 from uir.models.skip_vae import SkipAutoencoderKL
@@ -80,6 +81,7 @@ class UIRLoRAPipeline(ExpertMixturePipeline):
         ``vae``: a trained :class:`SkipAutoencoderKL` or its folder (``train/train_vae_skips.py``
         writes one); by default SD-turbo's VAE gets fresh skip connections.
         """
+        require_hub(str(model_id))
         load = dict(dtype=dtype, **kwargs)
         unet = UNet2DConditionModel.from_pretrained(model_id, subfolder="unet", **load)
         if isinstance(vae, (str, Path)):

@@ -269,7 +269,7 @@ def test_replay_gan_and_every_growing_method_run(photos, tmp_path, method):
     extra = []
     if method == "lira":
         train_lira.main(_argv("replay-gan", photos, tmp_path / "gan", "--base", str(tmp_path / "join" / "model"),
-                              "--generator_width", "4", "--num_res_blocks", "1", "--resolution", "64"))
+                              "--generator_width", "4", "--num_res_blocks", "1", "--resolution", "48"))
         generator = ResnetGenerator.from_pretrained(tmp_path / "gan" / "generator")
         assert generator.config.width == 4
         extra = ["--generator", str(tmp_path / "gan" / "generator")]

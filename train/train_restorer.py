@@ -14,7 +14,6 @@ Writes ``OUTPUT_DIR/pipeline``, a ``RestorerPipeline`` (no experts, no router ye
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from uir.tiling import run_padded
 from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator, mixed_batches,
                           parse_training_args, photo_split, restoration_loss, restoration_validator, train,
                           training_dataset)
+from uir.training.args import model_config
 from uir.files import save_pretrained_staged
 
 DEFAULT_CONFIG = {"width": 16, "encoder_blocks": [1, 1, 1], "middle_blocks": 1, "decoder_blocks": [1, 1, 1]}
@@ -45,9 +45,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    config = model_config(args.config, NAFNet) if args.config else DEFAULT_CONFIG
     accelerator = make_accelerator(args)
     names = args.degradations
-    config = json.loads(Path(args.config).read_text()) if args.config else DEFAULT_CONFIG
     restorer = NAFNet(**config).to(accelerator.device)
     pipe = RestorerPipeline(restorer, experts=ExpertBank(base_model=args.base_model_name))
     restorer.requires_grad_(True)

@@ -495,6 +495,7 @@ def cmd_eval(args) -> int:
 
 def cmd_eval_router(args) -> int:
     from .evaluation import markdown_table, router_accuracy, router_confusion
+    from .hub import require_hub
     from .router import DegradationRouter
 
     data = _data_folder(args)
@@ -502,6 +503,7 @@ def cmd_eval_router(args) -> int:
     if not photos:
         raise UsageError(f"--data {data}: no photos{' in the held-out split' if args.held_out else ''}")
     try:
+        require_hub(args.router, "router")
         router = DegradationRouter.from_pretrained(args.router)
     except (OSError, ValueError) as error:
         raise UsageError(f"cannot load router {args.router!r}: {error}") from None

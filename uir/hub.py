@@ -1,8 +1,59 @@
-"""Sharing on the Hugging Face Hub: model cards and folder uploads for pipelines and experts."""
+"""The Hugging Face Hub: finding out at once whether a Hub id can be loaded, and sharing
+(model cards and folder uploads for pipelines and experts)."""
 
 from __future__ import annotations
 
+import socket
+import threading
 from pathlib import Path
+from urllib.parse import urlparse
+
+#: how long :func:`hub_reachable` waits for the Hub to answer
+HUB_PROBE_S = 1.0
+
+
+def hub_reachable(timeout: float = HUB_PROBE_S) -> bool:
+    """Whether the Hub endpoint (``HF_ENDPOINT``) accepts a connection within ``timeout``
+    seconds, name lookup included."""
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    answered: list[bool] = []
+
+    def probe():
+        try:
+            socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+            answered.append(True)
+        except OSError:
+            answered.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.25)
+    return bool(answered and answered[0])
+
+
+def _cached(repo_id: str) -> bool:
+    from huggingface_hub import constants
+
+    snapshots = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    return snapshots.is_dir() and any(snapshots.iterdir())
+
+
+def require_hub(name: str, what: str = "model") -> None:
+    """Return when ``name`` is a local path, is in the Hugging Face cache, or the Hub answers;
+    else an ``OSError`` with one line, within about a second (diffusers and huggingface_hub
+    retry for 30-60 s offline, then blame a missing config.json)."""
+    from huggingface_hub import constants
+
+    if Path(str(name)).exists() or _cached(str(name)):
+        return
+    if constants.HF_HUB_OFFLINE:
+        raise OSError(f"cannot reach the Hub for {what} {name} (HF_HUB_OFFLINE is set); pass a local folder, or "
+                      "unset HF_HUB_OFFLINE when online")
+    if not hub_reachable():
+        raise OSError(f"cannot reach the Hub ({constants.ENDPOINT}) for {what} {name}; pass a local folder, or "
+                      "try again when online")
 
 CARD_FILE = "README.md"
 

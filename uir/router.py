@@ -157,7 +157,14 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
             raise ValueError(f"unknown open_clip model {model_name!r}; see open_clip.list_models()")
         quick_gelu = bool(config.get("quick_gelu", False))
         if pretrained and not Path(pretrained).exists():
-            quick_gelu = bool(open_clip.get_pretrained_cfg(model_name, pretrained).get("quick_gelu", quick_gelu))
+            from .hub import require_hub
+
+            tag = open_clip.get_pretrained_cfg(model_name, pretrained)
+            if not tag:
+                raise ValueError(f"unknown pretrained tag {pretrained!r} for {model_name}; see "
+                                 "open_clip.list_pretrained()")
+            require_hub(tag.get("hf_hub", "").strip("/") or f"{model_name}/{pretrained}", "open_clip weights")
+            quick_gelu = bool(tag.get("quick_gelu", quick_gelu))
         source = open_clip.create_model(model_name, pretrained=pretrained)
         router = cls(clip_config=config, quick_gelu=quick_gelu, **kwargs)
         router.clip.load_state_dict(source.state_dict())

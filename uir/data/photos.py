@@ -72,6 +72,34 @@ def held_out_photos(data_dir) -> list[Path]:
     return _given_or_split(data_dir, 1, "--data")
 
 
+def readable_photos(files, crop: int | None = None) -> list[Path]:
+    """``files`` less those PIL cannot open and verify, said in one warning line (so a corrupt
+    photo among hundreds costs a line at start-up, not the run at step 5000). ``ValueError`` when
+    none is left, or when ``crop`` exceeds the shorter side of every photo (they would only be
+    padded, at any memory cost)."""
+    from PIL import Image
+
+    kept, bad, shorter = [], [], []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                shorter.append(min(image.size))
+                image.verify()
+            kept.append(path)
+        except Exception:  # PIL raises many kinds for a damaged file
+            bad.append(path)
+            shorter = shorter[: len(kept)]
+    if bad:
+        logger.warning("skipping %d unreadable photo(s): %s%s", len(bad), ", ".join(str(p) for p in bad[:3]),
+                       " ..." if len(bad) > 3 else "")
+    if not kept:
+        raise ValueError(f"no readable photos ({len(bad)} unreadable)" if bad else "no photos")
+    if crop is not None and crop > max(shorter):
+        raise ValueError(f"--resolution {crop} is larger than every photo (the largest shorter side is "
+                         f"{max(shorter)} px); choose a smaller crop")
+    return kept
+
+
 def photo_split(args) -> tuple[list[Path], list[Path]]:
     """(training files, validation files) from the data options.
 
@@ -88,6 +116,12 @@ def photo_split(args) -> tuple[list[Path], list[Path]]:
         held_out = split_photos(root)[1] if root is not None else []
     excluded = {path.resolve() for path in held_out}
     kept = [path for path in train_files if path.resolve() not in excluded]
+    try:
+        kept = readable_photos(kept, getattr(args, "resolution", None))
+    except ValueError as error:
+        from ..boundary import UsageError
+
+        raise UsageError(f"training photos: {error}") from None
     if len(kept) < len(train_files):
         logger.warning("%d photo(s) of the training folder are held out for validation; training without them",
                        len(train_files) - len(kept))
@@ -98,4 +132,5 @@ def photo_split(args) -> tuple[list[Path], list[Path]]:
 
 
 __all__ = ["HOLDOUT_EVERY", "PHOTOS_ENV", "default_photos_dir", "held_out_photos", "photo_files", "photo_root",
+           "readable_photos",
            "photo_split", "split_photos", "training_photos"]

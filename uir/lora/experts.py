@@ -285,6 +285,12 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
 def _download(repo_id: str, **hub_kwargs) -> Path:
     from huggingface_hub import snapshot_download
 
+    from ..hub import require_hub
+
+    try:
+        require_hub(repo_id, "expert")
+    except OSError as error:
+        raise ExpertError(f"{repo_id}: not a local folder, and {error}") from None
     try:
         return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.md"], **hub_kwargs))
     except Exception as error:  # network, auth or unknown repo: one clear line

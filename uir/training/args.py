@@ -155,6 +155,26 @@ def _looks_local(name: str) -> bool:
     return Path(name).exists() or name.startswith((".", "~", "/")) or name.count("/") > 1 or "\\" in name
 
 
+def model_config(path, model_class) -> dict:
+    """The JSON object of a ``--config`` file for ``model_class``, checked before the model is
+    built: a missing or unparsable file, or a key ``model_class`` does not take, is a one-line
+    usage error."""
+    import inspect
+
+    from ..boundary import UsageError
+    from ..files import load_json_object
+
+    if not Path(path).is_file():
+        raise UsageError(f"--config {path}: no such file")
+    config = load_json_object(path, UsageError)
+    taken = set(inspect.signature(model_class.__init__).parameters) - {"self"}
+    unknown = sorted(set(config) - taken)
+    if unknown:
+        raise UsageError(f"--config {path}: {model_class.__name__} takes no {', '.join(unknown)}; it takes "
+                         f"{', '.join(sorted(taken))}")
+    return config
+
+
 def parse_training_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     """``parser.parse_args(argv)`` plus :func:`check_data_args`: a bad combination is a usage
     error (one line, exit 2), like a bad value."""
@@ -163,6 +183,10 @@ def parse_training_args(parser: argparse.ArgumentParser, argv=None) -> argparse.
         check_data_args(args)
     except ValueError as error:
         parser.error(str(error))
+    if getattr(args, "resume_from_checkpoint", None):  # a damaged checkpoint is told before any model loads
+        from .checkpoints import resolve_checkpoint
+
+        resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
     return args
 
 
@@ -212,4 +236,4 @@ def mixed_batches(args, dataset):
     return SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed, mix_types=True)
 
 
-__all__ = ["CROP_MULTIPLE", "add_data_args", "add_training_args", "add_uir_lora_args", "mixed_batches", "training_dataset"]
+__all__ = ["CROP_MULTIPLE", "add_data_args", "model_config", "add_training_args", "add_uir_lora_args", "mixed_batches", "training_dataset"]

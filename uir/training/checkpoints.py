@@ -113,16 +113,50 @@ def _json_default(value):
 
 
 def resolve_checkpoint(output_dir, which: str | None) -> Path | None:
-    """``"latest"`` -> the newest finished checkpoint (or None); a path -> that path."""
+    """``"latest"`` -> the newest finished checkpoint (or None); a path -> that path. Either is
+    checked whole (:func:`check_checkpoint`) before it is used."""
     if not which:
         return None
     if which == "latest":
         found = checkpoint_dirs(output_dir)
-        return found[-1] if found else None
-    path = Path(which)
-    if not (path / STATE_FILE).is_file():
-        raise FileNotFoundError(f"{path} is not a uir checkpoint (no {STATE_FILE})")
+        path = found[-1] if found else None
+    else:
+        path = Path(which)
+    if path is not None:
+        check_checkpoint(path)
     return path
+
+
+def _unusable(path, why: str):
+    from ..boundary import UsageError
+
+    return UsageError(f"cannot resume from {path}: {why}; pass --resume_from_checkpoint another checkpoint "
+                      "folder, or leave it out to start anew")
+
+
+def check_checkpoint(path) -> None:
+    """A one-line usage error unless ``path`` holds a whole checkpoint: ``state.json`` that
+    parses, the trained parameters and the optimizer in readable safetensors files."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_dir():
+        raise _unusable(path, "no such folder")
+    for name in (STATE_FILE, TRAINABLE_FILE, OPTIMIZER_FILE):
+        if not (path / name).is_file():
+            raise _unusable(path, f"it has no {name} (not a whole uir checkpoint)")
+    try:
+        state = json.loads((path / STATE_FILE).read_text())
+        if not isinstance(state, dict) or "step" not in state or "optimizer" not in state:
+            raise ValueError("no step or optimizer record")
+    except ValueError as error:
+        raise _unusable(path, f"{STATE_FILE} is damaged ({error})") from None
+    for name in (TRAINABLE_FILE, OPTIMIZER_FILE):
+        try:
+            with safe_open(path / name, "pt") as handle:
+                handle.keys()
+        except Exception as error:
+            raise _unusable(path, f"{name} is damaged ({' '.join(str(error).split())})") from None
 
 
 def load_checkpoint(accelerator, path, trainable: dict[str, nn.Parameter], optimizer, lr_scheduler,
@@ -131,9 +165,15 @@ def load_checkpoint(accelerator, path, trainable: dict[str, nn.Parameter], optim
     path = Path(path)
     state = json.loads((path / STATE_FILE).read_text())
     weights = load_file(path / TRAINABLE_FILE)
-    missing = sorted(set(trainable) - set(weights))
-    if missing:
-        raise ValueError(f"{path}: checkpoint lacks trained parameters {missing[:3]}; was it made by another setup?")
+    missing, extra = sorted(set(trainable) - set(weights)), sorted(set(weights) - set(trainable))
+    if missing or extra:
+        raise _unusable(path, f"it was made by another setup (another architecture, or other --degradations): "
+                              f"{len(missing)} of this run's trained parameters are missing, e.g. "
+                              f"{(missing or extra)[0]}, and {len(extra)} are not this run's")
+    shapes = [n for n, p in trainable.items() if tuple(p.shape) != tuple(weights[n].shape)]
+    if shapes:
+        raise _unusable(path, f"it was made for another architecture: {shapes[0]} has shape "
+                              f"{tuple(weights[shapes[0]].shape)}, this run's {tuple(trainable[shapes[0]].shape)}")
     with torch.no_grad():
         for name, param in trainable.items():
             param.copy_(weights[name])
@@ -185,6 +225,7 @@ def load_rng_state(path) -> None:
         np.random.set_state((kind, tensors["numpy"].numpy().astype(np.uint32), position, has_gauss, cached))
 
 
-__all__ = ["BUFFERS_FILE", "CHECKPOINT_PREFIX", "OPTIMIZER_FILE", "STATE_FILE", "TRAINABLE_FILE", "checkpoint_dirs",
+__all__ = ["BUFFERS_FILE", "CHECKPOINT_PREFIX", "OPTIMIZER_FILE", "STATE_FILE", "TRAINABLE_FILE", "check_checkpoint",
+           "checkpoint_dirs",
            "load_checkpoint", "load_rng_state", "resolve_checkpoint", "save_checkpoint", "save_rng_state",
            "trained_buffers"]
