@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
+from uir.boundary import UsageError
 from uir.dte import (
     DiffusionProcess,
     GEFObjective,
@@ -398,7 +399,7 @@ def test_script_runs_every_stage_and_resumes_tit(tmp_path):
          "--t_mat", str(t_json), "--degradations", "noisy", "--severities", "moderate,severe", "--data", str(photos)]))
     assert from_checkpoint == rows
     evaluate_gef = ["evaluate", "--t_mat", str(t_json), "--degradations", "noisy", "--data", str(photos)]
-    with pytest.raises(SystemExit, match="is not a uir checkpoint"):
+    with pytest.raises(UsageError, match="--checkpoint .* no state.json"):
         train_dte.run_evaluate(train_dte.parse_args([*evaluate_gef, "--model", str(pre / "model"),
                                                      "--checkpoint", str(tmp_path / "gef")]))
     with pytest.raises(SystemExit, match="another architecture"):  # the MoE-adapted stages hold more weights

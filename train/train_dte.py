@@ -71,12 +71,12 @@ from uir.training import (
     held_out_photos,
     make_accelerator,
     parse_training_args,
-    resolve_checkpoint,
     saved_model_config,
     train,
     training_dataset,
     training_photos,
 )
+from uir.training.checkpoints import check_checkpoint
 from uir import degradations
 from uir.files import save_pretrained_staged
 
@@ -334,10 +334,7 @@ def run_evaluate(args):
     model = load_model(args.model).eval()
     check_read_out(DiffusionProcess.for_model(model), t_mat)
     if args.checkpoint:
-        try:
-            checkpoint = resolve_checkpoint(None, args.checkpoint)
-        except FileNotFoundError as error:
-            raise SystemExit(str(error)) from None
+        checkpoint = check_checkpoint(args.checkpoint, "--checkpoint")
         weights = load_file(checkpoint / TRAINABLE_FILE)
         try:
             model.load_state_dict({name.removeprefix("model."): value for name, value in weights.items()})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import resource
 import statistics
 import time
+from typing import Callable
 
 import torch
 
@@ -45,15 +46,14 @@ def _timed(fn, device: str, repeats: int) -> tuple[float, float]:
     return statistics.median(times), _peak_mib(device)
 
 
-def benchmark_pipeline(model=None, size: int = 512, device: str = "cpu", batch: int = 1, repeats: int = 3,
-                       experts=(), router=None, vae=None) -> list[dict]:
-    """Rows ``{stage, seconds, images_per_s, peak_mib}``; see the module docstring."""
-    from .loading import load_pipeline
-
+def benchmark_pipeline(load: Callable[[], object], size: int = 512, device: str = "cpu", batch: int = 1,
+                       repeats: int = 3) -> list[dict]:
+    """Rows ``{stage, seconds, images_per_s, peak_mib}``; see the module docstring. ``load()``
+    builds the pipeline on ``device`` (``uir bench`` loads it as ``uir restore`` does)."""
     rows = [{"stage": "start + imports", "seconds": _process_seconds(), "images_per_s": "-",
              "peak_mib": _peak_mib(device)}]
     start = time.perf_counter()
-    pipe = load_pipeline(model, experts=experts, router=router, device=device, vae=vae)
+    pipe = load()
     rows.append({"stage": "load pipeline", "seconds": time.perf_counter() - start, "images_per_s": "-",
                  "peak_mib": _peak_mib(device)})
     x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)

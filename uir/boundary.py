@@ -54,15 +54,20 @@ def guarded(body: Callable[[], int | None], prog: str, debug: bool = False) -> i
     except BrokenPipeError:  # output piped into a command that stopped reading, e.g. head
         _silence_stdout()
         return EXIT_OK
-    except SystemExit:  # argparse's usage errors: its own line, exit 2
-        raise
+    except SystemExit as stop:  # argparse's usage errors (printed already), or sys.exit("message")
+        if isinstance(stop.code, str):
+            print(f"{prog}: error: {stop.code}", file=sys.stderr)
+            return EXIT_PARTIAL
+        return EXIT_OK if stop.code is None else int(stop.code)
     except MemoryError:
         print(f"{prog}: error: out of memory; use smaller images or --tile-size, or fewer at once", file=sys.stderr)
         return EXIT_PARTIAL
     except OSError as error:
         if error.errno == errno.ENOSPC and error.filename is None:  # stdout on a full device
             _silence_stdout()
-        print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
+            print(f"{prog}: error: cannot write the output: no space left on the device", file=sys.stderr)
+        else:
+            print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
         return EXIT_PARTIAL
     except Exception as error:
         if debug:

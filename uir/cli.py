@@ -60,17 +60,21 @@ def plan_outputs(inputs: list[Path], output: str, hint: str, overwrite: bool = F
             output_format(target)
     except ImageError as error:
         raise UsageError(str(error)) from None
+    try:
+        resolved_inputs = {path.resolve() for path in inputs}
+        resolved = [target.resolve() for target in targets]
+    except (RuntimeError, OSError) as error:  # a symlink loop
+        raise UsageError(f"cannot resolve a path: {error}") from None
     sources: dict[Path, list[Path]] = {}
-    for path, target in zip(inputs, targets):
-        sources.setdefault(target.resolve(), []).append(path)
+    for path, target in zip(inputs, resolved):
+        sources.setdefault(target, []).append(path)
     collisions = {target: paths for target, paths in sources.items() if len(paths) > 1}
     if collisions:
         target, paths = next(iter(collisions.items()))
         raise UsageError(f"{len(collisions)} output(s) would be written by several inputs, e.g. {target} by "
                          f"{', '.join(map(str, paths))}; restore them into separate folders")
     if not overwrite:
-        resolved_inputs = {path.resolve() for path in inputs}
-        clash = [t for t in targets if t.resolve() in resolved_inputs]
+        clash = [t for t, r in zip(targets, resolved) if r in resolved_inputs]
         if clash:
             raise UsageError(f"the output {clash[0]} is one of the inputs; choose another output or pass --overwrite")
         existing = [t for t in targets if t.exists()]
@@ -89,6 +93,8 @@ def cmd_degrade(args) -> int:
     from .images import ImageError, image_bit_depth, list_images, load_image, save_image
 
     names = [n.strip() for n in args.type.split(",") if n.strip()]
+    if not names:
+        raise UsageError("--type needs a degradation name (see uir degradations)")
     params = _parse_params(args.param)
     if params and len(names) > 1:
         raise UsageError("--param applies to a single --type; use one degradation at a time")
@@ -112,7 +118,7 @@ def cmd_degrade(args) -> int:
             save_image(degraded, target, overwrite=args.overwrite, bit_depth=image_bit_depth(path))
         except (ImageError, ValueError, FileExistsError) as error:
             failures += 1
-            print(f"uir: skipped {path}: {error}", file=sys.stderr)
+            report_skip(path, error)
             continue
         shown = used if isinstance(used, list) else [used]
         detail = "; ".join(
@@ -132,7 +138,12 @@ def _bench_size(value: str) -> int:
 
 def _tile_size(value: str):
     """``--tile-size``: ``auto``, ``0`` (never tile: ``None``) or a size in pixels."""
-    return value if value == "auto" else (whole_number(value, 0, "auto, 0 or a number of pixels") or None)
+    if value == "auto":
+        return value
+    size = whole_number(value, 0, "auto, 0 or a number of pixels")
+    if 0 < size < 16:
+        raise argparse.ArgumentTypeError(f"tiles must be at least 16 pixels (0: never tile), got {size}")
+    return size or None
 
 
 def _parse_weights(spec: str | None, names: str | None) -> dict | None:
@@ -189,6 +200,9 @@ def _load_for_cli(args, state=None):
         raise UsageError(f"cannot use expert: {error}") from None
     except (OSError, ValueError) as error:
         raise UsageError(f"cannot load model {args.model or 'default'!r}: {error}") from None
+    except (TypeError, KeyError, IndexError, AttributeError) as error:  # a config that does not fit its class
+        raise UsageError(f"cannot load model {args.model or 'default'!r}: its files do not describe a model uir "
+                         f"can build ({type(error).__name__}: {error})") from None
 
 
 def say(line: str, error: bool = False) -> None:
@@ -313,40 +327,40 @@ def cmd_restore(args) -> int:
     loaded = time.perf_counter()
     failed: list = []
     failures, done = 0, 0
-    progress = tqdm(total=len(mine), desc="restoring", unit="image", disable=len(mine) <= 1)
-    batches = shape_batches(_readable(mine, failed, progress), args.batch_size,
-                            shape=lambda item: tuple(item[1].shape))
-    for batch in batches:
-        progress.update(len(batch))
-        x = torch.stack([image for _, image in batch])
-        try:
-            options = {} if args.top_k is None else {"top_k": args.top_k}
-            result = pipe(x, weights=weights, output_type="pt", tile_size=args.tile_size, batch_size=len(batch),
-                          **options)
-        except (ValueError, RuntimeError) as error:
-            failures += len(batch)
-            for path, _ in batch:
-                report_skip(path, error)
-            continue
-        for row, (path, _) in enumerate(batch):
-            target = targets[path]
+    # closed when the block ends, so nothing redraws the bar below a last line (an error, Ctrl-C)
+    with tqdm(total=len(mine), desc="restoring", unit="image", disable=len(mine) <= 1) as progress:
+        batches = shape_batches(_readable(mine, failed, progress), args.batch_size,
+                                shape=lambda item: tuple(item[1].shape))
+        for batch in batches:
+            progress.update(len(batch))
+            x = torch.stack([image for _, image in batch])
             try:
-                save_image(result.images[row], target, overwrite=args.overwrite, bit_depth=image_bit_depth(path))
-            except FileExistsError:
-                failures += 1
-                say(f"uir: {target} appeared while restoring (another process?); kept it, pass --overwrite to "
-                    "replace", error=True)
+                options = {} if args.top_k is None else {"top_k": args.top_k}
+                result = pipe(x, weights=weights, output_type="pt", tile_size=args.tile_size, batch_size=len(batch),
+                              **options)
+            except (ValueError, RuntimeError) as error:
+                failures += len(batch)
+                for path, _ in batch:
+                    report_skip(path, error)
                 continue
-            except (ImageError, OSError) as error:
-                failures += 1
-                say(f"uir: could not write {target}: {error}", error=True)
-                continue
-            done += 1
-            say(f"{path} -> {target}  {describe_restoration(result, row)}")
-            if result.known is not None and not result.known[row]:
-                say(f"uir: warning: {path}: low confidence {result.confidence[row].item():.2f}; the degradation may "
-                    "be one this model does not know", error=True)
-    progress.close()
+            for row, (path, _) in enumerate(batch):
+                target = targets[path]
+                try:
+                    save_image(result.images[row], target, overwrite=args.overwrite, bit_depth=image_bit_depth(path))
+                except FileExistsError:
+                    failures += 1
+                    say(f"uir: {target} appeared while restoring (another process?); kept it, pass --overwrite to "
+                        "replace", error=True)
+                    continue
+                except (ImageError, OSError) as error:
+                    failures += 1
+                    say(f"uir: could not write {target}: {error}", error=True)
+                    continue
+                done += 1
+                say(f"{path} -> {target}  {describe_restoration(result, row)}")
+                if result.known is not None and not result.known[row]:
+                    say(f"uir: warning: {path}: low confidence {result.confidence[row].item():.2f}; the "
+                        "degradation may be one this model does not know", error=True)
     failures += len(failed)
     seconds = time.perf_counter() - loaded
     if state is not None:  # one summary, from the main process, over every process's counts
@@ -526,10 +540,8 @@ def cmd_eval_router(args) -> int:
 def cmd_bench(args) -> int:
     from .benchmarking import benchmark_pipeline
 
-    rows = benchmark_pipeline(args.model, size=args.size, device=check_device(args.device), batch=args.batch,
-                              repeats=args.repeats,
-                              experts=[e for e in (args.experts or "").split(",") if e], router=args.router,
-                              vae=args.vae)
+    rows = benchmark_pipeline(lambda: _load_for_cli(args), size=args.size, device=check_device(args.device),
+                              batch=args.batch, repeats=args.repeats)
     from .evaluation import markdown_table
 
     print(markdown_table(rows, digits=3))
@@ -645,7 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(restore)
     restore.add_argument("--degradation", default=None, help="use these experts with equal weights, e.g. noisy,hazy")
     restore.add_argument("--weights", default=None, help="explicit expert weights, e.g. noisy=0.7,hazy=0.3")
-    restore.add_argument("--top-k", dest="top_k", type=int, default=None,
+    restore.add_argument("--top-k", dest="top_k", type=positive_int, default=None,
                          help="experts the router keeps per image (default: the pipeline's, "
                               "uir.lora.strategies.DEFAULT_TOP_K)")
     restore.add_argument("--batch-size", dest="batch_size", type=positive_int, default=4)

@@ -40,14 +40,23 @@ def _cached(repo_id: str) -> bool:
     return snapshots.is_dir() and any(snapshots.iterdir())
 
 
+def looks_local(name: str) -> bool:
+    """Whether a model name is meant as a local path, not a Hub id (``owner/name``): it exists,
+    is absolute, starts with ``.`` or ``~``, or has more than one ``/``."""
+    return Path(name).exists() or name.startswith((".", "~", "/")) or name.count("/") > 1 or "\\" in name
+
+
 def require_hub(name: str, what: str = "model") -> None:
     """Return when ``name`` is a local path, is in the Hugging Face cache, or the Hub answers;
     else an ``OSError`` with one line, within about a second (diffusers and huggingface_hub
     retry for 30-60 s offline, then blame a missing config.json)."""
     from huggingface_hub import constants
 
-    if Path(str(name)).exists() or _cached(str(name)):
+    name = str(name)
+    if Path(name).exists() or _cached(name):
         return
+    if looks_local(name):
+        raise OSError(f"{name}: no such {what} folder")
     if constants.HF_HUB_OFFLINE:
         raise OSError(f"cannot reach the Hub for {what} {name} (HF_HUB_OFFLINE is set); pass a local folder, or "
                       "unset HF_HUB_OFFLINE when online")

@@ -192,13 +192,15 @@ class LoRAExpert:
         missing = [key for key in ("degradation", "ranks") if key not in meta]
         if missing:
             raise ExpertError(f"{meta_path}: missing {', '.join(missing)}")
+        if not isinstance(meta["ranks"], dict):
+            raise ExpertError(f"{meta_path}: ranks must map each component to its rank, got {meta['ranks']!r}")
         components = {}
         for name in meta["ranks"]:
             weights, config = path / name / WEIGHTS_FILE, path / name / CONFIG_FILE
             for needed in (weights, config):
                 if not needed.is_file():
                     raise ExpertError(f"{path}: missing {needed.relative_to(path)}")
-            components[name] = ExpertComponent(_read_weights(weights), load_json_object(config, ExpertError))
+            components[name] = ExpertComponent(_read_weights(weights), _read_config(config))
         known = {"format", "degradation", "text", "base_model", "ranks"}
         return cls(meta["degradation"], components, meta.get("base_model", ""), meta.get("text"),
                    {k: v for k, v in meta.items() if k not in known})
@@ -266,6 +268,21 @@ def expert_folder_name(name: str, variant: str | None = None) -> str:
     folder as a variant name (and fails on an entry with no dot), as in
     ``diffusion_pytorch_model.fp16.safetensors``."""
     return f"{name}.{variant}.expert" if variant else f"{name}.expert"
+
+
+def _read_config(path: Path) -> dict:
+    """A component's ``adapter_config.json``, with the entries uir computes with checked: a rank,
+    an alpha, patterns that map names to numbers."""
+    config = load_json_object(path, ExpertError)
+    number = (int, float)
+    for key in ("r", "lora_alpha"):
+        if key in config and (isinstance(config[key], bool) or not isinstance(config[key], number)):
+            raise ExpertError(f"{path}: {key} must be a number, got {config[key]!r}")
+    for key in ("rank_pattern", "alpha_pattern"):
+        pattern = config.get(key) or {}
+        if not isinstance(pattern, dict) or not all(isinstance(v, number) for v in pattern.values()):
+            raise ExpertError(f"{path}: {key} must map layer names to numbers, got {config.get(key)!r}")
+    return config
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -64,7 +64,7 @@ def manual_weights(weights, expert_names: list[str], batch: int) -> torch.Tensor
         rows = row.expand(batch, k)
     else:
         rows = torch.as_tensor(weights, dtype=torch.float32)
-        rows = rows.expand(batch, k) if rows.dim() == 1 else rows
+        rows = rows.expand(batch, k) if rows.shape == (k,) else rows
         if rows.shape != (batch, k):
             raise ValueError(f"weights must have shape ({k},) or ({batch}, {k}) for {k} experts, got {tuple(rows.shape)}")
     check_manual_weights(rows)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..boundary import positive_float, positive_int, whole_number
 from ..degradations import parse_names
+from ..hub import looks_local, require_hub
 from ..degradations.registry import SEVERITIES
 
 #: training crops are whole multiples of this (every restorer's and SD-turbo's VAE's padding unit)
@@ -145,14 +146,13 @@ def check_data_args(args) -> None:
         if blocking is not None and not blocking.is_dir():
             raise ValueError(f"--output_dir {output}: {blocking} is a file, not a folder")
     model = getattr(args, "pretrained_model_name_or_path", None)
-    if model is not None and model != "default" and _looks_local(model) and not Path(model).is_dir():
-        raise ValueError(f"--pretrained_model_name_or_path {model}: no such folder")
-
-
-def _looks_local(name: str) -> bool:
-    """Whether a model name is meant as a local path, not a Hub id (``owner/name``): it exists,
-    is absolute, starts with ``.`` or ``~``, or has more than one ``/``."""
-    return Path(name).exists() or name.startswith((".", "~", "/")) or name.count("/") > 1 or "\\" in name
+    if model is not None and model != "default":
+        if looks_local(model) and not Path(model).is_dir():
+            raise ValueError(f"--pretrained_model_name_or_path {model}: no such folder")
+        try:
+            require_hub(model)
+        except OSError as error:
+            raise ValueError(f"--pretrained_model_name_or_path: {error}") from None
 
 
 def model_config(path, model_class) -> dict:

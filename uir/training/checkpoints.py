@@ -127,36 +127,41 @@ def resolve_checkpoint(output_dir, which: str | None) -> Path | None:
     return path
 
 
-def _unusable(path, why: str):
+RESUME_OPTION = "--resume_from_checkpoint"
+
+
+def _unusable(path, why: str, option: str = RESUME_OPTION):
     from ..boundary import UsageError
 
-    return UsageError(f"cannot resume from {path}: {why}; pass --resume_from_checkpoint another checkpoint "
-                      "folder, or leave it out to start anew")
+    fallback = ", or leave it out to start anew" if option == RESUME_OPTION else ""
+    return UsageError(f"{option} {path}: {why}; pass another checkpoint folder{fallback}")
 
 
-def check_checkpoint(path) -> None:
-    """A one-line usage error unless ``path`` holds a whole checkpoint: ``state.json`` that
-    parses, the trained parameters and the optimizer in readable safetensors files."""
+def check_checkpoint(path, option: str = RESUME_OPTION) -> Path:
+    """``path``, or a one-line usage error naming ``option`` unless it holds a whole checkpoint:
+    ``state.json`` that parses, the trained parameters and the optimizer in readable
+    safetensors files."""
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_dir():
-        raise _unusable(path, "no such folder")
+        raise _unusable(path, "no such folder", option)
     for name in (STATE_FILE, TRAINABLE_FILE, OPTIMIZER_FILE):
         if not (path / name).is_file():
-            raise _unusable(path, f"it has no {name} (not a whole uir checkpoint)")
+            raise _unusable(path, f"it has no {name} (not a whole uir checkpoint)", option)
     try:
         state = json.loads((path / STATE_FILE).read_text())
         if not isinstance(state, dict) or "step" not in state or "optimizer" not in state:
             raise ValueError("no step or optimizer record")
     except ValueError as error:
-        raise _unusable(path, f"{STATE_FILE} is damaged ({error})") from None
+        raise _unusable(path, f"{STATE_FILE} is damaged ({error})", option) from None
     for name in (TRAINABLE_FILE, OPTIMIZER_FILE):
         try:
             with safe_open(path / name, "pt") as handle:
                 handle.keys()
         except Exception as error:
-            raise _unusable(path, f"{name} is damaged ({' '.join(str(error).split())})") from None
+            raise _unusable(path, f"{name} is damaged ({' '.join(str(error).split())})", option) from None
+    return path
 
 
 def load_checkpoint(accelerator, path, trainable: dict[str, nn.Parameter], optimizer, lr_scheduler,

@@ -1,0 +1,46 @@
+"""Ctrl-C: one line, exit 130, nothing half-written, whether it comes during start-up or while
+restoring."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from uir.images import load_image, save_image
+
+
+@pytest.fixture()
+def photos(tmp_path, sample):
+    for i in range(6):
+        save_image(sample[:, : 96 + 8 * i, :128], tmp_path / "in" / f"p{i}.png")
+    return tmp_path / "in"
+
+
+def _interrupt(command, when, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    if when == "start-up":
+        time.sleep(0.3)  # importing torch
+    else:
+        assert " -> " in process.stdout.readline()  # the first image is written
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+@pytest.mark.parametrize("when", ["start-up", "restoring"])
+def test_ctrl_c_is_one_line_exit_130_and_leaves_no_partial_file(photos, tmp_path, when):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "uir.cli", "restore", str(photos), "-o", str(out), "--batch-size", "1"]
+    done = _interrupt(command, when, tmp_path)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.strip().splitlines()[-1] == "uir: interrupted"
+    written = sorted(out.iterdir()) if out.exists() else []
+    assert not [p for p in written if p.name.endswith(".uir-partial")], written
+    for path in written:  # whatever was written is whole
+        assert load_image(path).shape[0] == 3
+    if when == "restoring":
+        assert 1 <= len(written) < 6
