@@ -1,5 +1,5 @@
 """Ctrl-C: one line, exit 130, nothing half-written, whether it comes during start-up or while
-restoring."""
+restoring; and a full standard output is one line, not a crash."""
 
 import os
 import signal
@@ -44,3 +44,12 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_no_partial_file(photos, tmp_path
         assert load_image(path).shape[0] == 3
     if when == "restoring":
         assert 1 <= len(written) < 6
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_stdout_is_one_line_not_a_crash():
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "uir.cli", "degradations"], stdout=full, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == ["uir: error: cannot write the output: no space left on the device"]
