@@ -93,7 +93,8 @@ def test_runtime_checks_experts_against_the_restorer_it_runs():
 
 
 def test_what_the_runtime_builds_and_what_it_leaves_to_diffusers(tmp_path):
-    from uir.cli import _load_for_cli, build_parser
+    from uir.cli import build_parser
+    from uir.commands.common import load_for_cli
     from uir.models import SRResNet
     from uir.pipelines import RestorerPipeline
     from uir.testing import tiny_restorer_pipeline, tiny_router
@@ -112,7 +113,7 @@ def test_what_the_runtime_builds_and_what_it_leaves_to_diffusers(tmp_path):
     tiny_router(vocabulary=["noisy"], use_controller=False).save_pretrained(tmp_path / "router")
 
     def loaded(*argv):
-        return type(_load_for_cli(build_parser().parse_args(["restore", "x.png", "-o", "y.png", *argv])))
+        return type(load_for_cli(build_parser().parse_args(["restore", "x.png", "-o", "y.png", *argv])))
 
     assert loaded() is RuntimeRestorerPipeline
     assert loaded("--router", str(tmp_path / "router")) is RestorerPipeline  # a router to add: diffusers

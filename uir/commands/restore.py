@@ -1,0 +1,152 @@
+"""``uir restore``: files, folders and globs restored in batches, each written atomically, the
+router's verdict in one line per image."""
+
+from __future__ import annotations
+
+import sys
+
+from ..boundary import EXIT_OK, EXIT_PARTIAL, UsageError
+from .common import distributed_state, load_for_cli, plan_outputs, report_skip, say, share
+
+
+def _parse_weights(spec: str | None, names: str | None) -> dict | None:
+    """``--weights noisy=0.7,hazy=0.3`` or ``--degradation noisy,hazy`` (equal weights) to a dict."""
+    if spec and names:
+        raise UsageError("give --weights or --degradation, not both")
+    from ..lora.strategies import check_manual_weights
+
+    if names:
+        chosen = [n.strip() for n in names.split(",") if n.strip()]
+        _refuse_repeats("--degradation", chosen)
+        return {n: 1.0 / len(chosen) for n in chosen}
+    if not spec:
+        return None
+    pairs = [item.partition("=") for item in spec.split(",")]
+    try:
+        weights = [(key.strip(), float(value)) for key, sep, value in pairs if sep]
+    except ValueError:
+        weights = []
+    if len(weights) != len(pairs):
+        raise UsageError(f"--weights expects NAME=NUMBER pairs, got {spec!r}")
+    _refuse_repeats("--weights", [key for key, _ in weights])
+    try:
+        check_manual_weights([value for _, value in weights])
+    except ValueError as error:
+        raise UsageError(f"--weights: {error}") from None
+    return dict(weights)
+
+
+def _refuse_repeats(option: str, names: list) -> None:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise UsageError(f"{option} names {', '.join(repeated)} more than once")
+
+
+def _readable(paths, failed: list, progress=None):
+    """``(path, image)`` for each readable input, read when needed (one batch in memory at a
+    time); each unreadable one is reported in one line, appended to ``failed`` and counted on
+    ``progress``."""
+    from ..images import ImageError, load_image
+
+    for path in paths:
+        try:
+            yield path, load_image(path)
+        except ImageError as error:
+            report_skip(path, error)
+            failed.append(path)
+            if progress is not None:
+                progress.update(1)
+
+
+def cmd_restore(args) -> int:
+    import time
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..images import ImageError, image_bit_depth, list_images, save_image
+    from ..pipelines.restoring import shape_batches
+
+    inputs = list_images(args.inputs)
+    targets = dict(zip(inputs, plan_outputs(inputs, args.output, "files, folders or globs", args.overwrite,
+                                            args.skip_existing)))
+    pending = [path for path in inputs if args.overwrite or not targets[path].exists()]
+    skipped = len(inputs) - len(pending)
+    weights = _parse_weights(args.weights, args.degradation)
+    start = time.perf_counter()
+    state = distributed_state()
+    mine = share(state, pending)
+    pipe = load_for_cli(args, state)
+    if weights is not None:
+        unknown = sorted(set(weights) - set(pipe.expert_list.names))
+        if unknown:
+            raise UsageError(f"no expert for {', '.join(unknown)}; this model has: {', '.join(pipe.expert_list.names)}")
+    if weights is None and pipe.router is None and pipe.expert_list.names:
+        raise UsageError("this model has no router: pass --degradation or --weights, or --router")
+    loaded = time.perf_counter()
+    failed: list = []
+    failures, done = 0, 0
+    # closed when the block ends, so nothing redraws the bar below a last line (an error, Ctrl-C)
+    with tqdm(total=len(mine), desc="restoring", unit="image", disable=len(mine) <= 1) as progress:
+        batches = shape_batches(_readable(mine, failed, progress), args.batch_size,
+                                shape=lambda item: tuple(item[1].shape))
+        for batch in batches:
+            progress.update(len(batch))
+            x = torch.stack([image for _, image in batch])
+            try:
+                options = {} if args.top_k is None else {"top_k": args.top_k}
+                result = pipe(x, weights=weights, output_type="pt", tile_size=args.tile_size, batch_size=len(batch),
+                              **options)
+            except (ValueError, RuntimeError) as error:
+                failures += len(batch)
+                for path, _ in batch:
+                    report_skip(path, error)
+                continue
+            for row, (path, _) in enumerate(batch):
+                target = targets[path]
+                try:
+                    save_image(result.images[row], target, overwrite=args.overwrite, bit_depth=image_bit_depth(path))
+                except FileExistsError:
+                    failures += 1
+                    say(f"uir: {target} appeared while restoring (another process?); kept it, pass --overwrite to "
+                        "replace", error=True)
+                    continue
+                except (ImageError, OSError) as error:
+                    failures += 1
+                    say(f"uir: could not write {target}: {error}", error=True)
+                    continue
+                done += 1
+                say(f"{path} -> {target}  {describe_restoration(result, row)}")
+                if result.known is not None and not result.known[row]:
+                    say(f"uir: warning: {path}: low confidence {result.confidence[row].item():.2f}; the "
+                        "degradation may be one this model does not know", error=True)
+    failures += len(failed)
+    seconds = time.perf_counter() - loaded
+    if state is not None:  # one summary, from the main process, over every process's counts
+        from accelerate.utils import gather_object
+
+        counts = gather_object([(done, failures, seconds)])
+        done, failures, seconds = sum(c[0] for c in counts), sum(c[1] for c in counts), max(c[2] for c in counts)
+    if len(inputs) > 1 and (state is None or state.is_main_process):
+        processes = f" on {state.num_processes} processes" if state is not None else ""
+        print(f"uir: restored {done}, skipped {skipped} existing, {failures} failed{processes}; "
+              f"{done / max(seconds, 1e-9):.2f} images/s", file=sys.stderr)
+    if args.timing:
+        print(f"timing: load {loaded - start:.2f} s, restore {seconds:.2f} s for {done} image(s)", file=sys.stderr)
+    return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def describe_restoration(result, row: int) -> str:
+    """What was done to image ``row`` of a pipeline output, in words: the router's call and its
+    confidence (or "not sure" when below the threshold), then the experts that ran with their
+    weights, the share of the input kept, or "base model only"."""
+    used = ", ".join(f"{n} {w:.2f}" for n, w in zip(result.expert_names, result.weights[row].tolist()) if w > 0)
+    kept = float(result.clean_weight[row])
+    used = ", ".join(part for part in (used, f"input kept {kept:.2f}" if kept > 0 else "") if part)
+    used = f"experts: {used}" if used else "base model only"
+    if result.degradations is None:
+        return used
+    confidence = result.confidence[row].item()
+    if not result.known[row]:
+        return f"not sure ({confidence:.2f}; likeliest {result.degradations[row]}): {used}"
+    return f"detected {result.degradations[row]} (confidence {confidence:.2f}); {used}"
