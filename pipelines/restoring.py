@@ -111,6 +111,10 @@ class MixtureRestoration:
 
     adapted_components: tuple[str, ...] = ()
     size_multiple = 8
+    #: pixels of reflected border each image (or tile) is restored with and cropped from, so its
+    #: edge rows are computed like interior ones (:mod:`uir.tiling`); 0 keeps the method as
+    #: published (UIR-LoRA's one step on SD-turbo)
+    border_margin = 0
     #: with ``tile_size="auto"``, images with a side above this are restored in equal tiles of at
     #: most this size, so memory stays bounded (the default restorer untiled needed ~9 GB for a
     #: 12 Mpx photo); 512 is the resolution SD-turbo was trained at
@@ -165,10 +169,9 @@ class MixtureRestoration:
         When every image of the batch has the same weights (top-1 routing to one expert, manual
         weights), the layers get that one row: each then merges ``W + sum_k s_k c_k B_k A_k``
         for the call or runs the stacked experts, whichever its cost model finds cheaper at the
-        input's size (:class:`uir.lora.LoRAMixtureLayer`). Fusing the whole model instead cost a
-        full-size SD-turbo UNet 2.55 s a call at 64 px on CPU, against 0.60 s this way and 0.52 s
-        for the base alone (``benchmarks/sd_turbo.py``). All-zero weights (the base alone, e.g.
-        the router's low-confidence policy) enter no mixture at all.
+        input's size (:class:`uir.lora.LoRAMixtureLayer`); fusing the whole model instead was
+        four times slower on SD-turbo (docs/performance.md). All-zero weights (the base alone,
+        e.g. the router's low-confidence policy) enter no mixture at all.
         """
         stack = ExitStack()
         if weights is not None and not bool(weights.any()):
@@ -224,7 +227,7 @@ class MixtureRestoration:
         for x, rows, kept in self.progress_bar(chunks, desc="restoring", disable=len(chunks) <= 1):
             restore = lambda t, w: restore_tiled(  # noqa: E731
                 lambda tile: self.restore_tensor(tile, w, generator, sample_posterior).to(tile.dtype),
-                t, tile_size, tile_overlap, multiple=self.size_multiple)
+                t, tile_size, tile_overlap, multiple=self.size_multiple, margin=self.border_margin)
             outputs.append(keep_clean(restore, x.to(self.device), rows, kept))
         restored = postprocess(torch.cat(outputs), output_type)
         verdict = {} if routed is None else {"degradations": routed.names, "confidence": routed.confidence,
@@ -250,9 +253,11 @@ class RestorerRestoration(MixtureRestoration):
     (default 8) sets the padding."""
 
     adapted_components = ("restorer",)
+    #: the embedded default drew 1-px lines along its edges without it (docs/default-model.md)
+    border_margin = 8
     #: larger than the base class's: a NAFNet block runs its full-resolution maps in cache-sized
     #: bands (:data:`uir.networks.nafnet.BAND_VALUES`), so tiles bound memory, not speed; the
-    #: default restored 1024x1024 whole in 2.0 s, in 512 px tiles in 2.6 s
+    #: default restores 1024x1024 faster whole than in 512 px tiles (docs/performance.md)
     auto_tile_size = 1024
 
     @property
@@ -262,8 +267,8 @@ class RestorerRestoration(MixtureRestoration):
     def restore_tensor(self, x: torch.Tensor, weights: torch.Tensor, generator=None, sample_posterior: bool = False):
         """Restore (B,3,H,W) images in [0, 1] whose sizes are multiples of ``size_multiple``.
 
-        Inference runs channels-last (NHWC): the default at 512x512 on one CPU thread took 0.61 s
-        contiguous and 0.44 s channels-last. The weights are converted in place, outside training.
+        Inference runs channels-last (NHWC), faster for the default (docs/performance.md). The
+        weights are converted in place, outside training.
         """
         if not self.restorer.training:
             self.restorer.to(memory_format=torch.channels_last)

@@ -1,10 +1,10 @@
 """The diffusers-free runtime: a saved :class:`~uir.pipelines.RestorerPipeline` folder (the
 embedded default is one) restored in plain torch. It is what the ``uir`` command runs.
 
-Most of a cold ``uir restore`` used to be imports, not restoring. diffusers imports
-``torch._dynamo`` and transformers (2.1-2.3x a bare ``import torch``), and ``DiffusionPipeline``
-peft too (3.6-3.9x); open_clip imports torchvision, transformers and ``torch._dynamo`` (2.8x).
-Restoring a 512x512 photo costs 0.3-0.5x (``python benchmarks/startup.py``).
+Most of a cold ``uir restore`` used to be imports, not restoring: diffusers imports
+``torch._dynamo`` and transformers, ``DiffusionPipeline`` peft too, and open_clip torchvision,
+transformers and ``torch._dynamo``; each costs more than the restore itself
+(docs/performance.md, ``python benchmarks/startup.py``).
 
 The runtime builds the same parts from the folder's configs and safetensors files:
 - the restorer's plain network (:data:`RUNTIME_RESTORERS`);

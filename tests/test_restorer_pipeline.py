@@ -11,6 +11,7 @@ from uir import RestorerPipeline
 from uir.lora import mixture_layers
 from uir.models import NAFNet
 from uir.testing import TINY_NAFNET, tiny_restorer_pipeline, tiny_router
+from uir.tiling import run_padded
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +104,8 @@ def test_expert_equals_peft_on_the_restorer(pipe):
     set_peft_model_state_dict(peft_model, component.state_dict)
     x = _images(h=32, w=32)
     ours = pipe(x, weights={expert.degradation: 1.0}, output_type="pt").images
-    with torch.no_grad():
-        theirs = peft_model(x).clamp(0, 1)
+    with torch.no_grad():  # the pipeline restores with a reflected border margin (uir.tiling)
+        theirs = run_padded(peft_model, x, pipe.size_multiple, pipe.border_margin).clamp(0, 1)
     assert torch.allclose(ours, theirs, atol=1e-5)
 
 
@@ -182,7 +183,8 @@ def test_large_images_are_tiled_automatically(pipe, monkeypatch):
     monkeypatch.setattr(type(pipe), "restore_tensor", lambda self, t, *a, **k: seen.append(t.shape) or original(self, t, *a, **k))
     monkeypatch.setattr(pipe, "auto_tile_size", 64)
     assert pipe(x, output_type="pt").images.shape == x.shape
-    assert len(seen) == 12 and {tuple(s[-2:]) for s in seen} == {(64, 64)}  # 3 x 4 equal tiles of 64
+    padded = 64 + 2 * pipe.border_margin  # 3 x 4 equal tiles of 64, each with its reflected margin
+    assert len(seen) == 12 and {tuple(s[-2:]) for s in seen} == {(padded, padded)}
     small = pipe(x[..., :48, :48], output_type="pt", tile_size=16).images  # overlap 32 is capped, not an error
     assert small.shape == (1, 3, 48, 48)
 
@@ -231,7 +233,7 @@ def test_zero_weights_run_the_base_alone_without_touching_the_experts(pipe):
         assert all(layer.weights is None and layer._unfused_weight is None for layer in layers)
     out = pipe(x, weights=torch.zeros(2, 3), output_type="pt").images
     with torch.no_grad():
-        assert torch.equal(out, plain(x).clamp(0, 1))
+        assert torch.equal(out, run_padded(plain, x, pipe.size_multiple, pipe.border_margin).clamp(0, 1))
 
 
 @pytest.mark.parametrize("weights", [{"noisy": -1.0}, {"noisy": 1e30}, {"noisy": float("nan")},

@@ -6,8 +6,8 @@
 
 See :mod:`uir.degradations.catalog` for every name and :mod:`uir.degradations.operators`
 for DL-Net's linear observation operators. The names (:mod:`.families`), the registry and the
-catalog with its parameter ranges and docs import without torch (``uir degradations`` answers in
-0.1 s); each function's module is imported when it is first applied.
+catalog with its parameter ranges and docs import without torch (``uir degradations`` answers at
+once, docs/performance.md); each function's module is imported when it is first applied.
 """
 
 from .families import (ALL_NAMES, CLEAN, MIX, DA_CLIP_TYPES, GRIDS_TYPES, LIRA_FACTORS, LIRA_TYPES, mix_parts,

@@ -201,9 +201,8 @@ class LoRAMixtureLayer(WrapsBaseLayer):
         if rows == 1:
             return F.conv2d(x, merged[0], bias, **conv)
         if not x.is_contiguous():  # strided (channels-last, a band): one conv per sample keeps the
-            # layout; a grouped conv over (1, B*C, H, W) copied x and returned a contiguous map (the
-            # default on four 512x512 images with their own weights: 5.2 s grouped, 2.5-2.9 s per
-            # sample, 2.1-2.6 s with one row shared by the four)
+            # layout; a grouped conv over (1, B*C, H, W) copied x and returned a contiguous map, and
+            # was about twice as slow (docs/performance.md)
             return torch.cat([F.conv2d(x[i : i + 1], merged[i], bias, **conv) for i in range(batch)])
         grouped = F.conv2d(x.reshape(1, -1, *x.shape[-2:]), merged.flatten(0, 1),
                            None if bias is None else bias.repeat(batch), groups=batch, **conv)

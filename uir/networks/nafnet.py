@@ -29,8 +29,8 @@ class LayerNorm2d(nn.Module):
     """LayerNorm over the channels of every pixel of (B,C,H,W).
 
     Without autograd (inference) it is one fused ``layer_norm`` kernel over the channels-last
-    view, which on a channels-last input (how the pipelines run) is contiguous: the default
-    restored 512x512 in 0.64 s instead of 0.94 s (``benchmarks/restore.py``). With autograd it
+    view, which on a channels-last input (how the pipelines run) is contiguous, and faster
+    (docs/performance.md). With autograd it
     is spelled out: per-sample second-order gradients (``torch.func``, GEF's L_orthog) through
     the fused kernel differ from plain autograd's by 1e-4 relative in float64 (torch 2.14)."""
 
@@ -62,9 +62,8 @@ class NAFBlock(nn.Module):
     sees the whole map; the rest is per pixel. So without autograd, a map taller than a band
     (:data:`BAND_VALUES`) runs band by band: each band of ``SimpleGate(depthwise(...))`` with a
     one-row halo, then SCA over the whole map, then the per-pixel rest band by band. The output
-    is the whole map's up to float rounding, and the full-resolution maps stay in cache: the
-    default restored 512x512 in 0.48 s instead of 0.69 s, and 1024x1024 untiled in 2.00 s instead
-    of 3.47 s (interleaved A/B of the two forwards in one process)."""
+    is the whole map's up to float rounding, and the full-resolution maps stay in cache
+    (docs/performance.md)."""
 
     def __init__(self, channels: int, expansion: int = 2):
         super().__init__()
