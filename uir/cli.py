@@ -82,7 +82,9 @@ def cmd_info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .degradations import parse_names
+    from .degradations import DA_CLIP_TYPES, parse_names
+
+    types = len(DA_CLIP_TYPES)
 
     parser = OneLineParser(prog="uir", description="Universal image restoration.",
                                      epilog="Errors are one line; --debug (anywhere) or UIR_DEBUG=1 shows the "
@@ -133,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(evaluate)
     evaluate.add_argument("--data", required=True, help="clean photos (degraded here), or a folder with lq/ and gt/")
     evaluate.add_argument("--degradations", type=parse_names, default="all",
-                          help='comma-separated names or "all" (the 10 DA-CLIP types); a mixture joins names '
+                          help=f'comma-separated names or "all" (the {types} DA-CLIP types); a mixture joins names '
                                "with + (low-light+noisy)")
     evaluate.add_argument("--top-k", dest="top_k", type=positive_int, default=None,
                           help="experts the router keeps per image (default: the pipeline's)")
@@ -151,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     router_eval.add_argument("router", help="a router folder or Hub id")
     router_eval.add_argument("--data", required=True, help="clean photos, degraded here")
     router_eval.add_argument("--degradations", type=parse_names, default=None,
-                             help='comma-separated names or "all" (the 10 DA-CLIP types); default: the '
+                             help=f'comma-separated names or "all" (the {types} DA-CLIP types); default: the '
                                   "router's vocabulary")
     router_eval.add_argument("--severity", default="default", choices=["default", "mild", "moderate", "severe", "random"],
                              help="default (each type's protocol level), mild, moderate, severe or random")
@@ -169,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=positive_int, default=3)
     bench.set_defaults(func=cmd_bench)
 
-    demo = sub.add_parser("demo", help="degrade the bundled photo 10 ways, restore, write a grid and PSNR table")
+    demo = sub.add_parser("demo", help=f"degrade the bundled photo {types} ways, restore, write a grid and PSNR table")
     _add_model_args(demo)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("-o", "--output", default="outputs/demo", help="output folder")

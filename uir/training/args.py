@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from ..boundary import positive_float, positive_int, whole_number
-from ..degradations import parse_names
+from ..degradations import DA_CLIP_TYPES, parse_names
 from ..hub import looks_local, require_hub
 from ..degradations.registry import SEVERITIES
 
@@ -95,7 +95,7 @@ def add_data_args(parser: argparse.ArgumentParser, default_degradations: str = "
     group.add_argument("--paired", action="append", default=[], metavar="NAME=LQ_DIR:GT_DIR",
                        help="a paired folder for one degradation (repeatable); replaces --train_data_dir")
     group.add_argument("--degradations", type=parse_names, default=default_degradations,
-                       help='comma-separated degradation names, or "all" (the 10 DA-CLIP types)')
+                       help=f'comma-separated degradation names, or "all" (the {len(DA_CLIP_TYPES)} DA-CLIP types)')
     group.add_argument("--repeats", type=positive_int, default=1,
                        help="independent degraded draws of each photo and type per epoch (longer epochs)")
     group.add_argument("--severity", default="random", choices=[*SEVERITIES, "random", "default"],
