@@ -48,24 +48,38 @@ def _component(index: dict, name: str) -> tuple | None:
     return tuple(entry) if entry and entry[0] is not None else None
 
 
-def runtime_loadable(folder) -> bool:
-    """Whether ``folder`` is a saved ``RestorerPipeline`` the runtime builds: a restorer class in
-    :data:`RUNTIME_RESTORERS`, a router (or none) whose tower
-    :class:`~uir.networks.clip_vision.VisionTower` implements, and safetensors weights."""
+def why_not_runtime(folder) -> str | None:
+    """Why the runtime cannot build ``folder``, in a few words; ``None`` when it can: a saved
+    ``RestorerPipeline`` with a restorer class in :data:`RUNTIME_RESTORERS`, a router (or none)
+    whose tower :class:`~uir.networks.clip_vision.VisionTower` implements, and safetensors
+    weights."""
     folder = Path(str(folder))
     if not (folder / "model_index.json").is_file():
-        return False
+        return "not a saved pipeline folder (a Hub id or an SD-turbo checkpoint)"
     index = load_json_object(folder / "model_index.json")
     name = index.get("_class_name")
-    if (name[-1] if isinstance(name, list) else name) != "RestorerPipeline":
-        return False
-    if _component(index, "restorer") not in RUNTIME_RESTORERS or not (folder / "restorer" / WEIGHTS_FILE).is_file():
-        return False
+    name = name[-1] if isinstance(name, list) and name else name
+    if name != "RestorerPipeline":
+        return f"a {name} pipeline, not a RestorerPipeline"
+    restorer = _component(index, "restorer")
+    if restorer not in RUNTIME_RESTORERS:
+        return f"restorer class {'.'.join(restorer or ('none',))} has no plain network in RUNTIME_RESTORERS"
+    if not (folder / "restorer" / WEIGHTS_FILE).is_file():
+        return f"no restorer/{WEIGHTS_FILE} (pickled or sharded weights)"
     router = _component(index, "router")
-    if router is not None and (router != ROUTER_CLASS or not (folder / "router" / WEIGHTS_FILE).is_file()
-                               or not RuntimeRouter.supports(load_json_object(folder / "router" / "config.json"))):
-        return False
-    return _component(index, "experts") in (None, BANK_CLASS)
+    if router is not None:
+        if router != ROUTER_CLASS or not (folder / "router" / WEIGHTS_FILE).is_file():
+            return f"router {'.'.join(router)} is not a DegradationRouter in safetensors"
+        if not RuntimeRouter.supports(load_json_object(folder / "router" / "config.json")):
+            return "the router's vision tower has options VisionTower lacks"
+    if _component(index, "experts") not in (None, BANK_CLASS):
+        return f"experts of class {'.'.join(_component(index, 'experts'))}"
+    return None
+
+
+def runtime_loadable(folder) -> bool:
+    """Whether the runtime builds ``folder`` (:func:`why_not_runtime` has no reason)."""
+    return why_not_runtime(folder) is None
 
 
 class RuntimeRestorerPipeline(RestorerRestoration):
@@ -111,4 +125,4 @@ class RuntimeRestorerPipeline(RestorerRestoration):
         return self
 
 
-__all__ = ["RUNTIME_RESTORERS", "RuntimeRestorerPipeline", "runtime_loadable"]
+__all__ = ["RUNTIME_RESTORERS", "RuntimeRestorerPipeline", "runtime_loadable", "why_not_runtime"]

@@ -92,7 +92,7 @@ def test_runtime_checks_experts_against_the_restorer_it_runs():
         RuntimeRestorerPipeline(other, None, ExpertList.from_folder(default_model_dir() / "experts"))
 
 
-def test_what_the_runtime_builds_and_what_it_leaves_to_diffusers(tmp_path):
+def test_what_the_runtime_builds_and_what_it_leaves_to_diffusers(tmp_path, caplog):
     from uir.cli import build_parser
     from uir.commands.common import load_for_cli
     from uir.models import SRResNet
@@ -116,8 +116,12 @@ def test_what_the_runtime_builds_and_what_it_leaves_to_diffusers(tmp_path):
         return type(load_for_cli(build_parser().parse_args(["restore", "x.png", "-o", "y.png", *argv])))
 
     assert loaded() is RuntimeRestorerPipeline
-    assert loaded("--router", str(tmp_path / "router")) is RestorerPipeline  # a router to add: diffusers
-    assert loaded("--model", str(tmp_path / "srresnet")) is RestorerPipeline
+    with caplog.at_level("DEBUG", logger="uir.commands"):  # never a silent switch: one debug line says why
+        assert loaded("--router", str(tmp_path / "router")) is RestorerPipeline  # a router to add: diffusers
+        assert loaded("--model", str(tmp_path / "srresnet")) is RestorerPipeline
+    reasons = [record.getMessage() for record in caplog.records]
+    assert len(reasons) == 2 and "--router adds parts the runtime does not build" in reasons[0]
+    assert "SRResNet has no plain network" in reasons[1]
 
 
 def test_uir_restore_imports_neither_diffusers_nor_open_clip(tmp_path):

@@ -8,6 +8,7 @@ themselves live in :mod:`uir.commands`.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import sys
@@ -193,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+
+    if debug:  # also the debug lines, e.g. why a model loads through diffusers
+        logging.basicConfig(format="uir: debug: %(message)s")
+        logging.getLogger("uir").setLevel(logging.DEBUG)
 
     def run() -> int:
         with warnings.catch_warnings():  # a warning is one line on stderr, like an error

@@ -4,11 +4,14 @@ work split of ``accelerate launch``."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
 
 from ..boundary import UsageError
+
+logger = logging.getLogger("uir.commands")
 
 
 def say(line: str, error: bool = False) -> None:
@@ -122,14 +125,18 @@ def load_for_cli(args, state=None):
     runtime (:mod:`uir.pipelines.runtime`: same outputs, a third of the start-up)."""
     from ..lora import ExpertError
     from ..pipelines.loading import load_pipeline, model_path
-    from ..pipelines.runtime import RuntimeRestorerPipeline, runtime_loadable
+    from ..pipelines.runtime import RuntimeRestorerPipeline, why_not_runtime
 
     experts = [e for e in (args.experts or "").split(",") if e]
     device = str(state.device) if state is not None else check_device(args.device)
     folder = model_path(args.model)
     try:
-        if not experts and args.router is None and args.vae is None and runtime_loadable(folder):
+        added = [option for option, value in (("--experts", experts), ("--router", args.router), ("--vae", args.vae))
+                 if value]
+        reason = f"{', '.join(added)} adds parts the runtime does not build" if added else why_not_runtime(folder)
+        if reason is None:
             return RuntimeRestorerPipeline.from_folder(folder).to(device)
+        logger.debug("loading %s with diffusers, not the runtime: %s", folder, reason)
         return load_pipeline(args.model, experts=experts, router=args.router, device=device, vae=args.vae,
                              allow_pickle=args.allow_pickle)
     except ExpertError as error:
