@@ -125,3 +125,27 @@ def test_photo_split_respects_the_hold_out_and_says_when_validation_is_skipped(p
         kept, validation = photo_split(Namespace(train_data_dir=photos_dir, validation_data_dir=None,
                                                  num_validation_images=2))
     assert validation == [] and "validation is skipped" in caplog.text and len(kept) == len(train) + len(held_out)
+
+
+def test_unreadable_training_photos_are_skipped_once_and_not_called_held_out(tmp_path, sample, caplog):
+    """A broken training photo is one 'skipping' warning, not counted as held out for validation;
+    the validation files alone are listed without checking the training photos."""
+    from argparse import Namespace
+
+    from uir.data import photo_split, validation_photos
+    from uir.images import save_image
+
+    for i in range(3):
+        save_image(sample[:, i * 8 : i * 8 + 32, :32], tmp_path / "train" / f"p{i}.png")
+        save_image(sample[:, i * 8 : i * 8 + 32, 32:64], tmp_path / "val" / f"v{i}.png")
+    (tmp_path / "train" / "z-broken.png").write_bytes(b"not an image")
+    args = Namespace(train_data_dir=tmp_path / "train", validation_data_dir=tmp_path / "val", num_validation_images=2,
+                     resolution=16)
+    with caplog.at_level("WARNING", logger="uir.data"):
+        kept, validation = photo_split(args)
+    assert [p.name for p in kept] == ["p0.png", "p1.png", "p2.png"]
+    assert "skipping 1 unreadable photo(s)" in caplog.text and "held out" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="uir.data"):
+        assert validation_photos(args) == validation and len(validation) == 2
+    assert caplog.text == ""

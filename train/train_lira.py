@@ -45,8 +45,8 @@ from uir.lira import LIRANetwork, PatchDiscriminator, ResnetGenerator
 from uir.pipelines import RestorerPipeline
 from uir.tiling import run_padded
 from uir.training import (LossModule, add_data_args, add_training_args, finish, held_out_photos, make_accelerator,
-                          parse_training_args, photo_split, restoration_loss, restoration_validator,
-                          saved_model_config, train, training_dataset)
+                          parse_training_args, restoration_loss, restoration_validator, saved_model_config, train,
+                          training_dataset, validation_photos)
 from uir.files import save_pretrained_staged
 
 DEFAULT_RHO = {"lira": 1e-3, "setting-a": 1e-3, "finetune": 1.0, "ewc": 1.0, "lwf": 1.0}
@@ -114,7 +114,7 @@ def save_outputs(accelerator, args, network: LIRANetwork, names, title: str) -> 
 
 
 def validator(args, network: LIRANetwork, names, task_of):
-    _, files = photo_split(args)
+    files = validation_photos(args)
     if not files:
         return None
     restore = lambda lq, name: run_padded(lambda x: network(x, task=task_of(name)), lq, network.size_multiple)  # noqa: E731

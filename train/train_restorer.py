@@ -23,8 +23,8 @@ from uir.models import NAFNet
 from uir.pipelines import RestorerPipeline
 from uir.tiling import run_padded
 from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator, mixed_batches,
-                          parse_training_args, photo_split, restoration_loss, restoration_validator, train,
-                          training_dataset)
+                          parse_training_args, restoration_loss, restoration_validator, train, training_dataset,
+                          validation_photos)
 from uir.training.args import model_config
 from uir.files import save_pretrained_staged
 
@@ -56,7 +56,7 @@ def main(argv=None):
     model = LossModule({"restorer": restorer}, lambda batch: loss_fn(restorer(batch["lq"]), batch["gt"]))
     dataset = training_dataset(args, names)
     sampler = mixed_batches(args, dataset)
-    _, validation_files = photo_split(args)
+    validation_files = validation_photos(args)
     validate = None
     if validation_files:
         restore = lambda lq, name: run_padded(lambda x: pipe.restore_tensor(x, None), lq, pipe.size_multiple)  # noqa: E731

@@ -42,7 +42,7 @@ from uir.evaluation import degraded_pairs, evaluate_router
 from uir.lora.strategies import LOW_CONFIDENCE_POLICIES
 from uir.router import DegradationRouter, calibrate_temperature, expected_calibration_error
 from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator, mixed_batches,
-                          parse_training_args, photo_split, train, training_dataset)
+                          parse_training_args, photo_split, train, training_dataset, validation_photos)
 from uir.files import save_pretrained_staged
 
 
@@ -132,7 +132,7 @@ def main(argv=None):
     model = LossModule({"router": router}, loss)
     dataset = training_dataset(args, names)
     sampler = mixed_batches(args, dataset)
-    _, validation_files = photo_split(args)
+    validation_files = validation_photos(args)
 
     def validate(step: int) -> dict:
         router.refresh_bank()

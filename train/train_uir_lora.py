@@ -34,8 +34,8 @@ from uir.lora import FINGERPRINT_KEY, ExpertComponent, LoRAExpert, lora_config
 from uir.lora.targets import UNET_RANK, VAE_RANK
 from uir.tiling import run_padded
 from uir.training import (LossModule, add_data_args, add_training_args, add_uir_lora_args, finish,
-                          load_uir_lora_pipeline, make_accelerator, parse_paired, parse_training_args, photo_split,
-                          restoration_loss, restoration_validator, train, training_dataset)
+                          load_uir_lora_pipeline, make_accelerator, parse_paired, parse_training_args,
+                          restoration_loss, restoration_validator, train, training_dataset, validation_photos)
 
 
 def parse_args(argv=None):
@@ -98,7 +98,7 @@ def main(argv=None):
     dataset = training_dataset(args, names)
     sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed,
                                             group_size=accelerator.num_processes * args.gradient_accumulation_steps)
-    _, validation_files = photo_split(args)
+    validation_files = validation_photos(args)
     validate = None
     if validation_files and not args.paired:
         def restore(lq, name):

@@ -24,8 +24,8 @@ from uir.data import SingleDegradationBatchSampler
 from uir.lora.targets import VAE_RANK, VAE_TARGETS
 from uir.tiling import run_padded
 from uir.training import (LossModule, add_data_args, add_training_args, add_uir_lora_args, finish,
-                          load_uir_lora_pipeline, make_accelerator, parse_training_args, photo_split,
-                          restoration_loss, restoration_validator, train, training_dataset)
+                          load_uir_lora_pipeline, make_accelerator, parse_training_args, restoration_loss,
+                          restoration_validator, train, training_dataset, validation_photos)
 from uir.files import save_pretrained_staged
 
 STAGE1_ADAPTER = "vae_stage1"
@@ -63,7 +63,7 @@ def main(argv=None):
     model = LossModule({"vae": vae}, lambda batch: loss_fn(pipe.restore_tensor(batch["lq"], None), batch["gt"]))
     dataset = training_dataset(args, names)
     sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed, mix_types=True)
-    _, validation_files = photo_split(args)
+    validation_files = validation_photos(args)
     validate = None
     if validation_files:
         restore = lambda lq, name: run_padded(lambda x: pipe.restore_tensor(x, None), lq.to(accelerator.device), pipe.size_multiple)  # noqa: E731

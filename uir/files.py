@@ -35,16 +35,21 @@ STALE_AFTER_S = 3600.0
 _OWNER = re.compile(r"\.(?P<host>[^./]+)-(?P<pid>\d+)\.[^.]+" + re.escape(PARTIAL_SUFFIX) + "$")
 
 
+def _host() -> str:
+    """This machine's name with only its letters and digits (so it holds no dot or dash)."""
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname()) or "host"
+
+
 def _owner_tag() -> str:
-    """``<host>-<pid>``: who writes a temporary (dots and dashes of the host name dropped)."""
-    return f"{re.sub(r'[^A-Za-z0-9]', '', socket.gethostname()) or 'host'}-{os.getpid()}"
+    """``<host>-<pid>``: who writes a temporary."""
+    return f"{_host()}-{os.getpid()}"
 
 
 def _owner_alive(path: Path) -> bool | None:
     """Whether the process that named temporary ``path`` still runs; ``None`` when this cannot
     be told (another host, or a name without the owner)."""
     match = _OWNER.search(path.name)
-    if not match or match["host"] != _owner_tag().rpartition("-")[0]:
+    if not match or match["host"] != _host():
         return None
     try:
         os.kill(int(match["pid"]), 0)
@@ -53,6 +58,14 @@ def _owner_alive(path: Path) -> bool | None:
     except PermissionError:  # alive, another user's
         return True
     return True
+
+
+def file_in_the_way(path) -> Path | None:
+    """The file that stops ``path`` from being (or being made) a folder: ``path`` itself or its
+    nearest existing ancestor, when that is not a folder; ``None`` when nothing is in the way."""
+    path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    return existing if existing is not None and not existing.is_dir() else None
 
 
 def _umask() -> int:
@@ -184,5 +197,5 @@ def save_json(value, path) -> Path:
     return atomic_write(path, lambda stream: stream.write((json.dumps(value, indent=2) + "\n").encode()))
 
 
-__all__ = ["ABSURD_WEIGHT", "PARTIAL_SUFFIX", "check_weights", "STALE_AFTER_S", "atomic_write", "load_json_object", "remove_stale_temporaries", "save_json",
+__all__ = ["ABSURD_WEIGHT", "PARTIAL_SUFFIX", "check_weights", "file_in_the_way", "STALE_AFTER_S", "atomic_write", "load_json_object", "remove_stale_temporaries", "save_json",
            "save_pretrained_staged", "staged_directory"]

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ..boundary import UsageError
+from ..files import file_in_the_way, remove_stale_temporaries
 
 logger = logging.getLogger("uir.commands")
 
@@ -50,8 +51,8 @@ def output_folder(path) -> Path:
     """``path`` as a folder to write into, made now: a :class:`UsageError` before any work when it
     is a file, lies under one, or cannot be written."""
     folder = Path(path)
-    blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    if blocking is not None and not blocking.is_dir():
+    blocking = file_in_the_way(folder)
+    if blocking is not None:
         raise UsageError(f"-o {path}: {blocking} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -73,7 +74,6 @@ def plan_outputs(inputs: list[Path], output: str, hint: str, overwrite: bool = F
     ``x.png``), or, unless ``overwrite``, when an output is one of the inputs or (unless
     ``skip_existing``) exists already. Stale temporary files of an earlier, killed run are
     removed from the output folders."""
-    from ..files import remove_stale_temporaries
     from ..images import ImageError, output_format
 
     if not inputs:
@@ -84,8 +84,8 @@ def plan_outputs(inputs: list[Path], output: str, hint: str, overwrite: bool = F
         raise UsageError(f"{out} is a file; several inputs need an output folder")
     targets = [_output_path(path, out, many or output.endswith(("/", os.sep))) for path in inputs]
     for folder in {t.parent for t in targets}:
-        blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)
-        if blocking is not None and not blocking.is_dir():
+        blocking = file_in_the_way(folder)
+        if blocking is not None:
             raise UsageError(f"cannot write into {folder}: {blocking} is a file")
     try:
         for target in targets:

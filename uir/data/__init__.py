@@ -17,6 +17,7 @@ _LAZY = {
     "photo_files": ".photos",
     "photo_root": ".photos",
     "photo_split": ".photos",
+    "validation_photos": ".photos",
     "split_photos": ".photos",
     "training_photos": ".photos",
     "SingleDegradationBatchSampler": ".samplers",

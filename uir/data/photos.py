@@ -83,12 +83,13 @@ def readable_photos(files, crop: int | None = None) -> list[Path]:
     for path in files:
         try:
             with Image.open(path) as image:
-                shorter.append(min(image.size))
+                side = min(image.size)
                 image.verify()
-            kept.append(path)
         except Exception:  # PIL raises many kinds for a damaged file
             bad.append(path)
-            shorter = shorter[: len(kept)]
+            continue
+        kept.append(path)
+        shorter.append(side)
     if bad:
         logger.warning("skipping %d unreadable photo(s): %s%s", len(bad), ", ".join(str(p) for p in bad[:3]),
                        " ..." if len(bad) > 3 else "")
@@ -100,37 +101,51 @@ def readable_photos(files, crop: int | None = None) -> list[Path]:
     return kept
 
 
+def _held_out(args) -> list[Path]:
+    """``--validation_data_dir``'s photos, else the held-out split of the default photos."""
+    if args.validation_data_dir is not None:
+        return photo_files(args.validation_data_dir)
+    root = default_photos_dir()
+    return split_photos(root)[1] if root is not None else []
+
+
+def _first_for_validation(held_out: list[Path], args) -> list[Path]:
+    validation = held_out[: args.num_validation_images]
+    if args.num_validation_images and not validation:
+        logger.warning("no validation photos (give --validation_data_dir or set %s): validation is skipped", PHOTOS_ENV)
+    return validation
+
+
+def validation_photos(args) -> list[Path]:
+    """The validation files of :func:`photo_split`, without listing or checking the training ones."""
+    return _first_for_validation(_held_out(args), args)
+
+
 def photo_split(args) -> tuple[list[Path], list[Path]]:
     """(training files, validation files) from the data options.
 
     Validation photos come from ``--validation_data_dir``, else the held-out split of the
     default photos; the first ``--num_validation_images`` are used. The split is respected: a
     ``--train_data_dir`` that holds held-out or validation photos trains without them. Both
-    this and a run without validation photos are said in one log line, never silently.
+    this and a run without validation photos are said in one log line, never silently. The
+    training files are those :func:`readable_photos` keeps (a usage error when none is left).
     """
     train_files = training_photos(args.train_data_dir)
-    if args.validation_data_dir is not None:
-        held_out = photo_files(args.validation_data_dir)
-    else:
-        root = default_photos_dir()
-        held_out = split_photos(root)[1] if root is not None else []
+    held_out = _held_out(args)
     excluded = {path.resolve() for path in held_out}
     kept = [path for path in train_files if path.resolve() not in excluded]
+    if len(kept) < len(train_files):
+        logger.warning("%d photo(s) of the training folder are held out for validation; training without them",
+                       len(train_files) - len(kept))
     try:
         kept = readable_photos(kept, getattr(args, "resolution", None))
     except ValueError as error:
         from ..boundary import UsageError
 
         raise UsageError(f"training photos: {error}") from None
-    if len(kept) < len(train_files):
-        logger.warning("%d photo(s) of the training folder are held out for validation; training without them",
-                       len(train_files) - len(kept))
-    validation = held_out[: args.num_validation_images]
-    if args.num_validation_images and not validation:
-        logger.warning("no validation photos (give --validation_data_dir or set %s): validation is skipped", PHOTOS_ENV)
-    return kept, validation
+    return kept, _first_for_validation(held_out, args)
 
 
 __all__ = ["HOLDOUT_EVERY", "PHOTOS_ENV", "default_photos_dir", "held_out_photos", "photo_files", "photo_root",
-           "readable_photos",
+           "readable_photos", "validation_photos",
            "photo_split", "split_photos", "training_photos"]

@@ -361,10 +361,8 @@ def inject_mixture(model: nn.Module, layer_ranks: dict[str, list[int]], layer_sc
 def remove_mixture(model: nn.Module) -> None:
     """Put the original base layers (and fused projections) back."""
     for name, module in list(model.named_modules()):
-        if isinstance(module, (LoRAMixtureLayer, FusedProjectionMixture)):
-            parent, child = _get_parent(model, name)
+        if isinstance(module, WrapsBaseLayer):
             if isinstance(module, LoRAMixtureLayer):
                 module.unfuse()
-                setattr(parent, child, module.base)
-            else:
-                setattr(parent, child, module.fused)
+            parent, child = _get_parent(model, name)
+            setattr(parent, child, module.get_base_layer())

@@ -9,7 +9,7 @@ The photo split the options fall back to lives in :mod:`uir.data.photos`; it is 
 here with everything the scripts import, so ``from uir.training import ...`` covers a script.
 """
 
-from ..data.photos import held_out_photos, photo_split, training_photos
+from ..data.photos import held_out_photos, photo_split, training_photos, validation_photos
 from .args import (add_data_args, add_training_args, add_uir_lora_args, mixed_batches, parse_paired,
                    parse_training_args, training_dataset)
 from .checkpoints import (TRAINABLE_FILE, checkpoint_dirs, load_checkpoint, resolve_checkpoint,
@@ -41,4 +41,5 @@ __all__ = [
     "mixed_batches",
     "training_dataset",
     "training_photos",
+    "validation_photos",
 ]

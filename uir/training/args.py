@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..boundary import positive_float, positive_int, whole_number
 from ..degradations import DA_CLIP_TYPES, parse_names
+from ..files import file_in_the_way
 from ..hub import looks_local, require_hub
 from ..degradations.registry import SEVERITIES
 
@@ -141,10 +142,9 @@ def check_data_args(args) -> None:
         if folder is not None and not Path(folder).is_dir():
             raise ValueError(f"{option}: folder {folder} does not exist")
     output = getattr(args, "output_dir", None)
-    if output is not None:
-        blocking = next((p for p in (Path(output), *Path(output).parents) if p.exists()), None)
-        if blocking is not None and not blocking.is_dir():
-            raise ValueError(f"--output_dir {output}: {blocking} is a file, not a folder")
+    blocking = file_in_the_way(output) if output is not None else None
+    if blocking is not None:
+        raise ValueError(f"--output_dir {output}: {blocking} is a file, not a folder")
     model = getattr(args, "pretrained_model_name_or_path", None)
     if model is not None and model != "default":
         if looks_local(model) and not Path(model).is_dir():
