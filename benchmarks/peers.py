@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from uir.data import split_photos
-from uir.degradations import DA_CLIP_TYPES
+from uir.degradations import DEFAULT_VOCABULARY
 from uir.evaluation import degraded_pairs, markdown_table
 from uir.metrics import psnr
 
@@ -160,10 +160,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from uir.data.photos import photo_root
-    from uir.loading import load_pipeline
+    from uir.pipelines.loading import load_pipeline
 
     train, held_out = split_photos(photo_root(args.data))
-    names = list(DA_CLIP_TYPES)
+    names = list(DEFAULT_VOCABULARY)
     tools = available_tools()
     start = time.perf_counter()
     chosen = tune(tools, _pairs(train[: args.tune_photos], names, args.seed + 1))

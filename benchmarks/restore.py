@@ -3,7 +3,7 @@
     python benchmarks/restore.py [--sizes 256 512 1024 2048] [--repeats 3] [--expert noisy]
 
 For each square size, in a fresh process (so its peak memory is its own): the median time of a
-warm ``pipe(x, weights={expert: 1})`` call (the default ``tile_size="auto"``), the FLOPs of that
+warm ``pipe(x, weights={expert: 1})`` call of the pipeline ``uir restore`` runs (``uir.load_pipeline(runtime=True)``) (the default ``tile_size="auto"``), the FLOPs of that
 call counted with ``torch.utils.flop_counter`` (convolutions and matmuls; element-wise work is
 not counted), the achieved GFLOP/s as a share of the fp32 matmul peak measured in the same run
 (2048x2048 ``torch.mm``), and the process's peak resident memory. The last column is the time
@@ -25,7 +25,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 import uir
 size, repeats, expert = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-pipe = uir.load_pipeline()
+pipe = uir.load_pipeline(runtime=True)  # as `uir restore` runs it
 x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
 call = lambda: pipe(x, weights={expert: 1.0}, output_type="pt")
 call()

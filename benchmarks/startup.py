@@ -10,12 +10,12 @@ time as a user pays them:
 * imports after torch, each in a fresh process: what restoring itself needs (numpy, PIL, png,
   safetensors), and what the diffusers-free runtime (:mod:`uir.pipelines.runtime`) spares the
   CLI: open_clip (the router's CLIP), diffusers, and diffusers' ``DiffusionPipeline``, which a
-  Python user's ``uir.load_pipeline`` still imports;
+  Python user's ``uir.load_pipeline()`` imports (without ``runtime=True``);
 * ``uir --help``, ``uir degradations`` and ``uir info``: the parser, the catalog and its docs,
   versions and folders (no torch);
 * ``uir restore``: one ``--size`` x ``--size`` PNG restored with the embedded default, end to end;
 * the stages of that restore, timed inside one process with the calls the CLI makes: imports
-  (torch, image files, the runtime), load, route (the router alone), restore, save.
+  (torch, image files, the loader), load, route (the router alone), restore, save.
 
 The ratio column is seconds / the ``import torch`` row.
 """
@@ -36,10 +36,9 @@ import json, sys, time
 t0 = time.perf_counter()
 import torch
 from uir.images import load_image, save_image
-from uir.pipelines.loading import model_path
-from uir.pipelines.runtime import RuntimeRestorerPipeline
+from uir.pipelines.loading import load_pipeline
 t1 = time.perf_counter()
-pipe = RuntimeRestorerPipeline.from_folder(model_path(None))
+pipe = load_pipeline(runtime=True)
 t2 = time.perf_counter()
 x = load_image(sys.argv[1])[None]
 with torch.inference_mode():

@@ -1,17 +1,18 @@
-"""uir's diffusers pipelines and everything about them, installed as ``uir.pipelines`` (this
-folder is mapped in ``setup.py``):
+"""uir's pipelines and everything about them, installed as ``uir.pipelines`` (this folder is
+mapped in ``setup.py``). Torch-only core modules first, then the diffusers adapters:
 
-* :mod:`.restoring`: the call both pipelines share, in plain torch (routing, the mixture,
-  tiling, batching, expert checks) and :class:`RestorationOutput`;
-* :mod:`.base`: :class:`ExpertMixturePipeline`, that call as a ``DiffusionPipeline`` (loading,
-  saving, adding experts) and :class:`UIRPipelineOutput`;
-* :mod:`.uir_lora`: :class:`UIRLoRAPipeline`, frozen SD-turbo + LoRA experts + CLIP router;
-* :mod:`.restorer`: :class:`RestorerPipeline`, the same around a regression restorer (the
-  embedded default);
-* :mod:`.loading`: :func:`load_pipeline` by name (default, folder, Hub id, SD-turbo + experts)
-  and :func:`saved_pipeline_class`;
+* :mod:`.saved`: a saved pipeline folder read once into a :class:`SavedPipeline` record;
+* :mod:`.restoring`: the restoring call every pipeline shares, in plain torch (routing, the
+  mixture, tiling, batching, expert checks) and :class:`RestorationOutput`;
 * :mod:`.runtime`: :class:`RuntimeRestorerPipeline`, a saved ``RestorerPipeline`` run without
-  diffusers or open_clip (what the ``uir`` command runs).
+  diffusers or open_clip;
+* :mod:`.loading`: :func:`load_pipeline`, the one front door: by name (default, folder, Hub id,
+  SD-turbo + experts), through the runtime where asked and possible, else diffusers;
+* :mod:`.base` (diffusers): :class:`ExpertMixturePipeline`, the restoring call as a
+  ``DiffusionPipeline`` (loading, saving, adding experts) and :class:`UIRPipelineOutput`;
+* :mod:`.uir_lora` (diffusers): :class:`UIRLoRAPipeline`, frozen SD-turbo + LoRA experts + CLIP router;
+* :mod:`.regression` (diffusers): :class:`RestorerPipeline`, the same around a regression
+  restorer (the embedded default).
 
 Classes are imported on first use, so ``uir.pipelines.loading`` stays light.
 """
@@ -23,12 +24,13 @@ _LAZY = {
     "RestorationOutput": ".restoring",
     "RuntimeRestorerPipeline": ".runtime",
     "UIRPipelineOutput": ".base",
-    "RestorerPipeline": ".restorer",
+    "RestorerPipeline": ".regression",
     "UIRLoRAPipeline": ".uir_lora",
+    "SavedPipeline": ".saved",
+    "read_saved_pipeline": ".saved",
     "DEFAULT_MODEL": ".loading",
     "default_model_dir": ".loading",
     "load_pipeline": ".loading",
-    "saved_pipeline_class": ".loading",
 }
 
 

@@ -2,7 +2,7 @@
 
 :class:`ExpertMixturePipeline` is a ``DiffusionPipeline`` whose adapted components (the
 SD-turbo UNet and VAE, or a regression restorer) carry a per-image mixture of LoRA experts
-(:mod:`uir.lora`, eq. 5), weighted by a :class:`~uir.router.DegradationRouter` (eq. 3-4) or
+(:mod:`uir.lora`, eq. 5), weighted by a :class:`~uir.models.router.DegradationRouter` (eq. 3-4) or
 by the caller. The call itself (routing, mixture, tiling, batching) is
 :class:`~uir.pipelines.restoring.MixtureRestoration`, in plain torch; this class adds loading,
 saving, adding and removing experts. A subclass names its adapted components and implements
@@ -21,10 +21,12 @@ from pathlib import Path
 from diffusers import DiffusionPipeline
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 
+import uir.lora.bank  # noqa: F401  (class paths older saved folders record; diffusers loads only from imported modules)
+import uir.router  # noqa: F401
 from uir.hub import upload_folder, write_model_card
 from uir.lora import ExpertError, LoRAExpert, extract_expert
-from uir.lora.bank import ExpertBank
 from uir.lora.mixture import remove_mixture
+from uir.models.experts import ExpertListModel
 from uir.pipelines.restoring import MixtureRestoration, RestorationOutput
 
 
@@ -85,7 +87,7 @@ class ExpertMixturePipeline(MixtureRestoration, DiffusionPipeline):
             expert = LoRAExpert.load(expert, **hub_kwargs)
         self._check_expert(expert)
         if self.experts is None:  # the optional component was left out: this expert starts a bank
-            self.register_modules(experts=ExpertBank(base_model=expert.base_model))
+            self.register_modules(experts=ExpertListModel(base_model=expert.base_model))
         if expert.degradation in self.experts.names and not replace:
             raise ExpertError(f"an expert for {expert.degradation!r} is already loaded; pass replace=True "
                               "(uir restore --experts always replaces)")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from dataclasses import dataclass, fields
-from typing import Callable, Iterable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -39,22 +39,6 @@ def postprocess(images: torch.Tensor, output_type: str):
     if output_type == "pil":
         return to_pil(images)
     raise ValueError(f"unknown output_type {output_type!r}; valid choices: pil, np, pt")
-
-
-def shape_batches(items: Iterable, batch_size: int, shape: Callable) -> Iterator[list]:
-    """uir's batching rule for images of any sizes: consecutive ``items`` of the same ``shape``, at
-    most ``batch_size`` per batch. ``uir restore`` batches its stream of files with it and calls
-    the pipeline once per batch (whose own ``batch_size`` then only chunks one shape)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    batch: list = []
-    for item in items:
-        if batch and (len(batch) == batch_size or shape(batch[0]) != shape(item)):
-            yield batch
-            batch = []
-        batch.append(item)
-    if batch:
-        yield batch
 
 
 def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, generator):
@@ -279,5 +263,4 @@ class RestorerRestoration(MixtureRestoration):
         return restored.float().clamp(0, 1).contiguous()
 
 
-__all__ = ["MixtureRestoration", "RestorationOutput", "RestorerRestoration", "keep_clean", "postprocess", "route",
-           "shape_batches"]
+__all__ = ["MixtureRestoration", "RestorationOutput", "RestorerRestoration", "keep_clean", "postprocess", "route"]

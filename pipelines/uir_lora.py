@@ -28,11 +28,11 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from uir.hub import require_hub
-from uir.lora.bank import ExpertBank
 from uir.lora.targets import UNET_RANK, UNET_TARGETS, VAE_RANK, VAE_TARGETS
+from uir.models.experts import ExpertListModel
+from uir.models.router import DegradationRouter
 from uir.models.skip_vae import SkipAutoencoderKL
 from uir.pipelines.base import ExpertMixturePipeline, UIRPipelineOutput
-from uir.router import DegradationRouter
 
 RESTORE_TIMESTEP = 999
 
@@ -41,8 +41,8 @@ class UIRLoRAPipeline(ExpertMixturePipeline):
     """Frozen SD-turbo + per-degradation LoRA experts mixed in output space + CLIP router.
 
     Components: ``unet``, ``vae`` (:class:`~uir.models.SkipAutoencoderKL`), ``text_encoder``,
-    ``tokenizer``, ``scheduler``, ``router`` (:class:`~uir.router.DegradationRouter`, optional)
-    and ``experts`` (:class:`~uir.lora.bank.ExpertBank`). Expert handling, saving, loading and
+    ``tokenizer``, ``scheduler``, ``router`` (:class:`~uir.models.router.DegradationRouter`, optional)
+    and ``experts`` (:class:`~uir.models.experts.ExpertListModel`). Expert handling, saving, loading and
     the call are shared with the regression pipeline (:class:`uir.pipelines.base.ExpertMixturePipeline`).
     """
 
@@ -58,7 +58,7 @@ class UIRLoRAPipeline(ExpertMixturePipeline):
 
     def __init__(self, unet: UNet2DConditionModel, vae: SkipAutoencoderKL, text_encoder: CLIPTextModel,
                  tokenizer: CLIPTokenizer, scheduler: DDPMScheduler, router: DegradationRouter | None = None,
-                 experts: ExpertBank | None = None, prompt: str = ""):
+                 experts: ExpertListModel | None = None, prompt: str = ""):
         super().__init__()
         if not isinstance(vae, SkipAutoencoderKL):
             raise TypeError("vae must be a SkipAutoencoderKL; wrap a plain VAE with SkipAutoencoderKL.from_vae(vae)")
@@ -94,7 +94,7 @@ class UIRLoRAPipeline(ExpertMixturePipeline):
         scheduler = DDPMScheduler.from_pretrained(model_id, subfolder="scheduler", timestep_spacing="trailing", **hub)
         if isinstance(router, (str, Path)):
             router = DegradationRouter.from_pretrained(router, **load)
-        pipe = cls(unet, vae, text_encoder, tokenizer, scheduler, router=router, experts=ExpertBank(base_model=str(model_id)))
+        pipe = cls(unet, vae, text_encoder, tokenizer, scheduler, router=router, experts=ExpertListModel(base_model=str(model_id)))
         for expert in experts:
             pipe.load_expert(expert)
         return pipe

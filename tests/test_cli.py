@@ -92,7 +92,7 @@ def test_eval_router_prints_accuracy_and_a_confusion_matrix_over_its_vocabulary(
     import re
 
     from uir.evaluation import router_accuracy, router_confusion
-    from uir.router import DegradationRouter
+    from uir.models.router import DegradationRouter
     from uir.testing import tiny_router
 
     router = tiny_router(vocabulary=["noisy", "hazy", "clean"])

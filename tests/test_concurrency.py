@@ -8,8 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from uir.pipelines.loading import default_model_dir
-from uir.pipelines.runtime import RuntimeRestorerPipeline
+from uir.pipelines.loading import load_pipeline
 from uir.testing import tiny_restorer_pipeline
 
 
@@ -18,7 +17,7 @@ def test_threads_sharing_a_pipeline_get_their_own_weights(kind):
     if kind == "diffusers":
         pipe, names = tiny_restorer_pipeline(names=("noisy", "hazy"), router=False, scale=4.0), ("noisy", "hazy")
     else:  # what the uir command runs: the embedded default in the torch-only runtime
-        pipe, names = RuntimeRestorerPipeline.from_folder(default_model_dir()), ("noisy", "hazy")
+        pipe, names = load_pipeline(runtime=True), ("noisy", "hazy")
     x = torch.rand(2, 3, 48, 48, generator=torch.Generator().manual_seed(0))
     rows = [{names[0]: 1.0}, {names[1]: 1.0}, {names[0]: 0.5, names[1]: 0.5}, {}]
     alone = [pipe(x, weights=w, output_type="pt").images for w in rows]

@@ -74,7 +74,7 @@ def test_single_degradation_batches_cover_each_type_once(tmp_path):
     for i in range(5):
         _write(tmp_path / "c", f"{i}.png", i, size=(16, 16))
         files.append(tmp_path / "c" / f"{i}.png")
-    ds = SyntheticDegradationDataset(files, list(D.DA_CLIP_TYPES[:4]))
+    ds = SyntheticDegradationDataset(files, list(D.DEFAULT_VOCABULARY[:4]))
     sampler = SingleDegradationBatchSampler(ds, batch_size=2, seed=0, drop_last=False)
     batches = list(sampler)
     assert len(batches) == len(sampler) == 4 * 3

@@ -10,7 +10,7 @@ import torch
 from uir import degradations, sample_image_path
 from uir.cli import EXIT_OK, main
 from uir.images import load_image
-from uir.loading import default_model_dir, load_pipeline
+from uir.pipelines.loading import default_model_dir, load_pipeline
 from uir.metrics import psnr
 
 DEFAULT = default_model_dir()
@@ -44,8 +44,8 @@ def test_default_loads_with_trust_remote_code_and_matches(tmp_path):
 
 
 def test_shipped_pipeline_code_is_the_source():
-    """The default's ``pipeline.py`` (what ``trust_remote_code`` runs) is ``pipelines/restorer.py``."""
-    source = Path(__file__).resolve().parents[1] / "pipelines" / "restorer.py"
+    """The default's ``pipeline.py`` (what ``trust_remote_code`` runs) is ``pipelines/regression.py``."""
+    source = Path(__file__).resolve().parents[1] / "pipelines" / "regression.py"
     assert (DEFAULT / "pipeline.py").read_text() == source.read_text()
 
 
@@ -103,8 +103,8 @@ def test_cli_restore_prints_no_loading_bar(tmp_path, capfd):
 
 def test_readme_python_lines_work_in_a_fresh_process(tmp_path):
     script = ("import uir\n"
-              "folder = uir.loading.default_model_dir()\n"
-              "assert folder == uir.default_model_dir() and (folder / 'model_index.json').is_file()\n"
+              "folder = uir.default_model_dir()\n"
+              "assert (folder / 'model_index.json').is_file()\n"
               "pipe = uir.load_pipeline()\n"
               "print(type(pipe).__name__, len(pipe.experts.names))\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)

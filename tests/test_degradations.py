@@ -20,7 +20,7 @@ def test_families_cover_the_specified_names():
         "raindrop", "rainy", "shadowed", "snowy", "uncompleted",
     ]
     assert len(D.names("grids")) == 11 and len(D.names("lira")) == 6
-    assert set(D.DA_CLIP_TYPES) | set(D.GRIDS_TYPES) | set(D.LIRA_TYPES) | set(D.LIRA_FACTORS) | {D.CLEAN} == set(ALL)
+    assert set(D.DEFAULT_VOCABULARY) | set(D.GRIDS_TYPES) | set(D.LIRA_TYPES) | set(D.LIRA_FACTORS) | {D.CLEAN} == set(ALL)
     assert D.names("none") == [D.CLEAN]
 
 
@@ -44,7 +44,7 @@ def test_clean_is_the_identity():
 def test_parse_names_expands_all_and_rejects_bad_lists():
     import argparse
 
-    assert D.parse_names("all") == list(D.DA_CLIP_TYPES)
+    assert D.parse_names("all") == list(D.DEFAULT_VOCABULARY)
     assert D.parse_names(" noisy, jpeg ,") == ["noisy", "jpeg"]
     assert D.parse_names("low-light+noisy,hazy") == ["low-light+noisy", "hazy"]
     with pytest.raises(argparse.ArgumentTypeError, match="unknown degradation 'foggy'"):

@@ -99,7 +99,7 @@ def test_round_trip_is_exact_with_adapters_and_another_backbone(tmp_path):
     with torch.no_grad():  # its output conv starts at zero: make the output depend on the features
         for p in lira.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    wrapped = TimeConditionedRestorer.wrap(lira, blocks=train_dte.LIRA_BLOCKS, embedding_dim=8)
+    wrapped = TimeConditionedRestorer.wrap(lira, embedding_dim=8)  # its time_condition_blocks
     x = images(2, 16)
     assert torch.equal(wrapped(x, 5, task=0), lira(x, task=0))
     with torch.no_grad():

@@ -10,7 +10,7 @@ from peft import PeftModel
 from safetensors.torch import load_file, save_file
 
 from uir.lora import PEFT_KEY_PREFIX, ExpertError, LoRAExpert, install_experts, mixture_weights
-from uir.lora.bank import ExpertBank
+from uir.models.experts import ExpertListModel
 from uir.models import SkipAutoencoderKL
 from uir.testing import TINY_UNET, TINY_VAE, random_expert
 
@@ -100,7 +100,7 @@ def test_atomic_overwrite_and_bad_folders(models, tmp_path):
 
 def test_expert_for_another_base_is_refused(models):
     unet, _ = models
-    bank = ExpertBank(base_model="stabilityai/sd-turbo")
+    bank = ExpertListModel(base_model="stabilityai/sd-turbo")
     with pytest.raises(ExpertError, match="made for base model 'other/model'"):
         bank.add(random_expert("noisy", unet, base_model="other/model"))
     bank.add(random_expert("noisy", unet, base_model="stabilityai/sd-turbo"))

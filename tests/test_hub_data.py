@@ -1,4 +1,4 @@
-"""Training on a Hugging Face ``datasets`` dataset (uir.data.hub), offline: a small dataset
+"""Training on a Hugging Face ``datasets`` dataset (uir.data.hf_datasets), offline: a small dataset
 saved with ``save_to_disk``, map-style and streamed, one process and two."""
 
 import pytest
@@ -13,7 +13,7 @@ from .conftest import load_train_script
 datasets = pytest.importorskip("datasets")
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
-from uir.data.hub import (DatasetImages, StreamingDegradationDataset, load_training_dataset,  # noqa: E402
+from uir.data.hf_datasets import (DatasetImages, StreamingDegradationDataset, load_training_dataset,  # noqa: E402
                           split_between_processes)
 
 

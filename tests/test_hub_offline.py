@@ -43,7 +43,7 @@ def test_offline_mode_is_told_at_once_and_a_local_folder_is_never_asked(monkeypa
 
 
 def test_open_clip_tags_are_checked_too(closed_endpoint):
-    from uir.router import DegradationRouter
+    from uir.models.router import DegradationRouter
 
     with pytest.raises(OSError, match="cannot reach the Hub .* for open_clip weights"):
         DegradationRouter.from_open_clip("ViT-B-32", pretrained="laion2b_s34b_b79k")

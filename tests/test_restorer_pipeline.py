@@ -192,7 +192,7 @@ def test_large_images_are_tiled_automatically(pipe, monkeypatch):
 def test_clean_class_keeps_the_input_and_blends_by_its_weight(monkeypatch):
     """x_out = c x + (1 - c) f(x; s / (1 - c)) (uir.lora.strategies), against the pipeline
     called with the renormalised expert weights by hand."""
-    from uir.router import RouterOutput
+    from uir.models.router import RouterOutput
 
     pipe = tiny_restorer_pipeline(names=("noisy", "hazy"), router=False)
     pipe.register_modules(router=tiny_router(["noisy", "hazy", "clean"]))

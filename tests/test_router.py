@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from uir.lora.strategies import top_k_weights
-from uir.router import DegradationRouter, vision_forward
+from uir.models.router import DegradationRouter, vision_forward
 from uir.testing import TINY_CLIP, tiny_router
 
 
@@ -228,7 +228,7 @@ def test_crop_grid_spans_corners_and_weighs_views_equally():
 
 
 def test_calibration_recovers_a_known_temperature():
-    from uir.router import calibrate_temperature, expected_calibration_error
+    from uir.models.router import calibrate_temperature, expected_calibration_error
 
     g = torch.Generator().manual_seed(0)
     true_logits = torch.randn(4000, 5, generator=g) * 2
@@ -243,7 +243,7 @@ def test_calibration_recovers_a_known_temperature():
 
 
 def test_expected_calibration_error_by_hand():
-    from uir.router import expected_calibration_error
+    from uir.models.router import expected_calibration_error
 
     probabilities = torch.tensor([[0.85, 0.15], [0.82, 0.18], [0.35, 0.65], [0.38, 0.62]])
     labels = torch.tensor([0, 1, 1, 0])

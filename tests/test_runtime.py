@@ -10,8 +10,9 @@ import torch
 from uir.lora import ExpertError, ExpertList
 from uir.networks.clip_vision import VisionTower, supported_vision_config
 from uir.pipelines.loading import default_model_dir
-from uir.pipelines.runtime import RuntimeRestorerPipeline, runtime_loadable
-from uir.routing import RuntimeRouter
+from uir.pipelines.runtime import RuntimeRestorerPipeline, why_not_runtime
+from uir.pipelines.saved import read_saved_pipeline
+from uir.networks.router import RuntimeRouter
 
 
 @pytest.mark.parametrize("quick_gelu, mlp_ratio", [(False, 4.0), (True, 2.0)])
@@ -39,6 +40,12 @@ def test_vision_configs_the_tower_does_not_implement_are_refused():
         VisionTower({"width": 64, "ls_init_value": 0.1}, embed_dim=8)
 
 
+def read_saved_config(folder):
+    from uir.files import load_json_object
+
+    return load_json_object(folder / "config.json")
+
+
 @pytest.mark.parametrize("use_controller", [True, False])
 def test_runtime_router_routes_as_the_saved_router(tmp_path, use_controller):
     from uir.testing import tiny_router
@@ -49,7 +56,7 @@ def test_runtime_router_routes_as_the_saved_router(tmp_path, use_controller):
         for parameter in router.controller.visual.parameters():
             parameter.data.add_(0.05 * torch.randn_like(parameter))
     router.save_pretrained(tmp_path)
-    runtime = RuntimeRouter.from_folder(tmp_path)
+    runtime = RuntimeRouter.from_config(read_saved_config(tmp_path), tmp_path / "diffusion_pytorch_model.safetensors")
     images = torch.rand(2, 3, 80, 100)  # larger than the input size: crop correction runs
     with torch.no_grad():
         expected, got = router(images), runtime(images)
@@ -61,7 +68,9 @@ def test_runtime_router_routes_as_the_saved_router(tmp_path, use_controller):
 def default_pipelines():
     from uir.pipelines.loading import load_pipeline
 
-    return RuntimeRestorerPipeline.from_folder(default_model_dir()), load_pipeline()
+    runtime = load_pipeline(runtime=True)
+    assert isinstance(runtime, RuntimeRestorerPipeline)
+    return runtime, load_pipeline()
 
 
 @pytest.mark.parametrize("options", [{}, {"weights": {"noisy": 0.7, "hazy": 0.3}, "tile_size": 64},
@@ -83,11 +92,11 @@ def test_runtime_restores_the_default_as_its_diffusers_pipeline_does(default_pip
 
 
 def test_runtime_checks_experts_against_the_restorer_it_runs():
-    from uir.networks.nafnet import NAFNetNetwork
+    from uir.networks.nafnet import NAFNet
     from uir.files import load_json_object
 
     config = load_json_object(default_model_dir() / "restorer" / "config.json")
-    other = NAFNetNetwork(**{k: v for k, v in config.items() if not k.startswith("_")})  # random weights
+    other = NAFNet(**{k: v for k, v in config.items() if not k.startswith("_")})  # random weights
     with pytest.raises(ExpertError, match="trained on base"):
         RuntimeRestorerPipeline(other, None, ExpertList.from_folder(default_model_dir() / "experts"))
 
@@ -97,31 +106,59 @@ def test_what_the_runtime_builds_and_what_it_leaves_to_diffusers(tmp_path, caplo
     from uir.commands.common import load_for_cli
     from uir.models import SRResNet
     from uir.pipelines import RestorerPipeline
+    from uir.pipelines.loading import load_pipeline
     from uir.testing import tiny_restorer_pipeline, tiny_router
 
-    assert runtime_loadable(default_model_dir()) and not runtime_loadable(tmp_path)
+    def runtime_builds(folder):
+        return why_not_runtime(read_saved_pipeline(folder)) is None
+
+    assert runtime_builds(default_model_dir()) and not runtime_builds(tmp_path)
     tiny = tiny_restorer_pipeline(router=False)
     tiny.save_pretrained(tmp_path / "no_router")
-    assert runtime_loadable(tmp_path / "no_router")
-    runtime = RuntimeRestorerPipeline.from_folder(tmp_path / "no_router")
+    assert runtime_builds(tmp_path / "no_router")
+    runtime = load_pipeline(tmp_path / "no_router", runtime=True)
     x = torch.rand(1, 3, 32, 32)
+    assert isinstance(runtime, RuntimeRestorerPipeline)
     assert runtime.router is None and runtime.experts.names == tiny.experts.names
     assert torch.equal(runtime(x, weights={"hazy": 1.0}, output_type="pt").images,
                        tiny(x, weights={"hazy": 1.0}, output_type="pt").images)
     RestorerPipeline(SRResNet(), router=None).save_pretrained(tmp_path / "srresnet")
-    assert not runtime_loadable(tmp_path / "srresnet"), "a restorer without a plain network goes to diffusers"
+    assert not runtime_builds(tmp_path / "srresnet"), "a restorer without a plain network goes to diffusers"
     tiny_router(vocabulary=["noisy"], use_controller=False).save_pretrained(tmp_path / "router")
 
     def loaded(*argv):
         return type(load_for_cli(build_parser().parse_args(["restore", "x.png", "-o", "y.png", *argv])))
 
     assert loaded() is RuntimeRestorerPipeline
-    with caplog.at_level("DEBUG", logger="uir.commands"):  # never a silent switch: one debug line says why
+    assert type(load_pipeline()) is RestorerPipeline, "without runtime=True, Python users get the diffusers pipeline"
+    with caplog.at_level("DEBUG", logger="uir.pipelines"):  # never a silent switch: one debug line says why
         assert loaded("--router", str(tmp_path / "router")) is RestorerPipeline  # a router to add: diffusers
         assert loaded("--model", str(tmp_path / "srresnet")) is RestorerPipeline
-    reasons = [record.getMessage() for record in caplog.records]
-    assert len(reasons) == 2 and "--router adds parts the runtime does not build" in reasons[0]
-    assert "SRResNet has no plain network" in reasons[1]
+        assert type(load_pipeline(dtype=torch.bfloat16, runtime=True)) is RestorerPipeline
+    reasons = [record.getMessage() for record in caplog.records if record.name == "uir.pipelines"]
+    assert len(reasons) == 3 and "router= asks for what only the diffusers pipeline does" in reasons[0]
+    assert "SRResNet has no plain torch twin" in reasons[1] and "dtype=" in reasons[2]
+
+
+def test_old_class_paths_in_saved_folders_still_load(tmp_path):
+    """Folders saved before DegradationRouter and the expert list moved to uir.models record
+    ``uir.router`` and ``uir.lora.bank``: both loaders still build them."""
+    import json
+
+    from uir.pipelines import RestorerPipeline
+    from uir.pipelines.loading import load_pipeline
+    from uir.testing import tiny_restorer_pipeline
+
+    tiny_restorer_pipeline().save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["router"] == ["uir.models.router", "DegradationRouter"]
+    index.update(router=["uir.router", "DegradationRouter"], experts=["uir.lora.bank", "ExpertBank"])
+    (tmp_path / "model_index.json").write_text(json.dumps(index))
+    x = torch.rand(1, 3, 32, 32)
+    runtime, pipeline = load_pipeline(tmp_path, runtime=True), load_pipeline(tmp_path)
+    assert isinstance(runtime, RuntimeRestorerPipeline) and isinstance(pipeline, RestorerPipeline)
+    assert pipeline.experts.names == runtime.experts.names != []
+    assert torch.equal(runtime(x, output_type="pt").images, pipeline(x, output_type="pt").images)
 
 
 def test_uir_restore_imports_neither_diffusers_nor_open_clip(tmp_path):

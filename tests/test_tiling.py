@@ -32,10 +32,9 @@ def test_the_overlap_ramps_and_does_not_step(overlap):
 
 @pytest.fixture(scope="module")
 def default_runtime():
-    from uir.pipelines.loading import default_model_dir
-    from uir.pipelines.runtime import RuntimeRestorerPipeline
+    from uir.pipelines.loading import load_pipeline
 
-    return RuntimeRestorerPipeline.from_folder(default_model_dir())
+    return load_pipeline(runtime=True)
 
 
 @pytest.mark.parametrize("image", ["flat", "smooth"])

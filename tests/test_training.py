@@ -13,7 +13,7 @@ import uir.training.loop as training_loop
 from uir import UIRLoRAPipeline
 from uir.data import SingleDegradationBatchSampler
 from uir.lora import LoRAExpert
-from uir.router import DegradationRouter
+from uir.models.router import DegradationRouter
 from uir.testing import TINY_CLIP, save_sample_crops, save_tiny_sd_turbo
 
 from .conftest import launch_two_cpu_processes, load_train_script
@@ -312,3 +312,30 @@ def test_time_budget_shortens_the_run_and_stretches_the_schedule(tmp_path, photo
                        "--num_validation_images", "0", "--degradations", "noisy", "--calibration_repeats", "0"])
     steps = [json.loads(line)["step"] for line in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 5 + 2 + 1 and (out / "router" / "config.json").is_file()
+
+
+def test_train_restorer_takes_any_registered_backbone(photos, tmp_path, train_script):
+    """``--backbone srresnet``: the registry builds the base, and an expert trained on it adapts
+    the layers the backbone's ``expert_targets`` names."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    from uir.models import SRResNet
+    from uir.pipelines import RestorerPipeline
+
+    quick = ["--train_data_dir", str(photos), "--degradations", "noisy", "--max_train_steps", "1",
+             "--train_batch_size", "2", "--resolution", "32", "--validation_steps", "0", "--num_validation_images", "0",
+             "--checkpointing_steps", "0"]
+    config = tmp_path / "srresnet.json"
+    config.write_text('{"channels": 8, "num_blocks": 2}')
+    train_script("train_restorer").main(quick + ["--backbone", "srresnet", "--config", str(config),
+                                                 "--output_dir", str(tmp_path / "base")])
+    base = RestorerPipeline.from_pretrained(tmp_path / "base" / "pipeline")
+    assert isinstance(base.restorer, SRResNet) and base.restorer.config.scale == 1
+    assert base.restorer.config.channels == 8
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    train_script("train_uir_lora").main(quick + ["--pretrained_model_name_or_path", str(tmp_path / "base" / "pipeline"),
+                                                 "--output_dir", str(tmp_path / "expert")])
+    weights = load_file(tmp_path / "expert" / "experts" / "noisy" / "restorer" / "adapter_model.safetensors")
+    adapted = {key.split(".lora_")[0].rsplit(".", 1)[-1] for key in weights}
+    assert adapted == set(SRResNet.expert_targets)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from uir.boundary import run_script
 from uir.files import save_pretrained_staged
-from uir.loading import load_pipeline
+from uir.pipelines.loading import load_pipeline
 
 
 def main(argv=None):

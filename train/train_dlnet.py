@@ -18,7 +18,7 @@ over the whole image.
   rescaled so their shorter side is ``--image_size`` x 1.25 and cropped to ``--image_size``
   (64, the paper's size). The reference sees the observed pixels ``M . x`` (zero elsewhere), as
   the authors' code feeds it: the paper's context encoder (``--reference context-encoder``) or a
-  full-resolution NAFNet (``--reference nafnet``).
+  full-resolution NAFNet (``--reference nafnet``, or another backbone of :mod:`uir.backbones`).
 * ``sisr`` (sec. 4.2): the luma of a crop is blurred by a Gaussian of width ``u ~ U[0, 3]`` and
   downsampled by ``--scale`` (:class:`~uir.degradations.operators.SISROperator`, the same ``A``
   the likelihood steps use); the reference is a small VDSR (``--reference vdsr``).
@@ -50,7 +50,7 @@ from uir.degradations.operators import MaskOperator, SISROperator, fill_missing
 from uir.evaluation import report
 from uir.images import load_image, resize_shorter
 from uir.metrics import psnr, rgb_to_y
-from uir.models import NAFNet
+from uir.backbones import BACKBONES, get_backbone
 from uir.dlnet import VARIANTS, VDSR, ContextEncoder, DLNet, variant_settings
 from uir.training import (LossModule, add_training_args, finish, held_out_photos, make_accelerator,
                           saved_model_config, train, training_photos)
@@ -60,6 +60,10 @@ TEST_LEVELS = {"interpolation": (0.15, 0.45, 0.75), "inpainting": (10, 20, 30), 
 MAX_MISSING, MAX_HOLE, MAX_BLUR = 0.75, 30, 3.0
 MAX_SHIFT = 10  # inpainting: hole centres within +-10 pixels of the image centre, at 64 pixels
 REFERENCES = {"interpolation": "context-encoder", "inpainting": "context-encoder", "sisr": "vdsr"}
+#: the paper's references, beside the registered backbones (uir.backbones)
+PAPER_REFERENCES = {"context-encoder": ContextEncoder, "vdsr": VDSR}
+#: a registered backbone's size as a DL-Net reference (docs/dlnet.md's NAFNet row)
+BACKBONE_SIZES = {"nafnet": {"encoder_blocks": (1, 1, 1), "middle_blocks": 1, "decoder_blocks": (1, 1, 1)}}
 
 
 def masking(task: str, level: float, shape, generator: torch.Generator, centred: bool = True) -> MaskOperator:
@@ -116,7 +120,7 @@ def build_reference(args):
         return VDSR(scale=args.scale, width=args.width, depth=args.depth)
     if reference == "context-encoder":
         return ContextEncoder(width=args.width, image_size=args.image_size)
-    return NAFNet(width=args.width, encoder_blocks=(1, 1, 1), middle_blocks=1, decoder_blocks=(1, 1, 1))
+    return get_backbone(reference).build(width=args.width, **BACKBONE_SIZES.get(reference, {}))
 
 
 def parse_args(argv=None):
@@ -124,7 +128,7 @@ def parse_args(argv=None):
     stages = parser.add_subparsers(dest="stage", required=True)
     fit = stages.add_parser("train")
     fit.add_argument("--model", choices=["reference", "dlnet"], default="dlnet")
-    fit.add_argument("--reference", choices=["context-encoder", "nafnet", "vdsr"], default=None,
+    fit.add_argument("--reference", choices=sorted([*PAPER_REFERENCES, *BACKBONES]), default=None,
                      help="default: the paper's for the task (context-encoder; vdsr for sisr)")
     fit.add_argument("--width", type=int, default=64, help="reference width (64 in the paper)")
     fit.add_argument("--depth", type=int, default=20, help="vdsr: conv layers (20 in the paper)")
@@ -140,7 +144,7 @@ def parse_args(argv=None):
     add_training_args(fit, learning_rate=1e-3, batch_size=16, max_train_steps=2000, resolution=64)
     fit.set_defaults(adam_weight_decay=1e-4)
     evaluate = stages.add_parser("evaluate")
-    evaluate.add_argument("--model", required=True, help='a ContextEncoder/NAFNet/VDSR or DLNet folder, or "fill"')
+    evaluate.add_argument("--model", required=True, help='a DLNet or reference folder (a paper reference or a registered backbone), or "fill"')
     evaluate.add_argument("--masks", type=int, default=10, help="masks per photo (one for sisr)")
     evaluate.add_argument("--data", default=None, help="clean photos (default: the held-out split)")
     evaluate.add_argument("--seed", type=int, default=0)
@@ -159,7 +163,8 @@ def parse_args(argv=None):
 def load_model(folder):
     """A DLNet or a plain reference, by the class its config names."""
     name = saved_model_config(folder)["_class_name"]
-    classes = {"DLNet": DLNet, "ContextEncoder": ContextEncoder, "NAFNet": NAFNet, "VDSR": VDSR}
+    classes = {cls.__name__: cls for cls in (DLNet, *PAPER_REFERENCES.values(),
+                                             *(spec.model_class() for spec in BACKBONES.values()))}
     if name not in classes:
         raise SystemExit(f"{folder} holds a {name}, not a DL-Net or one of its references")
     return classes[name].from_pretrained(folder)

@@ -9,7 +9,7 @@
         --method tit --moe_experts 10 --output_dir runs/dte/tit
     python train/train_dte.py evaluate --model runs/dte/gef/model --t_mat runs/dte/t_mat.json --degradations noisy
 
-* ``pretrain`` (TMGP, Alg. 1): a NAFNet (or ``--backbone lira``) wrapped with a timestep input
+* ``pretrain`` (TMGP, Alg. 1): a NAFNet (or another ``--backbone`` of :mod:`uir.backbones`) wrapped with a timestep input
   learns to denoise clean crops (eq. 11, ``T`` = 50): ``--prediction_type sample`` (the default)
   is the authors' residual denoiser (the output is the image), ``epsilon`` predicts the noise
   (the paper; restoring reads the x0-hat estimate). ``sample`` measured better on the shifted
@@ -59,8 +59,7 @@ from uir.dte import (
 )
 from uir.evaluation import evaluate_severities, report
 from uir.files import atomic_write, save_json
-from uir.models import NAFNet
-from uir.lira import LIRANetwork
+from uir.backbones import BACKBONES, get_backbone
 from uir.tiling import run_padded
 from uir.training import (
     TRAINABLE_FILE,
@@ -81,7 +80,6 @@ from uir import degradations
 from uir.files import save_pretrained_staged
 
 IMPORTANCE_FILE = "importance.safetensors"
-LIRA_BLOCKS = ["heads.0.extract_h", "heads.0.extract_g", "heads.0.merge"]
 
 
 def parse_args(argv=None):
@@ -89,7 +87,8 @@ def parse_args(argv=None):
     stages = parser.add_subparsers(dest="stage", required=True)
 
     pretrain = stages.add_parser("pretrain", help="generative pre-training (Alg. 1)")
-    pretrain.add_argument("--backbone", choices=["nafnet", "lira"], default="nafnet")
+    pretrain.add_argument("--backbone", choices=sorted(BACKBONES), default="nafnet",
+                          help="a registered backbone (uir.backbones); it must name time_condition_blocks")
     pretrain.add_argument("--width", type=int, default=16, help="backbone channels at full resolution")
     pretrain.add_argument("--num_timesteps", type=int, default=50, help="T")
     pretrain.add_argument("--noise_model", choices=NOISE_MODELS, default="ddpm",
@@ -153,9 +152,7 @@ def parse_args(argv=None):
 def new_model(backbone: str, width: int, **diffusion) -> TimeConditionedRestorer:
     """A fresh time-conditioned backbone; ``diffusion``: ``num_timesteps``, ``noise_model``,
     ``prediction_type`` (default: a plain restorer whose output is the image)."""
-    if backbone == "lira":
-        return TimeConditionedRestorer.wrap(LIRANetwork(channels=width), blocks=LIRA_BLOCKS, **diffusion)
-    return TimeConditionedRestorer.wrap(NAFNet(width=width), **diffusion)
+    return TimeConditionedRestorer.wrap(get_backbone(backbone).build(width=width), **diffusion)
 
 
 def load_model(folder) -> TimeConditionedRestorer:

@@ -40,7 +40,7 @@ from uir.data import SingleDegradationBatchSampler
 from uir.degradations import parse_names
 from uir.evaluation import evaluate_severities, report
 from uir.lira import ewc_penalty, fisher_diagonal, pseudo_replay_gan_loss
-from uir.lora.bank import ExpertBank
+from uir.models.experts import ExpertListModel
 from uir.lira import LIRANetwork, PatchDiscriminator, ResnetGenerator
 from uir.pipelines import RestorerPipeline
 from uir.tiling import run_padded
@@ -108,7 +108,7 @@ def save_outputs(accelerator, args, network: LIRANetwork, names, title: str) -> 
     folder = Path(args.output_dir)
     if accelerator.is_main_process:
         save_pretrained_staged(network, folder / "model")
-        save_pretrained_staged(RestorerPipeline(network, experts=ExpertBank(base_model="uir/lira")), folder / "pipeline")
+        save_pretrained_staged(RestorerPipeline(network, experts=ExpertListModel(base_model="uir/lira")), folder / "pipeline")
     finish(accelerator, args, folder / "model", title, "", names,
            "A LIRA fork-join restorer (Liu et al., lifelong image restoration), trained with uir.")
 

@@ -8,7 +8,7 @@ a random text tower's embeddings are arbitrary). The controller learns degradati
 ``d`` whose scaled cosine similarities to the bank (the logits of eq. 3) pick the true
 degradation: a CLIP contrastive loss between each image and the vocabulary's texts, i.e.
 cross-entropy over ``logit_scale * norm(d) @ norm(B)^T``, with ``d`` from the global view and
-the native-resolution crops (crop correction, :mod:`uir.router`). Training images are clean
+the native-resolution crops (crop correction, :mod:`uir.models.router`). Training images are clean
 photos degraded on the fly, every batch mixing all types and, unless ``--no_clean_class``, the
 undegraded ``clean`` class. At the end the temperature is calibrated (``logit_scale``, by
 temperature scaling) on fresh degradations of the training photos, never the held-out ones.
@@ -40,7 +40,7 @@ from uir.boundary import run_script
 from uir.degradations import CLEAN
 from uir.evaluation import degraded_pairs, evaluate_router
 from uir.lora.strategies import LOW_CONFIDENCE_POLICIES
-from uir.router import DegradationRouter, calibrate_temperature, expected_calibration_error
+from uir.models.router import DegradationRouter, calibrate_temperature, expected_calibration_error
 from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator, mixed_batches,
                           parse_training_args, photo_split, train, training_dataset, validation_photos)
 from uir.files import save_pretrained_staged

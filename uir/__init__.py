@@ -1,6 +1,6 @@
 """uir: universal image restoration for diffusers and PEFT.
 
-Submodules, one per concept:
+Submodules, one per concept (docs/architecture.md draws the layers):
 
 * :mod:`uir.degradations`: seeded degradation functions, their registry and DL-Net operators.
 * :mod:`uir.data`: datasets, augmentations, single-degradation batches and the photo split.
@@ -8,12 +8,12 @@ Submodules, one per concept:
 * :mod:`uir.images`: safe reading and conversion of images; :mod:`uir.files`: atomic writes.
 * :mod:`uir.lora`: LoRA experts, their folder format, the output-space mixture (eq. 5) and
   the strategies that choose the expert weights (Top-K, eq. 4).
-* :mod:`uir.router`: the CLIP degradation router (eq. 3); :mod:`uir.routing`: its inference,
-  without diffusers or open_clip.
-* :mod:`uir.models`: shared backbones as diffusers models: NAFNet, SRResNet, the
-  skip-connection VAE; :mod:`uir.networks`: the plain torch networks the runtime builds.
-* :mod:`uir.pipelines`: ``UIRLoRAPipeline``, ``RestorerPipeline``, their base and
-  ``load_pipeline`` (source in the repository's ``pipelines/``).
+* :mod:`uir.networks`: plain torch networks (NAFNet, CLIP's vision tower, the router's eq. 3
+  inference); :mod:`uir.models`: the diffusers adapters that extend them (NAFNet, SRResNet,
+  the skip-connection VAE, the CLIP degradation router, the expert list as a component).
+* :mod:`uir.backbones`: the restorer protocol and the registry of backbones.
+* :mod:`uir.pipelines`: ``load_pipeline`` (the one front door), the diffusers-free runtime,
+  ``UIRLoRAPipeline`` and ``RestorerPipeline`` (source in the repository's ``pipelines/``).
 * :mod:`uir.training`: the accelerate loop, options, checkpoints and losses of ``train/``.
 * :mod:`uir.evaluation`: scoring restorers and routers on degraded photos or pairs.
 * research ports: :mod:`uir.lira`, :mod:`uir.dlnet`, :mod:`uir.grids`, :mod:`uir.dte`.
@@ -34,13 +34,13 @@ _LAZY = {
     "load_pipeline": "uir.pipelines.loading",
     "default_model_dir": "uir.pipelines.loading",
     "NAFNet": "uir.models",
-    "DegradationRouter": "uir.router",
+    "DegradationRouter": "uir.models.router",
     "SkipAutoencoderKL": "uir.models",
     "LoRAExpert": "uir.lora",
 }
 
 
-#: the heavy classes, and any submodule (``uir.loading``), are imported on first use, so that
+#: the heavy classes, and any submodule (``uir.lora``), are imported on first use, so that
 #: ``import uir`` and the CLI stay fast
 __getattr__ = lazy_attributes(__name__, _LAZY, submodules=True)
 

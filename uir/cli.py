@@ -83,9 +83,9 @@ def cmd_info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .degradations import DA_CLIP_TYPES, parse_names
+    from .degradations import DEFAULT_VOCABULARY, parse_names
 
-    types = len(DA_CLIP_TYPES)
+    types = len(DEFAULT_VOCABULARY)
 
     parser = OneLineParser(prog="uir", description="Universal image restoration.",
                                      epilog="Errors are one line; --debug (anywhere) or UIR_DEBUG=1 shows the "
@@ -208,10 +208,6 @@ def main(argv: list[str] | None = None) -> int:
         return guarded(run, "uir", debug)
     finally:
         end_distributed()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 __all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "UsageError", "build_parser", "main"]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .degradations import DA_CLIP_TYPES
+from .degradations import DEFAULT_VOCABULARY
 from .lora.experts import ExpertComponent, LoRAExpert, lora_config
 from .lora.mixture import remove_mixture
 from .lora.targets import UNET_TARGETS, VAE_TARGETS
@@ -138,8 +138,8 @@ def full_size_uir_lora_pipeline(tokenizer_dir, seed: int = 0):
                            DDPMScheduler(**SD_TURBO_SCHEDULER))
 
 
-def tiny_router(vocabulary=DA_CLIP_TYPES, use_controller: bool = True, seed: int = 0, **kwargs):
-    from .router import DegradationRouter
+def tiny_router(vocabulary=DEFAULT_VOCABULARY, use_controller: bool = True, seed: int = 0, **kwargs):
+    from .models.router import DegradationRouter
 
     torch.manual_seed(seed)
     router = DegradationRouter(clip_config=TINY_CLIP, vocabulary=list(vocabulary), use_controller=use_controller, **kwargs)
@@ -184,14 +184,14 @@ TINY_NAFNET = dict(width=8, encoder_blocks=(1, 1), middle_blocks=1, decoder_bloc
 def tiny_restorer_pipeline(names=("noisy", "hazy", "rainy"), router: bool = True, seed: int = 0, scale: float = 2.0):
     """A :class:`~uir.pipelines.RestorerPipeline` with a tiny random NAFNet, random experts
     and (optionally) a tiny router, for tests."""
-    from .lora.bank import ExpertBank
+    from .models.experts import ExpertListModel
     from .models import NAFNet
     from .pipelines import RestorerPipeline
 
     torch.manual_seed(seed)
     restorer = NAFNet(**TINY_NAFNET)
     pipe = RestorerPipeline(restorer, router=tiny_router(names) if router else None,
-                            experts=ExpertBank(base_model="tiny-nafnet"))
+                            experts=ExpertListModel(base_model="tiny-nafnet"))
     for i, name in enumerate(names):
         pipe.load_expert(random_expert(name, restorer=restorer, base_model="tiny-nafnet", seed=seed + i, scale=scale))
     return pipe

@@ -7,7 +7,7 @@ RUNS=${1:-runs/tiny-noisy}
 PHOTOS=${UIR_PHOTOS:-../shared/photos}
 mkdir -p "$RUNS"
 python -m uir.testing sd-turbo "$RUNS/tiny-sd-turbo"
-# stage 1: skip connections (+ a merged VAE LoRA) on all ten degradation types
+# stage 1: skip connections (+ a merged VAE LoRA) on every type of DEFAULT_VOCABULARY
 accelerate launch --num_processes 1 --cpu train/train_vae_skips.py \
   --pretrained_model_name_or_path "$RUNS/tiny-sd-turbo" --train_vae_lora --degradations all \
   --resolution 64 --train_batch_size 8 --max_train_steps 400 --learning_rate 1e-3 \

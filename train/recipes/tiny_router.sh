@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue proof: a tiny CLIP degradation router trained from scratch (random CLIP, frozen; the
-# DA-CLIP controller trained) on the 10 DA-CLIP types synthesised on the training photos.
+# DA-CLIP controller trained) on the types of DEFAULT_VOCABULARY synthesised on the training photos.
 # Usage: bash train/recipes/tiny_router.sh [RUNS_DIR]   (about 35 minutes on 2 CPU cores)
 set -euo pipefail
 RUNS=${1:-runs/router}

@@ -4,16 +4,12 @@ work split of ``accelerate launch``."""
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
 
 from ..boundary import UsageError
 from ..files import file_in_the_way, remove_stale_temporaries
-
-logger = logging.getLogger("uir.commands")
-
 
 def say(line: str, error: bool = False) -> None:
     """Print one line above any progress bar (on stderr with ``error``), never through it."""
@@ -120,25 +116,16 @@ def plan_outputs(inputs: list[Path], output: str, hint: str, overwrite: bool = F
 
 def load_for_cli(args, state=None):
     """The pipeline the model options name, on ``--device`` (on the process's own device under
-    ``accelerate launch``: ``state``). A saved ``RestorerPipeline`` folder, such as the embedded
-    default, with no ``--experts``, ``--router`` or ``--vae`` to add, runs in the diffusers-free
-    runtime (:mod:`uir.pipelines.runtime`: same outputs, a third of the start-up)."""
+    ``accelerate launch``: ``state``), loaded as every ``uir`` command loads it:
+    :func:`~uir.pipelines.loading.load_pipeline` with ``runtime=True``."""
     from ..lora import ExpertError
-    from ..pipelines.loading import load_pipeline, model_path
-    from ..pipelines.runtime import RuntimeRestorerPipeline, why_not_runtime
+    from ..pipelines.loading import load_pipeline
 
     experts = [e for e in (args.experts or "").split(",") if e]
     device = str(state.device) if state is not None else check_device(args.device)
-    folder = model_path(args.model)
     try:
-        added = [option for option, value in (("--experts", experts), ("--router", args.router), ("--vae", args.vae))
-                 if value]
-        reason = f"{', '.join(added)} adds parts the runtime does not build" if added else why_not_runtime(folder)
-        if reason is None:
-            return RuntimeRestorerPipeline.from_folder(folder).to(device)
-        logger.debug("loading %s with diffusers, not the runtime: %s", folder, reason)
         return load_pipeline(args.model, experts=experts, router=args.router, device=device, vae=args.vae,
-                             allow_pickle=args.allow_pickle)
+                             allow_pickle=args.allow_pickle, runtime=True)
     except ExpertError as error:
         raise UsageError(f"cannot use expert: {error}") from None
     except (OSError, ValueError) as error:

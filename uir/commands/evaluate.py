@@ -115,7 +115,7 @@ def cmd_eval(args) -> int:
 def cmd_eval_router(args) -> int:
     from ..evaluation import markdown_table, router_accuracy, router_confusion
     from ..hub import require_hub
-    from ..router import DegradationRouter
+    from ..models.router import DegradationRouter
 
     data = data_folder(args)
     photos = selected_photos(args, data)
@@ -157,7 +157,7 @@ def cmd_demo(args) -> int:
     import torch
 
     from .. import degradations, sample_image_path
-    from ..degradations import DA_CLIP_TYPES
+    from ..degradations import DEFAULT_VOCABULARY
     from ..evaluation import comparison_grid, markdown_table
     from ..images import load_image, save_image
     from ..files import atomic_write
@@ -167,7 +167,7 @@ def cmd_demo(args) -> int:
     pipe = load_for_cli(args)
     clean = load_image(sample_image_path())[None]
     rows, table = [], []
-    for k, name in enumerate(DA_CLIP_TYPES):
+    for k, name in enumerate(DEFAULT_VOCABULARY):
         degraded = degradations.apply(name, clean, generator=torch.Generator().manual_seed(args.seed + k))
         result = pipe(degraded, output_type="pt")
         restored = result.images

@@ -4,9 +4,26 @@ router's verdict in one line per image."""
 from __future__ import annotations
 
 import sys
+from typing import Callable, Iterable, Iterator
 
 from ..boundary import EXIT_OK, EXIT_PARTIAL, UsageError
 from .common import distributed_state, load_for_cli, plan_outputs, report_skip, say, share
+
+
+def shape_batches(items: Iterable, batch_size: int, shape: Callable) -> Iterator[list]:
+    """``uir restore``'s batching of a stream of images of any sizes: consecutive ``items`` of the
+    same ``shape``, at most ``batch_size`` per batch. The pipeline is called once per batch (its
+    own ``batch_size`` then only chunks one shape)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch: list = []
+    for item in items:
+        if batch and (len(batch) == batch_size or shape(batch[0]) != shape(item)):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
 
 
 def _parse_weights(spec: str | None, names: str | None) -> dict | None:
@@ -65,7 +82,6 @@ def cmd_restore(args) -> int:
     from tqdm.auto import tqdm
 
     from ..images import ImageError, image_bit_depth, list_images, save_image
-    from ..pipelines.restoring import shape_batches
 
     inputs = list_images(args.inputs)
     targets = dict(zip(inputs, plan_outputs(inputs, args.output, "files, folders or globs", args.overwrite,

@@ -91,7 +91,7 @@ class PairedFolderDataset(Dataset):
 
 class ImageFiles(Sequence):
     """Image files as a sequence of decoded (3,H,W) images; ``name(i)`` is file ``i``'s path.
-    The same interface as :class:`uir.data.hub.DatasetImages`, so a dataset takes either."""
+    The same interface as :class:`uir.data.hf_datasets.DatasetImages`, so a dataset takes either."""
 
     def __init__(self, files: Sequence):
         self.paths = [Path(f) for f in files]

@@ -10,7 +10,7 @@ catalog with its parameter ranges and docs import without torch (``uir degradati
 once, docs/performance.md); each function's module is imported when it is first applied.
 """
 
-from .families import (ALL_NAMES, CLEAN, MIX, DA_CLIP_TYPES, GRIDS_TYPES, LIRA_FACTORS, LIRA_TYPES, mix_parts,
+from .families import (ALL_NAMES, CLEAN, MIX, DEFAULT_VOCABULARY, GRIDS_TYPES, LIRA_FACTORS, LIRA_TYPES, mix_parts,
                        parse_names)
 
 _REGISTRY_NAMES = ("SEVERITIES", "Degradation", "Param", "apply", "get", "names", "register")
@@ -24,4 +24,4 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ALL_NAMES", "CLEAN", "MIX", "mix_parts", "DA_CLIP_TYPES", "GRIDS_TYPES", "LIRA_FACTORS", "LIRA_TYPES", *_REGISTRY_NAMES, "parse_names"]
+__all__ = ["ALL_NAMES", "CLEAN", "MIX", "mix_parts", "DEFAULT_VOCABULARY", "GRIDS_TYPES", "LIRA_FACTORS", "LIRA_TYPES", *_REGISTRY_NAMES, "parse_names"]

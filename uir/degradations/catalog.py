@@ -1,6 +1,6 @@
 """The registered degradation families and their parameter ranges.
 
-* ``da-clip``: the 10 degradation types of UIR-LoRA / DA-CLIP, named by the DA-CLIP
+* ``da-clip``: the degradation types of UIR-LoRA / DA-CLIP (``DEFAULT_VOCABULARY``), named by the DA-CLIP
   vocabulary. Defaults follow the benchmark protocol where one is stated (Gaussian noise
   sigma 50/255, JPEG quality 10); the other types sample their parameters.
 * ``grids``: the 11 degradations of GRIDS (sec. 5).

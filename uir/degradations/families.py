@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 
-DA_CLIP_TYPES = (
+#: the ten degradation types of UIR-LoRA, named as DA-CLIP names them: the default router's
+#: vocabulary (it adds :data:`CLEAN`), the default's experts, and what ``--degradations all`` means
+DEFAULT_VOCABULARY = (
     "motion-blurry",
     "hazy",
     "jpeg-compressed",
@@ -38,7 +40,7 @@ LIRA_TYPES = ("lira-blended", "lira-blended-haze", "lira-blended-dark")
 #: the single factors LIRA's experts are trained on (fork stage), over the blend's ranges
 LIRA_FACTORS = ("lira-blur", "lira-noise", "lira-jpeg")
 #: every registered name, in registration order
-ALL_NAMES = DA_CLIP_TYPES + GRIDS_TYPES + LIRA_FACTORS + LIRA_TYPES + (CLEAN,)
+ALL_NAMES = DEFAULT_VOCABULARY + GRIDS_TYPES + LIRA_FACTORS + LIRA_TYPES + (CLEAN,)
 
 
 #: joins the parts of a mixed degradation name, applied left to right: ``low-light+noisy``
@@ -51,12 +53,12 @@ def mix_parts(name: str) -> list[str]:
 
 
 def parse_names(spec: str) -> list[str]:
-    """A ``--degradations`` value: ``"all"`` (the DA-CLIP types) or comma-separated registered
+    """A ``--degradations`` value: ``"all"`` (:data:`DEFAULT_VOCABULARY`) or comma-separated registered
     names, each possibly a mixture of several joined by ``+`` (``low-light+noisy``).
 
     Meant as an argparse ``type``: an unknown, repeated or missing name raises
     ``argparse.ArgumentTypeError``, which argparse prints as a one-line usage error."""
-    names = list(DA_CLIP_TYPES) if spec == "all" else [n.strip() for n in spec.split(",") if n.strip()]
+    names = list(DEFAULT_VOCABULARY) if spec == "all" else [n.strip() for n in spec.split(",") if n.strip()]
     if not names:
         raise argparse.ArgumentTypeError("no degradation named")
     if len(set(names)) != len(names):
@@ -67,4 +69,4 @@ def parse_names(spec: str) -> list[str]:
     return names
 
 
-__all__ = ["ALL_NAMES", "CLEAN", "MIX", "mix_parts", "DA_CLIP_TYPES", "GRIDS_TYPES", "LIRA_FACTORS", "LIRA_TYPES", "parse_names"]
+__all__ = ["ALL_NAMES", "CLEAN", "MIX", "mix_parts", "DEFAULT_VOCABULARY", "GRIDS_TYPES", "LIRA_FACTORS", "LIRA_TYPES", "parse_names"]

@@ -29,6 +29,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
+from ..backbones import require
 from ..models.wrapping import import_model_class, wrap_model
 from .diffusion import check_settings
 from .moe import TimePromptMoE
@@ -66,9 +67,7 @@ class TimeConditionedRestorer(ModelMixin, ConfigMixin):
         super().__init__()
         check_settings(noise_model, prediction_type)
         self.backbone = import_model_class(backbone_class)(**(backbone_config or {}))
-        blocks = list(blocks) if blocks is not None else list(getattr(self.backbone, "time_condition_blocks", []))
-        if not blocks:
-            raise ValueError(f"{backbone_class} names no time_condition_blocks; pass blocks=[module names]")
+        blocks = list(blocks) if blocks is not None else list(require(self.backbone, "time_condition_blocks"))
         modules = dict(self.backbone.named_modules())
         unknown = [name for name in blocks if name not in modules]
         if unknown:

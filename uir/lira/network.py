@@ -272,6 +272,12 @@ class LIRANetwork(ModelMixin, ConfigMixin):
 
     size_multiple = 4
 
+    @property
+    def time_condition_blocks(self) -> list[str]:
+        """DTE: the newest task's feature extractors and merge (where the timestep enters)."""
+        newest = self.config.num_tasks - 1
+        return [f"heads.{newest}.{name}" for name in ("extract_h", "extract_g", "merge")]
+
     @register_to_config
     def __init__(self, in_channels: int = 3, channels: int = 32, num_experts: int = 3, num_blocks: int = 6,
                  num_tasks: int = 1, full_resolution_skip: bool = True):

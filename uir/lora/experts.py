@@ -42,8 +42,8 @@ logger = logging.getLogger("uir.lora")
 
 EXPERT_FORMAT = "uir-expert/1"
 METADATA_FILE = "uir_expert.json"
-CONFIG_FILE = "adapter_config.json"
-WEIGHTS_FILE = "adapter_model.safetensors"
+EXPERT_CONFIG_FILE = "adapter_config.json"
+EXPERT_WEIGHTS_FILE = "adapter_model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 #: PEFT's prefix of a model's keys in a saved adapter: ``PeftModel.from_pretrained`` loads only
 #: keys that carry it (without it, nothing, with only a warning)
@@ -70,8 +70,8 @@ class ExpertComponent:
         PEFT's saved layout, the config also in the header for diffusers (module docstring)."""
         state = {PEFT_KEY_PREFIX + k: v.detach().contiguous().cpu() for k, v in self.state_dict.items()}
         header = {PEFT_KEY_PREFIX + key: value for key, value in self.config.items()}
-        save_file(state, folder / WEIGHTS_FILE, metadata={"format": "pt", DIFFUSERS_METADATA_KEY: json.dumps(header)})
-        (folder / CONFIG_FILE).write_text(json.dumps(self.config, indent=2, sort_keys=True))
+        save_file(state, folder / EXPERT_WEIGHTS_FILE, metadata={"format": "pt", DIFFUSERS_METADATA_KEY: json.dumps(header)})
+        (folder / EXPERT_CONFIG_FILE).write_text(json.dumps(self.config, indent=2, sort_keys=True))
 
     def layers(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """``{layer path: (A, B)}``."""
@@ -103,7 +103,7 @@ class ExpertComponent:
         for layer, (a, _) in self.layers().items():
             rank = self.config.get("rank_pattern", {}).get(layer.rsplit(".", 1)[-1], self.config.get("r"))
             if rank is not None and a.shape[0] != int(rank):
-                raise ExpertError(f"{where}{CONFIG_FILE} says rank {rank} but layer {layer} has rank {a.shape[0]}")
+                raise ExpertError(f"{where}{EXPERT_CONFIG_FILE} says rank {rank} but layer {layer} has rank {a.shape[0]}")
             if targets and not targeted(layer):
                 raise ExpertError(f"{where}layer {layer} is not among the config's target_modules")
         if not isinstance(targets, str):
@@ -196,7 +196,7 @@ class LoRAExpert:
             raise ExpertError(f"{meta_path}: ranks must map each component to its rank, got {meta['ranks']!r}")
         components = {}
         for name in meta["ranks"]:
-            weights, config = path / name / WEIGHTS_FILE, path / name / CONFIG_FILE
+            weights, config = path / name / EXPERT_WEIGHTS_FILE, path / name / EXPERT_CONFIG_FILE
             for needed in (weights, config):
                 if not needed.is_file():
                     raise ExpertError(f"{path}: missing {needed.relative_to(path)}")
@@ -210,7 +210,7 @@ class ExpertList:
     """An ordered list of :class:`LoRAExpert` for one base model, one per degradation.
 
     Saved as ``config.json`` (``base_model`` and the ``names``, in order) plus one expert folder
-    per name; :class:`uir.lora.bank.ExpertBank` is this list as a diffusers pipeline component.
+    per name; :class:`uir.models.experts.ExpertListModel` is this list as a diffusers pipeline component.
     """
 
     config_name = "config.json"
@@ -243,14 +243,16 @@ class ExpertList:
         self._names_changed()
 
     @classmethod
-    def from_folder(cls, directory, variant: str | None = None) -> "ExpertList":
-        """Read a saved list: ``config.json`` and the expert folders it names
-        (:func:`expert_folder_name`; a folder of the first layout, ``<name>/``, is read too)."""
+    def from_folder(cls, directory, variant: str | None = None, config: dict | None = None) -> "ExpertList":
+        """Read a saved list: ``config.json`` (or its contents, ``config``, when the caller has
+        read it) and the expert folders it names (:func:`expert_folder_name`; a folder of the
+        first layout, ``<name>/``, is read too)."""
         directory = Path(directory)
-        config_path = directory / cls.config_name
-        if not config_path.is_file():
-            raise ExpertError(f"{directory}: missing {cls.config_name} of an expert bank")
-        config = load_json_object(config_path, ExpertError)
+        if config is None:
+            config_path = directory / cls.config_name
+            if not config_path.is_file():
+                raise ExpertError(f"{directory}: missing {cls.config_name} of an expert list")
+            config = load_json_object(config_path, ExpertError)
         experts = cls(base_model=config.get("base_model", ""))
         for name in config.get("names") or []:
             folder = directory / expert_folder_name(name, variant)

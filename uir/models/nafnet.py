@@ -1,5 +1,5 @@
-"""NAFNet as a diffusers model: :class:`~uir.networks.nafnet.NAFNetNetwork` (the network, plain
-torch) with diffusers' config, ``from_pretrained``/``save_pretrained`` and PEFT adapters.
+"""NAFNet as a diffusers model: the plain torch :class:`uir.networks.nafnet.NAFNet` with
+diffusers' config, ``from_pretrained``/``save_pretrained`` and PEFT adapters.
 
 The 1x1 convolutions (``expand``, ``project``, ``ffn_expand``, ``ffn_project``) and the
 ``intro``/``ending`` convs are where uir's LoRA experts go (:data:`EXPERT_TARGETS`).
@@ -11,12 +11,13 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.loaders import PeftAdapterMixin
 
-from uir.networks.nafnet import EXPERT_TARGETS, LayerNorm2d, NAFBlock, NAFNetNetwork
+from uir.networks import nafnet as core
+from uir.networks.nafnet import EXPERT_TARGETS, LayerNorm2d, NAFBlock
 
 
-class NAFNet(NAFNetNetwork, ModelMixin, ConfigMixin, PeftAdapterMixin):
+class NAFNet(core.NAFNet, ModelMixin, ConfigMixin, PeftAdapterMixin):
     """A NAFNet image restorer; inputs and outputs are (B,C,H,W) in [0, 1]. The arguments are
-    :class:`~uir.networks.nafnet.NAFNetNetwork`'s, recorded in the config.
+    :class:`uir.networks.nafnet.NAFNet`'s, recorded in the config.
 
     ``PeftAdapterMixin`` gives it diffusers' ``add_adapter``/``set_adapter``, which
     ``train/train_uir_lora.py`` uses to train one expert per degradation.

@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
+from diffusers.loaders import PeftAdapterMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
@@ -29,14 +30,26 @@ class ResidualBlock(nn.Module):
         return x + self.conv2(F.relu(self.conv1(x)))
 
 
-class SRResNet(ModelMixin, ConfigMixin):
+class SRResNet(ModelMixin, ConfigMixin, PeftAdapterMixin):
     """Super-resolves (B,C,H,W) in [0, 1] by ``scale`` (a power of 2).
 
     Args:
         channels: feature width of the trunk.
         num_blocks: residual blocks in the trunk.
         scale: upscaling factor, 1 (a same-size restorer), 2, 4, 8...
+
+    At ``scale=1`` it is a registered backbone (``srresnet`` in :mod:`uir.backbones`); the
+    attributes below are that protocol's.
     """
+
+    size_multiple = 1
+    expert_targets = ("first", "conv1", "conv2", "hr_conv", "last")
+    dlnet_split = "last"  # DL-Net: z is the last feature map, h the output conv plus the base
+
+    @property
+    def time_condition_blocks(self) -> list[str]:
+        """DTE: every residual block of the trunk."""
+        return [f"trunk.{i}" for i in range(len(self.trunk))]
 
     @register_to_config
     def __init__(self, in_channels: int = 3, channels: int = 64, num_blocks: int = 16, scale: int = 4):

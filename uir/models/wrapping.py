@@ -3,16 +3,15 @@ diffusion-training time conditioning), so that ``from_pretrained`` works on the 
 
 from __future__ import annotations
 
-import importlib
-
 from diffusers import ConfigMixin, ModelMixin
+
+from uir.backbones import import_class
 
 
 def import_model_class(path: str) -> type:
     """The ``ModelMixin`` + ``ConfigMixin`` class at dotted ``path``."""
-    module, _, name = path.rpartition(".")
-    cls = getattr(importlib.import_module(module), name, None)
-    if not (isinstance(cls, type) and issubclass(cls, ModelMixin) and issubclass(cls, ConfigMixin)):
+    cls = import_class(path)
+    if not (issubclass(cls, ModelMixin) and issubclass(cls, ConfigMixin)):
         raise ValueError(f"{path} is not a ModelMixin + ConfigMixin class")
     return cls
 

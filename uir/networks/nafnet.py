@@ -112,7 +112,7 @@ class NAFBlock(nn.Module):
         return out
 
 
-class NAFNetNetwork(nn.Module):
+class NAFNet(nn.Module):
     """A NAFNet image restorer; inputs and outputs are (B,C,H,W) in [0, 1].
 
     Args:
@@ -172,4 +172,4 @@ class NAFNetNetwork(nn.Module):
         return self.ending(feature).add_(x)
 
 
-__all__ = ["BAND_VALUES", "EXPERT_TARGETS", "LayerNorm2d", "NAFBlock", "NAFNetNetwork"]
+__all__ = ["BAND_VALUES", "EXPERT_TARGETS", "LayerNorm2d", "NAFBlock", "NAFNet"]

@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from ..boundary import positive_float, positive_int, whole_number
-from ..degradations import DA_CLIP_TYPES, parse_names
+from ..degradations import DEFAULT_VOCABULARY, parse_names
 from ..files import file_in_the_way
 from ..hub import looks_local, require_hub
 from ..degradations.registry import SEVERITIES
@@ -96,7 +96,7 @@ def add_data_args(parser: argparse.ArgumentParser, default_degradations: str = "
     group.add_argument("--paired", action="append", default=[], metavar="NAME=LQ_DIR:GT_DIR",
                        help="a paired folder for one degradation (repeatable); replaces --train_data_dir")
     group.add_argument("--degradations", type=parse_names, default=default_degradations,
-                       help=f'comma-separated degradation names, or "all" (the {len(DA_CLIP_TYPES)} DA-CLIP types)')
+                       help=f'comma-separated degradation names, or "all" (the {len(DEFAULT_VOCABULARY)} DA-CLIP types)')
     group.add_argument("--repeats", type=positive_int, default=1,
                        help="independent degraded draws of each photo and type per epoch (longer epochs)")
     group.add_argument("--severity", default="random", choices=[*SEVERITIES, "random", "default"],
@@ -192,13 +192,13 @@ def parse_training_args(parser: argparse.ArgumentParser, argv=None) -> argparse.
 
 def training_dataset(args, names: list[str]):
     """The dataset the options describe; items are labelled by degradation name. A streamed
-    ``--dataset_name`` gives this process's part of the stream (:mod:`uir.data.hub`)."""
+    ``--dataset_name`` gives this process's part of the stream (:mod:`uir.data.hf_datasets`)."""
     from ..data import DegradationConcatDataset, PairedFolderDataset, SyntheticDegradationDataset, photo_split
 
     check_data_args(args)
     severity = None if args.severity == "default" else args.severity
     if args.dataset_name:
-        from ..data.hub import (DatasetImages, StreamingDegradationDataset, load_training_dataset,
+        from ..data.hf_datasets import (DatasetImages, StreamingDegradationDataset, load_training_dataset,
                                 split_between_processes)
 
         data = load_training_dataset(args.dataset_name, args.dataset_config_name, args.dataset_split,

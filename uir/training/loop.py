@@ -125,7 +125,7 @@ def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Param
     loader = DataLoader(dataset, num_workers=args.dataloader_num_workers, collate_fn=collate_fn,
                         pin_memory=accelerator.device.type == "cuda", **batching)
     lr_scheduler = lr_schedule(args, optimizer, accelerator.num_processes, args.max_train_steps)
-    if streamed:  # each process already reads its own part of the stream (uir.data.hub)
+    if streamed:  # each process already reads its own part of the stream (uir.data.hf_datasets)
         model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
         steps_per_epoch = None
     else:

@@ -15,14 +15,15 @@ def load_uir_lora_pipeline(args):
     (``default`` names the embedded one), with any experts it already holds removed: a new
     expert trains on the base alone. Gradient checkpointing when asked for."""
     from ..pipelines import RestorerPipeline, UIRLoRAPipeline
-    from ..pipelines.loading import model_path, saved_pipeline_class
+    from ..pipelines.loading import model_path
+    from ..pipelines.saved import read_saved_pipeline
 
     model = model_path(args.pretrained_model_name_or_path)
-    kind = saved_pipeline_class(model)
-    if kind is not None:
+    saved = read_saved_pipeline(model)
+    if saved is not None:
         if args.vae:
             raise ValueError("--vae applies to SD-turbo, not to a saved pipeline")
-        pipe = (RestorerPipeline if kind == "RestorerPipeline" else UIRLoRAPipeline).from_pretrained(
+        pipe = (RestorerPipeline if saved.class_name == "RestorerPipeline" else UIRLoRAPipeline).from_pretrained(
             model, use_safetensors=True)
         pipe.remove_experts()
     else:

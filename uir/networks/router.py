@@ -1,11 +1,11 @@
 """Routing at inference: eq. 3 and crop correction, importable without diffusers or open_clip.
 
-:class:`RouterInference` holds the inference math of :mod:`uir.router` (whose docstring states
+:class:`RouterInference` holds the inference math of :mod:`uir.models.router` (whose docstring states
 the equations): the normalised pixels, the native-resolution crops, the aggregated degradation
 vector ``d``, the logits ``logit_scale * d @ B^T`` and ``s_o = softmax`` with its top name and
 confidence. Two routers share it:
 
-* :class:`uir.router.DegradationRouter`: the diffusers component, with open_clip's CLIP, the
+* :class:`uir.models.router.DegradationRouter`: the diffusers component, with open_clip's CLIP, the
   text tower and training;
 * :class:`RuntimeRouter`: a saved router's vision tower and bank alone
   (:class:`~uir.networks.clip_vision.VisionTower`), for the diffusers-free runtime
@@ -15,16 +15,15 @@ confidence. Two routers share it:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .files import load_json_object, load_safetensors
-from .networks import load_weights
-from .networks.clip_vision import VisionTower, supported_vision_config
+from ..files import load_safetensors
+from . import load_weights
+from .clip_vision import VisionTower, supported_vision_config
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -106,7 +105,7 @@ class RouterInference:
 
 
 class RuntimeRouter(RouterInference, nn.Module):
-    """A saved :class:`~uir.router.DegradationRouter` for inference only: its vision tower (the
+    """A saved :class:`~uir.models.router.DegradationRouter` for inference only: its vision tower (the
     DA-CLIP controller's when it has one: that tower gives ``d``), ``logit_scale`` and bank.
     It routes exactly as the saved router; it cannot train or grow its vocabulary."""
 
@@ -125,12 +124,10 @@ class RuntimeRouter(RouterInference, nn.Module):
         return vision_cfg is not None and supported_vision_config(vision_cfg)
 
     @classmethod
-    def from_folder(cls, folder) -> "RuntimeRouter":
-        """Load ``config.json`` and ``diffusion_pytorch_model.safetensors`` of a saved router."""
-        folder = Path(folder)
-        config = {k: v for k, v in load_json_object(folder / "config.json").items() if not k.startswith("_")}
+    def from_config(cls, config: dict, weights) -> "RuntimeRouter":
+        """A saved router from its ``config.json`` contents and its safetensors ``weights`` file."""
+        config = {k: v for k, v in config.items() if not k.startswith("_")}
         router = cls(config)
-        weights = folder / "diffusion_pytorch_model.safetensors"
         state = load_safetensors(weights)
         tower = "controller.visual." if config.get("use_controller", True) else "clip.visual."
         load_weights(router.tower, {k.removeprefix(tower): v for k, v in state.items() if k.startswith(tower)}, weights)
