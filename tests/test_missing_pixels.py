@@ -1,0 +1,77 @@
+"""Finding and filling missing pixels (``uir.degradations.masks``): the mask of what
+``uncompleted`` removed, and the harmonic fill against a direct sparse solve of Laplace's
+equation (scipy)."""
+
+import numpy as np
+import pytest
+import scipy.sparse
+import scipy.sparse.linalg
+import torch
+
+import uir.degradations as D
+from uir.degradations.masks import harmonic_fill, missing_mask
+
+from .conftest import seeded
+
+
+def _laplace_oracle(image: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """The discrete harmonic fill: each missing pixel the mean of its 4 neighbours (mirrored at
+    the border, as the replicate padding), observed pixels fixed; one sparse solve per channel."""
+    h, w = missing.shape
+    index = -np.ones((h, w), dtype=int)
+    index[missing] = np.arange(missing.sum())
+    out = image.copy()
+    for c in range(image.shape[0]):
+        rhs = np.zeros(missing.sum())
+        rows, cols, vals = [], [], []
+        for k, (i, j) in enumerate(zip(*np.nonzero(missing))):
+            rows.append(k), cols.append(k), vals.append(1.0)
+            for di, dj in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                ni, nj = min(max(i + di, 0), h - 1), min(max(j + dj, 0), w - 1)
+                if missing[ni, nj]:
+                    rows.append(k), cols.append(index[ni, nj]), vals.append(-0.25)
+                else:
+                    rhs[k] += 0.25 * image[c, ni, nj]
+        system = scipy.sparse.csr_matrix((vals, (rows, cols)), shape=(len(rhs), len(rhs)))
+        out[c][missing] = scipy.sparse.linalg.spsolve(system, rhs)
+    return out
+
+
+def test_harmonic_fill_solves_laplaces_equation():
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, 40, 48, generator=generator)
+    image = torch.nn.functional.avg_pool2d(image, 5, 1, 2)  # some structure to continue
+    holes = torch.zeros(1, 1, 40, 48)
+    holes[..., 5:20, 10:14] = 1
+    holes[..., 25:28, 3:45] = 1
+    holes[..., 0:6, 40:48] = 1  # touching the border
+    filled = harmonic_fill(image, holes, iterations=400)
+    expected = _laplace_oracle(image[0].numpy().astype(np.float64), holes[0, 0].numpy() > 0)
+    assert torch.equal(filled[holes.expand_as(image) == 0], image[holes.expand_as(image) == 0])  # observed kept
+    assert np.abs(filled[0].numpy() - expected).max() < 2e-3
+
+
+def test_harmonic_fill_is_within_a_hundredth_of_the_solve_at_the_default_iterations(sample):
+    """The coarse-to-fine start leaves little for the 100 Jacobi sweeps of each level to do."""
+    image = sample[None][..., :96, :128]
+    holes = D.masks.free_form_mask(image, seeded(3), strokes=6, width=0.08)
+    assert float(holes.mean()) > 0.05
+    expected = _laplace_oracle(image[0].numpy().astype(np.float64), holes[0, 0].numpy() > 0)
+    assert np.abs(harmonic_fill(image, holes)[0].numpy() - expected).max() < 0.01
+
+
+@pytest.mark.parametrize("fill", [0.0, 1.0, 0.37])
+def test_missing_mask_finds_what_uncompleted_removed(sample, fill):
+    lq = D.apply("uncompleted", sample, generator=seeded(1), fill=fill, strokes=4, width=0.06)[None]
+    truth = (lq == fill).all(1, keepdim=True) & (sample[None] != fill).any(1, keepdim=True)
+    found = missing_mask(lq)
+    assert found.sum() > 0 and bool((found.bool() | ~truth).all())  # every removed pixel is found
+    assert float((found.bool() & ~(lq == fill).all(1, keepdim=True)).sum()) == 0  # and only exact ones
+
+
+def test_missing_mask_leaves_clipped_but_intact_photos_alone(sample):
+    dark = D.apply("low-light", sample, generator=seeded(0), severity="severe")[None]
+    blown = (sample[None] * 1.8).clamp(0, 1)  # a clipped white sky
+    crushed = (sample[None] * 1.6 - 0.6).clamp(0, 1)  # clipped blacks
+    for image in (sample[None], dark, blown, crushed):
+        assert float(missing_mask(image).sum()) == 0
