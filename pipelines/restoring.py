@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from uir.degradations.masks import harmonic_fill, missing_mask
 from uir.files import check_weights
 from uir.images import to_pil, to_tensor
 from uir.lora import (FINGERPRINT_KEY, ExpertError, ExpertList, LoRAExpert, base_fingerprint, fingerprints_match,
@@ -75,7 +76,8 @@ class RestorationOutput:
     the ``clean_weight`` (B,) of the input kept unchanged (the router's ``clean`` class), and
     what the router said: the top ``degradations``, their ``confidence`` and whether the
     degradation is ``known`` (confidence >= the router's ``min_confidence``); these three are
-    None when no router ran."""
+    None when no router ran. ``missing`` (B,) is the share of pixels found missing and filled
+    (:func:`fill_missing_pixels`; ``None`` when the call does not look for them)."""
 
     images: object
     weights: torch.Tensor = None
@@ -84,6 +86,16 @@ class RestorationOutput:
     degradations: list = None
     confidence: torch.Tensor = None
     known: torch.Tensor = None
+    missing: torch.Tensor = None
+
+
+def fill_missing_pixels(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images with their missing pixels filled, the share of pixels filled (B,))``: the pixels
+    :func:`~uir.degradations.masks.missing_mask` finds, replaced by
+    :func:`~uir.degradations.masks.harmonic_fill`; images without any come back unchanged."""
+    mask = missing_mask(images)
+    share = mask.flatten(1).mean(1)
+    return (harmonic_fill(images, mask) if bool((share > 0).any()) else images), share
 
 
 class MixtureRestoration:
@@ -103,6 +115,10 @@ class MixtureRestoration:
     #: most this size, so memory stays bounded (the default restorer untiled needed ~9 GB for a
     #: 12 Mpx photo); 512 is the resolution SD-turbo was trained at
     auto_tile_size = 512
+    #: look for missing pixels (one exact value in every channel) and fill them harmonically
+    #: before anything else; the router does not then restore a filled image (see ``__call__``).
+    #: Off here: UIR-LoRA as published leaves inpainting to its expert
+    fills_missing_pixels = False
     output_class = RestorationOutput
 
     # --- experts -----------------------------------------------------------------------------
@@ -176,7 +192,7 @@ class MixtureRestoration:
     def __call__(self, image, weights=None, top_k: int = DEFAULT_TOP_K, strategy: str = "router",
                  output_type: str = "pil", generator: torch.Generator | None = None, return_dict: bool = True,
                  sample_posterior: bool = False, tile_size: int | str | None = "auto", tile_overlap: int = 32,
-                 batch_size: int = 4):
+                 batch_size: int = 4, fill_missing: bool | None = None):
         """Restore one image or a batch of same-size images.
 
         Args:
@@ -189,13 +205,17 @@ class MixtureRestoration:
             output_type: ``pil`` (list of images), ``np`` ((B,H,W,3) float32) or ``pt`` ((B,3,H,W)).
             generator: the ``random`` strategy's draws, and the VAE posterior sample.
             return_dict: return a :attr:`output_class`; else a tuple of its fields, in order
-                (images, weights, expert_names, clean_weight, degradations, confidence, known).
+                (images, weights, expert_names, clean_weight, degradations, confidence, known, missing).
             sample_posterior: sample the VAE latent instead of taking its mode (SD-turbo only).
             tile_size: restore in overlapping, blended tiles of this many pixels (bounded memory);
                 ``"auto"``: tiles of at most ``auto_tile_size`` for images with a longer side;
                 ``None``: whole images.
             tile_overlap: pixels shared by neighbouring tiles (at most a quarter of a tile).
             batch_size: images restored together.
+            fill_missing: fill missing pixels first (default: :attr:`fills_missing_pixels`). With
+                the router choosing, a filled image is then kept as it is: the fill is its
+                restoration, and no expert runs on it (routed, every expert lowered a filled
+                photo's PSNR: docs/default-model.md). Manual weights still apply after the fill.
 
         Returns:
             :attr:`output_class` with the images, the expert weights and the router's verdict.
@@ -205,7 +225,13 @@ class MixtureRestoration:
             tile_size = self.auto_tile_size if max(images.shape[-2:]) > self.auto_tile_size else None
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        missing = None
+        if self.fills_missing_pixels if fill_missing is None else fill_missing:
+            images, missing = fill_missing_pixels(images)
         chosen, clean, routed = route(self, images.to(self.device), weights, top_k, strategy, generator)
+        if missing is not None and weights is None and strategy == "router":
+            filled = (missing > 0).to(clean.device)
+            chosen, clean = chosen.masked_fill(filled[:, None], 0.0), clean.masked_fill(filled, 1.0)
         chunks = list(zip(images.split(batch_size), chosen.split(batch_size), clean.split(batch_size)))
         outputs = []
         for x, rows, kept in self.progress_bar(chunks, desc="restoring", disable=len(chunks) <= 1):
@@ -217,7 +243,7 @@ class MixtureRestoration:
         verdict = {} if routed is None else {"degradations": routed.names, "confidence": routed.confidence,
                                              "known": routed.known}
         output = self.output_class(images=restored, weights=chosen, expert_names=self.expert_list.names,
-                                   clean_weight=clean, **verdict)
+                                   clean_weight=clean, missing=missing, **verdict)
         return output if return_dict else tuple(getattr(output, f.name) for f in fields(output))
 
     # --- progress bar (diffusers' interface, also without diffusers) --------------------------
@@ -239,6 +265,8 @@ class RestorerRestoration(MixtureRestoration):
     adapted_components = ("restorer",)
     #: the embedded default drew 1-px lines along its edges without it (docs/default-model.md)
     border_margin = 8
+    #: held out, the harmonic fill beat both the inpainting expert and OpenCV's Telea (docs/default-model.md)
+    fills_missing_pixels = True
     #: larger than the base class's: a NAFNet block runs its full-resolution maps in cache-sized
     #: bands (:data:`uir.networks.nafnet.BAND_VALUES`), so tiles bound memory, not speed; the
     #: default restores 1024x1024 faster whole than in 512 px tiles (docs/performance.md)
@@ -263,4 +291,5 @@ class RestorerRestoration(MixtureRestoration):
         return restored.float().clamp(0, 1).contiguous()
 
 
-__all__ = ["MixtureRestoration", "RestorationOutput", "RestorerRestoration", "keep_clean", "postprocess", "route"]
+__all__ = ["MixtureRestoration", "RestorationOutput", "RestorerRestoration", "fill_missing_pixels", "keep_clean", "postprocess",
+           "route"]

@@ -75,3 +75,50 @@ def test_missing_mask_leaves_clipped_but_intact_photos_alone(sample):
     crushed = (sample[None] * 1.6 - 0.6).clamp(0, 1)  # clipped blacks
     for image in (sample[None], dark, blown, crushed):
         assert float(missing_mask(image).sum()) == 0
+
+
+@pytest.fixture(scope="module")
+def default_runtime():
+    from uir.pipelines.loading import load_pipeline
+
+    return load_pipeline(runtime=True)
+
+
+def test_the_default_fills_missing_pixels_and_runs_no_expert_on_them(sample, default_runtime):
+    lq = D.apply("uncompleted", sample, generator=seeded(2))[None]
+    out = default_runtime(lq, output_type="pt")
+    assert torch.equal(out.images, harmonic_fill(lq, missing_mask(lq)))
+    assert float(out.missing[0]) == pytest.approx(float(missing_mask(lq).mean()))
+    assert float(out.clean_weight[0]) == 1 and not bool(out.weights.any())
+    unfilled = default_runtime(lq, output_type="pt", fill_missing=False)
+    assert unfilled.missing is None and not torch.equal(unfilled.images, out.images)
+    manual = default_runtime(lq, weights={"noisy": 1.0}, output_type="pt")  # the caller's experts still run
+    filled = harmonic_fill(lq, missing_mask(lq))
+    assert torch.equal(manual.images, default_runtime(filled, weights={"noisy": 1.0}, output_type="pt",
+                                                      fill_missing=False).images)
+
+
+def test_photos_without_missing_pixels_are_restored_as_before(sample, default_runtime):
+    for image in (sample[None], D.apply("noisy", sample, generator=seeded(0))[None]):
+        out = default_runtime(image, output_type="pt")
+        assert float(out.missing[0]) == 0
+        assert torch.equal(out.images, default_runtime(image, output_type="pt", fill_missing=False).images)
+
+
+def test_uir_lora_keeps_inpainting_to_its_expert_as_published(tmp_path):
+    from uir.pipelines import UIRLoRAPipeline
+    from uir.testing import save_tiny_sd_turbo
+
+    pipe = UIRLoRAPipeline.from_sd_turbo(save_tiny_sd_turbo(tmp_path))
+    lq = D.apply("uncompleted", torch.rand(3, 32, 32), generator=seeded(0), strokes=8, width=0.08)[None]
+    assert float(missing_mask(lq).sum()) > 0
+    assert pipe(lq, output_type="pt").missing is None
+
+
+def test_uir_restore_says_it_filled_missing_pixels(tmp_path, sample, capsys):
+    from uir.cli import main
+    from uir.images import save_image
+
+    save_image(D.apply("uncompleted", sample, generator=seeded(2)), tmp_path / "holes.png")
+    assert main(["restore", str(tmp_path / "holes.png"), "-o", str(tmp_path / "out.png")]) == 0
+    assert "% missing pixels" in capsys.readouterr().out
