@@ -3,7 +3,9 @@
     pip install opencv-python-headless                # for Telea (left out, and said so, without it)
     python benchmarks/inpainting.py [--data ../shared/photos] [--limit N]
 
-The ``uncompleted`` pairs of ``uir eval`` (held-out photos, default severity, seed 0). Rows:
+The pairs of ``uir eval --held-out --degradations uncompleted`` (held-out photos, default
+severity, seed 0; a run over every type draws other masks, since the draws depend on the list
+of types). Rows:
 the input; the mask found by :func:`uir.degradations.masks.missing_mask` against the true one;
 non-learned fills of the found pixels (the harmonic fill the default uses, and DL-Net's
 normalised convolution); Telea at radius 3 and 7 on the black pixels; the default as it runs

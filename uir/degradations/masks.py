@@ -65,9 +65,10 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8) 
     grows from them, ``grow`` steps of one pixel, over pixels equal to ``v`` in all channels, so
     thin parts of a stroke join it and lone pixels of that value do not.
 
-    Finally a contrast test: the pixels 1-2 px around the mask must differ from ``v`` by at least
-    ``min_contrast`` on average. Clipped blacks in a dark photo, or a clipped white sky, are flat
-    and exact too, but they fade into their surroundings; missing pixels cut through the content.
+    Finally a contrast test: the pixels bordering the mask (1 px) must differ from ``v`` by at
+    least ``min_contrast`` on average. Clipped blacks in a dark photo, or a clipped white sky,
+    are flat and exact too, but the pixels next to them ramp into ``v``; missing pixels cut
+    through the content, so their neighbours are whatever the photo shows there.
     """
     batch = check_image(image)
     masks = []
@@ -85,7 +86,7 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8) 
                 found = _erode(exact, 3)
                 for _ in range(grow):  # grow back to the thin parts connected to the 3x3 cores
                     found = _dilate(found, 3) * exact
-                ring = _dilate(found, 5) - found
+                ring = _dilate(found, 3) - found
                 if float(ring.sum()) > 0:
                     contrast = float(((x - v).abs().mean(0, keepdim=True)[None] * ring).sum() / ring.sum())
                     if contrast >= min_contrast:
