@@ -347,3 +347,18 @@ def test_bad_batch_size_is_a_usage_error(model_dir, inputs, tmp_path, capsys, si
     err = capsys.readouterr().err
     assert exit_info.value.code == EXIT_USAGE and "--batch-size" in err and "Traceback" not in err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_each_restoration_is_described_by_what_was_done():
+    from uir.commands.restore import describe_restoration
+    from uir.pipelines.restoring import RestorationOutput
+
+    out = RestorationOutput(images=None, weights=torch.tensor([[0.7, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]),
+                            expert_names=["noisy", "hazy"], clean_weight=torch.tensor([0.3, 1.0, 0.0, 1.0]),
+                            degradations=["noisy", "hazy", "rainy", "hazy"],
+                            confidence=torch.tensor([0.9, 0.3, 0.8, 0.9]), known=torch.tensor([True, False, True, True]),
+                            missing=torch.tensor([0.0, 0.0, 0.0, 0.05]))
+    assert describe_restoration(out, 0) == "detected noisy (confidence 0.90); experts: noisy 0.70, input kept 0.30"
+    assert describe_restoration(out, 1) == "not sure (0.30; likeliest hazy): input returned unchanged"
+    assert describe_restoration(out, 2) == "detected rainy (confidence 0.80); base model only"
+    assert describe_restoration(out, 3) == "filled 5.0% missing pixels"

@@ -268,7 +268,13 @@ def test_router_weights_clean_class_and_low_confidence_policies():
     assert torch.allclose(torch.cat([weights[2], clean[2:]]), kept)
     weights, clean = router_weights(s, vocabulary, experts, top_k=1, known=known, low_confidence="base")
     assert torch.equal(weights[2], torch.zeros(3)) and clean[2] == 0
+    weights, clean = router_weights(s, vocabulary, experts, top_k=1, known=known, low_confidence="identity")
+    assert torch.equal(weights[2], torch.zeros(3)) and clean[2] == 1, "unsure: the input comes back unchanged"
+    assert torch.equal(weights[1], torch.tensor([0.0, 1.0, 0.0])) and torch.equal(clean[:2], torch.tensor([1.0, 0.0]))
+    weights, clean = router_weights(s[:, [0, 1, 3]], ["noisy", "hazy", "rainy"], experts, top_k=1, known=known,
+                                    low_confidence="identity")
+    assert torch.equal(clean, torch.tensor([0.0, 0.0, 1.0])), "identity needs no clean entry in the vocabulary"
     weights, clean = router_weights(s[:, [0, 1, 3]], ["noisy", "hazy", "rainy"], experts, top_k=1)
     assert torch.equal(clean, torch.zeros(3)), "no clean entry, no kept input"
     with pytest.raises(ValueError, match="low_confidence"):
-        router_weights(s, vocabulary, experts, 1, known, "identity")
+        router_weights(s, vocabulary, experts, 1, known, "bogus")

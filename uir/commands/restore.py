@@ -155,11 +155,16 @@ def cmd_restore(args) -> int:
 def describe_restoration(result, row: int) -> str:
     """What was done to image ``row`` of a pipeline output, in words: missing pixels filled, the
     router's call and its confidence (or "not sure" when below the threshold), then the experts
-    that ran with their weights, the share of the input kept, or "base model only"."""
-    used = ", ".join(f"{n} {w:.2f}" for n, w in zip(result.expert_names, result.weights[row].tolist()) if w > 0)
+    that ran with their weights and the share of the input kept, "base model only", or "input
+    returned unchanged"."""
+    experts = ", ".join(f"{n} {w:.2f}" for n, w in zip(result.expert_names, result.weights[row].tolist()) if w > 0)
     kept = float(result.clean_weight[row])
-    used = ", ".join(part for part in (used, f"input kept {kept:.2f}" if kept > 0 else "") if part)
-    used = f"experts: {used}" if used else "base model only"
+    if kept >= 1:
+        used = "input returned unchanged"
+    elif experts:
+        used = f"experts: {experts}" + (f", input kept {kept:.2f}" if kept > 0 else "")
+    else:
+        used = "base model only" + (f", input kept {kept:.2f}" if kept > 0 else "")
     if result.missing is not None and float(result.missing[row]) > 0:
         filled = f"filled {100 * float(result.missing[row]):.1f}% missing pixels"
         return filled if kept >= 1 else f"{filled}; {used}"

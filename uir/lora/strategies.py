@@ -10,7 +10,8 @@
   identity expert: its share ``c`` of ``s`` keeps the input, ``x_out = c x + (1 - c) f(x; s')``
   with ``s'`` the expert weights renormalised (the pipeline applies it). Inputs below the
   router's ``min_confidence`` get the ``low_confidence`` policy instead: ``soft`` keeps the
-  :data:`SOFT_TOP_K` largest entries (eq. 4 with that K), ``base`` no expert at all.
+  :data:`SOFT_TOP_K` largest entries (eq. 4 with that K), ``base`` no expert at all (the base
+  restores alone), ``identity`` the input unchanged (clean weight 1).
 * ``manual``: weights given by the user, a ``{degradation: weight}`` dict or a (B,K)/(K,) tensor,
   used as given (the paper lets users specify ``s``), each in :data:`MANUAL_WEIGHT_RANGE`
   (an expert at 1 acts as trained; a negative or huge weight would only wreck the image).
@@ -25,7 +26,7 @@ import torch
 from ..degradations.families import CLEAN
 
 STRATEGIES = ("router", "manual", "average", "random")
-LOW_CONFIDENCE_POLICIES = ("soft", "base")
+LOW_CONFIDENCE_POLICIES = ("soft", "base", "identity")
 #: entries an unsure router keeps under the ``soft`` policy
 SOFT_TOP_K = 3
 #: experts the router keeps per image unless told otherwise: the single best one measured best
@@ -96,6 +97,8 @@ def router_weights(probabilities: torch.Tensor, vocabulary: list[str], expert_na
         chosen = torch.where(unsure[:, None], fallback, chosen)
     k = len(expert_names)
     clean = chosen[:, k] if len(names) > k else torch.zeros(chosen.shape[0])
+    if known is not None and low_confidence == "identity":
+        clean = torch.where(~known.to(clean.device), torch.ones_like(clean), clean)
     return chosen[:, :k].contiguous(), clean.contiguous()
 
 
