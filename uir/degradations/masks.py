@@ -83,14 +83,18 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8) 
                 values, counts = level[0, 0][flat].unique(return_counts=True)
                 v = values[counts.argmax()]
                 exact = gray * (level == v).to(x.dtype)
+                rows, cols = exact[0, 0].nonzero(as_tuple=True)  # the work stays inside their bounding box
+                top, left = max(int(rows.min()) - 2, 0), max(int(cols.min()) - 2, 0)
+                window = (..., slice(top, int(rows.max()) + 3), slice(left, int(cols.max()) + 3))
+                exact = exact[window]
                 found = _erode(exact, 3)
                 for _ in range(grow):  # grow back to the thin parts connected to the 3x3 cores
                     found = _dilate(found, 3) * exact
                 ring = _dilate(found, 3) - found
                 if float(ring.sum()) > 0:
-                    contrast = float(((x - v).abs().mean(0, keepdim=True)[None] * ring).sum() / ring.sum())
+                    contrast = float(((x[window] - v).abs().mean(0, keepdim=True)[None] * ring).sum() / ring.sum())
                     if contrast >= min_contrast:
-                        mask = found
+                        mask[window] = found
         masks.append(mask)
     return torch.cat(masks)
 
