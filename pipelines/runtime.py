@@ -28,10 +28,7 @@ from uir.lora import ExpertList
 from uir.networks import load_weights
 from uir.networks.router import RuntimeRouter
 from uir.pipelines.restoring import RestorerRestoration
-from uir.pipelines.saved import SavedPipeline
-
-ROUTER_CLASS = ("uir.models.router", "DegradationRouter")
-EXPERTS_CLASS = ("uir.models.experts", "ExpertListModel")
+from uir.pipelines.saved import EXPERTS_CLASS, MODEL_WEIGHTS_FILE, ROUTER_CLASS, SavedPipeline
 
 
 def why_not_runtime(saved: SavedPipeline | None) -> str | None:
@@ -46,7 +43,7 @@ def why_not_runtime(saved: SavedPipeline | None) -> str | None:
     if runtime_network(saved.class_path("restorer")) is None:
         return f"restorer class {saved.class_path('restorer')} has no plain torch twin in uir.backbones"
     if saved.weights("restorer") is None:
-        return "no restorer/diffusion_pytorch_model.safetensors (pickled or sharded weights)"
+        return f"no restorer/{MODEL_WEIGHTS_FILE} (pickled or sharded weights)"
     if saved.component("router") is not None:
         if saved.component("router") != ROUTER_CLASS or saved.weights("router") is None:
             return f"router {saved.class_path('router')} is not a DegradationRouter in safetensors"

@@ -2,7 +2,7 @@
 
 :func:`read_saved_pipeline` parses ``model_index.json`` and the component configs of a folder
 written by ``save_pretrained`` into one :class:`SavedPipeline` record: the pipeline class, each
-component's ``(module, class)``, their configs and the expert names. Everything in uir that
+component's ``(module, class)`` and their configs (the expert list's names included). Everything in uir that
 asks what a folder holds asks the record: the loading decision
 (:func:`~uir.pipelines.loading.load_pipeline`), the diffusers-free runtime
 (:mod:`uir.pipelines.runtime`) and training (:func:`uir.training.restoration.load_uir_lora_pipeline`).
@@ -26,11 +26,11 @@ CONFIG_FILE = "config.json"
 MODEL_WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 PIPELINE_CLASSES = ("RestorerPipeline", "UIRLoRAPipeline")
 
+#: ``(module, class)`` of the router and the expert list components, as saved today
+ROUTER_CLASS = ("uir.models.router", "DegradationRouter")
+EXPERTS_CLASS = ("uir.models.experts", "ExpertListModel")
 #: ``(module, class)`` recorded by folders saved before a class moved -> where it lives now
-MOVED_CLASSES = {
-    ("uir.router", "DegradationRouter"): ("uir.models.router", "DegradationRouter"),
-    ("uir.lora.bank", "ExpertBank"): ("uir.models.experts", "ExpertListModel"),
-}
+MOVED_CLASSES = {("uir.router", "DegradationRouter"): ROUTER_CLASS, ("uir.lora.bank", "ExpertBank"): EXPERTS_CLASS}
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,12 @@ class SavedPipeline:
         components: component name -> ``(module, class)`` (current homes, see
             :data:`MOVED_CLASSES`), or ``None`` for an optional component saved empty.
         configs: component name -> its ``config.json`` (components that have one).
-        experts: the expert names ``experts/config.json`` lists, in order.
     """
 
     path: Path
     class_name: str
     components: dict = field(default_factory=dict)
     configs: dict = field(default_factory=dict)
-    experts: tuple = ()
 
     def component(self, name: str) -> tuple | None:
         """``(module, class)`` of component ``name``; ``None`` when the folder has none."""
@@ -91,9 +89,8 @@ def read_saved_pipeline(folder) -> SavedPipeline | None:
         components[key] = MOVED_CLASSES.get(tuple(entry), tuple(entry)) if entry[0] is not None else None
     configs = {key: load_json_object(folder / key / CONFIG_FILE) for key in components
                if (folder / key / CONFIG_FILE).is_file()}
-    experts = configs.get("experts", {}).get("names") or ()
-    return SavedPipeline(folder, name, components, configs, tuple(experts))
+    return SavedPipeline(folder, name, components, configs)
 
 
-__all__ = ["CONFIG_FILE", "MODEL_INDEX", "MODEL_WEIGHTS_FILE", "MOVED_CLASSES", "PIPELINE_CLASSES", "SavedPipeline",
-           "read_saved_pipeline"]
+__all__ = ["CONFIG_FILE", "EXPERTS_CLASS", "MODEL_INDEX", "MODEL_WEIGHTS_FILE", "MOVED_CLASSES", "PIPELINE_CLASSES",
+           "ROUTER_CLASS", "SavedPipeline", "read_saved_pipeline"]

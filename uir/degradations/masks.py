@@ -77,8 +77,7 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8) 
         gray = (x == x[:1]).all(0)[None, None].to(x.dtype)  # every channel holds the same value
         if float(gray.sum()) >= 9:
             level = x[:1][None]
-            low, high = -F.max_pool2d(-level, 3, 1, 1), F.max_pool2d(level, 3, 1, 1)
-            flat = ((low == high) & (_erode(gray, 3) > 0))[0, 0]
+            flat = ((_erode(level, 3) == _dilate(level, 3)) & (_erode(gray, 3) > 0))[0, 0]
             if bool(flat.any()):
                 values, counts = level[0, 0][flat].unique(return_counts=True)
                 v = values[counts.argmax()]
