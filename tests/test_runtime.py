@@ -13,6 +13,7 @@ from uir.pipelines.loading import default_model_dir
 from uir.pipelines.runtime import RuntimeRestorerPipeline, why_not_runtime
 from uir.pipelines.saved import read_saved_pipeline
 from uir.networks.router import RuntimeRouter
+from uir.testing import TINY_CONVNET_CLIP
 
 
 @pytest.mark.parametrize("quick_gelu, mlp_ratio", [(False, 4.0), (True, 2.0)])
@@ -36,6 +37,7 @@ def test_vision_configs_the_tower_does_not_implement_are_refused():
     assert supported_vision_config({"width": 64, "layers": 2, "image_size": 32})
     assert not supported_vision_config({"width": 64, "ls_init_value": 0.1})
     assert not supported_vision_config({"width": 64, "image_size": [32, 48]})
+    assert not supported_vision_config(TINY_CONVNET_CLIP["vision_cfg"]), "a ConvNet tower goes to open_clip"
     with pytest.raises(ValueError, match="ls_init_value"):
         VisionTower({"width": 64, "ls_init_value": 0.1}, embed_dim=8)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 import uir.training as training
@@ -14,7 +15,7 @@ from uir import UIRLoRAPipeline
 from uir.data import SingleDegradationBatchSampler
 from uir.lora import LoRAExpert
 from uir.models.router import DegradationRouter
-from uir.testing import TINY_CLIP, save_sample_crops, save_tiny_sd_turbo
+from uir.testing import TINY_CLIP, TINY_CONVNET_CLIP, save_sample_crops, save_tiny_sd_turbo
 
 from .conftest import launch_two_cpu_processes, load_train_script
 
@@ -175,10 +176,10 @@ def test_vae_skips_stage_saves_a_loadable_skip_vae(base_dir, photos, tmp_path):
     assert not torch.equal(trained.vae.state_dict()[conv], fresh.vae.state_dict()[conv]), "VAE LoRA not fused"
 
 
-@pytest.mark.parametrize("text_tower", [False, True])
-def test_router_training_moves_what_it_should_and_calibrates(tmp_path, photos, text_tower):
+@pytest.mark.parametrize("text_tower, tower", [(False, "vit"), (True, "vit"), (False, "convnet")])
+def test_router_training_moves_what_it_should_and_calibrates(tmp_path, photos, text_tower, tower):
     config = tmp_path / "clip.json"
-    config.write_text(json.dumps(TINY_CLIP))
+    config.write_text(json.dumps(TINY_CLIP if tower == "vit" else TINY_CONVNET_CLIP))
     out = tmp_path / "router"
     argv = ["--clip_model", str(config), "--output_dir", str(out), "--train_data_dir", str(photos),
             "--max_train_steps", "3", "--train_batch_size", "4", "--resolution", "32", "--validation_steps", "0",
@@ -200,6 +201,12 @@ def test_router_training_moves_what_it_should_and_calibrates(tmp_path, photos, t
     trained_bank = not torch.allclose(before["degradation_bank"], after["degradation_bank"])
     assert trained_bank == text_tower, "the bank moves exactly when the text tower trains"
     assert torch.allclose(router.degradation_bank, router.encode_texts(router.vocabulary), atol=1e-6)
+    if tower == "convnet":  # no blocks to inject into: the content embedding stays CLIP's own
+        assert len(router.controller.zero_linears) == 0
+        image = torch.rand(1, 3, 40, 40)
+        pixels = router._normalise(F.interpolate(image, size=router.input_size))
+        assert torch.allclose(router.encode_image(F.interpolate(image, size=router.input_size))[0],
+                              F.normalize(router.clip.encode_image(pixels), dim=-1), atol=1e-6)
 
 
 def test_group_size_keeps_runs_of_one_type(tmp_path, photos):

@@ -5,7 +5,8 @@
   through the user's own path, :meth:`UIRLoRAPipeline.from_sd_turbo`.
 * :func:`write_clip_tokenizer` writes a CLIP BPE tokenizer from the vocabulary that ships
   inside the open_clip wheel.
-* :func:`tiny_router` builds a small open_clip router; :data:`TINY_CLIP` is its config.
+* :func:`tiny_router` builds a small open_clip router; :data:`TINY_CLIP` is its config
+  (:data:`TINY_CONVNET_CLIP` with a ConvNet image tower).
 * :func:`random_expert` makes a PEFT LoRA expert with random (non-zero) weights.
 * :func:`tiny_restorer_pipeline` builds a tiny ``RestorerPipeline`` (NAFNet, experts, router).
 * :func:`naive_orthogonality_loss` is GEF's L_orthog the slow way, the reference for
@@ -44,6 +45,8 @@ TINY_CLIP = {
     "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
 }
+#: :data:`TINY_CLIP` with a ConvNet image tower (open_clip's ``ModifiedResNet``: ``layers`` a list)
+TINY_CONVNET_CLIP = {**TINY_CLIP, "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16}}
 
 # SD-turbo (SD 2.1 architecture at 512 px): the configs of stabilityai/sd-turbo's components.
 SD_TURBO_UNET = dict(

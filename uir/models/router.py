@@ -79,20 +79,33 @@ def vision_forward(visual, image, control=None, taps=None):
     return pooled, hiddens
 
 
+def is_transformer_tower(visual: nn.Module) -> bool:
+    """Whether an open_clip vision tower is a ``VisionTransformer`` (blocks DA-CLIP's controller
+    can inject into), not a ConvNet such as ``ModifiedResNet``."""
+    return hasattr(visual, "transformer")
+
+
 class DegradationController(nn.Module):
-    """DA-CLIP's controller: a trainable copy of the vision tower plus zero linears per block."""
+    """DA-CLIP's controller: a trainable copy of the vision tower plus zero linears per block.
+
+    DA-CLIP defines the injection for a vision transformer's blocks only. A ConvNet tower
+    (open_clip's ``ModifiedResNet``, a ``vision_cfg`` whose ``layers`` is a list) gets the
+    trainable copy without zero linears: it gives ``d``, and the content embedding stays CLIP's."""
 
     def __init__(self, visual: nn.Module):
         super().__init__()
         self.visual = copy.deepcopy(visual)
-        width = visual.transformer.width
-        self.zero_linears = nn.ModuleList(nn.Linear(width, width) for _ in visual.transformer.resblocks)
+        blocks = visual.transformer.resblocks if is_transformer_tower(visual) else []
+        self.zero_linears = nn.ModuleList(nn.Linear(visual.transformer.width, visual.transformer.width)
+                                          for _ in blocks)
         for layer in self.zero_linears:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
     def forward(self, image):
         """``(degradation vector d, hidden states to inject)``."""
+        if not self.zero_linears:
+            return self.visual(image), []
         return vision_forward(self.visual, image, taps=self.zero_linears)
 
 
@@ -241,7 +254,10 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
             embedding = F.normalize(self.clip.encode_image(pixels).float(), dim=-1)
             return embedding, embedding
         d, hiddens = self.controller(pixels)
-        content, _ = vision_forward(self.clip.visual, pixels, control=hiddens)
+        if not hiddens:  # a ConvNet tower: nothing to inject
+            content = self.clip.encode_image(pixels)
+        else:
+            content, _ = vision_forward(self.clip.visual, pixels, control=hiddens)
         return F.normalize(content.float(), dim=-1), F.normalize(d.float(), dim=-1)
 
 

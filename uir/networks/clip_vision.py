@@ -27,8 +27,10 @@ SUPPORTED_OPTIONS = frozenset({"width", "layers", "head_width", "patch_size", "i
 
 
 def supported_vision_config(vision_cfg: dict) -> bool:
-    """Whether :class:`VisionTower` implements this open_clip ``vision_cfg``."""
-    return set(vision_cfg) <= SUPPORTED_OPTIONS and isinstance(vision_cfg.get("image_size", 224), int)
+    """Whether :class:`VisionTower` implements this open_clip ``vision_cfg``: a vision transformer
+    (an int ``layers``; a list describes open_clip's ConvNet, ``ModifiedResNet``)."""
+    return (set(vision_cfg) <= SUPPORTED_OPTIONS and isinstance(vision_cfg.get("image_size", 224), int)
+            and isinstance(vision_cfg.get("layers", 12), int))
 
 
 class QuickGELU(nn.Module):
