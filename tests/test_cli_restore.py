@@ -1,7 +1,6 @@
 """`uir restore`, `uir eval`, `uir bench` and `uir demo` on a tiny saved RestorerPipeline."""
 
 import json
-import shutil
 
 import pytest
 import torch
@@ -277,8 +276,8 @@ def test_readme_main_job_runs_and_runs_again(tmp_path, monkeypatch):
     assert (tmp_path / "outputs" / "restored.png").is_file()
 
 
-def _launch_two(argv, tmp_path, undo):
-    return launch_two_cpu_processes(["-m", "uir.cli", *argv], cwd=tmp_path, undo=undo)
+def _launch_two(argv, tmp_path):
+    return launch_two_cpu_processes(["-m", "uir.cli", *argv], cwd=tmp_path)
 
 
 def test_two_processes_restore_every_input_once_and_resume(model_dir, tmp_path, sample, capsys):
@@ -288,8 +287,7 @@ def test_two_processes_restore_every_input_once_and_resume(model_dir, tmp_path, 
     for i in range(6):
         save_image(sample[:, i * 8 : i * 8 + 40, :48], folder / f"{i}.png")
     assert main(["restore", str(folder), "-o", str(tmp_path / "one"), "--model", str(model_dir)]) == EXIT_OK
-    done = _launch_two(["restore", str(folder), "-o", str(tmp_path / "two"), "--model", str(model_dir)], tmp_path,
-                       undo=lambda: shutil.rmtree(tmp_path / "two", ignore_errors=True))
+    done = _launch_two(["restore", str(folder), "-o", str(tmp_path / "two"), "--model", str(model_dir)], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("->") == 6 and done.stderr.count("uir: restored 6, skipped 0 existing") == 1, \
         (done.stdout[-1500:], done.stderr[-1500:])
@@ -299,13 +297,10 @@ def test_two_processes_restore_every_input_once_and_resume(model_dir, tmp_path, 
     # a stopped run: two outputs missing; the resumed run restores exactly those
     kept = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "two").iterdir()}
 
-    def stopped():
-        for name in ("1.png", "4.png"):
-            (tmp_path / "two" / name).unlink(missing_ok=True)
-
-    stopped()
+    for name in ("1.png", "4.png"):
+        (tmp_path / "two" / name).unlink()
     again = _launch_two(["restore", str(folder), "-o", str(tmp_path / "two"), "--model", str(model_dir),
-                         "--skip-existing"], tmp_path, undo=stopped)
+                         "--skip-existing"], tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("->") == 2 and "uir: restored 2, skipped 4 existing" in again.stderr
     for name, mtime in kept.items():
@@ -329,8 +324,7 @@ def test_two_processes_evaluate_like_one(model_dir, tmp_path, sample):
     for data in ("photos", "pairs"):
         common = ["eval", "--model", str(model_dir), "--data", str(tmp_path / data), "--degradations", "noisy,hazy"]
         assert main([*common, "-o", str(tmp_path / f"{data}-one")]) == EXIT_OK
-        done = _launch_two([*common, "-o", str(tmp_path / f"{data}-two")], tmp_path,
-                           undo=lambda: shutil.rmtree(tmp_path / f"{data}-two", ignore_errors=True))
+        done = _launch_two([*common, "-o", str(tmp_path / f"{data}-two")], tmp_path)
         assert done.returncode == 0, done.stderr[-3000:]
         one, two = (json.loads((tmp_path / f"{data}-{n}" / "scores.json").read_text()) for n in ("one", "two"))
         assert [r["degradation"] for r in two] == [r["degradation"] for r in one]

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from uir.boundary import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, run_script
+from uir.boundary import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, UsageError, run_script
 from uir.cli import main
 from uir.images import save_image
 from uir.testing import random_expert, save_sample_crops, tiny_restorer_pipeline
@@ -497,3 +497,21 @@ def test_the_table_holds_at_least_150_cases():
     scripts = sum(1 for _ in _script_cases())
     total = len(RESTORE_CASES) + len(DEGRADE_CASES) + len(OTHER_CASES) + scripts + len(API_CASES)
     assert total >= 150, total
+
+
+@pytest.mark.parametrize("failure", [None, UsageError("bad option"), RuntimeError("broke")])
+def test_the_boundary_closes_a_process_group_the_work_opened(tmp_path, failure):
+    """Every exit through the boundary, good or bad, destroys a gloo process group the work left
+    open: left for the interpreter's exit, one sometimes aborted the process in C++ ("terminate
+    called without an active exception") after its work was done."""
+    import torch.distributed as dist
+
+    def work():
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+        assert dist.is_initialized()
+        if failure is not None:
+            raise failure
+
+    code = run_script(lambda argv: work(), [], prog="script")
+    assert code == (EXIT_OK if failure is None else EXIT_USAGE if isinstance(failure, UsageError) else EXIT_PARTIAL)
+    assert not dist.is_initialized()

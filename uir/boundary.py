@@ -39,9 +39,28 @@ def _one_line(error: BaseException) -> str:
     return text if len(text) <= 400 else text[:397] + "..."
 
 
+def end_distributed() -> None:
+    """Close a process group the work opened (``uir`` under ``accelerate launch``, a training
+    script), whether it ended well or not. A gloo group left for the interpreter's exit to tear
+    down sometimes aborts the process after its work is done ("terminate called without an
+    active exception", pytorch/pytorch#190489). Costs nothing where torch.distributed was never
+    imported."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
+
+
 def guarded(body: Callable[[], int | None], prog: str, debug: bool = False) -> int:
     """Run ``body`` (a command; its return value is the exit code, ``None`` meaning 0) inside the
-    boundary; see the module docstring."""
+    boundary, then close any process group it opened (:func:`end_distributed`); see the module
+    docstring."""
+    try:
+        return _guarded(body, prog, debug)
+    finally:
+        end_distributed()
+
+
+def _guarded(body: Callable[[], int | None], prog: str, debug: bool) -> int:
     try:
         code = body()
         return EXIT_OK if code is None else int(code)

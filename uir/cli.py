@@ -17,7 +17,6 @@ from pathlib import Path
 
 from .boundary import (EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, OneLineParser, UsageError, debugging, guarded, positive_int,
                        whole_number)
-from .commands.common import end_distributed
 from .commands.degrade import cmd_degradations, cmd_degrade
 from .commands.evaluate import cmd_bench, cmd_demo, cmd_eval, cmd_eval_router
 from .commands.restore import cmd_restore
@@ -204,10 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = lambda message, *rest, **kw: print(f"uir: warning: {message}", file=sys.stderr)
             return args.func(args)
 
-    try:
-        return guarded(run, "uir", debug)
-    finally:
-        end_distributed()
+    return guarded(run, "uir", debug)
 
 
 __all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "UsageError", "build_parser", "main"]

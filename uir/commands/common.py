@@ -148,15 +148,6 @@ def distributed_state():
     return state
 
 
-def end_distributed() -> None:
-    """Closes the process group :func:`distributed_state` opened. A gloo group left for the
-    interpreter's exit to tear down sometimes aborts the process after its work is done
-    ("terminate called without an active exception")."""
-    distributed = sys.modules.get("torch.distributed")
-    if distributed is not None and distributed.is_available() and distributed.is_initialized():
-        distributed.destroy_process_group()
-
-
 def share(state, items: list) -> list:
     """This process's contiguous share of ``items`` (all of them in a plain run)."""
     if state is None:
