@@ -149,3 +149,47 @@ def test_unreadable_training_photos_are_skipped_once_and_not_called_held_out(tmp
     with caplog.at_level("WARNING", logger="uir.data"):
         assert validation_photos(args) == validation and len(validation) == 2
     assert caplog.text == ""
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_device_synthesis_draws_the_workers_distribution(tmp_path, device):
+    """``--synthesis device`` (degrade_batch on the training device) against the workers' path:
+    per type, the PSNR of the degraded crops follows the same distribution (two-sample
+    Kolmogorov-Smirnov test over 48 crops each, different seeds), and each crop's clean
+    version is the one the workers would have degraded."""
+    from scipy.stats import ks_2samp
+
+    from uir.degradations import CLEAN, DEFAULT_VOCABULARY
+    from uir.metrics import psnr
+    from uir.testing import save_sample_crops
+
+    files = sorted(save_sample_crops(tmp_path, 4, 64, 64).iterdir())
+    names = [*DEFAULT_VOCABULARY, CLEAN]
+
+    def scores(on_device: bool, seed: int) -> dict[str, list[float]]:
+        dataset = SyntheticDegradationDataset(files, names, crop_size=48, flip=True, seed=seed, repeats=12,
+                                              on_device=on_device)
+        found = {name: [] for name in names}
+        for start in range(0, len(dataset), 32):
+            batch = torch.utils.data.default_collate([dataset[i] for i in range(start, min(start + 32, len(dataset)))])
+            if on_device:
+                assert "lq" not in batch
+                batch = dataset.degrade_batch(batch, device)
+                assert batch["lq"].device.type == device
+            for name, lq, gt in zip(batch["degradation"], batch["lq"].cpu(), batch["gt"].cpu()):
+                found[name].append(min(psnr(lq[None], gt[None]).item(), 99.0))
+        return found
+
+    workers, on_device = scores(False, seed=1), scores(True, seed=2)
+    for name in names:
+        assert len(workers[name]) == len(on_device[name]) == 48
+        if name == CLEAN:
+            assert set(workers[name]) == set(on_device[name]) == {99.0}
+            continue
+        assert ks_2samp(workers[name], on_device[name]).pvalue > 0.001, name
+    same = SyntheticDegradationDataset(files, ["noisy"], crop_size=48, flip=True, seed=3)
+    deferred = SyntheticDegradationDataset(files, ["noisy"], crop_size=48, flip=True, seed=3, on_device=True)
+    assert torch.equal(same[3]["gt"], deferred[3]["gt"]), "the same clean crop, only degraded elsewhere"

@@ -344,3 +344,27 @@ def test_train_restorer_takes_any_registered_backbone(photos, tmp_path, train_sc
     weights = load_file(tmp_path / "expert" / "experts" / "noisy" / "restorer" / "adapter_model.safetensors")
     adapted = {key.split(".lora_")[0].rsplit(".", 1)[-1] for key in weights}
     assert adapted == set(SRResNet.expert_targets)
+
+
+def test_device_synthesis_degrades_each_batch_in_the_training_loop(photos, tmp_path, monkeypatch, train_script):
+    """``--synthesis device``: the workers hand over clean crops and seeds, and the loop degrades
+    each batch on the accelerator's device before the loss sees it."""
+    from uir.data import SyntheticDegradationDataset
+
+    degraded = []
+    original = SyntheticDegradationDataset.degrade_batch
+
+    def spy(self, batch, device):
+        assert "lq" not in batch
+        out = original(self, batch, device)
+        degraded.append((out["lq"].shape, str(device), not torch.equal(out["lq"], out["gt"])))
+        return out
+
+    monkeypatch.setattr(SyntheticDegradationDataset, "degrade_batch", spy)
+    train_script("train_restorer").main([
+        "--train_data_dir", str(photos), "--output_dir", str(tmp_path / "run"), "--degradations", "noisy,hazy",
+        "--max_train_steps", "2", "--train_batch_size", "2", "--resolution", "32", "--validation_steps", "0",
+        "--num_validation_images", "0", "--checkpointing_steps", "0", "--synthesis", "device"])
+    assert degraded == [(torch.Size([2, 3, 32, 32]), "cpu", True)] * 2
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 2 and all(loss > 0 for loss in losses)

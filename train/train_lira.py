@@ -203,7 +203,8 @@ def warm_up(args, accelerator, base: LIRANetwork, names) -> LIRANetwork:
 def old_task_fisher(args, base: LIRANetwork) -> dict[str, torch.Tensor]:
     """EWC's Fisher diagonal of the old expert (the base amalgamator) on old-task batches."""
     old_names = args.old_degradations
-    stage = argparse.Namespace(**{**vars(args), "degradations": args.old_degradations})
+    # a few batches, read here rather than by train(): degraded in this process whatever --synthesis says
+    stage = argparse.Namespace(**{**vars(args), "degradations": args.old_degradations, "synthesis": "workers"})
     dataset = training_dataset(stage, old_names)
     sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed + 1, mix_types=True)
     batches = [torch.utils.data.default_collate([dataset[i] for i in indices])

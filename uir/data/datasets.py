@@ -173,11 +173,19 @@ class SyntheticDegradationDataset(CleanCropDataset):
     The crop is taken from the clean image before degrading it, so whole-image effects (haze
     depth, shadows) are synthesised at the crop's scale. ``set_epoch`` changes the draws
     between epochs while keeping each epoch reproducible.
+
+    ``on_device``: items carry the clean crop and a ``seed`` instead of ``lq``, and
+    :meth:`degrade_batch` synthesises the batch on the training device, where the data-loader
+    workers would otherwise bound a fast accelerator. The same degradations, parameter ranges
+    and severities, drawn from a generator on that device: the same distribution, not the same
+    draws (``tests/test_data.py`` compares the two).
     """
 
     def __init__(self, files: Sequence, degradation_names: Sequence[str], crop_size: int | None = None,
-                 flip: bool = False, seed: int = 0, severity: str | None = "random", repeats: int = 1):
+                 flip: bool = False, seed: int = 0, severity: str | None = "random", repeats: int = 1,
+                 on_device: bool = False):
         super().__init__(files, crop_size, flip, seed)
+        self.on_device = on_device
         if repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {repeats}")
         self.repeats = repeats
@@ -200,9 +208,22 @@ class SyntheticDegradationDataset(CleanCropDataset):
         file_index, kind = index % len(self.files), self.degradation_index(index)
         generator = self.item_generator(index)
         gt = self.crop(file_index, generator)
-        lq = degradations.apply(self.names[kind], gt, generator=generator, severity=self.severity)
-        return {"lq": lq, "gt": gt, "degradation": self.names[kind], "degradation_index": kind,
-                "path": self.path(file_index)}
+        item = {"gt": gt, "degradation": self.names[kind], "degradation_index": kind, "path": self.path(file_index)}
+        if self.on_device:
+            item["seed"] = int(torch.randint(0, 2**62, (), generator=generator))
+        else:
+            item["lq"] = degradations.apply(self.names[kind], gt, generator=generator, severity=self.severity)
+        return item
+
+    def degrade_batch(self, batch: dict, device) -> dict:
+        """A collated batch of ``on_device`` items with ``lq`` synthesised on ``device``: each
+        image degraded by its own type from a generator on ``device`` seeded by its ``seed``
+        (each image's kernels run on the device; the images go one after another)."""
+        gt = batch["gt"].to(device, non_blocking=True)
+        lq = [degradations.apply(name, image, generator=torch.Generator(device=gt.device).manual_seed(seed),
+                                 severity=self.severity)
+              for image, name, seed in zip(gt, batch["degradation"], batch["seed"].tolist())]
+        return {**batch, "gt": gt, "lq": torch.stack(lq)}
 
 
 class DegradationConcatDataset(Dataset):

@@ -124,7 +124,15 @@ def filter2d(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 
 def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
-    """Round-trip each image through a baseline JPEG codec (libjpeg via Pillow, 4:2:0 chroma)."""
+    """Round-trip each image through a baseline JPEG codec: libjpeg via Pillow (4:2:0 chroma),
+    or, for images on a CUDA device, torchvision's nvJPEG codec there (the training device's
+    synthesis, :meth:`uir.data.SyntheticDegradationDataset.degrade_batch`)."""
+    if image.is_cuda:
+        from torchvision.io import decode_jpeg, encode_jpeg
+
+        pixels = (image.detach().clamp(0, 1) * 255.0).round().to(torch.uint8)
+        decoded = decode_jpeg(encode_jpeg(list(pixels), quality=int(quality)), device=image.device)
+        return torch.stack(decoded).to(image) / 255.0
     out = []
     for sample in image:
         array = (sample.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)

@@ -96,8 +96,8 @@ class Param:
         low, high = spec
         if self.integer:
             low_i, high_i = math.ceil(low), max(math.ceil(low), math.floor(high))
-            return int(torch.randint(low_i, high_i + 1, (), generator=generator).item())
-        return low + (high - low) * torch.rand((), generator=generator).item()
+            return int(torch.randint(low_i, high_i + 1, (), generator=generator, device=generator.device).item())
+        return low + (high - low) * torch.rand((), generator=generator, device=generator.device).item()
 
     def describe(self) -> str:
         kind = "int" if self.integer else "float"

@@ -101,6 +101,9 @@ def add_data_args(parser: argparse.ArgumentParser, default_degradations: str = "
                        help="independent degraded draws of each photo and type per epoch (longer epochs)")
     group.add_argument("--severity", default="random", choices=[*SEVERITIES, "random", "default"],
                        help="the degradations' parameter level; default: each type's protocol value")
+    group.add_argument("--synthesis", default="workers", choices=["workers", "device"],
+                       help="where degradations are drawn: in the data-loader workers, or on the training device "
+                            "(a fast accelerator outruns CPU workers); the same distribution either way")
     group.add_argument("--validation_data_dir", default=None,
                        help="clean photos for validation (default: the held-out split)")
     group.add_argument("--num_validation_images", type=non_negative_int, default=4)
@@ -134,6 +137,9 @@ def check_data_args(args) -> None:
     none), before any model loads. Raises ValueError (one line)."""
     if getattr(args, "streaming", False) and not getattr(args, "dataset_name", None):
         raise ValueError("--streaming needs --dataset_name")
+    if getattr(args, "synthesis", "workers") == "device" and (getattr(args, "streaming", False)
+                                                              or getattr(args, "paired", [])):
+        raise ValueError("--synthesis device degrades clean photos: not with --paired folders or --streaming")
     folders = [(f"--{option}", getattr(args, option, None)) for option in ("train_data_dir", "validation_data_dir")]
     for spec in getattr(args, "paired", []):
         _, lq, gt = parse_paired(spec)
@@ -211,7 +217,8 @@ def training_dataset(args, names: list[str]):
             return StreamingDegradationDataset(stream, names, column=args.image_column, crop_size=args.resolution,
                                                flip=True, seed=args.seed, severity=severity)
         return SyntheticDegradationDataset(DatasetImages(data, args.image_column), names, crop_size=args.resolution,
-                                           flip=True, seed=args.seed, severity=severity, repeats=args.repeats)
+                                           flip=True, seed=args.seed, severity=severity, repeats=args.repeats,
+                                           on_device=args.synthesis == "device")
     if args.paired:
         folders = {}
         for spec in args.paired:
@@ -221,7 +228,7 @@ def training_dataset(args, names: list[str]):
         return DegradationConcatDataset(folders)
     train_files, _ = photo_split(args)
     return SyntheticDegradationDataset(train_files, names, crop_size=args.resolution, flip=True, seed=args.seed,
-                                       severity=severity, repeats=args.repeats)
+                                       severity=severity, repeats=args.repeats, on_device=args.synthesis == "device")
 
 
 def mixed_batches(args, dataset):

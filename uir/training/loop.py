@@ -171,6 +171,8 @@ def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Param
         model.train()
         window = []  # the micro-batch losses of the current optimizer step
         for batch in batches:
+            if getattr(dataset, "on_device", False):  # --synthesis device: degrade here, not in the workers
+                batch = dataset.degrade_batch(batch, accelerator.device)
             with accelerator.accumulate(model):
                 loss = model(batch)
                 window.append(loss.detach())
