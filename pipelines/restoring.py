@@ -2,7 +2,7 @@
 diffusers-free runtime share.
 
 :class:`MixtureRestoration` holds everything between an input image and its restored output:
-routing (eq. 3-4, :func:`route`), the clean class (:func:`keep_clean`), per-image expert weights
+routing (eq. 3-4, :func:`route`), the clean class and classical priors (:func:`mix_outputs`), per-image expert weights
 on the adapted components (eq. 5, :meth:`~MixtureRestoration.mixture_scope`), tiling, batching
 and the output types; and the checks that install experts on a base. A subclass implements
 ``restore_tensor`` (:class:`RestorerRestoration`: a regression restorer) and provides
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from uir.classical import PRIORS
 from uir.degradations.masks import harmonic_fill, missing_mask
 from uir.files import check_weights
 from uir.images import to_pil, to_tensor
@@ -43,30 +44,36 @@ def postprocess(images: torch.Tensor, output_type: str):
 
 
 def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, generator):
-    """``(expert weights (B,K), clean weight (B,), the router's output)`` for a batch; the
-    output is ``None`` when the router is not asked (:func:`uir.lora.strategies.expert_weights`)."""
+    """``(expert weights (B,K), clean weight (B,), prior weight (B,), the router's output)`` for a
+    batch; the output is ``None`` when the router is not asked (:func:`uir.lora.strategies.expert_weights`)."""
     router, routed, options = pipe.router, None, {}
     if router is not None:
-        options = {"vocabulary": router.vocabulary, "low_confidence": router.config.low_confidence}
+        options = {"vocabulary": router.vocabulary, "low_confidence": router.config.low_confidence,
+                   "expected_gains": getattr(router.config, "expected_gains", None)}
         if strategy == "router" and weights is None:
             routed = router(images.to(device=router.device, dtype=router.dtype))
             options.update(probabilities=routed.probabilities, known=routed.known)
-    chosen, clean = expert_weights(strategy, pipe.expert_list.names, images.shape[0], weights=weights, top_k=top_k,
-                                   generator=generator, **options)
-    return chosen, clean, routed
+    chosen, clean, prior = expert_weights(strategy, pipe.expert_list.names, images.shape[0], weights=weights,
+                                          top_k=top_k, generator=generator, **options)
+    return chosen, clean, prior, routed
 
 
-def keep_clean(restore: Callable, x: torch.Tensor, weights: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """The identity expert of the ``clean`` class: ``c x + (1 - c) restore(x, weights / (1 - c))``
-    per image (:mod:`uir.lora.strategies`); images with ``c = 1`` are not restored at all."""
-    if not bool((clean > 0).any()):
+def mix_outputs(restore: Callable, x: torch.Tensor, weights: torch.Tensor, clean: torch.Tensor,
+                prior: torch.Tensor, prior_images: torch.Tensor | None) -> torch.Tensor:
+    """The output-space mixture of :mod:`uir.lora.strategies` per image:
+    ``c x + p P(x) + (1 - c - p) restore(x, weights / (1 - c - p))``, with ``c`` the clean class's
+    (the identity expert's) weight and ``p`` that of the classical prior, whose outputs
+    ``prior_images`` holds; images whose network share is 0 are not restored at all."""
+    network = 1 - clean - prior
+    if not bool((network < 1).any()):
         return restore(x, weights)
-    out = x.clone()
-    todo = (clean < 1).nonzero().flatten().tolist()
+    out = clean.to(x)[:, None, None, None] * x
+    if prior_images is not None:
+        out = out + prior.to(x)[:, None, None, None] * prior_images.to(x)
+    todo = (network > 0).nonzero().flatten().tolist()
     if todo:
-        c = clean[todo].to(x)[:, None, None, None]
-        share = (1 - clean[todo]).clamp(min=1e-12)[:, None]
-        out[todo] = c * x[todo] + (1 - c) * restore(x[todo], weights[todo] / share.to(weights)).to(x)
+        share = network[todo].clamp(min=1e-12)
+        out[todo] += share.to(x)[:, None, None, None] * restore(x[todo], weights[todo] / share[:, None].to(weights)).to(x)
     return out
 
 
@@ -77,7 +84,9 @@ class RestorationOutput:
     what the router said: the top ``degradations``, their ``confidence`` and whether the
     degradation is ``known`` (confidence >= the router's ``min_confidence``); these three are
     None when no router ran. ``missing`` (B,) is the share of pixels found missing and filled
-    (:func:`fill_missing_pixels`; ``None`` when the call does not look for them)."""
+    (:func:`fill_missing_pixels`; ``None`` when the call does not look for them).
+    ``prior_weight`` (B,) is the share of the output given to the top degradation's classical
+    prior (:data:`uir.classical.PRIORS`; only an expected-gain table gives one)."""
 
     images: object
     weights: torch.Tensor = None
@@ -87,6 +96,7 @@ class RestorationOutput:
     confidence: torch.Tensor = None
     known: torch.Tensor = None
     missing: torch.Tensor = None
+    prior_weight: torch.Tensor = None
 
 
 def fill_missing_pixels(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,7 +215,8 @@ class MixtureRestoration:
             output_type: ``pil`` (list of images), ``np`` ((B,H,W,3) float32) or ``pt`` ((B,3,H,W)).
             generator: the ``random`` strategy's draws, and the VAE posterior sample.
             return_dict: return a :attr:`output_class`; else a tuple of its fields, in order
-                (images, weights, expert_names, clean_weight, degradations, confidence, known, missing).
+                (images, weights, expert_names, clean_weight, degradations, confidence, known, missing,
+                prior_weight).
             sample_posterior: sample the VAE latent instead of taking its mode (SD-turbo only).
             tile_size: restore in overlapping, blended tiles of this many pixels (bounded memory);
                 ``"auto"``: tiles of at most ``auto_tile_size`` for images with a longer side;
@@ -228,22 +239,30 @@ class MixtureRestoration:
         missing = None
         if self.fills_missing_pixels if fill_missing is None else fill_missing:
             images, missing = fill_missing_pixels(images)
-        chosen, clean, routed = route(self, images.to(self.device), weights, top_k, strategy, generator)
+        chosen, clean, prior, routed = route(self, images.to(self.device), weights, top_k, strategy, generator)
         if missing is not None and weights is None and strategy == "router":
             filled = (missing > 0).to(clean.device)
             chosen, clean = chosen.masked_fill(filled[:, None], 0.0), clean.masked_fill(filled, 1.0)
-        chunks = list(zip(images.split(batch_size), chosen.split(batch_size), clean.split(batch_size)))
+            prior = prior.masked_fill(filled, 0.0)
+        prior_images = None
+        if bool((prior > 0).any()):  # the top class's classical prior, where the rule gave it a share
+            prior_images = torch.zeros_like(images)
+            for row in (prior > 0).nonzero().flatten().tolist():
+                prior_images[row] = PRIORS[routed.names[row]].restore(images[row : row + 1].float())[0]
+        chunks = list(zip(images.split(batch_size), chosen.split(batch_size), clean.split(batch_size),
+                          prior.split(batch_size), [None] * len(chosen.split(batch_size)) if prior_images is None
+                          else prior_images.split(batch_size)))
         outputs = []
-        for x, rows, kept in self.progress_bar(chunks, desc="restoring", disable=len(chunks) <= 1):
+        for x, rows, kept, share, classical in self.progress_bar(chunks, desc="restoring", disable=len(chunks) <= 1):
             restore = lambda t, w: restore_tiled(  # noqa: E731
                 lambda tile: self.restore_tensor(tile, w, generator, sample_posterior).to(tile.dtype),
                 t, tile_size, tile_overlap, multiple=self.size_multiple, margin=self.border_margin)
-            outputs.append(keep_clean(restore, x.to(self.device), rows, kept))
+            outputs.append(mix_outputs(restore, x.to(self.device), rows, kept, share, classical))
         restored = postprocess(torch.cat(outputs), output_type)
         verdict = {} if routed is None else {"degradations": routed.names, "confidence": routed.confidence,
                                              "known": routed.known}
         output = self.output_class(images=restored, weights=chosen, expert_names=self.expert_list.names,
-                                   clean_weight=clean, missing=missing, **verdict)
+                                   clean_weight=clean, missing=missing, prior_weight=prior, **verdict)
         return output if return_dict else tuple(getattr(output, f.name) for f in fields(output))
 
     # --- progress bar (diffusers' interface, also without diffusers) --------------------------
@@ -291,5 +310,5 @@ class RestorerRestoration(MixtureRestoration):
         return restored.float().clamp(0, 1).contiguous()
 
 
-__all__ = ["MixtureRestoration", "RestorationOutput", "RestorerRestoration", "fill_missing_pixels", "keep_clean", "postprocess",
+__all__ = ["MixtureRestoration", "RestorationOutput", "RestorerRestoration", "fill_missing_pixels", "mix_outputs", "postprocess",
            "route"]

@@ -356,3 +356,9 @@ def test_each_restoration_is_described_by_what_was_done():
     assert describe_restoration(out, 1) == "not sure (0.30; likeliest hazy): input returned unchanged"
     assert describe_restoration(out, 2) == "detected rainy (confidence 0.80); base model only"
     assert describe_restoration(out, 3) == "filled 5.0% missing pixels"
+    hazy = RestorationOutput(images=None, weights=torch.tensor([[0.0, 0.5], [0.0, 0.0]]), expert_names=["noisy", "hazy"],
+                             clean_weight=torch.zeros(2), degradations=["hazy", "hazy"],
+                             confidence=torch.tensor([0.9, 0.8]), known=torch.tensor([True, True]),
+                             prior_weight=torch.tensor([0.5, 1.0]))
+    assert describe_restoration(hazy, 0) == "detected hazy (confidence 0.90); experts: hazy 0.50, dark-channel prior 0.50"
+    assert describe_restoration(hazy, 1) == "detected hazy (confidence 0.80); dark-channel prior only"

@@ -241,3 +241,55 @@ def test_zero_weights_run_the_base_alone_without_touching_the_experts(pipe):
 def test_manual_weights_outside_zero_one_are_refused(pipe, weights):
     with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
         pipe(torch.rand(1, 3, 16, 16), weights=weights)
+
+
+def test_an_expected_gain_table_in_the_router_config_decides_and_survives_both_loaders(tmp_path):
+    """A saved router's ``expected_gains`` table drives the call (here: half of the top class's
+    expert for every known image, the input unchanged for every unsure one), in the diffusers
+    pipeline and in the torch-only runtime alike."""
+    from uir.pipelines.loading import load_pipeline
+    from uir.pipelines.runtime import RuntimeRestorerPipeline
+
+    pipe = tiny_restorer_pipeline(names=("noisy", "hazy", "rainy"))
+    names = pipe.router.vocabulary
+    table = {name: {"known": {"half": [1.0, 0.1, 20], "expert": [0.5, 0.1, 20]}} for name in names}
+    pipe.router.register_to_config(expected_gains=table, min_confidence=0.0)
+    x = _images(batch=3, h=32, w=32, seed=5)
+    out = pipe(x, output_type="pt")
+    assert torch.equal(out.clean_weight, torch.full((3,), 0.5))
+    for row, name in enumerate(out.degradations):
+        alone = pipe(x[row : row + 1], weights={name: 1.0}, output_type="pt").images
+        assert torch.allclose(out.images[row : row + 1], 0.5 * x[row : row + 1] + 0.5 * alone, atol=1e-6)
+    pipe.save_pretrained(tmp_path / "saved")
+    runtime = load_pipeline(str(tmp_path / "saved"), runtime=True)
+    assert isinstance(runtime, RuntimeRestorerPipeline)
+    assert torch.equal(runtime(x, output_type="pt").images, out.images)
+    pipe.router.register_to_config(min_confidence=1.1)  # every image unsure: the table never measured that bin
+    assert torch.equal(pipe(x, output_type="pt").images, x)
+
+
+def test_the_expected_gain_rule_can_average_a_classical_prior_with_the_expert(monkeypatch):
+    """``prior-expert``: x_out = 0.5 P(x) + 0.5 f(x; expert), P the top class's classical prior
+    (the dark channel for hazy); ``prior``: P(x) alone, and no network runs."""
+    from uir.classical import dark_channel_dehaze
+    from uir.models.router import RouterOutput
+
+    pipe = tiny_restorer_pipeline(names=("noisy", "hazy"), router=False)
+    pipe.register_modules(router=tiny_router(["noisy", "hazy"], expected_gains={
+        "hazy": {"known": {"prior-expert": [2.0, 0.1, 30], "expert": [1.0, 0.1, 30]},
+                 "unsure": {"prior": [1.0, 0.1, 30]}}}))
+    s = torch.tensor([[0.1, 0.9], [0.4, 0.6]])
+
+    def fixed(images):  # a batch of one is the second image
+        p = s[-images.shape[0] :]
+        return RouterOutput(p, ["hazy"] * len(p), p.amax(-1), p.amax(-1) > 0.7)
+
+    monkeypatch.setattr(pipe.router, "forward", fixed)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    out = pipe(x, output_type="pt")
+    assert torch.equal(out.prior_weight, torch.tensor([0.5, 1.0]))
+    expert = pipe(x[:1], weights={"hazy": 1.0}, output_type="pt").images
+    assert torch.allclose(out.images[:1], 0.5 * dark_channel_dehaze(x[:1]) + 0.5 * expert, atol=1e-6)
+    calls = []
+    monkeypatch.setattr(pipe, "restore_tensor", lambda *a, **k: calls.append(1))
+    assert torch.allclose(pipe(x[1:], output_type="pt").images, dark_channel_dehaze(x[1:]), atol=1e-6) and not calls

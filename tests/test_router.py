@@ -278,3 +278,48 @@ def test_router_weights_clean_class_and_low_confidence_policies():
     assert torch.equal(clean, torch.zeros(3)), "no clean entry, no kept input"
     with pytest.raises(ValueError, match="low_confidence"):
         router_weights(s, vocabulary, experts, 1, known, "bogus")
+
+
+def test_expected_gain_table_is_the_mean_and_standard_error_of_each_cell():
+    import numpy as np
+
+    from uir.lora.strategies import expected_gain_table
+
+    gains = [1.0, 3.0, 2.5, -0.5]
+    samples = [("noisy", True, "expert", g) for g in gains] + [("noisy", False, "base", -1.0), ("hazy", True, "half", 0.2)]
+    table = expected_gain_table(samples)
+    mean, error, count = table["noisy"]["known"]["expert"]
+    assert mean == pytest.approx(np.mean(gains)) and count == 4
+    assert error == pytest.approx(np.std(gains, ddof=1) / 2)
+    assert table["noisy"]["unsure"]["base"][:1] == [-1.0] and table["noisy"]["unsure"]["base"][1] == float("inf")
+    with pytest.raises(ValueError, match="candidate"):
+        expected_gain_table([("noisy", True, "sharpen", 1.0)])
+
+
+def test_expected_gain_rule_picks_the_candidate_whose_gain_clears_its_uncertainty():
+    from uir.lora.strategies import gain_choice, gain_weights
+
+    table = {"noisy": {"known": {"expert": [3.0, 0.5, 40], "half": [2.0, 0.1, 40], "base": [2.6, 0.05, 40]},
+                       "unsure": {"expert": [0.4, 0.6, 9], "half": [0.3, 0.1, 9]}},
+             "hazy": {"known": {"expert": [1.0, 0.1, 40], "half": [1.2, 0.1, 40]}},
+             "rainy": {"known": {"expert": [5.0, float("inf"), 1]}}}
+    assert gain_choice(table, "noisy", True) == "base"  # 2.55 beats 2.5 and 1.9
+    assert gain_choice(table, "noisy", False) == "half"  # 0.2 > 0 beats -0.2
+    assert gain_choice(table, "hazy", True) == "half"
+    assert gain_choice(table, "rainy", True) == "identity", "one measurement clears nothing"
+    assert gain_choice(table, "snowy", True) == gain_choice(table, "hazy", False) == "identity", "never measured"
+    vocabulary = ["noisy", "hazy", "rainy", "clean"]
+    experts = ["hazy", "noisy", "rainy"]
+    s = torch.tensor([[0.9, 0.05, 0.03, 0.02],   # noisy, known: base
+                      [0.4, 0.3, 0.2, 0.1],      # noisy, unsure: half of the noisy expert
+                      [0.1, 0.8, 0.05, 0.05],    # hazy, known: half
+                      [0.02, 0.02, 0.9, 0.06]])  # rainy: identity
+    known = torch.tensor([True, False, True, True])
+    weights, clean, prior = gain_weights(s, vocabulary, experts, top_k=1, known=known, table=table)
+    assert torch.equal(weights, torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.5, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    assert torch.equal(clean, torch.tensor([0.0, 0.5, 0.5, 1.0])) and not prior.any()
+    table["hazy"]["known"]["prior-expert"] = [2.0, 0.1, 40]  # the dark channel and the expert, averaged
+    table["noisy"]["known"]["prior"] = [9.0, 0.1, 40]
+    weights, clean, prior = gain_weights(s, vocabulary, experts, top_k=1, known=known, table=table)
+    assert torch.equal(prior, torch.tensor([1.0, 0.0, 0.5, 0.0])) and torch.equal(clean, torch.tensor([0.0, 0.5, 0.0, 1.0]))
+    assert torch.equal(weights[0], torch.zeros(3)) and torch.equal(weights[2], torch.tensor([0.5, 0.0, 0.0]))

@@ -368,3 +368,37 @@ def test_device_synthesis_degrades_each_batch_in_the_training_loop(photos, tmp_p
     assert degraded == [(torch.Size([2, 3, 32, 32]), "cpu", True)] * 2
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "logs" / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 2 and all(loss > 0 for loss in losses)
+
+
+def test_fit_expected_gains_measures_each_candidate_and_saves_the_table(tmp_path, train_script):
+    """``train/fit_expected_gains.py``: every routed photo gets the candidates its top class
+    allows (the expert's, when it has one; the classical prior's, for hazy), each gain is the
+    PSNR change the candidate makes, and the table saved in the router's config is the one
+    those samples give."""
+    from uir.classical import PRIORS
+    from uir.lora.strategies import expected_gain_table
+    from uir.pipelines.loading import load_pipeline
+    from uir.testing import tiny_restorer_pipeline
+
+    tiny_restorer_pipeline(names=("noisy", "hazy", "rainy")).save_pretrained(tmp_path / "model")
+    photos = save_sample_crops(tmp_path / "photos", 3, 40, 40)
+    train_script("fit_expected_gains").main(["--model", str(tmp_path / "model"), "--train_data_dir", str(photos),
+                                             "--output_dir", str(tmp_path / "out")])
+    record = json.loads((tmp_path / "out" / "expected_gains.json").read_text())
+    by_image = {}
+    for name, known, candidate, gain in record["samples"]:
+        by_image.setdefault(len(by_image) if candidate == "base" else len(by_image) - 1, (name, []))[1].append(candidate)
+    assert len(by_image) == 3 * 3  # photos x vocabulary, none with missing pixels
+    for name, candidates in by_image.values():
+        expected = ["base", *(["prior"] if name in PRIORS else []), "expert", "half",
+                    *(["prior-expert"] if name in PRIORS else [])]
+        assert candidates == expected
+    assert record["table"] == json.loads(json.dumps(expected_gain_table(record["samples"])))
+    pipe = load_pipeline(str(tmp_path / "out" / "pipeline"))
+    assert pipe.router.config.expected_gains == record["table"]
+    from uir.evaluation import degraded_pairs
+    from uir.metrics import psnr
+
+    first = next(degraded_pairs(sorted(photos.iterdir()), pipe.router.vocabulary, seed=0, severity="random"))
+    base = pipe(first.lq, weights={}, fill_missing=False, output_type="pt").images
+    assert record["samples"][0][2:] == ["base", pytest.approx((psnr(base, first.gt) - psnr(first.lq, first.gt)).item())]

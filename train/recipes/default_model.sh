@@ -5,8 +5,8 @@
 #      (train/configs/nafnet-w32.json), and the router: its image tower and text tower trained
 #      from scratch (train/configs/tiny-clip.json) on a global view plus a 3x3 grid of
 #      native-resolution crops, with the "clean" class, then temperature-calibrated on fresh
-#      degradations of the training photos; below confidence 0.7 the base restores alone (the
-#      low-confidence policy that measured best on training photos, docs/default-model.md);
+#      degradations of the training photos; below confidence 0.7 the input comes back
+#      unchanged (the `identity` low-confidence policy, docs/default-model.md);
 #   2. one LoRA expert per DA-CLIP type on the frozen base;
 #   3. base + experts + router assembled into RUNS_DIR/default, a pipeline folder.
 # The step counts are those the shipped weights were trained for (gpu_default.sh fitted them to
@@ -36,7 +36,7 @@ mkdir -p "$RUNS"
 LAUNCH="accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no"
 
 $LAUNCH train/train_router.py --clip_model train/configs/tiny-clip.json --crop_grid 3 --train_text_tower \
-  --min_confidence 0.7 --low_confidence base \
+  --min_confidence 0.7 --low_confidence identity \
   --degradations all --resolution 256 --train_batch_size 64 --learning_rate 5e-4 --lr_warmup_steps 200 \
   $(budget "${ROUTER_STEPS:-1221}" "${ROUTER_SECONDS:-}") "${COMMON[@]}" --output_dir "$RUNS/router" \
   > "$RUNS/router.log" 2>&1 &

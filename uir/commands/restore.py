@@ -155,16 +155,21 @@ def cmd_restore(args) -> int:
 def describe_restoration(result, row: int) -> str:
     """What was done to image ``row`` of a pipeline output, in words: missing pixels filled, the
     router's call and its confidence (or "not sure" when below the threshold), then the experts
-    that ran with their weights and the share of the input kept, "base model only", or "input
-    returned unchanged"."""
+    that ran with their weights, a classical prior's share and the share of the input kept,
+    "base model only", or "input returned unchanged"."""
+    from ..classical import PRIORS
+
     experts = ", ".join(f"{n} {w:.2f}" for n, w in zip(result.expert_names, result.weights[row].tolist()) if w > 0)
     kept = float(result.clean_weight[row])
+    prior = 0.0 if getattr(result, "prior_weight", None) is None else float(result.prior_weight[row])
+    extras = ([f"{PRIORS[result.degradations[row]].name} {prior:.2f}"] if prior > 0 else []) + (
+        [f"input kept {kept:.2f}"] if kept > 0 else [])
     if kept >= 1:
         used = "input returned unchanged"
-    elif experts:
-        used = f"experts: {experts}" + (f", input kept {kept:.2f}" if kept > 0 else "")
+    elif prior >= 1:
+        used = f"{PRIORS[result.degradations[row]].name} only"
     else:
-        used = "base model only" + (f", input kept {kept:.2f}" if kept > 0 else "")
+        used = ", ".join([f"experts: {experts}" if experts else "base model only", *extras])
     if result.missing is not None and float(result.missing[row]) > 0:
         filled = f"filled {100 * float(result.missing[row]):.1f}% missing pixels"
         return filled if kept >= 1 else f"{filled}; {used}"

@@ -12,6 +12,19 @@
   router's ``min_confidence`` get the ``low_confidence`` policy instead: ``soft`` keeps the
   :data:`SOFT_TOP_K` largest entries (eq. 4 with that K), ``base`` no expert at all (the base
   restores alone), ``identity`` the input unchanged (clean weight 1).
+
+  With an **expected-gain table** (the router's ``expected_gains``, fitted by
+  ``train/fit_expected_gains.py`` on training photos) the table decides instead of the
+  threshold. For an image whose top class is ``c``, and whose confidence is above or below
+  ``min_confidence`` (``known`` / ``unsure``), it holds the measured PSNR change of each of
+  :data:`GAIN_CANDIDATES`: ``expert`` (eq. 4's weights, as above), ``half`` (its output
+  averaged with the input: a blend toward the input), ``base`` (no expert), ``identity`` (0 by
+  definition) and, for a class with a classical prior (:data:`uir.classical.PRIORS`, e.g. the
+  dark channel for ``hazy``), ``prior`` (the prior alone) and ``prior-expert`` (the prior's
+  output averaged with the expert's). Each image gets the candidate with the largest ``mean - standard error`` (a
+  gain measured on few images, or varying widely, must clear its own uncertainty to beat
+  leaving the image alone). No anchor paper has this rule; UniRestorer's coarse fallback is
+  the nearest.
 * ``manual``: weights given by the user, a ``{degradation: weight}`` dict or a (B,K)/(K,) tensor,
   used as given (the paper lets users specify ``s``), each in :data:`MANUAL_WEIGHT_RANGE`
   (an expert at 1 acts as trained; a negative or huge weight would only wreck the image).
@@ -27,6 +40,14 @@ from ..degradations.families import CLEAN
 
 STRATEGIES = ("router", "manual", "average", "random")
 LOW_CONFIDENCE_POLICIES = ("soft", "base", "identity")
+#: what an expected-gain table chooses between (module docstring), each as ``(a, p, e)``: the
+#: shares of the output that are the input and the class's classical prior
+#: (:data:`uir.classical.PRIORS`), and whether the network's share runs eq. 4's experts (else
+#: the base alone): ``x_out = a x + p P(x) + (1 - a - p) f(x; e s)``
+GAIN_CANDIDATES = {"identity": (1.0, 0.0, 0), "base": (0.0, 0.0, 0), "half": (0.5, 0.0, 1), "expert": (0.0, 0.0, 1),
+                   "prior": (0.0, 1.0, 0), "prior-expert": (0.0, 0.5, 1)}
+#: the router's two confidence bins in an expected-gain table
+GAIN_BINS = ("known", "unsure")
 #: entries an unsure router keeps under the ``soft`` policy
 SOFT_TOP_K = 3
 #: experts the router keeps per image unless told otherwise: the single best one measured best
@@ -79,6 +100,37 @@ def check_low_confidence(policy: str) -> str:
     return policy
 
 
+def expected_gain_table(samples) -> dict:
+    """The table of the expected-gain rule from measured ``(top class, known, candidate, gain
+    in dB)`` samples: ``{class: {"known"|"unsure": {candidate: [mean, standard error, count]}}}``
+    (a candidate measured once has an infinite standard error)."""
+    groups: dict = {}
+    for name, known, candidate, gain in samples:
+        if candidate not in GAIN_CANDIDATES:
+            raise ValueError(f"unknown candidate {candidate!r}; valid choices: {', '.join(GAIN_CANDIDATES)}")
+        groups.setdefault(name, {}).setdefault(GAIN_BINS[0] if known else GAIN_BINS[1], {}).setdefault(
+            candidate, []).append(float(gain))
+    table = {}
+    for name, bins in groups.items():
+        for bin_name, candidates in bins.items():
+            for candidate, gains in candidates.items():
+                values = torch.tensor(gains, dtype=torch.float64)
+                error = float(values.std() / len(gains) ** 0.5) if len(gains) > 1 else float("inf")
+                table.setdefault(name, {}).setdefault(bin_name, {})[candidate] = [float(values.mean()), error,
+                                                                                   len(gains)]
+    return table
+
+
+def gain_choice(table: dict, name: str, known: bool) -> str:
+    """The candidate the expected-gain ``table`` picks for an image whose top class is ``name``:
+    the largest ``mean - standard error``; ``identity`` (exactly 0) when nothing clears it, and
+    for a class or bin the table never measured."""
+    cells = table.get(name, {}).get(GAIN_BINS[0] if known else GAIN_BINS[1], {})
+    scores = {candidate: mean - error for candidate, (mean, error, _) in cells.items() if candidate != "identity"}
+    best = max(scores, key=scores.get, default="identity")
+    return best if scores.get(best, 0.0) > 0.0 else "identity"
+
+
 def router_weights(probabilities: torch.Tensor, vocabulary: list[str], expert_names: list[str], top_k: int,
                    known: torch.Tensor | None = None, low_confidence: str = "soft") -> tuple[torch.Tensor, torch.Tensor]:
     """``(expert weights (B, K), clean weight (B,))`` from the router's ``s_o``: eq. 4 over the
@@ -102,26 +154,47 @@ def router_weights(probabilities: torch.Tensor, vocabulary: list[str], expert_na
     return chosen[:, :k].contiguous(), clean.contiguous()
 
 
+def gain_weights(probabilities: torch.Tensor, vocabulary: list[str], expert_names: list[str], top_k: int,
+                 known: torch.Tensor | None, table: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(expert weights (B, K), clean weight (B,), prior weight (B,))`` by the expected-gain
+    ``table``: per image, the candidate :func:`gain_choice` picks for its top class, built on
+    eq. 4's weights (module docstring). The prior weight belongs to the top class's prior."""
+    weights, clean = router_weights(probabilities, vocabulary, expert_names, top_k)
+    prior = torch.zeros_like(clean)
+    known = torch.ones(len(weights), dtype=torch.bool) if known is None else known.cpu()
+    tops = [vocabulary[i] for i in probabilities.argmax(-1).tolist()]
+    for row, (name, sure) in enumerate(zip(tops, known.tolist())):
+        keep, prior[row], experts = GAIN_CANDIDATES[gain_choice(table, name, sure)]
+        network = 1.0 - keep - float(prior[row])
+        weights[row] *= network * experts
+        clean[row] = keep + network * experts * clean[row]
+    return weights, clean, prior
+
+
 def expert_weights(strategy: str, expert_names: list[str], batch: int, *, probabilities=None,
                    vocabulary=None, weights=None, top_k: int = DEFAULT_TOP_K, generator=None, known=None,
-                   low_confidence: str = "soft") -> tuple[torch.Tensor, torch.Tensor]:
-    """``(expert weights (B, K), clean weight (B,))`` for a batch, by ``strategy`` (see the module
-    docstring); the clean weight is zero except under the router."""
+                   low_confidence: str = "soft", expected_gains: dict | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(expert weights (B, K), clean weight (B,), prior weight (B,))`` for a batch, by
+    ``strategy`` (see the module docstring); the clean and prior weights are zero except under
+    the router."""
     k = len(expert_names)
     none = torch.zeros(batch)
     if strategy == "router" and weights is None and probabilities is not None:
-        return router_weights(probabilities, vocabulary, expert_names, top_k, known, low_confidence)
+        if expected_gains is not None:
+            return gain_weights(probabilities, vocabulary, expert_names, top_k, known, expected_gains)
+        return (*router_weights(probabilities, vocabulary, expert_names, top_k, known, low_confidence), none)
     if k == 0 and weights is None and strategy in STRATEGIES:  # no experts: the base model alone
-        return torch.zeros(batch, 0), none
+        return torch.zeros(batch, 0), none, none
     if strategy == "manual" or (weights is not None and strategy == "router"):
         if weights is None:
             raise ValueError("strategy='manual' needs weights=")
-        return manual_weights(weights, expert_names, batch), none
+        return manual_weights(weights, expert_names, batch), none, none
     if strategy == "average":
-        return torch.full((batch, k), 1.0 / k), none
+        return torch.full((batch, k), 1.0 / k), none, none
     if strategy == "random":
         choice = torch.randint(0, k, (batch,), generator=generator)
-        return torch.nn.functional.one_hot(choice, k).float(), none
+        return torch.nn.functional.one_hot(choice, k).float(), none, none
     if strategy == "router":
         raise ValueError("strategy='router' needs a router; load one or pass weights=")
     raise ValueError(f"unknown strategy {strategy!r}; valid choices: {', '.join(STRATEGIES)}")

@@ -122,8 +122,11 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
         crop_correction: also score native-resolution crops (Table 4).
         crop_grid: ``crop_grid x crop_grid`` crops (1: the centre crop).
         min_confidence: below this ``max s_o`` an input counts as unknown.
-        low_confidence: expert weights for unknown inputs, ``"soft"`` (soft top-K) or ``"base"``
-            (no expert); :func:`uir.lora.strategies.router_weights`.
+        low_confidence: expert weights for unknown inputs, ``"soft"`` (soft top-K), ``"base"``
+            (no expert) or ``"identity"`` (the input unchanged); :func:`uir.lora.strategies.router_weights`.
+        expected_gains: an expected-gain table (:func:`uir.lora.strategies.expected_gain_table`,
+            fitted by ``train/fit_expected_gains.py``); when set, it decides per image instead
+            of ``low_confidence``.
     """
 
     config_name = "config.json"
@@ -142,6 +145,7 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
         quick_gelu: bool = False,
         image_mean: tuple = OPENAI_MEAN,
         image_std: tuple = OPENAI_STD,
+        expected_gains: dict | None = None,
     ):
         super().__init__()
         import open_clip

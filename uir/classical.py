@@ -1,0 +1,62 @@
+"""Classical restorers, in plain torch: physical priors the expected-gain rule may choose instead
+of, or together with, a network (:mod:`uir.lora.strategies`).
+
+**Dark channel prior** (He, Sun and Tang, CVPR 2009). In a haze-free outdoor photo most patches
+have a pixel dark in some channel. Haze follows ``I = J t + A (1 - t)``, so the dark channel of
+``I / A`` estimates ``1 - t``::
+
+    dark(x)  = min over a patch of (min over channels of x)
+    A        = per channel, the brightest input pixel among the 0.1% with the highest dark channel
+    t        = 1 - omega * dark(I / A)
+    J        = (I - A) / max(t, t0) + A
+
+``omega < 1`` keeps a little haze for depth, as the paper does. There is no soft-matting or
+guided-filter refinement of ``t``: the same as ``benchmarks/peers.py``'s OpenCV version, the
+classical tool uir is measured against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def dark_channel(image: torch.Tensor, patch: int = 15) -> torch.Tensor:
+    """(B,1,H,W): the minimum over the channels and a ``patch x patch`` window (edges replicated)
+    of (B,C,H,W) images."""
+    darkest = image.amin(dim=1, keepdim=True)
+    pad = patch // 2
+    return -F.max_pool2d(F.pad(-darkest, (pad, pad, pad, pad), mode="replicate"), patch, stride=1)
+
+
+def dark_channel_dehaze(image: torch.Tensor, omega: float = 0.85, patch: int = 15, t0: float = 0.1) -> torch.Tensor:
+    """Dehaze (B,3,H,W) images in [0, 1] by the dark channel prior (module docstring). ``omega``
+    0.85: the setting ``benchmarks/peers.py`` chose for the hazy type on training photos."""
+    dark = dark_channel(image, patch).flatten(1)
+    count = max(1, dark.shape[1] // 1000)
+    brightest = dark.topk(count, dim=1).indices
+    pixels = image.flatten(2)
+    airlight = pixels.gather(2, brightest[:, None].expand(-1, image.shape[1], -1)).amax(2).clamp(min=1e-3)
+    airlight = airlight[:, :, None, None]
+    transmission = 1 - omega * dark_channel(image / airlight, patch)
+    return ((image - airlight) / transmission.clamp(min=t0) + airlight).clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A classical restorer for one degradation class: its ``name`` as users read it, and
+    ``restore``, (B,3,H,W) in [0, 1] to the same."""
+
+    name: str
+    restore: Callable[[torch.Tensor], torch.Tensor]
+
+
+#: the classical prior of each degradation class that has one; the expected-gain rule may give
+#: it a share of an image the router calls that class (:mod:`uir.lora.strategies`)
+PRIORS = {"hazy": Prior("dark-channel prior", dark_channel_dehaze)}
+
+
+__all__ = ["PRIORS", "Prior", "dark_channel", "dark_channel_dehaze"]
