@@ -282,6 +282,36 @@ def test_l_orthog_and_its_gradient_match_a_naive_autograd_reference():
     assert orthogonal.item() == pytest.approx(1.0) and aligned.item() == pytest.approx(1.0)  # |s|+|d| and (1-s)+|d|, d = 1
 
 
+def test_orthogonality_readings_weights_and_term_gradient_norms():
+    """Issue 31's readings of L_orthog: the authors' form is 1 - cos of the mean (batch)
+    gradients with no d term; detached, it is logged and trains nothing; its weight scales it;
+    and each term's gradient norm is that of an autograd call on the term alone."""
+    g = torch.tensor([[1.0, 0.0], [1.0, 2.0]])
+    r = torch.tensor([[0.0, 3.0], [2.0, 1.0]])
+    mean_g, mean_r = g.mean(0), r.mean(0)
+    expected = 1 - mean_g @ mean_r / (mean_g.norm() * mean_r.norm())
+    assert orthogonality_loss(g, r, form="authors").item() == pytest.approx(expected.item())
+    model, process = tiny(), DiffusionProcess()
+    lq, gt = images(4), images(4, seed=3)
+    terms = {}
+    for key, options in {"trained": {}, "weighted": {"orthogonality_weight": 0.1},
+                         "detached": {"detach_orthogonality": True}}.items():
+        gef = GEFObjective(model, process, generative_fraction=0.25, orthogonality="authors", **options)
+        torch.manual_seed(0)  # the same generative noise for each
+        terms[key] = gef(lq, gt, t_mat=10)
+    assert terms["weighted"]["orthog"].item() == pytest.approx(0.1 * terms["trained"]["orthog"].item(), rel=1e-5)
+    assert terms["detached"]["orthog"].item() == pytest.approx(terms["trained"]["orthog"].item(), rel=1e-5)
+    assert not terms["detached"]["orthog"].requires_grad and terms["trained"]["orthog"].requires_grad
+    norms = gef.term_gradient_norms(terms["detached"])
+    assert set(norms) == {"grad_norm/content", "grad_norm/generative", "grad_norm/orthog"}
+    assert norms["grad_norm/orthog"] == 0.0
+    params = [p for p in model.parameters() if p.requires_grad]
+    content = torch.autograd.grad(terms["detached"]["content"], params, retain_graph=True, allow_unused=True)
+    assert norms["grad_norm/content"] == pytest.approx(
+        torch.sqrt(sum((c ** 2).sum() for c in content if c is not None)).item(), rel=1e-5)
+    terms["detached"]["loss"].backward()  # the graph survived the norms
+
+
 def test_generative_updates_reach_only_the_generation_sensitive_layers():
     model, process = tiny(), DiffusionProcess()
     assert w_decay(0) == 1 and w_decay(20) == pytest.approx(math.exp(-1))
@@ -362,7 +392,9 @@ def test_script_runs_every_stage_and_resumes_tit(tmp_path):
              "--degradations", kinds, "--train_data_dir", str(photos)]))
         assert set(table) == set(kinds.split(",")) and all(1 <= t <= 50 for t in table.values())
         train_dte.main(["finetune", "--pretrained", str(pre), "--t_mat", str(t_json), "--output_dir",
-                        str(tmp_path / "gef"), "--max_train_steps", "2", *common])
+                        str(tmp_path / "gef"), "--max_train_steps", "2", "--log_term_gradients", "2", *common])
+        logged = [json.loads(line) for line in (tmp_path / "gef" / "logs" / "metrics.jsonl").read_text().splitlines()]
+        assert [("grad_norm/content" in row, "term/orthog" in row) for row in logged] == [(True, True), (False, True)]
         reset_accelerate()
         unified = ["unified", "--pretrained", str(pre), "--t_mat", str(t_json), "--output_dir", str(tmp_path / "tit"),
                    "--degradations", kinds, "--steps_per_stage", "2", "--moe_experts", "2",

@@ -44,6 +44,7 @@ from uir.boundary import run_script
 from uir.data import CleanCropDataset, SingleDegradationBatchSampler
 from uir.dte import (
     NOISE_MODELS,
+    ORTHOGONALITY_FORMS,
     PREDICTION_TYPES,
     SCHEDULES,
     DiffusionProcess,
@@ -119,7 +120,14 @@ def parse_args(argv=None):
         stage.add_argument("--lambda_reg", type=float, default=0.2, help="lambda of L_reg (0: off)")
         stage.add_argument("--decay_rate", type=float, default=0.05, help="a of w_decay(t) = exp(-a t)")
         stage.add_argument("--generative_fraction", type=float, default=0.1, help="share of each batch trained generatively")
-        stage.add_argument("--orthogonality", choices=["eq8", "orthogonal", "none"], default="eq8")
+        stage.add_argument("--orthogonality", choices=[*ORTHOGONALITY_FORMS, "none"], default="eq8",
+                           help="L_orthog: eq. 8 as printed, |s| + |d| (orthogonal), the authors' 1 - cos of the "
+                                "batch gradients, or none")
+        stage.add_argument("--orthogonality_weight", type=float, default=1.0, help="L_orthog's weight (eq. 22: 1)")
+        stage.add_argument("--detach_orthogonality", action="store_true",
+                           help="log L_orthog without training on it (what the authors' code does)")
+        stage.add_argument("--log_term_gradients", type=int, default=0, metavar="N",
+                           help="every N steps, log the gradient norm of each loss term (0: never)")
         stage.add_argument("--generative_schedule", choices=SCHEDULES, default="split",
                            help="split: a share of every batch (L_reg every step); iterations: the authors' "
                                 "whole generative iterations, L_reg only on those")
@@ -267,7 +275,8 @@ def objective(args, model, process, reference, importance, method: str) -> GEFOb
                         lam=args.lambda_reg, decay_rate=args.decay_rate,
                         generative_fraction=args.generative_fraction,
                         orthogonality=None if args.orthogonality == "none" else args.orthogonality,
-                        schedule=args.generative_schedule, generator=torch.Generator().manual_seed(args.seed))
+                        schedule=args.generative_schedule, generator=torch.Generator().manual_seed(args.seed),
+                        orthogonality_weight=args.orthogonality_weight, detach_orthogonality=args.detach_orthogonality)
 
 
 def fit(accelerator, args, model, gef: GEFObjective, names, t_mat, output_dir, steps: int):
@@ -277,11 +286,25 @@ def fit(accelerator, args, model, gef: GEFObjective, names, t_mat, output_dir, s
     sampler = SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed,
                                             group_size=accelerator.num_processes * args.gradient_accumulation_steps)
 
+    logged, calls = {}, [0]
+
     def loss(batch):
-        return gef(batch["lq"], batch["gt"], t_mat[batch["degradation"][0]])["loss"]
+        terms = gef(batch["lq"], batch["gt"], t_mat[batch["degradation"][0]])
+        every = getattr(args, "log_term_gradients", 0)
+        if every and calls[0] % (every * args.gradient_accumulation_steps) == 0:
+            logged.update(gef.term_gradient_norms(terms))
+        calls[0] += 1
+        logged.update({f"term/{name}": float(value) for name, value in terms.items() if name != "loss"})
+        return terms["loss"]
+
+    def step_logs():  # each term of the step's last micro-batch; gradient norms on the steps that have them
+        out = dict(logged)
+        logged.clear()
+        return out
 
     train(accelerator, args, model=LossModule({"model": model}, loss),
-          trainable={f"model.{n}": p for n, p in model.named_parameters()}, dataset=dataset, batch_sampler=sampler)
+          trainable={f"model.{n}": p for n, p in model.named_parameters()}, dataset=dataset, batch_sampler=sampler,
+          step_logs=step_logs)
 
 
 def run_finetune(args):

@@ -14,7 +14,9 @@ whole iteration is generative with probability ``generative_fraction``.) Then::
   generation-sensitive (shallow) layers for ``t_mat`` (eq. 10); the deeper parameters enter
   that forward pass detached.
 * ``L_reg``: parameter-importance regularisation toward the pre-trained weights (eq. 16).
-* ``L_orthog``: eq. 8 over per-sample gradients on the generation-sensitive parameters.
+* ``L_orthog``: eq. 8 over per-sample gradients on the generation-sensitive parameters, times
+  ``orthogonality_weight`` (1 in the paper); ``detach_orthogonality`` keeps its value out of
+  the gradient (the authors' code: logged, not trained on).
 
 Every term can be switched off (``generative_fraction=0``, ``importance=None``,
 ``orthogonality=None``), which gives plain L1 fine-tuning.
@@ -70,7 +72,10 @@ class GEFObjective:
         reference, importance: pre-trained weights and ``I_k`` (``None``: no L_reg).
         lam: lambda of eq. 16 (0.2); decay_rate: ``a`` of eq. 10 (0.05), also the layer decay of lambda.
         generative_fraction: share of each batch trained generatively (0: none).
-        orthogonality: ``"eq8"``, ``"orthogonal"`` or ``None`` (no L_orthog).
+        orthogonality: ``"eq8"``, ``"orthogonal"``, ``"authors"`` or ``None`` (no L_orthog;
+            :func:`~uir.dte.regularizers.orthogonality_loss`).
+        orthogonality_weight: the weight of L_orthog in the sum (eq. 22: 1).
+        detach_orthogonality: compute L_orthog without its gradient (the authors' code).
         schedule: ``"split"`` (our reading of Alg. 3): every batch gives ``generative_fraction``
             of its samples to L_gen, and L_reg applies at every step. ``"iterations"`` (the
             authors' code): the content loss uses the whole batch, and with probability
@@ -82,7 +87,8 @@ class GEFObjective:
     def __init__(self, model, process: DiffusionProcess, *, reference: dict | None = None,
                  importance: dict | None = None, lam: float = 0.2, decay_rate: float = 0.05,
                  generative_fraction: float = 0.1, orthogonality: str | None = "eq8", schedule: str = "split",
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, orthogonality_weight: float = 1.0,
+                 detach_orthogonality: bool = False):
         if not 0 <= generative_fraction < 1:
             raise ValueError(f"generative_fraction must lie in [0, 1), got {generative_fraction}")
         if orthogonality is not None and generative_fraction == 0:
@@ -98,6 +104,7 @@ class GEFObjective:
         self.reg_weights = layer_decay(self.layers, lam, decay_rate) if importance is not None and lam else {}
         self.decay_rate, self.generative_fraction, self.orthogonality = decay_rate, generative_fraction, orthogonality
         self.schedule, self.generator = schedule, generator
+        self.orthogonality_weight, self.detach_orthogonality = orthogonality_weight, detach_orthogonality
 
     def generative_count(self, batch: int) -> int:
         """Generative samples in a ``"split"`` batch."""
@@ -142,11 +149,28 @@ class GEFObjective:
 
                 g_gen = per_sample_gradients(model, shallow, generative_sample, x_t, t_gen, noise, x0)
                 g_rec = per_sample_gradients(model, shallow, reconstruction_sample, x_rec, t_rec, y_rec)
-                terms["orthog"] = orthogonality_loss(g_gen, g_rec, self.orthogonality)
+                if self.detach_orthogonality:
+                    g_gen, g_rec = g_gen.detach(), g_rec.detach()
+                terms["orthog"] = self.orthogonality_weight * orthogonality_loss(g_gen, g_rec, self.orthogonality)
         if self.reg_weights and regularize:
             terms["reg"] = importance_regularizer(model, self.reference, self.importance, self.reg_weights)
         terms["loss"] = sum(terms.values())
         return terms
+
+    def term_gradient_norms(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The L2 norm of each loss term's gradient over the model's parameters
+        (``grad_norm/<term>``), from the terms of one ``__call__``; the graph is kept for the
+        backward pass of ``"loss"``. A detached term's norm is 0."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        norms = {}
+        for name, term in terms.items():
+            if name == "loss":
+                continue
+            grads = (torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+                     if term.requires_grad else [])
+            norms[f"grad_norm/{name}"] = float(torch.sqrt(sum((g.detach() ** 2).sum() for g in grads if g is not None)
+                                                          + torch.zeros(())))
+        return norms
 
 
 __all__ = ["GEFObjective", "SCHEDULES", "check_timestep", "read_out", "restore"]

@@ -26,6 +26,11 @@ the shallow layers that generative training updates), and the loss stays differe
 its own gradient reaches every parameter. As printed, eq. 8 is smallest at ``s = 1``: it
 *aligns* the generative and reconstruction gradients, like the authors' public code.
 ``form="orthogonal"`` uses ``|s| + |d|`` instead, which drives them to be orthogonal.
+``form="authors"`` is what the authors' public code computes: ``1 - cos`` of the two *batch*
+gradients (the means of the per-sample ones; there over all parameters, here over those in
+scope), with no ``d`` term. Their gradients are taken without ``create_graph``, so there the
+term is logged but trains nothing; :class:`~uir.dte.GEFObjective`'s ``detach_orthogonality``
+reproduces that.
 
 **Generation-sensitive layers (eq. 10).** ``w_decay(t) = exp(-a t)``, ``a = 0.05``. Generative
 batches during fine-tuning update only the shallowest ``ceil(w_decay(t_mat) * L)`` of the ``L``
@@ -43,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-ORTHOGONALITY_FORMS = ("eq8", "orthogonal")
+ORTHOGONALITY_FORMS = ("eq8", "orthogonal", "authors")
 
 
 def w_decay(t: float, a: float = 0.05) -> float:
@@ -118,6 +123,8 @@ def orthogonality_loss(generative: torch.Tensor, reconstruction: torch.Tensor, f
     n_g, n_r = generative.shape[0], reconstruction.shape[0]
     if n_g == 0 or n_r == 0:
         raise ValueError("L_orthog needs at least one generative and one reconstruction sample")
+    if form == "authors":
+        return 1 - F.cosine_similarity(generative.mean(0), reconstruction.mean(0), dim=0)
     sum_g = F.normalize(generative, dim=1).sum(0)
     sum_r = F.normalize(reconstruction, dim=1).sum(0)
     s = sum_g @ sum_r / (n_g * n_r)

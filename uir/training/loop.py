@@ -98,7 +98,8 @@ def fit_to_budget(args, lr_scheduler, step: int, seconds_per_step: float, second
     return fitting
 
 def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Parameter], dataset, batch_sampler,
-          validate: Callable[[int], dict] | None = None, collate_fn=None, lr_scales: dict[str, float] | None = None) -> int:
+          validate: Callable[[int], dict] | None = None, collate_fn=None, lr_scales: dict[str, float] | None = None,
+          step_logs: Callable[[], dict] | None = None) -> int:
     """Optimise ``trainable`` on ``model(batch)`` for ``args.max_train_steps`` steps.
 
     ``lr_scales`` multiplies the learning rate of the named parameters (one AdamW group per
@@ -106,7 +107,8 @@ def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Param
 
     ``batch_sampler`` and ``dataset`` get ``set_epoch`` every epoch, so data order depends only
     on the seed and the epoch. ``validate(step)`` runs on the main process every
-    ``args.validation_steps`` and at the end, and returns metrics to log. Returns the final step.
+    ``args.validation_steps`` and at the end, and returns metrics to log; ``step_logs()``, after
+    every optimizer step, returns more (e.g. each loss term). Returns the final step.
     """
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
@@ -201,7 +203,7 @@ def train(accelerator, args, *, model: LossModule, trainable: dict[str, nn.Param
                 accelerator.print(f"time budget {budget:.0f} s at {float(speed[0]) * 1000:.1f} ms a step: "
                                   f"{length} steps in all")
             logs = {"loss": accelerator.gather(torch.stack(window).mean()[None]).mean().item(),
-                    "lr": lr_scheduler.get_last_lr()[0]}
+                    "lr": lr_scheduler.get_last_lr()[0], **(step_logs() if step_logs is not None else {})}
             window = []
             progress.set_postfix(**{k: f"{v:.4g}" for k, v in logs.items()})
             if args.checkpointing_steps and step % args.checkpointing_steps == 0:

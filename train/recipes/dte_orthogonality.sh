@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Issue 31, item 1: the readings of GEF's L_orthog (eq. 6-9) on one protocol, dte.sh's single
+# task (noise sigma 25, eps pre-training, 500 steps of batch 8 at 64 px, tested at sigma 25 and
+# the shifted 50), 3 seeds each, every run logging each loss term's gradient norm every 25
+# steps (grad_norm/* in RUN/logs/metrics.jsonl):
+#   none           generative 10% + L_reg, no L_orthog (dte.sh's "reggen")
+#   authors        the authors' public code: 1 - cos of the two batch gradients, no d term,
+#                  detached (logged, trains nothing)
+#   eq8-1, eq8-0.1, eq8-0.01   eq. 8 as printed, at weights 1, 0.1 and 0.01
+#   orthogonal     |s| + |d| at weight 1
+# Needs dte.sh's pre-training and t_mat first (RUNS_DIR/pretrain-epsilon, t_mat-epsilon.json).
+# Ends with one line per arm: mean +- standard deviation over the seeds at each level.
+# Usage: bash train/recipes/dte_orthogonality.sh [RUNS_DIR]   (about 18 runs of dte.sh's size; parts resume)
+set -euo pipefail
+R=${1:-runs/dte}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+LAUNCH="accelerate launch --num_processes 1 --cpu train/train_dte.py"
+declare -A ARMS=(
+  [none]="--orthogonality none"
+  [authors]="--orthogonality authors --detach_orthogonality"
+  [eq8-1]="--orthogonality eq8"
+  [eq8-0.1]="--orthogonality eq8 --orthogonality_weight 0.1"
+  [eq8-0.01]="--orthogonality eq8 --orthogonality_weight 0.01"
+  [orthogonal]="--orthogonality orthogonal"
+)
+for arm in none authors eq8-1 eq8-0.1 eq8-0.01 orthogonal; do
+  for seed in 0 1 2; do
+    out="$R/orthog/$arm-seed$seed"
+    [ -f "$out/eval.json" ] && continue
+    # shellcheck disable=SC2086
+    $LAUNCH finetune --pretrained "$R/pretrain-epsilon" --t_mat "$R/t_mat-epsilon.json" --method gef ${ARMS[$arm]} \
+      --degradations noisy --max_train_steps 500 --seed "$seed" --log_term_gradients 25 --checkpointing_steps 250 \
+      --resume_from_checkpoint latest --validation_steps 0 --output_dir "$out"
+    python train/train_dte.py evaluate --model "$out/model" --t_mat "$R/t_mat-epsilon.json" --degradations noisy \
+      --severities moderate,severe --output "$out/eval.json"
+  done
+done
+python - "$R/orthog" <<'PY'
+import json, statistics, sys
+from pathlib import Path
+root = Path(sys.argv[1])
+for arm in ("none", "authors", "eq8-1", "eq8-0.1", "eq8-0.01", "orthogonal"):
+    levels = {}
+    for seed in range(3):
+        for row in json.loads((root / f"{arm}-seed{seed}" / "eval.json").read_text()):
+            if row["degradation"] != "mean":
+                levels.setdefault(row["level"], []).append(row["psnr_out"])
+    print(arm, "  ".join(f"{level} {statistics.mean(v):.2f} +- {statistics.stdev(v):.2f}" for level, v in levels.items()))
+PY
