@@ -11,6 +11,7 @@
 # Needs dte.sh's pre-training and t_mat first (RUNS_DIR/pretrain-epsilon, t_mat-epsilon.json).
 # Ends with one line per arm: mean +- standard deviation over the seeds at each level.
 # Usage: bash train/recipes/dte_orthogonality.sh [RUNS_DIR]   (about 18 runs of dte.sh's size; parts resume)
+#   ONLY="none authors": run these arms only (two lanes side by side, one CPU core each)
 set -euo pipefail
 R=${1:-runs/dte}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -23,7 +24,7 @@ declare -A ARMS=(
   [eq8-0.01]="--orthogonality eq8 --orthogonality_weight 0.01"
   [orthogonal]="--orthogonality orthogonal"
 )
-for arm in none authors eq8-1 eq8-0.1 eq8-0.01 orthogonal; do
+for arm in ${ONLY:-none authors eq8-1 eq8-0.1 eq8-0.01 orthogonal}; do
   for seed in 0 1 2; do
     out="$R/orthog/$arm-seed$seed"
     [ -f "$out/eval.json" ] && continue
@@ -40,9 +41,11 @@ import json, statistics, sys
 from pathlib import Path
 root = Path(sys.argv[1])
 for arm in ("none", "authors", "eq8-1", "eq8-0.1", "eq8-0.01", "orthogonal"):
-    levels = {}
-    for seed in range(3):
-        for row in json.loads((root / f"{arm}-seed{seed}" / "eval.json").read_text()):
+    levels, files = {}, [root / f"{arm}-seed{seed}" / "eval.json" for seed in range(3)]
+    if not all(f.is_file() for f in files):
+        continue
+    for f in files:
+        for row in json.loads(f.read_text()):
             if row["degradation"] != "mean":
                 levels.setdefault(row["level"], []).append(row["psnr_out"])
     print(arm, "  ".join(f"{level} {statistics.mean(v):.2f} +- {statistics.stdev(v):.2f}" for level, v in levels.items()))
