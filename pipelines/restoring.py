@@ -249,9 +249,9 @@ class MixtureRestoration:
             prior_images = torch.zeros_like(images)
             for row in (prior > 0).nonzero().flatten().tolist():
                 prior_images[row] = PRIORS[routed.names[row]].restore(images[row : row + 1].float())[0]
-        chunks = list(zip(images.split(batch_size), chosen.split(batch_size), clean.split(batch_size),
-                          prior.split(batch_size), [None] * len(chosen.split(batch_size)) if prior_images is None
-                          else prior_images.split(batch_size)))
+        splits = [t.split(batch_size) for t in (images, chosen, clean, prior)]
+        splits.append(prior_images.split(batch_size) if prior_images is not None else [None] * len(splits[0]))
+        chunks = list(zip(*splits))
         outputs = []
         for x, rows, kept, share, classical in self.progress_bar(chunks, desc="restoring", disable=len(chunks) <= 1):
             restore = lambda t, w: restore_tiled(  # noqa: E731

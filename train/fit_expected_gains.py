@@ -62,9 +62,9 @@ def measured_gains(pipe, files, seed: int, repeats: int, max_psnr: float) -> lis
             continue
         routed = router(pair.lq.to(router.device))
         name, known = routed.names[0], bool(routed.known[0])
+        before = psnr(pair.lq, pair.gt).clamp(max=max_psnr)
 
         def gain(restored: torch.Tensor) -> float:
-            before = psnr(pair.lq, pair.gt).clamp(max=max_psnr)
             return float(psnr(restored.clamp(0, 1).cpu(), pair.gt).clamp(max=max_psnr) - before)
 
         base = pipe(pair.lq, weights={}, fill_missing=False, output_type="pt").images

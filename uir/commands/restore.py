@@ -161,13 +161,13 @@ def describe_restoration(result, row: int) -> str:
 
     experts = ", ".join(f"{n} {w:.2f}" for n, w in zip(result.expert_names, result.weights[row].tolist()) if w > 0)
     kept = float(result.clean_weight[row])
-    prior = 0.0 if getattr(result, "prior_weight", None) is None else float(result.prior_weight[row])
-    extras = ([f"{PRIORS[result.degradations[row]].name} {prior:.2f}"] if prior > 0 else []) + (
-        [f"input kept {kept:.2f}"] if kept > 0 else [])
+    prior = 0.0 if result.prior_weight is None else float(result.prior_weight[row])
+    classical = PRIORS[result.degradations[row]].name if prior > 0 else ""
+    extras = ([f"{classical} {prior:.2f}"] if prior > 0 else []) + ([f"input kept {kept:.2f}"] if kept > 0 else [])
     if kept >= 1:
         used = "input returned unchanged"
     elif prior >= 1:
-        used = f"{PRIORS[result.degradations[row]].name} only"
+        used = f"{classical} only"
     else:
         used = ", ".join([f"experts: {experts}" if experts else "base model only", *extras])
     if result.missing is not None and float(result.missing[row]) > 0:

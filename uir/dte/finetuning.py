@@ -168,8 +168,8 @@ class GEFObjective:
                 continue
             grads = (torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
                      if term.requires_grad else [])
-            norms[f"grad_norm/{name}"] = float(torch.sqrt(sum((g.detach() ** 2).sum() for g in grads if g is not None)
-                                                          + torch.zeros(())))
+            squares = [(g.detach() ** 2).sum() for g in grads if g is not None]
+            norms[f"grad_norm/{name}"] = float(torch.stack(squares).sum().sqrt()) if squares else 0.0
         return norms
 
 
