@@ -13,6 +13,7 @@ from uir.data import (
     paired_random_flip,
     photo_files,
     split_photos,
+    validation_split,
 )
 
 from .conftest import seeded
@@ -104,6 +105,9 @@ def test_photo_split_every_fifth_by_name(photos_dir):
     assert held_out == files[HOLDOUT_EVERY - 1 :: HOLDOUT_EVERY]
     assert not set(train) & set(held_out) and len(train) + len(held_out) == len(files)
     assert any(p.name == "scikit-image__chelsea.png" for p in held_out), "the bundled sample must stay held out"
+    rest, validation, held_out_again = validation_split(photos_dir)
+    assert held_out_again == held_out and validation == train[HOLDOUT_EVERY - 1 :: HOLDOUT_EVERY]
+    assert sorted(rest + validation) == train and not set(rest) & set(validation)
 
 
 def test_photo_split_respects_the_hold_out_and_says_when_validation_is_skipped(photos_dir, tmp_path, monkeypatch,

@@ -362,6 +362,7 @@ def test_time_sequential_order_and_stages():
     assert order == ["hazy", "jpeg", "rainy", "noisy"]
     assert time_sequential_order(t_mat, descending=False) == ["noisy", "jpeg", "rainy", "hazy"]
     assert incremental_stages(order) == [["hazy"], ["hazy", "jpeg"], ["hazy", "jpeg", "rainy"], order]
+    assert incremental_stages(order, cumulative=False) == [["hazy"], ["jpeg"], ["rainy"], ["noisy"]]
 
 
 # --- the script ---------------------------------------------------------------------------------------
@@ -372,7 +373,7 @@ def reset_accelerate():
     GradientState._reset_state()
 
 
-def test_script_runs_every_stage_and_resumes_tit(tmp_path):
+def test_script_runs_every_stage_and_resumes_tit(tmp_path, monkeypatch):
     photos = save_sample_crops(tmp_path / "photos", 4, 64, 80, step=(30, 20))
     common = ["--train_batch_size", "4", "--resolution", "32", "--checkpointing_steps", "2",
               "--validation_steps", "0", "--train_data_dir", str(photos)]
@@ -404,6 +405,12 @@ def test_script_runs_every_stage_and_resumes_tit(tmp_path):
         first = TimeConditionedRestorer.from_pretrained(tmp_path / "tit" / "model")
         # a rerun skips the finished stages and ends with the same weights
         train_dte.main(unified)
+        reset_accelerate()
+        stage_tasks, fit = [], train_dte.fit
+        monkeypatch.setattr(train_dte, "fit", lambda *a, **k: stage_tasks.append(a[4]) or fit(*a, **k))
+        new_only = [*unified, "--stage_tasks", "new", "--ascending", "--steps_per_stage", "1"]
+        new_only[new_only.index("--output_dir") + 1] = str(tmp_path / "tit-new")
+        train_dte.main(new_only)
     finally:
         reset_accelerate()
     importance = pre / train_dte.IMPORTANCE_FILE
@@ -413,6 +420,7 @@ def test_script_runs_every_stage_and_resumes_tit(tmp_path):
     assert process.prediction_type == "epsilon" and train_dte.pretrained_parts(pre)[1].prediction_type == "sample"
     assert set(lira_importance) == {n for n, _ in lira.named_parameters()}
     order = time_sequential_order(table)
+    assert stage_tasks == [[name] for name in time_sequential_order(table, descending=False)]
     assert sorted(p.name for p in (tmp_path / "tit").glob("stage-*")) == ["stage-00", "stage-01", "stage-02"]
     metrics = [json.loads(line) for line in (tmp_path / "tit" / "stage-00" / "logs" / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == 2

@@ -1,5 +1,7 @@
 import itertools
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -317,3 +319,48 @@ def test_selector_checks_groups_calibrates_pairs_and_flags_only_above_the_thresh
     assert second_opinion(["a", "a", "b"], out) == [True, False, False]
     with pytest.raises(ValueError, match="router names"):
         second_opinion(["a", "b"], out)
+
+
+def test_group_script_verifies_on_validation_photos_and_reports_on_held_out_ones(photos_dir, tmp_path, monkeypatch):
+    """Alg. 1's drops come from photos set aside from training; the held-out photos score only the
+    returned partition's models, and no model trains on either."""
+    from types import SimpleNamespace
+
+    from uir.data import validation_split
+    from uir.models import NAFNet
+    from uir.pipelines import RestorerPipeline
+
+    from .conftest import load_train_script
+
+    grids_group = load_train_script("grids_group")
+    train, validation, held_out = validation_split(photos_dir)
+    commands, scored = [], []
+
+    def fake_training(command, check, env):  # saves a tiny pipeline where the training would
+        commands.append(command)
+        RestorerPipeline(NAFNet(width=4), router=None).save_pretrained(
+            Path(command[command.index("--output_dir") + 1]) / "pipeline")
+
+    def fake_scores(restore, files, names, seed, severity):  # noise and blur group well, jpeg does not
+        scored.append((list(files), tuple(names)))
+        penalty = 2.0 if "jpeg" in names and len(names) > 1 else 0.0
+        return SimpleNamespace(psnr_out={name: 30.0 - penalty for name in names})
+
+    monkeypatch.setattr(grids_group.subprocess, "run", fake_training)
+    monkeypatch.setattr(grids_group, "evaluate_restoration", fake_scores)
+    names = ["gaussian-noise", "gaussian-blur", "jpeg"]
+    similarity = tmp_path / "similarity.json"
+    similarity.write_text(json.dumps({"names": names, "log10_kl": [[0, 1, 3], [1, 0, 3], [3, 3, 0]]}))
+    grids_group.main(["--similarity", str(similarity), "--delta", "0.7", "--data", str(photos_dir),
+                      "--output_dir", str(tmp_path / "out")])
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert sorted(map(sorted, result["partitions"][0])) == [["gaussian-blur", "gaussian-noise"], ["jpeg"]]
+    trained_on = {Path(c[c.index("--train_data_dir") + 1]) for c in commands}
+    assert len(trained_on) == 1
+    assert sorted(p.name for p in trained_on.pop().iterdir()) == sorted(p.name for p in train)
+    reported = {names for files, names in scored if files == held_out}
+    assert reported == {("gaussian-blur", "gaussian-noise"), ("gaussian-noise",), ("gaussian-blur",), ("jpeg",),
+                        tuple(sorted(names))}
+    assert all(files in (validation, held_out) for files, _ in scored)
+    verified = [names for files, names in scored if files == validation]
+    assert ("gaussian-blur", "gaussian-noise") in verified and ("gaussian-noise",) in verified

@@ -5,11 +5,14 @@
         --output_dir runs/grids-group [--max_train_steps 300 --resolution 64]
 
 Every model is a NAFNet trained by ``accelerate launch train/train_restorer.py`` (one
-subprocess per model, so ``--num_processes`` scales each training out) and scored by PSNR on
-the held-out photos. ``dP(C)`` (eq. 4) compares the group's model with the single-task model of
-each member. Scores are cached in ``OUTPUT_DIR/scores.json``, so an interrupted search resumes
-without retraining. Writes ``result.json`` (every feasible partition, the verified drops) and a
-table of single-task vs grouped vs mix-trained PSNR per degradation.
+subprocess per model, so ``--num_processes`` scales each training out) on the training photos
+less a validation split (every fifth, :func:`uir.data.validation_split`). ``dP(C)`` (eq. 4)
+compares, on the validation photos, the group's model with the single-task model of each
+member; the held-out photos score only the models of the partition the search returns, so
+they report a choice they took no part in. Scores are cached in ``OUTPUT_DIR/scores.json``, so
+an interrupted search resumes without retraining. Writes ``result.json`` (every feasible
+partition, the verified drops) and a table of single-task vs grouped vs mix-trained held-out
+PSNR per degradation.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 import torch
 
 from uir.boundary import run_script
-from uir.data import photo_root, split_photos
+from uir.data import link_photos, photo_root, validation_split
 from uir.degradations import parse_names
 from uir.evaluation import evaluate_restoration, markdown_table
 from uir.grids import group_search, symmetric_distance
@@ -50,19 +53,23 @@ def parse_args(argv=None):
 
 
 class GroupTrainer:
-    """Trains and scores one model per group of degradations; caches ``{group: {name: psnr}}``."""
+    """Trains one model per group of degradations and scores it on a split of the photos
+    (``validation`` or ``held-out``); caches ``{split: {group: {name: psnr}}}``."""
 
     def __init__(self, args, photos: Path):
-        self.args, self.photos = args, photos
-        self.held_out = split_photos(photos)[1]
+        self.args = args
         self.output = Path(args.output_dir)
+        train, validation, held_out = validation_split(photos)
+        self.train_dir = link_photos(train, self.output / "photos" / "train")
+        self.splits = {"validation": validation, "held-out": held_out}
         self.cache_path = self.output / "scores.json"
         self.scores = json.loads(self.cache_path.read_text()) if self.cache_path.is_file() else {}
 
-    def psnr(self, group: tuple) -> dict[str, float]:
+    def model(self, group: tuple) -> Path:
+        """The group's trained pipeline folder (trained here unless it is already there)."""
         key = ",".join(group)
-        if key not in self.scores:
-            folder = self.output / "models" / key.replace(",", "+")
+        folder = self.output / "models" / key.replace(",", "+")
+        if not (folder / "pipeline" / "model_index.json").is_file():
             a = self.args
             # two or more CPU processes need accelerate's --multi_gpu launcher (see train/README.md)
             launch = ["--multi_gpu", "--num_processes", str(a.num_processes)] if a.num_processes > 1 else ["--cpu"]
@@ -72,20 +79,25 @@ class GroupTrainer:
                        "--train_batch_size", str(a.train_batch_size), "--learning_rate", str(a.learning_rate),
                        "--severity", a.severity, "--seed", str(a.seed), "--checkpointing_steps",
                        str(a.max_train_steps), "--checkpoints_total_limit", "1", "--resume_from_checkpoint", "latest",
-                       "--validation_steps", "0", "--num_validation_images", "0", "--output_dir", str(folder)]
-            # the training split of the same photos the held-out scores come from
-            env = {**os.environ, "UIR_PHOTOS": str(self.photos), "ACCELERATE_USE_CPU": "true"}
-            subprocess.run(command, check=True, env=env)
-            pipe = RestorerPipeline.from_pretrained(folder / "pipeline")
+                       "--validation_steps", "0", "--num_validation_images", "0", "--train_data_dir",
+                       str(self.train_dir), "--output_dir", str(folder)]
+            subprocess.run(command, check=True, env={**os.environ, "ACCELERATE_USE_CPU": "true"})
+        return folder / "pipeline"
+
+    def psnr(self, group: tuple, split: str = "validation") -> dict[str, float]:
+        key, scores = ",".join(group), self.scores.setdefault(split, {})
+        if key not in scores:
+            pipe = RestorerPipeline.from_pretrained(self.model(group))
             pipe.set_progress_bar_config(disable=True)
-            result = evaluate_restoration(lambda lq, pair: pipe(lq, output_type="pt").images, self.held_out,
-                                          list(group), seed=a.seed + 1, severity=a.severity)
-            self.scores[key] = result.psnr_out
+            result = evaluate_restoration(lambda lq, pair: pipe(lq, output_type="pt").images, self.splits[split],
+                                          list(group), seed=self.args.seed + 1, severity=self.args.severity)
+            scores[key] = result.psnr_out
             save_json(self.scores, self.cache_path)
-        return self.scores[key]
+        return scores[key]
 
     def drop(self, group: tuple) -> float:
-        """Eq. 4: the largest PSNR loss of the group's model against each member's single-task model."""
+        """Eq. 4 on the validation photos: the largest PSNR loss of the group's model against each
+        member's single-task model."""
         grouped = self.psnr(group)
         return max(self.psnr((name,))[name] - grouped[name] for name in group)
 
@@ -103,10 +115,11 @@ def main(argv=None):
         raise SystemExit(str(error)) from None
     trainer = GroupTrainer(args, root)
     result = group_search(names, distance, trainer.drop, delta=args.delta)
-    mixed = trainer.psnr(tuple(sorted(names)))
+    mixed = trainer.psnr(tuple(sorted(names)), "held-out")
     chosen = {name: group for group in result.partitions[0] for name in group}
-    rows = [{"degradation": n, "single-task": trainer.psnr((n,))[n], "grouped": trainer.psnr(chosen[n])[n],
-             "mix-trained (all)": mixed[n], "group": "+".join(chosen[n])} for n in names]
+    rows = [{"degradation": n, "single-task": trainer.psnr((n,), "held-out")[n],
+             "grouped": trainer.psnr(chosen[n], "held-out")[n], "mix-trained (all)": mixed[n],
+             "group": "+".join(chosen[n])} for n in names]
     save_json({"delta": args.delta, "partitions": [[list(g) for g in p] for p in result.partitions],
                "drops": {",".join(g): d for g, d in result.drops.items()}, "max_group_size": result.max_group_size,
                "rows": rows}, Path(args.output_dir) / "result.json")

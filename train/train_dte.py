@@ -141,6 +141,9 @@ def parse_args(argv=None):
     unified.add_argument("--moe_experts", type=int, default=10, help="N_E (0: no MoE adapters)")
     unified.add_argument("--steps_per_stage", type=int, default=100, help="TIT: steps per injected task")
     unified.add_argument("--ascending", action="store_true", help="TIT: inject the smallest t_mat first")
+    unified.add_argument("--stage_tasks", choices=["cumulative", "new"], default="cumulative",
+                         help="TIT: a stage trains on every task so far, or on its new task only (the authors' "
+                              "code: equal steps per task in any order)")
 
     evaluate = stages.add_parser("evaluate", help="PSNR/SSIM on held-out photos")
     evaluate.add_argument("--model", required=True, help="a saved TimeConditionedRestorer folder")
@@ -334,12 +337,12 @@ def run_unified(args):
         fit(accelerator, args, model, gef, names, t_mat, root, args.max_train_steps)
     else:
         order = time_sequential_order(t_mat, descending=not args.ascending)
-        for k, tasks in enumerate(incremental_stages(order)):
+        for k, tasks in enumerate(incremental_stages(order, cumulative=args.stage_tasks == "cumulative")):
             stage_dir = root / f"stage-{k:02d}"
             if (stage_dir / "model" / "config.json").is_file():  # finished earlier: resume after it
                 model.load_state_dict(TimeConditionedRestorer.from_pretrained(stage_dir / "model").state_dict())
                 continue
-            accelerator.print(f"stage {k}: {tasks[-1]} (t_mat {t_mat[tasks[-1]]}) joins {tasks[:-1]}")
+            accelerator.print(f"stage {k}: {tasks[-1]} (t_mat {t_mat[tasks[-1]]}) joins {order[:k]}")
             fit(accelerator, args, model, gef, tasks, t_mat, stage_dir, args.steps_per_stage)
             if accelerator.is_main_process:
                 save_pretrained_staged(model, stage_dir / "model")

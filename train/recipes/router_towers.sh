@@ -17,17 +17,12 @@
 set -euo pipefail
 RUNS=${1:-runs/router-towers}
 PHOTOS=${UIR_PHOTOS:-../shared/photos}
-mkdir -p "$RUNS/train" "$RUNS/validation"
 python - "$PHOTOS" "$RUNS" <<'PY'
 import sys
-from pathlib import Path
-from uir.data.photos import split_photos
-train, _ = split_photos(sys.argv[1])
-runs = Path(sys.argv[2])
-for i, path in enumerate(train, start=1):
-    link = runs / ("validation" if i % 5 == 0 else "train") / path.name
-    if not link.exists():
-        link.symlink_to(path.resolve())
+from uir.data import link_photos, validation_split
+train, validation, _ = validation_split(sys.argv[1])
+link_photos(train, f"{sys.argv[2]}/train")
+link_photos(validation, f"{sys.argv[2]}/validation")
 PY
 for TOWER in vit convnet; do
   CONFIG=train/configs/tiny-clip.json

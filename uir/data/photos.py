@@ -50,12 +50,35 @@ def photo_files(root) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def set_aside(files: list[Path]) -> tuple[list[Path], list[Path]]:
+    """``(kept, set_aside)``: every ``HOLDOUT_EVERY``-th of ``files`` (counting from 1) is set aside."""
+    return ([p for i, p in enumerate(files, start=1) if i % HOLDOUT_EVERY != 0],
+            [p for i, p in enumerate(files, start=1) if i % HOLDOUT_EVERY == 0])
+
+
 def split_photos(root) -> tuple[list[Path], list[Path]]:
     """``(train, held_out)``: every ``HOLDOUT_EVERY``-th file by sorted name is held out."""
-    files = photo_files(root)
-    held_out = [p for i, p in enumerate(files, start=1) if i % HOLDOUT_EVERY == 0]
-    train = [p for i, p in enumerate(files, start=1) if i % HOLDOUT_EVERY != 0]
-    return train, held_out
+    return set_aside(photo_files(root))
+
+
+def validation_split(root) -> tuple[list[Path], list[Path], list[Path]]:
+    """``(train, validation, held_out)``: :func:`split_photos` with every fifth training photo set
+    aside again, for the choices the held-out photos must not see (early stopping, GRIDS's
+    verification, fitting a policy), so that the held-out score reports a choice made without them."""
+    train, held_out = split_photos(root)
+    return (*set_aside(train), held_out)
+
+
+def link_photos(files, folder) -> Path:
+    """``folder`` holding a symbolic link to each of ``files`` (links already there are kept), for
+    the scripts whose options take a photo folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        link = folder / Path(path).name
+        if not link.exists():
+            link.symlink_to(Path(path).resolve())
+    return folder
 
 
 def _given_or_split(folder, part: int, option: str) -> list[Path]:
@@ -146,6 +169,6 @@ def photo_split(args) -> tuple[list[Path], list[Path]]:
     return kept, _first_for_validation(held_out, args)
 
 
-__all__ = ["HOLDOUT_EVERY", "PHOTOS_ENV", "default_photos_dir", "held_out_photos", "photo_files", "photo_root",
-           "readable_photos", "validation_photos",
+__all__ = ["HOLDOUT_EVERY", "PHOTOS_ENV", "default_photos_dir", "held_out_photos", "link_photos", "photo_files",
+           "photo_root", "readable_photos", "set_aside", "validation_photos", "validation_split",
            "photo_split", "split_photos", "training_photos"]
