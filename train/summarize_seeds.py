@@ -3,7 +3,8 @@
 
     python train/summarize_seeds.py runs/dte/fair [--arms noisy-scratch3000 noisy-sample-plain]
 
-Reads ``ROOT/<arm>-seed<k>/eval.json`` (the rows ``train_dte.py evaluate`` writes) and prints,
+Reads ``ROOT/<arm>-seed<k>/eval.json`` (the rows ``train_dte.py evaluate`` or ``uir eval``
+writes; the latter have no level) and prints,
 per arm, level and degradation, the number of seeds and the held-out PSNR's mean +- standard
 deviation (0 for one seed). Arms are listed in the order given, or by name.
 """
@@ -31,7 +32,7 @@ def collect(root: Path) -> dict[str, dict[tuple[str, str], list[float]]]:
             continue
         rows = scores.setdefault(match["arm"], {})
         for row in json.loads(file.read_text()):
-            rows.setdefault((row["level"], row["degradation"]), []).append(row["psnr_out"])
+            rows.setdefault((row.get("level", "-"), row["degradation"]), []).append(row["psnr_out"])
     return scores
 
 

@@ -20,6 +20,7 @@
 #   BASE_STEPS, ROUTER_STEPS, EXPERT_STEPS: optimizer steps of each part
 #   BASE_SECONDS, ROUTER_SECONDS, EXPERT_SECONDS: time budgets instead (--max_train_seconds)
 #   WORKERS: data-loader workers per run; EXTRA: options added to every run
+#   PROBE_SECONDS: time the base with each synthesis path first (below)
 #   (a quick dry run: EXTRA="--train_batch_size 2 --resolution 96" BASE_STEPS=5 ...)
 set -euo pipefail
 RUNS=${1:-runs/default}
@@ -34,6 +35,21 @@ read -r -a EXTRA_ARGS <<< "${EXTRA:-}"
 COMMON+=("${EXTRA_ARGS[@]}")
 mkdir -p "$RUNS"
 LAUNCH="accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no"
+BASE=(train/train_restorer.py --config train/configs/nafnet-w32.json --degradations all --resolution 128
+      --train_batch_size 32 --learning_rate 1e-3 --lr_warmup_steps 200)
+# Issue 28, item 5: with PROBE_SECONDS set, first the base's speed with its degradations drawn by
+# the data-loader workers and on the training device (--synthesis device), PROBE_SECONDS each
+# (about 20 s of start-up on top), appended to RUNS_DIR/synthesis-speed.txt
+if [ -n "${PROBE_SECONDS:-}" ]; then
+  for SYNTHESIS in workers device; do
+    $LAUNCH "${BASE[@]}" --max_train_steps 1000000 --max_train_seconds "$PROBE_SECONDS" --synthesis "$SYNTHESIS" \
+      --dataloader_num_workers "$WORKERS" --repeats 8 --validation_steps 0 --num_validation_images 0 \
+      --checkpointing_steps 0 --output_dir "$RUNS/probe-$SYNTHESIS" > "$RUNS/probe-$SYNTHESIS.log" 2>&1
+    { grep -o "at [0-9.]* ms a step" "$RUNS/probe-$SYNTHESIS.log" \
+      | awk -v s="$SYNTHESIS" '{printf "synthesis %s: %.1f steps/s (%s ms a step)\n", s, 1000 / $2, $2}' \
+      || echo "synthesis $SYNTHESIS: no timing in $RUNS/probe-$SYNTHESIS.log"; } | tee -a "$RUNS/synthesis-speed.txt"
+  done
+fi
 
 $LAUNCH train/train_router.py --clip_model train/configs/tiny-clip.json --crop_grid 3 --train_text_tower \
   --min_confidence 0.7 --low_confidence identity \
@@ -41,9 +57,8 @@ $LAUNCH train/train_router.py --clip_model train/configs/tiny-clip.json --crop_g
   $(budget "${ROUTER_STEPS:-1221}" "${ROUTER_SECONDS:-}") "${COMMON[@]}" --output_dir "$RUNS/router" \
   > "$RUNS/router.log" 2>&1 &
 ROUTER_PID=$!
-$LAUNCH train/train_restorer.py --config train/configs/nafnet-w32.json --degradations all --resolution 128 \
-  --train_batch_size 32 --learning_rate 1e-3 --lr_warmup_steps 200 \
-  $(budget "${BASE_STEPS:-4820}" "${BASE_SECONDS:-}") "${COMMON[@]}" --output_dir "$RUNS/base" > "$RUNS/base.log" 2>&1
+$LAUNCH "${BASE[@]}" $(budget "${BASE_STEPS:-4820}" "${BASE_SECONDS:-}") "${COMMON[@]}" --output_dir "$RUNS/base" \
+  > "$RUNS/base.log" 2>&1
 $LAUNCH train/train_uir_lora.py --pretrained_model_name_or_path "$RUNS/base/pipeline" --degradations all \
   --resolution 128 --train_batch_size 32 --learning_rate 1e-3 \
   $(budget "${EXPERT_STEPS:-1858}" "${EXPERT_SECONDS:-}") "${COMMON[@]}" --output_dir "$RUNS/experts" \

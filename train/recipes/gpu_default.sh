@@ -11,20 +11,9 @@ export BASE_STEPS=${BASE_STEPS:-40000} ROUTER_STEPS=${ROUTER_STEPS:-20000} EXPER
 export BASE_SECONDS=${BASE_SECONDS:-210} ROUTER_SECONDS=${ROUTER_SECONDS:-200} EXPERT_SECONDS=${EXPERT_SECONDS:-110}
 export WORKERS=${WORKERS:-6}
 RUNS=${1:-runs/gpu-default}
-mkdir -p "$RUNS"
-# Issue 28, item 5: the base's speed with its degradations drawn by the data-loader workers and
-# on the GPU (--synthesis device), PROBE_SECONDS each (about 20 s of start-up on top); every run
-# below then draws them on the GPU. Skip with PROBE_SECONDS=0.
-if [ "${PROBE_SECONDS:-30}" != 0 ]; then
-  for SYNTHESIS in workers device; do
-    accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
-      train/train_restorer.py --config train/configs/nafnet-w32.json --degradations all --resolution 128 \
-      --train_batch_size 32 --max_train_steps 100000 --max_train_seconds "${PROBE_SECONDS:-30}" \
-      --synthesis "$SYNTHESIS" --dataloader_num_workers "$WORKERS" --repeats 8 --validation_steps 0 \
-      --num_validation_images 0 --checkpointing_steps 0 --output_dir "$RUNS/probe-$SYNTHESIS" 2>&1 \
-      | grep -o "at [0-9.]* ms a step" | awk -v s="$SYNTHESIS" '{printf "synthesis %s: %.1f steps/s (%s ms a step)\n", s, 1000 / $2, $2}' \
-      | tee -a "$RUNS/synthesis-speed.txt"
-  done
-fi
+# Issue 28, item 5: default_model.sh first times the base with its degradations drawn by the
+# data-loader workers and on the GPU (PROBE_SECONDS each, written to RUNS_DIR/synthesis-speed.txt;
+# skip with PROBE_SECONDS=); every run then draws them on the GPU.
+export PROBE_SECONDS=${PROBE_SECONDS-30}
 export EXTRA="${EXTRA:-} --synthesis device"
 exec bash "$(dirname "$0")/default_model.sh" "$RUNS"

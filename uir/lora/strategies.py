@@ -121,6 +121,30 @@ def expected_gain_table(samples) -> dict:
     return table
 
 
+def check_expected_gain_table(table: dict) -> dict:
+    """``table`` if it is an expected-gain table uir can apply, else a one-line ``ValueError``:
+    known bins and candidates, ``[mean, standard error, count]`` cells, and a prior candidate
+    only for a class with a classical prior (:data:`uir.classical.PRIORS`)."""
+    from ..classical import PRIORS
+
+    for name, bins in table.items():
+        for bin_name, cells in bins.items():
+            if bin_name not in GAIN_BINS:
+                raise ValueError(f"expected-gain table: class {name!r} has a bin {bin_name!r}; valid bins: "
+                                 f"{', '.join(GAIN_BINS)}")
+            for candidate, cell in cells.items():
+                if candidate not in GAIN_CANDIDATES:
+                    raise ValueError(f"expected-gain table: unknown candidate {candidate!r} for {name!r}; valid "
+                                     f"choices: {', '.join(GAIN_CANDIDATES)}")
+                if GAIN_CANDIDATES[candidate][1] > 0 and name not in PRIORS:
+                    raise ValueError(f"expected-gain table: {candidate!r} for {name!r}, which has no classical prior "
+                                     f"(classes with one: {', '.join(PRIORS)})")
+                if not (isinstance(cell, (list, tuple)) and len(cell) == 3):
+                    raise ValueError(f"expected-gain table: the cell {name}/{bin_name}/{candidate} must be "
+                                     f"[mean, standard error, count], got {cell!r}")
+    return table
+
+
 def gain_choice(table: dict, name: str, known: bool) -> str:
     """The candidate the expected-gain ``table`` picks for an image whose top class is ``name``:
     the largest ``mean - standard error``; ``identity`` (exactly 0) when nothing clears it, and
@@ -159,6 +183,7 @@ def gain_weights(probabilities: torch.Tensor, vocabulary: list[str], expert_name
     """``(expert weights (B, K), clean weight (B,), prior weight (B,))`` by the expected-gain
     ``table``: per image, the candidate :func:`gain_choice` picks for its top class, built on
     eq. 4's weights (module docstring). The prior weight belongs to the top class's prior."""
+    check_expected_gain_table(table)
     weights, clean = router_weights(probabilities, vocabulary, expert_names, top_k)
     prior = torch.zeros_like(clean)
     known = torch.ones(len(weights), dtype=torch.bool) if known is None else known.cpu()

@@ -48,7 +48,7 @@ from torch import nn
 
 from ..degradations import DEFAULT_VOCABULARY
 from ..files import load_safetensors
-from ..lora.strategies import check_low_confidence
+from ..lora.strategies import check_expected_gain_table, check_low_confidence
 from ..networks.router import OPENAI_MEAN, OPENAI_STD, RouterInference, RouterOutput
 
 
@@ -153,6 +153,8 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
         if crop_grid < 1:
             raise ValueError(f"crop_grid must be >= 1, got {crop_grid}")
         check_low_confidence(low_confidence)
+        if expected_gains is not None:
+            check_expected_gain_table(expected_gains)
         if texts is not None and len(texts) != len(vocabulary):
             raise ValueError("texts must have one entry per vocabulary name")
         config = {k: v for k, v in clip_config.items() if k in ("embed_dim", "vision_cfg", "text_cfg", "init_logit_scale")}
