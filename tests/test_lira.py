@@ -251,6 +251,9 @@ def test_growing_objectives_by_hand():
     torch.testing.assert_close(train_lira.grow_objective(args, grown, base, generator)(batch), new + 0.3 * replay)
     args.method = "lwf"
     torch.testing.assert_close(train_lira.grow_objective(args, grown, base)(batch), new + 0.3 * distill)
+    args.method = "lira-lwf"
+    torch.testing.assert_close(train_lira.grow_objective(args, grown, base, generator)(batch),
+                               new + 0.3 * replay + 0.3 * distill)
     args.method = "ewc"
     name = next(n for n, _ in grown.named_parameters() if n.startswith("amalgamator.old."))
     fisher = {name: torch.ones_like(dict(grown.named_parameters())[name])}
@@ -276,9 +279,20 @@ def test_replay_gan_and_every_growing_method_run(photos, tmp_path, method):
         generator = ResnetGenerator.from_pretrained(tmp_path / "gan" / "generator")
         assert generator.config.width == 4
         extra = ["--generator", str(tmp_path / "gan" / "generator")]
+        rows = train_lira.replay_quality(train_lira.parse_args(
+            ["replay-quality", "--generator", str(tmp_path / "gan" / "generator"), "--base",
+             str(tmp_path / "join" / "model"), "--data", str(photos), "--limit", "2"]))
+        real, fake = rows
+        assert (real["source"], fake["source"], real["images"], fake["images"]) == ("real", "generated", 2, 2)
+        assert real["ks_statistic"] == fake["ks_statistic"] and 0 <= real["ks_statistic"] <= 1
+        assert real["psnr_in"] != fake["psnr_in"] and all(r["psnr_base"] > 0 for r in rows)
     if method == "ewc":
         extra = ["--fisher_batches", "1"]
     train_lira.main(_argv("grow", photos, tmp_path / method, "--base", str(tmp_path / "join" / "model"),
                           "--warmup_steps", "1", "--method", method, "--rho", "1", *extra))
     grown = LIRANetwork.from_pretrained(tmp_path / method / "model")
     assert grown.config.num_tasks == 2
+    if method == "lira":
+        with pytest.raises(SystemExit, match="--method lira-lwf needs --generator"):
+            train_lira.main(_argv("grow", photos, tmp_path / "both", "--base", str(tmp_path / "join" / "model"),
+                                  "--method", "lira-lwf"))

@@ -18,8 +18,12 @@
   ``lira`` (eq. 18: ``L_new + lambda_2 L_old`` on pseudo pairs ``(G(y2), R(G(y2)))``, old
   parameters at ``rho`` x the learning rate), ``setting-a`` (new data only, ``rho``),
   ``finetune`` (new data only, one learning rate), ``ewc`` (new data plus the EWC penalty on
-  the old expert) or ``lwf`` (new data plus ``lambda_2 ||R~(x2) - R(x2)||_1``).
+  the old expert), ``lwf`` (new data plus ``lambda_2 ||R~(x2) - R(x2)||_1``) or ``lira-lwf``
+  (both of LIRA's and LwF's terms, to separate replay from distillation).
 * ``evaluate``: held-out PSNR at the mild, moderate and severe levels.
+* ``replay-quality``: how close the replay generator's ``G(y)`` is to the real old distortion
+  of the same clean held-out photos: PSNR of each against ``y``, the base's PSNR on each, and
+  the two-sample Kolmogorov-Smirnov statistic between the per-image input PSNRs.
 
 Training and evaluation use the paper's moderate level by default (sec. 4.1). Every stage
 writes ``OUTPUT_DIR/model`` (a ``LIRANetwork``); ``join`` and ``grow`` also write
@@ -49,7 +53,9 @@ from uir.training import (LossModule, add_data_args, add_training_args, finish, 
                           training_dataset, validation_photos)
 from uir.files import save_pretrained_staged
 
-DEFAULT_RHO = {"lira": 1e-3, "setting-a": 1e-3, "finetune": 1.0, "ewc": 1.0, "lwf": 1.0}
+DEFAULT_RHO = {"lira": 1e-3, "lira-lwf": 1e-3, "setting-a": 1e-3, "finetune": 1.0, "ewc": 1.0, "lwf": 1.0}
+#: the growing methods that replay pseudo old pairs made by the generator, and those that distil the base on the new inputs
+REPLAYING, DISTILLING = ("lira", "lira-lwf"), ("lwf", "lira-lwf")
 STAGE_DEGRADATIONS = {"experts": "lira-blur,lira-noise,lira-jpeg", "join": "lira-blended",
                       "replay-gan": "lira-blended", "grow": "lira-blended-haze"}
 
@@ -74,7 +80,7 @@ def parse_args(argv=None):
             model.add_argument("--cycle_weight", type=float, default=10.0, help="lambda_1 (eq. 17)")
         if stage == "grow":
             model.add_argument("--method", choices=sorted(DEFAULT_RHO), default="lira")
-            model.add_argument("--generator", default=None, help="replay-gan's generator folder (--method lira)")
+            model.add_argument("--generator", default=None, help=f"replay-gan's generator folder (--method {' or '.join(REPLAYING)})")
             model.add_argument("--old_degradations", type=parse_names, default="lira-blended",
                                help="the old task (EWC's Fisher information and validation)")
             model.add_argument("--rho", type=float, default=None,
@@ -93,10 +99,16 @@ def parse_args(argv=None):
     evaluate.add_argument("--model", required=True, help="a LIRANetwork folder")
     evaluate.add_argument("--task", type=int, default=None, help="the task to run (default: the newest)")
     evaluate.add_argument("--degradations", type=parse_names, default="lira-blended")
-    evaluate.add_argument("--data", default=None, help="clean photos (default: the held-out split)")
-    evaluate.add_argument("--limit", type=int, default=None, help="use only the first N photos")
-    evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--output", default=None, help="write the rows as JSON here")
+    quality = stages.add_parser("replay-quality", help="the replay generator against the real old distortion")
+    quality.add_argument("--generator", required=True, help="replay-gan's generator folder")
+    quality.add_argument("--base", required=True, help="the base network it was trained with (join's model folder)")
+    quality.add_argument("--degradations", type=parse_names, default="lira-blended", help="the old distortion")
+    quality.add_argument("--severity", default="moderate")
+    for scoring in (evaluate, quality):
+        scoring.add_argument("--data", default=None, help="clean photos (default: the held-out split)")
+        scoring.add_argument("--limit", type=int, default=None, help="use only the first N photos")
+        scoring.add_argument("--seed", type=int, default=0)
+        scoring.add_argument("--output", default=None, help="write the rows as JSON here")
     return parse_training_args(parser, argv)
 
 
@@ -225,24 +237,26 @@ def grow_objective(args, grown: LIRANetwork, base: LIRANetwork, generator=None, 
       made by the replay generator ``G`` from the new batch's clean images and labelled by the
       frozen base ``R``;
     * ``lwf``: ``replay_weight * L1(grown(x2, task 0), R(x2))``, distillation on the new inputs;
+    * ``lira-lwf``: both terms;
     * ``ewc``: ``ewc_lambda * EWC penalty`` with the old task's Fisher diagonal;
     * ``finetune`` / ``setting-a``: nothing more (they differ in ``rho``).
     """
     def new_loss(b):
         return l1(grown(b["lq"]), b["gt"])
 
-    if args.method == "lira":
+    if args.method in REPLAYING + DISTILLING:
         def loss(b):
-            with torch.no_grad():  # pseudo old pairs (x1', y2') = (G(y2), R(G(y2)))
-                pseudo = generator(b["gt"])
-                target = base(pseudo)
-            return new_loss(b) + args.replay_weight * l1(grown(pseudo, task=0), target)
-        return loss
-    if args.method == "lwf":
-        def loss(b):
-            with torch.no_grad():
-                target = base(b["lq"])
-            return new_loss(b) + args.replay_weight * l1(grown(b["lq"], task=0), target)
+            value = new_loss(b)
+            if args.method in REPLAYING:
+                with torch.no_grad():  # pseudo old pairs (x1', y2') = (G(y2), R(G(y2)))
+                    pseudo = generator(b["gt"])
+                    target = base(pseudo)
+                value = value + args.replay_weight * l1(grown(pseudo, task=0), target)
+            if args.method in DISTILLING:
+                with torch.no_grad():
+                    target = base(b["lq"])
+                value = value + args.replay_weight * l1(grown(b["lq"], task=0), target)
+            return value
         return loss
     if args.method == "ewc":
         anchor = {n: p.detach().clone() for n, p in grown.named_parameters() if n in fisher}
@@ -257,8 +271,8 @@ def train_grow(args, accelerator):
     base = LIRANetwork.from_pretrained(args.base).to(accelerator.device).eval().requires_grad_(False)
     if base.config.num_tasks != 1:
         raise SystemExit("--base must be a base network with one task; this script grows a base network once")
-    if args.method == "lira" and not args.generator:
-        raise SystemExit("--method lira needs --generator (train it with the replay-gan stage)")
+    if args.method in REPLAYING and not args.generator:
+        raise SystemExit(f"--method {args.method} needs --generator (train it with the replay-gan stage)")
     grown = warm_up(args, accelerator, base, names).train().requires_grad_(True)
     groups = grown.parameter_groups()
     rho = DEFAULT_RHO[args.method] if args.rho is None else args.rho
@@ -266,7 +280,7 @@ def train_grow(args, accelerator):
     new_task = grown.config.num_tasks - 1
 
     generator = None
-    if args.method == "lira":
+    if args.method in REPLAYING:
         generator = ResnetGenerator.from_pretrained(args.generator).to(accelerator.device).eval().requires_grad_(False)
     fisher = old_task_fisher(args, base) if args.method == "ewc" else None
     loss = grow_objective(args, grown, base, generator, fisher)
@@ -281,12 +295,17 @@ def train_grow(args, accelerator):
     save_outputs(accelerator, args, grown, old_names + names, f"uir LIRA grown network ({args.method})")
 
 
-def evaluate(args):
+def scored_photos(args) -> list[Path]:
+    """The held-out photos (or ``--data``'s), the first ``--limit`` of them."""
     try:
         files = held_out_photos(args.data)
     except FileNotFoundError as error:
         raise SystemExit(str(error)) from None
-    files = files[: args.limit] if args.limit else files
+    return files[: args.limit] if args.limit else files
+
+
+def evaluate(args):
+    files = scored_photos(args)
     saved_model_config(args.model)
     network = LIRANetwork.from_pretrained(args.model).eval()
     restore = lambda lq, pair: run_padded(lambda x: network(x, task=args.task), lq, network.size_multiple)  # noqa: E731
@@ -295,10 +314,38 @@ def evaluate(args):
     return report(rows, args.output)
 
 
+def replay_quality(args) -> list[dict]:
+    """Rows ``real`` and ``generated`` (mean PSNR of the input and of the base's output against
+    the clean photo) and the KS statistic and p-value between the per-image input PSNRs."""
+    from scipy.stats import ks_2samp
+
+    from uir.evaluation import degraded_pairs
+    from uir.metrics import psnr
+
+    files = scored_photos(args)
+    for folder in (args.generator, args.base):
+        saved_model_config(folder)
+    generator = ResnetGenerator.from_pretrained(args.generator).eval()
+    base = LIRANetwork.from_pretrained(args.base).eval()
+    scores = {"real": ([], []), "generated": ([], [])}
+    with torch.no_grad():
+        for pair in degraded_pairs(files, args.degradations, seed=args.seed, severity=args.severity):
+            fake = run_padded(generator, pair.gt, generator.size_multiple).clamp(0, 1)
+            for source, lq in (("real", pair.lq), ("generated", fake)):
+                restored = run_padded(base, lq, base.size_multiple).clamp(0, 1)
+                scores[source][0].append(float(psnr(lq, pair.gt)))
+                scores[source][1].append(float(psnr(restored, pair.gt)))
+    test = ks_2samp(scores["real"][0], scores["generated"][0])
+    rows = [{"source": source, "images": len(inputs), "psnr_in": sum(inputs) / len(inputs),
+             "psnr_base": sum(outputs) / len(outputs), "ks_statistic": float(test.statistic),
+             "ks_pvalue": float(test.pvalue)} for source, (inputs, outputs) in scores.items()]
+    return report(rows, args.output)
+
+
 def main(argv=None):
     args = parse_args(argv)
-    if args.stage == "evaluate":
-        evaluate(args)
+    if args.stage in ("evaluate", "replay-quality"):
+        {"evaluate": evaluate, "replay-quality": replay_quality}[args.stage](args)
         return
     # steps that use a subset of the parameters (one expert) need DDP to tolerate unused ones
     accelerator = make_accelerator(args, find_unused_parameters=args.stage in ("experts", "grow"))
