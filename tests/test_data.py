@@ -197,3 +197,35 @@ def test_device_synthesis_draws_the_workers_distribution(tmp_path, device):
     same = SyntheticDegradationDataset(files, ["noisy"], crop_size=48, flip=True, seed=3)
     deferred = SyntheticDegradationDataset(files, ["noisy"], crop_size=48, flip=True, seed=3, on_device=True)
     assert torch.equal(same[3]["gt"], deferred[3]["gt"]), "the same clean crop, only degraded elsewhere"
+
+
+def test_extra_photos_keep_listed_photographs_and_never_a_held_out_scene(tmp_path):
+    """train/extra_photos.py: every listed photo's original joins the training split, except the
+    originals of held-out photos; art and thumbnails never do."""
+    import csv
+
+    from .conftest import load_train_script
+
+    extra = load_train_script("extra_photos")
+    listed = list(csv.DictReader(open(extra.LIST, newline=""), delimiter="\t"))
+    photos_rows = [row for row in listed if row["kind"] == "photo"]
+    root = tmp_path / "usr" / "share"
+    for row in listed:  # every listed file, as a tiny image, where the packages put it
+        (root / row["path_in_package"]).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(root / row["path_in_package"], format="PNG")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    names = [f"p{i:02d}.png" for i in range(10)]  # p04 and p09 are held out
+    manifest = [("file", "package", "path_in_package")]
+    for name, row in zip(names, photos_rows):  # the first ten listed photos have a resized copy
+        Image.new("RGB", (8, 8)).save(photos / name)
+        manifest.append((name, row["package"] + "=1.0 (deb)", row["path_in_package"]))
+    (photos / "MANIFEST.tsv").write_text("".join("\t".join(r) + "\n" for r in manifest))
+    extra.main(["--packages_root", str(root), "--photos", str(photos), "--output_dir", str(tmp_path / "out")])
+    made = sorted(p.name for p in (tmp_path / "out").iterdir())
+    originals = [n for n in made if ".full." in n]
+    assert len(originals) == len(photos_rows) - 2
+    left_out = {extra.scene(photos_rows[i]["package"], photos_rows[i]["path_in_package"])[1] for i in (4, 9)}
+    assert not [n for n in originals if n.split("__")[1].split(".full")[0] in left_out]
+    assert [n for n in made if n.endswith(".png")] == [n for i, n in enumerate(names) if i % 5 != 4]
+    assert "SOURCES.tsv" in made and len(made) == len(originals) + 8 + 1
