@@ -13,7 +13,8 @@
 #     unified-tit, -tit-asc residual pre-training + TIT, 100 steps per stage on the new task only
 #                           (the authors' code), so every task gets 100 steps in either order
 # Needs dte.sh's pre-training and t_mat first (RUNS_DIR/pretrain-{epsilon,sample}, t_mat-*.json).
-# LANES lanes (lanes.sh) take the runs seed by seed; it ends with the mean +- sd of each arm.
+# LANES lanes (lanes.sh) take the single-task runs seed by seed, then the unified ones; it ends
+# with the mean +- sd of each arm.
 # Usage: bash train/recipes/dte_fair.sh [RUNS_DIR]  (a 500-step run takes about 2 minutes on one
 #   core, a 3000-step one about 12, a unified one 5-20)
 set -euo pipefail
@@ -52,12 +53,14 @@ unified() {  # ARM SEED
   esac
   python train/train_dte.py evaluate --limit 8 --model "$out/model" --t_mat "$R/t_mat-sample.json" --output "$out/eval.json"
 }
-lane() {
+lane() {  # the single tasks' seeds first (their differences are the small ones), then the unified arms'
   for seed in 0 1 2; do
     for task in $TASKS; do
       for arm in scratch sample epsilon; do once "$F/$task-$arm-seed$seed" single "$task" "$arm" "$seed"; done
     done
-    for arm in scratch mix tit tit-asc; do once "$F/unified-$arm-seed$seed" unified "$arm" "$seed"; done
+  done
+  for seed in 0 1 2; do
+    for arm in mix tit tit-asc scratch; do once "$F/unified-$arm-seed$seed" unified "$arm" "$seed"; done
   done
 }
 in_lanes "$F" lane
