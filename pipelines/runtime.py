@@ -48,7 +48,7 @@ def why_not_runtime(saved: SavedPipeline | None) -> str | None:
         if saved.component("router") != ROUTER_CLASS or saved.weights("router") is None:
             return f"router {saved.class_path('router')} is not a DegradationRouter in safetensors"
         if not RuntimeRouter.supports(saved.configs.get("router", {})):
-            return "the router's vision tower has options VisionTower lacks"
+            return "the router's vision tower has options the runtime's towers (uir.networks.clip_vision) lack"
     if saved.component("experts") not in (None, EXPERTS_CLASS):
         return f"experts of class {saved.class_path('experts')}"
     return None

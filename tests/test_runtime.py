@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from uir.lora import ExpertError, ExpertList
-from uir.networks.clip_vision import VisionTower, supported_vision_config
+from uir.networks.clip_vision import ResNetTower, VisionTower, supported_vision_config
 from uir.pipelines.loading import default_model_dir
 from uir.pipelines.runtime import RuntimeRestorerPipeline, why_not_runtime
 from uir.pipelines.saved import read_saved_pipeline
 from uir.networks.router import RuntimeRouter
-from uir.testing import TINY_CONVNET_CLIP
+from uir.testing import TINY_CLIP, TINY_CONVNET_CLIP
 
 
 @pytest.mark.parametrize("quick_gelu, mlp_ratio", [(False, 4.0), (True, 2.0)])
@@ -33,13 +33,48 @@ def test_vision_tower_equals_open_clips_vision_transformer(quick_gelu, mlp_ratio
         assert torch.allclose(tower(pixels), clip.visual(pixels), atol=1e-5)
 
 
+def randomise(module, seed=0):
+    """Random weights (variance-preserving) and BatchNorm statistics: no zero or identity
+    initialisation left to hide a mistake, and outputs that depend on the image."""
+    generator = torch.Generator().manual_seed(seed)
+    for name, tensor in module.state_dict().items():
+        if not tensor.is_floating_point():
+            continue
+        noise = torch.randn(tensor.shape, generator=generator)
+        if name.endswith("running_var"):
+            tensor.copy_(1 + 0.2 * noise.abs())
+        elif tensor.dim() > 1:  # convolution and projection weights
+            tensor.copy_(noise / tensor[0].numel() ** 0.5)
+        else:  # BatchNorm scales near 1; biases and means near 0
+            tensor.copy_((1.0 if name.endswith("weight") else 0.0) + 0.1 * noise)
+
+
+def test_resnet_tower_equals_open_clips_modified_resnet():
+    import open_clip
+
+    clip = open_clip.CLIP(embed_dim=24, vision_cfg=TINY_CONVNET_CLIP["vision_cfg"], text_cfg=TINY_CLIP["text_cfg"])
+    randomise(clip.visual)
+    clip.visual.eval()
+    tower = ResNetTower(TINY_CONVNET_CLIP["vision_cfg"], embed_dim=24).eval()
+    tower.load_state_dict(clip.visual.state_dict())  # strict: the same names and shapes, buffers too
+    pixels = torch.randn(3, 3, 1, 1) + 0.5 * torch.randn(3, 3, 32, 32)  # global pooling: images of unlike colours
+    with torch.no_grad():
+        expected = clip.visual(pixels)
+        assert torch.allclose(tower(pixels), expected, atol=1e-5)
+    assert (expected[0] - expected[1]).abs().max() > 0.01 * expected.abs().max(), "the embedding ignores the image"
+
+
 def test_vision_configs_the_tower_does_not_implement_are_refused():
     assert supported_vision_config({"width": 64, "layers": 2, "image_size": 32})
     assert not supported_vision_config({"width": 64, "ls_init_value": 0.1})
     assert not supported_vision_config({"width": 64, "image_size": [32, 48]})
-    assert not supported_vision_config(TINY_CONVNET_CLIP["vision_cfg"]), "a ConvNet tower goes to open_clip"
+    assert supported_vision_config(TINY_CONVNET_CLIP["vision_cfg"])
+    assert not supported_vision_config({**TINY_CONVNET_CLIP["vision_cfg"], "layers": [1, 1, 1]})
+    assert not supported_vision_config({**TINY_CONVNET_CLIP["vision_cfg"], "patch_size": 8})
     with pytest.raises(ValueError, match="ls_init_value"):
         VisionTower({"width": 64, "ls_init_value": 0.1}, embed_dim=8)
+    with pytest.raises(ValueError, match="four stages"):
+        ResNetTower({"width": 8, "layers": [1, 1]}, embed_dim=8)
 
 
 def read_saved_config(folder):
@@ -48,21 +83,24 @@ def read_saved_config(folder):
     return load_json_object(folder / "config.json")
 
 
-@pytest.mark.parametrize("use_controller", [True, False])
-def test_runtime_router_routes_as_the_saved_router(tmp_path, use_controller):
+@pytest.mark.parametrize("use_controller, tower", [(True, "vit"), (False, "vit"), (True, "convnet"), (False, "convnet")])
+def test_runtime_router_routes_as_the_saved_router(tmp_path, use_controller, tower):
     from uir.testing import tiny_router
 
     router = tiny_router(vocabulary=["noisy", "hazy", "rainy", "clean"], use_controller=use_controller, crop_grid=2,
-                         min_confidence=0.3).eval()
+                         min_confidence=0.3, clip_config=TINY_CLIP if tower == "vit" else TINY_CONVNET_CLIP).eval()
+    if tower == "convnet":  # trained BatchNorm statistics, which eval mode uses
+        randomise(router.clip.visual, seed=1)
     if use_controller:  # non-zero: the controller's tower must differ from the frozen CLIP tower's
         for parameter in router.controller.visual.parameters():
             parameter.data.add_(0.05 * torch.randn_like(parameter))
     router.save_pretrained(tmp_path)
     runtime = RuntimeRouter.from_config(read_saved_config(tmp_path), tmp_path / "diffusion_pytorch_model.safetensors")
-    images = torch.rand(2, 3, 80, 100)  # larger than the input size: crop correction runs
+    images = 0.5 * torch.rand(2, 3, 1, 1) + 0.5 * torch.rand(2, 3, 80, 100)  # larger than the input: crops run
     with torch.no_grad():
         expected, got = router(images), runtime(images)
     assert torch.allclose(got.probabilities, expected.probabilities, atol=1e-5)
+    assert (expected.probabilities[0] - expected.probabilities[1]).abs().max() > 1e-3, "routing ignores the image"
     assert got.names == expected.names and torch.equal(got.known, expected.known)
 
 

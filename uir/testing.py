@@ -141,11 +141,13 @@ def full_size_uir_lora_pipeline(tokenizer_dir, seed: int = 0):
                            DDPMScheduler(**SD_TURBO_SCHEDULER))
 
 
-def tiny_router(vocabulary=DEFAULT_VOCABULARY, use_controller: bool = True, seed: int = 0, **kwargs):
+def tiny_router(vocabulary=DEFAULT_VOCABULARY, use_controller: bool = True, seed: int = 0, clip_config=TINY_CLIP,
+                **kwargs):
     from .models.router import DegradationRouter
 
     torch.manual_seed(seed)
-    router = DegradationRouter(clip_config=TINY_CLIP, vocabulary=list(vocabulary), use_controller=use_controller, **kwargs)
+    router = DegradationRouter(clip_config=clip_config, vocabulary=list(vocabulary), use_controller=use_controller,
+                               **kwargs)
     router.refresh_bank()
     return router
 

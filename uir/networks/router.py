@@ -8,7 +8,7 @@ confidence. Two routers share it:
 * :class:`uir.models.router.DegradationRouter`: the diffusers component, with open_clip's CLIP, the
   text tower and training;
 * :class:`RuntimeRouter`: a saved router's vision tower and bank alone
-  (:class:`~uir.networks.clip_vision.VisionTower`), for the diffusers-free runtime
+  (:func:`~uir.networks.clip_vision.vision_tower`), for the diffusers-free runtime
   (:mod:`uir.pipelines.runtime`).
 """
 
@@ -23,7 +23,7 @@ from torch import nn
 
 from ..files import load_safetensors
 from . import load_weights
-from .clip_vision import VisionTower, supported_vision_config
+from .clip_vision import supported_vision_config, vision_tower
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -113,13 +113,13 @@ class RuntimeRouter(RouterInference, nn.Module):
         super().__init__()
         clip = config["clip_config"]
         self.config = SimpleNamespace(**config)
-        self.tower = VisionTower(clip["vision_cfg"], clip["embed_dim"], quick_gelu=config.get("quick_gelu", False))
+        self.tower = vision_tower(clip["vision_cfg"], clip["embed_dim"], quick_gelu=config.get("quick_gelu", False))
         self.logit_scale = nn.Parameter(torch.zeros(()), requires_grad=False)
         self.register_buffer("degradation_bank", torch.zeros(len(config["vocabulary"]), clip["embed_dim"]))
 
     @staticmethod
     def supports(config: dict) -> bool:
-        """Whether a saved router's ``config.json`` describes a tower :class:`VisionTower` builds."""
+        """Whether a saved router's ``config.json`` describes a tower :func:`vision_tower` builds."""
         vision_cfg = config.get("clip_config", {}).get("vision_cfg")
         return vision_cfg is not None and supported_vision_config(vision_cfg)
 
@@ -133,7 +133,7 @@ class RuntimeRouter(RouterInference, nn.Module):
         load_weights(router.tower, {k.removeprefix(tower): v for k, v in state.items() if k.startswith(tower)}, weights)
         router.logit_scale.data = state["logit_scale"].clone()
         router.degradation_bank = state["degradation_bank"].clone()
-        return router
+        return router.eval()  # a ConvNet tower's BatchNorm uses its saved statistics
 
     @property
     def input_size(self) -> int:
