@@ -21,7 +21,10 @@ def photos(tmp_path, sample):
 
 def _interrupt(command, when, cwd) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # Ctrl-C's default action in the child, even when this suite runs where SIGINT is ignored (a
+    # background job of a shell without job control): an ignored SIGINT is inherited across exec
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     if when == "start-up":
         time.sleep(0.3)  # importing torch
     else:
