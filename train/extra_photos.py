@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import shutil
+import io
 import sys
 from pathlib import Path
 
 from uir.boundary import run_script
 from uir.data import link_photos, split_photos
+from uir.files import atomic_write
 
 LIST = Path(__file__).resolve().parent / "recipes" / "extra_photos.tsv"
 
@@ -69,14 +70,14 @@ def main(argv=None):
         name = f"{key[0]}__{key[1]}.full{original.suffix.lower()}"
         target = args.output_dir / name
         if not target.exists():
-            shutil.copyfile(original, target.with_suffix(".part"))
-            target.with_suffix(".part").replace(target)
+            atomic_write(target, lambda stream: stream.write(original.read_bytes()))
         sources.append({"file": name, "source": f"{row['package']}: {row['path_in_package']} ({row['size']})"
                                                 + (f", the original of {copy}" if copy else ", new")})
-    with open(args.output_dir / "SOURCES.tsv", "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=["file", "source"], delimiter="\t")
-        writer.writeheader()
-        writer.writerows(sources)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=["file", "source"], delimiter="\t")
+    writer.writeheader()
+    writer.writerows(sources)
+    atomic_write(args.output_dir / "SOURCES.tsv", lambda stream: stream.write(table.getvalue().encode()))
     kept = sum(1 for s in sources if s["file"].count(".full."))
     print(f"{args.output_dir}: {len(train)} training photos and {kept} full-resolution originals "
           f"({sum(1 for s in sources if not s['file'])} left out: held out)")

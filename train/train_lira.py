@@ -244,18 +244,20 @@ def grow_objective(args, grown: LIRANetwork, base: LIRANetwork, generator=None, 
     def new_loss(b):
         return l1(grown(b["lq"]), b["gt"])
 
+    def kept_old(x):  # the grown network's old task on x, pulled toward the frozen base's output
+        with torch.no_grad():
+            target = base(x)
+        return args.replay_weight * l1(grown(x, task=0), target)
+
     if args.method in REPLAYING + DISTILLING:
         def loss(b):
             value = new_loss(b)
             if args.method in REPLAYING:
-                with torch.no_grad():  # pseudo old pairs (x1', y2') = (G(y2), R(G(y2)))
+                with torch.no_grad():  # pseudo old inputs x1' = G(y2), labelled R(x1') by kept_old
                     pseudo = generator(b["gt"])
-                    target = base(pseudo)
-                value = value + args.replay_weight * l1(grown(pseudo, task=0), target)
+                value = value + kept_old(pseudo)
             if args.method in DISTILLING:
-                with torch.no_grad():
-                    target = base(b["lq"])
-                value = value + args.replay_weight * l1(grown(b["lq"], task=0), target)
+                value = value + kept_old(b["lq"])
             return value
         return loss
     if args.method == "ewc":

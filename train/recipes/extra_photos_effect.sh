@@ -7,7 +7,6 @@
 set -euo pipefail
 R=${1:-runs}
 E="$R/photos-extra-effect"
-PHOTOS=${UIR_PHOTOS:-../shared/photos}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 [ -d "$R/photos-extra" ] || { echo "extra_photos_effect.sh: run train/recipes/extra_photos.sh $R/photos-extra first" >&2; exit 2; }
 # shellcheck source=train/recipes/lanes.sh
@@ -19,8 +18,7 @@ arm() {  # ARM SEED
     --train_batch_size 8 --learning_rate 1e-3 --max_train_steps "${STEPS:-1000}" --seed "$2" "${data[@]}" \
     --checkpointing_steps 250 --checkpoints_total_limit 1 --resume_from_checkpoint latest --validation_steps 0 \
     --num_validation_images 0 --output_dir "$run"
-  uir eval --model "$run/pipeline" --data "$PHOTOS" --held-out -o "$run/scores"
-  cp "$run/scores/scores.json" "$run/eval.json"
+  held_out_scores "$run" --model "$run/pipeline"
 }
 lane() {
   for seed in 0 1 2; do

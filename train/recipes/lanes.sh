@@ -21,3 +21,13 @@ in_lanes() {
   for _ in $(seq "${LANES:-2}"); do "$2" & done
   wait
 }
+
+# held_out_scores RUN UIR-EVAL-OPTIONS...: `uir eval` on the held-out split of UIR_PHOTOS (default
+# ../shared/photos; LIMIT photos when set) into RUN/scores, and its rows as RUN/eval.json, the
+# file that marks RUN finished and that train/summarize_seeds.py reads
+held_out_scores() {
+  local run=$1
+  shift
+  uir eval "$@" --data "${UIR_PHOTOS:-../shared/photos}" --held-out ${LIMIT:+--limit "$LIMIT"} -o "$run/scores"
+  cp "$run/scores/scores.json" "$run/eval.json"
+}

@@ -22,12 +22,6 @@ read -r -a EXTRA_ARGS <<< "${EXTRA:-}"
 C+=("${EXTRA_ARGS[@]}")
 # shellcheck source=train/recipes/lanes.sh
 . "$(dirname "$0")/lanes.sh"
-score() {  # RUN uir-eval-options...
-  local run=$1
-  shift
-  uir eval "$@" --data "${UIR_PHOTOS:-../shared/photos}" --held-out ${LIMIT:+--limit "$LIMIT"} -o "$run/scores"
-  cp "$run/scores/scores.json" "$run/eval.json"  # the rows, as summarize_seeds.py reads them
-}
 base() {  # SEED STEPS RUN
   $LAUNCH train/train_restorer.py --degradations all --max_train_steps "$2" --seed "$1" "${C[@]}" --output_dir "$3"
 }
@@ -35,14 +29,14 @@ arm() {  # ARM SEED
   local run="$R/$1-seed$2"
   case $1 in
     base) base "$2" "$B" "$run"
-          score "$run" --model "$run/pipeline";;
+          held_out_scores "$run" --model "$run/pipeline";;
     experts) [ -f "$R/base-seed$2/eval.json" ] || { echo "the base of seed $2 is not finished" >&2; return 1; }
              $LAUNCH train/train_uir_lora.py --pretrained_model_name_or_path "$R/base-seed$2/pipeline" \
                --degradations all --max_train_steps "$E" --seed "$2" "${C[@]}" --output_dir "$run"
-             score "$run" --model "$R/base-seed$2/pipeline" --oracle \
+             held_out_scores "$run" --model "$R/base-seed$2/pipeline" --oracle \
                --experts "$(find "$run/experts" -mindepth 1 -maxdepth 1 -type d | sort | paste -sd,)";;
     base-long) base "$2" "$((B + E))" "$run"
-               score "$run" --model "$run/pipeline";;
+               held_out_scores "$run" --model "$run/pipeline";;
   esac
 }
 lane() {

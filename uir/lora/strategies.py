@@ -103,11 +103,10 @@ def check_low_confidence(policy: str) -> str:
 def expected_gain_table(samples) -> dict:
     """The table of the expected-gain rule from measured ``(top class, known, candidate, gain
     in dB)`` samples: ``{class: {"known"|"unsure": {candidate: [mean, standard error, count]}}}``
-    (a candidate measured once has an infinite standard error)."""
+    (a candidate measured once has an infinite standard error), checked by
+    :func:`check_expected_gain_table`."""
     groups: dict = {}
     for name, known, candidate, gain in samples:
-        if candidate not in GAIN_CANDIDATES:
-            raise ValueError(f"unknown candidate {candidate!r}; valid choices: {', '.join(GAIN_CANDIDATES)}")
         groups.setdefault(name, {}).setdefault(GAIN_BINS[0] if known else GAIN_BINS[1], {}).setdefault(
             candidate, []).append(float(gain))
     table = {}
@@ -118,7 +117,7 @@ def expected_gain_table(samples) -> dict:
                 error = float(values.std() / len(gains) ** 0.5) if len(gains) > 1 else float("inf")
                 table.setdefault(name, {}).setdefault(bin_name, {})[candidate] = [float(values.mean()), error,
                                                                                    len(gains)]
-    return table
+    return check_expected_gain_table(table)
 
 
 def check_expected_gain_table(table: dict) -> dict:
