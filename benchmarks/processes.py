@@ -50,7 +50,7 @@ def main(argv=None) -> None:
                               mode="bicubic").clamp(0, 1)[0]
         for i in range(args.images):
             save_image(photo, folder / f"{i:04d}.png")
-        restore = ["-m", "uir.cli", "restore", str(folder), "--batch-size", "1"]
+        restore = ["-m", "uir", "restore", str(folder), "--batch-size", "1"]
         single = timed([sys.executable, *restore, "-o", str(Path(tmp) / "one")],
                        {**os.environ, "OMP_NUM_THREADS": str(threads)}, Path(tmp))
         env = {**os.environ, "ACCELERATE_USE_CPU": "true" if not torch.cuda.is_available() else "false",

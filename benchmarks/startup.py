@@ -80,7 +80,7 @@ def main(argv=None) -> None:
         photo = Path(tmp) / "photo.png"
         image = load_image(sample_image_path())[None]
         save_image(F.interpolate(image, size=(args.size, args.size), mode="bicubic").clamp(0, 1)[0], photo)
-        uir = [sys.executable, "-m", "uir.cli"]
+        uir = [sys.executable, "-m", "uir"]
         floor = wall([sys.executable, "-c", "import torch"], args.repeats)
         rows = [("import torch", floor)]
         rows += [(f"import torch; {line}", wall([sys.executable, "-c", f"import torch; {line}"], args.repeats))

@@ -16,7 +16,7 @@ def _run(capsys, *argv):
 
 
 def test_console_script_help():
-    result = subprocess.run([sys.executable, "-m", "uir.cli", "--help"], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-m", "uir", "--help"], capture_output=True, text=True, check=True)
     assert "degrade" in result.stdout and "info" in result.stdout
 
 

@@ -277,11 +277,11 @@ def test_readme_main_job_runs_and_runs_again(tmp_path, monkeypatch):
 
 
 def _launch_two(argv, tmp_path):
-    return launch_two_cpu_processes(["-m", "uir.cli", *argv], cwd=tmp_path)
+    return launch_two_cpu_processes(["-m", "uir", *argv], cwd=tmp_path)
 
 
 def test_two_processes_restore_every_input_once_and_resume(model_dir, tmp_path, sample, capsys):
-    """``accelerate launch -m uir.cli restore``: two CPU processes split the inputs, the outputs
+    """``accelerate launch -m uir restore``: two CPU processes split the inputs, the outputs
     equal one process's, one summary is printed, and --skip-existing resumes a stopped run."""
     folder = tmp_path / "in"
     for i in range(6):
@@ -310,7 +310,7 @@ def test_two_processes_restore_every_input_once_and_resume(model_dir, tmp_path, 
 
 
 def test_two_processes_evaluate_like_one(model_dir, tmp_path, sample):
-    """``accelerate launch -m uir.cli eval``: each process scores a share (the same degradations
+    """``accelerate launch -m uir eval``: each process scores a share (the same degradations
     as one process draws) and the main process writes the merged table."""
     import json
 

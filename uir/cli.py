@@ -207,7 +207,3 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "UsageError", "build_parser", "main"]
-
-
-if __name__ == "__main__":
-    sys.exit(main())
