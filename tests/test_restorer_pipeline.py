@@ -39,6 +39,40 @@ def test_nafnet_starts_as_identity_and_round_trips(tmp_path):
         model(_images(h=30, w=32))
 
 
+def _random_blocks(model):
+    """A NAFNet whose blocks are not the identity they start as (beta and gamma drawn)."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith(("beta", "gamma")):
+                parameter.normal_()
+    return model
+
+
+@pytest.mark.parametrize("upsampling", ["pixel-shuffle", "bilinear"])
+def test_bilinear_upsampling_draws_no_2px_grid_on_a_flat_image(tmp_path, upsampling):
+    """The periodic grid of docs/default-model.md: PixelShuffle puts four channels at the four
+    pixels of each 2x2 cell, so a flat image comes back with a 2-px pattern; bilinear upsampling
+    keeps the four equal away from the borders. Either loads back through diffusers and through
+    the plain-torch runtime with its ``upsampling``."""
+    from uir.pipelines.loading import load_pipeline
+
+    torch.manual_seed(0)
+    model = _random_blocks(NAFNet(**TINY_NAFNET, upsampling=upsampling))
+    flat = torch.full((1, 3, 128, 128), 0.55)
+    with torch.no_grad():
+        inside = model(flat)[0, :, 32:96, 32:96]
+    phases = torch.stack([inside[:, i::2, j::2] for i in (0, 1) for j in (0, 1)])
+    spread = float((phases.amax(0) - phases.amin(0)).max())
+    assert (spread < 1e-5) == (upsampling == "bilinear"), spread
+    RestorerPipeline(model, router=None).save_pretrained(tmp_path)
+    for runtime in (False, True):
+        with torch.no_grad():
+            got = load_pipeline(str(tmp_path), runtime=runtime).restorer(flat)
+            assert torch.allclose(got, model(flat), atol=1e-5), float((got - model(flat)).abs().max())
+    with pytest.raises(ValueError, match="upsampling must be one of"):
+        NAFNet(**TINY_NAFNET, upsampling="nearest")
+
+
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_nafnet_block_in_bands_equals_the_whole_map(monkeypatch, layout):
     """Inference runs a tall map in bands of rows (a one-row halo for the 3x3 conv, the channel

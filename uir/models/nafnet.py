@@ -25,8 +25,8 @@ class NAFNet(core.NAFNet, ModelMixin, ConfigMixin, PeftAdapterMixin):
 
     @register_to_config
     def __init__(self, in_channels: int = 3, width: int = 16, encoder_blocks: tuple = (1, 1, 2),
-                 middle_blocks: int = 2, decoder_blocks: tuple = (1, 1, 1)):
-        super().__init__(in_channels, width, encoder_blocks, middle_blocks, decoder_blocks)
+                 middle_blocks: int = 2, decoder_blocks: tuple = (1, 1, 1), upsampling: str = "pixel-shuffle"):
+        super().__init__(in_channels, width, encoder_blocks, middle_blocks, decoder_blocks, upsampling)
 
 
 __all__ = ["EXPERT_TARGETS", "LayerNorm2d", "NAFBlock", "NAFNet"]

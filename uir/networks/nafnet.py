@@ -5,7 +5,7 @@ Each block is ``x + beta * project(SCA(SimpleGate(depthwise(expand(LN(x))))))`` 
 channels in two halves and multiplies them, and SCA scales channels by a 1x1 conv of their
 global average. ``beta`` and ``gamma`` start at zero, so every block starts as the identity.
 Encoders halve the resolution with a stride-2 2x2 conv and double the channels; decoders undo
-it with a 1x1 conv and PixelShuffle and add the encoder skip. The output adds the input
+it (:data:`UPSAMPLINGS`) and add the encoder skip. The output adds the input
 (global residual), so the network predicts a correction.
 
 The 1x1 convolutions (``expand``, ``project``, ``ffn_expand``, ``ffn_project``) and the
@@ -112,6 +112,25 @@ class NAFBlock(nn.Module):
         return out
 
 
+#: how a decoder doubles the resolution and halves the channels. ``pixel-shuffle`` (the published
+#: NAFNet): a 1x1 conv to twice the channels, then PixelShuffle(2), which puts four different
+#: channels at the four pixels of every 2x2 cell, so even a flat map comes back with a
+#: 2-px pattern (the periodic grid of docs/default-model.md). ``bilinear``: a 1x1 conv to half
+#: the channels, then bilinear interpolation (the two commute), which maps a flat map to a flat
+#: one.
+UPSAMPLINGS = ("pixel-shuffle", "bilinear")
+
+
+def upsampler(channels: int, upsampling: str) -> nn.Module:
+    """A decoder's upsampling from ``channels`` to ``channels // 2`` at twice the resolution."""
+    if upsampling == "pixel-shuffle":
+        return nn.Sequential(nn.Conv2d(channels, channels * 2, 1, bias=False), nn.PixelShuffle(2))
+    if upsampling == "bilinear":
+        return nn.Sequential(nn.Conv2d(channels, channels // 2, 1, bias=False),
+                             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
+    raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLINGS)}, got {upsampling!r}")
+
+
 class NAFNet(nn.Module):
     """A NAFNet image restorer; inputs and outputs are (B,C,H,W) in [0, 1].
 
@@ -121,6 +140,7 @@ class NAFNet(nn.Module):
         encoder_blocks: blocks per encoder level (its length is the number of levels).
         middle_blocks: blocks at the lowest resolution.
         decoder_blocks: blocks per decoder level, same length as ``encoder_blocks``.
+        upsampling: the decoders' upsampling, one of :data:`UPSAMPLINGS`.
 
     Input sizes must be multiples of ``size_multiple`` (``2 ** levels``); the pipelines pad.
     """
@@ -129,7 +149,7 @@ class NAFNet(nn.Module):
     dlnet_split = "ending"  # DL-Net: z is the last feature map, h the output conv plus the residual
 
     def __init__(self, in_channels: int = 3, width: int = 16, encoder_blocks: tuple = (1, 1, 2),
-                 middle_blocks: int = 2, decoder_blocks: tuple = (1, 1, 1)):
+                 middle_blocks: int = 2, decoder_blocks: tuple = (1, 1, 1), upsampling: str = "pixel-shuffle"):
         super().__init__()
         if len(encoder_blocks) != len(decoder_blocks):
             raise ValueError("encoder_blocks and decoder_blocks need the same number of levels")
@@ -143,7 +163,7 @@ class NAFNet(nn.Module):
             channels *= 2
         self.middle = nn.Sequential(*(NAFBlock(channels) for _ in range(middle_blocks)))
         for count in decoder_blocks:
-            self.ups.append(nn.Sequential(nn.Conv2d(channels, channels * 2, 1, bias=False), nn.PixelShuffle(2)))
+            self.ups.append(upsampler(channels, upsampling))
             channels //= 2
             self.decoders.append(nn.Sequential(*(NAFBlock(channels) for _ in range(count))))
 
@@ -172,4 +192,4 @@ class NAFNet(nn.Module):
         return self.ending(feature).add_(x)
 
 
-__all__ = ["BAND_VALUES", "EXPERT_TARGETS", "LayerNorm2d", "NAFBlock", "NAFNet"]
+__all__ = ["BAND_VALUES", "EXPERT_TARGETS", "UPSAMPLINGS", "LayerNorm2d", "NAFBlock", "NAFNet", "upsampler"]
