@@ -84,6 +84,31 @@ def test_ctrl_c_while_the_command_modules_load_is_one_line_exit_130(monkeypatch,
     assert capsys.readouterr().err == "uir: interrupted\n"
 
 
+@pytest.mark.parametrize("nested", [False, True])
+def test_a_ctrl_c_that_a_library_turns_into_another_error_is_still_the_interrupt(capsys, nested):
+    """numpy, cut short by a Ctrl-C while it loads, fails the next import with ImportError
+    ("cannot load module more than once per process"): the boundary reports the interrupt, also
+    from the command's boundary inside the entry point's; an error with no Ctrl-C stays an error."""
+    from uir.boundary import guarded
+
+    def library_load():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            raise ImportError("cannot load module more than once per process") from None
+
+    def failing():
+        raise ImportError("no such module")
+
+    for body, code, line in [(library_load, 130, "uir: interrupted"),
+                             (failing, 1, "uir: error: ImportError: no such module (UIR_DEBUG=1 shows the traceback)")]:
+        run = (lambda: guarded(body, "uir")) if nested else body
+        assert guarded(run, "uir") == code
+        assert capsys.readouterr().err.strip() == line
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_a_full_stdout_is_one_line_not_a_crash():
     with open("/dev/full", "w") as full:

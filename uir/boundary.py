@@ -17,7 +17,9 @@ import argparse
 import errno
 import math
 import os
+import signal
 import sys
+import threading
 from typing import Callable
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -60,40 +62,85 @@ def guarded(body: Callable[[], int | None], prog: str, debug: bool = False) -> i
         end_distributed()
 
 
+class _InterruptWatch:
+    """Notes whether a Ctrl-C arrived while it is entered, and raises KeyboardInterrupt for it as
+    Python does. A library may turn that KeyboardInterrupt into another error (numpy, cut short
+    while loading, fails its next import with ImportError "cannot load module more than once");
+    the boundary then still reports the interrupt. Only in the main thread, and only where
+    SIGINT has Python's own handler (an ignored SIGINT stays ignored); a watch entered inside
+    another (the entry point's boundary around the command's) reads the outer one's note."""
+
+    def __init__(self):
+        self._fired, self._previous, self._outer = False, None, None
+
+    @property
+    def fired(self) -> bool:
+        return self._fired or (self._outer is not None and self._outer.fired)
+
+    def _on_sigint(self, signum, frame):
+        self._fired = True
+        signal.default_int_handler(signum, frame)
+
+    def __enter__(self) -> "_InterruptWatch":
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        handler = signal.getsignal(signal.SIGINT)
+        if isinstance(getattr(handler, "__self__", None), _InterruptWatch):
+            self._outer = handler.__self__
+        elif handler is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def _guarded(body: Callable[[], int | None], prog: str, debug: bool) -> int:
+    interrupts = _InterruptWatch()
     try:
-        code = body()
+        with interrupts:
+            code = body()
         return EXIT_OK if code is None else int(code)
-    except UsageError as error:
-        print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:  # output piped into a command that stopped reading, e.g. head
-        _silence_stdout()
-        return EXIT_OK
+        return _report_interrupt(prog)
     except SystemExit as stop:  # argparse's usage errors (printed already), or sys.exit("message")
         if isinstance(stop.code, str):
             print(f"{prog}: error: {stop.code}", file=sys.stderr)
             return EXIT_PARTIAL
         return EXIT_OK if stop.code is None else int(stop.code)
-    except MemoryError:
-        print(f"{prog}: error: out of memory; use smaller images or --tile-size, or fewer at once", file=sys.stderr)
-        return EXIT_PARTIAL
-    except OSError as error:
-        if error.errno == errno.ENOSPC and error.filename is None:  # stdout on a full device
-            _silence_stdout()
-            print(f"{prog}: error: cannot write the output: no space left on the device", file=sys.stderr)
-        else:
-            print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
-        return EXIT_PARTIAL
     except Exception as error:
-        if debug:
+        if interrupts.fired:  # the Ctrl-C, turned into another error on its way up
+            return _report_interrupt(prog)
+        if debug and not isinstance(error, (UsageError, MemoryError, OSError)):
             raise
+        return _report_error(error, prog)
+
+
+def _report_interrupt(prog: str) -> int:
+    print(f"{prog}: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _report_error(error: Exception, prog: str) -> int:
+    """One line on stderr for ``error``; the exit code."""
+    if isinstance(error, UsageError):
+        print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
+    if isinstance(error, BrokenPipeError):  # output piped into a command that stopped reading, e.g. head
+        _silence_stdout()
+        return EXIT_OK
+    if isinstance(error, MemoryError):
+        print(f"{prog}: error: out of memory; use smaller images or --tile-size, or fewer at once", file=sys.stderr)
+    elif isinstance(error, OSError) and error.errno == errno.ENOSPC and error.filename is None:  # stdout, full device
+        _silence_stdout()
+        print(f"{prog}: error: cannot write the output: no space left on the device", file=sys.stderr)
+    elif isinstance(error, OSError):
+        print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
+    else:
         print(f"{prog}: error: {type(error).__name__}: {_one_line(error)} ({DEBUG_ENV}=1 shows the traceback)",
               file=sys.stderr)
-        return EXIT_PARTIAL
+    return EXIT_PARTIAL
 
 
 def _silence_stdout() -> None:
