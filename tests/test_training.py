@@ -402,3 +402,25 @@ def test_fit_expected_gains_measures_each_candidate_and_saves_the_table(tmp_path
     first = next(degraded_pairs(sorted(photos.iterdir()), pipe.router.vocabulary, seed=0, severity="random"))
     base = pipe(first.lq, weights={}, fill_missing=False, output_type="pt").images
     assert record["samples"][0][2:] == ["base", pytest.approx((psnr(base, first.gt) - psnr(first.lq, first.gt)).item())]
+
+
+def test_seed_summary_gives_mean_and_sd_and_a_per_seed_mean_over_types(tmp_path, train_script, capsys):
+    """train/summarize_seeds.py: the statistics module's mean and sample sd over the seeds; a
+    run without a ``mean`` row gets each seed's mean over its degradations, one with it keeps it."""
+    import json
+    import statistics
+
+    summarize = train_script("summarize_seeds")
+    runs = {"a-seed0": {"noisy": 20.0, "hazy": 10.0}, "a-seed1": {"noisy": 22.0, "hazy": 13.0},
+            "b-seed0": {"noisy": 30.0, "mean": 99.0}}
+    for run, psnr in runs.items():
+        (tmp_path / run).mkdir()
+        rows = [{"level": "moderate", "degradation": k, "psnr_out": v} for k, v in psnr.items()]
+        (tmp_path / run / "eval.json").write_text(json.dumps(rows))
+    scores = summarize.collect(tmp_path)
+    assert scores["a"][("moderate", "noisy")] == [20.0, 22.0]
+    assert scores["a"][("moderate", "mean")] == [15.0, 17.5]
+    assert scores["b"] == {("moderate", "noisy"): [30.0], ("moderate", "mean"): [99.0]}
+    summarize.main([str(tmp_path), "--arms", "a"])
+    line = [x for x in capsys.readouterr().out.splitlines() if " mean " in x][0]
+    assert line.split()[-3:] == [f"{statistics.mean([15.0, 17.5]):.2f}", "+-", f"{statistics.stdev([15.0, 17.5]):.2f}"]

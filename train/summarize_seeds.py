@@ -6,7 +6,9 @@
 Reads ``ROOT/<arm>-seed<k>/eval.json`` (the rows ``train_dte.py evaluate`` or ``uir eval``
 writes; the latter have no level) and prints,
 per arm, level and degradation, the number of seeds and the held-out PSNR's mean +- standard
-deviation (0 for one seed). Arms are listed in the order given, or by name.
+deviation (0 for one seed). Where a run scores several degradations at a level and has no
+``mean`` row of its own (``train_dte.py evaluate``), each seed's mean over them is added as
+one. Arms are listed in the order given, or by name.
 """
 
 from __future__ import annotations
@@ -31,8 +33,14 @@ def collect(root: Path) -> dict[str, dict[tuple[str, str], list[float]]]:
         if match is None:
             continue
         rows = scores.setdefault(match["arm"], {})
+        levels: dict[str, dict[str, float]] = {}
         for row in json.loads(file.read_text()):
-            rows.setdefault((row.get("level", "-"), row["degradation"]), []).append(row["psnr_out"])
+            levels.setdefault(row.get("level", "-"), {})[row["degradation"]] = row["psnr_out"]
+        for level, psnr in levels.items():
+            if len(psnr) > 1 and "mean" not in psnr:
+                psnr["mean"] = statistics.mean(psnr.values())
+            for name, value in psnr.items():
+                rows.setdefault((level, name), []).append(value)
     return scores
 
 
