@@ -13,7 +13,7 @@
 #     unified-tit, -tit-asc residual pre-training + TIT, 100 steps per stage on the new task only
 #                           (the authors' code), so every task gets 100 steps in either order
 # Needs dte.sh's pre-training and t_mat first (RUNS_DIR/pretrain-{epsilon,sample}, t_mat-*.json).
-# LANES lanes (lanes.sh) take the single-task runs seed by seed, then the unified ones; it ends
+# LANES lanes (lanes.sh) take the single-task runs seed by seed, then the unified ones arm by arm; it ends
 # with the mean +- sd of each arm.
 # Usage: bash train/recipes/dte_fair.sh [RUNS_DIR]  (a 500-step run takes about 2 minutes on one
 #   core, a 3000-step one about 12, a unified one 5-20)
@@ -22,7 +22,7 @@ R=${1:-runs/dte}
 F="$R/fair"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 LAUNCH="accelerate launch --num_processes 1 --cpu train/train_dte.py"
-C="--checkpointing_steps 250 --resume_from_checkpoint latest --validation_steps 0"
+C="--checkpointing_steps 250 --checkpoints_total_limit 1 --resume_from_checkpoint latest --validation_steps 0"
 TASKS="noisy hazy motion-blurry"
 for need in pretrain-epsilon/model pretrain-sample/model t_mat-epsilon.json t_mat-sample.json; do
   [ -e "$R/$need" ] || { echo "dte_fair.sh: $R/$need is missing: run train/recipes/dte.sh's pre-training first" >&2; exit 2; }
@@ -53,14 +53,15 @@ unified() {  # ARM SEED
   esac
   python train/train_dte.py evaluate --limit 8 --model "$out/model" --t_mat "$R/t_mat-sample.json" --output "$out/eval.json"
 }
-lane() {  # the single tasks' seeds first (their differences are the small ones), then the unified arms'
+lane() {  # the runs whose differences are the small ones first: the single tasks' seeds, then
+          # the seeds of the unified mix and scratch arms, then those of the TIT orders
   for seed in 0 1 2; do
     for task in $TASKS; do
       for arm in scratch sample epsilon; do once "$F/$task-$arm-seed$seed" single "$task" "$arm" "$seed"; done
     done
   done
-  for seed in 0 1 2; do
-    for arm in mix tit tit-asc scratch; do once "$F/unified-$arm-seed$seed" unified "$arm" "$seed"; done
+  for arm in mix scratch tit tit-asc; do
+    for seed in 0 1 2; do once "$F/unified-$arm-seed$seed" unified "$arm" "$seed"; done
   done
 }
 in_lanes "$F" lane
