@@ -58,3 +58,22 @@ def test_wheel_imports_every_module_without_the_source_tree(wheel, tmp_path):
                           env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert (Path(done.stdout.strip()) / "model_index.json").is_file()
+
+
+def test_wheels_console_script_runs_the_command_from_the_wheel(wheel, tmp_path):
+    """The ``uir`` script the wheel declares, run as pip's wrapper runs it, from the wheel alone:
+    its entry point (the boundary first, then :mod:`uir.cli`) answers ``uir degradations``."""
+    import configparser
+
+    archive = zipfile.ZipFile(wheel)
+    (entry_points,) = [n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt")]
+    scripts = configparser.ConfigParser()
+    scripts.read_string(archive.read(entry_points).decode())
+    module, function = scripts["console_scripts"]["uir"].split(":")
+    archive.extractall(tmp_path / "site")
+    wrapper = f"import sys\nfrom {module} import {function}\nsys.argv[0] = 'uir'\nsys.exit({function}())\n"
+    path = f"{tmp_path / 'site'}:{sysconfig.get_paths()['purelib']}:{sysconfig.get_paths()['platlib']}"
+    done = subprocess.run([sys.executable, "-S", "-c", wrapper, "degradations"], cwd=tmp_path, capture_output=True,
+                          text=True, env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "hazy" in done.stdout and "noisy" in done.stdout
