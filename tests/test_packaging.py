@@ -44,18 +44,24 @@ def test_wheel_holds_every_package_module_and_asset(wheel):
     assert not any(n.startswith(("tests/", "train/", "pipelines/")) for n in names)
 
 
-def test_wheel_imports_every_module_without_the_source_tree(wheel, tmp_path):
-    """``python -S`` skips site-packages' .pth files, so the editable install cannot answer."""
+def _python_from_wheel(wheel, tmp_path, *args) -> subprocess.CompletedProcess:
+    """``python -S ARGS`` with the wheel extracted to ``tmp_path/site`` first on its path, and
+    the installed dependencies after it (``-S`` skips site-packages' .pth files, so the editable
+    install cannot answer)."""
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    path = f"{tmp_path / 'site'}:{sysconfig.get_paths()['purelib']}:{sysconfig.get_paths()['platlib']}"
+    return subprocess.run([sys.executable, "-S", *args], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"})
+
+
+def test_wheel_imports_every_module_without_the_source_tree(wheel, tmp_path):
     modules = sorted({n[:-3].replace("/", ".").removesuffix(".__init__") for n in zipfile.ZipFile(wheel).namelist()
                       if n.endswith(".py") and "/assets/" not in n})
     script = ("import importlib, uir\n"
               f"assert uir.__file__.startswith({str(tmp_path / 'site')!r}), uir.__file__\n"
               f"for m in {modules!r}: importlib.import_module(m)\n"
               "print(uir.default_model_dir())\n")
-    path = f"{tmp_path / 'site'}:{sysconfig.get_paths()['purelib']}:{sysconfig.get_paths()['platlib']}"
-    done = subprocess.run([sys.executable, "-S", "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                          env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"})
+    done = _python_from_wheel(wheel, tmp_path, "-c", script)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (Path(done.stdout.strip()) / "model_index.json").is_file()
 
@@ -70,10 +76,7 @@ def test_wheels_console_script_runs_the_command_from_the_wheel(wheel, tmp_path):
     scripts = configparser.ConfigParser()
     scripts.read_string(archive.read(entry_points).decode())
     module, function = scripts["console_scripts"]["uir"].split(":")
-    archive.extractall(tmp_path / "site")
     wrapper = f"import sys\nfrom {module} import {function}\nsys.argv[0] = 'uir'\nsys.exit({function}())\n"
-    path = f"{tmp_path / 'site'}:{sysconfig.get_paths()['purelib']}:{sysconfig.get_paths()['platlib']}"
-    done = subprocess.run([sys.executable, "-S", "-c", wrapper, "degradations"], cwd=tmp_path, capture_output=True,
-                          text=True, env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"})
+    done = _python_from_wheel(wheel, tmp_path, "-c", wrapper, "degradations")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "hazy" in done.stdout and "noisy" in done.stdout

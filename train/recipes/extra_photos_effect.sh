@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 28, item 8: do the extra photos help? A small base (NAFNet width 16, the 10 DA-CLIP
+# Issue 28, item 8: do the extra photos help? A small base (lanes.sh's small_base: NAFNet width 16, the 10 DA-CLIP
 # types at random severities, 128 px crops, batch 8, STEPS (1000) steps at lr 1e-3, one CPU core
 # per run) trained on the training split alone and on the folder extra_photos.sh builds, 3 seeds
 # each, scored by `uir eval` on the 16 held-out photos. Ends with each arm's mean +- sd.
@@ -14,10 +14,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 arm() {  # ARM SEED
   local run="$E/$1-seed$2" data=()
   [ "$1" = extra ] && data=(--train_data_dir "$R/photos-extra")
-  accelerate launch --num_processes 1 --cpu train/train_restorer.py --degradations all --resolution 128 \
-    --train_batch_size 8 --learning_rate 1e-3 --max_train_steps "${STEPS:-1000}" --seed "$2" "${data[@]}" \
-    --checkpointing_steps 250 --checkpoints_total_limit 1 --resume_from_checkpoint latest --validation_steps 0 \
-    --num_validation_images 0 --output_dir "$run"
+  small_base "$run" "$2" "${data[@]}"
   held_out_scores "$run" --model "$run/pipeline"
 }
 lane() {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 28, item 6: does the periodic grid come from NAFNet's PixelShuffle upsampling? Two small
 # bases identical but for the decoders' upsampling (uir.networks.nafnet.UPSAMPLINGS), trained on
-# the training photos like extra_photos_effect.sh's (NAFNet width 16, the 10 DA-CLIP types at
+# the training photos as lanes.sh's small_base (NAFNet width 16, the 10 DA-CLIP types at
 # random severities, 128 px crops, batch 8, STEPS (1000) at lr 1e-3, one CPU core per run):
 #   pixel-shuffle  the published NAFNet's (and the embedded default's)
 #   bilinear       a 1x1 conv, then bilinear interpolation (train/configs/nafnet-small-bilinear.json)
@@ -17,10 +17,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 arm() {  # UPSAMPLING SEED
   local run="$R/$1-seed$2" config=()
   [ "$1" = bilinear ] && config=(--config train/configs/nafnet-small-bilinear.json)
-  accelerate launch --num_processes 1 --cpu train/train_restorer.py --degradations all --resolution 128 \
-    --train_batch_size 8 --learning_rate 1e-3 --max_train_steps "${STEPS:-1000}" --seed "$2" "${config[@]}" \
-    --checkpointing_steps 250 --checkpoints_total_limit 1 --resume_from_checkpoint latest --validation_steps 0 \
-    --num_validation_images 0 --output_dir "$run"
+  small_base "$run" "$2" "${config[@]}"
   python benchmarks/artefacts.py --model "$run/pipeline" > "$run/artefacts.md"
   held_out_scores "$run" --model "$run/pipeline"
 }

@@ -31,3 +31,15 @@ held_out_scores() {
   uir eval "$@" --data "${UIR_PHOTOS:-../shared/photos}" --held-out ${LIMIT:+--limit "$LIMIT"} -o "$run/scores"
   cp "$run/scores/scores.json" "$run/eval.json"
 }
+
+# small_base RUN SEED TRAIN_RESTORER-OPTIONS...: the small base two recipes compare variants of
+# (NAFNet width 16 unless a --config says otherwise, the 10 DA-CLIP types at random
+# severities, 128 px crops, batch 8, STEPS (default 1000) steps at lr 1e-3), into RUN/pipeline
+small_base() {
+  local run=$1 seed=$2
+  shift 2
+  accelerate launch --num_processes 1 --cpu train/train_restorer.py --degradations all --resolution 128 \
+    --train_batch_size 8 --learning_rate 1e-3 --max_train_steps "${STEPS:-1000}" --seed "$seed" "$@" \
+    --checkpointing_steps 250 --checkpoints_total_limit 1 --resume_from_checkpoint latest --validation_steps 0 \
+    --num_validation_images 0 --output_dir "$run"
+}
