@@ -58,22 +58,45 @@ def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, genera
     return chosen, clean, prior, routed
 
 
+def prior_outputs(images: torch.Tensor, names: list, rows) -> torch.Tensor:
+    """``images`` with each of ``rows`` replaced by its classical prior's output
+    (:data:`uir.classical.PRIORS` of ``names[row]``); the other rows unchanged."""
+    out = images.clone()
+    for row in rows:
+        out[row] = PRIORS[names[row]].restore(images[row : row + 1].float())[0].to(images)
+    return out
+
+
+def network_inputs(experts: list[LoRAExpert], images: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """What the network restores of each image: its classical prior's output where the image's
+    leading expert (largest weight) was trained on that output (:attr:`LoRAExpert.prior_input`,
+    ``train_uir_lora.py --prior_input``); the image itself elsewhere."""
+    guided = [e.prior_input for e in experts]
+    if not any(guided) or weights.shape[1] == 0:
+        return images
+    lead = weights.argmax(1).tolist()
+    rows = [row for row, k in enumerate(lead) if guided[k] and weights[row, k] > 0]
+    return prior_outputs(images, [experts[k].degradation for k in lead], rows) if rows else images
+
+
 def mix_outputs(restore: Callable, x: torch.Tensor, weights: torch.Tensor, clean: torch.Tensor,
-                prior: torch.Tensor, prior_images: torch.Tensor | None) -> torch.Tensor:
+                prior: torch.Tensor, prior_images: torch.Tensor | None, inputs: torch.Tensor | None = None) -> torch.Tensor:
     """The output-space mixture of :mod:`uir.lora.strategies` per image:
-    ``c x + p P(x) + (1 - c - p) restore(x, weights / (1 - c - p))``, with ``c`` the clean class's
-    (the identity expert's) weight and ``p`` that of the classical prior, whose outputs
-    ``prior_images`` holds; images whose network share is 0 are not restored at all."""
+    ``c x + p P(x) + (1 - c - p) restore(inputs, weights / (1 - c - p))``, with ``c`` the clean
+    class's (the identity expert's) weight and ``p`` that of the classical prior, whose outputs
+    ``prior_images`` holds; ``inputs`` is what the network restores (default ``x``;
+    :func:`network_inputs`). Images whose network share is 0 are not restored at all."""
+    inputs = x if inputs is None else inputs
     network = 1 - clean - prior
     if not bool((network < 1).any()):
-        return restore(x, weights)
+        return restore(inputs, weights)
     out = clean.to(x)[:, None, None, None] * x
     if prior_images is not None:
         out = out + prior.to(x)[:, None, None, None] * prior_images.to(x)
     todo = (network > 0).nonzero().flatten().tolist()
     if todo:
         share = network[todo].clamp(min=1e-12)
-        out[todo] += share.to(x)[:, None, None, None] * restore(x[todo], weights[todo] / share[:, None].to(weights)).to(x)
+        out[todo] += share.to(x)[:, None, None, None] * restore(inputs[todo], weights[todo] / share[:, None].to(weights)).to(x)
     return out
 
 
@@ -159,6 +182,9 @@ class MixtureRestoration:
         if unknown:
             raise ExpertError(f"expert {expert.degradation!r} adapts {unknown}; this pipeline adapts "
                               f"{list(self.adapted_components)}")
+        if expert.prior_input and expert.degradation not in PRIORS:
+            raise ExpertError(f"expert {expert.degradation!r} restores a classical prior's output, but uir has no "
+                              f"prior for {expert.degradation!r} (it has: {', '.join(sorted(PRIORS))})")
         theirs = expert.extra.get(FINGERPRINT_KEY)
         if theirs and not fingerprints_match(str(theirs), self.base_fingerprint, self._base_models()):
             raise ExpertError(f"expert {expert.degradation!r} was trained on base {short_fingerprint(str(theirs))} "
@@ -246,18 +272,19 @@ class MixtureRestoration:
             prior = prior.masked_fill(filled, 0.0)
         prior_images = None
         if bool((prior > 0).any()):  # the top class's classical prior, where the rule gave it a share
-            prior_images = torch.zeros_like(images)
-            for row in (prior > 0).nonzero().flatten().tolist():
-                prior_images[row] = PRIORS[routed.names[row]].restore(images[row : row + 1].float())[0]
-        splits = [t.split(batch_size) for t in (images, chosen, clean, prior)]
+            prior_images = prior_outputs(images, routed.names, (prior > 0).nonzero().flatten().tolist())
+        inputs = network_inputs(self.expert_list.experts, images, chosen)
+        splits = [t.split(batch_size) for t in (images, chosen, clean, prior, inputs)]
         splits.append(prior_images.split(batch_size) if prior_images is not None else [None] * len(splits[0]))
         chunks = list(zip(*splits))
         outputs = []
-        for x, rows, kept, share, classical in self.progress_bar(chunks, desc="restoring", disable=len(chunks) <= 1):
+        for x, rows, kept, share, network_x, classical in self.progress_bar(chunks, desc="restoring",
+                                                                             disable=len(chunks) <= 1):
             restore = lambda t, w: restore_tiled(  # noqa: E731
                 lambda tile: self.restore_tensor(tile, w, generator, sample_posterior).to(tile.dtype),
                 t, tile_size, tile_overlap, multiple=self.size_multiple, margin=self.border_margin)
-            outputs.append(mix_outputs(restore, x.to(self.device), rows, kept, share, classical))
+            outputs.append(mix_outputs(restore, x.to(self.device), rows, kept, share, classical,
+                                       network_x.to(self.device)))
         restored = postprocess(torch.cat(outputs), output_type)
         verdict = {} if routed is None else {"degradations": routed.names, "confidence": routed.confidence,
                                              "known": routed.known}
@@ -310,5 +337,5 @@ class RestorerRestoration(MixtureRestoration):
         return restored.float().clamp(0, 1).contiguous()
 
 
-__all__ = ["MixtureRestoration", "RestorationOutput", "RestorerRestoration", "fill_missing_pixels", "mix_outputs", "postprocess",
-           "route"]
+__all__ = ["MixtureRestoration", "RestorationOutput", "RestorerRestoration", "fill_missing_pixels", "mix_outputs",
+           "network_inputs", "postprocess", "prior_outputs", "route"]

@@ -328,3 +328,39 @@ def test_the_expected_gain_rule_can_average_a_classical_prior_with_the_expert(mo
     calls = []
     monkeypatch.setattr(pipe, "restore_tensor", lambda *a, **k: calls.append(1))
     assert torch.allclose(pipe(x[1:], output_type="pt").images, dark_channel_dehaze(x[1:]), atol=1e-6) and not calls
+
+
+def test_a_prior_guided_expert_restores_its_priors_output_and_keeps_the_flag_when_saved(tmp_path):
+    """An expert trained with ``--prior_input`` (the hazy one here) restores P(x), the dark
+    channel's output, when it leads an image's weights; an image led by another expert is
+    restored from its own pixels. The flag lives in ``uir_expert.json`` and survives a save."""
+    from uir.classical import dark_channel_dehaze
+    from uir.lora import PRIOR_INPUT_KEY
+    from uir.pipelines.loading import load_pipeline
+
+    pipe = tiny_restorer_pipeline(names=("noisy", "hazy"), router=False)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    weights = torch.tensor([[0.0, 1.0], [0.7, 0.3]])
+    plain = pipe(x, weights=weights, output_type="pt").images
+    on_prior = pipe(dark_channel_dehaze(x), weights=weights, output_type="pt").images
+    pipe.experts.experts[1].extra[PRIOR_INPUT_KEY] = True
+    guided = pipe(x, weights=weights, output_type="pt").images
+    assert torch.allclose(guided[0], on_prior[0], atol=1e-6) and not torch.allclose(guided[0], plain[0], atol=1e-3)
+    assert torch.equal(guided[1], plain[1])
+    pipe.save_pretrained(tmp_path / "saved")
+    for runtime in (False, True):
+        loaded = load_pipeline(str(tmp_path / "saved"), runtime=runtime)
+        assert [e.prior_input for e in loaded.expert_list.experts] == [False, True]
+        assert torch.allclose(loaded(x, weights=weights, output_type="pt").images, guided, atol=1e-6)
+
+
+def test_a_prior_guided_expert_of_a_type_without_a_prior_is_refused():
+    from uir.lora import PRIOR_INPUT_KEY, ExpertError
+    from uir.testing import random_expert
+
+    pipe = tiny_restorer_pipeline(names=("noisy",), router=False)
+    stray = random_expert("snowy", restorer=NAFNet(**TINY_NAFNET), base_model="tiny-nafnet")
+    stray.extra[PRIOR_INPUT_KEY] = True
+    with pytest.raises(ExpertError, match="no prior for 'snowy'"):
+        pipe.load_expert(stray)
+    assert pipe.experts.names == ["noisy"]

@@ -87,6 +87,27 @@ def test_interrupted_run_resumes_bitwise(base_dir, photos, tmp_path, monkeypatch
     assert any(v.abs().sum() > 0 for k, v in straight.items() if "lora_B" in k), "nothing was trained"
 
 
+def test_prior_input_trains_the_hazy_expert_on_the_dark_channels_output(base_dir, photos, tmp_path, monkeypatch):
+    """``--prior_input``: a type with a classical prior (hazy) trains on P(lq) and its expert is
+    saved with the flag the pipeline reads; a type without one (noisy) trains on lq as before."""
+    from uir.classical import PRIORS, Prior
+    from uir.lora import PRIOR_INPUT_KEY
+
+    seen, dehaze = [], PRIORS["hazy"].restore
+
+    def recording(images):
+        seen.append(images.shape[0])
+        return dehaze(images)
+
+    monkeypatch.setitem(PRIORS, "hazy", Prior("recording", recording))
+    train_uir_lora.main(_common(base_dir, photos, tmp_path / "run", steps=4, prior_input=True))
+    assert seen and all(n == 2 for n in seen), "the hazy batches did not go through the prior"
+    flags = {name: LoRAExpert.load(tmp_path / "run" / "experts" / name).prior_input for name in ("noisy", "hazy")}
+    assert flags == {"noisy": False, "hazy": True}
+    saved = json.loads((tmp_path / "run" / "experts" / "hazy" / "uir_expert.json").read_text())
+    assert saved[PRIOR_INPUT_KEY] is True
+
+
 @pytest.mark.parametrize("script", [train_uir_lora, train_router, train_vae_skips])
 @pytest.mark.parametrize("option, message", [
     (["--degradations", "noisy,foggy"], "unknown degradation 'foggy'"),

@@ -29,8 +29,9 @@ import sys
 from pathlib import Path
 
 from uir.boundary import run_script
+from uir.classical import PRIORS
 from uir.data import SingleDegradationBatchSampler
-from uir.lora import FINGERPRINT_KEY, ExpertComponent, LoRAExpert, lora_config
+from uir.lora import FINGERPRINT_KEY, PRIOR_INPUT_KEY, ExpertComponent, LoRAExpert, lora_config
 from uir.lora.targets import UNET_RANK, VAE_RANK
 from uir.tiling import run_padded
 from uir.training import (LossModule, add_data_args, add_training_args, add_uir_lora_args, finish,
@@ -46,6 +47,9 @@ def parse_args(argv=None):
     parser.add_argument("--unet_rank", type=int, default=UNET_RANK)
     parser.add_argument("--vae_rank", type=int, default=VAE_RANK, help="0: the experts leave the VAE alone")
     parser.add_argument("--restorer_rank", type=int, default=None, help="RestorerPipeline experts' rank")
+    parser.add_argument("--prior_input", action="store_true",
+                        help="an expert whose type has a classical prior (uir.classical.PRIORS) learns to refine the "
+                             "prior's output instead of the degraded image (a physics-guided input)")
     return parse_training_args(parser, argv)
 
 
@@ -86,13 +90,18 @@ def main(argv=None):
             model.set_adapter(name)
 
     loss_fn = restoration_loss(args.lpips_weight)
+    guided = {name for name in names if args.prior_input and name in PRIORS}
+
+    def network_input(lq, name):
+        return PRIORS[name].restore(lq) if name in guided else lq
 
     def loss(batch):
         kinds = set(batch["degradation"])
         if len(kinds) != 1:
             raise RuntimeError(f"a batch mixes degradations {sorted(kinds)}; experts need single-type batches")
-        activate(kinds.pop())
-        return loss_fn(pipe.restore_tensor(batch["lq"], None), batch["gt"])
+        name = kinds.pop()
+        activate(name)
+        return loss_fn(pipe.restore_tensor(network_input(batch["lq"], name), None), batch["gt"])
 
     model = LossModule({part: m for part, (m, _, _) in parts.items()}, loss)
     dataset = training_dataset(args, names)
@@ -103,7 +112,8 @@ def main(argv=None):
     if validation_files and not args.paired:
         def restore(lq, name):
             activate(name)
-            return run_padded(lambda x: pipe.restore_tensor(x, None), lq.to(accelerator.device), pipe.size_multiple)
+            return run_padded(lambda x: pipe.restore_tensor(x, None), network_input(lq.to(accelerator.device), name),
+                              pipe.size_multiple)
 
         validate = restoration_validator(restore, validation_files, names, args.output_dir, seed=args.seed)
     train(accelerator, args, model=model, trainable=trainable, dataset=dataset, batch_sampler=sampler,
@@ -119,7 +129,8 @@ def main(argv=None):
                 )
                 for part, (m, rank, targets) in parts.items()
             }
-            LoRAExpert(name, components, base_model, extra={FINGERPRINT_KEY: pipe.base_fingerprint}).save(
+            extra = {FINGERPRINT_KEY: pipe.base_fingerprint, **({PRIOR_INPUT_KEY: True} if name in guided else {})}
+            LoRAExpert(name, components, base_model, extra=extra).save(
                 experts_dir / name)
     finish(accelerator, args, experts_dir, "UIR-LoRA experts", base_model, names,
            "One LoRA expert per degradation for a uir pipeline (UIR-LoRA); load each folder with "

@@ -51,6 +51,9 @@ PEFT_KEY_PREFIX = "base_model.model."
 #: the safetensors header entry diffusers' ``load_lora_adapter`` builds its ``LoraConfig`` from
 #: (without it, it assumes ``lora_alpha = r``: scale 1.0 whatever the expert's alpha)
 DIFFUSERS_METADATA_KEY = "lora_adapter_metadata"
+#: ``uir_expert.json`` key of an expert trained on its type's classical prior's output
+#: (:data:`uir.classical.PRIORS`) instead of on the degraded image; the pipeline gives it that input
+PRIOR_INPUT_KEY = "prior_input"
 _LORA_KEY = re.compile(r"^(?P<layer>.+)\.lora_(?P<kind>[AB])\.weight$")
 
 
@@ -146,6 +149,11 @@ class LoRAExpert:
     base_model: str
     text: str | None = None
     extra: dict = field(default_factory=dict)
+
+    @property
+    def prior_input(self) -> bool:
+        """Whether the expert restores its type's classical prior's output (:data:`PRIOR_INPUT_KEY`)."""
+        return bool(self.extra.get(PRIOR_INPUT_KEY, False))
 
     def metadata(self) -> dict:
         ranks = {name: int(c.config.get("r", 0)) for name, c in self.components.items()}
