@@ -1,11 +1,12 @@
-"""uir.classical: the dark channel prior, against scipy and against the haze model it inverts."""
+"""uir.classical: the dark channel prior, against scipy and against the haze model it inverts; the
+bilateral filter against its definition, pixel by pixel, and OpenCV's."""
 
 import numpy as np
 import pytest
 import torch
 from scipy.ndimage import minimum_filter
 
-from uir.classical import dark_channel, dark_channel_dehaze
+from uir.classical import bilateral_filter, dark_channel, dark_channel_dehaze
 
 
 def test_dark_channel_is_scipys_minimum_filter_over_the_channel_minimum():
@@ -37,3 +38,43 @@ def test_dehaze_keeps_the_range_and_shape(omega):
     image = torch.rand(2, 3, 17, 40, generator=torch.Generator().manual_seed(2))
     out = dark_channel_dehaze(image, omega=omega)
     assert out.shape == image.shape and out.min() >= 0 and out.max() <= 1
+
+
+def _bilateral_by_definition(image, sigma_color, sigma_space, radius):
+    """One (C,H,W) image, pixel by pixel: the disc of radius ``radius``, mirrored edges, the
+    spatial and colour (sum of channel differences) Gaussian weights."""
+    channels, height, width = image.shape
+    mirrored = np.pad(image, ((0, 0), (radius, radius), (radius, radius)), mode="reflect")
+    out = np.zeros_like(image)
+    for y in range(height):
+        for x in range(width):
+            total, norm = np.zeros(channels), 0.0
+            for dy in range(-radius, radius + 1):
+                for dx in range(-radius, radius + 1):
+                    if dy * dy + dx * dx > radius * radius:
+                        continue
+                    q = mirrored[:, y + radius + dy, x + radius + dx]
+                    d = np.abs(q - image[:, y, x]).sum()
+                    w = np.exp(-(dy * dy + dx * dx) / (2 * sigma_space**2) - d * d / (2 * sigma_color**2))
+                    total, norm = total + w * q, norm + w
+            out[:, y, x] = total / norm
+    return out
+
+
+def test_bilateral_filter_is_its_definition_and_opencvs():
+    image = torch.rand(1, 3, 12, 15, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    ours = bilateral_filter(image, sigma_color=0.2, sigma_space=2.0, diameter=7)
+    expected = _bilateral_by_definition(image[0].numpy(), 0.2, 2.0, 3)
+    assert np.allclose(ours[0].numpy(), expected, atol=1e-12)
+    cv2 = pytest.importorskip("cv2")
+    image = image.float()
+    theirs = cv2.bilateralFilter(image[0].permute(1, 2, 0).numpy().copy(), 9, 50 / 255, 5)
+    assert np.allclose(bilateral_filter(image)[0].permute(1, 2, 0).numpy(), theirs, atol=1e-5)
+
+
+def test_bilateral_filter_keeps_a_flat_image_and_an_edge():
+    flat = torch.full((1, 3, 20, 20), 0.4)
+    assert torch.allclose(bilateral_filter(flat), flat)
+    step = torch.zeros(1, 3, 20, 20)
+    step[..., 10:] = 1.0  # far beyond sigma_color: no pixel is averaged across the edge
+    assert torch.allclose(bilateral_filter(step), step, atol=1e-6)

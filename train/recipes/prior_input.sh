@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Issue 28, item 4: does a physics-guided input let an expert beat its classical tool? Two experts
+# of one TYPE (hazy: the dark-channel prior; jpeg-compressed: the bilateral filter) on the
+# embedded default's base, identical but for their input:
+#   plain  the degraded image (as the shipped experts)
+#   prior  the classical prior's output (train_uir_lora.py --prior_input; uir.classical.PRIORS)
+# rank 8, 128 px crops, batch 8, STEPS (400) at lr 1e-3, one CPU core each, on the 55 photos of
+# the router-towers split (every fifth training photo set aside: SPLIT/validation).
+# Each is scored with the true expert (--oracle) on the 13 set-aside photos, as is the shipped
+# expert; then on the 16 held-out ones with the router on (all types: the router decides which
+# images the expert sees). The classical tool's row is benchmarks/peers.py's.
+# Usage: TYPE=hazy bash train/recipes/prior_input.sh [RUNS_DIR]
+#   (needs train/recipes/router_towers.sh's split in SPLIT, default runs/router-towers)
+set -euo pipefail
+TYPE=${TYPE:-hazy}
+R=${1:-runs/prior-input/$TYPE}
+SPLIT=${SPLIT:-runs/router-towers}
+PHOTOS=${UIR_PHOTOS:-../shared/photos}
+mkdir -p "$R"
+for ARM in plain prior; do
+  FLAG=()
+  [ "$ARM" = prior ] && FLAG=(--prior_input)
+  [ -f "$R/$ARM/experts/$TYPE/uir_expert.json" ] && continue
+  OMP_NUM_THREADS=1 accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
+    train/train_uir_lora.py --pretrained_model_name_or_path default --degradations "$TYPE" --resolution 128 \
+    --train_batch_size 8 --learning_rate 1e-3 --max_train_steps "${STEPS:-400}" --seed 0 \
+    --train_data_dir "$SPLIT/train" --repeats 8 --validation_steps 0 --num_validation_images 0 \
+    --checkpointing_steps 100 --checkpoints_total_limit 1 --resume_from_checkpoint latest \
+    --dataloader_num_workers 1 "${FLAG[@]}" --output_dir "$R/$ARM" >> "$R/$ARM.log" 2>&1 &
+done
+wait
+uir eval --model default --oracle --data "$SPLIT/validation" --degradations "$TYPE" -o "$R/shipped-validation"
+for ARM in plain prior; do
+  uir eval --model default --experts "$R/$ARM/experts/$TYPE" --oracle --data "$SPLIT/validation" \
+    --degradations "$TYPE" -o "$R/$ARM-validation"
+  uir eval --model default --experts "$R/$ARM/experts/$TYPE" --data "$PHOTOS" --held-out -o "$R/$ARM-held-out"
+done
