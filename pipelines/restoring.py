@@ -72,21 +72,20 @@ def network_inputs(experts: list[LoRAExpert], images: torch.Tensor, weights: tor
     leading expert (largest weight) was trained on that output (:attr:`LoRAExpert.prior_input`,
     ``train_uir_lora.py --prior_input``); the image itself elsewhere."""
     guided = [e.prior_input for e in experts]
-    if not any(guided) or weights.shape[1] == 0:
+    if not any(guided):
         return images
     lead = weights.argmax(1).tolist()
     rows = [row for row, k in enumerate(lead) if guided[k] and weights[row, k] > 0]
     return prior_outputs(images, [experts[k].degradation for k in lead], rows) if rows else images
 
 
-def mix_outputs(restore: Callable, x: torch.Tensor, weights: torch.Tensor, clean: torch.Tensor,
-                prior: torch.Tensor, prior_images: torch.Tensor | None, inputs: torch.Tensor | None = None) -> torch.Tensor:
+def mix_outputs(restore: Callable, x: torch.Tensor, inputs: torch.Tensor, weights: torch.Tensor, clean: torch.Tensor,
+                prior: torch.Tensor, prior_images: torch.Tensor | None) -> torch.Tensor:
     """The output-space mixture of :mod:`uir.lora.strategies` per image:
     ``c x + p P(x) + (1 - c - p) restore(inputs, weights / (1 - c - p))``, with ``c`` the clean
     class's (the identity expert's) weight and ``p`` that of the classical prior, whose outputs
-    ``prior_images`` holds; ``inputs`` is what the network restores (default ``x``;
-    :func:`network_inputs`). Images whose network share is 0 are not restored at all."""
-    inputs = x if inputs is None else inputs
+    ``prior_images`` holds; ``inputs`` is what the network restores (:func:`network_inputs`: ``x``
+    itself unless a prior-guided expert leads). Images whose network share is 0 are not restored at all."""
     network = 1 - clean - prior
     if not bool((network < 1).any()):
         return restore(inputs, weights)
@@ -283,8 +282,8 @@ class MixtureRestoration:
             restore = lambda t, w: restore_tiled(  # noqa: E731
                 lambda tile: self.restore_tensor(tile, w, generator, sample_posterior).to(tile.dtype),
                 t, tile_size, tile_overlap, multiple=self.size_multiple, margin=self.border_margin)
-            outputs.append(mix_outputs(restore, x.to(self.device), rows, kept, share, classical,
-                                       network_x.to(self.device)))
+            outputs.append(mix_outputs(restore, x.to(self.device), network_x.to(self.device), rows, kept, share,
+                                       classical))
         restored = postprocess(torch.cat(outputs), output_type)
         verdict = {} if routed is None else {"degradations": routed.names, "confidence": routed.confidence,
                                              "known": routed.known}

@@ -329,7 +329,8 @@ def lora_config(rank: int, alpha: float, target_modules: list[str]) -> dict:
     from peft import LoraConfig
 
     config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=sorted(target_modules), init_lora_weights=True)
-    return json.loads(json.dumps(config.to_dict(), default=list))
+    # PEFT keeps target_modules as a set; sorted, the saved config is the same in every process
+    return json.loads(json.dumps(config.to_dict(), default=sorted))
 
 
 def install_experts(model: torch.nn.Module, experts: list[ExpertComponent | None]) -> None:
