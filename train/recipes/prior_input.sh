@@ -6,9 +6,11 @@
 #   prior  the classical prior's output (train_uir_lora.py --prior_input; uir.classical.PRIORS)
 # rank 8, 128 px crops, batch 8, STEPS (400) at lr 1e-3, one CPU core each, on the 55 photos of
 # the router-towers split (every fifth training photo set aside: SPLIT/validation).
-# Each is scored with the true expert (--oracle) on the 13 set-aside photos, as is the shipped
-# expert; then on the 16 held-out ones with the router on (all types: the router decides which
-# images the expert sees). The classical tool's row is benchmarks/peers.py's.
+# Each is scored with the true expert (--oracle) on the 13 set-aside photos and on the 16
+# held-out ones, as is the shipped expert; then on the held-out ones with the router on (all
+# types: the router decides which images the expert sees). The classical tool (PRIORS[TYPE])
+# is scored on the same TYPE-alone pairs (RUNS_DIR/tool.txt); on the all-types pairs its row is
+# benchmarks/peers.py's.
 # Usage: TYPE=hazy bash train/recipes/prior_input.sh [RUNS_DIR]
 #   (needs train/recipes/router_towers.sh's split in SPLIT, default runs/router-towers)
 set -euo pipefail
@@ -29,9 +31,26 @@ for ARM in plain prior; do
     --dataloader_num_workers 1 "${FLAG[@]}" --output_dir "$R/$ARM" >> "$R/$ARM.log" 2>&1 &
 done
 wait
-uir eval --model default --oracle --data "$SPLIT/validation" --degradations "$TYPE" -o "$R/shipped-validation"
+for SET in validation held-out; do
+  DATA=(--data "$SPLIT/validation")
+  [ "$SET" = held-out ] && DATA=(--data "$PHOTOS" --held-out)
+  uir eval --model default --oracle "${DATA[@]}" --degradations "$TYPE" -o "$R/shipped-$SET-oracle"
+  for ARM in plain prior; do
+    uir eval --model default --experts "$R/$ARM/experts/$TYPE" --oracle "${DATA[@]}" --degradations "$TYPE" \
+      -o "$R/$ARM-$SET-oracle"
+  done
+done
 for ARM in plain prior; do
-  uir eval --model default --experts "$R/$ARM/experts/$TYPE" --oracle --data "$SPLIT/validation" \
-    --degradations "$TYPE" -o "$R/$ARM-validation"
   uir eval --model default --experts "$R/$ARM/experts/$TYPE" --data "$PHOTOS" --held-out -o "$R/$ARM-held-out"
 done
+python - "$TYPE" "$SPLIT/validation" "$PHOTOS" <<'PY' | tee "$R/tool.txt"
+import sys
+from uir.classical import PRIORS
+from uir.data import photo_files, split_photos
+from uir.evaluation import evaluate_restoration
+name, validation, photos = sys.argv[1:]
+prior = PRIORS[name]
+for label, files in (("set-aside", photo_files(validation)), ("held out", split_photos(photos)[1])):
+    scores = evaluate_restoration(lambda lq, pair: prior.restore(lq), files, [name])
+    print(f"{name}, {label}: input {scores.psnr_in[name]:.2f}, {prior.name} {scores.psnr_out[name]:.2f}")
+PY
