@@ -58,25 +58,30 @@ def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, genera
     return chosen, clean, prior, routed
 
 
-def prior_outputs(images: torch.Tensor, names: list, rows) -> torch.Tensor:
+def prior_outputs(images: torch.Tensor, names: list, rows, computed: dict) -> torch.Tensor:
     """``images`` with each of ``rows`` replaced by its classical prior's output
-    (:data:`uir.classical.PRIORS` of ``names[row]``); the other rows unchanged."""
+    (:data:`uir.classical.PRIORS` of ``names[row]``); the other rows unchanged. ``computed`` keeps
+    each output by ``(row, name)``, so one call's images never run the same prior twice."""
     out = images.clone()
     for row in rows:
-        out[row] = PRIORS[names[row]].restore(images[row : row + 1].float())[0].to(images)
+        key = (row, names[row])
+        if key not in computed:
+            computed[key] = PRIORS[names[row]].restore(images[row : row + 1].float())[0].to(images)
+        out[row] = computed[key]
     return out
 
 
-def network_inputs(experts: list[LoRAExpert], images: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def network_inputs(experts: list[LoRAExpert], images: torch.Tensor, weights: torch.Tensor,
+                   computed: dict) -> torch.Tensor:
     """What the network restores of each image: its classical prior's output where the image's
     leading expert (largest weight) was trained on that output (:attr:`LoRAExpert.prior_input`,
-    ``train_uir_lora.py --prior_input``); the image itself elsewhere."""
+    ``train_uir_lora.py --prior_input``); the image itself elsewhere. ``computed``: as in :func:`prior_outputs`."""
     guided = [e.prior_input for e in experts]
     if not any(guided):
         return images
     lead = weights.argmax(1).tolist()
     rows = [row for row, k in enumerate(lead) if guided[k] and weights[row, k] > 0]
-    return prior_outputs(images, [experts[k].degradation for k in lead], rows) if rows else images
+    return prior_outputs(images, [experts[k].degradation for k in lead], rows, computed) if rows else images
 
 
 def mix_outputs(restore: Callable, x: torch.Tensor, inputs: torch.Tensor, weights: torch.Tensor, clean: torch.Tensor,
@@ -269,10 +274,10 @@ class MixtureRestoration:
             filled = (missing > 0).to(clean.device)
             chosen, clean = chosen.masked_fill(filled[:, None], 0.0), clean.masked_fill(filled, 1.0)
             prior = prior.masked_fill(filled, 0.0)
-        prior_images = None
+        prior_images, computed = None, {}
         if bool((prior > 0).any()):  # the top class's classical prior, where the rule gave it a share
-            prior_images = prior_outputs(images, routed.names, (prior > 0).nonzero().flatten().tolist())
-        inputs = network_inputs(self.expert_list.experts, images, chosen)
+            prior_images = prior_outputs(images, routed.names, (prior > 0).nonzero().flatten().tolist(), computed)
+        inputs = network_inputs(self.expert_list.experts, images, chosen, computed)
         splits = [t.split(batch_size) for t in (images, chosen, clean, prior, inputs)]
         splits.append(prior_images.split(batch_size) if prior_images is not None else [None] * len(splits[0]))
         chunks = list(zip(*splits))

@@ -330,6 +330,29 @@ def test_the_expected_gain_rule_can_average_a_classical_prior_with_the_expert(mo
     assert torch.allclose(pipe(x[1:], output_type="pt").images, dark_channel_dehaze(x[1:]), atol=1e-6) and not calls
 
 
+def test_an_image_whose_prior_is_both_mixed_in_and_restored_runs_the_prior_once(monkeypatch):
+    """The expected-gain rule gives the dark channel a share (``prior-expert``) and the leading
+    hazy expert is prior-guided: x_out = 0.5 P(x) + 0.5 f(P(x); hazy), with P run once."""
+    from uir.classical import PRIORS, Prior, dark_channel_dehaze
+    from uir.lora import PRIOR_INPUT_KEY
+    from uir.models.router import RouterOutput
+
+    pipe = tiny_restorer_pipeline(names=("noisy", "hazy"), router=False)
+    pipe.register_modules(router=tiny_router(["noisy", "hazy"], expected_gains={
+        "hazy": {"known": {"prior-expert": [2.0, 0.1, 30]}}}))
+    p = torch.tensor([[0.1, 0.9]])
+    monkeypatch.setattr(pipe.router, "forward", lambda images: RouterOutput(p, ["hazy"], p.amax(-1), p.amax(-1) > 0.7))
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    prior = dark_channel_dehaze(x)
+    expert_on_prior = pipe(prior, weights={"hazy": 1.0}, output_type="pt").images
+    pipe.experts.experts[1].extra[PRIOR_INPUT_KEY] = True
+    calls = []
+    monkeypatch.setitem(PRIORS, "hazy", Prior("counted", lambda t: calls.append(1) or dark_channel_dehaze(t)))
+    out = pipe(x, output_type="pt")
+    assert torch.equal(out.prior_weight, torch.tensor([0.5])) and len(calls) == 1
+    assert torch.allclose(out.images, 0.5 * prior + 0.5 * expert_on_prior, atol=1e-6)
+
+
 def test_a_prior_guided_expert_restores_its_priors_output_and_keeps_the_flag_when_saved(tmp_path):
     """An expert trained with ``--prior_input`` (the hazy one here) restores P(x), the dark
     channel's output, when it leads an image's weights; an image led by another expert is

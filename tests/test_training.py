@@ -120,6 +120,16 @@ def test_prior_input_trains_the_hazy_expert_on_the_dark_channels_output(base_dir
     (["--train_data_dir", "/no/such/photos"], "--train_data_dir: folder /no/such/photos does not exist"),
 ])
 def test_bad_options_are_a_usage_error_before_any_work(script, tmp_path, capsys, option, message):
+    _assert_usage_error(script, option, message, tmp_path, capsys)
+
+
+def test_prior_input_without_a_type_that_has_a_prior_is_a_usage_error(tmp_path, capsys):
+    _assert_usage_error(train_uir_lora, ["--pretrained_model_name_or_path", str(tmp_path), "--prior_input",
+                                         "--degradations", "noisy,rainy"],
+                        "--prior_input: none of noisy, rainy has a classical prior", tmp_path, capsys)
+
+
+def _assert_usage_error(script, option, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         script.main(["--output_dir", str(tmp_path / "out"), *option])
     assert exit_info.value.code == 2

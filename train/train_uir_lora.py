@@ -50,7 +50,17 @@ def parse_args(argv=None):
     parser.add_argument("--prior_input", action="store_true",
                         help="an expert whose type has a classical prior (uir.classical.PRIORS) learns to refine the "
                              "prior's output instead of the degraded image (a physics-guided input)")
-    return parse_training_args(parser, argv)
+    args = parse_training_args(parser, argv)
+    names = expert_names(args)
+    if args.prior_input and not set(names) & set(PRIORS):
+        parser.error(f"--prior_input: none of {', '.join(names)} has a classical prior "
+                     f"(uir has one for: {', '.join(sorted(PRIORS))})")
+    return args
+
+
+def expert_names(args) -> list[str]:
+    """One expert per ``--paired`` dataset, or else per synthesised degradation."""
+    return [parse_paired(spec)[0] for spec in args.paired] or args.degradations
 
 
 def expert_components(pipe, args) -> dict[str, tuple[object, int, tuple[str, ...]]]:
@@ -71,8 +81,7 @@ def main(argv=None):
 
     args = parse_args(argv)
     accelerator = make_accelerator(args, find_unused_parameters=True)
-    dataset_names = [parse_paired(spec)[0] for spec in args.paired]
-    names = dataset_names or args.degradations
+    names = expert_names(args)
     pipe = load_uir_lora_pipeline(args)
     pipe.to(accelerator.device)
     parts = expert_components(pipe, args)
