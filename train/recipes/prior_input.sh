@@ -11,7 +11,10 @@
 # types: the router decides which images the expert sees). The classical tool (PRIORS[TYPE])
 # is scored on the same TYPE-alone pairs (RUNS_DIR/tool.txt); on the all-types pairs its row is
 # benchmarks/peers.py's.
+# The prior sees the whole training crop; at RESOLUTION 256 and BATCH 2 (the same pixels a step)
+# the dark channel sees the context it sees on a 256 px evaluation image, which a 128 px crop lacks.
 # Usage: TYPE=hazy bash train/recipes/prior_input.sh [RUNS_DIR]
+#   ARMS (default "plain prior"), RESOLUTION (128), BATCH (8)
 #   (needs train/recipes/router_towers.sh's split in SPLIT, default runs/router-towers)
 set -euo pipefail
 TYPE=${TYPE:-hazy}
@@ -19,13 +22,14 @@ R=${1:-runs/prior-input/$TYPE}
 SPLIT=${SPLIT:-runs/router-towers}
 PHOTOS=${UIR_PHOTOS:-../shared/photos}
 mkdir -p "$R"
-for ARM in plain prior; do
+ARMS=${ARMS:-plain prior}
+for ARM in $ARMS; do
   FLAG=()
   [ "$ARM" = prior ] && FLAG=(--prior_input)
   [ -f "$R/$ARM/experts/$TYPE/uir_expert.json" ] && continue
   OMP_NUM_THREADS=1 accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
-    train/train_uir_lora.py --pretrained_model_name_or_path default --degradations "$TYPE" --resolution 128 \
-    --train_batch_size 8 --learning_rate 1e-3 --max_train_steps "${STEPS:-400}" --seed 0 \
+    train/train_uir_lora.py --pretrained_model_name_or_path default --degradations "$TYPE" --resolution "${RESOLUTION:-128}" \
+    --train_batch_size "${BATCH:-8}" --learning_rate 1e-3 --max_train_steps "${STEPS:-400}" --seed 0 \
     --train_data_dir "$SPLIT/train" --repeats 8 --validation_steps 0 --num_validation_images 0 \
     --checkpointing_steps 100 --checkpoints_total_limit 1 --resume_from_checkpoint latest \
     --dataloader_num_workers 1 "${FLAG[@]}" --output_dir "$R/$ARM" >> "$R/$ARM.log" 2>&1 &
@@ -35,12 +39,12 @@ for SET in validation held-out; do
   DATA=(--data "$SPLIT/validation")
   [ "$SET" = held-out ] && DATA=(--data "$PHOTOS" --held-out)
   uir eval --model default --oracle "${DATA[@]}" --degradations "$TYPE" -o "$R/shipped-$SET-oracle"
-  for ARM in plain prior; do
+  for ARM in $ARMS; do
     uir eval --model default --experts "$R/$ARM/experts/$TYPE" --oracle "${DATA[@]}" --degradations "$TYPE" \
       -o "$R/$ARM-$SET-oracle"
   done
 done
-for ARM in plain prior; do
+for ARM in $ARMS; do
   uir eval --model default --experts "$R/$ARM/experts/$TYPE" --data "$PHOTOS" --held-out -o "$R/$ARM-held-out"
 done
 python - "$TYPE" "$SPLIT/validation" "$PHOTOS" <<'PY' | tee "$R/tool.txt"
