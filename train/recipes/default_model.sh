@@ -19,6 +19,8 @@
 #   UIR_TRAIN_PHOTOS: a folder of training photos (default: the training split of shared/photos)
 #   BASE_STEPS, ROUTER_STEPS, EXPERT_STEPS: optimizer steps of each part
 #   BASE_SECONDS, ROUTER_SECONDS, EXPERT_SECONDS: time budgets instead (--max_train_seconds)
+#   ROUTER_CONFIG: the router's CLIP config (default train/configs/tiny-clip.json, the ViT;
+#     train/configs/tiny-clip-convnet.json is the ConvNet of router_towers.sh)
 #   WORKERS: data-loader workers per run; EXTRA: options added to every run
 #   PROBE_SECONDS: time the base with each synthesis path first (below)
 #   (a quick dry run: EXTRA="--train_batch_size 2 --resolution 96" BASE_STEPS=5 ...)
@@ -51,7 +53,7 @@ if [ -n "${PROBE_SECONDS:-}" ]; then
   done
 fi
 
-$LAUNCH train/train_router.py --clip_model train/configs/tiny-clip.json --crop_grid 3 --train_text_tower \
+$LAUNCH train/train_router.py --clip_model "${ROUTER_CONFIG:-train/configs/tiny-clip.json}" --crop_grid 3 --train_text_tower \
   --min_confidence 0.7 --low_confidence identity \
   --degradations all --resolution 256 --train_batch_size 64 --learning_rate 5e-4 --lr_warmup_steps 200 \
   $(budget "${ROUTER_STEPS:-1221}" "${ROUTER_SECONDS:-}") "${COMMON[@]}" --output_dir "$RUNS/router" \
