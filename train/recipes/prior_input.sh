@@ -9,7 +9,8 @@
 # Each is scored with the true expert (--oracle) on the 13 set-aside photos and on the 16
 # held-out ones, as is the shipped expert; then on the held-out ones with the router on (all
 # types: the router decides which images the expert sees). The classical tool (PRIORS[TYPE])
-# is scored on the same TYPE-alone pairs (RUNS_DIR/tool.txt); on the all-types pairs its row is
+# is scored on the same TYPE-alone pairs (RUNS_DIR/tool.txt), alone and followed by the shipped
+# base without experts; on the all-types pairs its row is
 # benchmarks/peers.py's.
 # The prior sees the whole training crop; at RESOLUTION 256 and BATCH 2 (the same pixels a step)
 # the dark channel sees the context it sees on a 256 px evaluation image, which a 128 px crop lacks.
@@ -49,12 +50,21 @@ for ARM in $ARMS; do
 done
 python - "$TYPE" "$SPLIT/validation" "$PHOTOS" <<'PY' | tee "$R/tool.txt"
 import sys
+import torch
 from uir.classical import PRIORS
 from uir.data import photo_files, split_photos
 from uir.evaluation import evaluate_restoration
+from uir.pipelines.loading import load_pipeline
 name, validation, photos = sys.argv[1:]
 prior = PRIORS[name]
+pipe = load_pipeline("default")
+pipe.set_progress_bar_config(disable=True)
+no_expert = torch.zeros(1, len(pipe.expert_list.names))
+def base_on_prior(lq, pair):
+    return pipe(prior.restore(lq), weights=no_expert, output_type="pt").images
 for label, files in (("set-aside", photo_files(validation)), ("held out", split_photos(photos)[1])):
     scores = evaluate_restoration(lambda lq, pair: prior.restore(lq), files, [name])
-    print(f"{name}, {label}: input {scores.psnr_in[name]:.2f}, {prior.name} {scores.psnr_out[name]:.2f}")
+    base = evaluate_restoration(base_on_prior, files, [name])
+    print(f"{name}, {label}: input {scores.psnr_in[name]:.2f}, {prior.name} {scores.psnr_out[name]:.2f}, "
+          f"the shipped base alone on its output {base.psnr_out[name]:.2f}")
 PY
