@@ -14,6 +14,12 @@
 #
 # Usage: bash train/recipes/router_towers.sh [RUNS_DIR]
 #   STEPS (default 4000), BATCH (16), VALIDATION_STEPS (100), THREADS per run (1)
+#   SNAPSHOT=1: train nothing; instead turn each tower's latest checkpoint into a router (the
+#     same script resumed at the checkpoint's own step, so it takes no step; no calibration,
+#     which leaves every top-1 as it is) in RUNS_DIR/snapshots/<tower>-<step>/router, and write
+#     its confusion matrix on the set-aside photos to RUNS_DIR/snapshots/<tower>-<step>/validation.md
+#     (the same draws as the training's validation, so its overall top-1 is the logged one).
+#     It can run while the towers train.
 set -euo pipefail
 RUNS=${1:-runs/router-towers}
 PHOTOS=${UIR_PHOTOS:-../shared/photos}
@@ -24,17 +30,34 @@ train, validation, _ = validation_split(sys.argv[1])
 link_photos(train, f"{sys.argv[2]}/train")
 link_photos(validation, f"{sys.argv[2]}/validation")
 PY
+router_args() {  # TOWER: the flags both towers train with, and every snapshot resumes with
+  local config=train/configs/tiny-clip.json
+  [ "$1" = convnet ] && config=train/configs/tiny-clip-convnet.json
+  echo --clip_model "$config" --crop_grid 3 --train_text_tower --min_confidence 0.7 --low_confidence identity \
+    --degradations all --resolution 256 --train_batch_size "${BATCH:-16}" --learning_rate 5e-4 --lr_warmup_steps 200 \
+    --train_data_dir "$RUNS/train" --dataloader_num_workers 1 --repeats 8 --resume_from_checkpoint latest
+}
+LAUNCH="accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no"
+if [ -n "${SNAPSHOT:-}" ]; then
+  for TOWER in vit convnet; do
+    CHECKPOINT=$(ls -d "$RUNS/$TOWER"/checkpoint-* | sort -t- -k2 -n | tail -1)
+    STEP=${CHECKPOINT##*-}
+    SNAP="$RUNS/snapshots/$TOWER-$STEP"
+    if [ ! -f "$SNAP/router/config.json" ]; then
+      mkdir -p "$SNAP" && rm -rf "$SNAP/checkpoint-$STEP" && cp -r "$CHECKPOINT" "$SNAP/"
+      OMP_NUM_THREADS=${THREADS:-1} $LAUNCH train/train_router.py $(router_args "$TOWER") --max_train_steps "$STEP" \
+        --calibration_repeats 0 --validation_steps 0 --num_validation_images 0 --checkpointing_steps 0 \
+        --output_dir "$SNAP" > "$SNAP/snapshot.log" 2>&1
+    fi
+    uir eval-router "$SNAP/router" --data "$RUNS/validation" --severity random --repeats 1 --seed 0 > "$SNAP/validation.md"
+  done
+  exit 0
+fi
 for TOWER in vit convnet; do
-  CONFIG=train/configs/tiny-clip.json
-  [ "$TOWER" = convnet ] && CONFIG=train/configs/tiny-clip-convnet.json
-  OMP_NUM_THREADS=${THREADS:-1} nice -n 10 accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no \
-    --dynamo_backend no train/train_router.py --clip_model "$CONFIG" --crop_grid 3 --train_text_tower \
-    --min_confidence 0.7 --low_confidence identity --degradations all --resolution 256 \
-    --train_batch_size "${BATCH:-16}" --learning_rate 5e-4 --lr_warmup_steps 200 --max_train_steps "${STEPS:-4000}" \
-    --train_data_dir "$RUNS/train" --validation_data_dir "$RUNS/validation" --num_validation_images 13 \
+  OMP_NUM_THREADS=${THREADS:-1} nice -n 10 $LAUNCH train/train_router.py $(router_args "$TOWER") \
+    --validation_data_dir "$RUNS/validation" --num_validation_images 13 --max_train_steps "${STEPS:-4000}" \
     --validation_steps "${VALIDATION_STEPS:-100}" --checkpointing_steps 100 --checkpoints_total_limit 1 \
-    --resume_from_checkpoint latest --dataloader_num_workers 1 --repeats 8 --output_dir "$RUNS/$TOWER" \
-    >> "$RUNS/$TOWER.log" 2>&1 &
+    --output_dir "$RUNS/$TOWER" >> "$RUNS/$TOWER.log" 2>&1 &
 done
 wait
 for TOWER in vit convnet; do
