@@ -40,7 +40,8 @@ router_args() {  # TOWER: the flags both towers train with, and every snapshot r
 LAUNCH="accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no"
 if [ -n "${SNAPSHOT:-}" ]; then
   for TOWER in vit convnet; do
-    CHECKPOINT=$(ls -d "$RUNS/$TOWER"/checkpoint-* | sort -t- -k2 -n | tail -1)
+    CHECKPOINT=$(python -c 'import sys; from uir.training.checkpoints import resolve_checkpoint
+print(resolve_checkpoint(sys.argv[1], "latest") or sys.exit(f"no finished checkpoint in {sys.argv[1]}"))' "$RUNS/$TOWER")
     STEP=${CHECKPOINT##*-}
     SNAP="$RUNS/snapshots/$TOWER-$STEP"
     if [ ! -f "$SNAP/router/config.json" ]; then
