@@ -10,8 +10,7 @@
 # held-out ones, as is the shipped expert; then on the held-out ones with the router on (all
 # types: the router decides which images the expert sees). The classical tool (PRIORS[TYPE])
 # is scored on the same TYPE-alone pairs (RUNS_DIR/tool.txt), alone and followed by the shipped
-# base without experts; on the all-types pairs its row is
-# benchmarks/peers.py's.
+# base without experts; on the all-types pairs its row is benchmarks/peers.py's.
 # The prior sees the whole training crop; at RESOLUTION 256 and BATCH 2 (the same pixels a step)
 # the dark channel sees the context it sees on a 256 px evaluation image, which a 128 px crop lacks.
 # Usage: TYPE=hazy bash train/recipes/prior_input.sh [RUNS_DIR]
