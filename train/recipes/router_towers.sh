@@ -62,5 +62,5 @@ for TOWER in vit convnet; do
 done
 wait
 for TOWER in vit convnet; do
-  uir eval-router "$RUNS/$TOWER/router" --data "$PHOTOS" --held-out -o "$RUNS/$TOWER-held-out"
+  uir eval-router "$RUNS/$TOWER/router" --data "$PHOTOS" --held-out > "$RUNS/$TOWER-held-out.md"
 done
