@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "train" / "recipes").glob("*.sh"))
 SCRIPT = re.compile(r"^(train|benchmarks)/\w+\.py$")
 OPTION = re.compile(r"^--?[A-Za-z][\w-]*")
-STOP = {";", "&&", "||", "|", "&", ">", ">>", "<", "2>", "2>&1", ")", "(", "$("}
+STOP = {";", "&&", "||", "|", "&", "<", "(", ")"}  # and any word starting with ">" (a redirection)
 
 
 def _options(parser: argparse.ArgumentParser, words: list[str]) -> set[str]:
