@@ -16,7 +16,8 @@ RUNS=${1:-runs/gpu-default}
 # skip with PROBE_SECONDS=); every run then draws them on the GPU.
 export PROBE_SECONDS=${PROBE_SECONDS-30}
 # Issue 28, item 1: the router's image tower is the ConvNet. In router_towers.sh it led the ViT at
-# every validation reading on the set-aside photos (steps 100-2300 of 4000, by 0.01-0.24);
+# every validation reading on the set-aside photos (steps 100-4000, by 0.01-0.24) and held out
+# (0.59 against 0.52); re-choose the router's 0.7 threshold for it (docs/default-model.md);
 # ROUTER_CONFIG=train/configs/tiny-clip.json trains the ViT instead.
 export ROUTER_CONFIG=${ROUTER_CONFIG:-train/configs/tiny-clip-convnet.json}
 export EXTRA="${EXTRA:-} --synthesis device"
