@@ -239,6 +239,34 @@ def test_router_training_moves_what_it_should_and_calibrates(tmp_path, photos, t
                               F.normalize(router.clip.encode_image(pixels), dim=-1), atol=1e-6)
 
 
+def test_router_labels_by_effect_call_invisible_draws_clean(sample, tmp_path, photos):
+    """``--clean_above_psnr``: a draw at least that close to its clean crop (skimage's PSNR is the
+    oracle) trains as ``clean``; a visible one keeps its type; without the option nothing moves."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from uir import degradations
+
+    vocabulary = ["jpeg-compressed", "noisy", "clean"]
+    gt = sample[None]
+    lq = torch.cat([degradations.apply("jpeg-compressed", gt, quality=q, generator=torch.Generator()) for q in (95, 10)]
+                   + [degradations.apply("noisy", gt, sigma=1.0, generator=torch.Generator().manual_seed(0))])
+    measured = [peak_signal_noise_ratio(gt[0].numpy(), image.numpy(), data_range=1.0) for image in lq]
+    assert measured[0] > 35 > measured[1] and measured[2] > 35
+    names = ["jpeg-compressed", "jpeg-compressed", "noisy"]
+    labels = train_router.effect_labels(names, lq, gt.expand_as(lq), vocabulary, 35.0)
+    assert labels.tolist() == [2, 0, 2]
+    threshold = (measured[0] + measured[2]) / 2  # between the two invisible draws: only the closer one is clean
+    closer = 0 if measured[0] > measured[2] else 2
+    assert train_router.effect_labels(names, lq, gt.expand_as(lq), vocabulary, threshold).tolist() == \
+        [2 if i == closer else j for i, j in enumerate([0, 0, 1])]
+    assert train_router.effect_labels(names, lq, gt.expand_as(lq), vocabulary, None).tolist() == [0, 0, 1]
+    config = tmp_path / "clip.json"
+    config.write_text(json.dumps(TINY_CLIP))
+    with pytest.raises(ValueError, match="needs the clean class"):
+        train_router.main(["--clip_model", str(config), "--output_dir", str(tmp_path / "router"),
+                           "--train_data_dir", str(photos), "--no_clean_class", "--clean_above_psnr", "35"])
+
+
 def test_group_size_keeps_runs_of_one_type(tmp_path, photos):
     from uir.data import SyntheticDegradationDataset
 

@@ -10,7 +10,11 @@ degradation: a CLIP contrastive loss between each image and the vocabulary's tex
 cross-entropy over ``logit_scale * norm(d) @ norm(B)^T``, with ``d`` from the global view and
 the native-resolution crops (crop correction, :mod:`uir.models.router`). Training images are clean
 photos degraded on the fly, every batch mixing all types and, unless ``--no_clean_class``, the
-undegraded ``clean`` class. At the end the temperature is calibrated (``logit_scale``, by
+undegraded ``clean`` class. ``--clean_above_psnr DB`` labels by effect: a draw whose degraded
+image is still within ``DB`` of its clean crop (PSNR >= DB; a JPEG at quality 90, five small
+raindrops) is labelled ``clean``, since no degradation is visible to learn from and no expert
+should run on it; without it such draws keep their type's label, which only the crop's content
+can then fit. At the end the temperature is calibrated (``logit_scale``, by
 temperature scaling) on fresh degradations of the training photos, never the held-out ones.
 
 Without captions there is no content loss, so DA-CLIP's zero linears (which feed the
@@ -44,6 +48,7 @@ from uir.models.router import DegradationRouter, calibrate_temperature, expected
 from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator, mixed_batches,
                           parse_training_args, photo_split, train, training_dataset, validation_photos)
 from uir.files import save_pretrained_staged
+from uir.metrics import psnr
 
 
 def parse_args(argv=None):
@@ -60,11 +65,24 @@ def parse_args(argv=None):
     group.add_argument("--low_confidence", choices=LOW_CONFIDENCE_POLICIES, default="soft",
                        help="expert weights for unknown inputs: soft top-3, or the base alone")
     group.add_argument("--train_text_tower", action="store_true", help="train the text tower (the bank) too")
+    group.add_argument("--clean_above_psnr", type=float, default=None,
+                       help="label a draw 'clean' when its PSNR to the clean crop is at least this (dB)")
     group.add_argument("--calibration_repeats", type=int, default=1,
                        help="degraded copies of each training photo and type to calibrate on (0: no calibration)")
     add_data_args(parser)
     add_training_args(parser, learning_rate=1e-4, batch_size=32, max_train_steps=2000, resolution=256)
     return parse_training_args(parser, argv)
+
+
+def effect_labels(names: list[str], lq: torch.Tensor, gt: torch.Tensor, vocabulary: list[str],
+                  clean_above_psnr: float | None) -> torch.Tensor:
+    """The class indices to train and calibrate on: each draw's degradation, or ``clean`` where
+    ``clean_above_psnr`` is set and the degraded image is at least that close to its clean one."""
+    target = torch.tensor([vocabulary.index(name) for name in names], device=lq.device)
+    if clean_above_psnr is None:
+        return target
+    invisible = psnr(lq.clamp(0, 1), gt.to(lq)) >= clean_above_psnr
+    return torch.where(invisible, vocabulary.index(CLEAN), target)
 
 
 def build_router(args, names: list[str]) -> DegradationRouter:
@@ -100,8 +118,8 @@ def calibrate(router: DegradationRouter, files, names: list[str], args) -> None:
     logits, labels = [], []
     for pair in degraded_pairs(files, names, seed=args.seed + 1, severity="random", repeats=args.calibration_repeats):
         logits.append(router.logits(pair.lq.to(router.degradation_bank.device))[0].cpu())
-        labels.append(router.vocabulary.index(pair.name))
-    logits, labels = torch.stack(logits), torch.tensor(labels)
+        labels.append(effect_labels([pair.name], pair.lq, pair.gt, router.vocabulary, args.clean_above_psnr))
+    logits, labels = torch.stack(logits), torch.cat(labels)
     before = expected_calibration_error(logits.softmax(-1), labels)
     temperature = calibrate_temperature(router, logits, labels)
     after = expected_calibration_error((logits / temperature).softmax(-1), labels)
@@ -122,10 +140,11 @@ def main(argv=None):
             param.requires_grad_(not name.startswith("visual.") and name != "logit_scale")
     # the controller's image tower, logit_scale, and the text tower when asked
     trainable = {f"router.{n}": p for n, p in router.named_parameters() if p.requires_grad}
-    labels = {name: router.vocabulary.index(name) for name in names}
+    if args.clean_above_psnr is not None and CLEAN not in names:
+        raise ValueError("--clean_above_psnr labels draws 'clean': it needs the clean class (drop --no_clean_class)")
 
     def loss(batch):
-        target = torch.tensor([labels[name] for name in batch["degradation"]], device=batch["lq"].device)
+        target = effect_labels(batch["degradation"], batch["lq"], batch["gt"], router.vocabulary, args.clean_above_psnr)
         bank = router.text_bank() if args.train_text_tower else None
         return F.cross_entropy(router.logits(batch["lq"], bank=bank), target)
 
@@ -137,7 +156,10 @@ def main(argv=None):
     def validate(step: int) -> dict:
         router.refresh_bank()
         accuracy = evaluate_router(router, validation_files, names, seed=args.seed)
-        return {f"val_accuracy/{k}" if k != "overall" else "val_accuracy": v for k, v in accuracy.items()}
+        logs = {f"val_accuracy/{k}" if k != "overall" else "val_accuracy": v for k, v in accuracy.items()}
+        at_default = evaluate_router(router, validation_files, names, seed=args.seed, severity=None)
+        return logs | {f"val_accuracy_default_severity/{k}" if k != "overall" else "val_accuracy_default_severity": v
+                       for k, v in at_default.items()}
 
     train(accelerator, args, model=model, trainable=trainable, dataset=dataset, batch_sampler=sampler,
           validate=validate if validation_files else None)

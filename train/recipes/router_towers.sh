@@ -11,9 +11,12 @@
 # (all 11 classes, random severity, whole photos) is logged every VALIDATION_STEPS to
 # RUNS_DIR/<tower>/logs/metrics.jsonl; the held-out score comes once, at the end.
 # Every run resumes from its latest checkpoint when the same line is run again.
+# A third arm, convnet-effect, is the ConvNet labelled by effect (--clean_above_psnr 35: a draw
+# still at 35 dB or more from its clean crop, the default's bar for clean photos, is labelled
+# clean); TOWERS="convnet convnet-effect" compares it with the ConvNet labelled by type.
 #
 # Usage: bash train/recipes/router_towers.sh [RUNS_DIR]
-#   STEPS (default 4000), BATCH (16), VALIDATION_STEPS (100), THREADS per run (1)
+#   TOWERS (default "vit convnet"), STEPS (4000), BATCH (16), VALIDATION_STEPS (100), THREADS per run (1)
 #   SNAPSHOT=1: train nothing; instead turn each tower's latest checkpoint into a router (the
 #     same script resumed at the checkpoint's own step, so it takes no step; no calibration,
 #     which leaves every top-1 as it is) in RUNS_DIR/snapshots/<tower>-<step>/router, and write
@@ -30,16 +33,18 @@ train, validation, _ = validation_split(sys.argv[1])
 link_photos(train, f"{sys.argv[2]}/train")
 link_photos(validation, f"{sys.argv[2]}/validation")
 PY
-router_args() {  # TOWER: the flags both towers train with, and every snapshot resumes with
-  local config=train/configs/tiny-clip.json
-  [ "$1" = convnet ] && config=train/configs/tiny-clip-convnet.json
-  echo --clip_model "$config" --crop_grid 3 --train_text_tower --min_confidence 0.7 --low_confidence identity \
+TOWERS=${TOWERS:-vit convnet}
+router_args() {  # TOWER: the flags every arm trains with, and every snapshot resumes with
+  local config=train/configs/tiny-clip.json labels=""
+  [ "${1%-effect}" = convnet ] && config=train/configs/tiny-clip-convnet.json
+  [ "${1%-effect}" != "$1" ] && labels="--clean_above_psnr 35"
+  echo --clip_model "$config" $labels --crop_grid 3 --train_text_tower --min_confidence 0.7 --low_confidence identity \
     --degradations all --resolution 256 --train_batch_size "${BATCH:-16}" --learning_rate 5e-4 --lr_warmup_steps 200 \
     --train_data_dir "$RUNS/train" --dataloader_num_workers 1 --repeats 8 --resume_from_checkpoint latest
 }
 LAUNCH="accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no"
 if [ -n "${SNAPSHOT:-}" ]; then
-  for TOWER in vit convnet; do
+  for TOWER in $TOWERS; do
     CHECKPOINT=$(python -c 'import sys; from uir.training.checkpoints import resolve_checkpoint
 print(resolve_checkpoint(sys.argv[1], "latest") or sys.exit(f"no finished checkpoint in {sys.argv[1]}"))' "$RUNS/$TOWER")
     STEP=${CHECKPOINT##*-}
@@ -54,13 +59,13 @@ print(resolve_checkpoint(sys.argv[1], "latest") or sys.exit(f"no finished checkp
   done
   exit 0
 fi
-for TOWER in vit convnet; do
+for TOWER in $TOWERS; do
   OMP_NUM_THREADS=${THREADS:-1} nice -n 10 $LAUNCH train/train_router.py $(router_args "$TOWER") \
     --validation_data_dir "$RUNS/validation" --num_validation_images 13 --max_train_steps "${STEPS:-4000}" \
     --validation_steps "${VALIDATION_STEPS:-100}" --checkpointing_steps 100 --checkpoints_total_limit 1 \
     --output_dir "$RUNS/$TOWER" >> "$RUNS/$TOWER.log" 2>&1 &
 done
 wait
-for TOWER in vit convnet; do
+for TOWER in $TOWERS; do
   uir eval-router "$RUNS/$TOWER/router" --data "$PHOTOS" --held-out > "$RUNS/$TOWER-held-out.md"
 done
