@@ -131,6 +131,8 @@ def main(argv=None):
     args = parse_args(argv)
     accelerator = make_accelerator(args)
     names = list(args.degradations) + ([] if args.no_clean_class or CLEAN in args.degradations else [CLEAN])
+    if args.clean_above_psnr is not None and CLEAN not in names:
+        raise ValueError("--clean_above_psnr labels draws 'clean': it needs the clean class (drop --no_clean_class)")
     router = build_router(args, names).to(accelerator.device)
     if router.controller is None:
         raise ValueError("this router has no DA-CLIP controller to train (it was built with use_controller=False)")
@@ -140,8 +142,6 @@ def main(argv=None):
             param.requires_grad_(not name.startswith("visual.") and name != "logit_scale")
     # the controller's image tower, logit_scale, and the text tower when asked
     trainable = {f"router.{n}": p for n, p in router.named_parameters() if p.requires_grad}
-    if args.clean_above_psnr is not None and CLEAN not in names:
-        raise ValueError("--clean_above_psnr labels draws 'clean': it needs the clean class (drop --no_clean_class)")
 
     def loss(batch):
         target = effect_labels(batch["degradation"], batch["lq"], batch["gt"], router.vocabulary, args.clean_above_psnr)
@@ -155,11 +155,11 @@ def main(argv=None):
 
     def validate(step: int) -> dict:
         router.refresh_bank()
-        accuracy = evaluate_router(router, validation_files, names, seed=args.seed)
-        logs = {f"val_accuracy/{k}" if k != "overall" else "val_accuracy": v for k, v in accuracy.items()}
-        at_default = evaluate_router(router, validation_files, names, seed=args.seed, severity=None)
-        return logs | {f"val_accuracy_default_severity/{k}" if k != "overall" else "val_accuracy_default_severity": v
-                       for k, v in at_default.items()}
+        logs = {}
+        for key, severity in (("val_accuracy", "random"), ("val_accuracy_default_severity", None)):
+            accuracy = evaluate_router(router, validation_files, names, seed=args.seed, severity=severity)
+            logs |= {f"{key}/{k}" if k != "overall" else key: v for k, v in accuracy.items()}
+        return logs
 
     train(accelerator, args, model=model, trainable=trainable, dataset=dataset, batch_sampler=sampler,
           validate=validate if validation_files else None)
