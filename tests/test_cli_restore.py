@@ -226,6 +226,18 @@ def test_eval_on_paired_folders(model_dir, tmp_path, sample):
                  str(tmp_path / "e")]) == EXIT_OK
     rows = json.loads((tmp_path / "e" / "scores.json").read_text())
     assert rows[0]["degradation"] == "paired" and rows[0]["psnr_in"] > 10
+    assert main(["eval", "--model", str(model_dir), "--data", str(tmp_path / "pairs"), "--severity", "severe",
+                 "-o", str(tmp_path / "e")]) == EXIT_USAGE  # pairs come degraded
+
+
+def test_eval_degrades_at_the_severity_asked(model_dir, inputs, tmp_path):
+    (inputs / "broken.png").unlink()
+    psnr_in = {}
+    for level in ("mild", "severe"):
+        assert main(["eval", "--model", str(model_dir), "--data", str(inputs), "--degradations", "noisy",
+                     "--severity", level, "--grid-rows", "0", "-o", str(tmp_path / level)]) == EXIT_OK
+        psnr_in[level] = json.loads((tmp_path / level / "scores.json").read_text())[0]["psnr_in"]
+    assert psnr_in["severe"] < psnr_in["mild"] - 3
 
 
 def test_bench_and_demo(model_dir, tmp_path, capsys):

@@ -64,6 +64,10 @@ def parse_args(argv=None):
     group.add_argument("--min_confidence", type=float, default=0.25, help="below this max s_o an input is unknown")
     group.add_argument("--low_confidence", choices=LOW_CONFIDENCE_POLICIES, default="soft",
                        help="expert weights for unknown inputs: soft top-3, or the base alone")
+    group.add_argument("--jpeg_max_quality", type=float, default=None,
+                       help="call an image jpeg-compressed when its JPEG trace implies this quality or less")
+    group.add_argument("--call_missing_pixels", action="store_true",
+                       help="call an image with missing pixels (one exact value in every channel) uncompleted")
     group.add_argument("--train_text_tower", action="store_true", help="train the text tower (the bank) too")
     group.add_argument("--clean_above_psnr", type=float, default=None,
                        help="label a draw 'clean' when its PSNR to the clean crop is at least this (dB)")
@@ -87,7 +91,8 @@ def effect_labels(names: list[str], lq: torch.Tensor, gt: torch.Tensor, vocabula
 
 def build_router(args, names: list[str]) -> DegradationRouter:
     crop = dict(crop_correction=not args.no_crop_correction, crop_grid=args.crop_grid,
-                min_confidence=args.min_confidence, low_confidence=args.low_confidence)
+                min_confidence=args.min_confidence, low_confidence=args.low_confidence,
+                jpeg_max_quality=args.jpeg_max_quality, call_missing_pixels=args.call_missing_pixels)
     if args.router:
         router = DegradationRouter.from_pretrained(args.router, torch_dtype=torch.float32)  # trains in fp32
         missing = [n for n in names if n not in router.vocabulary]

@@ -22,6 +22,13 @@ from .commands.evaluate import cmd_bench, cmd_demo, cmd_eval, cmd_eval_router
 from .commands.restore import cmd_restore
 
 
+def _add_severity_arg(parser) -> None:
+    """``--severity`` of the commands that degrade photos to score them (read by
+    :func:`uir.commands.common.severity`)."""
+    parser.add_argument("--severity", default="default", choices=["default", "mild", "moderate", "severe", "random"],
+                        help="default (each type's protocol level), mild, moderate, severe or random")
+
+
 def _non_negative(value: str) -> int:
     return whole_number(value, 0)
 
@@ -139,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "with + (low-light+noisy)")
     evaluate.add_argument("--top-k", dest="top_k", type=positive_int, default=None,
                           help="experts the router keeps per image (default: the pipeline's)")
+    _add_severity_arg(evaluate)
     evaluate.add_argument("--oracle", action="store_true", help="use the true degradation's expert instead of the router")
     evaluate.add_argument("--held-out", dest="held_out", action="store_true",
                           help="use only the held-out split of --data (every fifth photo by name)")
@@ -155,8 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     router_eval.add_argument("--degradations", type=parse_names, default=None,
                              help=f'comma-separated names or "all" (the {types} DA-CLIP types); default: the '
                                   "router's vocabulary")
-    router_eval.add_argument("--severity", default="default", choices=["default", "mild", "moderate", "severe", "random"],
-                             help="default (each type's protocol level), mild, moderate, severe or random")
+    _add_severity_arg(router_eval)
     router_eval.add_argument("--held-out", dest="held_out", action="store_true",
                              help="use only the held-out split of --data (every fifth photo by name)")
     router_eval.add_argument("--limit", type=positive_int, default=None, help="use only the first N photos")

@@ -54,7 +54,7 @@ if [ -n "${PROBE_SECONDS:-}" ]; then
 fi
 
 $LAUNCH train/train_router.py --clip_model "${ROUTER_CONFIG:-train/configs/tiny-clip.json}" --crop_grid 3 --train_text_tower \
-  --min_confidence 0.7 --low_confidence identity \
+  --min_confidence 0.7 --low_confidence identity --jpeg_max_quality 30 --call_missing_pixels \
   --degradations all --resolution 256 --train_batch_size 64 --learning_rate 5e-4 --lr_warmup_steps 200 \
   $(budget "${ROUTER_STEPS:-1221}" "${ROUTER_SECONDS:-}") "${COMMON[@]}" --output_dir "$RUNS/router" \
   > "$RUNS/router.log" 2>&1 &

@@ -163,6 +163,11 @@ def data_folder(args) -> Path:
     return data
 
 
+def severity(args) -> str | None:
+    """``--severity`` as :func:`uir.evaluation.degraded_pairs` takes it (``None``: each type's default)."""
+    return None if args.severity == "default" else args.severity
+
+
 def selected_photos(args, data: Path) -> list[Path]:
     """The photos of ``data`` that ``--held-out`` and ``--limit`` select."""
     from ..data import photo_files, split_photos

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..boundary import EXIT_OK, EXIT_PARTIAL, UsageError
 from .common import (check_device, data_folder, distributed_state, load_for_cli, output_folder, report_skip,
-                     selected_photos, share)
+                     selected_photos, severity, share)
 from .restore import describe_restoration
 
 
@@ -65,6 +65,8 @@ def cmd_eval(args) -> int:
     names = args.degradations
     data = data_folder(args)
     paired = _paired(data)
+    if paired and severity(args) is not None:
+        raise UsageError(f"--severity degrades clean photos; --data {data} holds lq/ and gt/ pairs")
     photos = [] if paired else selected_photos(args, data)
     if not paired and not photos:
         raise UsageError(f"--data {data}: no photos{' in the held-out split' if args.held_out else ''}")
@@ -90,7 +92,8 @@ def cmd_eval(args) -> int:
     else:
         mine = share(state, list(enumerate(photos)))
         scores = evaluate_restoration(_restore_fn(pipe, args.oracle, args.top_k), [path for _, path in mine], names,
-                                      seed=args.seed, on_pair=keep, first_index=mine[0][0] if mine else 0,
+                                      seed=args.seed, severity=severity(args), on_pair=keep,
+                                      first_index=mine[0][0] if mine else 0,
                                       on_skip=skips)
     if state is not None:  # every process's scores and skips, merged, written once
         from accelerate.utils import gather_object
@@ -127,9 +130,8 @@ def cmd_eval_router(args) -> int:
     except (OSError, ValueError) as error:
         raise UsageError(f"cannot load router {args.router!r}: {error}") from None
     names = args.degradations or router.vocabulary
-    severity = None if args.severity == "default" else args.severity
     skips = _Skips()
-    confusion = router_confusion(router, photos, names, seed=args.seed, severity=severity, repeats=args.repeats,
+    confusion = router_confusion(router, photos, names, seed=args.seed, severity=severity(args), repeats=args.repeats,
                                  on_skip=skips)
     code = skips.summary(sum(sum(row.values()) for row in confusion.values()))
     if code and not any(confusion.values()):

@@ -11,6 +11,9 @@ import torch.nn.functional as F
 from .filters import pixel_grid, rand, segment_distance
 from .registry import check_image
 
+#: the vocabulary entry missing pixels are evidence for
+MISSING_CLASS = "uncompleted"
+
 
 def free_form_mask(image, generator, strokes, width):
     """Random brush strokes (B,1,H,W), 1 where pixels are missing.

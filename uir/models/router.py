@@ -31,6 +31,15 @@ Images smaller than the input size on a side skip the crops.
 input matches no known degradation well: the pipeline then applies ``low_confidence`` (see
 :func:`uir.lora.strategies.router_weights`) and callers should warn.
 
+**Traces.** Two types leave exact evidence that no appearance can fake, and the router can be
+told to trust it over eq. 3 (``s_o`` one-hot, confidence 1):
+``jpeg_max_quality`` calls an image ``jpeg-compressed`` when its 8x8 DCT coefficients still sit
+on the comb of a JPEG quantisation at that libjpeg quality or below
+(:mod:`uir.degradations.jpeg_trace`); ``call_missing_pixels`` calls it ``uncompleted`` when it
+has missing pixels, regions of one exact value in every channel
+(:func:`uir.degradations.masks.missing_mask`). Images without a trace (a resized or filtered
+JPEG, a photo saved at a higher quality, holes of no single value) are routed by eq. 3 alone.
+
 **Clean.** A vocabulary may hold :data:`~uir.degradations.CLEAN`, the undegraded class. It has
 no expert: its weight keeps the input unchanged (the identity expert of the mixture).
 """
@@ -47,6 +56,8 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from ..degradations import DEFAULT_VOCABULARY
+from ..degradations.jpeg_trace import JPEG_CLASS
+from ..degradations.masks import MISSING_CLASS
 from ..files import load_safetensors
 from ..lora.strategies import check_expected_gain_table, check_low_confidence
 from ..networks.router import OPENAI_MEAN, OPENAI_STD, RouterInference, RouterOutput
@@ -127,6 +138,9 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
         expected_gains: an expected-gain table (:func:`uir.lora.strategies.expected_gain_table`,
             fitted by ``train/fit_expected_gains.py``); when set, it decides per image instead
             of ``low_confidence``.
+        jpeg_max_quality: call an image ``jpeg-compressed`` when its JPEG trace implies this
+            libjpeg quality or less; ``None``: no such call.
+        call_missing_pixels: call an image with missing pixels ``uncompleted``.
     """
 
     config_name = "config.json"
@@ -146,6 +160,8 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
         image_mean: tuple = OPENAI_MEAN,
         image_std: tuple = OPENAI_STD,
         expected_gains: dict | None = None,
+        jpeg_max_quality: float | None = None,
+        call_missing_pixels: bool = False,
     ):
         super().__init__()
         import open_clip
@@ -155,6 +171,12 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
         check_low_confidence(low_confidence)
         if expected_gains is not None:
             check_expected_gain_table(expected_gains)
+        if jpeg_max_quality is not None and not 1 <= jpeg_max_quality <= 100:
+            raise ValueError(f"jpeg_max_quality must be a quality in [1, 100], got {jpeg_max_quality}")
+        for option, asked, name in (("jpeg_max_quality", jpeg_max_quality is not None, JPEG_CLASS),
+                                    ("call_missing_pixels", call_missing_pixels, MISSING_CLASS)):
+            if asked and name not in vocabulary:
+                raise ValueError(f"{option} calls images {name!r}, which the vocabulary {list(vocabulary)} lacks")
         if texts is not None and len(texts) != len(vocabulary):
             raise ValueError("texts must have one entry per vocabulary name")
         config = {k: v for k, v in clip_config.items() if k in ("embed_dim", "vision_cfg", "text_cfg", "init_logit_scale")}

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..degradations.jpeg_trace import JPEG_CLASS, jpeg_quality
+from ..degradations.masks import MISSING_CLASS, missing_mask
 from ..files import load_safetensors
 from . import load_weights
 from .clip_vision import supported_vision_config, vision_tower
@@ -42,8 +44,9 @@ class RouterOutput:
 
 class RouterInference:
     """Eq. 3 with crop correction, for a module with ``config`` (``vocabulary``, ``image_mean``,
-    ``image_std``, ``crop_correction``, ``crop_grid``, ``min_confidence``), ``logit_scale``,
-    ``degradation_bank``, ``input_size`` and ``degradation_vector(images at input_size)``."""
+    ``image_std``, ``crop_correction``, ``crop_grid``, ``min_confidence``, optionally
+    ``jpeg_max_quality`` and ``call_missing_pixels``), ``logit_scale``, ``degradation_bank``, ``input_size`` and
+    ``degradation_vector(images at input_size)``."""
 
     @property
     def vocabulary(self) -> list[str]:
@@ -88,9 +91,24 @@ class RouterInference:
         bank = self.degradation_bank if bank is None else bank
         return self.logit_scale.exp().float() * self.aggregate_vector(images) @ bank.float().T
 
+    def traces(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{class: (B,) bool}``: the images that carry the exact trace of a class, for the traces
+        the config asks for: missing pixels (``call_missing_pixels``,
+        :func:`~uir.degradations.masks.missing_mask`) and a JPEG at ``jpeg_max_quality`` or below
+        (:func:`~uir.degradations.jpeg_trace.jpeg_quality`). Missing pixels come last: their
+        call wins where an image carries both."""
+        found = {}
+        max_quality = getattr(self.config, "jpeg_max_quality", None)
+        if max_quality is not None:
+            found[JPEG_CLASS] = jpeg_quality(images.float()) <= max_quality
+        if getattr(self.config, "call_missing_pixels", False):
+            found[MISSING_CLASS] = missing_mask(images.float()).flatten(1).amax(1).cpu() > 0
+        return found
+
     def forward(self, images: torch.Tensor) -> RouterOutput:
         """Route a batch of RGB images in [0, 1], (B,3,H,W), any size: eq. 3's ``s_o``, the top
-        degradation per image and its confidence.
+        degradation per image and its confidence. An image with a trace (:meth:`traces`) gets
+        ``s_o`` one-hot on the trace's class instead; a trace's absence changes nothing.
 
         Args:
             images: (B,3,H,W) RGB in [0, 1].
@@ -99,6 +117,9 @@ class RouterInference:
             :class:`RouterOutput`.
         """
         probabilities = self.logits(images).softmax(-1)
+        for name, traced in self.traces(images).items():  # exact evidence outranks the learned call
+            call = F.one_hot(torch.tensor(self.vocabulary.index(name)), probabilities.shape[-1])
+            probabilities = torch.where(traced.to(probabilities.device)[:, None], call.to(probabilities), probabilities)
         confidence, best = probabilities.max(-1)
         names = [self.vocabulary[i] for i in best.tolist()]
         return RouterOutput(probabilities, names, confidence, confidence >= self.config.min_confidence)
