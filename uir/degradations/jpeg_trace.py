@@ -93,8 +93,9 @@ def libjpeg_quality(scale: float) -> float:
 
 def jpeg_quality(image: torch.Tensor, max_blocks: int = 16384) -> torch.Tensor:
     """Per image of ``image`` ((C,H,W) or (B,C,H,W) in [0, 1]), the libjpeg quality its JPEG trace
-    implies, rounded to a whole quality as libjpeg takes it, (B,) float; NaN where there is no trace (nor is there one a quality below about 90
-    would leave: its steps, 2 and less, drown in the rounding error).
+    implies, rounded to a whole quality as libjpeg takes it, (B,) float; NaN where there is no
+    trace. From about quality 90 up the steps (2 and less) drown in the rounding error, so such
+    a photo reads as one without a trace.
 
     On the grid of :func:`grid_phase`, the two lowest AC coefficients of every block give a
     :func:`quantization_step` each, read against :data:`BASE_STEPS`; the coarser reading wins (a
@@ -124,5 +125,5 @@ def jpeg_quality(image: torch.Tensor, max_blocks: int = 16384) -> torch.Tensor:
     return torch.tensor(qualities, dtype=torch.float32)
 
 
-__all__ = ["BASE_STEPS", "BLOCK", "JPEG_CLASS", "MAX_STEP", "dct_matrix", "grid_phase", "jpeg_quality", "libjpeg_quality", "luma",
-           "quantization_step"]
+__all__ = ["BASE_STEPS", "BLOCK", "JPEG_CLASS", "MAX_STEP", "dct_matrix", "grid_phase", "jpeg_quality",
+           "libjpeg_quality", "luma", "quantization_step"]

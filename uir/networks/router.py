@@ -45,8 +45,8 @@ class RouterOutput:
 class RouterInference:
     """Eq. 3 with crop correction, for a module with ``config`` (``vocabulary``, ``image_mean``,
     ``image_std``, ``crop_correction``, ``crop_grid``, ``min_confidence``, optionally
-    ``jpeg_max_quality`` and ``call_missing_pixels``), ``logit_scale``, ``degradation_bank``, ``input_size`` and
-    ``degradation_vector(images at input_size)``."""
+    ``jpeg_max_quality`` and ``call_missing_pixels``), ``logit_scale``, ``degradation_bank``,
+    ``input_size`` and ``degradation_vector(images at input_size)``."""
 
     @property
     def vocabulary(self) -> list[str]:
