@@ -23,12 +23,12 @@ PHOTO = "scikit-image__rocket.png"  # never saved as a JPEG at its size
 WHITE_BACKGROUND = "opencv-doc__smarties.png"  # most blocks hold clipped pixels
 
 
-def pillow_jpeg(image: torch.Tensor, quality: int) -> tuple[torch.Tensor, list[int]]:
-    """``image`` (3,H,W) saved by Pillow at ``quality`` and decoded, and the luminance table the
-    file holds (row-major)."""
+def pillow_jpeg(image: torch.Tensor, quality: int, mode: str = "RGB", **options) -> tuple[torch.Tensor, list[int]]:
+    """``image`` (3,H,W) saved by Pillow at ``quality`` in ``mode`` with its ``options`` and
+    decoded as RGB, and the luminance table the file holds (row-major)."""
     array = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="JPEG", quality=quality)
+    Image.fromarray(array).convert(mode).save(buffer, format="JPEG", quality=quality, **options)
     decoded = Image.open(io.BytesIO(buffer.getvalue()))
     table = list(decoded.quantization[0])
     return torch.from_numpy(np.asarray(decoded.convert("RGB")).copy()).permute(2, 0, 1).float() / 255, table
@@ -51,6 +51,12 @@ def test_steps_and_quality_read_back_from_the_file_pillow_wrote(photos_dir, qual
     assert float(jpeg_quality(decoded)) == quality
     # a crop off the 8x8 grid keeps the trace at another offset
     assert float(jpeg_quality(decoded[:, 3:, 5:])) == quality
+
+
+@pytest.mark.parametrize("mode, options", [("RGB", {"subsampling": 0}), ("RGB", {"progressive": True}), ("L", {})])
+def test_quality_read_back_whatever_the_chroma_and_scan(photos_dir, mode, options):
+    decoded, _ = pillow_jpeg(load_image(photos_dir / PHOTO), 20, mode, **options)
+    assert float(jpeg_quality(decoded)) == 20
 
 
 def test_clipped_blocks_are_left_out(photos_dir):
