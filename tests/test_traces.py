@@ -16,6 +16,7 @@ from uir.degradations.jpeg_trace import JPEG_CLASS, dct_matrix, jpeg_quality, lu
 from uir.degradations.masks import MISSING_CLASS
 from uir.files import load_json_object
 from uir.images import load_image
+from uir.models.router import DegradationRouter
 from uir.networks.router import RuntimeRouter
 from uir.testing import tiny_router
 
@@ -96,6 +97,7 @@ def test_router_calls_traced_images_and_leaves_the_others_to_eq3(photos_dir, tmp
     runtime = RuntimeRouter.from_config(load_json_object(tmp_path / "config.json"),
                                         tmp_path / "diffusion_pytorch_model.safetensors")
     assert runtime(images).names == out.names
+    assert DegradationRouter.from_pretrained(tmp_path).eval()(images).names == out.names
     with pytest.raises(ValueError, match="jpeg_max_quality"):
         tiny_router(vocabulary=["noisy", "hazy"], jpeg_max_quality=30)
     with pytest.raises(ValueError, match="call_missing_pixels"):

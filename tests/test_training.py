@@ -206,6 +206,18 @@ def test_vae_skips_stage_saves_a_loadable_skip_vae(base_dir, photos, tmp_path):
     assert not torch.equal(trained.vae.state_dict()[conv], fresh.vae.state_dict()[conv]), "VAE LoRA not fused"
 
 
+def test_router_training_options_reach_the_saved_config(tmp_path):
+    config = tmp_path / "clip.json"
+    config.write_text(json.dumps(TINY_CLIP))
+    names = ["jpeg-compressed", "uncompleted", "clean"]
+    args = train_router.parse_args(["--clip_model", str(config), "--output_dir", str(tmp_path), "--degradations",
+                                    "jpeg-compressed,uncompleted", "--jpeg_max_quality", "30", "--call_missing_pixels",
+                                    "--min_confidence", "0.7", "--low_confidence", "identity"])
+    saved = train_router.build_router(args, names).config
+    assert (saved.jpeg_max_quality, saved.call_missing_pixels, saved.min_confidence, saved.low_confidence) == (
+        30, True, 0.7, "identity")
+
+
 @pytest.mark.parametrize("text_tower, tower", [(False, "vit"), (True, "vit"), (False, "convnet")])
 def test_router_training_moves_what_it_should_and_calibrates(tmp_path, photos, text_tower, tower):
     config = tmp_path / "clip.json"
