@@ -218,6 +218,24 @@ def test_router_training_options_reach_the_saved_config(tmp_path):
         30, True, 0.7, "identity")
 
 
+def test_skip_traced_leaves_the_traces_draws_out_of_the_loss(tmp_path, sample):
+    import uir.degradations as D
+    from uir.degradations.filters import jpeg
+
+    config = tmp_path / "clip.json"
+    config.write_text(json.dumps(TINY_CLIP))
+    base = ["--clip_model", str(config), "--output_dir", str(tmp_path), "--degradations", "jpeg-compressed,uncompleted"]
+    router = train_router.build_router(train_router.parse_args(base + ["--jpeg_max_quality", "30",
+                                                                       "--call_missing_pixels"]),
+                                       ["jpeg-compressed", "uncompleted", "clean"])
+    crop = sample[:, :64, :64]
+    holes = D.apply("uncompleted", crop, generator=torch.Generator().manual_seed(0))
+    batch = torch.stack([jpeg(crop[None], 10)[0], holes, crop, jpeg(crop[None], 90)[0]])
+    assert train_router.untraced(router, batch).tolist() == [False, False, True, True]
+    with pytest.raises(ValueError, match="--skip_traced"):
+        train_router.main(base + ["--skip_traced"])
+
+
 @pytest.mark.parametrize("text_tower, tower", [(False, "vit"), (True, "vit"), (False, "convnet")])
 def test_router_training_moves_what_it_should_and_calibrates(tmp_path, photos, text_tower, tower):
     config = tmp_path / "clip.json"

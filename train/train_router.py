@@ -14,7 +14,9 @@ undegraded ``clean`` class. ``--clean_above_psnr DB`` labels by effect: a draw w
 image is still within ``DB`` of its clean crop (PSNR >= DB; a JPEG at quality 90, five small
 raindrops) is labelled ``clean``, since no degradation is visible to learn from and no expert
 should run on it; without it such draws keep their type's label, which only the crop's content
-can then fit. At the end the temperature is calibrated (``logit_scale``, by
+can then fit. ``--skip_traced`` leaves out of the loss (and the calibration) the draws that
+carry a trace the router is told to read (``--jpeg_max_quality``, ``--call_missing_pixels``):
+the trace decides those, so eq. 3 learns only the rest. At the end the temperature is calibrated (``logit_scale``, by
 temperature scaling) on fresh degradations of the training photos, never the held-out ones.
 
 Without captions there is no content loss, so DA-CLIP's zero linears (which feed the
@@ -68,6 +70,8 @@ def parse_args(argv=None):
                        help="call an image jpeg-compressed when its JPEG trace implies this quality or less")
     group.add_argument("--call_missing_pixels", action="store_true",
                        help="call an image with missing pixels (one exact value in every channel) uncompleted")
+    group.add_argument("--skip_traced", action="store_true",
+                       help="train and calibrate only on draws without a trace the router reads")
     group.add_argument("--train_text_tower", action="store_true", help="train the text tower (the bank) too")
     group.add_argument("--clean_above_psnr", type=float, default=None,
                        help="label a draw 'clean' when its PSNR to the clean crop is at least this (dB)")
@@ -87,6 +91,14 @@ def effect_labels(names: list[str], lq: torch.Tensor, gt: torch.Tensor, vocabula
         return target
     invisible = psnr(lq.clamp(0, 1), gt.to(lq)) >= clean_above_psnr
     return torch.where(invisible, vocabulary.index(CLEAN), target)
+
+
+def untraced(router: DegradationRouter, lq: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the images that carry none of the traces the router reads (``RouterInference.traces``)."""
+    traced = torch.zeros(lq.shape[0], dtype=torch.bool)
+    for found in router.traces(lq).values():
+        traced |= found.cpu()
+    return ~traced.to(lq.device)
 
 
 def build_router(args, names: list[str]) -> DegradationRouter:
@@ -122,6 +134,8 @@ def calibrate(router: DegradationRouter, files, names: list[str], args) -> None:
     router.eval()
     logits, labels = [], []
     for pair in degraded_pairs(files, names, seed=args.seed + 1, severity="random", repeats=args.calibration_repeats):
+        if args.skip_traced and not bool(untraced(router, pair.lq)[0]):
+            continue
         logits.append(router.logits(pair.lq.to(router.degradation_bank.device))[0].cpu())
         labels.append(effect_labels([pair.name], pair.lq, pair.gt, router.vocabulary, args.clean_above_psnr))
     logits, labels = torch.stack(logits), torch.cat(labels)
@@ -136,6 +150,9 @@ def main(argv=None):
     args = parse_args(argv)
     accelerator = make_accelerator(args)
     names = list(args.degradations) + ([] if args.no_clean_class or CLEAN in args.degradations else [CLEAN])
+    if args.skip_traced and args.jpeg_max_quality is None and not args.call_missing_pixels:
+        raise ValueError("--skip_traced leaves traced draws out: give the traces to read (--jpeg_max_quality, "
+                         "--call_missing_pixels)")
     if args.clean_above_psnr is not None and CLEAN not in names:
         raise ValueError("--clean_above_psnr labels draws 'clean': it needs the clean class (drop --no_clean_class)")
     router = build_router(args, names).to(accelerator.device)
@@ -150,8 +167,14 @@ def main(argv=None):
 
     def loss(batch):
         target = effect_labels(batch["degradation"], batch["lq"], batch["gt"], router.vocabulary, args.clean_above_psnr)
+        lq = batch["lq"]
+        if args.skip_traced:
+            keep = untraced(router, lq)
+            if not bool(keep.any()):  # every draw is the traces' to decide: nothing for eq. 3 to learn
+                return router.logit_scale * 0.0
+            lq, target = lq[keep], target[keep]
         bank = router.text_bank() if args.train_text_tower else None
-        return F.cross_entropy(router.logits(batch["lq"], bank=bank), target)
+        return F.cross_entropy(router.logits(lq, bank=bank), target)
 
     model = LossModule({"router": router}, loss)
     dataset = training_dataset(args, names)

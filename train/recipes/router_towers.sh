@@ -14,6 +14,8 @@
 # A third arm, convnet-effect, is the ConvNet labelled by effect (--clean_above_psnr 35: a draw
 # still at 35 dB or more from its clean crop, the default's bar for clean photos, is labelled
 # clean); TOWERS="convnet convnet-effect" compares it with the ConvNet labelled by type.
+# A fourth, convnet-traced, reads the default's traces (a JPEG at quality 30 or below, missing
+# pixels) and trains eq. 3 only on the draws without one (--skip_traced): the traces decide those.
 #
 # Usage: bash train/recipes/router_towers.sh [RUNS_DIR]
 #   TOWERS (default "vit convnet"), STEPS (4000), BATCH (16), VALIDATION_STEPS (100), THREADS per run (1)
@@ -36,8 +38,11 @@ PY
 TOWERS=${TOWERS:-vit convnet}
 router_args() {  # TOWER: the flags every arm trains with, and every snapshot resumes with
   local config=train/configs/tiny-clip.json labels=""
-  [ "${1%-effect}" = convnet ] && config=train/configs/tiny-clip-convnet.json
-  [ "${1%-effect}" != "$1" ] && labels="--clean_above_psnr 35"
+  case "$1" in convnet*) config=train/configs/tiny-clip-convnet.json ;; esac
+  case "$1" in
+    *-effect) labels="--clean_above_psnr 35" ;;
+    *-traced) labels="--jpeg_max_quality 30 --call_missing_pixels --skip_traced" ;;
+  esac
   echo --clip_model "$config" $labels --crop_grid 3 --train_text_tower --min_confidence 0.7 --low_confidence identity \
     --degradations all --resolution 256 --train_batch_size "${BATCH:-16}" --learning_rate 5e-4 --lr_warmup_steps 200 \
     --train_data_dir "$RUNS/train" --dataloader_num_workers 1 --repeats 8 --resume_from_checkpoint latest
