@@ -16,8 +16,9 @@ raindrops) is labelled ``clean``, since no degradation is visible to learn from 
 should run on it; without it such draws keep their type's label, which only the crop's content
 can then fit. ``--skip_traced`` leaves out of the loss (and the calibration) the draws that
 carry a trace the router is told to read (``--jpeg_max_quality``, ``--call_missing_pixels``):
-the trace decides those, so eq. 3 learns only the rest. At the end the temperature is calibrated (``logit_scale``, by
-temperature scaling) on fresh degradations of the training photos, never the held-out ones.
+the trace decides those, so eq. 3 learns only the rest. At the end the temperature is
+calibrated (``logit_scale``, by temperature scaling) on fresh degradations of the training
+photos, never the held-out ones.
 
 Without captions there is no content loss, so DA-CLIP's zero linears (which feed the
 controller into the content branch) get no gradient; they stay zero and the router's content
