@@ -177,6 +177,15 @@ class MixtureRestoration:
         if self.expert_list.experts:
             self._install_experts()
 
+    def rebase_experts(self) -> None:
+        """Fingerprint the base again and record it in every expert, so the experts, saved, load
+        onto the base as it is now and onto no other. For a base changed outside the layers
+        experts adapt (:meth:`uir.models.NAFNet.use_bilinear_upsampling`,
+        ``train/convert_upsampling.py``); the caller vouches for that."""
+        self.base_fingerprint = base_fingerprint(self._base_models())
+        for expert in self.expert_list.experts:
+            expert.extra[FINGERPRINT_KEY] = self.base_fingerprint
+
     def _base_models(self) -> dict:
         return {name: getattr(self, name) for name in self.adapted_components}
 

@@ -74,6 +74,61 @@ def test_bilinear_upsampling_draws_no_2px_grid_on_a_flat_image(tmp_path, upsampl
         NAFNet(**TINY_NAFNET, upsampling="nearest")
 
 
+def test_bilinear_from_pixel_shuffle_is_the_cell_mean_interpolated():
+    """The converted upsampler's map is the pixel-shuffle output averaged over each 2x2 cell
+    (oracle: ``avg_pool2d`` of the trained upsampler's output), interpolated bilinearly."""
+    import torch.nn.functional as F
+
+    from uir.networks.nafnet import bilinear_from_pixel_shuffle, upsampler
+
+    torch.manual_seed(0)
+    trained = upsampler(16, "pixel-shuffle")
+    x = torch.randn(2, 16, 9, 11)
+    with torch.no_grad():
+        expected = F.interpolate(F.avg_pool2d(trained(x), 2), scale_factor=2, mode="bilinear", align_corners=False)
+        got = bilinear_from_pixel_shuffle(trained)(x)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_converted_pipeline_keeps_its_experts_and_draws_no_grid(tmp_path, train_script):
+    """``train/convert_upsampling.py``: a pixel-shuffle NAFNet pipeline with experts and a router
+    comes back with bilinear upsampling (in the config), its experts (re-fingerprinted: without
+    that they would refuse the converted base) and its router; it restores as the network
+    converted in memory, in diffusers and in the runtime, with the four 2x2 phases of a flat
+    image equal; it refuses to convert twice or to write over a folder."""
+    from uir.lora import ExpertError
+    from uir.pipelines.loading import load_pipeline
+
+    convert = train_script("convert_upsampling")
+    pipe = tiny_restorer_pipeline(names=("noisy", "hazy"))
+    _random_blocks(pipe.restorer)
+    pipe.rebase_experts()  # the drawn blocks are the base these experts belong to
+    pipe.save_pretrained(tmp_path / "original")
+    convert.main(["--model", str(tmp_path / "original"), "--output_dir", str(tmp_path / "converted")])
+    assert NAFNet.load_config(tmp_path / "converted" / "restorer")["upsampling"] == "bilinear"
+
+    stale = copy.deepcopy(pipe)  # converted, but its experts still name the pixel-shuffle base
+    stale.restorer.use_bilinear_upsampling()
+    stale.save_pretrained(tmp_path / "stale")
+    with pytest.raises(ExpertError, match="was trained on base"):
+        load_pipeline(tmp_path / "stale")
+
+    flat = torch.full((1, 3, 64, 64), 0.55)
+    expected = stale(flat, weights={"hazy": 1.0}, output_type="pt").images
+    for runtime in (False, True):
+        loaded = load_pipeline(tmp_path / "converted", runtime=runtime)
+        assert loaded.expert_list.names == ["noisy", "hazy"] and loaded.router is not None
+        restored = loaded(flat, weights={"hazy": 1.0}, output_type="pt").images
+        torch.testing.assert_close(restored, expected, atol=1e-5, rtol=1e-5)
+        inside = restored[0, :, 16:48, 16:48]
+        phases = torch.stack([inside[:, i::2, j::2] for i in (0, 1) for j in (0, 1)])
+        assert float((phases.amax(0) - phases.amin(0)).max()) < 1e-5
+    with pytest.raises(SystemExit, match="already bilinear"):
+        convert.main(["--model", str(tmp_path / "converted"), "--output_dir", str(tmp_path / "twice")])
+    with pytest.raises(SystemExit, match="exists"):
+        convert.main(["--model", str(tmp_path / "original"), "--output_dir", str(tmp_path / "converted")])
+
+
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_nafnet_block_in_bands_equals_the_whole_map(monkeypatch, layout):
     """Inference runs a tall map in bands of rows (a one-row halo for the 3x3 conv, the channel

@@ -28,5 +28,11 @@ class NAFNet(core.NAFNet, ModelMixin, ConfigMixin, PeftAdapterMixin):
                  middle_blocks: int = 2, decoder_blocks: tuple = (1, 1, 1), upsampling: str = "pixel-shuffle"):
         super().__init__(in_channels, width, encoder_blocks, middle_blocks, decoder_blocks, upsampling)
 
+    def use_bilinear_upsampling(self) -> None:
+        """:meth:`uir.networks.nafnet.NAFNet.use_bilinear_upsampling`, recorded in the config, so
+        ``save_pretrained`` writes ``"upsampling": "bilinear"`` and the folder loads back as converted."""
+        super().use_bilinear_upsampling()
+        self.register_to_config(upsampling="bilinear")
+
 
 __all__ = ["EXPERT_TARGETS", "LayerNorm2d", "NAFBlock", "NAFNet"]

@@ -131,6 +131,19 @@ def upsampler(channels: int, upsampling: str) -> nn.Module:
     raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLINGS)}, got {upsampling!r}")
 
 
+def bilinear_from_pixel_shuffle(up: nn.Sequential) -> nn.Sequential:
+    """The ``bilinear`` upsampler nearest a trained ``pixel-shuffle`` one, without retraining:
+    output channel ``c`` gets the mean of the 1x1 weights of the four channels PixelShuffle
+    spreads over one 2x2 cell as ``c``. Its map before the interpolation is exactly the
+    pixel-shuffle output averaged over each 2x2 cell (the four phases of the grid), since both
+    are linear; the interpolation then brings it back to full size without the pattern."""
+    weight = up[0].weight.detach()
+    channels = weight.shape[1]
+    bilinear = upsampler(channels, "bilinear").to(weight)
+    bilinear[0].weight.data.copy_(weight.view(channels // 2, 4, channels, 1, 1).mean(1))
+    return bilinear
+
+
 class NAFNet(nn.Module):
     """A NAFNet image restorer; inputs and outputs are (B,C,H,W) in [0, 1].
 
@@ -167,6 +180,18 @@ class NAFNet(nn.Module):
             channels //= 2
             self.decoders.append(nn.Sequential(*(NAFBlock(channels) for _ in range(count))))
 
+    def use_bilinear_upsampling(self) -> None:
+        """Turn a trained network's ``pixel-shuffle`` upsamplers into ``bilinear`` ones in place
+        (:func:`bilinear_from_pixel_shuffle`): the cure for the periodic grid of a network
+        already trained, measured in docs/default-model.md. The experts' layers
+        (:data:`EXPERT_TARGETS`) are not touched."""
+        if not all(isinstance(up[-1], nn.PixelShuffle) for up in self.ups):
+            raise ValueError("this NAFNet's upsampling is already bilinear")
+        if not all(type(up[0]) is nn.Conv2d for up in self.ups):
+            raise ValueError("an adapter is installed on this NAFNet's upsampling; it cannot be converted")
+        for i, up in enumerate(self.ups):
+            self.ups[i] = bilinear_from_pixel_shuffle(up)
+
     @property
     def time_condition_blocks(self) -> list[str]:
         """Every NAFBlock: where :class:`~uir.dte.TimeConditionedRestorer` adds the timestep."""
@@ -192,4 +217,5 @@ class NAFNet(nn.Module):
         return self.ending(feature).add_(x)
 
 
-__all__ = ["BAND_VALUES", "EXPERT_TARGETS", "UPSAMPLINGS", "LayerNorm2d", "NAFBlock", "NAFNet", "upsampler"]
+__all__ = ["BAND_VALUES", "EXPERT_TARGETS", "UPSAMPLINGS", "LayerNorm2d", "NAFBlock", "NAFNet", "bilinear_from_pixel_shuffle",
+           "upsampler"]
