@@ -132,23 +132,36 @@ def test_save_is_atomic_and_round_trips(tmp_path, monkeypatch):
 
 
 def test_saved_files_and_folders_get_umask_permissions_and_failures_keep_the_old(tmp_path):
-    from uir.files import atomic_write, staged_directory
+    """Also the safetensors files of a saved model and of an expert, which safetensors 0.8 itself
+    creates ``0o600`` (unreadable to another user or a container's)."""
+    from safetensors.torch import save_file
+
+    from uir.files import atomic_write, save_pretrained_staged, staged_directory
+    from uir.models import NAFNet
+    from uir.testing import TINY_NAFNET, random_expert
 
     old_mask = os.umask(0o027)
     try:
         path = atomic_write(tmp_path / "a.json", lambda stream: stream.write(b"{}"))
         with staged_directory(tmp_path / "folder") as staging:
             (staging / "x").write_text("new")
+            save_file({"w": torch.zeros(2)}, staging / "w.safetensors")
+        model = NAFNet(**TINY_NAFNET)
+        save_pretrained_staged(model, tmp_path / "model")
+        random_expert("noisy", restorer=model).save(tmp_path / "expert")
     finally:
         os.umask(old_mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o750
+    saved = [*(tmp_path / "folder").iterdir(), *(tmp_path / "model").rglob("*.*"), *(tmp_path / "expert").rglob("*.*")]
+    assert sum(p.suffix == ".safetensors" for p in saved) == 3
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in saved} == {p.name: "0o640" for p in saved}
     with pytest.raises(RuntimeError, match="midway"):
         with staged_directory(tmp_path / "folder") as staging:
             (staging / "x").write_text("half")
             raise RuntimeError("midway")
     assert (tmp_path / "folder" / "x").read_text() == "new"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "folder"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "expert", "folder", "model"], "a temporary folder was left behind"
 
 
 def test_list_images_expands_folders_and_globs(tmp_path):

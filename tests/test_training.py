@@ -1,6 +1,7 @@
 """The train/ scripts on a tiny SD-turbo and a tiny CLIP: resume, checkpoints, experts, DDP."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,10 @@ def test_checkpoints_hold_only_lora_and_each_step_trains_one_expert(base_dir, ph
     base_bytes = sum(f.stat().st_size for f in Path(base_dir).rglob("*.safetensors"))
     assert (checkpoints[0] / training.TRAINABLE_FILE).stat().st_size < base_bytes / 2
     assert not any(p.suffix in (".bin", ".pkl", ".pt") for c in checkpoints for p in c.iterdir())
+    mask = os.umask(0)
+    os.umask(mask)
+    usual = 0o666 & ~mask  # not safetensors 0.8's private 0o600, in checkpoints and experts alike
+    assert {oct(p.stat().st_mode & 0o777) for p in [*checkpoints[0].iterdir(), *(out / "experts").rglob("*.*")]} == {oct(usual)}
 
     lines = [json.loads(line) for line in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [1, 2, 3, 4]

@@ -12,7 +12,8 @@ Temporaries are named ``.<name>.<host>-<pid>.<random>`` + :data:`PARTIAL_SUFFIX`
 ever removes its own, and only those whose process is gone.
 
 Both keep the usual permissions (``0o666`` / ``0o777`` less the umask), not the private ones
-of ``tempfile``.
+of ``tempfile``; so do the files written into a staged folder (:func:`give_usual_permissions`:
+safetensors 0.8 writes every file ``0o600``, which another user, or a container's, cannot read).
 """
 
 from __future__ import annotations
@@ -120,11 +121,22 @@ def remove_stale_temporaries(folder, older_than_s: float = STALE_AFTER_S) -> lis
     return removed
 
 
+def give_usual_permissions(folder) -> None:
+    """Give every file under ``folder`` the permissions a plain ``open`` would (``0o666`` less the
+    umask). For folders uir has just written: safetensors' ``save_file`` (0.8) creates its files
+    ``0o600`` through a temp file of its own, whatever the umask."""
+    mode = 0o666 & ~_umask()
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, mode)
+
+
 @contextmanager
 def staged_directory(target):
     """Yield an empty folder beside ``target`` that replaces ``target`` when the block succeeds
     and is removed when it fails, so a failed save leaves any old folder as it was. The folder
-    gets the usual permissions (``0o777`` less the umask), not the temp folder's ``0o700``."""
+    gets the usual permissions (``0o777`` less the umask), not the temp folder's ``0o700``, and
+    the files written into it theirs (:func:`give_usual_permissions`)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{_owner_tag()}.", suffix=PARTIAL_SUFFIX,
@@ -132,6 +144,7 @@ def staged_directory(target):
     try:
         os.chmod(staging, 0o777 & ~_umask())
         yield staging
+        give_usual_permissions(staging)
         backup = target.with_name(f".{target.name}.old{PARTIAL_SUFFIX}")
         if target.exists():
             shutil.rmtree(backup, ignore_errors=True)
@@ -197,5 +210,5 @@ def save_json(value, path) -> Path:
     return atomic_write(path, lambda stream: stream.write((json.dumps(value, indent=2) + "\n").encode()))
 
 
-__all__ = ["ABSURD_WEIGHT", "PARTIAL_SUFFIX", "check_weights", "file_in_the_way", "STALE_AFTER_S", "atomic_write", "load_json_object", "remove_stale_temporaries", "save_json",
+__all__ = ["ABSURD_WEIGHT", "PARTIAL_SUFFIX", "check_weights", "file_in_the_way", "give_usual_permissions", "STALE_AFTER_S", "atomic_write", "load_json_object", "remove_stale_temporaries", "save_json",
            "save_pretrained_staged", "staged_directory"]

@@ -26,6 +26,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from uir.files import give_usual_permissions
+
 logger = logging.getLogger("uir.training")
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -93,6 +95,7 @@ def save_checkpoint(accelerator, output_dir, step: int, epoch: int, trainable: d
         (staging / STATE_FILE).write_text(json.dumps(state, indent=1, default=_json_default))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        give_usual_permissions(staging)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
         existing = checkpoint_dirs(output_dir)
