@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from uir.classical import PRIORS
-from uir.degradations.masks import harmonic_fill, missing_mask
+from uir.degradations.masks import MISSING_CLASS, harmonic_fill, missing_mask
 from uir.files import check_weights
 from uir.images import to_pil, to_tensor
 from uir.lora import (FINGERPRINT_KEY, ExpertError, ExpertList, LoRAExpert, base_fingerprint, fingerprints_match,
@@ -43,15 +43,16 @@ def postprocess(images: torch.Tensor, output_type: str):
     raise ValueError(f"unknown output_type {output_type!r}; valid choices: pil, np, pt")
 
 
-def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, generator):
+def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, generator, found: dict | None = None):
     """``(expert weights (B,K), clean weight (B,), prior weight (B,), the router's output)`` for a
-    batch; the output is ``None`` when the router is not asked (:func:`uir.lora.strategies.expert_weights`)."""
+    batch; the output is ``None`` when the router is not asked (:func:`uir.lora.strategies.expert_weights`).
+    ``found``: traces found before ``images`` were changed (the router's :meth:`~uir.networks.router.RouterInference.traces`)."""
     router, routed, options = pipe.router, None, {}
     if router is not None:
         options = {"vocabulary": router.vocabulary, "low_confidence": router.config.low_confidence,
                    "expected_gains": getattr(router.config, "expected_gains", None)}
         if strategy == "router" and weights is None:
-            routed = router(images.to(device=router.device, dtype=router.dtype))
+            routed = router(images.to(device=router.device, dtype=router.dtype), found=found)
             options.update(probabilities=routed.probabilities, known=routed.known)
     chosen, clean, prior = expert_weights(strategy, pipe.expert_list.names, images.shape[0], weights=weights,
                                           top_k=top_k, generator=generator, **options)
@@ -275,10 +276,11 @@ class MixtureRestoration:
             tile_size = self.auto_tile_size if max(images.shape[-2:]) > self.auto_tile_size else None
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        missing = None
+        missing, found = None, None
         if self.fills_missing_pixels if fill_missing is None else fill_missing:
             images, missing = fill_missing_pixels(images)
-        chosen, clean, prior, routed = route(self, images.to(self.device), weights, top_k, strategy, generator)
+            found = {MISSING_CLASS: missing > 0}  # the router sees the filled images: it is told
+        chosen, clean, prior, routed = route(self, images.to(self.device), weights, top_k, strategy, generator, found)
         if missing is not None and weights is None and strategy == "router":
             filled = (missing > 0).to(clean.device)
             chosen, clean = chosen.masked_fill(filled[:, None], 0.0), clean.masked_fill(filled, 1.0)

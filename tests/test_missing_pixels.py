@@ -90,12 +90,30 @@ def test_the_default_fills_missing_pixels_and_runs_no_expert_on_them(sample, def
     assert torch.equal(out.images, harmonic_fill(lq, missing_mask(lq)))
     assert float(out.missing[0]) == pytest.approx(float(missing_mask(lq).mean()))
     assert float(out.clean_weight[0]) == 1 and not bool(out.weights.any())
+    # the router sees the filled image, but is told what the pipeline found (and searches no more)
+    assert out.degradations == ["uncompleted"] and float(out.confidence[0]) == 1.0
     unfilled = default_runtime(lq, output_type="pt", fill_missing=False)
     assert unfilled.missing is None and not torch.equal(unfilled.images, out.images)
     manual = default_runtime(lq, weights={"noisy": 1.0}, output_type="pt")  # the caller's experts still run
     filled = harmonic_fill(lq, missing_mask(lq))
     assert torch.equal(manual.images, default_runtime(filled, weights={"noisy": 1.0}, output_type="pt",
                                                       fill_missing=False).images)
+
+
+def test_missing_pixels_are_searched_once_per_call(sample, default_runtime, monkeypatch):
+    """The pipeline's search before the fill is the router's trace too: one search per call,
+    with the router's own search only when the pipeline does not fill."""
+    import uir.networks.router
+    import uir.pipelines.restoring
+
+    calls = []
+    counted = lambda images: calls.append(images.shape[0]) or missing_mask(images)  # noqa: E731
+    monkeypatch.setattr(uir.pipelines.restoring, "missing_mask", counted)
+    monkeypatch.setattr(uir.networks.router, "missing_mask", counted)
+    lq = D.apply("uncompleted", sample, generator=seeded(2))[None]
+    assert default_runtime(lq, output_type="pt").degradations == ["uncompleted"] and calls == [1]
+    assert default_runtime(lq, output_type="pt", fill_missing=False).degradations == ["uncompleted"]
+    assert calls == [1, 1]
 
 
 def test_photos_without_missing_pixels_are_restored_as_before(sample, default_runtime):

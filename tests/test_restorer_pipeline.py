@@ -288,7 +288,7 @@ def test_clean_class_keeps_the_input_and_blends_by_its_weight(monkeypatch):
     pipe.register_modules(router=tiny_router(["noisy", "hazy", "clean"]))
     s = torch.tensor([[0.1, 0.2, 0.7], [0.3, 0.1, 0.6], [0.8, 0.1, 0.1]])
 
-    def fixed(images):
+    def fixed(images, found=None):
         p = s[: images.shape[0]]
         confidence, best = p.max(-1)
         return RouterOutput(p, [pipe.router.vocabulary[i] for i in best.tolist()], confidence, confidence > 0.5)
@@ -370,7 +370,7 @@ def test_the_expected_gain_rule_can_average_a_classical_prior_with_the_expert(mo
                  "unsure": {"prior": [1.0, 0.1, 30]}}}))
     s = torch.tensor([[0.1, 0.9], [0.4, 0.6]])
 
-    def fixed(images):  # a batch of one is the second image
+    def fixed(images, found=None):  # a batch of one is the second image
         p = s[-images.shape[0] :]
         return RouterOutput(p, ["hazy"] * len(p), p.amax(-1), p.amax(-1) > 0.7)
 
@@ -396,7 +396,7 @@ def test_an_image_whose_prior_is_both_mixed_in_and_restored_runs_the_prior_once(
     pipe.register_modules(router=tiny_router(["noisy", "hazy"], expected_gains={
         "hazy": {"known": {"prior-expert": [2.0, 0.1, 30]}}}))
     p = torch.tensor([[0.1, 0.9]])
-    monkeypatch.setattr(pipe.router, "forward", lambda images: RouterOutput(p, ["hazy"], p.amax(-1), p.amax(-1) > 0.7))
+    monkeypatch.setattr(pipe.router, "forward", lambda images, found=None: RouterOutput(p, ["hazy"], p.amax(-1), p.amax(-1) > 0.7))
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(5))
     prior = dark_channel_dehaze(x)
     expert_on_prior = pipe(prior, weights={"hazy": 1.0}, output_type="pt").images

@@ -91,33 +91,40 @@ class RouterInference:
         bank = self.degradation_bank if bank is None else bank
         return self.logit_scale.exp().float() * self.aggregate_vector(images) @ bank.float().T
 
-    def traces(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def traces(self, images: torch.Tensor, found: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """``{class: (B,) bool}``: the images that carry the exact trace of a class, for the traces
         the config asks for: missing pixels (``call_missing_pixels``,
         :func:`~uir.degradations.masks.missing_mask`) and a JPEG at ``jpeg_max_quality`` or below
         (:func:`~uir.degradations.jpeg_trace.jpeg_quality`). Missing pixels come last: their
-        call wins where an image carries both."""
-        found = {}
+        call wins where an image carries both.
+
+        ``found`` holds what the caller already knows of ``images`` before it changed them, by
+        class: the pipeline finds missing pixels and fills them before routing, so the filled
+        images it routes carry no such trace. A class in ``found`` is not searched again; one the
+        config does not ask for is ignored."""
+        found, traced = found or {}, {}
         max_quality = getattr(self.config, "jpeg_max_quality", None)
         if max_quality is not None:
-            found[JPEG_CLASS] = jpeg_quality(images.float()) <= max_quality
+            traced[JPEG_CLASS] = found[JPEG_CLASS] if JPEG_CLASS in found else jpeg_quality(images.float()) <= max_quality
         if getattr(self.config, "call_missing_pixels", False):
-            found[MISSING_CLASS] = missing_mask(images.float()).flatten(1).amax(1).cpu() > 0
-        return found
+            traced[MISSING_CLASS] = (found[MISSING_CLASS] if MISSING_CLASS in found
+                                     else missing_mask(images.float()).flatten(1).amax(1) > 0)
+        return {name: flags.bool().cpu() for name, flags in traced.items()}
 
-    def forward(self, images: torch.Tensor) -> RouterOutput:
+    def forward(self, images: torch.Tensor, found: dict[str, torch.Tensor] | None = None) -> RouterOutput:
         """Route a batch of RGB images in [0, 1], (B,3,H,W), any size: eq. 3's ``s_o``, the top
         degradation per image and its confidence. An image with a trace (:meth:`traces`) gets
         ``s_o`` one-hot on the trace's class instead; a trace's absence changes nothing.
 
         Args:
             images: (B,3,H,W) RGB in [0, 1].
+            found: traces the caller already found, ``{class: (B,) bool}`` (:meth:`traces`).
 
         Returns:
             :class:`RouterOutput`.
         """
         probabilities = self.logits(images).softmax(-1)
-        for name, traced in self.traces(images).items():  # exact evidence outranks the learned call
+        for name, traced in self.traces(images, found).items():  # exact evidence outranks the learned call
             call = F.one_hot(torch.tensor(self.vocabulary.index(name)), probabilities.shape[-1])
             probabilities = torch.where(traced.to(probabilities.device)[:, None], call.to(probabilities), probabilities)
         confidence, best = probabilities.max(-1)
