@@ -13,6 +13,9 @@
 # its time budgets on one H200: about 7 minutes there; on 2 CPU cores, an estimate from timed
 # steps (the base about 10 s a step at batch 32): about a day). Every run
 # resumes from its latest checkpoint when the same line is run again.
+# The shipped weights came from this recipe when nafnet-w32.json still had pixel-shuffle upsampling,
+# then train/convert_upsampling.py (2026-12-04: bilinear upsamplers, no periodic grid); the config
+# now trains bilinear upsampling from the start.
 # Score it: uir eval --model RUNS_DIR/default --data ../shared/photos --held-out -o out
 #
 # Usage: bash train/recipes/default_model.sh [RUNS_DIR]
