@@ -102,14 +102,13 @@ class RouterInference:
         class: the pipeline finds missing pixels and fills them before routing, so the filled
         images it routes carry no such trace. A class in ``found`` is not searched again; one the
         config does not ask for is ignored."""
-        found, traced = found or {}, {}
+        searches, found = {}, found or {}
         max_quality = getattr(self.config, "jpeg_max_quality", None)
         if max_quality is not None:
-            traced[JPEG_CLASS] = found[JPEG_CLASS] if JPEG_CLASS in found else jpeg_quality(images.float()) <= max_quality
+            searches[JPEG_CLASS] = lambda: jpeg_quality(images.float()) <= max_quality
         if getattr(self.config, "call_missing_pixels", False):
-            traced[MISSING_CLASS] = (found[MISSING_CLASS] if MISSING_CLASS in found
-                                     else missing_mask(images.float()).flatten(1).amax(1) > 0)
-        return {name: flags.bool().cpu() for name, flags in traced.items()}
+            searches[MISSING_CLASS] = lambda: missing_mask(images.float()).flatten(1).amax(1) > 0
+        return {name: (found[name] if name in found else search()).bool().cpu() for name, search in searches.items()}
 
     def forward(self, images: torch.Tensor, found: dict[str, torch.Tensor] | None = None) -> RouterOutput:
         """Route a batch of RGB images in [0, 1], (B,3,H,W), any size: eq. 3's ``s_o``, the top
