@@ -98,15 +98,24 @@ def test_paired_transforms_share_randomness():
     assert small.shape == (3, 8, 8)
 
 
-def test_photo_split_every_fifth_by_name(photos_dir):
-    files = photo_files(photos_dir)
+def test_photo_split_every_fifth_by_name_without_the_real_captures(photos_dir):
+    """Every fifth image file by name is held out, counted over the whole folder; the real
+    degraded captures the folder's README names are then left out of every part (they have no
+    clean ground truth), so no other photo changes part."""
+    from uir.data import REAL_CAPTURES
+
+    every = sorted(p for p in photos_dir.iterdir() if p.suffix == ".png")
+    assert REAL_CAPTURES <= {p.name for p in every}, "the README's real captures are in the folder"
+    clean = [p for p in every if p.name not in REAL_CAPTURES]
+    assert photo_files(photos_dir) == clean
     train, held_out = split_photos(photos_dir)
-    assert len(held_out) == len(files) // HOLDOUT_EVERY
-    assert held_out == files[HOLDOUT_EVERY - 1 :: HOLDOUT_EVERY]
-    assert not set(train) & set(held_out) and len(train) + len(held_out) == len(files)
+    assert held_out == [p for p in every[HOLDOUT_EVERY - 1 :: HOLDOUT_EVERY] if p in clean]
+    assert not set(train) & set(held_out) and sorted(train + held_out) == clean
     assert any(p.name == "scikit-image__chelsea.png" for p in held_out), "the bundled sample must stay held out"
     rest, validation, held_out_again = validation_split(photos_dir)
-    assert held_out_again == held_out and validation == train[HOLDOUT_EVERY - 1 :: HOLDOUT_EVERY]
+    every_train = [p for p in every if p not in every[HOLDOUT_EVERY - 1 :: HOLDOUT_EVERY]]
+    assert held_out_again == held_out
+    assert validation == [p for p in every_train[HOLDOUT_EVERY - 1 :: HOLDOUT_EVERY] if p in clean]
     assert sorted(rest + validation) == train and not set(rest) & set(validation)
 
 

@@ -12,6 +12,7 @@ _LAZY = {
     "PairedFolderDataset": ".datasets",
     "SyntheticDegradationDataset": ".datasets",
     "HOLDOUT_EVERY": ".photos",
+    "REAL_CAPTURES": ".photos",
     "default_photos_dir": ".photos",
     "held_out_photos": ".photos",
     "link_photos": ".photos",

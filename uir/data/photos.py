@@ -2,7 +2,9 @@
 
 The split is by sorted file name: every fifth file (positions 5, 10, 15, ... counting from 1)
 is held out. Anyone with the same folder gets the same split, and adding a photo at the end
-of the order does not move the others between splits.
+of the order does not move the others between splits. The real degraded captures of
+``shared/photos`` (:data:`REAL_CAPTURES`) are then left out of every part: they have no clean
+ground truth, so they are neither trained towards nor scored against (docs/gallery.md shows them).
 
 uir never needs these photos at run time; training scripts and tests find them through
 :func:`default_photos_dir`, and the options ``--train_data_dir`` / ``--validation_data_dir``
@@ -19,6 +21,10 @@ from pathlib import Path
 logger = logging.getLogger("uir.data")
 
 HOLDOUT_EVERY = 5
+#: the photos of ``shared/photos`` that its README names as real degraded captures (real motion
+#: blur, real defocus): qualitative inputs, never clean references
+REAL_CAPTURES = frozenset({"opencv-doc__text_motion.png", "opencv-doc__licenseplate_motion.png",
+                           "scikit-image__clock_motion.png", "opencv-doc__text_defocus.png"})
 #: environment variable that points at a folder of clean photographs
 PHOTOS_ENV = "UIR_PHOTOS"
 
@@ -40,14 +46,25 @@ def photo_root(folder=None, option: str = "--data") -> Path:
     return root
 
 
-def photo_files(root) -> list[Path]:
-    """Image files directly in ``root``, sorted by name."""
+def _image_files(root) -> list[Path]:
+    """Image files directly in ``root``, sorted by name: the order the split counts in."""
     from ..images import IMAGE_SUFFIXES  # here, not above: default_photos_dir stays torch-free (uir info)
 
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"photo folder {root} does not exist")
     return sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _clean_references(files: list[Path]) -> list[Path]:
+    """``files`` without the :data:`REAL_CAPTURES`, which have no clean ground truth."""
+    return [p for p in files if Path(p).name not in REAL_CAPTURES]
+
+
+def photo_files(root) -> list[Path]:
+    """The clean photos directly in ``root``, sorted by name: its image files less the
+    :data:`REAL_CAPTURES`."""
+    return _clean_references(_image_files(root))
 
 
 def set_aside(files: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -57,16 +74,19 @@ def set_aside(files: list[Path]) -> tuple[list[Path], list[Path]]:
 
 
 def split_photos(root) -> tuple[list[Path], list[Path]]:
-    """``(train, held_out)``: every ``HOLDOUT_EVERY``-th file by sorted name is held out."""
-    return set_aside(photo_files(root))
+    """``(train, held_out)``: every ``HOLDOUT_EVERY``-th file by sorted name is held out; the real
+    captures are left out of both, after the split, so every other photo keeps its part."""
+    train, held_out = set_aside(_image_files(root))
+    return _clean_references(train), _clean_references(held_out)
 
 
 def validation_split(root) -> tuple[list[Path], list[Path], list[Path]]:
     """``(train, validation, held_out)``: :func:`split_photos` with every fifth training photo set
     aside again, for the choices the held-out photos must not see (early stopping, GRIDS's
-    verification, fitting a policy), so that the held-out score reports a choice made without them."""
-    train, held_out = split_photos(root)
-    return (*set_aside(train), held_out)
+    verification, fitting a policy), so that the held-out score reports a choice made without them.
+    As there, the real captures are left out after the split."""
+    train, held_out = set_aside(_image_files(root))
+    return (*map(_clean_references, set_aside(train)), _clean_references(held_out))
 
 
 def link_photos(files, folder) -> Path:
@@ -169,6 +189,6 @@ def photo_split(args) -> tuple[list[Path], list[Path]]:
     return kept, _first_for_validation(held_out, args)
 
 
-__all__ = ["HOLDOUT_EVERY", "PHOTOS_ENV", "default_photos_dir", "held_out_photos", "link_photos", "photo_files",
+__all__ = ["HOLDOUT_EVERY", "PHOTOS_ENV", "REAL_CAPTURES", "default_photos_dir", "held_out_photos", "link_photos", "photo_files",
            "photo_root", "readable_photos", "set_aside", "validation_photos", "validation_split",
            "photo_split", "split_photos", "training_photos"]
