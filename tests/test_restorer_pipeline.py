@@ -127,6 +127,10 @@ def test_converted_pipeline_keeps_its_experts_and_draws_no_grid(tmp_path, train_
         convert.main(["--model", str(tmp_path / "converted"), "--output_dir", str(tmp_path / "twice")])
     with pytest.raises(SystemExit, match="exists"):
         convert.main(["--model", str(tmp_path / "original"), "--output_dir", str(tmp_path / "converted")])
+    from uir.testing import save_tiny_sd_turbo
+
+    with pytest.raises(SystemExit, match=r"only a NAFNet restorer can be converted \(UIRLoRAPipeline\)"):
+        convert.main(["--model", str(save_tiny_sd_turbo(tmp_path / "sd")), "--output_dir", str(tmp_path / "sd-bilinear")])
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])

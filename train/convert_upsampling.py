@@ -30,9 +30,11 @@ def main(argv=None):
     if target.exists():
         raise SystemExit(f"{target} exists; give a new folder")
     pipe = load_pipeline(args.model)
-    convert = getattr(pipe.restorer, "use_bilinear_upsampling", None)
+    restorer = getattr(pipe, "restorer", None)
+    convert = getattr(restorer, "use_bilinear_upsampling", None)
     if convert is None:
-        raise SystemExit(f"{args.model}: its restorer ({type(pipe.restorer).__name__}) is not a NAFNet")
+        what = type(pipe).__name__ if restorer is None else f"its restorer is a {type(restorer).__name__}"
+        raise SystemExit(f"{args.model}: only a NAFNet restorer can be converted ({what})")
     try:
         convert()
     except ValueError as error:
