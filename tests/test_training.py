@@ -297,9 +297,36 @@ def test_router_labels_by_effect_call_invisible_draws_clean(sample, tmp_path, ph
     assert train_router.effect_labels(names, lq, gt.expand_as(lq), vocabulary, None).tolist() == [0, 0, 1]
     config = tmp_path / "clip.json"
     config.write_text(json.dumps(TINY_CLIP))
-    with pytest.raises(ValueError, match="needs the clean class"):
+    with pytest.raises(ValueError, match="need the clean class"):
         train_router.main(["--clip_model", str(config), "--output_dir", str(tmp_path / "router"),
                            "--train_data_dir", str(photos), "--no_clean_class", "--clean_above_psnr", "35"])
+
+
+def test_clean_twins_train_each_draws_own_clean_crop_as_clean(sample, tmp_path):
+    """``--clean_twins W``: the loss is eq. 3's cross-entropy over the draws plus W times that of
+    the clean crops of the draws not labelled clean (a clean draw has no twin), against ``clean``."""
+    from uir import degradations
+
+    config = tmp_path / "clip.json"
+    config.write_text(json.dumps(TINY_CLIP))
+    base = ["--clip_model", str(config), "--output_dir", str(tmp_path), "--degradations", "noisy,hazy"]
+    vocabulary = ["noisy", "hazy", "clean"]
+    torch.manual_seed(0)
+    router = train_router.build_router(train_router.parse_args(base), vocabulary)
+    gt = torch.stack([sample[:, :64, :64], sample[:, 64:128, :64], sample[:, :64, 64:128]])
+    names = ["noisy", "clean", "hazy"]
+    lq = torch.stack([degradations.apply(n, g, generator=torch.Generator().manual_seed(0)) if n != "clean" else g
+                      for n, g in zip(names, gt)])
+    batch = {"lq": lq, "gt": gt, "degradation": names}
+    draws = F.cross_entropy(router.logits(lq), torch.tensor([0, 2, 1]))
+    twins = F.cross_entropy(router.logits(gt[[0, 2]]), torch.tensor([2, 2]))
+    plain = train_router.router_loss(router, batch, train_router.parse_args(base))
+    paired = train_router.router_loss(router, batch, train_router.parse_args(base + ["--clean_twins", "0.5"]))
+    assert torch.allclose(plain, draws) and torch.allclose(paired, draws + 0.5 * twins)
+    with pytest.raises(ValueError, match="need the clean class"):
+        train_router.main(base + ["--no_clean_class", "--clean_twins", "1"])
+    with pytest.raises(SystemExit):  # a one-line usage error, as for every weight
+        train_router.parse_args(base + ["--clean_twins", "0"])
 
 
 def test_group_size_keeps_runs_of_one_type(tmp_path, photos):

@@ -14,7 +14,10 @@ undegraded ``clean`` class. ``--clean_above_psnr DB`` labels by effect: a draw w
 image is still within ``DB`` of its clean crop (PSNR >= DB; a JPEG at quality 90, five small
 raindrops) is labelled ``clean``, since no degradation is visible to learn from and no expert
 should run on it; without it such draws keep their type's label, which only the crop's content
-can then fit. ``--skip_traced`` leaves out of the loss (and the calibration) the draws that
+can then fit. ``--clean_twins W`` holds the content fixed: each degraded draw's own clean crop
+trains too, labelled ``clean`` with weight ``W`` (``W`` times the mean cross-entropy over those
+twins), so a texture (grass, white flowers, mist) scores its look-alike type only when the crop
+is more degraded than itself. ``--skip_traced`` leaves out of the loss (and the calibration) the draws that
 carry a trace the router is told to read (``--jpeg_max_quality``, ``--call_missing_pixels``):
 the trace decides those, so eq. 3 learns only the rest. At the end the temperature is
 calibrated (``logit_scale``, by temperature scaling) on fresh degradations of the training
@@ -43,7 +46,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from uir.boundary import run_script
+from uir.boundary import positive_float, run_script
 from uir.degradations import CLEAN
 from uir.evaluation import degraded_pairs, evaluate_router
 from uir.lora.strategies import LOW_CONFIDENCE_POLICIES
@@ -76,6 +79,8 @@ def parse_args(argv=None):
     group.add_argument("--train_text_tower", action="store_true", help="train the text tower (the bank) too")
     group.add_argument("--clean_above_psnr", type=float, default=None,
                        help="label a draw 'clean' when its PSNR to the clean crop is at least this (dB)")
+    group.add_argument("--clean_twins", type=positive_float, default=None,
+                       help="also train each degraded draw's own clean crop as 'clean', with this weight")
     group.add_argument("--calibration_repeats", type=int, default=1,
                        help="degraded copies of each training photo and type to calibrate on (0: no calibration)")
     add_data_args(parser)
@@ -100,6 +105,26 @@ def untraced(router: DegradationRouter, lq: torch.Tensor) -> torch.Tensor:
     for found in router.traces(lq).values():
         traced |= found.cpu()
     return ~traced.to(lq.device)
+
+
+def router_loss(router: DegradationRouter, batch: dict, args) -> torch.Tensor:
+    """Cross-entropy of eq. 3's logits against each draw's label, plus ``--clean_twins`` times
+    that of the draws' clean crops against ``clean``."""
+    target = effect_labels(batch["degradation"], batch["lq"], batch["gt"], router.vocabulary, args.clean_above_psnr)
+    lq, gt = batch["lq"], batch["gt"]
+    if args.skip_traced:
+        keep = untraced(router, lq)
+        if not bool(keep.any()):  # every draw is the traces' to decide: nothing for eq. 3 to learn
+            return router.logit_scale * 0.0
+        lq, gt, target = lq[keep], gt[keep], target[keep]
+    bank = router.text_bank() if args.train_text_tower else None
+    value = F.cross_entropy(router.logits(lq, bank=bank), target)
+    if args.clean_twins is not None:
+        twins = gt[target != router.vocabulary.index(CLEAN)]
+        if len(twins):
+            clean = torch.full((len(twins),), router.vocabulary.index(CLEAN), device=twins.device)
+            value = value + args.clean_twins * F.cross_entropy(router.logits(twins, bank=bank), clean)
+    return value
 
 
 def build_router(args, names: list[str]) -> DegradationRouter:
@@ -154,8 +179,9 @@ def main(argv=None):
     if args.skip_traced and args.jpeg_max_quality is None and not args.call_missing_pixels:
         raise ValueError("--skip_traced leaves traced draws out: give the traces to read (--jpeg_max_quality, "
                          "--call_missing_pixels)")
-    if args.clean_above_psnr is not None and CLEAN not in names:
-        raise ValueError("--clean_above_psnr labels draws 'clean': it needs the clean class (drop --no_clean_class)")
+    if (args.clean_above_psnr is not None or args.clean_twins is not None) and CLEAN not in names:
+        raise ValueError("--clean_above_psnr and --clean_twins label images 'clean': they need the clean class "
+                         "(drop --no_clean_class)")
     router = build_router(args, names).to(accelerator.device)
     if router.controller is None:
         raise ValueError("this router has no DA-CLIP controller to train (it was built with use_controller=False)")
@@ -166,18 +192,7 @@ def main(argv=None):
     # the controller's image tower, logit_scale, and the text tower when asked
     trainable = {f"router.{n}": p for n, p in router.named_parameters() if p.requires_grad}
 
-    def loss(batch):
-        target = effect_labels(batch["degradation"], batch["lq"], batch["gt"], router.vocabulary, args.clean_above_psnr)
-        lq = batch["lq"]
-        if args.skip_traced:
-            keep = untraced(router, lq)
-            if not bool(keep.any()):  # every draw is the traces' to decide: nothing for eq. 3 to learn
-                return router.logit_scale * 0.0
-            lq, target = lq[keep], target[keep]
-        bank = router.text_bank() if args.train_text_tower else None
-        return F.cross_entropy(router.logits(lq, bank=bank), target)
-
-    model = LossModule({"router": router}, loss)
+    model = LossModule({"router": router}, lambda batch: router_loss(router, batch, args))
     dataset = training_dataset(args, names)
     sampler = mixed_batches(args, dataset)
     validation_files = validation_photos(args)
