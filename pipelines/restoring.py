@@ -276,13 +276,14 @@ class MixtureRestoration:
             tile_size = self.auto_tile_size if max(images.shape[-2:]) > self.auto_tile_size else None
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        missing, found = None, None
+        missing = filled = None
         if self.fills_missing_pixels if fill_missing is None else fill_missing:
             images, missing = fill_missing_pixels(images)
-            found = {MISSING_CLASS: missing > 0}  # the router sees the filled images: it is told
+            filled = missing > 0
+        found = None if filled is None else {MISSING_CLASS: filled}  # the router sees the filled images: it is told
         chosen, clean, prior, routed = route(self, images.to(self.device), weights, top_k, strategy, generator, found)
-        if missing is not None and weights is None and strategy == "router":
-            filled = (missing > 0).to(clean.device)
+        if filled is not None and weights is None and strategy == "router":
+            filled = filled.to(clean.device)
             chosen, clean = chosen.masked_fill(filled[:, None], 0.0), clean.masked_fill(filled, 1.0)
             prior = prior.masked_fill(filled, 0.0)
         prior_images, computed = None, {}

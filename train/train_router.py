@@ -110,8 +110,8 @@ def untraced(router: DegradationRouter, lq: torch.Tensor) -> torch.Tensor:
 def router_loss(router: DegradationRouter, batch: dict, args) -> torch.Tensor:
     """Cross-entropy of eq. 3's logits against each draw's label, plus ``--clean_twins`` times
     that of the draws' clean crops against ``clean``."""
-    target = effect_labels(batch["degradation"], batch["lq"], batch["gt"], router.vocabulary, args.clean_above_psnr)
     lq, gt = batch["lq"], batch["gt"]
+    target = effect_labels(batch["degradation"], lq, gt, router.vocabulary, args.clean_above_psnr)
     if args.skip_traced:
         keep = untraced(router, lq)
         if not bool(keep.any()):  # every draw is the traces' to decide: nothing for eq. 3 to learn
@@ -120,10 +120,11 @@ def router_loss(router: DegradationRouter, batch: dict, args) -> torch.Tensor:
     bank = router.text_bank() if args.train_text_tower else None
     value = F.cross_entropy(router.logits(lq, bank=bank), target)
     if args.clean_twins is not None:
-        twins = gt[target != router.vocabulary.index(CLEAN)]
+        clean = router.vocabulary.index(CLEAN)
+        twins = gt[target != clean]
         if len(twins):
-            clean = torch.full((len(twins),), router.vocabulary.index(CLEAN), device=twins.device)
-            value = value + args.clean_twins * F.cross_entropy(router.logits(twins, bank=bank), clean)
+            labels = torch.full((len(twins),), clean, device=twins.device)
+            value = value + args.clean_twins * F.cross_entropy(router.logits(twins, bank=bank), labels)
     return value
 
 
