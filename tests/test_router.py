@@ -1,5 +1,6 @@
 import copy
 import json
+import math
 
 import open_clip
 import pytest
@@ -233,13 +234,40 @@ def test_calibration_recovers_a_known_temperature():
     g = torch.Generator().manual_seed(0)
     true_logits = torch.randn(4000, 5, generator=g) * 2
     labels = torch.multinomial(true_logits.softmax(-1), 1, generator=g).squeeze(1)
-    r = tiny_router()
+    r = tiny_router(vocabulary=["noisy", "hazy", "rainy", "snowy", "clean"])
     scale = r.logit_scale.exp().item()
     temperature = calibrate_temperature(r, true_logits * 3, labels)
     assert temperature == pytest.approx(3.0, rel=0.1)
     assert r.logit_scale.exp().item() == pytest.approx(scale / temperature, rel=1e-5)
     overconfident = expected_calibration_error((true_logits * 3).softmax(-1), labels)
     assert expected_calibration_error((true_logits * 3 / temperature).softmax(-1), labels) < overconfident / 3
+
+
+def test_prior_correction_routes_at_the_prior_met_and_calibrates_under_it():
+    """A router that learned the posterior at the training prior (clean twins: clean weighted
+    ``1 + n W``) routes with ``logits + log p_run - log p_train``; calibration fits the
+    temperature with that bias in place and recovers the posterior at the prior met."""
+    from uir.models.router import calibrate_temperature, prior_correction
+
+    vocabulary = ["noisy", "hazy", "rainy", "clean"]
+    weights = torch.tensor([1.0, 1.0, 1.0, 1.0 + 3 * 0.5])  # a twin of weight 0.5 per degraded draw
+    shift = torch.log(weights / weights.sum()) - math.log(0.25)  # log p_train - log p_run, uniform run
+    bias = prior_correction(vocabulary, 0.5)
+    assert bias == {"clean": pytest.approx(-float(shift[3] - shift[0]))} and prior_correction(vocabulary, None) is None
+
+    g = torch.Generator().manual_seed(0)
+    true_logits = torch.randn(4000, 4, generator=g) * 2  # the posterior at the prior met
+    labels = torch.multinomial(true_logits.softmax(-1), 1, generator=g).squeeze(1)
+    r = tiny_router(vocabulary=vocabulary, logit_bias=bias)
+    temperature = calibrate_temperature(r, (true_logits + shift) * 3, labels)  # overconfident, trained at p_train
+    assert temperature == pytest.approx(3.0, rel=0.1)
+    images = torch.rand(2, 3, 40, 40)
+    with torch.no_grad():
+        expected = (r.logits(images) + torch.tensor([0.0, 0.0, 0.0, bias["clean"]])).softmax(-1)
+        assert torch.allclose(r(images).probabilities, expected, atol=1e-6)
+    for wrong, match in (({"foggy": 1.0}, "lacks"), ({"clean": float("inf")}, "finite")):
+        with pytest.raises(ValueError, match=match):
+            tiny_router(vocabulary=vocabulary, logit_bias=wrong)
 
 
 def test_expected_calibration_error_by_hand():

@@ -1,6 +1,7 @@
 """The train/ scripts on a tiny SD-turbo and a tiny CLIP: resume, checkpoints, experts, DDP."""
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -249,12 +250,14 @@ def test_router_training_moves_what_it_should_and_calibrates(tmp_path, photos, t
     argv = ["--clip_model", str(config), "--output_dir", str(out), "--train_data_dir", str(photos),
             "--max_train_steps", "3", "--train_batch_size", "4", "--resolution", "32", "--validation_steps", "0",
             "--checkpointing_steps", "0", "--num_validation_images", "0", "--degradations", "noisy,hazy",
-            "--crop_grid", "2"] + (["--train_text_tower"] if text_tower else [])
+            "--crop_grid", "2"] + (["--train_text_tower", "--clean_twins", "0.5"] if text_tower else [])
     torch.manual_seed(0)
     reference = train_router.build_router(train_router.parse_args(argv), ["noisy", "hazy", "clean"])
     train_router.main(argv)
     router = DegradationRouter.from_pretrained(out / "router")
     assert router.vocabulary == ["noisy", "hazy", "clean"] and router.config.crop_grid == 2
+    # twins of weight 0.5 for 2 degraded classes: clean trains at 1 + 2 * 0.5 = 2 times their weight
+    assert router.config.logit_bias == ({"clean": pytest.approx(-math.log(2.0))} if text_tower else None)
     before, after = reference.state_dict(), router.state_dict()
     for key in before:
         same = torch.equal(before[key], after[key])

@@ -17,7 +17,8 @@ should run on it; without it such draws keep their type's label, which only the 
 can then fit. ``--clean_twins W`` holds the content fixed: each degraded draw's own clean crop
 trains too, labelled ``clean`` with weight ``W`` (``W`` times the mean cross-entropy over those
 twins), so a texture (grass, white flowers, mist) scores its look-alike type only when the crop
-is more degraded than itself. ``--skip_traced`` leaves out of the loss (and the calibration) the draws that
+is more degraded than itself; the router's ``logit_bias`` then undoes the prior this puts on
+``clean`` (:func:`uir.models.router.prior_correction`) when it routes and calibrates. ``--skip_traced`` leaves out of the loss (and the calibration) the draws that
 carry a trace the router is told to read (``--jpeg_max_quality``, ``--call_missing_pixels``):
 the trace decides those, so eq. 3 learns only the rest. At the end the temperature is
 calibrated (``logit_scale``, by temperature scaling) on fresh degradations of the training
@@ -50,7 +51,7 @@ from uir.boundary import positive_float, run_script
 from uir.degradations import CLEAN
 from uir.evaluation import degraded_pairs, evaluate_router
 from uir.lora.strategies import LOW_CONFIDENCE_POLICIES
-from uir.models.router import DegradationRouter, calibrate_temperature, expected_calibration_error
+from uir.models.router import DegradationRouter, calibrate_temperature, expected_calibration_error, prior_correction
 from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator, mixed_batches,
                           parse_training_args, photo_split, train, training_dataset, validation_photos)
 from uir.files import save_pretrained_staged
@@ -166,11 +167,13 @@ def calibrate(router: DegradationRouter, files, names: list[str], args) -> None:
         logits.append(router.logits(pair.lq.to(router.degradation_bank.device))[0].cpu())
         labels.append(effect_labels([pair.name], pair.lq, pair.gt, router.vocabulary, args.clean_above_psnr))
     logits, labels = torch.stack(logits), torch.cat(labels)
-    before = expected_calibration_error(logits.softmax(-1), labels)
+    bias = router.logit_bias_vector()  # routing adds it; calibration fits the temperature under it
+    before = expected_calibration_error((logits + bias).softmax(-1), labels)
     temperature = calibrate_temperature(router, logits, labels)
-    after = expected_calibration_error((logits / temperature).softmax(-1), labels)
+    after = expected_calibration_error((logits / temperature + bias).softmax(-1), labels)
+    top1 = float(((logits + bias).argmax(-1) == labels).float().mean())
     print(f"calibration on {len(labels)} training images: temperature {temperature:.3f}, "
-          f"ECE {before:.3f} -> {after:.3f}, top-1 {float((logits.argmax(-1) == labels).float().mean()):.3f}")
+          f"ECE {before:.3f} -> {after:.3f}, top-1 {top1:.3f}")
 
 
 def main(argv=None):
@@ -184,6 +187,8 @@ def main(argv=None):
         raise ValueError("--clean_above_psnr and --clean_twins label images 'clean': they need the clean class "
                          "(drop --no_clean_class)")
     router = build_router(args, names).to(accelerator.device)
+    # the prior this training shows the classes at, undone when routing (validation included)
+    router.register_to_config(logit_bias=prior_correction(router.vocabulary, args.clean_twins))
     if router.controller is None:
         raise ValueError("this router has no DA-CLIP controller to train (it was built with use_controller=False)")
     router.controller.zero_linears.requires_grad_(False)

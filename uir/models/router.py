@@ -42,11 +42,19 @@ JPEG, a photo saved at a higher quality, holes of no single value) are routed by
 
 **Clean.** A vocabulary may hold :data:`~uir.degradations.CLEAN`, the undegraded class. It has
 no expert: its weight keeps the input unchanged (the identity expert of the mixture).
+
+**Prior correction** (logit adjustment). A router trained with the classes at prior ``p_train``
+routes images met at prior ``p_run`` with ``softmax(logits + log p_run - log p_train)``, the
+``logit_bias`` of its config (:func:`prior_correction`). Training with clean twins
+(``train_router.py --clean_twins W``) shows the router a clean image for every degraded one:
+without the correction it calls clean what it is unsure of, and its calibrated confidence
+falls on every other class.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import torch
@@ -55,7 +63,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from ..degradations import DEFAULT_VOCABULARY
+from ..degradations import CLEAN, DEFAULT_VOCABULARY
 from ..degradations.jpeg_trace import JPEG_CLASS
 from ..degradations.masks import MISSING_CLASS
 from ..files import load_safetensors
@@ -141,6 +149,8 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
         jpeg_max_quality: call an image ``jpeg-compressed`` when its JPEG trace implies this
             libjpeg quality or less; ``None``: no such call.
         call_missing_pixels: call an image with missing pixels ``uncompleted``.
+        logit_bias: ``{class: bias}`` added to eq. 3's logits when routing (after the
+            temperature): the prior correction of :func:`prior_correction`; ``None``: none.
     """
 
     config_name = "config.json"
@@ -162,6 +172,7 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
         expected_gains: dict | None = None,
         jpeg_max_quality: float | None = None,
         call_missing_pixels: bool = False,
+        logit_bias: dict | None = None,
     ):
         super().__init__()
         import open_clip
@@ -177,6 +188,11 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
                                     ("call_missing_pixels", call_missing_pixels, MISSING_CLASS)):
             if asked and name not in vocabulary:
                 raise ValueError(f"{option} calls images {name!r}, which the vocabulary {list(vocabulary)} lacks")
+        unknown = sorted(set(logit_bias or {}) - set(vocabulary))
+        if unknown:
+            raise ValueError(f"logit_bias names {unknown}, which the vocabulary {list(vocabulary)} lacks")
+        if not all(math.isfinite(v) for v in (logit_bias or {}).values()):
+            raise ValueError(f"logit_bias must be finite numbers, got {logit_bias}")
         if texts is not None and len(texts) != len(vocabulary):
             raise ValueError("texts must have one entry per vocabulary name")
         config = {k: v for k, v in clip_config.items() if k in ("embed_dim", "vision_cfg", "text_cfg", "init_logit_scale")}
@@ -294,19 +310,35 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
 MAX_LOG_TEMPERATURE = 3.0
 
 
+def prior_correction(vocabulary: list[str], clean_twins: float | None) -> dict | None:
+    """The ``logit_bias`` of a router trained with ``--clean_twins W`` on every class of
+    ``vocabulary`` alike, to route images met one class as often as another.
+
+    Each of the ``n`` degraded classes trains with weight 1 and ``clean`` with ``1 + n W`` (its
+    own draws and a twin of weight ``W`` for every degraded draw), so
+    ``log p_run - log p_train`` is, up to a constant that softmax ignores, ``-log(1 + n W)`` on
+    ``clean`` and 0 elsewhere. ``None`` without twins: the classes train alike."""
+    if clean_twins is None:
+        return None
+    degraded = sum(name != CLEAN for name in vocabulary)
+    return {CLEAN: -math.log1p(degraded * clean_twins)}
+
+
 def calibrate_temperature(router: DegradationRouter, logits: torch.Tensor, labels: torch.Tensor,
                           steps: int = 200) -> float:
-    """Temperature scaling: fit ``T`` minimising the NLL of ``softmax(logits / T)`` for
-    ``labels``, fold it into ``router.logit_scale`` and return ``T``. ``logits`` are the router's
-    own on images it did not train on, ideally; its ranking (top-1) does not change."""
+    """Temperature scaling: fit ``T`` minimising the NLL of ``softmax(logits / T + b)`` for
+    ``labels``, with ``b`` the router's ``logit_bias``, fold it into ``router.logit_scale`` and
+    return ``T``. ``logits`` (eq. 3's, without ``b``) are the router's own on images it did not
+    train on, ideally; the ranking of ``logits + b`` (top-1) does not change."""
     logits, labels = logits.detach().float(), labels.to(logits.device)
+    bias = router.logit_bias_vector().to(logits)
     log_t = torch.zeros((), requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=steps)
 
     def closure():
         optimizer.zero_grad()
         with torch.enable_grad():
-            loss = F.cross_entropy(logits / log_t.exp(), labels)
+            loss = F.cross_entropy(logits / log_t.exp() + bias, labels)
             loss.backward()
         return loss
 
@@ -360,5 +392,5 @@ def daclip_to_router_state(state: dict, bank: torch.Tensor) -> dict[str, torch.T
 
 
 __all__ = ["MAX_LOG_TEMPERATURE", "OPENAI_MEAN", "OPENAI_STD", "DegradationController", "DegradationRouter",
-           "RouterOutput", "calibrate_temperature", "daclip_to_router_state", "expected_calibration_error",
+           "RouterOutput", "calibrate_temperature", "daclip_to_router_state", "expected_calibration_error", "prior_correction",
            "vision_forward"]

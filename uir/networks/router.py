@@ -45,7 +45,7 @@ class RouterOutput:
 class RouterInference:
     """Eq. 3 with crop correction, for a module with ``config`` (``vocabulary``, ``image_mean``,
     ``image_std``, ``crop_correction``, ``crop_grid``, ``min_confidence``, optionally
-    ``jpeg_max_quality`` and ``call_missing_pixels``), ``logit_scale``, ``degradation_bank``,
+    ``jpeg_max_quality``, ``call_missing_pixels`` and ``logit_bias``), ``logit_scale``, ``degradation_bank``,
     ``input_size`` and ``degradation_vector(images at input_size)``."""
 
     @property
@@ -91,6 +91,12 @@ class RouterInference:
         bank = self.degradation_bank if bank is None else bank
         return self.logit_scale.exp().float() * self.aggregate_vector(images) @ bank.float().T
 
+    def logit_bias_vector(self) -> torch.Tensor:
+        """(T,): the config's ``logit_bias`` by class (0 for a class it leaves out), added to eq. 3's
+        logits when routing: the prior correction of :func:`~uir.models.router.prior_correction`."""
+        bias = getattr(self.config, "logit_bias", None) or {}
+        return torch.tensor([float(bias.get(name, 0.0)) for name in self.vocabulary])
+
     def traces(self, images: torch.Tensor, found: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """``{class: (B,) bool}``: the images that carry the exact trace of a class, for the traces
         the config asks for: missing pixels (``call_missing_pixels``,
@@ -112,7 +118,8 @@ class RouterInference:
 
     def forward(self, images: torch.Tensor, found: dict[str, torch.Tensor] | None = None) -> RouterOutput:
         """Route a batch of RGB images in [0, 1], (B,3,H,W), any size: eq. 3's ``s_o``, the top
-        degradation per image and its confidence. An image with a trace (:meth:`traces`) gets
+        degradation per image and its confidence (with the config's ``logit_bias``, if any, added to
+        the logits). An image with a trace (:meth:`traces`) gets
         ``s_o`` one-hot on the trace's class instead; a trace's absence changes nothing.
 
         Args:
@@ -122,7 +129,8 @@ class RouterInference:
         Returns:
             :class:`RouterOutput`.
         """
-        probabilities = self.logits(images).softmax(-1)
+        logits = self.logits(images)
+        probabilities = (logits + self.logit_bias_vector().to(logits)).softmax(-1)
         for name, traced in self.traces(images, found).items():  # exact evidence outranks the learned call
             call = F.one_hot(torch.tensor(self.vocabulary.index(name)), probabilities.shape[-1])
             probabilities = torch.where(traced.to(probabilities.device)[:, None], call.to(probabilities), probabilities)
