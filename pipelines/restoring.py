@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from uir.classical import PRIORS
+from uir.classical import PRIORS, VEIL_WHITES, veil_bound
 from uir.degradations.masks import MISSING_CLASS, harmonic_fill, missing_mask
 from uir.files import check_weights
 from uir.images import to_pil, to_tensor
@@ -77,12 +77,27 @@ def network_inputs(experts: list[LoRAExpert], images: torch.Tensor, weights: tor
     """What the network restores of each image: its classical prior's output where the image's
     leading expert (largest weight) was trained on that output (:attr:`LoRAExpert.prior_input`,
     ``train_uir_lora.py --prior_input``); the image itself elsewhere. ``computed``: as in :func:`prior_outputs`."""
-    guided = [e.prior_input for e in experts]
-    if not any(guided):
-        return images
-    lead = weights.argmax(1).tolist()
-    rows = [row for row, k in enumerate(lead) if guided[k] and weights[row, k] > 0]
+    lead, rows = led_by(experts, weights, lambda expert: expert.prior_input)
     return prior_outputs(images, [experts[k].degradation for k in lead], rows, computed) if rows else images
+
+
+def led_by(experts: list[LoRAExpert], weights: torch.Tensor, asks: Callable[[LoRAExpert], bool]):
+    """``(leading expert index per image, the images whose leading expert asks)``: the leader is
+    the largest weight, and it leads only with a weight above 0."""
+    lead = weights.argmax(1).tolist() if experts else []
+    return lead, [row for row, k in enumerate(lead) if asks(experts[k]) and weights[row, k] > 0]
+
+
+def veil_bounded(experts: list[LoRAExpert], images: torch.Tensor, weights: torch.Tensor,
+                 restored: torch.Tensor) -> torch.Tensor:
+    """``restored`` with :func:`uir.classical.veil_bound` applied to each image whose leading
+    expert asks for it (:attr:`LoRAExpert.veil_bound`), against its input in ``images``."""
+    lead, rows = led_by(experts, weights, lambda expert: expert.veil_bound)
+    out = restored.clone() if rows else restored
+    for row in rows:
+        white = VEIL_WHITES[experts[lead[row]].degradation]
+        out[row] = veil_bound(images[row : row + 1].to(out), restored[row : row + 1], white)[0]
+    return out
 
 
 def mix_outputs(restore: Callable, x: torch.Tensor, inputs: torch.Tensor, weights: torch.Tensor, clean: torch.Tensor,
@@ -199,6 +214,9 @@ class MixtureRestoration:
         if expert.prior_input and expert.degradation not in PRIORS:
             raise ExpertError(f"expert {expert.degradation!r} restores a classical prior's output, but uir has no "
                               f"prior for {expert.degradation!r} (it has: {', '.join(sorted(PRIORS))})")
+        if expert.veil_bound and expert.degradation not in VEIL_WHITES:
+            raise ExpertError(f"expert {expert.degradation!r} asks for a veil bound, but uir knows no veil for "
+                              f"{expert.degradation!r} (it knows: {', '.join(sorted(VEIL_WHITES))})")
         theirs = expert.extra.get(FINGERPRINT_KEY)
         if theirs and not fingerprints_match(str(theirs), self.base_fingerprint, self._base_models()):
             raise ExpertError(f"expert {expert.degradation!r} was trained on base {short_fingerprint(str(theirs))} "
@@ -301,7 +319,8 @@ class MixtureRestoration:
                 t, tile_size, tile_overlap, multiple=self.size_multiple, margin=self.border_margin)
             outputs.append(mix_outputs(restore, x.to(self.device), network_x.to(self.device), rows, kept, share,
                                        classical))
-        restored = postprocess(torch.cat(outputs), output_type)
+        restored = veil_bounded(self.expert_list.experts, images, chosen, torch.cat(outputs))
+        restored = postprocess(restored, output_type)
         verdict = {} if routed is None else {"degradations": routed.names, "confidence": routed.confidence,
                                              "known": routed.known}
         output = self.output_class(images=restored, weights=chosen, expert_names=self.expert_list.names,

@@ -1,12 +1,13 @@
 """uir.classical: the dark channel prior, against scipy and against the haze model it inverts; the
-bilateral filter against its definition, pixel by pixel, and OpenCV's."""
+bilateral filter against its definition, pixel by pixel, and OpenCV's; the veil bound against the
+veil model it caps."""
 
 import numpy as np
 import pytest
 import torch
 from scipy.ndimage import minimum_filter
 
-from uir.classical import bilateral_filter, dark_channel, dark_channel_dehaze
+from uir.classical import bilateral_filter, dark_channel, dark_channel_dehaze, veil_bound
 
 
 def test_dark_channel_is_scipys_minimum_filter_over_the_channel_minimum():
@@ -78,3 +79,28 @@ def test_bilateral_filter_keeps_a_flat_image_and_an_edge():
     step = torch.zeros(1, 3, 20, 20)
     step[..., 10:] = 1.0  # far beyond sigma_color: no pixel is averaged across the edge
     assert torch.allclose(bilateral_filter(step), step, atol=1e-6)
+
+
+def test_veil_bound_caps_the_veil_a_restoration_removed_at_what_the_darkest_pixels_allow():
+    """Snow's veil ``y = (1 - v) x + W v`` over a scene whose darkest 2% of pixels are 0.05: the
+    cap is ``v_max = ((1 - v) 0.05 + W v) / W``. Removing the true veil (``x`` itself) or less is
+    left alone, bit for bit; removing a thicker one, ``(y - W u) / (1 - u)`` with ``u > v_max``,
+    comes back as the inversion at the cap, ``(y - W v_max) / (1 - v_max)``."""
+    from uir.degradations.weather import SNOW_VEIL_WHITE as W
+
+    scene = 0.1 + 0.6 * torch.rand(2, 3, 50, 50, generator=torch.Generator().manual_seed(2))
+    scene[..., :1, :] = 0.05  # the darkest 2% of the pixels, in every channel
+    v = torch.tensor([0.1, 0.25]).view(2, 1, 1, 1)
+    snowy = (1 - v) * scene + W * v
+    v_max = ((1 - v) * 0.05 + W * v) / W
+
+    def inverted(u):
+        return (snowy - W * u) / (1 - u)
+
+    assert torch.equal(veil_bound(snowy, scene, W), scene)
+    milder = inverted(v * 0.5)
+    assert torch.equal(veil_bound(snowy, milder, W), milder)
+    thicker = inverted(v_max + 0.15)
+    assert torch.allclose(veil_bound(snowy, thicker, W), inverted(v_max), atol=1e-5)
+    mixed = torch.cat([scene[:1], thicker[1:]])  # per image: the first is within its cap
+    assert torch.allclose(veil_bound(snowy, mixed, W), torch.cat([scene[:1], inverted(v_max)[1:]]), atol=1e-5)

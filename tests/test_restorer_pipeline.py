@@ -436,6 +436,41 @@ def test_a_prior_guided_expert_restores_its_priors_output_and_keeps_the_flag_whe
         assert torch.allclose(loaded(x, weights=weights, output_type="pt").images, guided, atol=1e-6)
 
 
+def test_a_veil_bounded_expert_has_its_output_capped_where_it_leads_and_keeps_the_flag_when_saved(tmp_path):
+    """The snowy expert with ``veil_bound`` in ``uir_expert.json``: the image it leads comes back
+    as :func:`uir.classical.veil_bound` of the unbounded output against the input; the image
+    another expert leads is untouched. The flag survives a save, for both loaders; a class
+    without a veil is refused."""
+    from uir.classical import veil_bound
+    from uir.degradations.weather import SNOW_VEIL_WHITE
+    from uir.lora import VEIL_BOUND_KEY, ExpertError
+    from uir.pipelines.loading import load_pipeline
+    from uir.testing import random_expert
+
+    pipe = tiny_restorer_pipeline(names=("noisy", "snowy"), router=False)
+    x = 0.3 + 0.7 * torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(6))  # darkest 0.3: some veil
+    weights = torch.tensor([[0.0, 1.0], [0.7, 0.3]])
+    # a restorer 0.25 darker than the tiny one removes a thick veil, so that the cap bites
+    pipe.restore_tensor = lambda t, w, *args, **kwargs: type(pipe).restore_tensor(pipe, t, w, *args, **kwargs) - 0.25
+    unbounded = pipe(x, weights=weights, output_type="pt").images
+    pipe.experts.experts[1].extra[VEIL_BOUND_KEY] = True
+    bounded = pipe(x, weights=weights, output_type="pt").images
+    expected = veil_bound(x[:1], unbounded[:1], SNOW_VEIL_WHITE)
+    assert not torch.allclose(expected, unbounded[:1], atol=1e-3), "the cap must bite in this test"
+    assert torch.allclose(bounded[:1], expected, atol=1e-6) and torch.equal(bounded[1], unbounded[1])
+    del pipe.restore_tensor
+    pipe.save_pretrained(tmp_path / "saved")
+    for runtime in (False, True):
+        loaded = load_pipeline(str(tmp_path / "saved"), runtime=runtime)
+        assert [e.veil_bound for e in loaded.expert_list.experts] == [False, True]
+        assert torch.allclose(loaded(x, weights=weights, output_type="pt").images,
+                              pipe(x, weights=weights, output_type="pt").images, atol=1e-6)
+    stray = random_expert("rainy", restorer=NAFNet(**TINY_NAFNET), base_model="tiny-nafnet")
+    stray.extra[VEIL_BOUND_KEY] = True
+    with pytest.raises(ExpertError, match="no veil for 'rainy'"):
+        pipe.load_expert(stray)
+
+
 def test_a_prior_guided_expert_of_a_type_without_a_prior_is_refused():
     from uir.lora import PRIOR_INPUT_KEY, ExpertError
     from uir.testing import random_expert

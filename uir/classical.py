@@ -14,6 +14,15 @@ have a pixel dark in some channel. Haze follows ``I = J t + A (1 - t)``, so the 
 ``omega < 1`` keeps a little haze for depth, as the paper does. There is no soft-matting or
 guided-filter refinement of ``t``: the same as ``benchmarks/peers.py``'s OpenCV version, the
 classical tool uir is measured against.
+
+**Veil bound** (our addition, the dark channel's argument for a global veil). Snow whitens a
+photo by a veil ``y = (1 - v) x + W v`` before its flakes. Since ``x >= 0``, every pixel of ``y``
+is at least ``W v``, so the image's darkest pixels cap the veil: ``v <= v_max = dark / W``, with
+``dark`` the 0.1% quantile of the channel minimum (a few noisy or flaked pixels do not move it).
+A restoration ``x'`` removed the veil ``v' = median((y - x') / (W - x'))`` over its pixels below
+0.7 (flakes are few, and bright pixels divide by almost nothing). Where ``v' > v_max`` it
+removed more than the image can hold, and :func:`veil_bound` puts the excess back: the veil
+``d`` with ``(1 - v') = (1 - v_max)(1 - d)``, so that ``y`` is ``v_max`` of veil over the result.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from .degradations.weather import SNOW_VEIL_WHITE
 
 
 def dark_channel(image: torch.Tensor, patch: int = 15) -> torch.Tensor:
@@ -71,6 +82,29 @@ def bilateral_filter(image: torch.Tensor, sigma_color: float = 50 / 255, sigma_s
     return total / norm
 
 
+def veil_bound(degraded: torch.Tensor, restored: torch.Tensor, white: float, quantile: float = 0.001) -> torch.Tensor:
+    """``restored`` (B,3,H,W) with the veil it removed from ``degraded`` capped at what the
+    degraded image's darkest pixels allow (module docstring); images within the cap unchanged."""
+    out = restored.clone()
+    for i, (y, x) in enumerate(zip(degraded.float(), restored.float())):
+        darkest = y.amin(0).flatten()
+        k = max(1, int(quantile * darkest.numel()))
+        v_max = float(darkest.kthvalue(k).values.clamp(min=0)) / white
+        below = x < 0.7
+        if not bool(below.any()) or v_max >= 1:
+            continue
+        removed = float(((y - x)[below] / (white - x[below])).median().clamp(max=0.99))
+        if removed > v_max:
+            d = 1 - (1 - removed) / (1 - v_max)
+            out[i] = ((1 - d) * x + white * d).to(out)
+    return out
+
+
+#: the grey level of each degradation class whose model whitens by a global veil, for
+#: :func:`veil_bound`
+VEIL_WHITES = {"snowy": SNOW_VEIL_WHITE}
+
+
 @dataclass(frozen=True)
 class Prior:
     """A classical restorer for one degradation class: its ``name`` as users read it, and
@@ -86,4 +120,4 @@ PRIORS = {"hazy": Prior("dark-channel prior", dark_channel_dehaze),
           "jpeg-compressed": Prior("bilateral filter", bilateral_filter)}
 
 
-__all__ = ["PRIORS", "Prior", "bilateral_filter", "dark_channel", "dark_channel_dehaze"]
+__all__ = ["PRIORS", "VEIL_WHITES", "Prior", "bilateral_filter", "dark_channel", "dark_channel_dehaze", "veil_bound"]

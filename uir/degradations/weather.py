@@ -10,6 +10,8 @@ from .filters import capsule_kernel, filter2d, gaussian_kernel, pixel_grid, rand
 # (size scale, density scale, opacity) of the near, middle and far particle layers
 _RAIN_LAYERS = ((1.0, 1.0, 1.0), (0.6, 1.5, 0.6))
 _SNOW_LAYERS = ((1.0, 1.0, 0.95), (0.6, 2.0, 0.75), (0.35, 4.0, 0.55))
+#: the grey level snow's veil whitens towards (:func:`snow`)
+SNOW_VEIL_WHITE = 0.9
 
 
 def _particle_layer(image, generator, density, kernel):
@@ -35,10 +37,11 @@ def rain(image, generator, density, length, angle, intensity):
 
 
 def snow(image, generator, density, flake_size, angle, veil):
-    """Snow: a whitening veil ``x' = (1 - v) x + 0.9 v`` then three flake layers composited
-    towards white, ``y = (1 - S_l) y + S_l`` from far to near. Flakes are Gaussian blobs of
-    sigma ``flake_size * scale`` smeared over ``3 sigma`` along the fall direction ``angle``."""
-    out = image * (1.0 - veil) + 0.9 * veil
+    """Snow: a whitening veil ``x' = (1 - v) x + W v`` (``W``: :data:`SNOW_VEIL_WHITE`) then three
+    flake layers composited towards white, ``y = (1 - S_l) y + S_l`` from far to near. Flakes are
+    Gaussian blobs of sigma ``flake_size * scale`` smeared over ``3 sigma`` along the fall
+    direction ``angle``."""
+    out = image * (1.0 - veil) + SNOW_VEIL_WHITE * veil
     for size, dens, opacity in reversed(_SNOW_LAYERS):
         sigma = flake_size * size
         kernel = capsule_kernel(sigma, 3.0 * sigma, 90.0 + angle)

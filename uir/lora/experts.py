@@ -54,6 +54,9 @@ DIFFUSERS_METADATA_KEY = "lora_adapter_metadata"
 #: ``uir_expert.json`` key of an expert trained on its type's classical prior's output
 #: (:data:`uir.classical.PRIORS`) instead of on the degraded image; the pipeline gives it that input
 PRIOR_INPUT_KEY = "prior_input"
+#: ``uir_expert.json`` key of an expert whose output the pipeline caps at the veil its input can
+#: hold (:func:`uir.classical.veil_bound`, for a class in :data:`uir.classical.VEIL_WHITES`)
+VEIL_BOUND_KEY = "veil_bound"
 _LORA_KEY = re.compile(r"^(?P<layer>.+)\.lora_(?P<kind>[AB])\.weight$")
 
 
@@ -154,6 +157,11 @@ class LoRAExpert:
     def prior_input(self) -> bool:
         """Whether the expert restores its type's classical prior's output (:data:`PRIOR_INPUT_KEY`)."""
         return bool(self.extra.get(PRIOR_INPUT_KEY, False))
+
+    @property
+    def veil_bound(self) -> bool:
+        """Whether the pipeline caps the veil the expert removes (:data:`VEIL_BOUND_KEY`)."""
+        return bool(self.extra.get(VEIL_BOUND_KEY, False))
 
     def metadata(self) -> dict:
         ranks = {name: int(c.config.get("r", 0)) for name, c in self.components.items()}
