@@ -18,9 +18,9 @@ can then fit. ``--clean_twins W`` holds the content fixed: each degraded draw's 
 trains too, labelled ``clean`` with weight ``W`` (``W`` times the mean cross-entropy over those
 twins), so a texture (grass, white flowers, mist) scores its look-alike type only when the crop
 is more degraded than itself; the router's ``logit_bias`` then undoes the prior this puts on
-``clean`` (:func:`uir.models.router.prior_correction`) when it routes and calibrates. ``--skip_traced`` leaves out of the loss (and the calibration) the draws that
-carry a trace the router is told to read (``--jpeg_max_quality``, ``--call_missing_pixels``):
-the trace decides those, so eq. 3 learns only the rest. At the end the temperature is
+``clean`` (:func:`uir.models.router.prior_correction`) when it routes and calibrates.
+``--skip_traced`` leaves out of the loss (and the calibration) the draws that carry a trace
+the router is told to read (``--jpeg_max_quality``, ``--call_missing_pixels``): the trace decides those, so eq. 3 learns only the rest. At the end the temperature is
 calibrated (``logit_scale``, by temperature scaling) on fresh degradations of the training
 photos, never the held-out ones.
 

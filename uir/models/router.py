@@ -392,5 +392,5 @@ def daclip_to_router_state(state: dict, bank: torch.Tensor) -> dict[str, torch.T
 
 
 __all__ = ["MAX_LOG_TEMPERATURE", "OPENAI_MEAN", "OPENAI_STD", "DegradationController", "DegradationRouter",
-           "RouterOutput", "calibrate_temperature", "daclip_to_router_state", "expected_calibration_error", "prior_correction",
-           "vision_forward"]
+           "RouterOutput", "calibrate_temperature", "daclip_to_router_state", "expected_calibration_error",
+           "prior_correction", "vision_forward"]
