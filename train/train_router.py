@@ -20,9 +20,10 @@ twins), so a texture (grass, white flowers, mist) scores its look-alike type onl
 is more degraded than itself; the router's ``logit_bias`` then undoes the prior this puts on
 ``clean`` (:func:`uir.models.router.prior_correction`) when it routes and calibrates.
 ``--skip_traced`` leaves out of the loss (and the calibration) the draws that carry a trace
-the router is told to read (``--jpeg_max_quality``, ``--call_missing_pixels``): the trace decides those, so eq. 3 learns only the rest. At the end the temperature is
-calibrated (``logit_scale``, by temperature scaling) on fresh degradations of the training
-photos, never the held-out ones.
+the router is told to read (``--jpeg_max_quality``, ``--call_missing_pixels``): the trace
+decides those, so eq. 3 learns only the rest. At the end the temperature is calibrated
+(``logit_scale``, by temperature scaling) on fresh degradations of the training photos, never
+the held-out ones.
 
 Without captions there is no content loss, so DA-CLIP's zero linears (which feed the
 controller into the content branch) get no gradient; they stay zero and the router's content
