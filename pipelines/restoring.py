@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from uir.classical import PRIORS, VEIL_WHITES, veil_bound
+from uir.classical import PRIORS, VEIL_BOUNDS
 from uir.degradations.masks import MISSING_CLASS, harmonic_fill, missing_mask
 from uir.files import check_weights
 from uir.images import to_pil, to_tensor
@@ -90,13 +90,13 @@ def led_by(experts: list[LoRAExpert], weights: torch.Tensor, asks: Callable[[LoR
 
 def veil_bounded(experts: list[LoRAExpert], images: torch.Tensor, weights: torch.Tensor,
                  restored: torch.Tensor) -> torch.Tensor:
-    """``restored`` with :func:`uir.classical.veil_bound` applied to each image whose leading
-    expert asks for it (:attr:`LoRAExpert.veil_bound`), against its input in ``images``."""
+    """``restored`` with its class's veil bound (:data:`uir.classical.VEIL_BOUNDS`) applied to each
+    image whose leading expert asks for it (:attr:`LoRAExpert.veil_bound`), against its input in ``images``."""
     lead, rows = led_by(experts, weights, lambda expert: expert.veil_bound)
     out = restored.clone() if rows else restored
     for row in rows:
-        white = VEIL_WHITES[experts[lead[row]].degradation]
-        out[row] = veil_bound(images[row : row + 1].to(out), restored[row : row + 1], white)[0]
+        bound = VEIL_BOUNDS[experts[lead[row]].degradation]
+        out[row] = bound(images[row : row + 1].to(out), restored[row : row + 1])[0]
     return out
 
 
@@ -214,9 +214,9 @@ class MixtureRestoration:
         if expert.prior_input and expert.degradation not in PRIORS:
             raise ExpertError(f"expert {expert.degradation!r} restores a classical prior's output, but uir has no "
                               f"prior for {expert.degradation!r} (it has: {', '.join(sorted(PRIORS))})")
-        if expert.veil_bound and expert.degradation not in VEIL_WHITES:
+        if expert.veil_bound and expert.degradation not in VEIL_BOUNDS:
             raise ExpertError(f"expert {expert.degradation!r} asks for a veil bound, but uir knows no veil for "
-                              f"{expert.degradation!r} (it knows: {', '.join(sorted(VEIL_WHITES))})")
+                              f"{expert.degradation!r} (it knows: {', '.join(sorted(VEIL_BOUNDS))})")
         theirs = expert.extra.get(FINGERPRINT_KEY)
         if theirs and not fingerprints_match(str(theirs), self.base_fingerprint, self._base_models()):
             raise ExpertError(f"expert {expert.degradation!r} was trained on base {short_fingerprint(str(theirs))} "

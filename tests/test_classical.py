@@ -1,13 +1,13 @@
 """uir.classical: the dark channel prior, against scipy and against the haze model it inverts; the
 bilateral filter against its definition, pixel by pixel, and OpenCV's; the veil bound against the
-veil model it caps."""
+veil model it caps, the airlight bound against the haze model."""
 
 import numpy as np
 import pytest
 import torch
 from scipy.ndimage import minimum_filter
 
-from uir.classical import bilateral_filter, dark_channel, dark_channel_dehaze, veil_bound
+from uir.classical import airlight_bound, bilateral_filter, dark_channel, dark_channel_dehaze, veil_bound
 
 
 def test_dark_channel_is_scipys_minimum_filter_over_the_channel_minimum():
@@ -104,3 +104,21 @@ def test_veil_bound_caps_the_veil_a_restoration_removed_at_what_the_darkest_pixe
     assert torch.allclose(veil_bound(snowy, thicker, W), inverted(v_max), atol=1e-5)
     mixed = torch.cat([scene[:1], thicker[1:]])  # per image: the first is within its cap
     assert torch.allclose(veil_bound(snowy, mixed, W), torch.cat([scene[:1], inverted(v_max)[1:]]), atol=1e-5)
+
+
+def test_airlight_bound_keeps_a_restoration_between_the_hazy_image_and_the_dark_channels():
+    """The scene of the dehazing test (a black pixel in every patch, one transmission, white
+    airlight): there the dark channel at omega 1 is the scene itself. A restoration between the
+    hazy image and the scene is kept; one that removes more haze than that (darker than the
+    scene) comes back as the scene; one that adds haze (brighter than the hazy image) comes back
+    as the hazy image."""
+    generator = torch.Generator().manual_seed(1)
+    scene = 0.2 + 0.6 * torch.rand(1, 3, 60, 60, generator=generator)
+    scene[..., ::5, ::5] = 0.0
+    hazy = scene * 0.6 + 1.0 * 0.4
+    hazy[..., :2, :2] = 1.0
+    inside = (slice(None), slice(None), slice(10, 50), slice(10, 50))
+    halfway = 0.5 * (scene + hazy)
+    assert torch.equal(airlight_bound(hazy, halfway)[inside], halfway[inside])
+    assert torch.allclose(airlight_bound(hazy, scene - 0.1)[inside], scene[inside], atol=1e-5)
+    assert torch.equal(airlight_bound(hazy, hazy + 0.1)[inside], hazy[inside])

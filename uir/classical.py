@@ -23,11 +23,17 @@ A restoration ``x'`` removed the veil ``v' = median((y - x') / (W - x'))`` over 
 0.7 (flakes are few, and bright pixels divide by almost nothing). Where ``v' > v_max`` it
 removed more than the image can hold, and :func:`veil_bound` puts the excess back: the veil
 ``d`` with ``(1 - v') = (1 - v_max)(1 - d)``, so that ``y`` is ``v_max`` of veil over the result.
+
+Haze is a veil too, of thickness ``1 - t`` towards ``A``, and the dark channel is its local
+cap: ``t >= t_min = 1 - dark(I / A)``. With ``t`` between ``t_min`` and 1, ``J = A + (I - A) / t``
+lies between ``I`` itself and the dark channel's restoration at ``omega = 1``;
+:func:`airlight_bound` clamps a restoration into that range, pixel by pixel.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import torch
@@ -100,9 +106,23 @@ def veil_bound(degraded: torch.Tensor, restored: torch.Tensor, white: float, qua
     return out
 
 
-#: the grey level of each degradation class whose model whitens by a global veil, for
-#: :func:`veil_bound`
-VEIL_WHITES = {"snowy": SNOW_VEIL_WHITE}
+def airlight_bound(degraded: torch.Tensor, restored: torch.Tensor, t0: float = 0.01) -> torch.Tensor:
+    """``restored`` (B,3,H,W) clamped, pixel by pixel, between the hazy ``degraded`` image and its
+    dark-channel restoration at ``omega = 1`` (module docstring): no more haze removed than the
+    dark channel allows, and none added."""
+    hazy = degraded.float()
+    most = dark_channel_dehaze(hazy, omega=1.0, t0=t0)
+    low, high = torch.minimum(hazy, most), torch.maximum(hazy, most)
+    return torch.maximum(torch.minimum(restored.float(), high), low).to(restored)
+
+
+#: the veil bound of each degradation class whose model veils the photo: a global veil for
+#: snow (:func:`veil_bound`), the airlight for haze (:func:`airlight_bound`); each maps
+#: ``(degraded, restored)`` to the restored images within the bound
+VEIL_BOUNDS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "snowy": partial(veil_bound, white=SNOW_VEIL_WHITE),
+    "hazy": airlight_bound,
+}
 
 
 @dataclass(frozen=True)
@@ -120,4 +140,5 @@ PRIORS = {"hazy": Prior("dark-channel prior", dark_channel_dehaze),
           "jpeg-compressed": Prior("bilateral filter", bilateral_filter)}
 
 
-__all__ = ["PRIORS", "VEIL_WHITES", "Prior", "bilateral_filter", "dark_channel", "dark_channel_dehaze", "veil_bound"]
+__all__ = ["PRIORS", "VEIL_BOUNDS", "Prior", "airlight_bound", "bilateral_filter", "dark_channel", "dark_channel_dehaze",
+           "veil_bound"]

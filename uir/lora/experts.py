@@ -54,8 +54,8 @@ DIFFUSERS_METADATA_KEY = "lora_adapter_metadata"
 #: ``uir_expert.json`` key of an expert trained on its type's classical prior's output
 #: (:data:`uir.classical.PRIORS`) instead of on the degraded image; the pipeline gives it that input
 PRIOR_INPUT_KEY = "prior_input"
-#: ``uir_expert.json`` key of an expert whose output the pipeline caps at the veil its input can
-#: hold (:func:`uir.classical.veil_bound`, for a class in :data:`uir.classical.VEIL_WHITES`)
+#: ``uir_expert.json`` key of an expert whose output the pipeline keeps within the veil its input
+#: can hold (:data:`uir.classical.VEIL_BOUNDS`: snow's veil, haze's airlight)
 VEIL_BOUND_KEY = "veil_bound"
 _LORA_KEY = re.compile(r"^(?P<layer>.+)\.lora_(?P<kind>[AB])\.weight$")
 
