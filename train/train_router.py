@@ -169,10 +169,11 @@ def calibrate(router: DegradationRouter, files, names: list[str], args) -> None:
         labels.append(effect_labels([pair.name], pair.lq, pair.gt, router.vocabulary, args.clean_above_psnr))
     logits, labels = torch.stack(logits), torch.cat(labels)
     bias = router.logit_bias_vector()  # routing adds it; calibration fits the temperature under it
-    before = expected_calibration_error((logits + bias).softmax(-1), labels)
+    routed = logits + bias
+    before = expected_calibration_error(routed.softmax(-1), labels)
     temperature = calibrate_temperature(router, logits, labels)
     after = expected_calibration_error((logits / temperature + bias).softmax(-1), labels)
-    top1 = float(((logits + bias).argmax(-1) == labels).float().mean())
+    top1 = float((routed.argmax(-1) == labels).float().mean())
     print(f"calibration on {len(labels)} training images: temperature {temperature:.3f}, "
           f"ECE {before:.3f} -> {after:.3f}, top-1 {top1:.3f}")
 
