@@ -91,7 +91,7 @@ def test_interrupted_run_resumes_bitwise(base_dir, photos, tmp_path, monkeypatch
 
 def test_prior_input_trains_the_hazy_expert_on_the_dark_channels_output(base_dir, photos, tmp_path, monkeypatch):
     """``--prior_input``: a type with a classical prior (hazy) trains on P(lq) and its expert is
-    saved with the flag the pipeline reads; a type without one (noisy) trains on lq as before."""
+    saved with the flag the pipeline reads; a type without one (rainy) trains on lq as before."""
     from uir.classical import PRIORS, Prior
     from uir.lora import PRIOR_INPUT_KEY
 
@@ -102,10 +102,11 @@ def test_prior_input_trains_the_hazy_expert_on_the_dark_channels_output(base_dir
         return dehaze(images)
 
     monkeypatch.setitem(PRIORS, "hazy", Prior("recording", recording))
-    train_uir_lora.main(_common(base_dir, photos, tmp_path / "run", steps=4, prior_input=True))
+    train_uir_lora.main(_common(base_dir, photos, tmp_path / "run", steps=4, prior_input=True,
+                                degradations="rainy,hazy"))
     assert seen and all(n == 2 for n in seen), "the hazy batches did not go through the prior"
-    flags = {name: LoRAExpert.load(tmp_path / "run" / "experts" / name).prior_input for name in ("noisy", "hazy")}
-    assert flags == {"noisy": False, "hazy": True}
+    flags = {name: LoRAExpert.load(tmp_path / "run" / "experts" / name).prior_input for name in ("rainy", "hazy")}
+    assert flags == {"rainy": False, "hazy": True}
     saved = json.loads((tmp_path / "run" / "experts" / "hazy" / "uir_expert.json").read_text())
     assert saved[PRIOR_INPUT_KEY] is True
 
@@ -127,8 +128,8 @@ def test_bad_options_are_a_usage_error_before_any_work(script, tmp_path, capsys,
 
 def test_prior_input_without_a_type_that_has_a_prior_is_a_usage_error(tmp_path, capsys):
     _assert_usage_error(train_uir_lora, ["--pretrained_model_name_or_path", str(tmp_path), "--prior_input",
-                                         "--degradations", "noisy,rainy"],
-                        "--prior_input: none of noisy, rainy has a classical prior", tmp_path, capsys)
+                                         "--degradations", "snowy,rainy"],
+                        "--prior_input: none of snowy, rainy has a classical prior", tmp_path, capsys)
 
 
 def _assert_usage_error(script, option, message, tmp_path, capsys):

@@ -15,6 +15,15 @@ have a pixel dark in some channel. Haze follows ``I = J t + A (1 - t)``, so the 
 guided-filter refinement of ``t``: the same as ``benchmarks/peers.py``'s OpenCV version, the
 classical tool uir is measured against.
 
+**DCT shrinkage** (BM3D's two stages without its block matching: Dabov, Foi, Katkovnik and
+Egiazarian, TIP 2007). Additive white Gaussian noise of standard deviation ``sigma`` spreads
+evenly over the orthonormal DCT coefficients of a patch, while a photo's patch puts its energy
+in a few. :func:`dct_denoise` estimates ``sigma`` (:func:`noise_sigma`), moves to an opponent
+colour space, zeroes the coefficients of every 8x8 patch below ``2.7 sigma``, averages the
+overlapping patches back, and then repeats with Wiener gains ``P^2 / (P^2 + sigma^2)`` taken
+from that first estimate ``P``. It is the noisy class's prior, with patches every second pixel
+(a quarter of the work of every pixel, for 0.2 dB less on the training photos).
+
 **Veil bound** (our addition, the dark channel's argument for a global veil). Snow whitens a
 photo by a veil ``y = (1 - v) x + W v`` before its flakes. Since ``x >= 0``, every pixel of ``y``
 is at least ``W v``, so the image's darkest pixels cap the veil: ``v <= v_max = dark / W``, with
@@ -39,6 +48,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .degradations.jpeg_trace import dct_matrix
 from .degradations.weather import SNOW_VEIL_WHITE
 
 
@@ -86,6 +96,107 @@ def bilateral_filter(image: torch.Tensor, sigma_color: float = 50 / 255, sigma_s
             total += weight * shifted
             norm += weight
     return total / norm
+
+
+#: BM3D's hard threshold, in noise standard deviations (Dabov et al., TIP 2007: lambda_3D = 2.7)
+HARD_THRESHOLD = 2.7
+#: side of the DCT patches of :func:`dct_denoise` (BM3D's 8)
+DCT_PATCH = 8
+#: an orthonormal opponent colour transform (rows: brightness, red - blue, green against the
+#: rest): it decorrelates the colours of a photo, and keeps i.i.d. noise i.i.d. at the same sigma
+OPPONENT = torch.tensor([[1, 1, 1], [1, 0, -1], [-1, 2, -1]], dtype=torch.float32)
+OPPONENT = OPPONENT / OPPONENT.norm(dim=1, keepdim=True)
+
+
+def noise_sigma(image: torch.Tensor) -> torch.Tensor:
+    """Per image of (B,C,H,W), the standard deviation of additive white Gaussian noise, (B,):
+    Donoho's robust estimate, the median absolute finest diagonal Haar wavelet coefficient over
+    all channels, divided by 0.6745 (the median of ``|N(0, 1)|``). Image content barely reaches
+    that subband, so the noise dominates it."""
+    x = image.float()[..., : image.shape[-2] // 2 * 2, : image.shape[-1] // 2 * 2]
+    diagonal = (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2
+    return diagonal.flatten(1).abs().median(1).values / 0.6745
+
+
+def _sliding_dct(planes: torch.Tensor, basis: torch.Tensor, stride: int) -> torch.Tensor:
+    """The orthonormal 2-D DCT of the patches of (N,1,H,W) ``planes`` every ``stride`` pixels,
+    (N, p^2, rows, columns), channel ``v p + u`` for the frequencies (u down, v across);
+    separable: a 1-D ``basis`` (p, p) (:func:`~uir.degradations.jpeg_trace.dct_matrix`) across,
+    then down each of its outputs."""
+    n, p = planes.shape[0], basis.shape[0]
+    across = F.conv2d(planes, basis[:, None, None, :], stride=(1, stride))
+    down = F.conv2d(across.flatten(0, 1)[:, None], basis[:, None, :, None], stride=(stride, 1))
+    return down.reshape(n, p * p, *down.shape[2:])
+
+
+def _overlap_add(coefficients: torch.Tensor, basis: torch.Tensor, stride: int) -> torch.Tensor:
+    """The adjoint of :func:`_sliding_dct` for a ``basis`` (q, p): every patch's inverse DCT
+    (q = p), or its weight spread over the patch (a ``basis`` of ones, (1, p), and (N,1,...)
+    weights), summed where patches overlap, (N,1,H,W)."""
+    n, q = coefficients.shape[0], basis.shape[0]
+    columns = coefficients.reshape(n * coefficients.shape[1] // q, q, *coefficients.shape[2:])
+    down = F.conv_transpose2d(columns, basis[:, None, :, None], stride=(stride, 1))
+    return F.conv_transpose2d(down.reshape(n, -1, *down.shape[2:]), basis[:, None, None, :], stride=(1, stride))
+
+
+def _shrink_patches(planes: torch.Tensor, sigma: torch.Tensor, pilot: torch.Tensor | None, patch: int,
+                    stride: int, band: int) -> torch.Tensor:
+    """One stage of :func:`dct_denoise` on (B,C,H,W) ``planes``: the DCT coefficients of the
+    patches every ``stride`` pixels shrunk (hard threshold, or Wiener against ``pilot``),
+    transformed back and averaged where patches overlap, each patch weighted by the inverse of
+    its residual noise variance, as BM3D aggregates. ``band`` rows of patches at a time bound
+    the memory."""
+    b, c, h, w = planes.shape
+    pad = patch - 1
+    mode = "reflect" if pad < min(h, w) else "replicate"
+    # every pixel lies in the same number of patches: pad by a patch less one pixel, then up to the stride
+    extra_h, extra_w = -(h + pad - 1) % stride, -(w + pad - 1) % stride
+    padding = (pad, pad + extra_w, pad, pad + extra_h)
+    basis = dct_matrix(patch, dtype=planes.dtype, device=planes.device)
+    ones = torch.ones(1, patch, dtype=planes.dtype, device=planes.device)
+    noisy = F.pad(planes.reshape(b * c, 1, h, w), padding, mode=mode)
+    guide = None if pilot is None else F.pad(pilot.reshape(b * c, 1, h, w), padding, mode=mode)
+    variance = sigma.to(planes).clamp(min=1e-4).square().repeat_interleave(c)[:, None, None, None]
+    total = torch.zeros_like(noisy)
+    norm = torch.zeros_like(noisy)
+    patch_rows = (noisy.shape[2] - patch) // stride + 1
+    for first in range(0, patch_rows, band):
+        rows = slice(first * stride, (min(patch_rows, first + band) - 1) * stride + patch)
+        coefficients = _sliding_dct(noisy[:, :, rows], basis, stride)
+        if guide is None:
+            keep = coefficients.square() > HARD_THRESHOLD**2 * variance
+            keep[:, 0] = True  # the patch's mean is never thresholded away
+            coefficients = torch.where(keep, coefficients, 0)
+            weight = 1 / (keep.sum(1, keepdim=True) * variance)
+        else:
+            energy = _sliding_dct(guide[:, :, rows], basis, stride).square()
+            gain = energy / (energy + variance)
+            coefficients = coefficients * gain
+            weight = 1 / (gain.square().sum(1, keepdim=True) * variance).clamp(min=1e-12)
+        total[:, :, rows] += _overlap_add(coefficients * weight, basis, stride)
+        norm[:, :, rows] += _overlap_add(weight, ones, stride)
+    return (total / norm)[..., pad : pad + h, pad : pad + w].reshape(b, c, h, w)
+
+
+def dct_denoise(image: torch.Tensor, sigma: float | torch.Tensor | None = None, patch: int = DCT_PATCH,
+                stride: int = 1, band: int = 32) -> torch.Tensor:
+    """Remove additive white Gaussian noise from (B,3,H,W) images in [0, 1] by shrinking the DCT
+    coefficients of every sliding ``patch x patch`` patch: BM3D's two stages without its block
+    matching (Dabov et al., TIP 2007), in an orthonormal opponent colour space (:data:`OPPONENT`).
+
+    1. Hard thresholding: coefficients below :data:`HARD_THRESHOLD` ``* sigma`` are zeroed.
+    2. Wiener filtering against the first stage: each coefficient is scaled by
+       ``P^2 / (P^2 + sigma^2)``, ``P`` the first stage's coefficient.
+
+    ``sigma`` (0-1 scale; per image, or one for all) defaults to :func:`noise_sigma`.
+    """
+    check = image.float()
+    sigma = noise_sigma(check) if sigma is None else torch.as_tensor(sigma, dtype=torch.float32).expand(image.shape[0])
+    opponent = OPPONENT.to(check)
+    planes = torch.einsum("ij,bjhw->bihw", opponent, check)
+    basic = _shrink_patches(planes, sigma, None, patch, stride, band)
+    final = _shrink_patches(planes, sigma, basic, patch, stride, band)
+    return torch.einsum("ji,bjhw->bihw", opponent, final).clamp(0, 1).to(image)
 
 
 def veil_bound(degraded: torch.Tensor, restored: torch.Tensor, white: float, quantile: float = 0.001) -> torch.Tensor:
@@ -137,8 +248,9 @@ class Prior:
 #: the classical prior of each degradation class that has one; the expected-gain rule may give
 #: it a share of an image the router calls that class (:mod:`uir.lora.strategies`)
 PRIORS = {"hazy": Prior("dark-channel prior", dark_channel_dehaze),
-          "jpeg-compressed": Prior("bilateral filter", bilateral_filter)}
+          "jpeg-compressed": Prior("bilateral filter", bilateral_filter),
+          "noisy": Prior("DCT shrinkage", partial(dct_denoise, stride=2))}
 
 
-__all__ = ["PRIORS", "VEIL_BOUNDS", "Prior", "airlight_bound", "bilateral_filter", "dark_channel", "dark_channel_dehaze",
-           "veil_bound"]
+__all__ = ["DCT_PATCH", "HARD_THRESHOLD", "OPPONENT", "PRIORS", "VEIL_BOUNDS", "Prior", "airlight_bound",
+           "bilateral_filter", "dark_channel", "dark_channel_dehaze", "dct_denoise", "noise_sigma", "veil_bound"]
