@@ -350,8 +350,8 @@ def test_expected_gain_rule_picks_the_candidate_whose_gain_clears_its_uncertaint
     weights, clean, prior = gain_weights(s, vocabulary, experts, top_k=1, known=known, table=table)
     assert torch.equal(prior, torch.tensor([0.0, 0.0, 0.5, 0.0])) and torch.equal(clean, torch.tensor([0.0, 0.5, 0.0, 1.0]))
     assert torch.equal(weights[2], torch.tensor([0.5, 0.0, 0.0]))
-    table["noisy"]["known"]["prior"] = [9.0, 0.1, 40]  # a hand-edited table: noise has no classical prior
-    with pytest.raises(ValueError, match="'prior' for 'noisy', which has no classical prior"):
+    table["rainy"]["known"]["prior"] = [9.0, 0.1, 40]  # a hand-edited table: rain has no classical prior
+    with pytest.raises(ValueError, match="'prior' for 'rainy', which has no classical prior"):
         gain_weights(s, vocabulary, experts, top_k=1, known=known, table=table)
     for broken, match in [({"noisy": {"sure": {}}}, "bin 'sure'"), ({"noisy": {"known": {"sharpen": [1, 0, 2]}}}, "candidate"),
                           ({"noisy": {"known": {"expert": 2.0}}}, r"\[mean, standard error, count\]")]:

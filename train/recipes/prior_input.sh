@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 28, item 4: does a physics-guided input let an expert beat its classical tool? Two experts
-# of one TYPE (hazy: the dark-channel prior; jpeg-compressed: the bilateral filter) on the
-# embedded default's base, identical but for their input:
+# of one TYPE (hazy: the dark-channel prior; jpeg-compressed: the bilateral filter; noisy: DCT
+# shrinkage) on the embedded default's base, identical but for their input:
 #   plain  the degraded image (as the shipped experts)
 #   prior  the classical prior's output (train_uir_lora.py --prior_input; uir.classical.PRIORS)
 # rank 8, 128 px crops, batch 8, STEPS (400) at lr 1e-3, one CPU core each, on the 55 photos of
@@ -14,8 +14,9 @@
 # The prior sees the whole training crop; at RESOLUTION 256 and BATCH 2 (the same pixels a step)
 # the dark channel sees the context it sees on a 256 px evaluation image, which a 128 px crop lacks.
 # Usage: TYPE=hazy bash train/recipes/prior_input.sh [RUNS_DIR]
-#   ARMS (default "plain prior"), RESOLUTION (128), BATCH (8)
-#   (needs train/recipes/router_towers.sh's split in SPLIT, default runs/router-towers)
+#   ARMS (default "plain prior"), RESOLUTION (128), BATCH (8), STEPS (400)
+#   (needs train/recipes/router_towers.sh's split in SPLIT, default runs/router-towers; the
+#   default's noise expert used that split of today's 65 training photos, 52 + 13)
 set -euo pipefail
 TYPE=${TYPE:-hazy}
 R=${1:-runs/prior-input/$TYPE}
