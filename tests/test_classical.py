@@ -166,6 +166,8 @@ def test_dct_denoise_keeps_a_clean_image_and_the_bands_change_nothing(stride):
     noisy = (clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(8))).clamp(0, 1)
     assert torch.allclose(dct_denoise(noisy, stride=stride, band=3), dct_denoise(noisy, stride=stride, band=1000),
                           atol=1e-5)
+    with pytest.raises(ValueError, match="needs"):
+        dct_denoise(clean[:, :1], stride=stride)
 
 
 @pytest.mark.parametrize("sigma", [0.05, 0.2])

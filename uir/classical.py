@@ -188,8 +188,12 @@ def dct_denoise(image: torch.Tensor, sigma: float | torch.Tensor | None = None, 
     2. Wiener filtering against the first stage: each coefficient is scaled by
        ``P^2 / (P^2 + sigma^2)``, ``P`` the first stage's coefficient.
 
-    ``sigma`` (0-1 scale; per image, or one for all) defaults to :func:`noise_sigma`.
+    ``sigma`` (0-1 scale; per image, or one for all) defaults to :func:`noise_sigma`. A patch
+    starts every ``stride`` pixels (1: at every pixel; the noisy prior uses 2); ``band`` rows of
+    patches are shrunk at a time, which bounds the memory and changes nothing else.
     """
+    if image.dim() != 4 or image.shape[1] != 3:
+        raise ValueError(f"dct_denoise needs (B,3,H,W) colour images, got shape {tuple(image.shape)}")
     check = image.float()
     sigma = noise_sigma(check) if sigma is None else torch.as_tensor(sigma, dtype=torch.float32).expand(image.shape[0])
     opponent = OPPONENT.to(check)
