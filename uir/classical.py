@@ -22,7 +22,7 @@ in a few. :func:`dct_denoise` estimates ``sigma`` (:func:`noise_sigma`), moves t
 colour space, zeroes the coefficients of every 8x8 patch below ``2.7 sigma``, averages the
 overlapping patches back, and then repeats with Wiener gains ``P^2 / (P^2 + sigma^2)`` taken
 from that first estimate ``P``. It is the noisy class's prior, with patches every second pixel
-(a quarter of the work of every pixel, for 0.2 dB less on the training photos).
+(a quarter of the work of every pixel, for 0.21 ± 0.01 dB less on the training photos, over 3 seeds).
 
 **Veil bound** (our addition, the dark channel's argument for a global veil). Snow whitens a
 photo by a veil ``y = (1 - v) x + W v`` before its flakes. Since ``x >= 0``, every pixel of ``y``
