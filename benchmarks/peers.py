@@ -1,7 +1,7 @@
 """The embedded default against the classical tools a user would otherwise pick, per type.
 
     pip install opencv-python-headless bm3d          # optional benchmark dependencies
-    python benchmarks/peers.py [--data ../shared/photos] [--model default] [--tune-photos 6]
+    python benchmarks/peers.py [--data ../shared/photos] [--model default] [--tune-photos 6] [--types hazy,...]
 
 For each DA-CLIP type, on the held-out photos at default severity (the degradations of
 ``uir eval``, seed 0): the input, uir with its router, uir with the true expert, and each tool.
@@ -18,12 +18,13 @@ import argparse
 import math
 import sys
 import time
+from functools import partial
 
 import numpy as np
 import torch
 
 from uir.data import split_photos
-from uir.degradations import DEFAULT_VOCABULARY
+from uir.degradations import DEFAULT_VOCABULARY, parse_names
 from uir.evaluation import degraded_pairs, markdown_table
 from uir.metrics import psnr
 
@@ -47,8 +48,10 @@ def bm3d_denoise(x, sigma):
     return np.clip(bm3d.bm3d_rgb(x, sigma / 255.0), 0, 1).astype(np.float32)
 
 
-def dark_channel_dehaze(x, omega, patch=15, t0=0.1):
-    """He et al. 2009: dark channel prior, airlight from the brightest 0.1% of the dark channel."""
+def dark_channel_dehaze(x, omega, patch=15, t0=0.1, refine_radius=None, refine_eps=1e-2):
+    """He et al. 2009: dark channel prior, airlight from the brightest 0.1% of the dark channel;
+    with ``refine_radius``, the transmission refined by the guided filter (He et al., TPAMI 2013)
+    with the grey image as its guide."""
     import cv2
 
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (patch, patch))
@@ -56,6 +59,16 @@ def dark_channel_dehaze(x, omega, patch=15, t0=0.1):
     brightest = dark.ravel().argsort()[-max(1, dark.size // 1000):]
     airlight = x.reshape(-1, 3)[brightest].max(axis=0).clip(1e-3)
     transmission = 1 - omega * cv2.erode((x / airlight).min(axis=2), kernel)
+    if refine_radius is not None:
+        side = (2 * refine_radius + 1,) * 2
+
+        def box(image):
+            return cv2.boxFilter(image, -1, side, borderType=cv2.BORDER_REPLICATE)
+
+        guide = x.mean(axis=2)
+        mean_guide, mean_t = box(guide), box(transmission)
+        a = (box(guide * transmission) - mean_guide * mean_t) / (box(guide * guide) - mean_guide**2 + refine_eps)
+        transmission = box(a) * guide + box(mean_t - a * mean_guide)
     return np.clip((x - airlight) / np.maximum(transmission, t0)[..., None] + airlight, 0, 1).astype(np.float32)
 
 
@@ -105,6 +118,7 @@ TOOLS = {
     "NL-means": (nl_means, (5, 10, 15, 25), "cv2", None),
     "BM3D": (bm3d_denoise, (15, 30, 50), "bm3d", NOISE_LIKE),
     "dark-channel": (dark_channel_dehaze, (0.7, 0.85, 0.95), "cv2", None),
+    "dark-channel+GF": (partial(dark_channel_dehaze, refine_radius=30), (0.7, 0.85, 0.95), "cv2", None),
     "bilateral": (bilateral, (25, 50, 100), "cv2", None),
     "median": (median, (3, 5), "cv2", None),
     "auto-gamma": (auto_gamma, (0.35, 0.45), None, None),
@@ -131,11 +145,13 @@ def _apply(fn, setting, lq: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(fn(image, setting))).permute(2, 0, 1)[None].float()
 
 
-def _pairs(files, names, seed):
-    """The degraded pairs of each type, drawn once (so every method sees the same inputs)."""
-    grouped = {name: [] for name in names}
+def _pairs(files, names, seed, kept):
+    """The degraded pairs of each of the ``kept`` types, drawn once (so every method sees the
+    same inputs) with every one of ``names`` (a type's draws depend on its place there)."""
+    grouped = {name: [] for name in names if name in kept}
     for pair in degraded_pairs(files, names, seed):
-        grouped[pair.name].append(pair)
+        if pair.name in grouped:
+            grouped[pair.name].append(pair)
     return grouped
 
 
@@ -157,7 +173,12 @@ def main(argv=None):
     parser.add_argument("--tune-photos", type=int, default=6, help="training photos the tools are tuned on")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N held-out photos")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--types", type=parse_names, default=list(DEFAULT_VOCABULARY),
+                        help="comma-separated types to tune and score (default: all ten); each keeps the "
+                             "degradations it draws in the full run, so its row matches the full table")
     args = parser.parse_args(argv)
+    if not set(args.types) <= set(DEFAULT_VOCABULARY):
+        parser.error(f"--types: only the ten DA-CLIP types, not {sorted(set(args.types) - set(DEFAULT_VOCABULARY))}")
 
     from uir.data.photos import photo_root
     from uir.pipelines.loading import load_pipeline
@@ -166,12 +187,12 @@ def main(argv=None):
     names = list(DEFAULT_VOCABULARY)
     tools = available_tools()
     start = time.perf_counter()
-    chosen = tune(tools, _pairs(train[: args.tune_photos], names, args.seed + 1))
+    chosen = tune(tools, _pairs(train[: args.tune_photos], names, args.seed + 1, args.types))
     print(f"peers: tuned {len(chosen)} tool settings on {args.tune_photos} training photos in "
           f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
     pipe = load_pipeline(args.model)
     rows = []
-    for name, group in _pairs(held_out[: args.limit], names, args.seed).items():
+    for name, group in _pairs(held_out[: args.limit], names, args.seed, args.types).items():
         def mean_psnr(restore):
             return float(np.mean([psnr(restore(p).clamp(0, 1), p.gt).item() for p in group]))
 

@@ -10,9 +10,12 @@ import torch
 from scipy.fft import dctn
 from scipy.ndimage import minimum_filter
 
+from uir import degradations
 from uir.classical import (_overlap_add, _sliding_dct, airlight_bound, bilateral_filter, dark_channel,
-                           dark_channel_dehaze, dct_denoise, noise_sigma, veil_bound)
+                           dark_channel_dehaze, dct_denoise, guided_filter, light_bound, noise_sigma, snow_bound,
+                           veil_bound)
 from uir.degradations.jpeg_trace import dct_matrix
+from uir.degradations.weather import SNOW_VEIL_WHITE
 from uir.metrics import psnr
 
 
@@ -22,20 +25,22 @@ def test_dark_channel_is_scipys_minimum_filter_over_the_channel_minimum():
     assert torch.equal(dark_channel(image, patch=7)[:, 0], torch.from_numpy(expected))
 
 
-def test_dehaze_inverts_the_haze_model_where_the_prior_holds():
+@pytest.mark.parametrize("refine_radius", [None, 4])
+def test_dehaze_inverts_the_haze_model_where_the_prior_holds(refine_radius):
     """A scene whose every 15x15 patch has a black pixel, hazed as I = J t + A (1 - t) with one
     transmission and a white airlight (also the brightest dark-channel pixels' colour): omega 1
-    recovers J exactly, and omega < 1 leaves some haze in."""
+    recovers J exactly, and omega < 1 leaves some haze in; the guided filter keeps a constant
+    transmission constant, away from the sky's corner."""
     generator = torch.Generator().manual_seed(1)
     scene = 0.2 + 0.6 * torch.rand(1, 3, 60, 60, generator=generator)
     scene[..., ::5, ::5] = 0.0  # a black pixel in every patch: dark(J) = 0
     airlight, t = 1.0, 0.6
     hazy = scene * t + airlight * (1 - t)
     hazy[..., :2, :2] = airlight  # the sky: the brightest of the haziest pixels gives A
-    restored = dark_channel_dehaze(hazy, omega=1.0, t0=0.1)
-    inside = (slice(None), slice(None), slice(10, 50), slice(10, 50))
+    restored = dark_channel_dehaze(hazy, omega=1.0, t0=0.1, refine_radius=refine_radius)
+    inside = (slice(None), slice(None), slice(20, 50), slice(20, 50))
     assert torch.allclose(restored[inside], scene[inside], atol=1e-5)
-    partly = dark_channel_dehaze(hazy, omega=0.85)
+    partly = dark_channel_dehaze(hazy, omega=0.85, refine_radius=refine_radius)
     assert (partly[inside] - scene[inside]).abs().mean() > 0.01
     assert (partly[inside] - scene[inside]).abs().mean() < (hazy[inside] - scene[inside]).abs().mean()
 
@@ -87,6 +92,40 @@ def test_bilateral_filter_keeps_a_flat_image_and_an_edge():
     assert torch.allclose(bilateral_filter(step), step, atol=1e-6)
 
 
+def test_guided_filter_is_the_mean_of_each_windows_ridge_regression():
+    """He et al.'s definition, window by window: ``(a_k, b_k)`` minimise
+    ``sum_i (a guide_i + b - source_i)^2 + eps a^2`` over the window's ``|w|`` pixels (the ridge
+    counted once per pixel, the paper's eq. 3), solved by numpy's least squares, with windows at
+    the edges made of replicated pixels; each pixel averages ``a_k guide + b_k`` over the windows
+    that hold it, those beyond the edge replicating the edge's."""
+    generator = torch.Generator().manual_seed(8)
+    height, width, radius, eps = 9, 11, 2, 0.05
+    guide = torch.rand(1, 1, height, width, generator=generator, dtype=torch.float64)
+    source = torch.rand(1, 2, height, width, generator=generator, dtype=torch.float64)
+    g = guide[0, 0].numpy()
+
+    def window(y, x):
+        rows = [min(max(v, 0), height - 1) for v in range(y - radius, y + radius + 1)]
+        cols = [min(max(v, 0), width - 1) for v in range(x - radius, x + radius + 1)]
+        return np.ix_(rows, cols)
+
+    expected = np.zeros((2, height, width))
+    for c in range(2):
+        p = source[0, c].numpy()
+        coefficients = {}
+        for y in range(height):
+            for x in range(width):
+                gw, pw = g[window(y, x)].ravel(), p[window(y, x)].ravel()
+                design = np.vstack([np.stack([gw, np.ones_like(gw)], 1), [np.sqrt(gw.size * eps), 0.0]])
+                coefficients[y, x] = np.linalg.lstsq(design, np.append(pw, 0.0), rcond=None)[0]
+        for y in range(height):
+            for x in range(width):
+                centres = window(y, x)
+                total = sum(coefficients[cy, cx] for cy in centres[0].ravel() for cx in centres[1].ravel())
+                expected[c, y, x] = (total[0] * g[y, x] + total[1]) / (2 * radius + 1) ** 2
+    assert torch.allclose(guided_filter(guide, source, radius, eps)[0], torch.from_numpy(expected), atol=1e-10)
+
+
 def test_veil_bound_caps_the_veil_a_restoration_removed_at_what_the_darkest_pixels_allow():
     """Snow's veil ``y = (1 - v) x + W v`` over a scene whose darkest 2% of pixels are 0.05: the
     cap is ``v_max = ((1 - v) 0.05 + W v) / W``. Removing the true veil (``x`` itself) or less is
@@ -128,6 +167,33 @@ def test_airlight_bound_keeps_a_restoration_between_the_hazy_image_and_the_dark_
     assert torch.equal(airlight_bound(hazy, halfway)[inside], halfway[inside])
     assert torch.allclose(airlight_bound(hazy, scene - 0.1)[inside], scene[inside], atol=1e-5)
     assert torch.equal(airlight_bound(hazy, hazy + 0.1)[inside], hazy[inside])
+
+
+@pytest.mark.parametrize("name, white", [("rainy", 1.0), ("snowy", SNOW_VEIL_WHITE)])
+def test_light_bound_keeps_the_truth_and_brings_a_brightened_restoration_closer(name, white):
+    """Rain and snow as uir synthesises them (severe): the clean scene already lies within the bound
+    and comes back bit for bit. A restoration that brightens every pixel by 0.1 is lowered to the
+    input wherever the input is below ``white`` (the veil's white for snow), and left alone above
+    it; no pixel moves away from the truth and the whole image moves closer."""
+    scene = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    degraded = degradations.apply(name, scene, generator=torch.Generator().manual_seed(4), severity="severe")
+    assert torch.equal(light_bound(degraded, scene, white), scene)
+    brighter = (scene + 0.1).clamp(max=1)
+    bounded = light_bound(degraded, brighter, white)
+    below = degraded < white
+    assert bool(below.any()) and bool((degraded >= white).any()) == (name == "snowy")
+    assert torch.equal(bounded[below], torch.minimum(brighter, degraded)[below])
+    assert torch.equal(bounded[~below], brighter[~below])
+    assert bool(((bounded - scene).abs() <= (brighter - scene).abs()).all())
+    assert bool((psnr(bounded, scene) > psnr(brighter, scene) + 1).all())
+
+
+def test_snow_bound_is_the_veil_bound_then_the_light_bound_below_the_veils_white():
+    scene = 0.1 + 0.6 * torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(5))
+    snowy = degradations.apply("snowy", scene, generator=torch.Generator().manual_seed(6), severity="severe")
+    restored = (scene - 0.2 + 0.4 * torch.rand(scene.shape, generator=torch.Generator().manual_seed(7))).clamp(0, 1)
+    expected = light_bound(snowy, veil_bound(snowy, restored, SNOW_VEIL_WHITE), SNOW_VEIL_WHITE)
+    assert torch.equal(snow_bound(snowy, restored), expected)
 
 
 @pytest.mark.parametrize("stride", [1, 2, 3])

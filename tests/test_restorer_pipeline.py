@@ -365,7 +365,7 @@ def test_an_expected_gain_table_in_the_router_config_decides_and_survives_both_l
 def test_the_expected_gain_rule_can_average_a_classical_prior_with_the_expert(monkeypatch):
     """``prior-expert``: x_out = 0.5 P(x) + 0.5 f(x; expert), P the top class's classical prior
     (the dark channel for hazy); ``prior``: P(x) alone, and no network runs."""
-    from uir.classical import dark_channel_dehaze
+    from uir.classical import PRIORS
     from uir.models.router import RouterOutput
 
     pipe = tiny_restorer_pipeline(names=("noisy", "hazy"), router=False)
@@ -383,16 +383,17 @@ def test_the_expected_gain_rule_can_average_a_classical_prior_with_the_expert(mo
     out = pipe(x, output_type="pt")
     assert torch.equal(out.prior_weight, torch.tensor([0.5, 1.0]))
     expert = pipe(x[:1], weights={"hazy": 1.0}, output_type="pt").images
-    assert torch.allclose(out.images[:1], 0.5 * dark_channel_dehaze(x[:1]) + 0.5 * expert, atol=1e-6)
+    dehaze = PRIORS["hazy"].restore
+    assert torch.allclose(out.images[:1], 0.5 * dehaze(x[:1]) + 0.5 * expert, atol=1e-6)
     calls = []
     monkeypatch.setattr(pipe, "restore_tensor", lambda *a, **k: calls.append(1))
-    assert torch.allclose(pipe(x[1:], output_type="pt").images, dark_channel_dehaze(x[1:]), atol=1e-6) and not calls
+    assert torch.allclose(pipe(x[1:], output_type="pt").images, dehaze(x[1:]), atol=1e-6) and not calls
 
 
 def test_an_image_whose_prior_is_both_mixed_in_and_restored_runs_the_prior_once(monkeypatch):
     """The expected-gain rule gives the dark channel a share (``prior-expert``) and the leading
     hazy expert is prior-guided: x_out = 0.5 P(x) + 0.5 f(P(x); hazy), with P run once."""
-    from uir.classical import PRIORS, Prior, dark_channel_dehaze
+    from uir.classical import PRIORS, Prior
     from uir.lora import PRIOR_INPUT_KEY
     from uir.models.router import RouterOutput
 
@@ -402,11 +403,12 @@ def test_an_image_whose_prior_is_both_mixed_in_and_restored_runs_the_prior_once(
     p = torch.tensor([[0.1, 0.9]])
     monkeypatch.setattr(pipe.router, "forward", lambda images, found=None: RouterOutput(p, ["hazy"], p.amax(-1), p.amax(-1) > 0.7))
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(5))
-    prior = dark_channel_dehaze(x)
+    dehaze = PRIORS["hazy"].restore
+    prior = dehaze(x)
     expert_on_prior = pipe(prior, weights={"hazy": 1.0}, output_type="pt").images
     pipe.experts.experts[1].extra[PRIOR_INPUT_KEY] = True
     calls = []
-    monkeypatch.setitem(PRIORS, "hazy", Prior("counted", lambda t: calls.append(1) or dark_channel_dehaze(t)))
+    monkeypatch.setitem(PRIORS, "hazy", Prior("counted", lambda t: calls.append(1) or dehaze(t)))
     out = pipe(x, output_type="pt")
     assert torch.equal(out.prior_weight, torch.tensor([0.5])) and len(calls) == 1
     assert torch.allclose(out.images, 0.5 * prior + 0.5 * expert_on_prior, atol=1e-6)
@@ -416,7 +418,7 @@ def test_a_prior_guided_expert_restores_its_priors_output_and_keeps_the_flag_whe
     """An expert trained with ``--prior_input`` (the hazy one here) restores P(x), the dark
     channel's output, when it leads an image's weights; an image led by another expert is
     restored from its own pixels. The flag lives in ``uir_expert.json`` and survives a save."""
-    from uir.classical import dark_channel_dehaze
+    from uir.classical import PRIORS
     from uir.lora import PRIOR_INPUT_KEY
     from uir.pipelines.loading import load_pipeline
 
@@ -424,7 +426,7 @@ def test_a_prior_guided_expert_restores_its_priors_output_and_keeps_the_flag_whe
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     weights = torch.tensor([[0.0, 1.0], [0.7, 0.3]])
     plain = pipe(x, weights=weights, output_type="pt").images
-    on_prior = pipe(dark_channel_dehaze(x), weights=weights, output_type="pt").images
+    on_prior = pipe(PRIORS["hazy"].restore(x), weights=weights, output_type="pt").images
     pipe.experts.experts[1].extra[PRIOR_INPUT_KEY] = True
     guided = pipe(x, weights=weights, output_type="pt").images
     assert torch.allclose(guided[0], on_prior[0], atol=1e-6) and not torch.allclose(guided[0], plain[0], atol=1e-3)
@@ -436,26 +438,27 @@ def test_a_prior_guided_expert_restores_its_priors_output_and_keeps_the_flag_whe
         assert torch.allclose(loaded(x, weights=weights, output_type="pt").images, guided, atol=1e-6)
 
 
-def test_a_veil_bounded_expert_has_its_output_capped_where_it_leads_and_keeps_the_flag_when_saved(tmp_path):
-    """The snowy expert with ``veil_bound`` in ``uir_expert.json``: the image it leads comes back
-    as :func:`uir.classical.veil_bound` of the unbounded output against the input; the image
-    another expert leads is untouched. The flag survives a save, for both loaders; a class
-    without a veil is refused."""
-    from uir.classical import veil_bound
-    from uir.degradations.weather import SNOW_VEIL_WHITE
+@pytest.mark.parametrize("kind, shift, bound", [("snowy", -0.25, "snow_bound"), ("rainy", 0.25, "light_bound")])
+def test_a_veil_bounded_expert_has_its_output_capped_where_it_leads_and_keeps_the_flag_when_saved(tmp_path, kind,
+                                                                                                shift, bound):
+    """An expert with ``veil_bound`` in ``uir_expert.json``: the image it leads comes back as its
+    class's bound (:func:`uir.classical.snow_bound`, :func:`uir.classical.light_bound`) of the
+    unbounded output against the input; the image another expert leads is untouched. The flag
+    survives a save, for both loaders; a class without a veil is refused."""
+    from uir import classical
     from uir.lora import VEIL_BOUND_KEY, ExpertError
     from uir.pipelines.loading import load_pipeline
     from uir.testing import random_expert
 
-    pipe = tiny_restorer_pipeline(names=("noisy", "snowy"), router=False)
+    pipe = tiny_restorer_pipeline(names=("noisy", kind), router=False)
     x = 0.3 + 0.7 * torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(6))  # darkest 0.3: some veil
     weights = torch.tensor([[0.0, 1.0], [0.7, 0.3]])
-    # a restorer 0.25 darker than the tiny one removes a thick veil, so that the cap bites
-    pipe.restore_tensor = lambda t, w, *args, **kwargs: type(pipe).restore_tensor(pipe, t, w, *args, **kwargs) - 0.25
+    # a restorer 0.25 darker than the tiny one removes a thick veil, one 0.25 brighter adds light: the bound bites
+    pipe.restore_tensor = lambda t, w, *args, **kwargs: type(pipe).restore_tensor(pipe, t, w, *args, **kwargs) + shift
     unbounded = pipe(x, weights=weights, output_type="pt").images
     pipe.experts.experts[1].extra[VEIL_BOUND_KEY] = True
     bounded = pipe(x, weights=weights, output_type="pt").images
-    expected = veil_bound(x[:1], unbounded[:1], SNOW_VEIL_WHITE)
+    expected = getattr(classical, bound)(x[:1], unbounded[:1])
     assert not torch.allclose(expected, unbounded[:1], atol=1e-3), "the cap must bite in this test"
     assert torch.allclose(bounded[:1], expected, atol=1e-6) and torch.equal(bounded[1], unbounded[1])
     del pipe.restore_tensor
@@ -465,9 +468,9 @@ def test_a_veil_bounded_expert_has_its_output_capped_where_it_leads_and_keeps_th
         assert [e.veil_bound for e in loaded.expert_list.experts] == [False, True]
         assert torch.allclose(loaded(x, weights=weights, output_type="pt").images,
                               pipe(x, weights=weights, output_type="pt").images, atol=1e-6)
-    stray = random_expert("rainy", restorer=NAFNet(**TINY_NAFNET), base_model="tiny-nafnet")
+    stray = random_expert("raindrop", restorer=NAFNet(**TINY_NAFNET), base_model="tiny-nafnet")
     stray.extra[VEIL_BOUND_KEY] = True
-    with pytest.raises(ExpertError, match="no veil for 'rainy'"):
+    with pytest.raises(ExpertError, match="no veil for 'raindrop'"):
         pipe.load_expert(stray)
 
 

@@ -11,9 +11,13 @@ have a pixel dark in some channel. Haze follows ``I = J t + A (1 - t)``, so the 
     t        = 1 - omega * dark(I / A)
     J        = (I - A) / max(t, t0) + A
 
-``omega < 1`` keeps a little haze for depth, as the paper does. There is no soft-matting or
-guided-filter refinement of ``t``: the same as ``benchmarks/peers.py``'s OpenCV version, the
-classical tool uir is measured against.
+``omega < 1`` keeps a little haze for depth, as the paper does. ``refine_radius`` refines ``t``
+by the guided filter (He, Sun and Tang, TPAMI 2013, sec. 4), which replaced the 2009 paper's
+soft matting: :func:`guided_filter`, guided by the image's grey level. Without it the result
+equals ``benchmarks/peers.py``'s OpenCV "dark-channel" tool; with it, its "dark-channel+GF".
+The hazy class's prior (:data:`PRIORS`) refines with radius 30 and ``eps`` 0.01: on 52
+training photos, hazy alone, three seeds, that is +0.73 ± 0.09 dB over the coarse ``t``
+(radius 30 at ``eps`` 0.001: +0.55 ± 0.07; radius 60 at 0.001: +0.51 ± 0.07).
 
 **DCT shrinkage** (BM3D's two stages without its block matching: Dabov, Foi, Katkovnik and
 Egiazarian, TIP 2007). Additive white Gaussian noise of standard deviation ``sigma`` spreads
@@ -37,6 +41,14 @@ Haze is a veil too, of thickness ``1 - t`` towards ``A``, and the dark channel i
 cap: ``t >= t_min = 1 - dark(I / A)``. With ``t`` between ``t_min`` and 1, ``J = A + (I - A) / t``
 lies between ``I`` itself and the dark channel's restoration at ``omega = 1``;
 :func:`airlight_bound` clamps a restoration into that range, pixel by pixel.
+
+**Light bound** (our addition). Rain streaks and snowflakes only add light: each is a blend
+towards white, ``y = (1 - s) y' + s`` (rain's screen blend ``y = x + (1 - x) s`` is one), and
+snow's veil whitens towards ``W``. A scene pixel above ``W`` stays above ``W`` under the veil, so
+wherever ``y < W`` the scene was no brighter than its input, ``x <= y``. :func:`light_bound`
+lowers a restoration to its input wherever it brightened such a pixel; removing streaks,
+flakes or veil only darkens. Within the model the truth satisfies the bound, so the clamp can
+only bring each pixel closer to it.
 """
 
 from __future__ import annotations
@@ -60,9 +72,34 @@ def dark_channel(image: torch.Tensor, patch: int = 15) -> torch.Tensor:
     return -F.max_pool2d(F.pad(-darkest, (pad, pad, pad, pad), mode="replicate"), patch, stride=1)
 
 
-def dark_channel_dehaze(image: torch.Tensor, omega: float = 0.85, patch: int = 15, t0: float = 0.1) -> torch.Tensor:
+def box_mean(image: torch.Tensor, radius: int) -> torch.Tensor:
+    """The mean of (B,C,H,W) images over every ``(2 radius + 1)^2`` window, edges replicated;
+    separable, so its cost grows with the radius, not its square."""
+    side = 2 * radius + 1
+    padded = F.pad(image, (radius,) * 4, mode="replicate")
+    return F.avg_pool2d(F.avg_pool2d(padded, (1, side), stride=1), (side, 1), stride=1)
+
+
+def guided_filter(guide: torch.Tensor, source: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
+    """The guided filter (He, Sun and Tang, TPAMI 2013, eqs. 3-8) of (B,C,H,W) ``source`` by a
+    (B,1,H,W) ``guide``: in each window ``w_k`` of :func:`box_mean`, ``source ~ a_k guide + b_k``
+    by least squares with the ridge ``eps a_k^2`` (``a_k = cov_k / (var_k + eps)``,
+    ``b_k = mean_k(source) - a_k mean_k(guide)``); each output pixel averages ``a_k guide + b_k``
+    over the windows that hold it. The output follows the guide's edges and the source's levels."""
+    mean_guide, mean_source = box_mean(guide, radius), box_mean(source, radius)
+    covariance = box_mean(guide * source, radius) - mean_guide * mean_source
+    variance = box_mean(guide * guide, radius) - mean_guide * mean_guide
+    a = covariance / (variance + eps)
+    b = mean_source - a * mean_guide
+    return box_mean(a, radius) * guide + box_mean(b, radius)
+
+
+def dark_channel_dehaze(image: torch.Tensor, omega: float = 0.85, patch: int = 15, t0: float = 0.1,
+                        refine_radius: int | None = None, refine_eps: float = 1e-2) -> torch.Tensor:
     """Dehaze (B,3,H,W) images in [0, 1] by the dark channel prior (module docstring). ``omega``
-    0.85: the setting ``benchmarks/peers.py`` chose for the hazy type on training photos."""
+    0.85: the setting ``benchmarks/peers.py`` chose for the hazy type on training photos.
+    ``refine_radius``: refine the transmission by :func:`guided_filter` with this radius and
+    ``refine_eps``, guided by the image's grey level (``None``: the 2009 paper's coarse ``t``)."""
     dark = dark_channel(image, patch).flatten(1)
     count = max(1, dark.shape[1] // 1000)
     brightest = dark.topk(count, dim=1).indices
@@ -70,6 +107,8 @@ def dark_channel_dehaze(image: torch.Tensor, omega: float = 0.85, patch: int = 1
     airlight = pixels.gather(2, brightest[:, None].expand(-1, image.shape[1], -1)).amax(2).clamp(min=1e-3)
     airlight = airlight[:, :, None, None]
     transmission = 1 - omega * dark_channel(image / airlight, patch)
+    if refine_radius is not None:
+        transmission = guided_filter(image.mean(1, keepdim=True), transmission, refine_radius, refine_eps)
     return ((image - airlight) / transmission.clamp(min=t0) + airlight).clamp(0, 1)
 
 
@@ -231,11 +270,26 @@ def airlight_bound(degraded: torch.Tensor, restored: torch.Tensor, t0: float = 0
     return torch.maximum(torch.minimum(restored.float(), high), low).to(restored)
 
 
-#: the veil bound of each degradation class whose model veils the photo: a global veil for
-#: snow (:func:`veil_bound`), the airlight for haze (:func:`airlight_bound`); each maps
-#: ``(degraded, restored)`` to the restored images within the bound
+def light_bound(degraded: torch.Tensor, restored: torch.Tensor, white: float = 1.0) -> torch.Tensor:
+    """``restored`` (B,3,H,W) no brighter than ``degraded`` wherever ``degraded`` is below ``white``
+    (module docstring): the bound of a degradation that only blends towards ``white`` or above."""
+    below = degraded.to(restored) < white
+    return torch.where(below, torch.minimum(restored, degraded.to(restored)), restored)
+
+
+def snow_bound(degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
+    """Snow's two bounds (module docstring): the global veil :func:`veil_bound` caps, then the
+    light its veil and flakes added (:func:`light_bound` below the veil's white)."""
+    return light_bound(degraded, veil_bound(degraded, restored, white=SNOW_VEIL_WHITE), white=SNOW_VEIL_WHITE)
+
+
+#: the veil bound of each degradation class whose model veils the photo: a global veil and
+#: added light for snow (:func:`snow_bound`), streaks of light for rain (:func:`light_bound`),
+#: the airlight for haze (:func:`airlight_bound`); each maps ``(degraded, restored)`` to the
+#: restored images within the bound
 VEIL_BOUNDS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "snowy": partial(veil_bound, white=SNOW_VEIL_WHITE),
+    "snowy": snow_bound,
+    "rainy": light_bound,
     "hazy": airlight_bound,
 }
 
@@ -251,10 +305,11 @@ class Prior:
 
 #: the classical prior of each degradation class that has one; the expected-gain rule may give
 #: it a share of an image the router calls that class (:mod:`uir.lora.strategies`)
-PRIORS = {"hazy": Prior("dark-channel prior", dark_channel_dehaze),
+PRIORS = {"hazy": Prior("dark-channel prior, guided filter", partial(dark_channel_dehaze, refine_radius=30)),
           "jpeg-compressed": Prior("bilateral filter", bilateral_filter),
           "noisy": Prior("DCT shrinkage", partial(dct_denoise, stride=2))}
 
 
 __all__ = ["DCT_PATCH", "HARD_THRESHOLD", "OPPONENT", "PRIORS", "VEIL_BOUNDS", "Prior", "airlight_bound",
-           "bilateral_filter", "dark_channel", "dark_channel_dehaze", "dct_denoise", "noise_sigma", "veil_bound"]
+           "bilateral_filter", "box_mean", "dark_channel", "dark_channel_dehaze", "dct_denoise", "guided_filter",
+           "light_bound", "noise_sigma", "snow_bound", "veil_bound"]
