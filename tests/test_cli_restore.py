@@ -372,5 +372,6 @@ def test_each_restoration_is_described_by_what_was_done():
                              clean_weight=torch.zeros(2), degradations=["hazy", "hazy"],
                              confidence=torch.tensor([0.9, 0.8]), known=torch.tensor([True, True]),
                              prior_weight=torch.tensor([0.5, 1.0]))
-    assert describe_restoration(hazy, 0) == "detected hazy (confidence 0.90); experts: hazy 0.50, dark-channel prior 0.50"
-    assert describe_restoration(hazy, 1) == "detected hazy (confidence 0.80); dark-channel prior only"
+    assert describe_restoration(hazy, 0) == ("detected hazy (confidence 0.90); experts: hazy 0.50, "
+                                             "dark-channel prior with guided filter 0.50")
+    assert describe_restoration(hazy, 1) == "detected hazy (confidence 0.80); dark-channel prior with guided filter only"

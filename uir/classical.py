@@ -305,7 +305,7 @@ class Prior:
 
 #: the classical prior of each degradation class that has one; the expected-gain rule may give
 #: it a share of an image the router calls that class (:mod:`uir.lora.strategies`)
-PRIORS = {"hazy": Prior("dark-channel prior, guided filter", partial(dark_channel_dehaze, refine_radius=30)),
+PRIORS = {"hazy": Prior("dark-channel prior with guided filter", partial(dark_channel_dehaze, refine_radius=30)),
           "jpeg-compressed": Prior("bilateral filter", bilateral_filter),
           "noisy": Prior("DCT shrinkage", partial(dct_denoise, stride=2))}
 
