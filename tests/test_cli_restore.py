@@ -374,4 +374,5 @@ def test_each_restoration_is_described_by_what_was_done():
                              prior_weight=torch.tensor([0.5, 1.0]))
     assert describe_restoration(hazy, 0) == ("detected hazy (confidence 0.90); experts: hazy 0.50, "
                                              "dark-channel prior with guided filter 0.50")
-    assert describe_restoration(hazy, 1) == "detected hazy (confidence 0.80); dark-channel prior with guided filter only"
+    assert describe_restoration(hazy, 1) == ("detected hazy (confidence 0.80); "
+                                             "dark-channel prior with guided filter only")
