@@ -23,6 +23,7 @@ from functools import partial
 import numpy as np
 import torch
 
+from uir.classical import GUIDED_EPS, GUIDED_RADIUS
 from uir.data import split_photos
 from uir.degradations import DEFAULT_VOCABULARY, parse_names
 from uir.evaluation import degraded_pairs, markdown_table
@@ -48,7 +49,7 @@ def bm3d_denoise(x, sigma):
     return np.clip(bm3d.bm3d_rgb(x, sigma / 255.0), 0, 1).astype(np.float32)
 
 
-def dark_channel_dehaze(x, omega, patch=15, t0=0.1, refine_radius=None, refine_eps=1e-2):
+def dark_channel_dehaze(x, omega, patch=15, t0=0.1, refine_radius=None, refine_eps=GUIDED_EPS):
     """He et al. 2009: dark channel prior, airlight from the brightest 0.1% of the dark channel;
     with ``refine_radius``, the transmission refined by the guided filter (He et al., TPAMI 2013)
     with the grey image as its guide."""
@@ -118,7 +119,7 @@ TOOLS = {
     "NL-means": (nl_means, (5, 10, 15, 25), "cv2", None),
     "BM3D": (bm3d_denoise, (15, 30, 50), "bm3d", NOISE_LIKE),
     "dark-channel": (dark_channel_dehaze, (0.7, 0.85, 0.95), "cv2", None),
-    "dark-channel+GF": (partial(dark_channel_dehaze, refine_radius=30), (0.7, 0.85, 0.95), "cv2", None),
+    "dark-channel+GF": (partial(dark_channel_dehaze, refine_radius=GUIDED_RADIUS), (0.7, 0.85, 0.95), "cv2", None),
     "bilateral": (bilateral, (25, 50, 100), "cv2", None),
     "median": (median, (3, 5), "cv2", None),
     "auto-gamma": (auto_gamma, (0.35, 0.45), None, None),

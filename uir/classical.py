@@ -72,6 +72,10 @@ def dark_channel(image: torch.Tensor, patch: int = 15) -> torch.Tensor:
     return -F.max_pool2d(F.pad(-darkest, (pad, pad, pad, pad), mode="replicate"), patch, stride=1)
 
 
+#: the guided filter's window radius and ridge for the hazy prior's transmission (module docstring)
+GUIDED_RADIUS, GUIDED_EPS = 30, 1e-2
+
+
 def box_mean(image: torch.Tensor, radius: int) -> torch.Tensor:
     """The mean of (B,C,H,W) images over every ``(2 radius + 1)^2`` window, edges replicated;
     separable, so its cost grows with the radius, not its square."""
@@ -95,7 +99,7 @@ def guided_filter(guide: torch.Tensor, source: torch.Tensor, radius: int, eps: f
 
 
 def dark_channel_dehaze(image: torch.Tensor, omega: float = 0.85, patch: int = 15, t0: float = 0.1,
-                        refine_radius: int | None = None, refine_eps: float = 1e-2) -> torch.Tensor:
+                        refine_radius: int | None = None, refine_eps: float = GUIDED_EPS) -> torch.Tensor:
     """Dehaze (B,3,H,W) images in [0, 1] by the dark channel prior (module docstring). ``omega``
     0.85: the setting ``benchmarks/peers.py`` chose for the hazy type on training photos.
     ``refine_radius``: refine the transmission by :func:`guided_filter` with this radius and
@@ -273,8 +277,8 @@ def airlight_bound(degraded: torch.Tensor, restored: torch.Tensor, t0: float = 0
 def light_bound(degraded: torch.Tensor, restored: torch.Tensor, white: float = 1.0) -> torch.Tensor:
     """``restored`` (B,3,H,W) no brighter than ``degraded`` wherever ``degraded`` is below ``white``
     (module docstring): the bound of a degradation that only blends towards ``white`` or above."""
-    below = degraded.to(restored) < white
-    return torch.where(below, torch.minimum(restored, degraded.to(restored)), restored)
+    degraded = degraded.to(restored)
+    return torch.where(degraded < white, torch.minimum(restored, degraded), restored)
 
 
 def snow_bound(degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
@@ -305,11 +309,12 @@ class Prior:
 
 #: the classical prior of each degradation class that has one; the expected-gain rule may give
 #: it a share of an image the router calls that class (:mod:`uir.lora.strategies`)
-PRIORS = {"hazy": Prior("dark-channel prior with guided filter", partial(dark_channel_dehaze, refine_radius=30)),
+PRIORS = {"hazy": Prior("dark-channel prior with guided filter",
+                        partial(dark_channel_dehaze, refine_radius=GUIDED_RADIUS)),
           "jpeg-compressed": Prior("bilateral filter", bilateral_filter),
           "noisy": Prior("DCT shrinkage", partial(dct_denoise, stride=2))}
 
 
-__all__ = ["DCT_PATCH", "HARD_THRESHOLD", "OPPONENT", "PRIORS", "VEIL_BOUNDS", "Prior", "airlight_bound",
+__all__ = ["DCT_PATCH", "GUIDED_EPS", "GUIDED_RADIUS", "HARD_THRESHOLD", "OPPONENT", "PRIORS", "VEIL_BOUNDS", "Prior", "airlight_bound",
            "bilateral_filter", "box_mean", "dark_channel", "dark_channel_dehaze", "dct_denoise", "guided_filter",
            "light_bound", "noise_sigma", "snow_bound", "veil_bound"]
