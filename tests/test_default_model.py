@@ -26,6 +26,23 @@ def test_default_is_small_and_has_ten_experts_and_a_router():
     assert set(pipe.experts.names) <= set(pipe.router.vocabulary)
 
 
+def test_the_recipe_flags_the_experts_it_trains_as_they_are_shipped():
+    """train/recipes/default_model.sh (and so gpu_default.sh) trains the experts the default
+    ships: its ``--prior_input`` and ``--veil_bound`` name exactly the shipped experts that
+    refine their classical prior and that keep within their veil."""
+    recipe = Path(__file__).resolve().parents[1] / "train" / "recipes" / "default_model.sh"
+    commands = " ".join(line for line in recipe.read_text().splitlines() if not line.lstrip().startswith("#"))
+    words = commands.split()
+
+    def named(option: str) -> set[str]:
+        assert words.count(option) == 1, f"{option} should appear once in {recipe.name}"
+        return set(words[words.index(option) + 1].split(","))
+
+    experts = load_pipeline().expert_list.experts
+    assert named("--prior_input") == {e.degradation for e in experts if e.prior_input}
+    assert named("--veil_bound") == {e.degradation for e in experts if e.veil_bound}
+
+
 def test_default_loads_with_trust_remote_code_and_matches(tmp_path):
     """In a fresh process, as a user runs it: nothing of uir imported but the folder's path."""
     script = (

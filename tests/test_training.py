@@ -126,10 +126,29 @@ def test_bad_options_are_a_usage_error_before_any_work(script, tmp_path, capsys,
     _assert_usage_error(script, option, message, tmp_path, capsys)
 
 
-def test_prior_input_without_a_type_that_has_a_prior_is_a_usage_error(tmp_path, capsys):
-    _assert_usage_error(train_uir_lora, ["--pretrained_model_name_or_path", str(tmp_path), "--prior_input",
-                                         "--degradations", "snowy,rainy"],
-                        "--prior_input: none of snowy, rainy has a classical prior", tmp_path, capsys)
+@pytest.mark.parametrize("option, message", [
+    (["--prior_input"], "--prior_input: none of snowy, rainy has a classical prior"),
+    (["--prior_input", "noisy"], "--prior_input: 'noisy' is not trained here (trained: snowy, rainy)"),
+    (["--prior_input", "snowy"], "--prior_input: 'snowy' has no classical prior"),
+    (["--veil_bound", "hazy"], "--veil_bound: 'hazy' is not trained here (trained: snowy, rainy)"),
+])
+def test_flagged_types_that_cannot_be_flagged_are_a_usage_error(tmp_path, capsys, option, message):
+    _assert_usage_error(train_uir_lora, ["--pretrained_model_name_or_path", str(tmp_path), *option,
+                                         "--degradations", "snowy,rainy"], message, tmp_path, capsys)
+
+
+def test_prior_input_and_veil_bound_name_the_types_they_flag(base_dir, photos, tmp_path):
+    """``--prior_input TYPES`` guides only the types named (hazy has a prior, but is not named)
+    and ``--veil_bound TYPES`` saves the flag the pipeline reads for those named; the recipe of
+    the embedded default uses both this way."""
+    from uir.lora import VEIL_BOUND_KEY
+
+    train_uir_lora.main(_common(base_dir, photos, tmp_path / "run", steps=2, degradations="noisy,hazy",
+                                prior_input="noisy", veil_bound="hazy"))
+    experts = {name: LoRAExpert.load(tmp_path / "run" / "experts" / name) for name in ("noisy", "hazy")}
+    assert {name: (e.prior_input, e.veil_bound) for name, e in experts.items()} == {
+        "noisy": (True, False), "hazy": (False, True)}
+    assert VEIL_BOUND_KEY not in json.loads((tmp_path / "run" / "experts" / "noisy" / "uir_expert.json").read_text())
 
 
 def _assert_usage_error(script, option, message, tmp_path, capsys):
@@ -499,7 +518,7 @@ def test_fit_expected_gains_measures_each_candidate_and_saves_the_table(tmp_path
     """``train/fit_expected_gains.py``: every routed photo gets the candidates its top class
     allows (the expert's, when it has one; the classical prior's, for hazy), each gain is the
     PSNR change the candidate makes, and the table saved in the router's config is the one
-    those samples give."""
+    those samples give; each sample also names the photo's true class and the router's confidence."""
     from uir.classical import PRIORS
     from uir.lora.strategies import expected_gain_table
     from uir.pipelines.loading import load_pipeline
@@ -511,7 +530,7 @@ def test_fit_expected_gains_measures_each_candidate_and_saves_the_table(tmp_path
                                              "--output_dir", str(tmp_path / "out")])
     record = json.loads((tmp_path / "out" / "expected_gains.json").read_text())
     by_image = {}
-    for name, known, candidate, gain in record["samples"]:
+    for name, known, candidate, gain, true, confidence in record["samples"]:
         by_image.setdefault(len(by_image) if candidate == "base" else len(by_image) - 1, (name, []))[1].append(candidate)
     assert len(by_image) == 3 * 3  # photos x vocabulary, none with missing pixels
     for name, candidates in by_image.values():
@@ -526,7 +545,11 @@ def test_fit_expected_gains_measures_each_candidate_and_saves_the_table(tmp_path
 
     first = next(degraded_pairs(sorted(photos.iterdir()), pipe.router.vocabulary, seed=0, severity="random"))
     base = pipe(first.lq, weights={}, fill_missing=False, output_type="pt").images
-    assert record["samples"][0][2:] == ["base", pytest.approx((psnr(base, first.gt) - psnr(first.lq, first.gt)).item())]
+    routed = pipe.router(first.lq)
+    assert record["samples"][0] == [routed.names[0], bool(routed.known[0]), "base",
+                                    pytest.approx((psnr(base, first.gt) - psnr(first.lq, first.gt)).item()),
+                                    first.name, pytest.approx(float(routed.confidence[0]))]
+    assert {sample[4] for sample in record["samples"]} == set(pipe.router.vocabulary)
 
 
 def test_seed_summary_gives_mean_and_sd_and_a_per_seed_mean_over_types(tmp_path, train_script, capsys):

@@ -8,7 +8,8 @@ K = 1), ``half`` (that output averaged with the input), ``base`` (no expert), an
 with a classical prior (:data:`uir.classical.PRIORS`) ``prior`` (the prior alone) and
 ``prior-expert`` (the prior's output averaged with the expert's); ``identity`` changes nothing. The PSNR change of each, against the clean photo, is recorded under the
 router's top class and its confidence bin (at or above the router's ``min_confidence``, or
-below). PSNR is capped at ``--max_psnr`` so that a clean input (infinite PSNR) has a finite
+below); the saved record also keeps, per sample, the degradation the photo truly had and the
+router's confidence, so a cell can be read by what it holds (the table does not use them). PSNR is capped at ``--max_psnr`` so that a clean input (infinite PSNR) has a finite
 loss. Photos with missing pixels are left out: the pipeline fills them and routes no expert
 on them, whatever the table says.
 
@@ -51,8 +52,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def measured_gains(pipe, files, seed: int, repeats: int, max_psnr: float) -> list[tuple[str, bool, str, float]]:
-    """``(top class, known, candidate, PSNR change)`` of every candidate on every degraded photo."""
+def measured_gains(pipe, files, seed: int, repeats: int, max_psnr: float) -> list[tuple[str, bool, str, float, str, float]]:
+    """``(top class, known, candidate, PSNR change, true class, confidence)`` of every candidate
+    on every degraded photo."""
     router = pipe.router
     experts = set(pipe.expert_list.names)
     samples = []
@@ -67,17 +69,18 @@ def measured_gains(pipe, files, seed: int, repeats: int, max_psnr: float) -> lis
         def gain(restored: torch.Tensor) -> float:
             return float(psnr(restored.clamp(0, 1).cpu(), pair.gt).clamp(max=max_psnr) - before)
 
-        base = pipe(pair.lq, weights={}, fill_missing=False, output_type="pt").images
-        samples.append((name, known, "base", gain(base)))
+        candidates = {"base": pipe(pair.lq, weights={}, fill_missing=False, output_type="pt").images}
         prior = PRIORS[name].restore(pair.lq) if name in PRIORS else None
         if prior is not None:
-            samples.append((name, known, "prior", gain(prior)))
+            candidates["prior"] = prior
         if name in experts:
             expert = pipe(pair.lq, weights={name: 1.0}, fill_missing=False, output_type="pt").images.cpu()
-            samples.append((name, known, "expert", gain(expert)))
-            samples.append((name, known, "half", gain(0.5 * pair.lq + 0.5 * expert)))
+            candidates["expert"] = expert
+            candidates["half"] = 0.5 * pair.lq + 0.5 * expert
             if prior is not None:
-                samples.append((name, known, "prior-expert", gain(0.5 * prior + 0.5 * expert)))
+                candidates["prior-expert"] = 0.5 * prior + 0.5 * expert
+        confidence = float(routed.confidence[0])
+        samples += [(name, known, candidate, gain(image), pair.name, confidence) for candidate, image in candidates.items()]
     return samples
 
 

@@ -29,9 +29,9 @@ import sys
 from pathlib import Path
 
 from uir.boundary import run_script
-from uir.classical import PRIORS
+from uir.classical import PRIORS, VEIL_BOUNDS
 from uir.data import SingleDegradationBatchSampler
-from uir.lora import FINGERPRINT_KEY, PRIOR_INPUT_KEY, ExpertComponent, LoRAExpert, lora_config
+from uir.lora import FINGERPRINT_KEY, PRIOR_INPUT_KEY, VEIL_BOUND_KEY, ExpertComponent, LoRAExpert, lora_config
 from uir.lora.targets import UNET_RANK, VAE_RANK
 from uir.tiling import run_padded
 from uir.training import (LossModule, add_data_args, add_training_args, add_uir_lora_args, finish,
@@ -47,15 +47,43 @@ def parse_args(argv=None):
     parser.add_argument("--unet_rank", type=int, default=UNET_RANK)
     parser.add_argument("--vae_rank", type=int, default=VAE_RANK, help="0: the experts leave the VAE alone")
     parser.add_argument("--restorer_rank", type=int, default=None, help="RestorerPipeline experts' rank")
-    parser.add_argument("--prior_input", action="store_true",
-                        help="an expert whose type has a classical prior (uir.classical.PRIORS) learns to refine the "
-                             "prior's output instead of the degraded image (a physics-guided input)")
+    parser.add_argument("--prior_input", nargs="?", const=EVERY_TYPE, default="", metavar="TYPES",
+                        help="experts whose type has a classical prior (uir.classical.PRIORS) learn to refine the "
+                             "prior's output instead of the degraded image (a physics-guided input): those of the "
+                             "comma-separated TYPES, or with no value every such type")
+    parser.add_argument("--veil_bound", nargs="?", const=EVERY_TYPE, default="", metavar="TYPES",
+                        help="the saved experts ask the pipeline to keep their output within the veil their input "
+                             "can hold (uir.classical.VEIL_BOUNDS; uir_expert.json's veil_bound): those of the "
+                             "comma-separated TYPES, or with no value every type with a bound")
     args = parse_training_args(parser, argv)
     names = expert_names(args)
-    if args.prior_input and not set(names) & set(PRIORS):
-        parser.error(f"--prior_input: none of {', '.join(names)} has a classical prior "
-                     f"(uir has one for: {', '.join(sorted(PRIORS))})")
+    args.prior_input = flagged_types(parser, "--prior_input", args.prior_input, names, PRIORS, "classical prior")
+    args.veil_bound = flagged_types(parser, "--veil_bound", args.veil_bound, names, VEIL_BOUNDS, "veil bound")
     return args
+
+
+#: the value of ``--prior_input`` or ``--veil_bound`` given without types
+EVERY_TYPE = "*"
+
+
+def flagged_types(parser, option: str, value: str, names: list[str], known: dict, what: str) -> set[str]:
+    """The trained types an option of comma-separated types (or :data:`EVERY_TYPE`) names;
+    ``parser.error`` for a type not trained here or without a ``what`` (not a key of ``known``)."""
+    if not value:
+        return set()
+    if value == EVERY_TYPE:
+        chosen = [name for name in names if name in known]
+        if not chosen:
+            parser.error(f"{option}: none of {', '.join(names)} has a {what} "
+                         f"(uir has one for: {', '.join(sorted(known))})")
+        return set(chosen)
+    chosen = [name.strip() for name in value.split(",") if name.strip()]
+    for name in chosen:
+        if name not in names:
+            parser.error(f"{option}: {name!r} is not trained here (trained: {', '.join(names)})")
+        if name not in known:
+            parser.error(f"{option}: {name!r} has no {what} (uir has one for: {', '.join(sorted(known))})")
+    return set(chosen)
 
 
 def expert_names(args) -> list[str]:
@@ -99,10 +127,9 @@ def main(argv=None):
             model.set_adapter(name)
 
     loss_fn = restoration_loss(args.lpips_weight)
-    guided = {name for name in names if args.prior_input and name in PRIORS}
 
     def network_input(lq, name):
-        return PRIORS[name].restore(lq) if name in guided else lq
+        return PRIORS[name].restore(lq) if name in args.prior_input else lq
 
     def loss(batch):
         kinds = set(batch["degradation"])
@@ -138,7 +165,8 @@ def main(argv=None):
                 )
                 for part, (m, rank, targets) in parts.items()
             }
-            extra = {FINGERPRINT_KEY: pipe.base_fingerprint, **({PRIOR_INPUT_KEY: True} if name in guided else {})}
+            extra = {FINGERPRINT_KEY: pipe.base_fingerprint, **({PRIOR_INPUT_KEY: True} if name in args.prior_input else {}),
+                     **({VEIL_BOUND_KEY: True} if name in args.veil_bound else {})}
             LoRAExpert(name, components, base_model, extra=extra).save(
                 experts_dir / name)
     finish(accelerator, args, experts_dir, "UIR-LoRA experts", base_model, names,

@@ -102,11 +102,12 @@ def check_low_confidence(policy: str) -> str:
 
 def expected_gain_table(samples) -> dict:
     """The table of the expected-gain rule from measured ``(top class, known, candidate, gain
-    in dB)`` samples: ``{class: {"known"|"unsure": {candidate: [mean, standard error, count]}}}``
+    in dB, ...)`` samples (fields after the fourth, such as the true class a fit records, are
+    not used): ``{class: {"known"|"unsure": {candidate: [mean, standard error, count]}}}``
     (a candidate measured once has an infinite standard error), checked by
     :func:`check_expected_gain_table`."""
     groups: dict = {}
-    for name, known, candidate, gain in samples:
+    for name, known, candidate, gain, *_ in samples:
         groups.setdefault(name, {}).setdefault(GAIN_BINS[0] if known else GAIN_BINS[1], {}).setdefault(
             candidate, []).append(float(gain))
     table = {}
