@@ -572,3 +572,21 @@ def test_seed_summary_gives_mean_and_sd_and_a_per_seed_mean_over_types(tmp_path,
     summarize.main([str(tmp_path), "--arms", "a"])
     line = [x for x in capsys.readouterr().out.splitlines() if " mean " in x][0]
     assert line.split()[-3:] == [f"{statistics.mean([15.0, 17.5]):.2f}", "+-", f"{statistics.stdev([15.0, 17.5]):.2f}"]
+
+
+def test_split_photos_links_the_three_parts_of_the_validation_split(tmp_path, train_script, capsys):
+    """``train/split_photos.py``: train, validation and held-out folders of links to exactly the
+    photos of :func:`uir.data.validation_split`, none in two parts; a second run changes nothing."""
+    from uir.data import validation_split
+
+    photos = save_sample_crops(tmp_path / "photos", 12, 16, 16, step=(4, 6))
+    script = train_script("split_photos")
+    script.main(["--data", str(photos), "--output_dir", str(tmp_path / "split")])
+    expected = dict(zip(("train", "validation", "held-out"), validation_split(photos)))
+    assert all(expected.values()), "each part should hold photos"
+    linked = {name: sorted(p.resolve() for p in (tmp_path / "split" / name).iterdir()) for name in expected}
+    assert linked == {name: sorted(p.resolve() for p in files) for name, files in expected.items()}
+    assert sum(map(len, linked.values())) == len(set().union(*linked.values()))
+    script.main(["--data", str(photos), "--output_dir", str(tmp_path / "split")])
+    assert {name: sorted(p.resolve() for p in (tmp_path / "split" / name).iterdir()) for name in expected} == linked
+    assert "validation: " in capsys.readouterr().out

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # How uir/assets/default (the embedded model of `uir restore`) is made, on the training split of
-# shared/photos, in three parts:
+# shared/photos less its set-aside photos (UIR_TRAIN_PHOTOS below), in three parts:
 #   1. side by side (independent): the mix-trained base, a NAFNet of width 32
 #      (train/configs/nafnet-w32.json), and the router: its image tower and text tower trained
 #      from scratch (train/configs/tiny-clip.json) on a global view plus a 3x3 grid of
@@ -25,7 +25,10 @@
 # Score it: uir eval --model RUNS_DIR/default --data ../shared/photos --held-out -o out
 #
 # Usage: bash train/recipes/default_model.sh [RUNS_DIR]
-#   UIR_TRAIN_PHOTOS: a folder of training photos (default: the training split of shared/photos)
+#   UIR_TRAIN_PHOTOS: a folder of training photos (default: RUNS_DIR/photos/train, the training
+#     split of UIR_PHOTOS (../shared/photos) less every fifth photo, set aside in
+#     RUNS_DIR/photos/validation by train/split_photos.py: the shipped weights saw those photos,
+#     which biased every choice made on them towards what was trained)
 #   BASE_STEPS, ROUTER_STEPS, EXPERT_STEPS: optimizer steps of each part
 #   BASE_SECONDS, ROUTER_SECONDS, EXPERT_SECONDS: time budgets instead (--max_train_seconds)
 #   ROUTER_CONFIG: the router's CLIP config (default train/configs/tiny-clip.json, the ViT;
@@ -41,7 +44,11 @@ budget() {  # --max_train_steps N, plus --max_train_seconds S when a budget is s
 }
 COMMON=(--repeats 8 --validation_steps 0 --num_validation_images 0 --checkpointing_steps 250
         --checkpoints_total_limit 1 --resume_from_checkpoint latest --dataloader_num_workers "$WORKERS")
-if [ -n "${UIR_TRAIN_PHOTOS:-}" ]; then COMMON+=(--train_data_dir "$UIR_TRAIN_PHOTOS"); fi
+if [ -z "${UIR_TRAIN_PHOTOS:-}" ]; then  # the set-aside photos stay unseen, for fair choices
+  python train/split_photos.py --data "${UIR_PHOTOS:-../shared/photos}" --output_dir "$RUNS/photos"
+  UIR_TRAIN_PHOTOS=$RUNS/photos/train
+fi
+COMMON+=(--train_data_dir "$UIR_TRAIN_PHOTOS")
 read -r -a EXTRA_ARGS <<< "${EXTRA:-}"
 COMMON+=("${EXTRA_ARGS[@]}")
 mkdir -p "$RUNS"

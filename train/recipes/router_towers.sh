@@ -28,13 +28,7 @@
 set -euo pipefail
 RUNS=${1:-runs/router-towers}
 PHOTOS=${UIR_PHOTOS:-../shared/photos}
-python - "$PHOTOS" "$RUNS" <<'PY'
-import sys
-from uir.data import link_photos, validation_split
-train, validation, _ = validation_split(sys.argv[1])
-link_photos(train, f"{sys.argv[2]}/train")
-link_photos(validation, f"{sys.argv[2]}/validation")
-PY
+python train/split_photos.py --data "$PHOTOS" --output_dir "$RUNS"
 TOWERS=${TOWERS:-vit convnet}
 router_args() {  # TOWER: the flags every arm trains with, and every snapshot resumes with
   local config=train/configs/tiny-clip.json labels=""
