@@ -15,14 +15,16 @@
 # the dark channel sees the context it sees on a 256 px evaluation image, which a 128 px crop lacks.
 # Usage: TYPE=hazy bash train/recipes/prior_input.sh [RUNS_DIR]
 #   ARMS (default "plain prior"), RESOLUTION (128), BATCH (8), STEPS (400)
-#   (needs train/recipes/router_towers.sh's split in SPLIT, default runs/router-towers; the
-#   default's noise expert used that split of today's 65 training photos, 52 + 13)
+#   SPLIT (runs/router-towers): the photo split, linked there by train/split_photos.py when
+#   missing (as router_towers.sh does; the default's noise and JPEG experts used that split of
+#   today's 65 training photos, 52 + 13)
 set -euo pipefail
 TYPE=${TYPE:-hazy}
 R=${1:-runs/prior-input/$TYPE}
 SPLIT=${SPLIT:-runs/router-towers}
 PHOTOS=${UIR_PHOTOS:-../shared/photos}
 mkdir -p "$R"
+python train/split_photos.py --data "$PHOTOS" --output_dir "$SPLIT"
 ARMS=${ARMS:-plain prior}
 for ARM in $ARMS; do
   FLAG=()
