@@ -6,11 +6,12 @@ included: left as it is) at random severity, ``--repeats`` draws each, and route
 candidate is then measured on it: ``expert`` (the top class's expert at weight 1, eq. 4 with
 K = 1), ``half`` (that output averaged with the input), ``base`` (no expert), and for a class
 with a classical prior (:data:`uir.classical.PRIORS`) ``prior`` (the prior alone) and
-``prior-expert`` (the prior's output averaged with the expert's); ``identity`` changes nothing. The PSNR change of each, against the clean photo, is recorded under the
-router's top class and its confidence bin (at or above the router's ``min_confidence``, or
-below); the saved record also keeps, per sample, the degradation the photo truly had and the
-router's confidence, so a cell can be read by what it holds (the table does not use them). PSNR is capped at ``--max_psnr`` so that a clean input (infinite PSNR) has a finite
-loss. Photos with missing pixels are left out: the pipeline fills them and routes no expert
+``prior-expert`` (the prior's output averaged with the expert's); ``identity`` changes
+nothing. The PSNR change of each, against the clean photo, is recorded under the router's top
+class and its confidence bin (at or above the router's ``min_confidence``, or below); the saved
+record also keeps, per sample, the degradation the photo truly had and the router's
+confidence, so a cell can be read by what it holds (the table does not use them). PSNR is
+capped at ``--max_psnr`` so that a clean input (infinite PSNR) has a finite loss. Photos with missing pixels are left out: the pipeline fills them and routes no expert
 on them, whatever the table says.
 
 The table goes into the router's config; the pipeline with it is saved to

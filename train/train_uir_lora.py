@@ -39,6 +39,10 @@ from uir.training import (LossModule, add_data_args, add_training_args, add_uir_
                           restoration_loss, restoration_validator, train, training_dataset, validation_photos)
 
 
+#: the value of ``--prior_input`` or ``--veil_bound`` given without types
+EVERY_TYPE = "*"
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_uir_lora_args(parser)
@@ -60,10 +64,6 @@ def parse_args(argv=None):
     args.prior_input = flagged_types(parser, "--prior_input", args.prior_input, names, PRIORS, "classical prior")
     args.veil_bound = flagged_types(parser, "--veil_bound", args.veil_bound, names, VEIL_BOUNDS, "veil bound")
     return args
-
-
-#: the value of ``--prior_input`` or ``--veil_bound`` given without types
-EVERY_TYPE = "*"
 
 
 def flagged_types(parser, option: str, value: str, names: list[str], known: dict, what: str) -> set[str]:
