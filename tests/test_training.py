@@ -581,12 +581,15 @@ def test_split_photos_links_the_three_parts_of_the_validation_split(tmp_path, tr
 
     photos = save_sample_crops(tmp_path / "photos", 12, 16, 16, step=(4, 6))
     script = train_script("split_photos")
-    script.main(["--data", str(photos), "--output_dir", str(tmp_path / "split")])
     expected = dict(zip(("train", "validation", "held-out"), validation_split(photos)))
     assert all(expected.values()), "each part should hold photos"
-    linked = {name: sorted(p.resolve() for p in (tmp_path / "split" / name).iterdir()) for name in expected}
+
+    def split_and_read() -> dict:
+        script.main(["--data", str(photos), "--output_dir", str(tmp_path / "split")])
+        return {name: sorted(p.resolve() for p in (tmp_path / "split" / name).iterdir()) for name in expected}
+
+    linked = split_and_read()
     assert linked == {name: sorted(p.resolve() for p in files) for name, files in expected.items()}
     assert sum(map(len, linked.values())) == len(set().union(*linked.values()))
-    script.main(["--data", str(photos), "--output_dir", str(tmp_path / "split")])
-    assert {name: sorted(p.resolve() for p in (tmp_path / "split" / name).iterdir()) for name in expected} == linked
+    assert split_and_read() == linked
     assert "validation: " in capsys.readouterr().out

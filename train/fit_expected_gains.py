@@ -11,8 +11,9 @@ nothing. The PSNR change of each, against the clean photo, is recorded under the
 class and its confidence bin (at or above the router's ``min_confidence``, or below); the saved
 record also keeps, per sample, the degradation the photo truly had and the router's
 confidence, so a cell can be read by what it holds (the table does not use them). PSNR is
-capped at ``--max_psnr`` so that a clean input (infinite PSNR) has a finite loss. Photos with missing pixels are left out: the pipeline fills them and routes no expert
-on them, whatever the table says.
+capped at ``--max_psnr`` so that a clean input (infinite PSNR) has a finite loss. Photos with
+missing pixels are left out: the pipeline fills them and routes no expert on them, whatever
+the table says.
 
 The table goes into the router's config; the pipeline with it is saved to
 ``OUTPUT_DIR/pipeline`` (load it with ``uir.load_pipeline``), and the table with every

@@ -31,6 +31,7 @@ from pathlib import Path
 from uir.boundary import run_script
 from uir.classical import PRIORS, VEIL_BOUNDS
 from uir.data import SingleDegradationBatchSampler
+from uir.degradations import parse_names
 from uir.lora import FINGERPRINT_KEY, PRIOR_INPUT_KEY, VEIL_BOUND_KEY, ExpertComponent, LoRAExpert, lora_config
 from uir.lora.targets import UNET_RANK, VAE_RANK
 from uir.tiling import run_padded
@@ -39,8 +40,9 @@ from uir.training import (LossModule, add_data_args, add_training_args, add_uir_
                           restoration_loss, restoration_validator, train, training_dataset, validation_photos)
 
 
-#: the value of ``--prior_input`` or ``--veil_bound`` given without types
-EVERY_TYPE = "*"
+#: the value of ``--prior_input`` or ``--veil_bound`` given without types (not a string, which
+#: argparse would pass through the option's ``type``)
+EVERY_TYPE = object()
 
 
 def parse_args(argv=None):
@@ -51,11 +53,11 @@ def parse_args(argv=None):
     parser.add_argument("--unet_rank", type=int, default=UNET_RANK)
     parser.add_argument("--vae_rank", type=int, default=VAE_RANK, help="0: the experts leave the VAE alone")
     parser.add_argument("--restorer_rank", type=int, default=None, help="RestorerPipeline experts' rank")
-    parser.add_argument("--prior_input", nargs="?", const=EVERY_TYPE, default="", metavar="TYPES",
+    parser.add_argument("--prior_input", nargs="?", type=parse_names, const=EVERY_TYPE, default=None, metavar="TYPES",
                         help="experts whose type has a classical prior (uir.classical.PRIORS) learn to refine the "
                              "prior's output instead of the degraded image (a physics-guided input): those of the "
                              "comma-separated TYPES, or with no value every such type")
-    parser.add_argument("--veil_bound", nargs="?", const=EVERY_TYPE, default="", metavar="TYPES",
+    parser.add_argument("--veil_bound", nargs="?", type=parse_names, const=EVERY_TYPE, default=None, metavar="TYPES",
                         help="the saved experts ask the pipeline to keep their output within the veil their input "
                              "can hold (uir.classical.VEIL_BOUNDS; uir_expert.json's veil_bound): those of the "
                              "comma-separated TYPES, or with no value every type with a bound")
@@ -66,24 +68,25 @@ def parse_args(argv=None):
     return args
 
 
-def flagged_types(parser, option: str, value: str, names: list[str], known: dict, what: str) -> set[str]:
-    """The trained types an option of comma-separated types (or :data:`EVERY_TYPE`) names;
-    ``parser.error`` for a type not trained here or without a ``what`` (not a key of ``known``)."""
-    if not value:
+def flagged_types(parser, option: str, value: list[str] | object | None, names: list[str], known: dict,
+                  what: str) -> set[str]:
+    """The trained types an option names: its types as :func:`~uir.degradations.parse_names` read
+    them, or every type with a ``what`` for :data:`EVERY_TYPE`; ``parser.error`` for a type not
+    trained here or without a ``what`` (not a key of ``known``)."""
+    if value is None:
         return set()
-    if value == EVERY_TYPE:
+    if value is EVERY_TYPE:
         chosen = [name for name in names if name in known]
         if not chosen:
             parser.error(f"{option}: none of {', '.join(names)} has a {what} "
                          f"(uir has one for: {', '.join(sorted(known))})")
         return set(chosen)
-    chosen = [name.strip() for name in value.split(",") if name.strip()]
-    for name in chosen:
+    for name in value:
         if name not in names:
             parser.error(f"{option}: {name!r} is not trained here (trained: {', '.join(names)})")
         if name not in known:
             parser.error(f"{option}: {name!r} has no {what} (uir has one for: {', '.join(sorted(known))})")
-    return set(chosen)
+    return set(value)
 
 
 def expert_names(args) -> list[str]:
@@ -165,7 +168,8 @@ def main(argv=None):
                 )
                 for part, (m, rank, targets) in parts.items()
             }
-            extra = {FINGERPRINT_KEY: pipe.base_fingerprint, **({PRIOR_INPUT_KEY: True} if name in args.prior_input else {}),
+            extra = {FINGERPRINT_KEY: pipe.base_fingerprint,
+                     **({PRIOR_INPUT_KEY: True} if name in args.prior_input else {}),
                      **({VEIL_BOUND_KEY: True} if name in args.veil_bound else {})}
             LoRAExpert(name, components, base_model, extra=extra).save(
                 experts_dir / name)
