@@ -1,11 +1,14 @@
 """`uir restore`, `uir eval`, `uir bench` and `uir demo` on a tiny saved RestorerPipeline."""
 
+import csv
 import json
 
 import pytest
 import torch
 
 from uir.cli import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
+from uir.commands.restore import describe_restoration
+from uir.evaluation import degraded_pairs
 from uir.images import load_image, save_image
 from uir.testing import tiny_restorer_pipeline
 
@@ -212,6 +215,21 @@ def test_eval_writes_tables_and_grid(model_dir, inputs, tmp_path, capsys):
     assert [r["degradation"] for r in rows] == ["noisy", "hazy", "mean"]
     assert (out / "scores.csv").read_text().startswith("degradation,psnr_in,psnr_out,gain")
     assert (out / "grid.png").is_file() and "| noisy |" in capsys.readouterr().out
+    with open(out / "pairs.csv", newline="") as stream:  # one row per image, the means' parts
+        pairs = list(csv.DictReader(stream))
+    photos = {row["photo"] for row in pairs}
+    assert len(pairs) == 2 * len(photos) and "broken.png" not in photos
+    for row in rows[:2]:
+        mine = [row_ for row_ in pairs if row_["degradation"] == row["degradation"]]
+        assert sum(float(r["psnr_out"]) for r in mine) / len(mine) == pytest.approx(row["psnr_out"], abs=1e-6)
+        assert sum(r["worse"] == "True" for r in mine) / len(mine) == pytest.approx(row["worse"])
+    from uir.pipelines.loading import load_pipeline
+
+    first = pairs[0]  # a.png, noisy: the router's call as the pipeline makes it
+    lq = next(degraded_pairs([inputs / first["photo"]], ["noisy"])).lq
+    said = load_pipeline(str(model_dir), runtime=True)(lq, output_type="pt")
+    assert (first["call"], float(first["confidence"])) == pytest.approx((said.degradations[0], float(said.confidence[0])), abs=1e-4)
+    assert first["restoration"] == describe_restoration(said, 0)
     oracle = main(["eval", "--model", str(model_dir), "--data", str(inputs), "--degradations", "snowy",
                    "--oracle", "-o", str(out)])
     assert oracle == EXIT_USAGE

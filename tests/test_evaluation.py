@@ -24,3 +24,6 @@ def test_scores_against_skimage_with_the_cap_and_the_worse_fraction(photos_dir):
     assert merged.worse["noisy"] == 0.5 and merged.count["noisy"] == 2
     assert merged.psnr_in["noisy"] == pytest.approx(scores.psnr_in["noisy"], abs=1e-6)
     assert [row["worse"] for row in merged.rows()] == [0.5, 0.5]
+    assert [(row["photo"], row["degradation"], row["worse"]) for row in merged.pairs] == [
+        (files[0].name, "clean", True), (files[0].name, "noisy", True),
+        (files[1].name, "clean", False), (files[1].name, "noisy", False)], "a row per pair, each part's in order"

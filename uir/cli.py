@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--grid-rows", dest="grid_rows", type=_non_negative, default=1,
                           help="grid rows per degradation")
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("-o", "--output", default="outputs/eval", help="folder for scores.csv/json and grid.png")
+    evaluate.add_argument("-o", "--output", default="outputs/eval",
+                          help="folder for scores.csv/json, pairs.csv (one row per image) and grid.png")
     evaluate.set_defaults(func=cmd_eval)
 
     router_eval = sub.add_parser("eval-router", help="a router's top-1 accuracy per degradation on degraded photos")

@@ -70,7 +70,11 @@ class RestorationScores:
     """Mean PSNR/SSIM per degradation, of the degraded input and of the restored output, the
     fraction of images the restoration made ``worse`` (lower PSNR than the input), and the
     number of pairs behind each mean (``count``). PSNR is capped at :data:`PSNR_CAP` (an
-    identical image, e.g. a clean photo kept as it is, scores the cap, not infinity)."""
+    identical image, e.g. a clean photo kept as it is, scores the cap, not infinity).
+
+    ``pairs`` holds one row per pair scored: its ``photo`` (file name), ``degradation``, PSNR in
+    and out, ``gain``, whether it got ``worse``, and what the restorer noted of it (the ``notes``
+    of :func:`evaluate_restoration`)."""
 
     psnr_in: dict = field(default_factory=dict)
     psnr_out: dict = field(default_factory=dict)
@@ -78,11 +82,12 @@ class RestorationScores:
     ssim_out: dict = field(default_factory=dict)
     worse: dict = field(default_factory=dict)
     count: dict = field(default_factory=dict)
+    pairs: list = field(default_factory=list)
 
     @classmethod
     def merge(cls, parts: Sequence["RestorationScores"]) -> "RestorationScores":
         """One table from the scores of disjoint shares (e.g. one per process), weighted by count."""
-        merged = cls()
+        merged = cls(pairs=[row for part in parts for row in part.pairs])
         for name in dict.fromkeys(name for part in parts for name in part.count):
             total = sum(part.count.get(name, 0) for part in parts)
             merged.count[name] = total
@@ -101,16 +106,20 @@ class RestorationScores:
                  "ssim_out": self.ssim_out[name], "worse": self.worse[name]} for name in self.psnr_in]
 
 
-def _score(triples: Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]) -> RestorationScores:
-    """Mean PSNR/SSIM per name over ``(name, lq, restored, gt)``."""
+def _score(triples: Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, dict]]) -> RestorationScores:
+    """Mean PSNR/SSIM per name over ``(name, lq, restored, gt, about)``, and a row per pair
+    (:attr:`RestorationScores.pairs`) that starts with ``about``'s photo."""
     sums: dict[str, list[float]] = {}
-    for name, lq, restored, gt in triples:
+    pairs = []
+    for name, lq, restored, gt, about in triples:
         row = sums.setdefault(name, [0.0] * len(SCORE_TABLES) + [0])
         p_in, p_out = (min(psnr(x, gt).item(), PSNR_CAP) for x in (lq, restored))
         for i, value in enumerate((p_in, p_out, ssim(lq, gt).item(), ssim(restored, gt).item(), float(p_out < p_in))):
             row[i] += value
         row[-1] += 1
-    scores = RestorationScores()
+        pairs.append({"photo": about.pop("photo"), "degradation": name, "psnr_in": p_in, "psnr_out": p_out,
+                      "gain": p_out - p_in, "worse": p_out < p_in, **about})
+    scores = RestorationScores(pairs=pairs)
     for name, row in sums.items():
         for table, total in zip(SCORE_TABLES, row):
             getattr(scores, table)[name] = total / row[-1]
@@ -120,11 +129,13 @@ def _score(triples: Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor
 
 def evaluate_restoration(restore: Callable[[torch.Tensor, DegradedPair], torch.Tensor], files, names, seed: int = 0,
                          severity: str | None = None, on_pair: Callable | None = None,
-                         first_index: int = 0, on_skip: SkipHandler = _raise) -> RestorationScores:
+                         first_index: int = 0, on_skip: SkipHandler = _raise,
+                         notes: Callable[[], dict] | None = None) -> RestorationScores:
     """Score ``restore(lq, pair) -> restored`` (both (1,3,H,W) in [0, 1]) on every pair.
 
-    ``on_pair(pair, restored)`` sees each result (for grids and per-image reports);
-    ``first_index`` and ``on_skip`` as in :func:`degraded_pairs`.
+    ``on_pair(pair, restored)`` sees each result (for grids); ``notes()``, called after each
+    restore, gives that pair's extra columns in :attr:`RestorationScores.pairs` (e.g. what the
+    router called it); ``first_index`` and ``on_skip`` as in :func:`degraded_pairs`.
     """
     def triples():
         for pair in degraded_pairs(files, names, seed, severity, first_index=first_index, on_skip=on_skip):
@@ -132,7 +143,7 @@ def evaluate_restoration(restore: Callable[[torch.Tensor, DegradedPair], torch.T
                 restored = restore(pair.lq, pair).float().clamp(0, 1)
             if on_pair is not None:
                 on_pair(pair, restored)
-            yield pair.name, pair.lq, restored, pair.gt
+            yield pair.name, pair.lq, restored, pair.gt, {"photo": Path(pair.path).name, **(notes() if notes else {})}
 
     return _score(triples())
 
@@ -156,7 +167,7 @@ def evaluate_paired(restore: Callable[[torch.Tensor], torch.Tensor], folder, nam
             lq, gt = item["lq"][None], item["gt"][None]
             with torch.no_grad():
                 restored = restore(lq).float().clamp(0, 1)
-            yield name, lq, restored, gt
+            yield name, lq, restored, gt, {"photo": Path(dataset.pairs[index][0]).name}
 
     return _score(triples())
 
@@ -168,22 +179,31 @@ def with_mean(rows: list[dict]) -> list[dict]:
     return rows + [{key: "mean", **mean}]
 
 
-def write_scores(rows: list[dict], folder) -> list[Path]:
-    """Write ``rows`` as ``scores.csv`` and ``scores.json`` in ``folder``, atomically."""
+def write_csv(rows: list[dict], path) -> Path:
+    """Write ``rows`` (dicts with the same keys) to ``path`` as CSV, atomically."""
     import csv
     import io
 
-    from .files import atomic_write, save_json
+    from .files import atomic_write
 
-    def write_csv(stream):
+    def write(stream):
         text = io.TextIOWrapper(stream, newline="", encoding="utf-8")
         writer = csv.DictWriter(text, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
         text.detach()
 
+    return atomic_write(Path(path), write)
+
+
+def write_scores(rows: list[dict], folder, pairs: list[dict] | None = None) -> list[Path]:
+    """Write ``rows`` as ``scores.csv`` and ``scores.json`` in ``folder``, and ``pairs``
+    (:attr:`RestorationScores.pairs`), if any, as ``pairs.csv``; each atomically."""
+    from .files import save_json
+
     folder = Path(folder)
-    return [atomic_write(folder / "scores.csv", write_csv), save_json(rows, folder / "scores.json")]
+    written = [write_csv(rows, folder / "scores.csv"), save_json(rows, folder / "scores.json")]
+    return written + ([write_csv(pairs, folder / "pairs.csv")] if pairs else [])
 
 
 def router_confusion(router, files, names, seed: int = 0, severity: str | None = "random",
@@ -282,4 +302,4 @@ def report(rows: list[dict], output=None) -> list[dict]:
 
 __all__ = ["DegradedPair", "RestorationScores", "comparison_grid", "degraded_pairs", "evaluate_paired",
            "evaluate_restoration", "evaluate_router", "router_accuracy", "router_confusion", "evaluate_severities", "markdown_table", "report", "with_mean",
-           "write_scores"]
+           "write_csv", "write_scores"]

@@ -13,18 +13,31 @@ from .restore import describe_restoration
 
 
 def _restore_fn(pipe, oracle: bool, top_k: int | None = None):
-    """``restore(lq, pair)`` for :func:`uir.evaluation.evaluate_restoration`; the oracle weighs
-    the parts of a mixed degradation equally."""
+    """``(restore(lq, pair), notes())`` for :func:`uir.evaluation.evaluate_restoration`; the
+    oracle weighs the parts of a mixed degradation equally. ``notes()`` says what the pipeline
+    did with the last image (:func:`restoration_notes`)."""
     from ..degradations import mix_parts
 
     options = {} if top_k is None else {"top_k": top_k}
+    last = {}
 
     def restore(lq, pair):
         parts = mix_parts(pair.name)
         weights = {part: 1.0 / len(parts) for part in parts} if oracle else None
-        return pipe(lq, weights=weights, output_type="pt", **options).images
+        output = pipe(lq, weights=weights, output_type="pt", **options)
+        last.update(restoration_notes(output))
+        return output.images
 
-    return restore
+    return restore, lambda: dict(last)
+
+
+def restoration_notes(output) -> dict:
+    """The columns of ``pairs.csv`` that say what a pipeline did with its one image: the router's
+    ``call`` and ``confidence`` (when a router ran) and the ``restoration`` in words
+    (:func:`~uir.commands.restore.describe_restoration`)."""
+    routed = {} if output.degradations is None else {"call": output.degradations[0],
+                                                     "confidence": round(float(output.confidence[0]), 4)}
+    return {**routed, "restoration": describe_restoration(output, 0)}
 
 
 class _Skips(list):
@@ -91,10 +104,11 @@ def cmd_eval(args) -> int:
                                  select=lambda indices: share(state, indices), on_skip=skips)
     else:
         mine = share(state, list(enumerate(photos)))
-        scores = evaluate_restoration(_restore_fn(pipe, args.oracle, args.top_k), [path for _, path in mine], names,
+        restore, notes = _restore_fn(pipe, args.oracle, args.top_k)
+        scores = evaluate_restoration(restore, [path for _, path in mine], names,
                                       seed=args.seed, severity=severity(args), on_pair=keep,
                                       first_index=mine[0][0] if mine else 0,
-                                      on_skip=skips)
+                                      on_skip=skips, notes=notes)
     if state is not None:  # every process's scores and skips, merged, written once
         from accelerate.utils import gather_object
 
@@ -108,7 +122,7 @@ def cmd_eval(args) -> int:
         return code
     table = with_mean(scores.rows())
     print(markdown_table(table))
-    written = write_scores(table, out)
+    written = write_scores(table, out, scores.pairs)
     if rows:
         written.append(save_image(comparison_grid(rows), out / "grid.png"))
     print("wrote " + ", ".join(str(path) for path in written))
