@@ -164,6 +164,28 @@ def test_unreadable_training_photos_are_skipped_once_and_not_called_held_out(tmp
     assert caplog.text == ""
 
 
+def test_training_crops_are_degraded_as_part_of_their_photo(tmp_path):
+    """Each item carries its photo's size as ``frame`` (the crop's own where a smaller photo was
+    padded) and its raindrops are drawn with it: the photo's drops, not the crop's."""
+    from uir.images import load_image, save_image
+    from uir.testing import save_sample_crops
+
+    folder = save_sample_crops(tmp_path, 1, 64, 96)
+    save_image(load_image(folder / "p0.png")[:, :32, :40], folder / "p1.png")
+    dataset = SyntheticDegradationDataset(sorted(folder.iterdir()), ["raindrop"], crop_size=48, seed=4)
+    for index, frame in ((0, (64, 96)), (1, (48, 48))):
+        item = dataset[index]
+        assert tuple(item["frame"].tolist()) == frame
+        generator = dataset.item_generator(index)
+        gt = dataset.crop(index, generator)
+        state = generator.get_state()
+        framed = D.apply("raindrop", gt, generator=generator, severity="random", frame=frame)
+        assert torch.equal(item["lq"], framed)
+        if index == 0:
+            unframed = D.apply("raindrop", gt, generator=torch.Generator().set_state(state), severity="random")
+            assert not torch.equal(item["lq"], unframed)
+
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 

@@ -245,3 +245,34 @@ def test_lira_levels_and_order(sample):
 def test_clear_errors(call, message, sample):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")):
         call(sample)
+
+
+def test_a_crop_framed_by_its_photo_gets_the_photos_raindrops():
+    """``frame``: a crop is degraded as its part of the photo. On flat grey the drop's alpha is
+    ``(y - 0.5) / 0.05``; a 96 px crop framed by a 384 px photo matches the centre crops of the
+    photo itself in coverage and in drop size (the alpha's correlation 8 px apart), where an
+    unframed crop draws its drops at its own, 4x smaller, scale. The photo's own frame changes nothing."""
+    grey, crop = torch.full((1, 3, 384, 384), 0.5), slice(144, 240)
+    params = dict(drops=20, radius=0.06, blur=2.0)
+
+    def alpha(image):
+        return ((image - 0.5) / 0.05).mean(1)
+
+    def stats(draw) -> tuple[float, float]:
+        maps = torch.cat([alpha(draw(torch.Generator().manual_seed(seed))) for seed in range(400)])
+        shifted = maps[..., 8:], maps[..., :-8]
+        correlation = torch.corrcoef(torch.stack([shifted[0].flatten(), shifted[1].flatten()]))[0, 1]
+        return maps.mean().item(), correlation.item()
+
+    photo = stats(lambda g: D.apply("raindrop", grey, generator=g, **params)[..., crop, crop])
+    framed = stats(lambda g: D.apply("raindrop", grey[..., crop, crop], generator=g, frame=(384, 384), **params))
+    unframed = stats(lambda g: D.apply("raindrop", grey[..., crop, crop], generator=g, **params))
+    assert framed[0] == pytest.approx(photo[0], rel=0.15) and framed[1] == pytest.approx(photo[1], abs=0.05)
+    assert unframed[1] < photo[1] - 0.2, "the crop's own scale: smaller drops"
+    generator = lambda: torch.Generator().manual_seed(7)  # noqa: E731
+    assert torch.equal(D.apply("raindrop", grey, generator=generator(), frame=(384, 384)),
+                       D.apply("raindrop", grey, generator=generator()))
+    assert torch.equal(D.apply("noisy", grey[..., crop, crop], generator=generator(), frame=(384, 384)),
+                       D.apply("noisy", grey[..., crop, crop], generator=generator())), "only framed types use it"
+    with pytest.raises(ValueError, match="must be the"):
+        D.apply("raindrop", grey, generator=generator(), frame=(100, 384))

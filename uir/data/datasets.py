@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from .. import degradations
 from ..images import IMAGE_SUFFIXES, load_image, resize_shorter
-from .transforms import paired_random_crop, paired_random_flip
+from .transforms import crop_frame, paired_random_crop, paired_random_flip
 
 
 def _image_files(folder: Path) -> dict[str, Path]:
@@ -171,8 +171,10 @@ class SyntheticDegradationDataset(CleanCropDataset):
     (longer epochs: fewer data-loader restarts on a fast accelerator).
 
     The crop is taken from the clean image before degrading it, so whole-image effects (haze
-    depth, shadows) are synthesised at the crop's scale. ``set_epoch`` changes the draws
-    between epochs while keeping each epoch reproducible.
+    depth, shadows) are synthesised at the crop's scale; degradations sized by the photo
+    (raindrops) are drawn at the photo's scale (:func:`uir.degradations.apply`'s ``frame``, the
+    clean image's size: each item's ``frame``). ``set_epoch`` changes the draws between epochs
+    while keeping each epoch reproducible.
 
     ``on_device``: items carry the clean crop and a ``seed`` instead of ``lq``, and
     :meth:`degrade_batch` synthesises the batch on the training device, where the data-loader
@@ -208,11 +210,14 @@ class SyntheticDegradationDataset(CleanCropDataset):
         file_index, kind = index % len(self.files), self.degradation_index(index)
         generator = self.item_generator(index)
         gt = self.crop(file_index, generator)
-        item = {"gt": gt, "degradation": self.names[kind], "degradation_index": kind, "path": self.path(file_index)}
+        frame = crop_frame(self.clean(file_index), gt)
+        item = {"gt": gt, "degradation": self.names[kind], "degradation_index": kind, "path": self.path(file_index),
+                "frame": torch.tensor(frame)}
         if self.on_device:
             item["seed"] = int(torch.randint(0, 2**62, (), generator=generator))
         else:
-            item["lq"] = degradations.apply(self.names[kind], gt, generator=generator, severity=self.severity)
+            item["lq"] = degradations.apply(self.names[kind], gt, generator=generator, severity=self.severity,
+                                            frame=frame)
         return item
 
     def degrade_batch(self, batch: dict, device) -> dict:
@@ -221,8 +226,9 @@ class SyntheticDegradationDataset(CleanCropDataset):
         (each image's kernels run on the device; the images go one after another)."""
         gt = batch["gt"].to(device, non_blocking=True)
         lq = [degradations.apply(name, image, generator=torch.Generator(device=gt.device).manual_seed(seed),
-                                 severity=self.severity)
-              for image, name, seed in zip(gt, batch["degradation"], batch["seed"].tolist())]
+                                 severity=self.severity, frame=tuple(frame))
+              for image, name, seed, frame in zip(gt, batch["degradation"], batch["seed"].tolist(),
+                                                  batch["frame"].tolist())]
         return {**batch, "gt": gt, "lq": torch.stack(lq)}
 
 

@@ -29,6 +29,7 @@ from torch.utils.data import IterableDataset
 from .. import degradations
 from ..images import to_tensor
 from .datasets import PairedTransforms, item_generator
+from .transforms import crop_frame
 
 
 def load_training_dataset(name: str, config: str | None = None, split: str = "train", streaming: bool = False,
@@ -108,9 +109,11 @@ class StreamingDegradationDataset(IterableDataset):
         pixel hash."""
         key = pixel_seed(gt)
         generator = item_generator(self.seed, key, self.epoch)
+        photo = gt
         gt = self.transforms(gt, gt, generator)[0]
         kind = int(torch.randint(len(self.names), (1,), generator=generator))
-        lq = degradations.apply(self.names[kind], gt, generator=generator, severity=self.severity)
+        lq = degradations.apply(self.names[kind], gt, generator=generator, severity=self.severity,
+                                frame=crop_frame(photo, gt))
         return {"lq": lq, "gt": gt, "degradation": self.names[kind], "degradation_index": kind,
                 "path": f"{self.column}@{key:016x}"}
 

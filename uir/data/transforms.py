@@ -24,6 +24,12 @@ def paired_random_crop(images: list[torch.Tensor], size: int, generator: torch.G
     return [img[..., top : top + size, left : left + size] for img in images]
 
 
+def crop_frame(photo: torch.Tensor, crop: torch.Tensor) -> tuple[int, int]:
+    """The (H, W) of the photo ``crop`` was cut from, as :func:`uir.degradations.apply`'s
+    ``frame``: the photo's, or the crop's where a smaller photo was padded to it."""
+    return tuple(max(p, c) for p, c in zip(photo.shape[-2:], crop.shape[-2:]))
+
+
 def paired_random_flip(images: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
     """Flip all images horizontally with probability 1/2, then vertically with probability 1/2."""
     flips = torch.rand(2, generator=generator) < 0.5

@@ -51,7 +51,7 @@ register("low-light", "photometric:low_light", family="da-clip", params=(
 register("noisy", "noise:gaussian_noise", family="da-clip", params=(
     Param("sigma", 0.0, 100.0, default=50.0, levels=_fixed(15.0, 25.0, 50.0), doc="on the 0-255 scale"),
 ))
-register("raindrop", "weather:raindrops", family="da-clip", params=(
+register("raindrop", "weather:raindrops", family="da-clip", framed=True, params=(
     Param("drops", 5, 40, integer=True),
     Param("radius", 0.03, 0.10, doc="fraction of the shorter side"),
     Param("blur", 1.0, 4.0, doc="defocus sigma of drop content, px"),

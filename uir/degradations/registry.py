@@ -114,7 +114,11 @@ class Degradation:
     """A registered degradation: its function, parameter specs and documentation.
 
     ``function`` is a callable or a ``"module:function"`` reference into this package, called
-    with the fixed keyword arguments ``fixed`` on top of the drawn parameters."""
+    with the fixed keyword arguments ``fixed`` on top of the drawn parameters. A ``framed``
+    degradation sizes and counts what it draws relative to the whole photo (raindrops: a radius
+    that is a fraction of the photo's shorter side, a number of drops per photo); its function
+    takes ``frame``, the photo's (H, W), so that a crop is degraded as its part of that photo
+    (:func:`apply`)."""
 
     name: str
     function: Callable | str
@@ -122,6 +126,7 @@ class Degradation:
     family: str
     doc: str = ""
     fixed: dict = field(default_factory=dict)
+    framed: bool = False
     param_index: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -190,14 +195,14 @@ def _docstring(function: Callable | str) -> str:
 
 
 def register(name: str, fn: Callable | str, params: Sequence[Param] = (), family: str = "", doc: str | None = None,
-             fixed: dict | None = None):
+             fixed: dict | None = None, framed: bool = False):
     """Register ``fn`` (a callable or a ``"module:function"`` reference) under ``name``, with
-    keyword arguments ``fixed`` always passed. One function may be registered under several
-    names."""
+    keyword arguments ``fixed`` always passed; ``framed``: see :class:`Degradation`. One function
+    may be registered under several names."""
     if name in _REGISTRY:
         raise ValueError(f"degradation {name!r} is already registered")
     text = doc if doc is not None else _docstring(fn).strip().split("\n\n")[0]
-    _REGISTRY[name] = Degradation(name, fn, tuple(params), family, plain_text(text), dict(fixed or {}))
+    _REGISTRY[name] = Degradation(name, fn, tuple(params), family, plain_text(text), dict(fixed or {}), framed)
     return fn
 
 
@@ -242,6 +247,7 @@ def apply(
     generator: torch.Generator,
     severity: str | None = None,
     return_params: bool = False,
+    frame: tuple[int, int] | None = None,
     **params,
 ):
     """Apply one degradation or a composed list, left to right.
@@ -252,6 +258,10 @@ def apply(
         generator: the only source of randomness.
         severity: ``None``, ``"mild"``, ``"moderate"``, ``"severe"`` or ``"random"``.
         return_params: also return the parameters used (a dict, or a list of dicts for a list).
+        frame: the (H, W) of the photo ``image`` was cropped from. A ``framed`` degradation
+            (:class:`Degradation`) then draws what it would draw on the whole photo, as seen
+            through the crop: training crops get raindrops of the size a photo gets. ``None``
+            (or the image's own size): the image is the whole photo.
         **params: for one name, its parameters; for a list, ``name={...}`` per degradation.
 
     Returns:
@@ -277,11 +287,15 @@ def apply(
         per_step = [dict(params.get(n, {})) for n in chain]
 
     batch = check_image(image)
+    if frame is not None and (len(frame) != 2 or any(f < n for f, n in zip(frame, batch.shape[-2:]))):
+        raise ValueError(f"frame {tuple(frame)} must be the (H, W) of a photo that holds the image, "
+                         f"{tuple(batch.shape[-2:])}")
     used = []
     out = batch
     for spec, given in zip(specs, per_step):
         resolved = spec.resolve(given, severity, generator)
-        out = spec.fn(out, generator, **resolved).clamp(0.0, 1.0)
+        cropped = spec.framed and frame is not None and tuple(frame) != tuple(out.shape[-2:])
+        out = spec.fn(out, generator, **resolved, **({"frame": tuple(frame)} if cropped else {})).clamp(0.0, 1.0)
         used.append(resolved)
     out = out.to(image.dtype)
     if image.dim() == 3:

@@ -50,24 +50,42 @@ def snow(image, generator, density, flake_size, angle, veil):
     return out
 
 
-def raindrops(image, generator, drops, radius, blur):
+#: the largest extent of a drop, in units of its radius (the ellipse's aspect is at most 1.2)
+_DROP_EXTENT = 1.2
+
+
+def raindrops(image, generator, drops, radius, blur, frame=None):
     """Water drops on the lens. Each drop is an ellipse whose alpha falls off softly at its
     rim; inside it the scene is seen through a lens: a blurred, flipped and demagnified copy
     ``J(c - 0.5 (p - c))`` of the surroundings, slightly brightened. The drop with the highest
     alpha wins at each pixel; ``y = (1 - a) x + a (0.9 J + 0.1)``.
 
-    ``radius`` is a fraction of the shorter image side (each drop draws 50-100 % of it);
-    ``blur`` is the Gaussian sigma of the defocused drop content.
+    ``radius`` is a fraction of the photo's shorter side (each drop draws 50-100 % of it) and
+    ``drops`` the number on the photo; ``blur`` is the Gaussian sigma of the defocused drop
+    content. ``frame``: the (H, W) of the photo ``image`` is a crop of. Its drops are then
+    those of the photo that can reach the crop: the photo's radius, centres anywhere within a
+    drop's reach of the crop (clipped to the photo's size), and of the photo's ``drops`` the
+    share that this area is of the photo (rounded at random). What a drop shows comes from the
+    crop (clamped at its border), as the photo's drops see only the photo.
     """
     b, _, h, w = image.shape
     y, x = pixel_grid(h, w, image)
     y, x = y.expand(b, 1, h, w), x.expand(b, 1, h, w)
     alpha = torch.zeros_like(y)
     src_y, src_x = y.clone(), x.clone()
+    size = radius * min(frame or (h, w))
+    reach_y = reach_x = 0.0
+    if frame is not None:  # the photo's drops that reach the crop
+        reach = _DROP_EXTENT * size
+        span_y, span_x = min(h + 2 * reach, frame[0]), min(w + 2 * reach, frame[1])
+        reach_y, reach_x = (span_y - h) / 2, (span_x - w) / 2
+        share = drops * span_y * span_x / (frame[0] * frame[1])
+        drops = int(share) + int(float(rand((), generator, image)) < share % 1)
     for _ in range(drops):
         params = rand((b, 5, 1, 1), generator, image)
-        cy, cx = params[:, :1] * h, params[:, 1:2] * w
-        r = radius * min(h, w) * (0.5 + 0.5 * params[:, 2:3])
+        cy = params[:, :1] * (h + 2 * reach_y) - reach_y
+        cx = params[:, 1:2] * (w + 2 * reach_x) - reach_x
+        r = size * (0.5 + 0.5 * params[:, 2:3])
         aspect = 0.8 + 0.4 * params[:, 3:4]
         rho = torch.sqrt(((y - cy) / (r * aspect)) ** 2 + ((x - cx) / r) ** 2)
         a = ((1.0 - rho) / 0.3).clamp(0.0, 1.0) * (0.85 + 0.15 * params[:, 4:5])
