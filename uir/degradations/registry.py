@@ -261,9 +261,9 @@ def apply(
         return_params: also return the parameters used (a dict, or a list of dicts for a list).
         frame: the (H, W) of the photo ``image`` was cropped from. A ``framed`` degradation
             (:class:`Degradation`) then draws what it would draw on the whole photo, as seen
-            through the crop: training crops get raindrops of the size a photo gets, and a part
-            of the photo's haze depth. ``None`` (or the image's own size): the image is the
-            whole photo.
+            through the crop: training crops get raindrops of the size a photo gets, and a part of
+            the photo's haze depth. ``None``
+            (or the image's own size): the image is the whole photo.
         **params: for one name, its parameters; for a list, ``name={...}`` per degradation.
 
     Returns:
