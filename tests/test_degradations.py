@@ -276,24 +276,3 @@ def test_a_crop_framed_by_its_photo_gets_the_photos_raindrops():
                        D.apply("noisy", grey[..., crop, crop], generator=generator())), "only framed types use it"
     with pytest.raises(ValueError, match="must be the"):
         D.apply("raindrop", grey, generator=generator(), frame=(100, 384))
-
-
-def test_a_crop_framed_by_its_photo_spans_a_part_of_the_photos_haze_depth():
-    """Haze on a crop framed by its photo: the depth (read back from black, where
-    ``I = A (1 - exp(-beta d))``) spans what a window of the photo's depth spans, not the full
-    top-to-bottom range an unframed crop gets."""
-    black, crop = torch.zeros(1, 3, 384, 384), slice(144, 240)
-    params = dict(beta=1.0, airlight=0.9)
-
-    def depth_range(draw) -> float:
-        spans = []
-        for seed in range(40):
-            hazy = draw(torch.Generator().manual_seed(seed))
-            depth = -torch.log(1.0 - hazy[:, 0] / 0.9)
-            spans.append(float(depth.amax() - depth.amin()))
-        return sum(spans) / len(spans)
-
-    photo = depth_range(lambda g: D.apply("hazy", black, generator=g, **params)[..., crop, crop])
-    framed = depth_range(lambda g: D.apply("hazy", black[..., crop, crop], generator=g, frame=(384, 384), **params))
-    unframed = depth_range(lambda g: D.apply("hazy", black[..., crop, crop], generator=g, **params))
-    assert framed == pytest.approx(photo, rel=0.25) and unframed > 2 * photo

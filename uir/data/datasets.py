@@ -170,9 +170,9 @@ class SyntheticDegradationDataset(CleanCropDataset):
     ``(i // N) % T``; ``repeats`` makes an epoch hold that many independent draws of each pair
     (longer epochs: fewer data-loader restarts on a fast accelerator).
 
-    The crop is taken from the clean image before degrading it, so whole-image effects
-    (shadows) are synthesised at the crop's scale; degradations sized by the photo (raindrops,
-    haze's depth) are drawn at the photo's scale (:func:`uir.degradations.apply`'s ``frame``, the
+    The crop is taken from the clean image before degrading it, so whole-image effects (haze
+    depth, shadows) are synthesised at the crop's scale; degradations sized by the photo
+    (raindrops) are drawn at the photo's scale (:func:`uir.degradations.apply`'s ``frame``, the
     clean image's size: each item's ``frame``). ``set_epoch`` changes the draws between epochs
     while keeping each epoch reproducible.
 

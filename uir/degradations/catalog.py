@@ -36,7 +36,7 @@ register("motion-blurry", "blur:trajectory_motion_blur", family="da-clip", param
     Param("kernel_size", 7, 31, integer=True, doc="PSF support in px"),
     Param("intensity", 0.0, 1.0, doc="trajectory curvature"),
 ))
-register("hazy", "photometric:haze", family="da-clip", fixed=dict(max_depth=1.0), framed=True, params=(
+register("hazy", "photometric:haze", family="da-clip", fixed=dict(max_depth=1.0), params=(
     Param("beta", 0.5, 2.5, doc="scattering coefficient (depth in [0, 1])"),
     Param("airlight", 0.7, 1.0),
 ))

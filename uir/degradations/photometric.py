@@ -9,29 +9,20 @@ import torch
 from .filters import pixel_grid, rand, randn_like, smooth_field
 
 
-def depth_proxy(image, generator, max_depth, frame=None):
+def depth_proxy(image, generator, max_depth):
     """Scene-depth proxy in ``[0, max_depth]`` (B,1,H,W): a ramp that is far at the top of the
-    frame (0.6) plus a smooth random field (0.4), as outdoor scenes tend to be. ``frame``: the
-    (H, W) of the photo ``image`` is a crop of; the depth is then the photo's, seen through a
-    window of the crop's size at a random place (a crop spans a part of the photo's depth)."""
+    frame (0.6) plus a smooth random field (0.4), as outdoor scenes tend to be."""
     b, _, h, w = image.shape
-    height, width = frame or (h, w)
-    y, _ = pixel_grid(height, width, image)
-    ramp = 1.0 - y / max(height - 1, 1)
-    field = smooth_field(b, height, width, generator, image)
-    depth = max_depth * (0.6 * ramp + 0.4 * field)
-    if (height, width) == (h, w):
-        return depth
-    top = int(float(rand((), generator, image)) * (height - h + 1))
-    left = int(float(rand((), generator, image)) * (width - w + 1))
-    return depth[..., top : top + h, left : left + w]
+    y, _ = pixel_grid(h, w, image)
+    ramp = 1.0 - y / max(h - 1, 1)
+    field = smooth_field(b, h, w, generator, image)
+    return max_depth * (0.6 * ramp + 0.4 * field)
 
 
-def haze(image, generator, beta, airlight, max_depth=1.0, frame=None):
+def haze(image, generator, beta, airlight, max_depth=1.0):
     """Atmospheric scattering model ``I = J t + A (1 - t)``, ``t = exp(-beta d)`` with the
-    depth proxy ``d`` of :func:`depth_proxy` (the photo's, on a crop with a ``frame``) and
-    global airlight ``A``."""
-    transmission = torch.exp(-beta * depth_proxy(image, generator, max_depth, frame))
+    depth proxy ``d`` of :func:`depth_proxy` and global airlight ``A``."""
+    transmission = torch.exp(-beta * depth_proxy(image, generator, max_depth))
     return image * transmission + airlight * (1.0 - transmission)
 
 

@@ -116,8 +116,7 @@ class Degradation:
     ``function`` is a callable or a ``"module:function"`` reference into this package, called
     with the fixed keyword arguments ``fixed`` on top of the drawn parameters. A ``framed``
     degradation sizes and counts what it draws relative to the whole photo (raindrops: a radius
-    that is a fraction of the photo's shorter side, a number of drops per photo; haze: a depth
-    that spans the photo from top to bottom); its function
+    that is a fraction of the photo's shorter side, a number of drops per photo); its function
     takes ``frame``, the photo's (H, W), so that a crop is degraded as its part of that photo
     (:func:`apply`)."""
 
@@ -261,8 +260,7 @@ def apply(
         return_params: also return the parameters used (a dict, or a list of dicts for a list).
         frame: the (H, W) of the photo ``image`` was cropped from. A ``framed`` degradation
             (:class:`Degradation`) then draws what it would draw on the whole photo, as seen
-            through the crop: training crops get raindrops of the size a photo gets, and a part of
-            the photo's haze depth. ``None``
+            through the crop: training crops get raindrops of the size a photo gets. ``None``
             (or the image's own size): the image is the whole photo.
         **params: for one name, its parameters; for a list, ``name={...}`` per degradation.
 
