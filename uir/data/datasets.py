@@ -171,7 +171,8 @@ class SyntheticDegradationDataset(CleanCropDataset):
     (longer epochs: fewer data-loader restarts on a fast accelerator).
 
     The crop is taken from the clean image before degrading it, so whole-image effects (haze
-    depth, shadows) are synthesised at the crop's scale; degradations sized by the photo
+    depth, shadows) are synthesised at the crop's scale (a haze expert trained on the photo's
+    depth instead measured worse: docs/default-model.md); degradations sized by the photo
     (raindrops) are drawn at the photo's scale (:func:`uir.degradations.apply`'s ``frame``, the
     clean image's size: each item's ``frame``). ``set_epoch`` changes the draws between epochs
     while keeping each epoch reproducible.
