@@ -117,8 +117,8 @@ def _score(triples: Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor
         for i, value in enumerate((p_in, p_out, ssim(lq, gt).item(), ssim(restored, gt).item(), float(p_out < p_in))):
             row[i] += value
         row[-1] += 1
-        pairs.append({"photo": about.pop("photo"), "degradation": name, "psnr_in": p_in, "psnr_out": p_out,
-                      "gain": p_out - p_in, "worse": p_out < p_in, **about})
+        pairs.append({"photo": about["photo"], "degradation": name, "psnr_in": p_in, "psnr_out": p_out,
+                      "gain": p_out - p_in, "worse": p_out < p_in, **about})  # the photo stays first
     scores = RestorationScores(pairs=pairs)
     for name, row in sums.items():
         for table, total in zip(SCORE_TABLES, row):

@@ -156,8 +156,13 @@ class CleanCropDataset(Dataset):
 
     def crop(self, file_index: int, generator: torch.Generator) -> torch.Tensor:
         """A random crop of clean image ``file_index``, drawn from ``generator``."""
+        return self.framed_crop(file_index, generator)[0]
+
+    def framed_crop(self, file_index: int, generator: torch.Generator) -> tuple[torch.Tensor, tuple[int, int]]:
+        """:meth:`crop` and the size of the photo it was cut from (:func:`crop_frame`), from one decode."""
         clean = self.clean(file_index)
-        return self.transforms(clean, clean, generator)[0]
+        crop = self.transforms(clean, clean, generator)[0]
+        return crop, crop_frame(clean, crop)
 
     def __getitem__(self, index):
         if not 0 <= index < len(self):
@@ -210,8 +215,7 @@ class SyntheticDegradationDataset(CleanCropDataset):
             raise IndexError(index)
         file_index, kind = index % len(self.files), self.degradation_index(index)
         generator = self.item_generator(index)
-        gt = self.crop(file_index, generator)
-        frame = crop_frame(self.clean(file_index), gt)
+        gt, frame = self.framed_crop(file_index, generator)
         item = {"gt": gt, "degradation": self.names[kind], "degradation_index": kind, "path": self.path(file_index),
                 "frame": torch.tensor(frame)}
         if self.on_device:
