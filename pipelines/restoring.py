@@ -23,12 +23,14 @@ from tqdm.auto import tqdm
 
 from uir.classical import PRIORS, VEIL_BOUNDS
 from uir.degradations.masks import MISSING_CLASS, harmonic_fill, missing_mask
+from uir.degradations.weather import RAINDROP_CLASS
 from uir.files import check_weights
 from uir.images import to_pil, to_tensor
 from uir.lora import (FINGERPRINT_KEY, ExpertError, ExpertList, LoRAExpert, base_fingerprint, fingerprints_match,
                       install_experts, mixture_layers, short_fingerprint)
 from uir.lora.mixture import mixture_weights
 from uir.lora.strategies import DEFAULT_TOP_K, expert_weights
+from uir.networks.drops import clear_drops
 from uir.tiling import restore_tiled
 
 
@@ -129,7 +131,9 @@ class RestorationOutput:
     None when no router ran. ``missing`` (B,) is the share of pixels found missing and filled
     (:func:`fill_missing_pixels`; ``None`` when the call does not look for them).
     ``prior_weight`` (B,) is the share of the output given to the top degradation's classical
-    prior (:data:`uir.classical.PRIORS`; only an expected-gain table gives one)."""
+    prior (:data:`uir.classical.PRIORS`; only an expected-gain table gives one). ``drops`` (B,) is
+    the share of pixels found under raindrops and cleared (:func:`clear_found_drops`; ``None``
+    when the call does not look for them)."""
 
     images: object
     weights: torch.Tensor = None
@@ -140,6 +144,7 @@ class RestorationOutput:
     known: torch.Tensor = None
     missing: torch.Tensor = None
     prior_weight: torch.Tensor = None
+    drops: torch.Tensor = None
 
 
 def fill_missing_pixels(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,6 +154,16 @@ def fill_missing_pixels(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     mask = missing_mask(images)
     share = mask.flatten(1).mean(1)
     return (harmonic_fill(images, mask) if bool((share > 0).any()) else images), share
+
+
+def clear_found_drops(router, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images with their raindrops cleared, the share of pixels cleared (B,))``: in the images
+    where the router's drop detector finds drops (:meth:`~uir.networks.router.RouterInference.find_drops`),
+    the pixels under them replaced by :func:`~uir.networks.drops.clear_drops`; the others come back unchanged."""
+    mask, found = router.find_drops(images.to(router.device))
+    mask = mask.to(images) * found.to(images)[:, None, None, None]
+    share = mask.flatten(1).mean(1)
+    return (clear_drops(images, mask) if bool(found.any()) else images), share
 
 
 class MixtureRestoration:
@@ -274,7 +289,7 @@ class MixtureRestoration:
             generator: the ``random`` strategy's draws, and the VAE posterior sample.
             return_dict: return a :attr:`output_class`; else a tuple of its fields, in order
                 (images, weights, expert_names, clean_weight, degradations, confidence, known, missing,
-                prior_weight).
+                prior_weight, drops).
             sample_posterior: sample the VAE latent instead of taking its mode (SD-turbo only).
             tile_size: restore in overlapping, blended tiles of this many pixels (bounded memory);
                 ``"auto"``: tiles of at most ``auto_tile_size`` for images with a longer side;
@@ -285,6 +300,8 @@ class MixtureRestoration:
                 the router choosing, a filled image is then kept as it is: the fill is its
                 restoration, and no expert runs on it (routed, every expert lowered a filled
                 photo's PSNR: docs/default-model.md). Manual weights still apply after the fill.
+                Then, with the router choosing and holding a drop detector, raindrops are found
+                and cleared the same way (:func:`clear_found_drops`), and a cleared image is kept.
 
         Returns:
             :attr:`output_class` with the images, the expert weights and the router's verdict.
@@ -294,16 +311,20 @@ class MixtureRestoration:
             tile_size = self.auto_tile_size if max(images.shape[-2:]) > self.auto_tile_size else None
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        missing = filled = None
+        missing = drops = None
+        found = {}  # the router sees the filled and cleared images: it is told what was there
         if self.fills_missing_pixels if fill_missing is None else fill_missing:
             images, missing = fill_missing_pixels(images)
-            filled = missing > 0
-        found = None if filled is None else {MISSING_CLASS: filled}  # the router sees the filled images: it is told
+            found[MISSING_CLASS] = missing > 0
+        routing = weights is None and strategy == "router"
+        if routing and getattr(self.router, "drop_detector", None) is not None:
+            images, drops = clear_found_drops(self.router, images)
+            found[RAINDROP_CLASS] = drops.cpu() > 0
         chosen, clean, prior, routed = route(self, images.to(self.device), weights, top_k, strategy, generator, found)
-        if filled is not None and weights is None and strategy == "router":
-            filled = filled.to(clean.device)
-            chosen, clean = chosen.masked_fill(filled[:, None], 0.0), clean.masked_fill(filled, 1.0)
-            prior = prior.masked_fill(filled, 0.0)
+        if found and routing:  # the fill or the clearing is the restoration: kept as it is
+            done = torch.stack(list(found.values())).any(0).to(clean.device)
+            chosen, clean = chosen.masked_fill(done[:, None], 0.0), clean.masked_fill(done, 1.0)
+            prior = prior.masked_fill(done, 0.0)
         prior_images, computed = None, {}
         if bool((prior > 0).any()):  # the top class's classical prior, where the rule gave it a share
             prior_images = prior_outputs(images, routed.names, (prior > 0).nonzero().flatten().tolist(), computed)
@@ -324,7 +345,7 @@ class MixtureRestoration:
         verdict = {} if routed is None else {"degradations": routed.names, "confidence": routed.confidence,
                                              "known": routed.known}
         output = self.output_class(images=restored, weights=chosen, expert_names=self.expert_list.names,
-                                   clean_weight=clean, missing=missing, prior_weight=prior, **verdict)
+                                   clean_weight=clean, missing=missing, prior_weight=prior, drops=drops, **verdict)
         return output if return_dict else tuple(getattr(output, f.name) for f in fields(output))
 
     # --- progress bar (diffusers' interface, also without diffusers) --------------------------
@@ -372,5 +393,5 @@ class RestorerRestoration(MixtureRestoration):
         return restored.float().clamp(0, 1).contiguous()
 
 
-__all__ = ["MixtureRestoration", "RestorationOutput", "RestorerRestoration", "fill_missing_pixels", "mix_outputs",
+__all__ = ["MixtureRestoration", "RestorationOutput", "RestorerRestoration", "clear_found_drops", "fill_missing_pixels", "mix_outputs",
            "network_inputs", "postprocess", "prior_outputs", "route"]

@@ -593,3 +593,27 @@ def test_split_photos_links_the_three_parts_of_the_validation_split(tmp_path, tr
     assert sum(map(len, linked.values())) == len(set().union(*linked.values()))
     assert split_and_read() == linked
     assert "validation: " in capsys.readouterr().out
+
+
+def test_drop_detector_trains_into_a_copy_of_the_router(photos, tmp_path, train_script):
+    """``train_drop_detector.py``: the detector learns (its loss falls) and is saved inside a copy
+    of the given router, which then loads with it and its ``drop_share``; the router's own weights
+    are untouched."""
+    from uir.testing import tiny_router
+
+    tiny_router(seed=0).save_pretrained(tmp_path / "router")
+    config = tmp_path / "detector.json"
+    config.write_text('{"width": 4, "encoder_blocks": [1, 1], "middle_blocks": 1, "decoder_blocks": [1, 1]}')
+    train_script("train_drop_detector").main([
+        "--router", str(tmp_path / "router"), "--config", str(config), "--train_data_dir", str(photos),
+        "--output_dir", str(tmp_path / "run"), "--degradations", "noisy,raindrop", "--max_train_steps", "12",
+        "--train_batch_size", "4", "--resolution", "64", "--validation_steps", "0", "--num_validation_images", "0",
+        "--checkpointing_steps", "0", "--learning_rate", "5e-3", "--drop_share", "0.02"])
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 12 and sum(losses[-3:]) < sum(losses[:3])
+    saved = DegradationRouter.from_pretrained(tmp_path / "run" / "router")
+    assert saved.config.drop_share == 0.02 and saved.drop_detector.net.intro.out_channels == 4
+    original = load_file(tmp_path / "router" / "diffusion_pytorch_model.safetensors")
+    state = load_file(tmp_path / "run" / "router" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(state[k], v) for k, v in original.items())
+    assert any(k.startswith("drop_detector.") for k in state)

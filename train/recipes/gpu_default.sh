@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 16, step 4: the embedded default (default_model.sh) on one large GPU in about 8 minutes:
+# Issue 16, step 4: the embedded default (default_model.sh) on one large GPU in about 9 minutes:
 # each part under a time budget (--max_train_seconds: a run times its first steps, then fixes its
 # length and LR schedule to fit), many data workers. On one H200 this made the shipped weights:
 # base 4820 steps (43 ms each), router 1221 (162 ms, bound by its data workers), experts 1858.
@@ -9,6 +9,8 @@
 set -euo pipefail
 export BASE_STEPS=${BASE_STEPS:-40000} ROUTER_STEPS=${ROUTER_STEPS:-20000} EXPERT_STEPS=${EXPERT_STEPS:-20000}
 export BASE_SECONDS=${BASE_SECONDS:-210} ROUTER_SECONDS=${ROUTER_SECONDS:-200} EXPERT_SECONDS=${EXPERT_SECONDS:-110}
+# the drop detector (after the router; default_model.sh): its crops are drawn by the workers
+export DROP_SECONDS=${DROP_SECONDS:-60}
 export WORKERS=${WORKERS:-6}
 RUNS=${1:-runs/gpu-default}
 # Issue 28, item 5: default_model.sh first times the base with its degradations drawn by the

@@ -153,8 +153,8 @@ def cmd_restore(args) -> int:
 
 
 def describe_restoration(result, row: int) -> str:
-    """What was done to image ``row`` of a pipeline output, in words: missing pixels filled, the
-    router's call and its confidence (or "not sure" when below the threshold), then the experts
+    """What was done to image ``row`` of a pipeline output, in words: missing pixels filled and
+    raindrops cleared, the router's call and its confidence (or "not sure" when below the threshold), then the experts
     that ran with their weights, a classical prior's share and the share of the input kept,
     "base model only", or "input returned unchanged"."""
     from ..classical import PRIORS
@@ -170,9 +170,12 @@ def describe_restoration(result, row: int) -> str:
         used = f"{classical} only"
     else:
         used = ", ".join([f"experts: {experts}" if experts else "base model only", *extras])
-    if result.missing is not None and float(result.missing[row]) > 0:
-        filled = f"filled {100 * float(result.missing[row]):.1f}% missing pixels"
-        return filled if kept >= 1 else f"{filled}; {used}"
+    drops = getattr(result, "drops", None)  # an output of a pipeline without drop clearing has none
+    done = [f"{verb} {100 * float(share[row]):.1f}% {what}" for verb, share, what in
+            (("filled", result.missing, "missing pixels"), ("cleared raindrops from", drops, "of the pixels"))
+            if share is not None and float(share[row]) > 0]
+    if done:
+        return "; ".join(done if kept >= 1 else [*done, used])
     if result.degradations is None:
         return used
     confidence = result.confidence[row].item()

@@ -9,6 +9,7 @@ from uir.lazy import lazy_attributes
 _LAZY = {
     "CleanCropDataset": ".datasets",
     "DegradationConcatDataset": ".datasets",
+    "DropMaskDataset": ".datasets",
     "PairedFolderDataset": ".datasets",
     "SyntheticDegradationDataset": ".datasets",
     "HOLDOUT_EVERY": ".photos",

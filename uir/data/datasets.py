@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from .. import degradations
 from ..images import IMAGE_SUFFIXES, load_image, resize_shorter
+from ..degradations.weather import RAINDROP_CLASS, raindrop_alpha
 from .transforms import crop_frame, paired_random_crop, paired_random_flip
 
 
@@ -221,9 +222,12 @@ class SyntheticDegradationDataset(CleanCropDataset):
         if self.on_device:
             item["seed"] = int(torch.randint(0, 2**62, (), generator=generator))
         else:
-            item["lq"] = degradations.apply(self.names[kind], gt, generator=generator, severity=self.severity,
-                                            frame=frame)
+            item.update(self.synthesise(self.names[kind], gt, generator, frame))
         return item
+
+    def synthesise(self, name: str, gt: torch.Tensor, generator: torch.Generator, frame: tuple[int, int]) -> dict:
+        """What an item adds to its clean crop ``gt``: ``{"lq": gt degraded by name}``."""
+        return {"lq": degradations.apply(name, gt, generator=generator, severity=self.severity, frame=frame)}
 
     def degrade_batch(self, batch: dict, device) -> dict:
         """A collated batch of ``on_device`` items with ``lq`` synthesised on ``device``: each
@@ -235,6 +239,37 @@ class SyntheticDegradationDataset(CleanCropDataset):
               for image, name, seed, frame in zip(gt, batch["degradation"], batch["seed"].tolist(),
                                                   batch["frame"].tolist())]
         return {**batch, "gt": gt, "lq": torch.stack(lq)}
+
+
+class DropMaskDataset(SyntheticDegradationDataset):
+    """Crops with raindrops and crops without, each with the drops' alpha: the training data of
+    :class:`uir.networks.drops.DropDetector`. Item ``i`` is image ``i % N``; every other run of
+    ``N`` items carries raindrops (drawn at the photo's scale, with their alpha from
+    :func:`~uir.degradations.weather.raindrop_alpha`), the runs between go through ``others`` in
+    turn (the clean class and the other types, whose alpha is 0), so half the items have drops."""
+
+    def __init__(self, files: Sequence, others: Sequence[str], crop_size: int | None = None, flip: bool = False,
+                 seed: int = 0, severity: str | None = "random", repeats: int = 1):
+        if RAINDROP_CLASS in others or not others:
+            raise ValueError(f"others must be degradation names other than {RAINDROP_CLASS!r}, got {list(others)}")
+        super().__init__(files, [RAINDROP_CLASS, *others], crop_size, flip, seed, severity, repeats)
+
+    def __len__(self):
+        return len(self.files) * 2 * (len(self.names) - 1) * self.repeats
+
+    def degradation_index(self, index: int) -> int:
+        run = index // len(self.files)
+        return 0 if run % 2 == 0 else 1 + (run // 2) % (len(self.names) - 1)
+
+    def synthesise(self, name: str, gt: torch.Tensor, generator: torch.Generator, frame: tuple[int, int]) -> dict:
+        """``{"lq", "alpha"}``: the degraded crop, and where drops hide the scene (B=1 dropped)."""
+        if name != RAINDROP_CLASS:
+            return {**super().synthesise(name, gt, generator, frame), "alpha": torch.zeros_like(gt[:1])}
+        params = degradations.get(name).resolve({}, self.severity, generator)
+        state = generator.get_state()  # the alpha's draws are the drops' own
+        lq = degradations.apply(name, gt, generator=generator, frame=frame, **params)
+        alpha = raindrop_alpha(gt[None], torch.Generator().set_state(state), frame=frame, **params)[0]
+        return {"lq": lq, "alpha": alpha}
 
 
 class DegradationConcatDataset(Dataset):

@@ -50,24 +50,14 @@ def snow(image, generator, density, flake_size, angle, veil):
     return out
 
 
+#: the vocabulary entry raindrops on the lens are (:func:`raindrops`)
+RAINDROP_CLASS = "raindrop"
 #: the largest extent of a drop, in units of its radius (the ellipse's aspect is at most 1.2)
 _DROP_EXTENT = 1.2
 
 
-def raindrops(image, generator, drops, radius, blur, frame=None):
-    """Water drops on the lens. Each drop is an ellipse whose alpha falls off softly at its
-    rim; inside it the scene is seen through a lens: a blurred, flipped and demagnified copy
-    ``J(c - 0.5 (p - c))`` of the surroundings, slightly brightened. The drop with the highest
-    alpha wins at each pixel; ``y = (1 - a) x + a (0.9 J + 0.1)``.
-
-    ``radius`` is a fraction of the photo's shorter side (each drop draws 50-100 % of it) and
-    ``drops`` the number on the photo; ``blur`` is the Gaussian sigma of the defocused drop
-    content. ``frame``: the (H, W) of the photo ``image`` is a crop of. Its drops are then
-    those of the photo that can reach the crop: the photo's radius, centres anywhere within a
-    drop's reach of the crop (clipped to the photo's size), and of the photo's ``drops`` the
-    share that this area is of the photo (rounded at random). What a drop shows comes from the
-    crop (clamped at its border), as the photo's drops see only the photo.
-    """
+def _drops(image, generator, drops, radius, frame):
+    """The drops of :func:`raindrops`: ``(alpha, source rows, source columns)``, each (B,1,H,W)."""
     b, _, h, w = image.shape
     y, x = pixel_grid(h, w, image)
     y, x = y.expand(b, 1, h, w), x.expand(b, 1, h, w)
@@ -93,6 +83,32 @@ def raindrops(image, generator, drops, radius, blur, frame=None):
         alpha = torch.where(take, a, alpha)
         src_y = torch.where(take, cy - 0.5 * (y - cy), src_y)
         src_x = torch.where(take, cx - 0.5 * (x - cx), src_x)
+    return alpha, src_y, src_x
+
+
+def raindrops(image, generator, drops, radius, blur, frame=None):
+    """Water drops on the lens. Each drop is an ellipse whose alpha falls off softly at its
+    rim; inside it the scene is seen through a lens: a blurred, flipped and demagnified copy
+    ``J(c - 0.5 (p - c))`` of the surroundings, slightly brightened. The drop with the highest
+    alpha wins at each pixel; ``y = (1 - a) x + a (0.9 J + 0.1)``.
+
+    ``radius`` is a fraction of the photo's shorter side (each drop draws 50-100 % of it) and
+    ``drops`` the number on the photo; ``blur`` is the Gaussian sigma of the defocused drop
+    content. ``frame``: the (H, W) of the photo ``image`` is a crop of. Its drops are then
+    those of the photo that can reach the crop: the photo's radius, centres anywhere within a
+    drop's reach of the crop (clipped to the photo's size), and of the photo's ``drops`` the
+    share that this area is of the photo (rounded at random). What a drop shows comes from the
+    crop (clamped at its border), as the photo's drops see only the photo.
+    """
+    h, w = image.shape[-2:]
+    alpha, src_y, src_x = _drops(image, generator, drops, radius, frame)
     grid = torch.cat([src_x / max(w - 1, 1), src_y / max(h - 1, 1)], 1).permute(0, 2, 3, 1) * 2 - 1
     seen = F.grid_sample(filter2d(image, gaussian_kernel(blur)), grid, mode="bilinear", padding_mode="border", align_corners=True)
     return image * (1.0 - alpha) + (0.9 * seen + 0.1) * alpha
+
+
+def raindrop_alpha(image, generator, drops, radius, blur, frame=None):
+    """The alpha ``a`` (B,1,H,W) of the drops :func:`raindrops` draws with the same arguments and
+    a generator in the same state: where, and how much, a drop hides the scene (the target of
+    :class:`uir.networks.drops.DropDetector`). ``blur`` does not change it."""
+    return _drops(image, generator, drops, radius, frame)[0]

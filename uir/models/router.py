@@ -39,6 +39,9 @@ on the comb of a JPEG quantisation at that libjpeg quality or below
 has missing pixels, regions of one exact value in every channel
 (:func:`uir.degradations.masks.missing_mask`). Images without a trace (a resized or filtered
 JPEG, a photo saved at a higher quality, holes of no single value) are routed by eq. 3 alone.
+Raindrops leave no exact trace, but a router may hold a learned one: a ``drop_detector``
+(:class:`~uir.networks.drops.DropDetector`) that maps where drops hide the scene, and the router
+calls ``raindrop`` an image with at least ``drop_share`` of its pixels under drops.
 
 **Clean.** A vocabulary may hold :data:`~uir.degradations.CLEAN`, the undegraded class. It has
 no expert: its weight keeps the input unchanged (the identity expert of the mixture).
@@ -66,8 +69,10 @@ from torch import nn
 from ..degradations import CLEAN, DEFAULT_VOCABULARY
 from ..degradations.jpeg_trace import JPEG_CLASS
 from ..degradations.masks import MISSING_CLASS
+from ..degradations.weather import RAINDROP_CLASS
 from ..files import load_safetensors
 from ..lora.strategies import check_expected_gain_table, check_low_confidence
+from ..networks.drops import DropDetector
 from ..networks.router import OPENAI_MEAN, OPENAI_STD, RouterInference, RouterOutput
 
 
@@ -151,6 +156,11 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
         call_missing_pixels: call an image with missing pixels ``uncompleted``.
         logit_bias: ``{class: bias}`` added to eq. 3's logits when routing (after the
             temperature): the prior correction of :func:`prior_correction`; ``None``: none.
+        drop_detector_config: the arguments of a :class:`~uir.networks.drops.DropDetector` the
+            router holds (``drop_detector``; trained by ``train/train_drop_detector.py``);
+            ``None``: none.
+        drop_share: with a drop detector, call an image ``raindrop`` when at least this share
+            of its pixels is under drops.
     """
 
     config_name = "config.json"
@@ -173,6 +183,8 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
         jpeg_max_quality: float | None = None,
         call_missing_pixels: bool = False,
         logit_bias: dict | None = None,
+        drop_detector_config: dict | None = None,
+        drop_share: float = 0.01,
     ):
         super().__init__()
         import open_clip
@@ -184,8 +196,11 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
             check_expected_gain_table(expected_gains)
         if jpeg_max_quality is not None and not 1 <= jpeg_max_quality <= 100:
             raise ValueError(f"jpeg_max_quality must be a quality in [1, 100], got {jpeg_max_quality}")
+        if not 0 < drop_share <= 1:
+            raise ValueError(f"drop_share must be a share of the pixels in (0, 1], got {drop_share}")
         for option, asked, name in (("jpeg_max_quality", jpeg_max_quality is not None, JPEG_CLASS),
-                                    ("call_missing_pixels", call_missing_pixels, MISSING_CLASS)):
+                                    ("call_missing_pixels", call_missing_pixels, MISSING_CLASS),
+                                    ("drop_detector_config", drop_detector_config is not None, RAINDROP_CLASS)):
             if asked and name not in vocabulary:
                 raise ValueError(f"{option} calls images {name!r}, which the vocabulary {list(vocabulary)} lacks")
         unknown = sorted(set(logit_bias or {}) - set(vocabulary))
@@ -200,6 +215,7 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
         self.controller = DegradationController(self.clip.visual) if use_controller else None
         self.logit_scale = nn.Parameter(self.clip.logit_scale.detach().clone())
         self.register_buffer("degradation_bank", torch.zeros(len(vocabulary), clip_config["embed_dim"]))
+        self.drop_detector = DropDetector(**drop_detector_config) if drop_detector_config is not None else None
         self.clip.requires_grad_(False)
 
     # --- construction ------------------------------------------------------------------------

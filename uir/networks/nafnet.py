@@ -6,7 +6,8 @@ channels in two halves and multiplies them, and SCA scales channels by a 1x1 con
 global average. ``beta`` and ``gamma`` start at zero, so every block starts as the identity.
 Encoders halve the resolution with a stride-2 2x2 conv and double the channels; decoders undo
 it (:data:`UPSAMPLINGS`) and add the encoder skip. The output adds the input
-(global residual), so the network predicts a correction.
+(global residual), so the network predicts a correction; with another ``out_channels`` it maps
+the image to that many planes instead (:class:`uir.networks.drops.DropDetector`: one).
 
 The 1x1 convolutions (``expand``, ``project``, ``ffn_expand``, ``ffn_project``) and the
 ``intro``/``ending`` convs are where uir's LoRA experts go (:data:`EXPERT_TARGETS`).
@@ -154,6 +155,9 @@ class NAFNet(nn.Module):
         middle_blocks: blocks at the lowest resolution.
         decoder_blocks: blocks per decoder level, same length as ``encoder_blocks``.
         upsampling: the decoders' upsampling, one of :data:`UPSAMPLINGS`.
+        out_channels: output channels; ``None``: ``in_channels``, with the global residual. Any
+            other number makes a plain map of the image, without the residual (a mask predictor,
+            :class:`uir.networks.drops.DropDetector`).
 
     Input sizes must be multiples of ``size_multiple`` (``2 ** levels``); the pipelines pad.
     """
@@ -162,12 +166,14 @@ class NAFNet(nn.Module):
     dlnet_split = "ending"  # DL-Net: z is the last feature map, h the output conv plus the residual
 
     def __init__(self, in_channels: int = 3, width: int = 16, encoder_blocks: tuple = (1, 1, 2),
-                 middle_blocks: int = 2, decoder_blocks: tuple = (1, 1, 1), upsampling: str = "pixel-shuffle"):
+                 middle_blocks: int = 2, decoder_blocks: tuple = (1, 1, 1), upsampling: str = "pixel-shuffle",
+                 out_channels: int | None = None):
         super().__init__()
         if len(encoder_blocks) != len(decoder_blocks):
             raise ValueError("encoder_blocks and decoder_blocks need the same number of levels")
         self.intro = nn.Conv2d(in_channels, width, 3, padding=1)
-        self.ending = nn.Conv2d(width, in_channels, 3, padding=1)
+        self.residual = out_channels is None
+        self.ending = nn.Conv2d(width, in_channels if self.residual else out_channels, 3, padding=1)
         self.encoders, self.downs, self.ups, self.decoders = (nn.ModuleList() for _ in range(4))
         channels = width
         for count in encoder_blocks:
@@ -214,7 +220,8 @@ class NAFNet(nn.Module):
         feature = self.middle(feature)
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
             feature = decoder(up(feature).add_(skip))  # in place: the fresh upsampled map, no third map
-        return self.ending(feature).add_(x)
+        out = self.ending(feature)
+        return out.add_(x) if self.residual else out
 
 
 __all__ = ["BAND_VALUES", "EXPERT_TARGETS", "UPSAMPLINGS", "LayerNorm2d", "NAFBlock", "NAFNet", "bilinear_from_pixel_shuffle",

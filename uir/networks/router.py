@@ -23,9 +23,11 @@ from torch import nn
 
 from ..degradations.jpeg_trace import JPEG_CLASS, jpeg_quality
 from ..degradations.masks import MISSING_CLASS, missing_mask
+from ..degradations.weather import RAINDROP_CLASS
 from ..files import load_safetensors
 from . import load_weights
 from .clip_vision import supported_vision_config, vision_tower
+from .drops import DropDetector
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -45,8 +47,8 @@ class RouterOutput:
 class RouterInference:
     """Eq. 3 with crop correction, for a module with ``config`` (``vocabulary``, ``image_mean``,
     ``image_std``, ``crop_correction``, ``crop_grid``, ``min_confidence``, optionally
-    ``jpeg_max_quality``, ``call_missing_pixels`` and ``logit_bias``), ``logit_scale``, ``degradation_bank``,
-    ``input_size`` and ``degradation_vector(images at input_size)``."""
+    ``jpeg_max_quality``, ``call_missing_pixels``, ``logit_bias`` and ``drop_share``), ``logit_scale``,
+    ``degradation_bank``, ``drop_detector`` (or None), ``input_size`` and ``degradation_vector(images at input_size)``."""
 
     @property
     def vocabulary(self) -> list[str]:
@@ -97,12 +99,21 @@ class RouterInference:
         bias = getattr(self.config, "logit_bias", None) or {}
         return torch.tensor([float(bias.get(name, 0.0)) for name in self.vocabulary])
 
+    def find_drops(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(the drop mask (B,1,H,W), whether each image has drops (B,) bool)``: the pixels the
+        ``drop_detector`` puts under drops (:meth:`~uir.networks.drops.DropDetector.coverage`), and
+        the images where they are at least ``drop_share`` of the pixels. Only for a router with a
+        detector."""
+        mask, share = self.drop_detector.coverage(images.float())
+        return mask, share >= self.config.drop_share
+
     def traces(self, images: torch.Tensor, found: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """``{class: (B,) bool}``: the images that carry the exact trace of a class, for the traces
-        the config asks for: missing pixels (``call_missing_pixels``,
-        :func:`~uir.degradations.masks.missing_mask`) and a JPEG at ``jpeg_max_quality`` or below
-        (:func:`~uir.degradations.jpeg_trace.jpeg_quality`). Missing pixels come last: their
-        call wins where an image carries both.
+        """``{class: (B,) bool}``: the images that carry the trace of a class, for the traces
+        the config asks for: a JPEG at ``jpeg_max_quality`` or below
+        (:func:`~uir.degradations.jpeg_trace.jpeg_quality`), raindrops (with a ``drop_detector``,
+        :meth:`find_drops`) and missing pixels (``call_missing_pixels``,
+        :func:`~uir.degradations.masks.missing_mask`). Later ones win where an image carries
+        several: missing pixels last.
 
         ``found`` holds what the caller already knows of ``images`` before it changed them, by
         class: the pipeline finds missing pixels and fills them before routing, so the filled
@@ -112,6 +123,8 @@ class RouterInference:
         max_quality = getattr(self.config, "jpeg_max_quality", None)
         if max_quality is not None:
             searches[JPEG_CLASS] = lambda: jpeg_quality(images.float()) <= max_quality
+        if getattr(self, "drop_detector", None) is not None:
+            searches[RAINDROP_CLASS] = lambda: self.find_drops(images)[1]
         if getattr(self.config, "call_missing_pixels", False):
             searches[MISSING_CLASS] = lambda: missing_mask(images.float()).flatten(1).amax(1) > 0
         return {name: (found[name] if name in found else search()).bool().cpu() for name, search in searches.items()}
@@ -151,6 +164,8 @@ class RuntimeRouter(RouterInference, nn.Module):
         self.tower = vision_tower(clip["vision_cfg"], clip["embed_dim"], quick_gelu=config.get("quick_gelu", False))
         self.logit_scale = nn.Parameter(torch.zeros(()), requires_grad=False)
         self.register_buffer("degradation_bank", torch.zeros(len(config["vocabulary"]), clip["embed_dim"]))
+        detector = config.get("drop_detector_config")
+        self.drop_detector = DropDetector(**detector) if detector is not None else None
 
     @staticmethod
     def supports(config: dict) -> bool:
@@ -166,6 +181,9 @@ class RuntimeRouter(RouterInference, nn.Module):
         state = load_safetensors(weights)
         tower = "controller.visual." if config.get("use_controller", True) else "clip.visual."
         load_weights(router.tower, {k.removeprefix(tower): v for k, v in state.items() if k.startswith(tower)}, weights)
+        if router.drop_detector is not None:
+            load_weights(router.drop_detector, {k.removeprefix("drop_detector."): v for k, v in state.items()
+                                                if k.startswith("drop_detector.")}, weights)
         router.logit_scale.data = state["logit_scale"].clone()
         router.degradation_bank = state["degradation_bank"].clone()
         return router.eval()  # a ConvNet tower's BatchNorm uses its saved statistics

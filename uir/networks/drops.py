@@ -1,0 +1,63 @@
+"""Raindrops on the lens, found and cleared: a learned map of where the drops are, and the
+harmonic fill of what they cover.
+
+A drop (:func:`uir.degradations.weather.raindrops`) replaces the scene under it by a blurred,
+flipped copy of its surroundings, ``y = (1 - a) x + a (0.9 J + 0.1)``: nothing of ``x`` is left
+where the drop's alpha ``a`` is high, so clearing it is inpainting, as for missing pixels, but
+of soft holes no single value marks. :class:`DropDetector` predicts ``a`` per pixel (a NAFNet
+with a one-channel output, trained on synthetic drops by ``train/train_drop_detector.py``);
+:func:`clear_drops` fills the pixels it finds (:func:`~uir.degradations.masks.harmonic_fill`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..degradations.masks import harmonic_fill
+from .nafnet import NAFNet
+
+#: the alpha above which a pixel counts as under a drop (:meth:`DropDetector.coverage`) and is filled
+DROP_ALPHA = 0.5
+
+
+class DropDetector(nn.Module):
+    """The alpha of raindrops on the lens, per pixel: a NAFNet (``bilinear`` upsampling) whose one
+    output channel is the logit of ``a``. Inputs of any size are reflect-padded to its size multiple.
+
+    Args: those of :class:`~uir.networks.nafnet.NAFNet` (``width``, ``encoder_blocks``,
+    ``middle_blocks``, ``decoder_blocks``), for RGB inputs."""
+
+    def __init__(self, width: int = 16, encoder_blocks: tuple = (1, 1, 1, 1), middle_blocks: int = 1,
+                 decoder_blocks: tuple = (1, 1, 1, 1)):
+        super().__init__()
+        self.net = NAFNet(3, width, tuple(encoder_blocks), middle_blocks, tuple(decoder_blocks), "bilinear",
+                          out_channels=1)
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """(B,1,H,W) logits of the drops' alpha for RGB images (B,3,H,W) in [0, 1]: what training fits."""
+        h, w = images.shape[-2:]
+        multiple = self.net.size_multiple
+        pad = (0, -w % multiple, 0, -h % multiple)
+        mode = "reflect" if min(h, w) > max(pad) else "replicate"
+        return self.net(F.pad(images, pad, mode=mode))[..., :h, :w]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B,1,H,W): the drops' alpha in [0, 1]."""
+        weight = self.net.intro.weight
+        return torch.sigmoid(self.logits(images.to(device=weight.device, dtype=weight.dtype)).float())
+
+    def coverage(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(the drop mask (B,1,H,W), its share of the pixels (B,))``: pixels whose alpha is above
+        :data:`DROP_ALPHA`."""
+        mask = (self(images) > DROP_ALPHA).to(images.dtype)
+        return mask, mask.flatten(1).mean(1)
+
+
+def clear_drops(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``images`` with the pixels of ``mask`` (B or 1,1,H,W) replaced by the harmonic fill of the rest."""
+    return harmonic_fill(images, mask)
+
+
+__all__ = ["DROP_ALPHA", "DropDetector", "clear_drops"]
