@@ -156,11 +156,12 @@ def fill_missing_pixels(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return (harmonic_fill(images, mask) if bool((share > 0).any()) else images), share
 
 
-def clear_found_drops(router, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def clear_found_drops(router, images: torch.Tensor, exact: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(images with their raindrops cleared, the share of pixels cleared (B,))``: in the images
-    where the router's drop detector finds drops (:meth:`~uir.networks.router.RouterInference.find_drops`),
-    the pixels under them replaced by :func:`~uir.networks.drops.clear_drops`; the others come back unchanged."""
-    mask, found = router.find_drops(images.to(router.device))
+    where the router's drop detector finds drops (:meth:`~uir.networks.router.RouterInference.find_drops`;
+    ``exact``: their exact traces), the pixels under them replaced by
+    :func:`~uir.networks.drops.clear_drops`; the others come back unchanged."""
+    mask, found = router.find_drops(images.to(router.device), exact)
     mask = mask.to(images) * found.to(images)[:, None, None, None]
     share = mask.flatten(1).mean(1)
     return (clear_drops(images, mask) if bool(found.any()) else images), share
@@ -318,11 +319,13 @@ class MixtureRestoration:
             found[MISSING_CLASS] = missing > 0
         routing = weights is None and strategy == "router"
         if routing and getattr(self.router, "drop_detector", None) is not None:
-            images, drops = clear_found_drops(self.router, images)
+            found.update(self.router.exact_traces(images.to(self.router.device), found))
+            images, drops = clear_found_drops(self.router, images, found)
             found[RAINDROP_CLASS] = drops.cpu() > 0
         chosen, clean, prior, routed = route(self, images.to(self.device), weights, top_k, strategy, generator, found)
-        if found and routing:  # the fill or the clearing is the restoration: kept as it is
-            done = torch.stack(list(found.values())).any(0).to(clean.device)
+        done = [found[name] for name in (MISSING_CLASS, RAINDROP_CLASS) if name in found]
+        if done and routing:  # the fill or the clearing is the restoration: kept as it is
+            done = torch.stack(done).any(0).to(clean.device)
             chosen, clean = chosen.masked_fill(done[:, None], 0.0), clean.masked_fill(done, 1.0)
             prior = prior.masked_fill(done, 0.0)
         prior_images, computed = None, {}

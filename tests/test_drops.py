@@ -11,7 +11,7 @@ from uir.degradations.masks import harmonic_fill
 from uir.degradations.weather import RAINDROP_CLASS, raindrop_alpha, raindrops
 from uir.files import load_json_object
 from uir.models.router import DegradationRouter
-from uir.networks.drops import DROP_ALPHA, DropDetector
+from uir.networks.drops import FILL_ALPHA, SURE_ALPHA, DropDetector
 from uir.networks.router import RuntimeRouter
 from uir.pipelines.restoring import clear_found_drops
 from uir.testing import tiny_restorer_pipeline, tiny_router
@@ -86,6 +86,14 @@ def test_router_calls_raindrop_where_its_detector_finds_drops(tmp_path):
     assert torch.equal(runtime.drop_detector(images), expected)
     assert torch.equal(loaded.drop_detector(images), expected)
     assert runtime(images).names == trained(images).names == loaded(images).names
+    # a JPEG's exact trace outranks the learned drops: called JPEG, and not cleared
+    from uir.degradations.filters import jpeg
+
+    photo = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    both = torch.cat([jpeg(photo, 10), photo])
+    sure = detector_router(6.0, jpeg_max_quality=30)
+    assert sure(both).names == ["jpeg-compressed", RAINDROP_CLASS]
+    assert sure.find_drops(both, sure.exact_traces(both))[1].tolist() == [False, True]
     with pytest.raises(ValueError, match="drop_detector_config"):
         tiny_router(vocabulary=["noisy", "hazy"], drop_detector_config=TINY_DETECTOR)
     with pytest.raises(ValueError, match="drop_share"):
@@ -98,11 +106,15 @@ def test_detector_pads_any_size_and_maps_alpha_per_pixel():
         alpha = detector(torch.rand(size))
         assert alpha.shape == (size[0], 1, *size[-2:]) and bool(((alpha >= 0) & (alpha <= 1)).all())
     images = torch.rand(2, 3, 16, 16)
-    with torch.no_grad():  # about half the pixels above DROP_ALPHA
-        detector.net.ending.bias.data.fill_(-float(detector.logits(images).median()))
+    with torch.no_grad():  # alphas spread around the two thresholds
+        logits = detector.logits(images)
+        detector.net.ending.bias.data.add_(2.2 - float(logits.median()))
+        detector.net.ending.weight.data.mul_(4.0 / float(detector.logits(images).std()))
+    alpha = detector(images)
     mask, share = detector.coverage(images)
-    assert torch.equal(mask, (detector(images) > DROP_ALPHA).float()) and 0 < float(mask.mean()) < 1
-    assert share.tolist() == mask.flatten(1).mean(1).tolist()
+    assert torch.equal(mask, (alpha > FILL_ALPHA).float()) and 0 < float(mask.mean()) < 1
+    assert share.tolist() == (alpha > SURE_ALPHA).flatten(1).float().mean(1).tolist()
+    assert 0 < float(share.mean()) < float(mask.mean())
 
 
 @torch.no_grad()
@@ -141,3 +153,15 @@ def test_clear_found_drops_leaves_images_without_enough_drops_unchanged():
     assert torch.equal(cleared[1], images[1])
     assert torch.allclose(cleared[0], harmonic_fill(images[:1], mask[:1])[0])
     assert D.get(RAINDROP_CLASS).framed
+
+
+@torch.no_grad()
+def test_pipeline_leaves_a_jpeg_to_its_trace_however_sure_the_detector():
+    from uir.degradations.filters import jpeg
+
+    pipe = tiny_restorer_pipeline(names=("jpeg-compressed", "raindrop"), router=False)
+    pipe.router = detector_router(6.0, vocabulary=["jpeg-compressed", "raindrop"], jpeg_max_quality=30)
+    photo = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    out = pipe(torch.cat([jpeg(photo, 10), photo]), output_type="pt")
+    assert out.degradations == ["jpeg-compressed", RAINDROP_CLASS]
+    assert out.drops.tolist() == [0.0, 1.0] and out.clean_weight.tolist() == [0.0, 1.0]

@@ -18,8 +18,11 @@ from torch import nn
 from ..degradations.masks import harmonic_fill
 from .nafnet import NAFNet
 
-#: the alpha above which a pixel counts as under a drop (:meth:`DropDetector.coverage`) and is filled
-DROP_ALPHA = 0.5
+#: the alpha above which a pixel is filled (:meth:`DropDetector.coverage`)
+FILL_ALPHA = 0.8
+#: the alpha above which a pixel is surely under a drop: the share of such pixels decides whether
+#: an image has drops at all (:meth:`uir.networks.router.RouterInference.find_drops`)
+SURE_ALPHA = 0.95
 
 
 class DropDetector(nn.Module):
@@ -49,10 +52,10 @@ class DropDetector(nn.Module):
         return torch.sigmoid(self.logits(images.to(device=weight.device, dtype=weight.dtype)).float())
 
     def coverage(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(the drop mask (B,1,H,W), its share of the pixels (B,))``: pixels whose alpha is above
-        :data:`DROP_ALPHA`."""
-        mask = (self(images) > DROP_ALPHA).to(images.dtype)
-        return mask, mask.flatten(1).mean(1)
+        """``(the drop mask (B,1,H,W), the share of pixels surely under drops (B,))``: the pixels
+        whose alpha is above :data:`FILL_ALPHA`, and the share above :data:`SURE_ALPHA`."""
+        alpha = self(images)
+        return (alpha > FILL_ALPHA).to(images.dtype), (alpha > SURE_ALPHA).flatten(1).float().mean(1)
 
 
 def clear_drops(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -60,4 +63,4 @@ def clear_drops(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return harmonic_fill(images, mask)
 
 
-__all__ = ["DROP_ALPHA", "DropDetector", "clear_drops"]
+__all__ = ["FILL_ALPHA", "SURE_ALPHA", "DropDetector", "clear_drops"]

@@ -99,21 +99,11 @@ class RouterInference:
         bias = getattr(self.config, "logit_bias", None) or {}
         return torch.tensor([float(bias.get(name, 0.0)) for name in self.vocabulary])
 
-    def find_drops(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(the drop mask (B,1,H,W), whether each image has drops (B,) bool)``: the pixels the
-        ``drop_detector`` puts under drops (:meth:`~uir.networks.drops.DropDetector.coverage`), and
-        the images where they are at least ``drop_share`` of the pixels. Only for a router with a
-        detector."""
-        mask, share = self.drop_detector.coverage(images.float())
-        return mask, share >= self.config.drop_share
-
-    def traces(self, images: torch.Tensor, found: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """``{class: (B,) bool}``: the images that carry the trace of a class, for the traces
+    def exact_traces(self, images: torch.Tensor, found: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """``{class: (B,) bool}``: the images that carry the exact trace of a class, for the traces
         the config asks for: a JPEG at ``jpeg_max_quality`` or below
-        (:func:`~uir.degradations.jpeg_trace.jpeg_quality`), raindrops (with a ``drop_detector``,
-        :meth:`find_drops`) and missing pixels (``call_missing_pixels``,
-        :func:`~uir.degradations.masks.missing_mask`). Later ones win where an image carries
-        several: missing pixels last.
+        (:func:`~uir.degradations.jpeg_trace.jpeg_quality`) and missing pixels
+        (``call_missing_pixels``, :func:`~uir.degradations.masks.missing_mask`), in that order.
 
         ``found`` holds what the caller already knows of ``images`` before it changed them, by
         class: the pipeline finds missing pixels and fills them before routing, so the filled
@@ -123,11 +113,33 @@ class RouterInference:
         max_quality = getattr(self.config, "jpeg_max_quality", None)
         if max_quality is not None:
             searches[JPEG_CLASS] = lambda: jpeg_quality(images.float()) <= max_quality
-        if getattr(self, "drop_detector", None) is not None:
-            searches[RAINDROP_CLASS] = lambda: self.find_drops(images)[1]
         if getattr(self.config, "call_missing_pixels", False):
             searches[MISSING_CLASS] = lambda: missing_mask(images.float()).flatten(1).amax(1) > 0
         return {name: (found[name] if name in found else search()).bool().cpu() for name, search in searches.items()}
+
+    def find_drops(self, images: torch.Tensor, exact: dict[str, torch.Tensor] | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(the drop mask (B,1,H,W), whether each image has drops (B,) bool)``: the pixels the
+        ``drop_detector`` would clear (:meth:`~uir.networks.drops.DropDetector.coverage`), and the
+        images where at least ``drop_share`` of the pixels are surely under drops. An image with an
+        exact trace (``exact``, :meth:`exact_traces`) has none: exact evidence outranks a learned
+        map (a JPEG's blocks drew the detector's false drops). Only for a router with a detector."""
+        mask, sure = self.drop_detector.coverage(images.float())
+        found = (sure >= self.config.drop_share).cpu()
+        for traced in (exact or {}).values():
+            found = found & ~traced
+        return mask, found
+
+    def traces(self, images: torch.Tensor, found: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """``{class: (B,) bool}``: the images that carry the trace of a class: the exact ones
+        (:meth:`exact_traces`) and, with a ``drop_detector``, raindrops (:meth:`find_drops`; or
+        ``found``'s). Later ones win where an image carries several: missing pixels last."""
+        found = found or {}
+        exact = self.exact_traces(images, found)
+        if getattr(self, "drop_detector", None) is None:
+            return exact
+        drops = found[RAINDROP_CLASS].bool().cpu() if RAINDROP_CLASS in found else self.find_drops(images, exact)[1]
+        return {RAINDROP_CLASS: drops, **exact}
 
     def forward(self, images: torch.Tensor, found: dict[str, torch.Tensor] | None = None) -> RouterOutput:
         """Route a batch of RGB images in [0, 1], (B,3,H,W), any size: eq. 3's ``s_o``, the top
