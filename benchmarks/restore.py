@@ -1,13 +1,15 @@
 """Warm restoration speed of the embedded default against this machine's matmul peak.
 
-    python benchmarks/restore.py [--sizes 256 512 1024 2048] [--repeats 3] [--expert noisy]
+    python benchmarks/restore.py [--sizes 256 512 1024 2048] [--repeats 3] [--expert noisy|router]
 
 For each square size, in a fresh process (so its peak memory is its own): the median time of a
 warm ``pipe(x, weights={expert: 1})`` call of the pipeline ``uir restore`` runs (``uir.load_pipeline(runtime=True)``) (the default ``tile_size="auto"``), the FLOPs of that
 call counted with ``torch.utils.flop_counter`` (convolutions and matmuls; element-wise work is
 not counted), the achieved GFLOP/s as a share of the fp32 matmul peak measured in the same run
 (2048x2048 ``torch.mm``), and the process's peak resident memory. The last column is the time
-relative to the 512 px row.
+relative to the 512 px row. ``--expert router`` times the routed call instead, as ``uir restore``
+makes it: the router's traces, its drop detector and eq. 3, then whatever it chose (on the
+random test image, the noise expert).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import uir
 size, repeats, expert = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 pipe = uir.load_pipeline(runtime=True)  # as `uir restore` runs it
 x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-call = lambda: pipe(x, weights={expert: 1.0}, output_type="pt")
+call = lambda: pipe(x, output_type="pt", **({} if expert == "router" else {"weights": {expert: 1.0}}))
 call()
 times = []
 for _ in range(repeats):

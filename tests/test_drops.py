@@ -165,3 +165,16 @@ def test_pipeline_leaves_a_jpeg_to_its_trace_however_sure_the_detector():
     out = pipe(torch.cat([jpeg(photo, 10), photo]), output_type="pt")
     assert out.degradations == ["jpeg-compressed", RAINDROP_CLASS]
     assert out.drops.tolist() == [0.0, 1.0] and out.clean_weight.tolist() == [0.0, 1.0]
+
+
+def test_detector_maps_large_images_in_tiles(monkeypatch):
+    import uir.networks.drops as drops
+
+    detector = DropDetector(**TINY_DETECTOR).eval()
+    seen = []
+    detector.net.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[-2:])))
+    monkeypatch.setattr(drops, "DETECTOR_TILE", 32)
+    images = torch.rand(1, 3, 40, 100)
+    with torch.no_grad():
+        alpha = detector(images)
+    assert alpha.shape == (1, 1, 40, 100) and len(seen) > 1 and max(max(s) for s in seen) <= 32

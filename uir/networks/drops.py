@@ -12,12 +12,14 @@ with a one-channel output, trained on synthetic drops by ``train/train_drop_dete
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..degradations.masks import harmonic_fill
+from ..tiling import restore_tiled, run_padded
 from .nafnet import NAFNet
 
+#: the largest side the detector maps at once (:meth:`DropDetector.forward`)
+DETECTOR_TILE = 1024
 #: the alpha above which a pixel is filled (:meth:`DropDetector.coverage`)
 FILL_ALPHA = 0.8
 #: the alpha above which a pixel is surely under a drop: the share of such pixels decides whether
@@ -40,16 +42,15 @@ class DropDetector(nn.Module):
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """(B,1,H,W) logits of the drops' alpha for RGB images (B,3,H,W) in [0, 1]: what training fits."""
-        h, w = images.shape[-2:]
-        multiple = self.net.size_multiple
-        pad = (0, -w % multiple, 0, -h % multiple)
-        mode = "reflect" if min(h, w) > max(pad) else "replicate"
-        return self.net(F.pad(images, pad, mode=mode))[..., :h, :w]
+        return run_padded(self.net, images, self.net.size_multiple)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B,1,H,W): the drops' alpha in [0, 1]."""
+        """(B,1,H,W): the drops' alpha in [0, 1]. Images with a side above :data:`DETECTOR_TILE`
+        run in blended tiles of at most that size, so memory stays bounded on large photos."""
         weight = self.net.intro.weight
-        return torch.sigmoid(self.logits(images.to(device=weight.device, dtype=weight.dtype)).float())
+        tile = DETECTOR_TILE if max(images.shape[-2:]) > DETECTOR_TILE else None
+        return restore_tiled(lambda x: torch.sigmoid(self.net(x).float()), images.to(device=weight.device,
+                             dtype=weight.dtype), tile, overlap=32, multiple=self.net.size_multiple)
 
     def coverage(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(the drop mask (B,1,H,W), the share of pixels surely under drops (B,))``: the pixels
@@ -63,4 +64,4 @@ def clear_drops(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return harmonic_fill(images, mask)
 
 
-__all__ = ["FILL_ALPHA", "SURE_ALPHA", "DropDetector", "clear_drops"]
+__all__ = ["DETECTOR_TILE", "FILL_ALPHA", "SURE_ALPHA", "DropDetector", "clear_drops"]
