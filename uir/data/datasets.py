@@ -262,7 +262,7 @@ class DropMaskDataset(SyntheticDegradationDataset):
         return 0 if run % 2 == 0 else 1 + (run // 2) % (len(self.names) - 1)
 
     def synthesise(self, name: str, gt: torch.Tensor, generator: torch.Generator, frame: tuple[int, int]) -> dict:
-        """``{"lq", "alpha"}``: the degraded crop, and where drops hide the scene (B=1 dropped)."""
+        """``{"lq", "alpha"}``: the degraded crop, and the drops' alpha (1,H,W): where they hide the scene."""
         if name != RAINDROP_CLASS:
             return {**super().synthesise(name, gt, generator, frame), "alpha": torch.zeros_like(gt[:1])}
         params = degradations.get(name).resolve({}, self.severity, generator)

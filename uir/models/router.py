@@ -41,7 +41,7 @@ has missing pixels, regions of one exact value in every channel
 JPEG, a photo saved at a higher quality, holes of no single value) are routed by eq. 3 alone.
 Raindrops leave no exact trace, but a router may hold a learned one: a ``drop_detector``
 (:class:`~uir.networks.drops.DropDetector`) that maps where drops hide the scene, and the router
-calls ``raindrop`` an image with at least ``drop_share`` of its pixels under drops.
+calls ``raindrop`` an image with at least ``drop_share`` of its pixels surely under drops.
 
 **Clean.** A vocabulary may hold :data:`~uir.degradations.CLEAN`, the undegraded class. It has
 no expert: its weight keeps the input unchanged (the identity expert of the mixture).
@@ -160,7 +160,7 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
             router holds (``drop_detector``; trained by ``train/train_drop_detector.py``);
             ``None``: none.
         drop_share: with a drop detector, call an image ``raindrop`` when at least this share
-            of its pixels is under drops.
+            of its pixels is surely under drops (alpha above :data:`~uir.networks.drops.SURE_ALPHA`).
     """
 
     config_name = "config.json"
