@@ -30,7 +30,6 @@ from uir.lora import (FINGERPRINT_KEY, ExpertError, ExpertList, LoRAExpert, base
                       install_experts, mixture_layers, short_fingerprint)
 from uir.lora.mixture import mixture_weights
 from uir.lora.strategies import DEFAULT_TOP_K, expert_weights
-from uir.networks.drops import clear_drops
 from uir.tiling import restore_tiled
 
 
@@ -147,24 +146,26 @@ class RestorationOutput:
     drops: torch.Tensor = None
 
 
-def fill_missing_pixels(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(images with their missing pixels filled, the share of pixels filled (B,))``: the pixels
-    :func:`~uir.degradations.masks.missing_mask` finds, replaced by
-    :func:`~uir.degradations.masks.harmonic_fill`; images without any come back unchanged."""
-    mask = missing_mask(images)
+def fill_masked(images: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images with the pixels of mask (B,1,H,W) filled, the share of pixels filled (B,))``:
+    :func:`~uir.degradations.masks.harmonic_fill`; images with an empty mask come back unchanged."""
     share = mask.flatten(1).mean(1)
     return (harmonic_fill(images, mask) if bool((share > 0).any()) else images), share
+
+
+def fill_missing_pixels(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images with their missing pixels filled, the share of pixels filled (B,))``: the pixels
+    :func:`~uir.degradations.masks.missing_mask` finds, :func:`fill_masked`."""
+    return fill_masked(images, missing_mask(images))
 
 
 def clear_found_drops(router, images: torch.Tensor, exact: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(images with their raindrops cleared, the share of pixels cleared (B,))``: in the images
     where the router's drop detector finds drops (:meth:`~uir.networks.router.RouterInference.find_drops`;
-    ``exact``: their exact traces), the pixels under them replaced by
-    :func:`~uir.networks.drops.clear_drops`; the others come back unchanged."""
+    ``exact``: their exact traces), the pixels under them filled (:func:`fill_masked`); the others
+    come back unchanged."""
     mask, found = router.find_drops(images.to(router.device), exact)
-    mask = mask.to(images) * found.to(images)[:, None, None, None]
-    share = mask.flatten(1).mean(1)
-    return (clear_drops(images, mask) if bool(found.any()) else images), share
+    return fill_masked(images, mask.to(images) * found.to(images)[:, None, None, None])
 
 
 class MixtureRestoration:
@@ -396,5 +397,6 @@ class RestorerRestoration(MixtureRestoration):
         return restored.float().clamp(0, 1).contiguous()
 
 
-__all__ = ["MixtureRestoration", "RestorationOutput", "RestorerRestoration", "clear_found_drops", "fill_missing_pixels", "mix_outputs",
+__all__ = ["MixtureRestoration", "RestorationOutput", "RestorerRestoration", "clear_found_drops", "fill_masked",
+           "fill_missing_pixels", "mix_outputs",
            "network_inputs", "postprocess", "prior_outputs", "route"]

@@ -617,3 +617,6 @@ def test_drop_detector_trains_into_a_copy_of_the_router(photos, tmp_path, train_
     state = load_file(tmp_path / "run" / "router" / "diffusion_pytorch_model.safetensors")
     assert all(torch.equal(state[k], v) for k, v in original.items())
     assert any(k.startswith("drop_detector.") for k in state)
+    with pytest.raises(SystemExit):  # refused before training, not when the router is saved
+        train_script("train_drop_detector").parse_args(["--router", str(tmp_path / "router"), "--output_dir",
+                                                        str(tmp_path / "bad"), "--drop_share", "0"])

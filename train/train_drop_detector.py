@@ -5,10 +5,11 @@ Raindrops are the one type the CLIP router could not learn (docs/default-model.m
 a blurred, flipped copy of its surroundings, which at a glance looks like the photo. The
 detector (:class:`uir.networks.drops.DropDetector`, a small NAFNet with a one-channel output)
 learns the drops' alpha from synthetic drops at the photo's scale, with per-pixel binary
-cross-entropy against the alpha the synthesis drew (``--pos_weight`` on the pixels under drops) (:class:`uir.data.DropMaskDataset`: half the
-crops with drops, half clean or under one of the other types, alpha 0). The router it is added
-to then calls ``raindrop`` an image with at least ``--drop_share`` of its pixels under drops,
-and the pipeline clears them (:func:`uir.pipelines.restoring.clear_found_drops`).
+cross-entropy against the alpha the synthesis drew, ``--pos_weight`` on the pixels under drops
+(:class:`uir.data.DropMaskDataset`: half the crops with drops, half clean or under one of the
+other types, alpha 0). The router it is added to then calls ``raindrop`` an image with at least
+``--drop_share`` of its pixels surely under drops, and the pipeline clears them
+(:func:`uir.pipelines.restoring.clear_found_drops`).
 
     accelerate launch train/train_drop_detector.py --router uir/assets/default/router --output_dir runs/drops
 
@@ -31,9 +32,17 @@ from uir.degradations import CLEAN
 from uir.degradations.weather import RAINDROP_CLASS
 from uir.files import save_pretrained_staged
 from uir.models.router import DegradationRouter
-from uir.networks.drops import DropDetector
+from uir.networks.drops import DropDetector, check_drop_share
 from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator, mixed_batches,
                           parse_training_args, photo_split, train)
+
+def share_of_pixels(value: str) -> float:
+    """``--drop_share``: checked before training, not when the trained router is saved."""
+    try:
+        return check_drop_share(float(value))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
 
 #: the detector trained without ``--config``
 DEFAULT_CONFIG = {"width": 16, "encoder_blocks": [1, 1, 1, 1], "middle_blocks": 1, "decoder_blocks": [1, 1, 1, 1]}
@@ -47,8 +56,9 @@ def parse_args(argv=None):
     group.add_argument("--pos_weight", type=positive_float, default=10.0,
                        help="the weight of a pixel under a drop against one without: drops cover a few percent of "
                             "the pixels, and unweighted the detector first learns to find none")
-    group.add_argument("--drop_share", type=float, default=0.01,
-                       help="the router calls raindrop an image with at least this share of its pixels under drops")
+    group.add_argument("--drop_share", type=share_of_pixels, default=0.01,
+                       help="the router calls raindrop an image with at least this share of its pixels surely "
+                            "under drops, in (0, 1]")
     add_data_args(parser)
     add_training_args(parser, learning_rate=2e-3, batch_size=8, max_train_steps=2400, resolution=192)
     return parse_training_args(parser, argv)

@@ -170,9 +170,8 @@ def describe_restoration(result, row: int) -> str:
         used = f"{classical} only"
     else:
         used = ", ".join([f"experts: {experts}" if experts else "base model only", *extras])
-    drops = getattr(result, "drops", None)  # an output of a pipeline without drop clearing has none
     done = [f"{verb} {100 * float(share[row]):.1f}% {what}" for verb, share, what in
-            (("filled", result.missing, "missing pixels"), ("cleared raindrops from", drops, "of the pixels"))
+            (("filled", result.missing, "missing pixels"), ("cleared raindrops from", result.drops, "of the pixels"))
             if share is not None and float(share[row]) > 0]
     if done:
         return "; ".join(done if kept >= 1 else [*done, used])

@@ -72,7 +72,7 @@ from ..degradations.masks import MISSING_CLASS
 from ..degradations.weather import RAINDROP_CLASS
 from ..files import load_safetensors
 from ..lora.strategies import check_expected_gain_table, check_low_confidence
-from ..networks.drops import DropDetector
+from ..networks.drops import DropDetector, check_drop_share
 from ..networks.router import OPENAI_MEAN, OPENAI_STD, RouterInference, RouterOutput
 
 
@@ -196,8 +196,7 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
             check_expected_gain_table(expected_gains)
         if jpeg_max_quality is not None and not 1 <= jpeg_max_quality <= 100:
             raise ValueError(f"jpeg_max_quality must be a quality in [1, 100], got {jpeg_max_quality}")
-        if not 0 < drop_share <= 1:
-            raise ValueError(f"drop_share must be a share of the pixels in (0, 1], got {drop_share}")
+        check_drop_share(drop_share)
         for option, asked, name in (("jpeg_max_quality", jpeg_max_quality is not None, JPEG_CLASS),
                                     ("call_missing_pixels", call_missing_pixels, MISSING_CLASS),
                                     ("drop_detector_config", drop_detector_config is not None, RAINDROP_CLASS)):

@@ -5,8 +5,9 @@ A drop (:func:`uir.degradations.weather.raindrops`) replaces the scene under it 
 flipped copy of its surroundings, ``y = (1 - a) x + a (0.9 J + 0.1)``: nothing of ``x`` is left
 where the drop's alpha ``a`` is high, so clearing it is inpainting, as for missing pixels, but
 of soft holes no single value marks. :class:`DropDetector` predicts ``a`` per pixel (a NAFNet
-with a one-channel output, trained on synthetic drops by ``train/train_drop_detector.py``);
-:func:`clear_drops` fills the pixels it finds (:func:`~uir.degradations.masks.harmonic_fill`).
+with a one-channel output, trained on synthetic drops by ``train/train_drop_detector.py``); the
+pipeline fills the pixels it finds as it fills missing ones
+(:func:`uir.pipelines.restoring.clear_found_drops`, :func:`~uir.degradations.masks.harmonic_fill`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..degradations.masks import harmonic_fill
 from ..tiling import restore_tiled, run_padded
 from .nafnet import NAFNet
 
@@ -59,9 +59,11 @@ class DropDetector(nn.Module):
         return (alpha > FILL_ALPHA).to(images.dtype), (alpha > SURE_ALPHA).flatten(1).float().mean(1)
 
 
-def clear_drops(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``images`` with the pixels of ``mask`` (B or 1,1,H,W) replaced by the harmonic fill of the rest."""
-    return harmonic_fill(images, mask)
+def check_drop_share(share: float) -> float:
+    """``share`` if it is a share of the pixels in (0, 1] (a router's ``drop_share``); else a one-line ValueError."""
+    if not 0 < share <= 1:
+        raise ValueError(f"drop_share must be a share of the pixels in (0, 1], got {share}")
+    return share
 
 
-__all__ = ["DETECTOR_TILE", "FILL_ALPHA", "SURE_ALPHA", "DropDetector", "clear_drops"]
+__all__ = ["DETECTOR_TILE", "FILL_ALPHA", "SURE_ALPHA", "DropDetector", "check_drop_share"]
