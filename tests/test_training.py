@@ -16,6 +16,7 @@ from uir import UIRLoRAPipeline
 from uir.data import SingleDegradationBatchSampler
 from uir.lora import LoRAExpert
 from uir.models.router import DegradationRouter
+from uir.networks.drops import DropDetector
 from uir.testing import TINY_CLIP, TINY_CONVNET_CLIP, save_sample_crops, save_tiny_sd_turbo
 
 from .conftest import launch_two_cpu_processes, load_train_script
@@ -620,3 +621,36 @@ def test_drop_detector_trains_into_a_copy_of_the_router(photos, tmp_path, train_
     with pytest.raises(SystemExit):  # refused before training, not when the router is saved
         train_script("train_drop_detector").parse_args(["--router", str(tmp_path / "router"), "--output_dir",
                                                         str(tmp_path / "bad"), "--drop_share", "0"])
+
+
+def test_drop_detector_trains_further_from_the_one_the_router_holds(photos, tmp_path, train_script):
+    """``--init_detector`` starts from the detector in ``--router``: one step at a learning rate
+    of ~0 saves it back unchanged, where a new detector would differ everywhere. Without a
+    detector to start from, or with ``--config``, the script refuses."""
+    from uir.testing import tiny_router
+
+    router = tiny_router(seed=0)
+    router.register_to_config(drop_detector_config={"width": 4, "encoder_blocks": [1], "middle_blocks": 1,
+                                                    "decoder_blocks": [1]}, drop_share=0.02)
+    router.drop_detector = DropDetector(**router.config.drop_detector_config)
+    with torch.no_grad():  # weights no new detector could draw
+        for parameter in router.drop_detector.parameters():
+            parameter.add_(0.5)
+    router.save_pretrained(tmp_path / "router")
+    tiny_router(seed=0).save_pretrained(tmp_path / "plain")
+    script = train_script("train_drop_detector")
+    options = ["--train_data_dir", str(photos), "--degradations", "noisy,raindrop", "--max_train_steps", "1",
+               "--train_batch_size", "2", "--resolution", "32", "--validation_steps", "0",
+               "--num_validation_images", "0", "--checkpointing_steps", "0", "--learning_rate", "1e-30"]
+    script.main(["--router", str(tmp_path / "router"), "--init_detector", "--output_dir", str(tmp_path / "run"),
+                 *options])
+    before = {k: v for k, v in load_file(tmp_path / "router" / "diffusion_pytorch_model.safetensors").items()
+              if k.startswith("drop_detector.")}
+    after = load_file(tmp_path / "run" / "router" / "diffusion_pytorch_model.safetensors")
+    assert before and all(torch.allclose(after[k], v, atol=1e-6) for k, v in before.items())
+    with pytest.raises(ValueError, match="holds no drop detector"):
+        script.main(["--router", str(tmp_path / "plain"), "--init_detector", "--output_dir", str(tmp_path / "bad"),
+                     *options])
+    with pytest.raises(SystemExit):
+        script.parse_args(["--router", str(tmp_path / "router"), "--init_detector", "--config", "x.json",
+                           "--output_dir", str(tmp_path / "bad")])

@@ -13,7 +13,9 @@ other types, alpha 0). The router it is added to then calls ``raindrop`` an imag
 
     accelerate launch train/train_drop_detector.py --router uir/assets/default/router --output_dir runs/drops
 
-Writes ``OUTPUT_DIR/router``: the ``--router`` folder with the detector in it.
+Writes ``OUTPUT_DIR/router``: the ``--router`` folder with the detector in it. With
+``--init_detector`` the detector the router already holds is trained further (a new schedule,
+new draws with a new ``--seed``) instead of a new one.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ def parse_args(argv=None):
     group = parser.add_argument_group("model")
     group.add_argument("--router", required=True, help="the saved router folder the detector is added to")
     group.add_argument("--config", default=None, help=f"a JSON file of DropDetector's arguments (default {DEFAULT_CONFIG})")
+    group.add_argument("--init_detector", action="store_true",
+                       help="start from the detector --router already holds and train it further, instead of a new "
+                            "one (not with --config: the detector keeps its own)")
     group.add_argument("--pos_weight", type=positive_float, default=10.0,
                        help="the weight of a pixel under a drop against one without: drops cover a few percent of "
                             "the pixels, and unweighted the detector first learns to find none")
@@ -61,7 +66,10 @@ def parse_args(argv=None):
                             "under drops, in (0, 1]")
     add_data_args(parser)
     add_training_args(parser, learning_rate=2e-3, batch_size=8, max_train_steps=2400, resolution=192)
-    return parse_training_args(parser, argv)
+    args = parse_training_args(parser, argv)
+    if args.init_detector and args.config:
+        parser.error("--init_detector trains the router's own detector further: --config cannot change it")
+    return args
 
 
 def main(argv=None):
@@ -69,9 +77,15 @@ def main(argv=None):
     router = DegradationRouter.from_pretrained(args.router)
     if RAINDROP_CLASS not in router.vocabulary:
         raise ValueError(f"{args.router}: the router's vocabulary {router.vocabulary} has no {RAINDROP_CLASS!r}")
-    config = json.loads(Path(args.config).read_text()) if args.config else DEFAULT_CONFIG
+    if args.init_detector:
+        if getattr(router, "drop_detector", None) is None:
+            raise ValueError(f"--init_detector: the router {args.router} holds no drop detector to start from")
+        config, detector = router.config.drop_detector_config, router.drop_detector.requires_grad_(True)
+    else:
+        config = json.loads(Path(args.config).read_text()) if args.config else DEFAULT_CONFIG
+        detector = DropDetector(**config)
     accelerator = make_accelerator(args)
-    detector = DropDetector(**config).to(accelerator.device)
+    detector = detector.to(accelerator.device)
     others = [name for name in args.degradations if name != RAINDROP_CLASS] + [CLEAN]
     train_files, _ = photo_split(args)
     dataset = DropMaskDataset(train_files, others, crop_size=args.resolution, flip=True, seed=args.seed,
