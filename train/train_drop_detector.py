@@ -65,7 +65,9 @@ def parse_args(argv=None):
                        help="the router calls raindrop an image with at least this share of its pixels surely "
                             "under drops, in (0, 1]")
     add_data_args(parser)
-    add_training_args(parser, learning_rate=2e-3, batch_size=8, max_train_steps=2400, resolution=192)
+    # the shipped detector's schedule (docs/default-model.md), so that the defaults reproduce it
+    add_training_args(parser, learning_rate=1e-3, batch_size=8, max_train_steps=1600, resolution=192)
+    parser.set_defaults(lr_warmup_steps=75)
     args = parse_training_args(parser, argv)
     if args.init_detector and args.config:
         parser.error("--init_detector trains the router's own detector further: --config cannot change it")
