@@ -29,8 +29,8 @@
 #     split of UIR_PHOTOS (../shared/photos) less every fifth photo, set aside in
 #     RUNS_DIR/photos/validation by train/split_photos.py: the shipped weights saw those photos,
 #     which biased every choice made on them towards what was trained)
-#   BASE_STEPS, ROUTER_STEPS, EXPERT_STEPS, DROP_STEPS: optimizer steps of each part
-#   BASE_SECONDS, ROUTER_SECONDS, EXPERT_SECONDS, DROP_SECONDS: time budgets instead (--max_train_seconds)
+#   BASE_STEPS, ROUTER_STEPS, EXPERT_STEPS, DROP_STEPS, DROP_HARD_STEPS: optimizer steps of each part
+#   BASE_SECONDS, ROUTER_SECONDS, EXPERT_SECONDS, DROP_SECONDS, DROP_HARD_SECONDS: time budgets instead (--max_train_seconds)
 #   ROUTER_CONFIG: the router's CLIP config (default train/configs/tiny-clip.json, the ViT;
 #     train/configs/tiny-clip-convnet.json is the ConvNet of router_towers.sh)
 #   WORKERS: data-loader workers per run; EXTRA: options added to every run
@@ -85,11 +85,16 @@ $LAUNCH train/train_uir_lora.py --pretrained_model_name_or_path "$RUNS/base/pipe
 wait "$ROUTER_PID"
 python train/assemble_pipeline.py --base "$RUNS/base/pipeline" --experts "$RUNS/experts/experts" \
   --router "$RUNS/router/router" --output_dir "$RUNS/default"
-# Raindrops: a drop detector added to a copy of the router, and a second pipeline with it,
-# RUNS_DIR/default-drops, to compare with RUNS_DIR/default on the set-aside photos before either
-# is shipped (docs/default-model.md, "A drop detector": on CPU it did not learn enough to ship)
+# Raindrops: a drop detector added to a copy of the router, then trained further on the
+# negatives that drew its false drops (motion blur, shadows, haze: docs/default-model.md, "Hard
+# negatives"), and a second pipeline with it, RUNS_DIR/default-drops, to compare with
+# RUNS_DIR/default on the set-aside photos before either is shipped
 $LAUNCH train/train_drop_detector.py --router "$RUNS/router/router" --pos_weight 10 --learning_rate 1e-3 \
   --degradations all --resolution 192 --train_batch_size 8 \
-  $(budget "${DROP_STEPS:-20000}" "${DROP_SECONDS:-}") "${COMMON[@]}" --output_dir "$RUNS/drops" > "$RUNS/drops.log" 2>&1
+  $(budget "${DROP_STEPS:-1600}" "${DROP_SECONDS:-}") "${COMMON[@]}" --output_dir "$RUNS/drops" > "$RUNS/drops.log" 2>&1
+$LAUNCH train/train_drop_detector.py --router "$RUNS/drops/router" --init_detector --pos_weight 10 \
+  --learning_rate 3e-4 --lr_warmup_steps 50 --degradations raindrop,motion-blurry,shadowed,hazy --seed 2 \
+  --resolution 192 --train_batch_size 8 $(budget "${DROP_HARD_STEPS:-1000}" "${DROP_HARD_SECONDS:-}") \
+  "${COMMON[@]}" --output_dir "$RUNS/drops-hard" > "$RUNS/drops-hard.log" 2>&1
 python train/assemble_pipeline.py --base "$RUNS/base/pipeline" --experts "$RUNS/experts/experts" \
-  --router "$RUNS/drops/router" --output_dir "$RUNS/default-drops"
+  --router "$RUNS/drops-hard/router" --output_dir "$RUNS/default-drops"

@@ -9,8 +9,10 @@
 set -euo pipefail
 export BASE_STEPS=${BASE_STEPS:-40000} ROUTER_STEPS=${ROUTER_STEPS:-20000} EXPERT_STEPS=${EXPERT_STEPS:-20000}
 export BASE_SECONDS=${BASE_SECONDS:-210} ROUTER_SECONDS=${ROUTER_SECONDS:-200} EXPERT_SECONDS=${EXPERT_SECONDS:-110}
-# the drop detector (after the router; default_model.sh): its crops are drawn by the workers
-export DROP_SECONDS=${DROP_SECONDS:-60}
+# the drop detector (after the router; default_model.sh), then its hard negatives: its crops are
+# drawn by the workers
+export DROP_STEPS=${DROP_STEPS:-20000} DROP_HARD_STEPS=${DROP_HARD_STEPS:-12000}
+export DROP_SECONDS=${DROP_SECONDS:-60} DROP_HARD_SECONDS=${DROP_HARD_SECONDS:-30}
 export WORKERS=${WORKERS:-6}
 RUNS=${1:-runs/gpu-default}
 # Issue 28, item 5: default_model.sh first times the base with its degradations drawn by the
