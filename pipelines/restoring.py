@@ -101,6 +101,22 @@ def veil_bounded(experts: list[LoRAExpert], images: torch.Tensor, weights: torch
     return out
 
 
+def prior_blended(experts: list[LoRAExpert], images: torch.Tensor, weights: torch.Tensor,
+                  restored: torch.Tensor, computed: dict) -> torch.Tensor:
+    """``restored`` with each image whose leading expert asks for it (:attr:`LoRAExpert.prior_blend`
+    ``b`` > 0) replaced by ``(1 - b) restored + b P(x)``, ``P`` its type's classical prior on the
+    input in ``images``. ``computed``: as in :func:`prior_outputs`."""
+    lead, rows = led_by(experts, weights, lambda expert: expert.prior_blend > 0)
+    if not rows:
+        return restored
+    priors = prior_outputs(images, [experts[k].degradation for k in lead], rows, computed).to(restored)
+    out = restored.clone()
+    for row in rows:
+        share = experts[lead[row]].prior_blend
+        out[row] = (1 - share) * restored[row] + share * priors[row]
+    return out
+
+
 def mix_outputs(restore: Callable, x: torch.Tensor, inputs: torch.Tensor, weights: torch.Tensor, clean: torch.Tensor,
                 prior: torch.Tensor, prior_images: torch.Tensor | None) -> torch.Tensor:
     """The output-space mixture of :mod:`uir.lora.strategies` per image:
@@ -231,6 +247,9 @@ class MixtureRestoration:
         if expert.prior_input and expert.degradation not in PRIORS:
             raise ExpertError(f"expert {expert.degradation!r} restores a classical prior's output, but uir has no "
                               f"prior for {expert.degradation!r} (it has: {', '.join(sorted(PRIORS))})")
+        if expert.prior_blend and (expert.degradation not in PRIORS or not 0 < expert.prior_blend <= 1):
+            raise ExpertError(f"expert {expert.degradation!r} gives {expert.prior_blend} of its output to a classical "
+                              f"prior; that needs a share in (0, 1] and a type with a prior ({', '.join(sorted(PRIORS))})")
         if expert.veil_bound and expert.degradation not in VEIL_BOUNDS:
             raise ExpertError(f"expert {expert.degradation!r} asks for a veil bound, but uir knows no veil for "
                               f"{expert.degradation!r} (it knows: {', '.join(sorted(VEIL_BOUNDS))})")
@@ -345,6 +364,7 @@ class MixtureRestoration:
             outputs.append(mix_outputs(restore, x.to(self.device), network_x.to(self.device), rows, kept, share,
                                        classical))
         restored = veil_bounded(self.expert_list.experts, images, chosen, torch.cat(outputs))
+        restored = prior_blended(self.expert_list.experts, images, chosen, restored, computed)
         restored = postprocess(restored, output_type)
         verdict = {} if routed is None else {"degradations": routed.names, "confidence": routed.confidence,
                                              "known": routed.known}
@@ -399,4 +419,4 @@ class RestorerRestoration(MixtureRestoration):
 
 __all__ = ["MixtureRestoration", "RestorationOutput", "RestorerRestoration", "clear_found_drops", "fill_masked",
            "fill_missing_pixels", "mix_outputs",
-           "network_inputs", "postprocess", "prior_outputs", "route"]
+           "network_inputs", "postprocess", "prior_blended", "prior_outputs", "route"]

@@ -474,6 +474,38 @@ def test_a_veil_bounded_expert_has_its_output_capped_where_it_leads_and_keeps_th
         pipe.load_expert(stray)
 
 
+def test_a_prior_blended_expert_gives_its_share_to_the_prior_where_it_leads_and_keeps_it_when_saved(tmp_path):
+    """An expert with ``prior_blend`` b in ``uir_expert.json`` (the hazy one here): the image it
+    leads comes back as (1 - b) f(x) + b P(x), P the dark channel; the image another expert
+    leads is untouched. The share survives a save, for both loaders; a share on a type without
+    a prior, or outside (0, 1], is refused."""
+    from uir.classical import PRIORS
+    from uir.lora import PRIOR_BLEND_KEY, ExpertError
+    from uir.pipelines.loading import load_pipeline
+    from uir.testing import random_expert
+
+    pipe = tiny_restorer_pipeline(names=("noisy", "hazy"), router=False)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(8))
+    weights = torch.tensor([[0.0, 1.0], [0.7, 0.3]])
+    alone = pipe(x, weights=weights, output_type="pt").images
+    pipe.experts.experts[1].extra[PRIOR_BLEND_KEY] = 0.25
+    blended = pipe(x, weights=weights, output_type="pt").images
+    expected = 0.75 * alone[:1] + 0.25 * PRIORS["hazy"].restore(x[:1])
+    assert not torch.allclose(expected, alone[:1], atol=1e-3), "the prior must differ from the expert in this test"
+    assert torch.allclose(blended[:1], expected, atol=1e-6) and torch.equal(blended[1], alone[1])
+    pipe.save_pretrained(tmp_path / "saved")
+    for runtime in (False, True):
+        loaded = load_pipeline(str(tmp_path / "saved"), runtime=runtime)
+        assert [e.prior_blend for e in loaded.expert_list.experts] == [0.0, 0.25]
+        assert torch.allclose(loaded(x, weights=weights, output_type="pt").images, blended, atol=1e-6)
+    for kind, share in (("snowy", 0.5), ("hazy", 1.5)):
+        stray = random_expert(kind, restorer=NAFNet(**TINY_NAFNET), base_model="tiny-nafnet")
+        stray.extra[PRIOR_BLEND_KEY] = share
+        with pytest.raises(ExpertError, match=f"gives {share} of its output to a classical prior"):
+            pipe.load_expert(stray)
+    assert pipe.experts.names == ["noisy", "hazy"]
+
+
 def test_a_prior_guided_expert_of_a_type_without_a_prior_is_refused():
     from uir.lora import PRIOR_INPUT_KEY, ExpertError
     from uir.testing import random_expert

@@ -553,6 +553,45 @@ def test_fit_expected_gains_measures_each_candidate_and_saves_the_table(tmp_path
     assert {sample[4] for sample in record["samples"]} == set(pipe.router.vocabulary)
 
 
+def test_fit_prior_blend_scores_each_share_and_saves_the_best_in_the_expert(tmp_path, train_script):
+    """``train/fit_prior_blend.py``: each share b is scored by the mean PSNR of (1 - b) f(x) + b P(x)
+    over the photos and seeds (f the expert at weight 1, P the dark channel), and the best share
+    is saved in the expert, whose weights are unchanged; a type without a prior is refused."""
+    from uir.boundary import UsageError
+    from uir.classical import PRIORS
+    from uir.evaluation import degraded_pairs
+    from uir.metrics import psnr
+    from uir.pipelines.loading import load_pipeline
+    from uir.testing import tiny_restorer_pipeline
+
+    tiny_restorer_pipeline(names=("noisy", "hazy"), router=False).save_pretrained(tmp_path / "model")
+    photos = save_sample_crops(tmp_path / "photos", 2, 40, 40)
+    train_script("fit_prior_blend").main(["--model", str(tmp_path / "model"), "--degradation", "hazy",
+                                          "--train_data_dir", str(photos), "--seeds", "0,1", "--shares", "0,0.5,1",
+                                          "--output_dir", str(tmp_path / "out")])
+    record = json.loads((tmp_path / "out" / "prior_blend.json").read_text())
+    model = load_pipeline(str(tmp_path / "model"))
+    expected = {}
+    for share in (0.0, 0.5, 1.0):
+        scores = []
+        for seed in (0, 1):
+            for pair in degraded_pairs(sorted(photos.iterdir()), ["hazy"], seed=seed):
+                expert = model(pair.lq, weights={"hazy": 1.0}, output_type="pt").images
+                scores.append(float(psnr((1 - share) * expert + share * PRIORS["hazy"].restore(pair.lq).clamp(0, 1), pair.gt)))
+        expected[str(share)] = sum(scores) / len(scores)
+    assert record["mean_psnr"] == pytest.approx(expected, abs=1e-4)
+    best = max(expected, key=expected.get)
+    assert record["share"] == float(best)
+    fitted = load_pipeline(str(tmp_path / "out" / "pipeline"))
+    assert [e.prior_blend for e in fitted.expert_list.experts] == [0.0, float(best)]
+    for before, after in zip(model.expert_list.experts, fitted.expert_list.experts):
+        state = before.components["restorer"].state_dict
+        assert all(torch.equal(state[k], after.components["restorer"].state_dict[k]) for k in state)
+    with pytest.raises(UsageError, match="'snowy' has no classical prior"):
+        train_script("fit_prior_blend").main(["--model", str(tmp_path / "model"), "--degradation", "snowy",
+                                              "--train_data_dir", str(photos), "--output_dir", str(tmp_path / "no")])
+
+
 def test_seed_summary_gives_mean_and_sd_and_a_per_seed_mean_over_types(tmp_path, train_script, capsys):
     """train/summarize_seeds.py: the statistics module's mean and sample sd over the seeds; a
     run without a ``mean`` row gets each seed's mean over its degradations, one with it keeps it."""

@@ -98,3 +98,8 @@ $LAUNCH train/train_drop_detector.py --router "$RUNS/drops/router" --init_detect
   "${COMMON[@]}" --output_dir "$RUNS/drops-hard" > "$RUNS/drops-hard.log" 2>&1
 python train/assemble_pipeline.py --base "$RUNS/base/pipeline" --experts "$RUNS/experts/experts" \
   --router "$RUNS/drops-hard/router" --output_dir "$RUNS/default-drops"
+# Haze: the share of the haze expert's output given to the guided dark channel, fitted on the
+# training photos (docs/default-model.md, "Haze: the expert averaged with the dark channel"),
+# into RUNS_DIR/default-blend/pipeline, the candidate to ship
+python train/fit_prior_blend.py --model "$RUNS/default-drops" --degradation hazy --train_data_dir "$UIR_TRAIN_PHOTOS" \
+  --output_dir "$RUNS/default-blend" > "$RUNS/default-blend.log" 2>&1

@@ -4,6 +4,8 @@
 # shrinkage) on the embedded default's base, identical but for their input:
 #   plain  the degraded image (as the shipped experts)
 #   prior  the classical prior's output (train_uir_lora.py --prior_input; uir.classical.PRIORS)
+#   rankN  the degraded image, at LoRA rank N instead of 8 (--restorer_rank N); for a TYPE
+#          without a prior (motion-blurry) the arms are plain ones, and the tool rows are skipped
 # rank 8, 128 px crops, batch 8, STEPS (400) at lr 1e-3, one CPU core each, on the 55 photos of
 # the router-towers split (every fifth training photo set aside: SPLIT/validation).
 # Each is scored with the true expert (--oracle) on the 13 set-aside photos and on the 16
@@ -27,8 +29,12 @@ mkdir -p "$R"
 python train/split_photos.py --data "$PHOTOS" --output_dir "$SPLIT"
 ARMS=${ARMS:-plain prior}
 for ARM in $ARMS; do
-  FLAG=()
-  [ "$ARM" = prior ] && FLAG=(--prior_input)
+  case "$ARM" in
+    plain) FLAG=() ;;
+    prior) FLAG=(--prior_input) ;;
+    rank[0-9]*) FLAG=(--restorer_rank "${ARM#rank}") ;;
+    *) echo "unknown arm $ARM (plain, prior or rankN)" >&2; exit 2 ;;
+  esac
   [ -f "$R/$ARM/experts/$TYPE/uir_expert.json" ] && continue
   OMP_NUM_THREADS=1 accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
     train/train_uir_lora.py --pretrained_model_name_or_path default --degradations "$TYPE" --resolution "${RESOLUTION:-128}" \
@@ -58,6 +64,9 @@ from uir.data import photo_files, split_photos
 from uir.evaluation import evaluate_restoration
 from uir.pipelines.loading import load_pipeline
 name, validation, photos = sys.argv[1:]
+if name not in PRIORS:
+    print(f"{name}: no classical prior (uir.classical.PRIORS), no tool rows")
+    sys.exit(0)
 prior = PRIORS[name]
 pipe = load_pipeline("default")
 pipe.set_progress_bar_config(disable=True)

@@ -57,6 +57,10 @@ PRIOR_INPUT_KEY = "prior_input"
 #: ``uir_expert.json`` key of an expert whose output the pipeline keeps within the veil its input
 #: can hold (:data:`uir.classical.VEIL_BOUNDS`: snow's veil, haze's airlight)
 VEIL_BOUND_KEY = "veil_bound"
+#: ``uir_expert.json`` key of the share ``b`` of an expert's output that the pipeline gives to its
+#: type's classical prior instead, ``(1 - b) f_k(x) + b P(x)`` (:data:`uir.classical.PRIORS`;
+#: fitted on training photos by ``train/fit_prior_blend.py``)
+PRIOR_BLEND_KEY = "prior_blend"
 _LORA_KEY = re.compile(r"^(?P<layer>.+)\.lora_(?P<kind>[AB])\.weight$")
 
 
@@ -162,6 +166,11 @@ class LoRAExpert:
     def veil_bound(self) -> bool:
         """Whether the pipeline caps the veil the expert removes (:data:`VEIL_BOUND_KEY`)."""
         return bool(self.extra.get(VEIL_BOUND_KEY, False))
+
+    @property
+    def prior_blend(self) -> float:
+        """The share of the expert's output the pipeline gives to its classical prior (:data:`PRIOR_BLEND_KEY`; 0: none)."""
+        return float(self.extra.get(PRIOR_BLEND_KEY, 0.0))
 
     def metadata(self) -> dict:
         ranks = {name: int(c.config.get("r", 0)) for name, c in self.components.items()}

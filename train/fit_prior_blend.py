@@ -1,0 +1,94 @@
+#!/usr/bin/env python
+"""Fit the share of an expert's output that the pipeline gives to its type's classical prior.
+
+The pipeline returns ``(1 - b) f_k(x) + b P(x)`` for an image whose leading expert ``f_k`` has
+a share ``b`` (``prior_blend`` in its ``uir_expert.json``; :data:`uir.classical.PRIORS` gives
+``P``). Every training photo is degraded by ``--degradation`` at its default severity, once
+per seed; the expert restores it at weight 1 (its veil bound, if it has one, applied) and the
+prior restores it, and each share of ``--shares`` is scored by the mean PSNR of the blend
+against the clean photo. The best share is written into the expert, and the pipeline with it
+is saved to ``OUTPUT_DIR/pipeline``; the scores to ``OUTPUT_DIR/prior_blend.json``.
+
+    python train/fit_prior_blend.py --model default --degradation hazy --output_dir runs/blend
+    uir eval --model runs/blend/pipeline --data ../shared/photos --held-out -o out
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from uir.boundary import OneLineParser, UsageError, run_script
+from uir.classical import PRIORS
+from uir.data.photos import readable_photos, training_photos
+from uir.evaluation import degraded_pairs
+from uir.files import save_json, save_pretrained_staged
+from uir.lora import PRIOR_BLEND_KEY
+from uir.metrics import psnr
+
+
+def parse_args(argv=None):
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="default", help="a saved expert pipeline (default: the embedded one)")
+    parser.add_argument("--degradation", required=True, help="the expert's type; it needs a classical prior")
+    parser.add_argument("--train_data_dir", default=None,
+                        help="clean training photos (default: the training split of shared/photos)")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated degradation seeds")
+    parser.add_argument("--shares", default="0,0.25,0.5,0.75,1", help="comma-separated shares b in [0, 1] to score")
+    args = parser.parse_args(argv)
+    try:
+        args.seeds = [int(s) for s in args.seeds.split(",")]
+        args.shares = [float(s) for s in args.shares.split(",")]
+    except ValueError:
+        parser.error(f"--seeds and --shares take comma-separated numbers, got {args.seeds!r} and {args.shares!r}")
+    if not all(0 <= share <= 1 for share in args.shares):
+        parser.error(f"--shares must lie in [0, 1], got {args.shares}")
+    return args
+
+
+def blend_scores(pipe, name: str, files, seeds, shares) -> dict[float, float]:
+    """``{share: mean PSNR of (1 - share) expert + share prior}`` over the photos and seeds."""
+    totals, count = dict.fromkeys(shares, 0.0), 0
+    for seed in seeds:
+        for pair in tqdm(degraded_pairs(files, [name], seed=seed), total=len(files), desc=f"seed {seed}"):
+            expert = pipe(pair.lq, weights={name: 1.0}, fill_missing=False, output_type="pt").images.cpu()
+            prior = PRIORS[name].restore(pair.lq).clamp(0, 1)
+            for share in shares:
+                totals[share] += float(psnr((1 - share) * expert + share * prior, pair.gt))
+            count += 1
+    return {share: total / count for share, total in totals.items()}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from uir.pipelines.loading import load_pipeline
+
+    name = args.degradation
+    if name not in PRIORS:
+        raise UsageError(f"{name!r} has no classical prior (uir has: {', '.join(sorted(PRIORS))})")
+    pipe = load_pipeline(args.model)
+    if name not in pipe.expert_list.names:
+        raise UsageError(f"{args.model} has no {name!r} expert (it has: {', '.join(pipe.expert_list.names)})")
+    pipe.set_progress_bar_config(disable=True)
+    expert = pipe.expert_list.experts[pipe.expert_list.names.index(name)]
+    expert.extra.pop(PRIOR_BLEND_KEY, None)  # the expert's own output is what is blended
+    files = readable_photos(training_photos(args.train_data_dir))
+    with torch.no_grad():
+        scores = blend_scores(pipe, name, files, args.seeds, args.shares)
+    best = max(scores, key=scores.get)
+    if best > 0:
+        expert.extra[PRIOR_BLEND_KEY] = best
+    out = Path(args.output_dir)
+    save_pretrained_staged(pipe, out / "pipeline")
+    save_json({"model": args.model, "degradation": name, "photos": len(files), "seeds": args.seeds,
+               "mean_psnr": {str(share): score for share, score in scores.items()}, "share": best},
+              out / "prior_blend.json")
+    print(" ".join(f"b={share:g}: {score:.2f} dB" for share, score in scores.items()))
+    print(f"{name}: share {best:g} of the output to {PRIORS[name].name}: {out / 'pipeline'}")
+
+
+if __name__ == "__main__":
+    run_script(main)
