@@ -37,6 +37,7 @@ def parse_args(argv=None):
                         help="clean training photos (default: the training split of shared/photos)")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated degradation seeds")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda where there is one)")
     parser.add_argument("--shares", default="0,0.25,0.5,0.75,1", help="comma-separated shares b in [0, 1] to score")
     args = parser.parse_args(argv)
     try:
@@ -69,7 +70,7 @@ def main(argv=None):
     name = args.degradation
     if name not in PRIORS:
         raise UsageError(f"{name!r} has no classical prior (uir has: {', '.join(sorted(PRIORS))})")
-    pipe = load_pipeline(args.model)
+    pipe = load_pipeline(args.model, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if name not in pipe.expert_list.names:
         raise UsageError(f"{args.model} has no {name!r} expert (it has: {', '.join(pipe.expert_list.names)})")
     pipe.set_progress_bar_config(disable=True)
