@@ -556,7 +556,8 @@ def test_fit_expected_gains_measures_each_candidate_and_saves_the_table(tmp_path
 def test_fit_prior_blend_scores_each_share_and_saves_the_best_in_the_expert(tmp_path, train_script):
     """``train/fit_prior_blend.py``: each share b is scored by the mean PSNR of (1 - b) f(x) + b P(x)
     over the photos and seeds (f the expert at weight 1, P the dark channel), and the best share
-    is saved in the expert, whose weights are unchanged; a type without a prior is refused."""
+    is saved in the expert, whose weights are unchanged; a share that gains less than
+    ``--min_gain`` over the expert alone is not; a type without a prior is refused."""
     from uir.boundary import UsageError
     from uir.classical import PRIORS
     from uir.evaluation import degraded_pairs
@@ -567,8 +568,8 @@ def test_fit_prior_blend_scores_each_share_and_saves_the_best_in_the_expert(tmp_
     tiny_restorer_pipeline(names=("noisy", "hazy"), router=False).save_pretrained(tmp_path / "model")
     photos = save_sample_crops(tmp_path / "photos", 2, 40, 40)
     train_script("fit_prior_blend").main(["--model", str(tmp_path / "model"), "--degradation", "hazy",
-                                          "--train_data_dir", str(photos), "--seeds", "0,1", "--shares", "0,0.5,1",
-                                          "--output_dir", str(tmp_path / "out")])
+                                          "--train_data_dir", str(photos), "--seeds", "0,1", "--shares", "0.5,1",
+                                          "--min_gain", "-100", "--output_dir", str(tmp_path / "out")])
     record = json.loads((tmp_path / "out" / "prior_blend.json").read_text())
     model = load_pipeline(str(tmp_path / "model"))
     expected = {}
@@ -587,6 +588,11 @@ def test_fit_prior_blend_scores_each_share_and_saves_the_best_in_the_expert(tmp_
     for before, after in zip(model.expert_list.experts, fitted.expert_list.experts):
         state = before.components["restorer"].state_dict
         assert all(torch.equal(state[k], after.components["restorer"].state_dict[k]) for k in state)
+    train_script("fit_prior_blend").main(["--model", str(tmp_path / "model"), "--degradation", "hazy",
+                                          "--train_data_dir", str(photos), "--seeds", "0", "--shares", "1",
+                                          "--min_gain", "100", "--output_dir", str(tmp_path / "none")])
+    assert json.loads((tmp_path / "none" / "prior_blend.json").read_text())["share"] == 0.0
+    assert [e.prior_blend for e in load_pipeline(str(tmp_path / "none" / "pipeline")).expert_list.experts] == [0.0, 0.0]
     with pytest.raises(UsageError, match="'snowy' has no classical prior"):
         train_script("fit_prior_blend").main(["--model", str(tmp_path / "model"), "--degradation", "snowy",
                                               "--train_data_dir", str(photos), "--output_dir", str(tmp_path / "no")])

@@ -6,8 +6,9 @@ a share ``b`` (``prior_blend`` in its ``uir_expert.json``; :data:`uir.classical.
 ``P``). Every training photo is degraded by ``--degradation`` at its default severity, once
 per seed; the expert restores it at weight 1 (its veil bound, if it has one, applied) and the
 prior restores it, and each share of ``--shares`` is scored by the mean PSNR of the blend
-against the clean photo. The best share is written into the expert, and the pipeline with it
-is saved to ``OUTPUT_DIR/pipeline``; the scores to ``OUTPUT_DIR/prior_blend.json``.
+against the clean photo. The best share is written into the expert if it beats the expert
+alone (b = 0) by at least ``--min_gain`` dB, and the pipeline with it is saved to
+``OUTPUT_DIR/pipeline``; the scores to ``OUTPUT_DIR/prior_blend.json``.
 
     python train/fit_prior_blend.py --model default --degradation hazy --output_dir runs/blend
     uir eval --model runs/blend/pipeline --data ../shared/photos --held-out -o out
@@ -37,12 +38,15 @@ def parse_args(argv=None):
                         help="clean training photos (default: the training split of shared/photos)")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated degradation seeds")
+    parser.add_argument("--min_gain", type=float, default=0.1,
+                        help="dB a share must gain over the expert alone to be written (default 0.1)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda where there is one)")
-    parser.add_argument("--shares", default="0,0.25,0.5,0.75,1", help="comma-separated shares b in [0, 1] to score")
+    parser.add_argument("--shares", default="0,0.25,0.5,0.75,1",
+                        help="comma-separated shares b in [0, 1] to score; 0 (the expert alone) is always scored")
     args = parser.parse_args(argv)
     try:
         args.seeds = [int(s) for s in args.seeds.split(",")]
-        args.shares = [float(s) for s in args.shares.split(",")]
+        args.shares = sorted({0.0, *(float(s) for s in args.shares.split(","))})
     except ValueError:
         parser.error(f"--seeds and --shares take comma-separated numbers, got {args.seeds!r} and {args.shares!r}")
     if not all(0 <= share <= 1 for share in args.shares):
@@ -80,12 +84,15 @@ def main(argv=None):
     with torch.no_grad():
         scores = blend_scores(pipe, name, files, args.seeds, args.shares)
     best = max(scores, key=scores.get)
+    if scores[best] - scores[0.0] < args.min_gain:
+        best = 0.0
     if best > 0:
         expert.extra[PRIOR_BLEND_KEY] = best
     out = Path(args.output_dir)
     save_pretrained_staged(pipe, out / "pipeline")
     save_json({"model": args.model, "degradation": name, "photos": len(files), "seeds": args.seeds,
-               "mean_psnr": {str(share): score for share, score in scores.items()}, "share": best},
+               "mean_psnr": {str(share): score for share, score in scores.items()}, "min_gain": args.min_gain,
+               "share": best},
               out / "prior_blend.json")
     print(" ".join(f"b={share:g}: {score:.2f} dB" for share, score in scores.items()))
     print(f"{name}: share {best:g} of the output to {PRIORS[name].name}: {out / 'pipeline'}")
