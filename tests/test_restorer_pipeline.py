@@ -503,6 +503,9 @@ def test_a_prior_blended_expert_gives_its_share_to_the_prior_where_it_leads_and_
         stray.extra[PRIOR_BLEND_KEY] = share
         with pytest.raises(ExpertError, match=f"gives {share} of its output to a classical prior"):
             pipe.load_expert(stray)
+    stray.extra[PRIOR_BLEND_KEY] = "half"
+    with pytest.raises(ExpertError, match="prior_blend in uir_expert.json must be a number, got 'half'"):
+        pipe.load_expert(stray)
     assert pipe.experts.names == ["noisy", "hazy"]
 
 

@@ -60,7 +60,7 @@ def blend_scores(pipe, name: str, files, seeds, shares) -> dict[float, float]:
     for seed in seeds:
         for pair in tqdm(degraded_pairs(files, [name], seed=seed), total=len(files), desc=f"seed {seed}"):
             expert = pipe(pair.lq, weights={name: 1.0}, fill_missing=False, output_type="pt").images.cpu()
-            prior = PRIORS[name].restore(pair.lq).clamp(0, 1)
+            prior = PRIORS[name].restore(pair.lq)  # as the pipeline blends it (prior_blended)
             for share in shares:
                 totals[share] += float(psnr((1 - share) * expert + share * prior, pair.gt))
             count += 1

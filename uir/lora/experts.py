@@ -170,7 +170,11 @@ class LoRAExpert:
     @property
     def prior_blend(self) -> float:
         """The share of the expert's output the pipeline gives to its classical prior (:data:`PRIOR_BLEND_KEY`; 0: none)."""
-        return float(self.extra.get(PRIOR_BLEND_KEY, 0.0))
+        share = self.extra.get(PRIOR_BLEND_KEY, 0.0)
+        if isinstance(share, bool) or not isinstance(share, (int, float)):
+            raise ExpertError(f"expert {self.degradation!r}: {PRIOR_BLEND_KEY} in uir_expert.json must be a number, "
+                              f"got {share!r}")
+        return float(share)
 
     def metadata(self) -> dict:
         ranks = {name: int(c.config.get("r", 0)) for name, c in self.components.items()}
