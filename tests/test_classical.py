@@ -1,6 +1,7 @@
 """uir.classical: the dark channel prior, against scipy and against the haze model it inverts; the
 bilateral filter against its definition, pixel by pixel, and OpenCV's; the veil bound against the
-veil model it caps, the airlight bound against the haze model; the DCT denoiser's patch transform
+veil model it caps, the airlight bound against the haze model, the shadow bound against a
+brute-force projection and the shadow model; the DCT denoiser's patch transform
 against scipy's DCT, its noise estimate against skimage's, and its output against skimage's
 wavelet denoiser."""
 
@@ -12,8 +13,8 @@ from scipy.ndimage import minimum_filter
 
 from uir import degradations
 from uir.classical import (_overlap_add, _sliding_dct, airlight_bound, bilateral_filter, dark_channel,
-                           dark_channel_dehaze, dct_denoise, guided_filter, light_bound, noise_sigma, snow_bound,
-                           veil_bound)
+                           dark_channel_dehaze, dct_denoise, guided_filter, light_bound, noise_sigma, shadow_bound,
+                           snow_bound, veil_bound)
 from uir.degradations.jpeg_trace import dct_matrix
 from uir.degradations.weather import SNOW_VEIL_WHITE
 from uir.metrics import psnr
@@ -194,6 +195,38 @@ def test_snow_bound_is_the_veil_bound_then_the_light_bound_below_the_veils_white
     restored = (scene - 0.2 + 0.4 * torch.rand(scene.shape, generator=torch.Generator().manual_seed(7))).clamp(0, 1)
     expected = light_bound(snowy, veil_bound(snowy, restored, SNOW_VEIL_WHITE), SNOW_VEIL_WHITE)
     assert torch.equal(snow_bound(snowy, restored), expected)
+
+
+def test_shadow_bound_projects_each_pixel_onto_the_gains_a_shadow_allows():
+    """Against a brute-force projection: for each pixel, the nearest of ``g y`` over 20001 gains
+    from 1 to the brightest allowed (``1 / (1 - a_max)``, or what keeps every channel at most 1)."""
+    degraded = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(8)) * 0.9 + 0.01
+    restored = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(9))
+    bounded = shadow_bound(degraded, restored, deepest=0.8)
+    y, x = degraded.double(), restored.double()
+    top = torch.minimum(torch.full((1, 1, 8, 8), 5.0, dtype=torch.float64), 1 / y.amax(1, keepdim=True))
+    gains = 1 + (top - 1) * torch.linspace(0, 1, 20001, dtype=torch.float64)[:, None, None, None, None]
+    candidates = gains * y  # (G, 1, 3, 8, 8)
+    nearest = candidates.gather(0, ((candidates - x) ** 2).sum(2, keepdim=True).argmin(0, keepdim=True)
+                                .expand(1, 1, 3, 8, 8))[0]
+    assert torch.allclose(bounded.double(), nearest, atol=1e-3)
+    assert torch.allclose(shadow_bound(degraded, bounded, deepest=0.8), bounded, atol=1e-6)  # a projection
+
+
+def test_shadow_bound_keeps_the_truth_and_brings_a_restoration_closer():
+    """A shadow as uir synthesises it (severe, its default deepest attenuation): the clean scene
+    lies within the bound and comes back; a restoration with a colour cast and a wrong brightness
+    moves closer to the truth at every pixel, and the input itself (gain 1) is kept."""
+    scene = 0.05 + 0.9 * torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(10))
+    shaded = degradations.apply("shadowed", scene, generator=torch.Generator().manual_seed(11), severity="severe")
+    assert bool((shaded < scene - 0.05).any())
+    assert torch.allclose(shadow_bound(shaded, scene), scene, atol=1e-5)
+    assert torch.allclose(shadow_bound(shaded, shaded), shaded, atol=1e-6)
+    cast = torch.tensor([1.15, 0.9, 1.0])[None, :, None, None]
+    wrong = (scene * cast * (1 + 0.3 * torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(12))))
+    bounded = shadow_bound(shaded, wrong)
+    assert bool((((bounded - scene) ** 2).sum(1) <= ((wrong - scene) ** 2).sum(1) + 1e-6).all())
+    assert bool((psnr(bounded, scene) > psnr(wrong, scene) + 1).all())
 
 
 @pytest.mark.parametrize("stride", [1, 2, 3])

@@ -438,12 +438,13 @@ def test_a_prior_guided_expert_restores_its_priors_output_and_keeps_the_flag_whe
         assert torch.allclose(loaded(x, weights=weights, output_type="pt").images, guided, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind, shift, bound", [("snowy", -0.25, "snow_bound"), ("rainy", 0.25, "light_bound")])
+@pytest.mark.parametrize("kind, shift, bound", [("snowy", -0.25, "snow_bound"), ("rainy", 0.25, "light_bound"),
+                                                 ("shadowed", 0.25, "shadow_bound")])
 def test_a_veil_bounded_expert_has_its_output_capped_where_it_leads_and_keeps_the_flag_when_saved(tmp_path, kind,
                                                                                                 shift, bound):
     """An expert with ``veil_bound`` in ``uir_expert.json``: the image it leads comes back as its
-    class's bound (:func:`uir.classical.snow_bound`, :func:`uir.classical.light_bound`) of the
-    unbounded output against the input; the image another expert leads is untouched. The flag
+    class's bound (:func:`uir.classical.snow_bound`, :func:`uir.classical.light_bound`,
+    :func:`uir.classical.shadow_bound`) of the unbounded output against the input; the image another expert leads is untouched. The flag
     survives a save, for both loaders; a class without a veil is refused."""
     from uir import classical
     from uir.lora import VEIL_BOUND_KEY, ExpertError
@@ -453,7 +454,8 @@ def test_a_veil_bounded_expert_has_its_output_capped_where_it_leads_and_keeps_th
     pipe = tiny_restorer_pipeline(names=("noisy", kind), router=False)
     x = 0.3 + 0.7 * torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(6))  # darkest 0.3: some veil
     weights = torch.tensor([[0.0, 1.0], [0.7, 0.3]])
-    # a restorer 0.25 darker than the tiny one removes a thick veil, one 0.25 brighter adds light: the bound bites
+    # a restorer 0.25 darker than the tiny one removes a thick veil, one 0.25 brighter adds light (and,
+    # added to every channel alike, is no shadow's gain): the bound bites
     pipe.restore_tensor = lambda t, w, *args, **kwargs: type(pipe).restore_tensor(pipe, t, w, *args, **kwargs) + shift
     unbounded = pipe(x, weights=weights, output_type="pt").images
     pipe.experts.experts[1].extra[VEIL_BOUND_KEY] = True

@@ -49,6 +49,14 @@ wherever ``y < W`` the scene was no brighter than its input, ``x <= y``. :func:`
 lowers a restoration to its input wherever it brightened such a pixel; removing streaks,
 flakes or veil only darkens. Within the model the truth satisfies the bound, so the clamp can
 only bring each pixel closer to it.
+
+**Shadow bound** (our addition). A cast shadow is a veil towards black, ``y = (1 - v) x`` with
+``v = a m``: one opacity for the three channels, at most ``a_max``, the largest attenuation the
+``shadowed`` degradation draws. So the truth is ``x = g y`` with one gain
+``1 <= g <= 1 / (1 - a_max)`` per pixel, and ``g y <= 1``. For each pixel these ``g y`` are a
+segment of RGB space, a convex set that holds the truth, and :func:`shadow_bound` projects a
+restoration onto it (the least-squares gain ``<y, x'> / <y, y>``, clamped to the segment): the
+projection can only bring each pixel closer to the truth.
 """
 
 from __future__ import annotations
@@ -287,14 +295,30 @@ def snow_bound(degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
     return light_bound(degraded, veil_bound(degraded, restored, white=SNOW_VEIL_WHITE), white=SNOW_VEIL_WHITE)
 
 
+def shadow_bound(degraded: torch.Tensor, restored: torch.Tensor, deepest: float | None = None) -> torch.Tensor:
+    """``restored`` (B,3,H,W) projected, pixel by pixel, onto what lifting a shadow from ``degraded``
+    can give (module docstring): ``g y`` with one gain ``g`` for the three channels,
+    ``1 <= g <= 1 / (1 - deepest)`` and ``g y <= 1``. ``deepest``: the largest attenuation
+    (default: the ``shadowed`` degradation's)."""
+    if deepest is None:
+        from .degradations import get
+
+        deepest = get("shadowed").param_index["attenuation"].high
+    y, x = degraded.float(), restored.float()
+    gain = (y * x).sum(1, keepdim=True) / (y * y).sum(1, keepdim=True).clamp(min=1e-12)
+    most = torch.minimum(torch.full_like(gain, 1 / (1 - deepest)), 1 / y.amax(1, keepdim=True).clamp(min=1e-12))
+    return (gain.clamp(max=most).clamp(min=1) * y).clamp(0, 1).to(restored)
+
+
 #: the veil bound of each degradation class whose model veils the photo: a global veil and
 #: added light for snow (:func:`snow_bound`), streaks of light for rain (:func:`light_bound`),
-#: the airlight for haze (:func:`airlight_bound`); each maps ``(degraded, restored)`` to the
-#: restored images within the bound
+#: the airlight for haze (:func:`airlight_bound`), a veil towards black for a cast shadow
+#: (:func:`shadow_bound`); each maps ``(degraded, restored)`` to the restored images within the bound
 VEIL_BOUNDS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "snowy": snow_bound,
     "rainy": light_bound,
     "hazy": airlight_bound,
+    "shadowed": shadow_bound,
 }
 
 
@@ -317,4 +341,4 @@ PRIORS = {"hazy": Prior("dark-channel prior with guided filter",
 
 __all__ = ["DCT_PATCH", "GUIDED_EPS", "GUIDED_RADIUS", "HARD_THRESHOLD", "OPPONENT", "PRIORS", "VEIL_BOUNDS", "Prior", "airlight_bound",
            "bilateral_filter", "box_mean", "dark_channel", "dark_channel_dehaze", "dct_denoise", "guided_filter",
-           "light_bound", "noise_sigma", "snow_bound", "veil_bound"]
+           "light_bound", "noise_sigma", "shadow_bound", "snow_bound", "veil_bound"]

@@ -9,9 +9,9 @@
 #      unchanged (the `identity` low-confidence policy, docs/default-model.md);
 #   2. one LoRA expert per DA-CLIP type on the frozen base. The JPEG and noise experts refine
 #      their classical prior's output (--prior_input: the bilateral filter, DCT shrinkage;
-#      docs/default-model.md, "Prior-guided experts"), and the snow, rain and haze experts ask
-#      the pipeline to keep their output within the veil their input can hold (--veil_bound;
-#      uir.classical.VEIL_BOUNDS). The shipped JPEG and noise experts were trained that way
+#      docs/default-model.md, "Prior-guided experts"), and the snow, rain, haze and shadow experts
+#      ask the pipeline to keep their output within the veil their input can hold (--veil_bound;
+#      uir.classical.VEIL_BOUNDS; a shadow's is a veil towards black). The shipped JPEG and noise experts were trained that way
 #      after the others, on CPU (train/recipes/prior_input.sh, 800 steps of batch 8), and the
 #      shipped bounds were switched on without retraining; this recipe does both in its one run;
 #   3. base + experts + router assembled into RUNS_DIR/default, a pipeline folder.
@@ -79,7 +79,7 @@ $LAUNCH "${BASE[@]}" $(budget "${BASE_STEPS:-4820}" "${BASE_SECONDS:-}") "${COMM
   > "$RUNS/base.log" 2>&1
 $LAUNCH train/train_uir_lora.py --pretrained_model_name_or_path "$RUNS/base/pipeline" --degradations all \
   --resolution 128 --train_batch_size 32 --learning_rate 1e-3 \
-  --prior_input jpeg-compressed,noisy --veil_bound snowy,rainy,hazy \
+  --prior_input jpeg-compressed,noisy --veil_bound snowy,rainy,hazy,shadowed \
   $(budget "${EXPERT_STEPS:-1858}" "${EXPERT_SECONDS:-}") "${COMMON[@]}" --output_dir "$RUNS/experts" \
   > "$RUNS/experts.log" 2>&1
 wait "$ROUTER_PID"
