@@ -43,6 +43,28 @@ def test_the_recipe_flags_the_experts_it_trains_as_they_are_shipped():
     assert named("--veil_bound") == {e.degradation for e in experts if e.veil_bound}
 
 
+@pytest.mark.parametrize("recipe", ["default_model.sh", "gpu_default.sh"])
+def test_the_router_a_recipe_trains_keeps_the_default_under_its_size_budget(tmp_path, recipe):
+    """The router config a recipe trains by default (ROUTER_CONFIG), built and saved with the
+    shipped router's other options, in place of the shipped router: the default stays within
+    issue 28's 40 MB. (The ConvNet tower of router_towers.sh stores two 20 MB image towers,
+    which put a default at 66 MiB.)"""
+    import json
+    import re
+
+    from uir.models.router import DegradationRouter
+
+    text = (Path(__file__).resolve().parents[1] / "train" / "recipes" / recipe).read_text()
+    (config_path,) = set(re.findall(r"ROUTER_CONFIG:-([^}\s]+)\}", text))
+    shipped = json.loads((DEFAULT / "router" / "config.json").read_text())
+    options = {k: v for k, v in shipped.items() if not k.startswith("_")}
+    options["clip_config"] = json.loads((Path(__file__).resolve().parents[1] / config_path).read_text())
+    DegradationRouter.from_config(options).save_pretrained(tmp_path / "router")
+    router_size = sum(f.stat().st_size for f in (tmp_path / "router").rglob("*") if f.is_file())
+    others = sum(f.stat().st_size for f in DEFAULT.rglob("*") if f.is_file() and "router" not in f.relative_to(DEFAULT).parts)
+    assert others + router_size <= 40e6, f"{config_path} makes a {(others + router_size) / 1e6:.1f} MB default"
+
+
 def test_default_loads_with_trust_remote_code_and_matches(tmp_path):
     """In a fresh process, as a user runs it: nothing of uir imported but the folder's path."""
     script = (
