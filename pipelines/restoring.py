@@ -101,20 +101,40 @@ def veil_bounded(experts: list[LoRAExpert], images: torch.Tensor, weights: torch
     return out
 
 
-def prior_blended(experts: list[LoRAExpert], images: torch.Tensor, weights: torch.Tensor,
-                  restored: torch.Tensor, computed: dict) -> torch.Tensor:
-    """``restored`` with each image whose leading expert asks for it (:attr:`LoRAExpert.prior_blend`
-    ``b`` > 0) replaced by ``(1 - b) restored + b P(x)``, ``P`` its type's classical prior on the
-    input in ``images``. ``computed``: as in :func:`prior_outputs`."""
-    lead, rows = led_by(experts, weights, lambda expert: expert.prior_blend > 0)
+def blended(experts: list[LoRAExpert], images: torch.Tensor, weights: torch.Tensor, restored: torch.Tensor,
+            computed: dict) -> torch.Tensor:
+    """``restored`` with each image whose leading expert gives a share of its output away
+    (:attr:`LoRAExpert.prior_blend` to its type's classical prior, :attr:`LoRAExpert.input_blend`
+    back to the input in ``images``) replaced by :meth:`LoRAExpert.blend`. ``computed``: as in
+    :func:`prior_outputs`."""
+    lead, rows = led_by(experts, weights, lambda expert: expert.prior_blend > 0 or expert.input_blend > 0)
     if not rows:
         return restored
-    priors = prior_outputs(images, [experts[k].degradation for k in lead], rows, computed).to(restored)
+    to_prior = [row for row in rows if experts[lead[row]].prior_blend > 0]
+    priors = (prior_outputs(images, [experts[k].degradation for k in lead], to_prior, computed).to(restored)
+              if to_prior else None)
     out = restored.clone()
     for row in rows:
-        share = experts[lead[row]].prior_blend
-        out[row] = (1 - share) * restored[row] + share * priors[row]
+        out[row] = experts[lead[row]].blend(restored[row], priors[row] if row in to_prior else None,
+                                            images[row].to(restored))
     return out
+
+
+def given_shares(experts: list[LoRAExpert], weights: torch.Tensor, clean: torch.Tensor, prior: torch.Tensor):
+    """``(weights, clean, prior)`` as :func:`blended` returns them: where the leading expert gives
+    ``b`` of its output to its prior and then ``a`` to the input (:meth:`LoRAExpert.blend`), the
+    network's shares are scaled by ``(1 - a)(1 - b)``, the prior's becomes ``(1 - a)(p + b (1 - p))``
+    and the input's ``(1 - a)(1 - b) c + a``. The veil bounds are not shares and are left out."""
+    lead, rows = led_by(experts, weights, lambda expert: expert.prior_blend > 0 or expert.input_blend > 0)
+    if not rows:
+        return weights, clean, prior
+    weights, clean, prior = weights.clone(), clean.clone(), prior.clone()
+    for row in rows:
+        b, a = experts[lead[row]].prior_blend, experts[lead[row]].input_blend
+        weights[row] *= (1 - a) * (1 - b)
+        clean[row] = (1 - a) * (1 - b) * clean[row] + a
+        prior[row] = (1 - a) * (prior[row] + b * (1 - prior[row]))
+    return weights, clean, prior
 
 
 def mix_outputs(restore: Callable, x: torch.Tensor, inputs: torch.Tensor, weights: torch.Tensor, clean: torch.Tensor,
@@ -145,8 +165,11 @@ class RestorationOutput:
     degradation is ``known`` (confidence >= the router's ``min_confidence``); these three are
     None when no router ran. ``missing`` (B,) is the share of pixels found missing and filled
     (:func:`fill_missing_pixels`; ``None`` when the call does not look for them).
-    ``prior_weight`` (B,) is the share of the output given to the top degradation's classical
-    prior (:data:`uir.classical.PRIORS`; only an expected-gain table gives one). ``drops`` (B,) is
+    ``prior_weight`` (B,) is the share of the output given to a classical prior
+    (:data:`uir.classical.PRIORS`): the top degradation's, where an expected-gain table gives it
+    one, or the leading expert's, where the expert blends with it. The shares are those of the
+    output returned: an expert's ``prior_blend`` and ``input_blend`` move its weight to
+    ``prior_weight`` and ``clean_weight`` (:func:`given_shares`). ``drops`` (B,) is
     the share of pixels found under raindrops and cleared (:func:`clear_found_drops`; ``None``
     when the call does not look for them)."""
 
@@ -250,6 +273,9 @@ class MixtureRestoration:
         if expert.prior_blend and (expert.degradation not in PRIORS or not 0 < expert.prior_blend <= 1):
             raise ExpertError(f"expert {expert.degradation!r} gives {expert.prior_blend} of its output to a classical "
                               f"prior; that needs a share in (0, 1] and a type with a prior ({', '.join(sorted(PRIORS))})")
+        if expert.input_blend and not 0 < expert.input_blend <= 1:
+            raise ExpertError(f"expert {expert.degradation!r} gives {expert.input_blend} of its output back to its input; "
+                              "that needs a share in (0, 1]")
         if expert.veil_bound and expert.degradation not in VEIL_BOUNDS:
             raise ExpertError(f"expert {expert.degradation!r} asks for a veil bound, but uir knows no veil for "
                               f"{expert.degradation!r} (it knows: {', '.join(sorted(VEIL_BOUNDS))})")
@@ -364,8 +390,9 @@ class MixtureRestoration:
             outputs.append(mix_outputs(restore, x.to(self.device), network_x.to(self.device), rows, kept, share,
                                        classical))
         restored = veil_bounded(self.expert_list.experts, images, chosen, torch.cat(outputs))
-        restored = prior_blended(self.expert_list.experts, images, chosen, restored, computed)
+        restored = blended(self.expert_list.experts, images, chosen, restored, computed)
         restored = postprocess(restored, output_type)
+        chosen, clean, prior = given_shares(self.expert_list.experts, chosen, clean, prior)
         verdict = {} if routed is None else {"degradations": routed.names, "confidence": routed.confidence,
                                              "known": routed.known}
         output = self.output_class(images=restored, weights=chosen, expert_names=self.expert_list.names,
@@ -417,6 +444,6 @@ class RestorerRestoration(MixtureRestoration):
         return restored.float().clamp(0, 1).contiguous()
 
 
-__all__ = ["MixtureRestoration", "RestorationOutput", "RestorerRestoration", "clear_found_drops", "fill_masked",
+__all__ = ["MixtureRestoration", "RestorationOutput", "RestorerRestoration", "blended", "clear_found_drops", "fill_masked",
            "fill_missing_pixels", "mix_outputs",
-           "network_inputs", "postprocess", "prior_blended", "prior_outputs", "route"]
+           "network_inputs", "postprocess", "prior_outputs", "route"]

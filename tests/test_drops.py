@@ -83,8 +83,9 @@ def test_router_calls_raindrop_where_its_detector_finds_drops(tmp_path):
                                         tmp_path / "diffusion_pytorch_model.safetensors")
     loaded = DegradationRouter.from_pretrained(tmp_path).eval()
     expected = trained.drop_detector(images)
-    assert torch.equal(runtime.drop_detector(images), expected)
-    assert torch.equal(loaded.drop_detector(images), expected)
+    # equal to rounding: at one thread the convolutions of weights loaded by diffusers round differently
+    assert torch.allclose(runtime.drop_detector(images), expected, rtol=0, atol=1e-6)
+    assert torch.allclose(loaded.drop_detector(images), expected, rtol=0, atol=1e-6)
     assert runtime(images).names == trained(images).names == loaded(images).names
     # a JPEG's exact trace outranks the learned drops: called JPEG, and not cleared
     from uir.degradations.filters import jpeg

@@ -511,6 +511,46 @@ def test_a_prior_blended_expert_gives_its_share_to_the_prior_where_it_leads_and_
     assert pipe.experts.names == ["noisy", "hazy"]
 
 
+def test_an_input_blended_expert_gives_its_share_back_to_the_input_after_the_prior_and_keeps_it_when_saved(tmp_path):
+    """An expert with ``input_blend`` a (and ``prior_blend`` b): the image it leads comes back as
+    (1 - a) ((1 - b) f(x) + b P(x)) + a x; at a = 1 as its input, bit for bit where the weights are
+    exact. The output reports the shares it returned, and its description says so. The image
+    another expert leads is untouched; the share survives a save, for both loaders; a share
+    outside (0, 1] is refused."""
+    from uir.classical import PRIORS
+    from uir.commands.restore import describe_restoration
+    from uir.lora import INPUT_BLEND_KEY, PRIOR_BLEND_KEY, ExpertError
+    from uir.pipelines.loading import load_pipeline
+    from uir.testing import random_expert
+
+    pipe = tiny_restorer_pipeline(names=("noisy", "hazy"), router=False)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(9))
+    weights = torch.tensor([[0.0, 1.0], [0.7, 0.3]])
+    alone = pipe(x, weights=weights, output_type="pt").images
+    hazy = pipe.experts.experts[1]
+    hazy.extra[PRIOR_BLEND_KEY], hazy.extra[INPUT_BLEND_KEY] = 0.5, 0.25
+    blended = pipe(x, weights=weights, output_type="pt").images
+    expected = 0.75 * (0.5 * alone[:1] + 0.5 * PRIORS["hazy"].restore(x[:1])) + 0.25 * x[:1]
+    assert torch.allclose(blended[:1], expected, atol=1e-6) and torch.equal(blended[1], alone[1])
+    pipe.save_pretrained(tmp_path / "saved")
+    for runtime in (False, True):
+        loaded = load_pipeline(str(tmp_path / "saved"), runtime=runtime)
+        assert [e.input_blend for e in loaded.expert_list.experts] == [0.0, 0.25]
+        assert torch.allclose(loaded(x, weights=weights, output_type="pt").images, blended, atol=1e-6)
+    given = pipe(x, weights=weights, output_type="pt")  # the shares reported are those returned
+    assert given.weights[0].tolist() == [0.0, 0.375] and given.weights[1].tolist() == weights[1].tolist()
+    assert given.clean_weight.tolist() == [0.25, 0.0] and given.prior_weight.tolist() == [0.375, 0.0]
+    assert describe_restoration(given, 0) == "experts: hazy 0.38, dark-channel prior with guided filter 0.38, input kept 0.25"
+    hazy.extra[INPUT_BLEND_KEY] = 1.0
+    given = pipe(x, weights=weights, output_type="pt")
+    assert torch.equal(given.images[0], x[0]) and describe_restoration(given, 0) == "input returned unchanged"
+    stray = random_expert("motion-blurry", restorer=NAFNet(**TINY_NAFNET), base_model="tiny-nafnet")
+    stray.extra[INPUT_BLEND_KEY] = 1.5
+    with pytest.raises(ExpertError, match="gives 1.5 of its output back to its input"):
+        pipe.load_expert(stray)
+    assert pipe.experts.names == ["noisy", "hazy"]
+
+
 def test_a_prior_guided_expert_of_a_type_without_a_prior_is_refused():
     from uir.lora import PRIOR_INPUT_KEY, ExpertError
     from uir.testing import random_expert

@@ -598,6 +598,43 @@ def test_fit_prior_blend_scores_each_share_and_saves_the_best_in_the_expert(tmp_
                                               "--train_data_dir", str(photos), "--output_dir", str(tmp_path / "no")])
 
 
+def test_fit_prior_blend_toward_the_input_fits_the_input_share_after_the_prior_share(tmp_path, train_script):
+    """``--toward input``: each share a is scored by the mean PSNR of (1 - a) y + a x, y what the
+    pipeline returned before ((1 - b) f(x) + b P(x), the expert's prior share b kept), and the
+    best is saved as ``input_blend`` beside the unchanged ``prior_blend``; the saved pipeline then
+    returns that blend. A type without a prior can be fitted toward its input."""
+    from uir.evaluation import degraded_pairs
+    from uir.lora import PRIOR_BLEND_KEY
+    from uir.metrics import psnr
+    from uir.pipelines.loading import load_pipeline
+    from uir.testing import tiny_restorer_pipeline
+
+    pipe = tiny_restorer_pipeline(names=("noisy", "hazy", "snowy"), router=False)
+    pipe.experts.experts[1].extra[PRIOR_BLEND_KEY] = 0.5
+    pipe.save_pretrained(tmp_path / "model")
+    photos = save_sample_crops(tmp_path / "photos", 2, 40, 40)
+    common = ["--model", str(tmp_path / "model"), "--train_data_dir", str(photos), "--toward", "input",
+              "--shares", "0.5,1", "--min_gain", "-100"]
+    train_script("fit_prior_blend").main([*common, "--degradation", "hazy", "--seeds", "0,1",
+                                          "--output_dir", str(tmp_path / "out")])
+    record = json.loads((tmp_path / "out" / "input_blend.json").read_text())
+    model = load_pipeline(str(tmp_path / "model"))
+    expected, pairs = {}, [pair for seed in (0, 1) for pair in degraded_pairs(sorted(photos.iterdir()), ["hazy"], seed=seed)]
+    before = [model(pair.lq, weights={"hazy": 1.0}, output_type="pt").images for pair in pairs]
+    for share in (0.0, 0.5, 1.0):
+        scores = [float(psnr((1 - share) * y + share * pair.lq, pair.gt)) for y, pair in zip(before, pairs)]
+        expected[str(share)] = sum(scores) / len(scores)
+    assert record["mean_psnr"] == pytest.approx(expected, abs=1e-4) and len(set(expected.values())) == 3
+    best = float(max(expected, key=expected.get))
+    fitted = load_pipeline(str(tmp_path / "out" / "pipeline"))
+    assert [(e.prior_blend, e.input_blend) for e in fitted.expert_list.experts] == [(0.0, 0.0), (0.5, best), (0.0, 0.0)]
+    after = fitted(pairs[0].lq, weights={"hazy": 1.0}, output_type="pt").images
+    assert torch.allclose(after, (1 - best) * before[0] + best * pairs[0].lq, atol=1e-6)
+    train_script("fit_prior_blend").main([*common, "--degradation", "snowy", "--seeds", "0",
+                                          "--output_dir", str(tmp_path / "snowy")])
+    assert json.loads((tmp_path / "snowy" / "input_blend.json").read_text())["toward"] == "input"
+
+
 def test_seed_summary_gives_mean_and_sd_and_a_per_seed_mean_over_types(tmp_path, train_script, capsys):
     """train/summarize_seeds.py: the statistics module's mean and sample sd over the seeds; a
     run without a ``mean`` row gets each seed's mean over its degradations, one with it keeps it."""

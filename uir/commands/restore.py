@@ -162,7 +162,10 @@ def describe_restoration(result, row: int) -> str:
     experts = ", ".join(f"{n} {w:.2f}" for n, w in zip(result.expert_names, result.weights[row].tolist()) if w > 0)
     kept = float(result.clean_weight[row])
     prior = 0.0 if result.prior_weight is None else float(result.prior_weight[row])
-    classical = PRIORS[result.degradations[row]].name if prior > 0 else ""
+    classical = ""
+    if prior > 0:  # the top class's prior (an expected-gain table), else the leading expert's own (its blend)
+        top = result.degradations[row] if result.degradations is not None else None
+        classical = PRIORS[top if top in PRIORS else result.expert_names[int(result.weights[row].argmax())]].name
     extras = ([f"{classical} {prior:.2f}"] if prior > 0 else []) + ([f"input kept {kept:.2f}"] if kept > 0 else [])
     if kept >= 1:
         used = "input returned unchanged"

@@ -61,7 +61,24 @@ VEIL_BOUND_KEY = "veil_bound"
 #: type's classical prior instead, ``(1 - b) f_k(x) + b P(x)`` (:data:`uir.classical.PRIORS`;
 #: fitted on training photos by ``train/fit_prior_blend.py``)
 PRIOR_BLEND_KEY = "prior_blend"
+#: ``uir_expert.json`` key of the share ``a`` of an expert's output that the pipeline gives back
+#: to its input, after any prior blend: ``(1 - a) y + a x`` (fitted on training photos by
+#: ``train/fit_prior_blend.py --toward input``; ``a = 1`` leaves the photos the expert leads alone)
+INPUT_BLEND_KEY = "input_blend"
 _LORA_KEY = re.compile(r"^(?P<layer>.+)\.lora_(?P<kind>[AB])\.weight$")
+
+
+def blend_output(restored: torch.Tensor, prior: torch.Tensor | None, image: torch.Tensor, prior_share: float = 0.0,
+                 input_share: float = 0.0) -> torch.Tensor:
+    """An expert's (bounded) output ``restored`` with its shares given away: ``y = (1 - b) restored
+    + b prior`` (``b`` = ``prior_share``; ``prior``, the classical prior's output, is needed only
+    when ``b > 0``), then ``(1 - a) y + a image`` (``a`` = ``input_share``, ``image`` the input)."""
+    out = restored
+    if prior_share:
+        out = (1 - prior_share) * out + prior_share * prior
+    if input_share:
+        out = (1 - input_share) * out + input_share * image
+    return out
 
 
 class ExpertError(ValueError):
@@ -170,11 +187,23 @@ class LoRAExpert:
     @property
     def prior_blend(self) -> float:
         """The share of the expert's output the pipeline gives to its classical prior (:data:`PRIOR_BLEND_KEY`; 0: none)."""
-        share = self.extra.get(PRIOR_BLEND_KEY, 0.0)
+        return self._share(PRIOR_BLEND_KEY)
+
+    @property
+    def input_blend(self) -> float:
+        """The share of the expert's output the pipeline gives back to its input (:data:`INPUT_BLEND_KEY`; 0: none)."""
+        return self._share(INPUT_BLEND_KEY)
+
+    def _share(self, key: str) -> float:
+        share = self.extra.get(key, 0.0)
         if isinstance(share, bool) or not isinstance(share, (int, float)):
-            raise ExpertError(f"expert {self.degradation!r}: {PRIOR_BLEND_KEY} in uir_expert.json must be a number, "
-                              f"got {share!r}")
+            raise ExpertError(f"expert {self.degradation!r}: {key} in uir_expert.json must be a number, got {share!r}")
         return float(share)
+
+    def blend(self, restored: torch.Tensor, prior: torch.Tensor | None, image: torch.Tensor) -> torch.Tensor:
+        """What the pipeline returns for an image this expert leads: :func:`blend_output` with the
+        expert's :attr:`prior_blend` and :attr:`input_blend`."""
+        return blend_output(restored, prior, image, self.prior_blend, self.input_blend)
 
     def metadata(self) -> dict:
         ranks = {name: int(c.config.get("r", 0)) for name, c in self.components.items()}
