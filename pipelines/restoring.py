@@ -101,13 +101,18 @@ def veil_bounded(experts: list[LoRAExpert], images: torch.Tensor, weights: torch
     return out
 
 
+def gives_a_share(expert: LoRAExpert) -> bool:
+    """Whether the pipeline gives part of the expert's output away: to its prior or to the input."""
+    return expert.prior_blend > 0 or expert.input_blend > 0
+
+
 def blended(experts: list[LoRAExpert], images: torch.Tensor, weights: torch.Tensor, restored: torch.Tensor,
             computed: dict) -> torch.Tensor:
     """``restored`` with each image whose leading expert gives a share of its output away
     (:attr:`LoRAExpert.prior_blend` to its type's classical prior, :attr:`LoRAExpert.input_blend`
     back to the input in ``images``) replaced by :meth:`LoRAExpert.blend`. ``computed``: as in
     :func:`prior_outputs`."""
-    lead, rows = led_by(experts, weights, lambda expert: expert.prior_blend > 0 or expert.input_blend > 0)
+    lead, rows = led_by(experts, weights, gives_a_share)
     if not rows:
         return restored
     to_prior = [row for row in rows if experts[lead[row]].prior_blend > 0]
@@ -125,7 +130,7 @@ def given_shares(experts: list[LoRAExpert], weights: torch.Tensor, clean: torch.
     ``b`` of its output to its prior and then ``a`` to the input (:meth:`LoRAExpert.blend`), the
     network's shares are scaled by ``(1 - a)(1 - b)``, the prior's becomes ``(1 - a)(p + b (1 - p))``
     and the input's ``(1 - a)(1 - b) c + a``. The veil bounds are not shares and are left out."""
-    lead, rows = led_by(experts, weights, lambda expert: expert.prior_blend > 0 or expert.input_blend > 0)
+    lead, rows = led_by(experts, weights, gives_a_share)
     if not rows:
         return weights, clean, prior
     weights, clean, prior = weights.clone(), clean.clone(), prior.clone()

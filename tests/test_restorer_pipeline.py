@@ -19,6 +19,18 @@ def pipe():
     return tiny_restorer_pipeline()
 
 
+def _expert_key_survives_saving(pipe, folder, x, weights, attribute: str, values: list, expected) -> None:
+    """``pipe`` saved to ``folder`` and loaded by both loaders: each expert's ``attribute`` reads
+    ``values``, and the loaded pipeline restores ``x`` under ``weights`` to ``expected``."""
+    from uir.pipelines.loading import load_pipeline
+
+    pipe.save_pretrained(folder)
+    for runtime in (False, True):
+        loaded = load_pipeline(str(folder), runtime=runtime)
+        assert [getattr(e, attribute) for e in loaded.expert_list.experts] == values
+        assert torch.allclose(loaded(x, weights=weights, output_type="pt").images, expected, atol=1e-6)
+
+
 def _images(batch=2, h=37, w=45, seed=0):
     return torch.rand(batch, 3, h, w, generator=torch.Generator().manual_seed(seed))
 
@@ -420,7 +432,6 @@ def test_a_prior_guided_expert_restores_its_priors_output_and_keeps_the_flag_whe
     restored from its own pixels. The flag lives in ``uir_expert.json`` and survives a save."""
     from uir.classical import PRIORS
     from uir.lora import PRIOR_INPUT_KEY
-    from uir.pipelines.loading import load_pipeline
 
     pipe = tiny_restorer_pipeline(names=("noisy", "hazy"), router=False)
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
@@ -431,11 +442,7 @@ def test_a_prior_guided_expert_restores_its_priors_output_and_keeps_the_flag_whe
     guided = pipe(x, weights=weights, output_type="pt").images
     assert torch.allclose(guided[0], on_prior[0], atol=1e-6) and not torch.allclose(guided[0], plain[0], atol=1e-3)
     assert torch.equal(guided[1], plain[1])
-    pipe.save_pretrained(tmp_path / "saved")
-    for runtime in (False, True):
-        loaded = load_pipeline(str(tmp_path / "saved"), runtime=runtime)
-        assert [e.prior_input for e in loaded.expert_list.experts] == [False, True]
-        assert torch.allclose(loaded(x, weights=weights, output_type="pt").images, guided, atol=1e-6)
+    _expert_key_survives_saving(pipe, tmp_path / "saved", x, weights, "prior_input", [False, True], guided)
 
 
 @pytest.mark.parametrize("kind, shift, bound", [("snowy", -0.25, "snow_bound"), ("rainy", 0.25, "light_bound"),
@@ -448,7 +455,6 @@ def test_a_veil_bounded_expert_has_its_output_capped_where_it_leads_and_keeps_th
     survives a save, for both loaders; a class without a veil is refused."""
     from uir import classical
     from uir.lora import VEIL_BOUND_KEY, ExpertError
-    from uir.pipelines.loading import load_pipeline
     from uir.testing import random_expert
 
     pipe = tiny_restorer_pipeline(names=("noisy", kind), router=False)
@@ -464,12 +470,8 @@ def test_a_veil_bounded_expert_has_its_output_capped_where_it_leads_and_keeps_th
     assert not torch.allclose(expected, unbounded[:1], atol=1e-3), "the cap must bite in this test"
     assert torch.allclose(bounded[:1], expected, atol=1e-6) and torch.equal(bounded[1], unbounded[1])
     del pipe.restore_tensor
-    pipe.save_pretrained(tmp_path / "saved")
-    for runtime in (False, True):
-        loaded = load_pipeline(str(tmp_path / "saved"), runtime=runtime)
-        assert [e.veil_bound for e in loaded.expert_list.experts] == [False, True]
-        assert torch.allclose(loaded(x, weights=weights, output_type="pt").images,
-                              pipe(x, weights=weights, output_type="pt").images, atol=1e-6)
+    _expert_key_survives_saving(pipe, tmp_path / "saved", x, weights, "veil_bound", [False, True],
+                                pipe(x, weights=weights, output_type="pt").images)
     stray = random_expert("raindrop", restorer=NAFNet(**TINY_NAFNET), base_model="tiny-nafnet")
     stray.extra[VEIL_BOUND_KEY] = True
     with pytest.raises(ExpertError, match="no veil for 'raindrop'"):
@@ -483,7 +485,6 @@ def test_a_prior_blended_expert_gives_its_share_to_the_prior_where_it_leads_and_
     a prior, or outside (0, 1], is refused."""
     from uir.classical import PRIORS
     from uir.lora import PRIOR_BLEND_KEY, ExpertError
-    from uir.pipelines.loading import load_pipeline
     from uir.testing import random_expert
 
     pipe = tiny_restorer_pipeline(names=("noisy", "hazy"), router=False)
@@ -495,11 +496,7 @@ def test_a_prior_blended_expert_gives_its_share_to_the_prior_where_it_leads_and_
     expected = 0.75 * alone[:1] + 0.25 * PRIORS["hazy"].restore(x[:1])
     assert not torch.allclose(expected, alone[:1], atol=1e-3), "the prior must differ from the expert in this test"
     assert torch.allclose(blended[:1], expected, atol=1e-6) and torch.equal(blended[1], alone[1])
-    pipe.save_pretrained(tmp_path / "saved")
-    for runtime in (False, True):
-        loaded = load_pipeline(str(tmp_path / "saved"), runtime=runtime)
-        assert [e.prior_blend for e in loaded.expert_list.experts] == [0.0, 0.25]
-        assert torch.allclose(loaded(x, weights=weights, output_type="pt").images, blended, atol=1e-6)
+    _expert_key_survives_saving(pipe, tmp_path / "saved", x, weights, "prior_blend", [0.0, 0.25], blended)
     for kind, share in (("snowy", 0.5), ("hazy", 1.5)):
         stray = random_expert(kind, restorer=NAFNet(**TINY_NAFNET), base_model="tiny-nafnet")
         stray.extra[PRIOR_BLEND_KEY] = share
@@ -520,7 +517,6 @@ def test_an_input_blended_expert_gives_its_share_back_to_the_input_after_the_pri
     from uir.classical import PRIORS
     from uir.commands.restore import describe_restoration
     from uir.lora import INPUT_BLEND_KEY, PRIOR_BLEND_KEY, ExpertError
-    from uir.pipelines.loading import load_pipeline
     from uir.testing import random_expert
 
     pipe = tiny_restorer_pipeline(names=("noisy", "hazy"), router=False)
@@ -532,11 +528,7 @@ def test_an_input_blended_expert_gives_its_share_back_to_the_input_after_the_pri
     blended = pipe(x, weights=weights, output_type="pt").images
     expected = 0.75 * (0.5 * alone[:1] + 0.5 * PRIORS["hazy"].restore(x[:1])) + 0.25 * x[:1]
     assert torch.allclose(blended[:1], expected, atol=1e-6) and torch.equal(blended[1], alone[1])
-    pipe.save_pretrained(tmp_path / "saved")
-    for runtime in (False, True):
-        loaded = load_pipeline(str(tmp_path / "saved"), runtime=runtime)
-        assert [e.input_blend for e in loaded.expert_list.experts] == [0.0, 0.25]
-        assert torch.allclose(loaded(x, weights=weights, output_type="pt").images, blended, atol=1e-6)
+    _expert_key_survives_saving(pipe, tmp_path / "saved", x, weights, "input_blend", [0.0, 0.25], blended)
     given = pipe(x, weights=weights, output_type="pt")  # the shares reported are those returned
     assert given.weights[0].tolist() == [0.0, 0.375] and given.weights[1].tolist() == weights[1].tolist()
     assert given.clean_weight.tolist() == [0.25, 0.0] and given.prior_weight.tolist() == [0.375, 0.0]
