@@ -228,6 +228,56 @@ def test_crop_grid_spans_corners_and_weighs_views_equally():
     assert r.crops(torch.rand(1, 3, 31, 80)).shape[0] == 0, "an image smaller than a crop gets none"
 
 
+@torch.no_grad()
+def test_view_weights_weigh_each_views_similarity_per_class():
+    """``logit_k = scale (w_global,k d_global + w_crops,k d_crops) @ norm(B_k) / |d_global + d_crops|``:
+    all weights 1 is eq. 3 with crop correction; an image with no crops has both views its own."""
+    vocabulary = ["noisy", "hazy", "rainy", "clean"]
+    weighted = tiny_router(vocabulary=vocabulary, crop_grid=2, view_weights={"noisy": [0.25, 2.0], "clean": [3.0, 0.5]})
+    plain = tiny_router(vocabulary=vocabulary, crop_grid=2)  # the same seed: the same towers
+    weighted.eval(), plain.eval()
+    w = torch.tensor([[0.25, 1.0, 1.0, 3.0], [2.0, 1.0, 1.0, 0.5]])
+    bank = F.normalize(plain.encode_texts(vocabulary), dim=-1)
+    scale = plain.logit_scale.exp()
+    big = torch.rand(2, 3, 64, 80, generator=torch.Generator().manual_seed(5))
+    resized = F.interpolate(big, size=(32, 32), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    g = plain.degradation_vector(resized)
+    c = torch.stack([plain.degradation_vector(plain.crops(big)[i * 4:(i + 1) * 4]).mean(0) for i in range(2)])
+    expected = scale * (w[0] * (g @ bank.T) + w[1] * (c @ bank.T)) / (g + c).norm(dim=-1, keepdim=True)
+    assert torch.allclose(weighted.logits(big), expected, atol=1e-5)
+    assert torch.allclose(plain.logits(big), scale * plain.aggregate_vector(big) @ bank.T, atol=1e-5)
+    assert not torch.allclose(weighted.logits(big), plain.logits(big), atol=1e-2)
+    small = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(6))  # smaller than a crop
+    d = plain.degradation_vector(F.interpolate(small, size=(32, 32), mode="bicubic", align_corners=False,
+                                               antialias=True).clamp(0, 1))
+    assert torch.allclose(weighted.logits(small), scale * (w[0] + w[1]) / 2 * (d @ bank.T), atol=1e-5)
+    for wrong, match in (({"foggy": [1.0, 1.0]}, "lacks"), ({"noisy": [0.0, 1.0]}, "positive"),
+                         ({"noisy": [1.0]}, "two"), ({"noisy": [1.0, float("inf")]}, "positive")):
+        with pytest.raises(ValueError, match=match):
+            tiny_router(vocabulary=vocabulary, view_weights=wrong)
+
+
+def test_view_calibration_recovers_known_view_weights():
+    """:func:`calibrate_views` is maximum likelihood over the per-class view weights: labels drawn
+    from known weights give them back, and a class no label names keeps weight 1."""
+    from uir.models.router import calibrate_views
+
+    vocabulary = ["noisy", "hazy", "rainy", "snowy", "clean"]
+    g = torch.Generator().manual_seed(0)
+    similarities = 0.3 * torch.randn(8000, 2, 5, generator=g)
+    true = torch.tensor([[0.2, 1.5, 1.0, 0.5, 2.0], [2.0, 0.4, 1.0, 1.5, 0.7]])
+    r = tiny_router(vocabulary=vocabulary)
+    logits = r.logit_scale.exp().detach() * (true * similarities).sum(1)
+    labels = torch.multinomial(logits.softmax(-1), 1, generator=g).squeeze(1)
+    fitted = calibrate_views(r, similarities, labels)
+    assert r.config.view_weights == fitted and list(fitted) == vocabulary
+    torch.testing.assert_close(torch.tensor(list(fitted.values())).T, true, rtol=0.15, atol=0.05)
+    assert torch.allclose(r.logits_from_similarities(similarities), r.logit_scale.exp() * (
+        torch.tensor(list(fitted.values())).T * similarities).sum(1))
+    unseen = tiny_router(vocabulary=vocabulary)
+    assert calibrate_views(unseen, similarities[labels != 3], labels[labels != 3])["snowy"] == [1.0, 1.0]
+
+
 def test_calibration_recovers_a_known_temperature():
     from uir.models.router import calibrate_temperature, expected_calibration_error
 

@@ -89,7 +89,7 @@ def test_runtime_router_routes_as_the_saved_router(tmp_path, use_controller, tow
 
     router = tiny_router(vocabulary=["noisy", "hazy", "rainy", "clean"], use_controller=use_controller, crop_grid=2,
                          min_confidence=0.3, clip_config=TINY_CLIP if tower == "vit" else TINY_CONVNET_CLIP,
-                         logit_bias={"clean": -0.7}).eval()
+                         logit_bias={"clean": -0.7}, view_weights={"hazy": [0.4, 2.5]}).eval()
     if tower == "convnet":  # trained BatchNorm statistics, which eval mode uses
         randomise(router.clip.visual, seed=1)
     if use_controller:  # non-zero: the controller's tower must differ from the frozen CLIP tower's

@@ -263,6 +263,24 @@ def test_skip_traced_leaves_the_traces_draws_out_of_the_loss(tmp_path, sample):
         train_router.main(base + ["--skip_traced"])
 
 
+def test_calibrate_only_fits_a_saved_routers_view_weights_and_trains_nothing(tmp_path, photos):
+    from uir.testing import tiny_router
+
+    saved = tiny_router(vocabulary=["noisy", "hazy", "clean"], crop_grid=2)
+    saved.save_pretrained(tmp_path / "saved")
+    argv = ["--calibrate_only", "--calibration", "views", "--output_dir", str(tmp_path / "out"), "--train_data_dir",
+            str(photos), "--degradations", "noisy,hazy", "--calibration_repeats", "2", "--resolution", "32"]
+    with pytest.raises(ValueError, match="--router"):
+        train_router.main(argv)
+    train_router.main(argv + ["--router", str(tmp_path / "saved")])
+    router = DegradationRouter.from_pretrained(tmp_path / "out" / "router")
+    weights = router.config.view_weights
+    assert sorted(weights) == ["clean", "hazy", "noisy"] and weights != {n: [1.0, 1.0] for n in weights}
+    assert all(len(pair) == 2 and min(pair) > 0 for pair in weights.values())
+    for key, value in saved.state_dict().items():
+        assert torch.equal(value, router.state_dict()[key]), f"{key} changed: calibration trains nothing"
+
+
 @pytest.mark.parametrize("text_tower, tower", [(False, "vit"), (True, "vit"), (False, "convnet")])
 def test_router_training_moves_what_it_should_and_calibrates(tmp_path, photos, text_tower, tower):
     config = tmp_path / "clip.json"

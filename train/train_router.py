@@ -23,7 +23,10 @@ is more degraded than itself; the router's ``logit_bias`` then undoes the prior 
 the router is told to read (``--jpeg_max_quality``, ``--call_missing_pixels``): the trace
 decides those, so eq. 3 learns only the rest. At the end the temperature is calibrated
 (``logit_scale``, by temperature scaling) on fresh degradations of the training photos, never
-the held-out ones.
+the held-out ones; ``--calibration views`` fits instead each view's weight per class, the
+global view's and the crops' (``view_weights``, :func:`uir.models.router.calibrate_views`), of
+which one temperature is the special case. ``--calibrate_only`` with ``--router`` trains
+nothing: it calibrates a saved router again and saves it.
 
 Without captions there is no content loss, so DA-CLIP's zero linears (which feed the
 controller into the content branch) get no gradient; they stay zero and the router's content
@@ -34,6 +37,9 @@ embedding stays CLIP's own.
         --output_dir runs/router
     # from scratch, on an open_clip config written to JSON (what the README's proof does):
     accelerate launch train/train_router.py --clip_model tiny-clip.json --output_dir runs/router
+    # a saved router's views weighed per class on the training photos, nothing trained:
+    python train/train_router.py --router runs/router/router --calibrate_only --calibration views \\
+        --calibration_repeats 2 --output_dir runs/router-views
 
 Writes ``OUTPUT_DIR/router`` (load with ``DegradationRouter.from_pretrained``).
 """
@@ -52,7 +58,8 @@ from uir.boundary import positive_float, run_script
 from uir.degradations import CLEAN
 from uir.evaluation import degraded_pairs, evaluate_router
 from uir.lora.strategies import LOW_CONFIDENCE_POLICIES
-from uir.models.router import DegradationRouter, calibrate_temperature, expected_calibration_error, prior_correction
+from uir.models.router import (DegradationRouter, calibrate_temperature, calibrate_views, expected_calibration_error,
+                               prior_correction)
 from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator, mixed_batches,
                           parse_training_args, photo_split, train, training_dataset, validation_photos)
 from uir.files import save_pretrained_staged
@@ -85,6 +92,10 @@ def parse_args(argv=None):
                        help="also train each degraded draw's own clean crop as 'clean', with this weight")
     group.add_argument("--calibration_repeats", type=int, default=1,
                        help="degraded copies of each training photo and type to calibrate on (0: no calibration)")
+    group.add_argument("--calibration", choices=("temperature", "views"), default="temperature",
+                       help="calibrate one temperature, or each view's weight per class (view_weights)")
+    group.add_argument("--calibrate_only", action="store_true",
+                       help="with --router: no training; calibrate that router again and save it to OUTPUT_DIR/router")
     add_data_args(parser)
     add_training_args(parser, learning_rate=1e-4, batch_size=32, max_train_steps=2000, resolution=256)
     return parse_training_args(parser, argv)
@@ -158,24 +169,35 @@ def build_router(args, names: list[str]) -> DegradationRouter:
 
 @torch.no_grad()
 def calibrate(router: DegradationRouter, files, names: list[str], args) -> None:
-    """Temperature scaling on fresh degradations of the training photos (a seed training never
-    used); logs the expected calibration error before and after."""
+    """Calibration on fresh degradations of the training photos (a seed training never used):
+    temperature scaling, or with ``--calibration views`` the per-class view weights
+    (:func:`~uir.models.router.calibrate_views`); logs the expected calibration error and the
+    top-1 before and after."""
     router.eval()
-    logits, labels = [], []
+    similarities, labels = [], []
     for pair in degraded_pairs(files, names, seed=args.seed + 1, severity="random", repeats=args.calibration_repeats):
         if args.skip_traced and not bool(untraced(router, pair.lq)[0]):
             continue
-        logits.append(router.logits(pair.lq.to(router.degradation_bank.device))[0].cpu())
+        similarities.append(router.view_similarities(pair.lq.to(router.degradation_bank.device))[0].cpu())
         labels.append(effect_labels([pair.name], pair.lq, pair.gt, router.vocabulary, args.clean_above_psnr))
-    logits, labels = torch.stack(logits), torch.cat(labels)
-    bias = router.logit_bias_vector()  # routing adds it; calibration fits the temperature under it
-    routed = logits + bias
-    before = expected_calibration_error(routed.softmax(-1), labels)
-    temperature = calibrate_temperature(router, logits, labels)
-    after = expected_calibration_error((logits / temperature + bias).softmax(-1), labels)
-    top1 = float((routed.argmax(-1) == labels).float().mean())
-    print(f"calibration on {len(labels)} training images: temperature {temperature:.3f}, "
-          f"ECE {before:.3f} -> {after:.3f}, top-1 {top1:.3f}")
+    similarities, labels = torch.stack(similarities), torch.cat(labels)
+    bias = router.logit_bias_vector()  # routing adds it; calibration fits under it
+
+    def routed():
+        return router.logits_from_similarities(similarities) + bias
+
+    before = routed()
+    if args.calibration == "views":
+        calibrate_views(router, similarities, labels)
+        fitted = "view weights " + ", ".join(f"{name} {w[0]:.2f}/{w[1]:.2f}"
+                                             for name, w in router.config.view_weights.items())
+    else:
+        fitted = f"temperature {calibrate_temperature(router, before - bias, labels):.3f}"
+    after = routed()
+    print(f"calibration on {len(labels)} training images: {fitted}; ECE "
+          f"{expected_calibration_error(before.softmax(-1), labels):.3f} -> "
+          f"{expected_calibration_error(after.softmax(-1), labels):.3f}, top-1 "
+          f"{float((before.argmax(-1) == labels).float().mean()):.3f} -> {float((after.argmax(-1) == labels).float().mean()):.3f}")
 
 
 def main(argv=None):
@@ -188,7 +210,12 @@ def main(argv=None):
     if (args.clean_above_psnr is not None or args.clean_twins is not None) and CLEAN not in names:
         raise ValueError("--clean_above_psnr and --clean_twins label images 'clean': they need the clean class "
                          "(drop --no_clean_class)")
+    if args.calibrate_only and not (args.router and args.calibration_repeats):
+        raise ValueError("--calibrate_only calibrates a saved router again: give --router and --calibration_repeats >= 1")
     router = build_router(args, names).to(accelerator.device)
+    if args.calibrate_only:
+        router.requires_grad_(False)
+        return save_router(router, accelerator, args, names)
     # the prior this training shows the classes at, undone when routing (validation included)
     router.register_to_config(logit_bias=prior_correction(router.vocabulary, args.clean_twins))
     if router.controller is None:
@@ -217,6 +244,11 @@ def main(argv=None):
           validate=validate if validation_files else None)
     router.requires_grad_(False)
     router.refresh_bank()
+    save_router(router, accelerator, args, names)
+
+
+def save_router(router: DegradationRouter, accelerator, args, names: list[str]) -> None:
+    """Calibrate (``--calibration_repeats``) and save to ``OUTPUT_DIR/router``, with a model card."""
     folder = Path(args.output_dir) / "router"
     if accelerator.is_main_process:
         if args.calibration_repeats and args.dataset_name:

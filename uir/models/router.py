@@ -26,6 +26,18 @@ centre). The degradation vector is::
 so the global view and the native-resolution crops count equally, whatever their number.
 Images smaller than the input size on a side skip the crops.
 
+**View weights** (our rule). The two views do not see every class equally well: snowflakes and
+noise live in native pixels, while at 96 px a black butterfly's white spots look like snow. Since
+``norm(d) @ norm(B)^T = (d_global + d_crops) @ norm(B)^T / |d_global + d_crops|``, eq. 3's
+logit of class ``k`` is a sum over the views, and ``view_weights`` weighs each view per class::
+
+    logit_k = logit_scale * (w_global,k d_global + w_crops,k d_crops) @ norm(B_k) / |d_global + d_crops|
+
+All weights 1 is eq. 3 as trained. :func:`calibrate_views` fits them (positive) on degraded
+training photos by the NLL of the routed ``s_o``: temperature scaling is its special case with
+every weight ``1 / T``, so it calibrates as that does, and may also move each class's evidence
+towards the view that shows it.
+
 **Confidence.** ``max s_o`` is the router's confidence; :func:`calibrate_temperature` fits
 ``logit_scale`` so that it is calibrated (temperature scaling). Below ``min_confidence`` the
 input matches no known degradation well: the pipeline then applies ``low_confidence`` (see
@@ -161,6 +173,8 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
             ``None``: none.
         drop_share: with a drop detector, call an image ``raindrop`` when at least this share
             of its pixels is surely under drops (alpha above :data:`~uir.networks.drops.SURE_ALPHA`).
+        view_weights: ``{class: [global view, crops]}``, positive weights of each view in the class's
+            logit (module docstring; fitted by :func:`calibrate_views`); ``None``: 1 everywhere.
     """
 
     config_name = "config.json"
@@ -185,6 +199,7 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
         logit_bias: dict | None = None,
         drop_detector_config: dict | None = None,
         drop_share: float = 0.01,
+        view_weights: dict | None = None,
     ):
         super().__init__()
         import open_clip
@@ -207,6 +222,7 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
             raise ValueError(f"logit_bias names {unknown}, which the vocabulary {list(vocabulary)} lacks")
         if not all(math.isfinite(v) for v in (logit_bias or {}).values()):
             raise ValueError(f"logit_bias must be finite numbers, got {logit_bias}")
+        check_view_weights(view_weights, vocabulary)
         if texts is not None and len(texts) != len(vocabulary):
             raise ValueError("texts must have one entry per vocabulary name")
         config = {k: v for k, v in clip_config.items() if k in ("embed_dim", "vision_cfg", "text_cfg", "init_logit_scale")}
@@ -339,6 +355,49 @@ def prior_correction(vocabulary: list[str], clean_twins: float | None) -> dict |
     return {CLEAN: -math.log1p(degraded * clean_twins)}
 
 
+def check_view_weights(view_weights: dict | None, vocabulary) -> None:
+    """A one-line ``ValueError`` unless ``view_weights`` is ``None`` or maps classes of
+    ``vocabulary`` to two positive finite weights (global view, crops)."""
+    for name, weights in (view_weights or {}).items():
+        if name not in vocabulary:
+            raise ValueError(f"view_weights names {name!r}, which the vocabulary {list(vocabulary)} lacks")
+        if len(weights) != 2 or not all(isinstance(w, (int, float)) and 0 < w < math.inf for w in weights):
+            raise ValueError(f"view_weights[{name!r}] must be two positive numbers (global view, crops), got {weights}")
+
+
+def calibrate_views(router: DegradationRouter, similarities: torch.Tensor, labels: torch.Tensor,
+                    steps: int = 500) -> dict:
+    """View calibration (module docstring): fit the positive ``view_weights`` minimising the NLL of
+    ``softmax(logits + b)`` for ``labels``, the logits of :meth:`~RouterInference.logits_from_similarities`
+    on ``similarities`` (N, 2, T) (:meth:`~RouterInference.view_similarities`, on images the router
+    did not train on, ideally) and ``b`` the router's ``logit_bias``. Each weight stays within
+    ``exp(+-MAX_LOG_TEMPERATURE)``; a class no label names keeps weight 1. Writes them to the
+    router's config and returns them."""
+    similarities, labels = similarities.detach().float(), labels.to(similarities.device)
+    scale, bias = router.logit_scale.exp().float().detach(), router.logit_bias_vector().to(similarities)
+    seen = torch.zeros(similarities.shape[-1], dtype=torch.bool)
+    seen[labels.unique().cpu()] = True
+    seen = seen.to(similarities.device)
+    log_weights = torch.zeros(similarities.shape[1:], requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_weights], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def weights():
+        return torch.where(seen, log_weights.clamp(-MAX_LOG_TEMPERATURE, MAX_LOG_TEMPERATURE), 0.0).exp()
+
+    def closure():
+        optimizer.zero_grad()
+        with torch.enable_grad():
+            loss = F.cross_entropy(scale * (weights() * similarities).sum(1) + bias, labels)
+            loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    fitted = weights().detach().T.tolist()
+    view_weights = {name: [round(w, 6) for w in pair] for name, pair in zip(router.vocabulary, fitted)}
+    router.register_to_config(view_weights=view_weights)
+    return view_weights
+
+
 def calibrate_temperature(router: DegradationRouter, logits: torch.Tensor, labels: torch.Tensor,
                           steps: int = 200) -> float:
     """Temperature scaling: fit ``T`` minimising the NLL of ``softmax(logits / T + b)`` for
@@ -407,5 +466,5 @@ def daclip_to_router_state(state: dict, bank: torch.Tensor) -> dict[str, torch.T
 
 
 __all__ = ["MAX_LOG_TEMPERATURE", "OPENAI_MEAN", "OPENAI_STD", "DegradationController", "DegradationRouter",
-           "RouterOutput", "calibrate_temperature", "daclip_to_router_state", "expected_calibration_error",
+           "RouterOutput", "calibrate_temperature", "calibrate_views", "check_view_weights", "daclip_to_router_state", "expected_calibration_error",
            "prior_correction", "vision_forward"]

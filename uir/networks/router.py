@@ -47,7 +47,7 @@ class RouterOutput:
 class RouterInference:
     """Eq. 3 with crop correction, for a module with ``config`` (``vocabulary``, ``image_mean``,
     ``image_std``, ``crop_correction``, ``crop_grid``, ``min_confidence``, optionally
-    ``jpeg_max_quality``, ``call_missing_pixels``, ``logit_bias`` and ``drop_share``), ``logit_scale``,
+    ``jpeg_max_quality``, ``call_missing_pixels``, ``logit_bias``, ``view_weights`` and ``drop_share``), ``logit_scale``,
     ``degradation_bank``, ``drop_detector`` (or None), ``input_size`` and ``degradation_vector(images at input_size)``."""
 
     @property
@@ -73,25 +73,48 @@ class RouterInference:
         views = [images[..., t : t + size, l : l + size] for t in tops for l in lefts]
         return torch.stack(views, dim=1).flatten(0, 1)
 
-    def aggregate_vector(self, images: torch.Tensor) -> torch.Tensor:
-        """Crop correction's ``d`` (B, z): the global view and the mean crop, equally weighted."""
+    def view_vectors(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crop correction's two views, unit degradation vectors (B, z) each: the resized image's
+        ``d_global``, and the mean of the native crops' (``d_global`` again when there are none)."""
         size = self.input_size
         # in float32: bicubic resizing has no bfloat16 kernel on CPU
         resized = F.interpolate(images.float(), size=(size, size), mode="bicubic", align_corners=False,
                                 antialias=True).clamp(0, 1)
         d = self.degradation_vector(resized)
         crops = self.crops(images)
-        if crops.shape[0]:
-            d_crops = self.degradation_vector(crops).view(images.shape[0], -1, d.shape[-1]).mean(1)
-            d = F.normalize(d + d_crops, dim=-1)
-        return d
+        if not crops.shape[0]:
+            return d, d
+        return d, self.degradation_vector(crops).view(images.shape[0], -1, d.shape[-1]).mean(1)
+
+    def aggregate_vector(self, images: torch.Tensor) -> torch.Tensor:
+        """Crop correction's ``d`` (B, z): the global view and the mean crop, equally weighted."""
+        return F.normalize(sum(self.view_vectors(images)), dim=-1)
+
+    def view_similarities(self, images: torch.Tensor, bank: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 2, T): each view's similarity to each bank row, ``d_view @ norm(B)^T / |d_global +
+        d_crops|``, so that the two rows sum to eq. 3's ``norm(d) @ norm(B)^T``."""
+        bank = (self.degradation_bank if bank is None else bank).float()
+        views = torch.stack(self.view_vectors(images), dim=1)
+        return views @ bank.T / views.sum(1, keepdim=True).norm(dim=-1, keepdim=True)
+
+    def view_weight_matrix(self) -> torch.Tensor:
+        """(2, T): the config's ``view_weights`` by class, the global view's row first (1 for a class
+        it leaves out, and everywhere without it: eq. 3 as trained)."""
+        weights = getattr(self.config, "view_weights", None) or {}
+        return torch.tensor([list(weights.get(name, (1.0, 1.0))) for name in self.vocabulary]).T
+
+    def logits_from_similarities(self, similarities: torch.Tensor) -> torch.Tensor:
+        """Eq. 3's logits (B, T) from :meth:`view_similarities`: ``logit_scale`` times their sum over
+        the views, each view weighted per class by :meth:`view_weight_matrix`."""
+        weights = self.view_weight_matrix().to(similarities)
+        return self.logit_scale.exp().float() * (weights * similarities).sum(1)
 
     def logits(self, images: torch.Tensor, bank: torch.Tensor | None = None) -> torch.Tensor:
-        """``logit_scale * norm(d) @ norm(B)^T`` (B,T) for RGB images in [0, 1], any size: the
-        argument of eq. 3's softmax, and what ``train/train_router.py`` trains on (there with
+        """``logit_scale * norm(d) @ norm(B)^T`` (B,T) for RGB images in [0, 1], any size, with the
+        views weighted per class when the config has ``view_weights``: the argument of eq. 3's
+        softmax, and what ``train/train_router.py`` trains on (there with
         ``bank=self.text_bank()`` when the text tower trains too)."""
-        bank = self.degradation_bank if bank is None else bank
-        return self.logit_scale.exp().float() * self.aggregate_vector(images) @ bank.float().T
+        return self.logits_from_similarities(self.view_similarities(images, bank))
 
     def logit_bias_vector(self) -> torch.Tensor:
         """(T,): the config's ``logit_bias`` by class (0 for a class it leaves out), added to eq. 3's
