@@ -6,7 +6,9 @@
 #      from scratch (train/configs/tiny-clip.json) on a global view plus a 3x3 grid of
 #      native-resolution crops, with the "clean" class, then temperature-calibrated on fresh
 #      degradations of the training photos; below confidence 0.7 the input comes back
-#      unchanged (the `identity` low-confidence policy, docs/default-model.md);
+#      unchanged (the `identity` low-confidence policy, docs/default-model.md); after the drop
+#      detector (below) its two views are weighed per class, and last an expected-gain table
+#      fitted on the training photos decides per image instead of the threshold;
 #   2. one LoRA expert per DA-CLIP type on the frozen base. The JPEG and noise experts refine
 #      their classical prior's output (--prior_input: the bilateral filter, DCT shrinkage;
 #      docs/default-model.md, "Prior-guided experts"), and the snow, rain, haze and shadow experts
@@ -96,10 +98,20 @@ $LAUNCH train/train_drop_detector.py --router "$RUNS/drops/router" --init_detect
   --learning_rate 3e-4 --lr_warmup_steps 50 --degradations raindrop,motion-blurry,shadowed,hazy --seed 2 \
   --resolution 192 --train_batch_size 8 $(budget "${DROP_HARD_STEPS:-1000}" "${DROP_HARD_SECONDS:-}") \
   "${COMMON[@]}" --output_dir "$RUNS/drops-hard" > "$RUNS/drops-hard.log" 2>&1
+# The router's two views weighed per class (view_weights: docs/default-model.md, "View weights"),
+# fitted on fresh degradations of the training photos that carry no trace; no weight trains
+python train/train_router.py --router "$RUNS/drops-hard/router" --calibrate_only --calibration views \
+  --calibration_repeats 2 --skip_traced --jpeg_max_quality 30 --call_missing_pixels --degradations all \
+  --train_data_dir "$UIR_TRAIN_PHOTOS" --output_dir "$RUNS/router-views" > "$RUNS/router-views.log" 2>&1
 python train/assemble_pipeline.py --base "$RUNS/base/pipeline" --experts "$RUNS/experts/experts" \
-  --router "$RUNS/drops-hard/router" --output_dir "$RUNS/default-drops"
+  --router "$RUNS/router-views/router" --output_dir "$RUNS/default-drops"
 # Haze: the share of the haze expert's output given to the guided dark channel, fitted on the
 # training photos (docs/default-model.md, "Haze: the expert averaged with the dark channel"),
-# into RUNS_DIR/default-blend/pipeline, the candidate to ship
+# into RUNS_DIR/default-blend/pipeline
 python train/fit_prior_blend.py --model "$RUNS/default-drops" --degradation hazy --train_data_dir "$UIR_TRAIN_PHOTOS" \
   --output_dir "$RUNS/default-blend" > "$RUNS/default-blend.log" 2>&1
+# The expected-gain table that replaces the confidence threshold (docs/default-model.md,
+# "Expected-gain policy"), fitted on the training photos, into RUNS_DIR/default-gains/pipeline,
+# the candidate to ship
+python train/fit_expected_gains.py --model "$RUNS/default-blend/pipeline" --train_data_dir "$UIR_TRAIN_PHOTOS" \
+  --output_dir "$RUNS/default-gains" > "$RUNS/default-gains.log" 2>&1

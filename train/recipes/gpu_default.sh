@@ -5,6 +5,8 @@
 # base 4820 steps (43 ms each), router 1221 (162 ms, bound by its data workers), experts 1858.
 # Leave a command that wraps this at least 90 s beyond the sum of the budgets: start-up, the
 # router's calibration and the saves come after them (and 2 x (PROBE_SECONDS + 20 s) for the probe).
+# The fits at the end (view weights, haze blend, expected-gain table; default_model.sh) restore
+# the training photos with the default: minutes more (17 on 2 CPU cores), nothing trained.
 # Usage: bash train/recipes/gpu_default.sh [RUNS_DIR]
 set -euo pipefail
 export BASE_STEPS=${BASE_STEPS:-40000} ROUTER_STEPS=${ROUTER_STEPS:-20000} EXPERT_STEPS=${EXPERT_STEPS:-20000}
