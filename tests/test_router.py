@@ -361,7 +361,7 @@ def test_router_weights_clean_class_and_low_confidence_policies():
 def test_expected_gain_table_is_the_mean_and_standard_error_of_each_cell():
     import numpy as np
 
-    from uir.lora.strategies import expected_gain_table
+    from uir.lora.strategies import check_expected_gain_table, expected_gain_table
 
     gains = [1.0, 3.0, 2.5, -0.5]
     samples = [("noisy", True, "expert", g) for g in gains] + [("noisy", False, "base", -1.0), ("hazy", True, "half", 0.2)]
@@ -369,9 +369,12 @@ def test_expected_gain_table_is_the_mean_and_standard_error_of_each_cell():
     mean, error, count = table["noisy"]["known"]["expert"]
     assert mean == pytest.approx(np.mean(gains)) and count == 4
     assert error == pytest.approx(np.std(gains, ddof=1) / 2)
-    assert table["noisy"]["unsure"]["base"][:1] == [-1.0] and table["noisy"]["unsure"]["base"][1] == float("inf")
+    assert table["noisy"]["unsure"]["base"][:1] == [-1.0] and table["noisy"]["unsure"]["base"][1] is None
+    assert "Infinity" not in json.dumps(table) and "NaN" not in json.dumps(table), "a config.json must be plain JSON"
     with pytest.raises(ValueError, match="candidate"):
         expected_gain_table([("noisy", True, "sharpen", 1.0)])
+    with pytest.raises(ValueError, match="standard error"):
+        check_expected_gain_table({"noisy": {"known": {"expert": [1.0, -0.5, 4]}}})
 
 
 def test_expected_gain_rule_picks_the_candidate_whose_gain_clears_its_uncertainty():
@@ -380,7 +383,7 @@ def test_expected_gain_rule_picks_the_candidate_whose_gain_clears_its_uncertaint
     table = {"noisy": {"known": {"expert": [3.0, 0.5, 40], "half": [2.0, 0.1, 40], "base": [2.6, 0.05, 40]},
                        "unsure": {"expert": [0.4, 0.6, 9], "half": [0.3, 0.1, 9]}},
              "hazy": {"known": {"expert": [1.0, 0.1, 40], "half": [1.2, 0.1, 40]}},
-             "rainy": {"known": {"expert": [5.0, float("inf"), 1]}}}
+             "rainy": {"known": {"expert": [5.0, None, 1]}}}
     assert gain_choice(table, "noisy", True) == "base"  # 2.55 beats 2.5 and 1.9
     assert gain_choice(table, "noisy", False) == "half"  # 0.2 > 0 beats -0.2
     assert gain_choice(table, "hazy", True) == "half"
@@ -404,6 +407,6 @@ def test_expected_gain_rule_picks_the_candidate_whose_gain_clears_its_uncertaint
     with pytest.raises(ValueError, match="'prior' for 'rainy', which has no classical prior"):
         gain_weights(s, vocabulary, experts, top_k=1, known=known, table=table)
     for broken, match in [({"noisy": {"sure": {}}}, "bin 'sure'"), ({"noisy": {"known": {"sharpen": [1, 0, 2]}}}, "candidate"),
-                          ({"noisy": {"known": {"expert": 2.0}}}, r"\[mean, standard error, count\]")]:
+                          ({"noisy": {"known": {"expert": 2.0}}}, r"\[mean, standard error \(null if unknown\), count\]")]:
         with pytest.raises(ValueError, match=match):
             gain_weights(s, vocabulary, experts, top_k=1, known=known, table=broken)

@@ -34,6 +34,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..degradations.families import CLEAN
@@ -104,7 +106,8 @@ def expected_gain_table(samples) -> dict:
     """The table of the expected-gain rule from measured ``(top class, known, candidate, gain
     in dB, ...)`` samples (fields after the fourth, such as the true class a fit records, are
     not used): ``{class: {"known"|"unsure": {candidate: [mean, standard error, count]}}}``
-    (a candidate measured once has an infinite standard error), checked by
+    (a candidate measured once has no standard error: ``None``, ``null`` in JSON, which the rule
+    reads as unbounded), checked by
     :func:`check_expected_gain_table`."""
     groups: dict = {}
     for name, known, candidate, gain, *_ in samples:
@@ -115,7 +118,7 @@ def expected_gain_table(samples) -> dict:
         for bin_name, candidates in bins.items():
             for candidate, gains in candidates.items():
                 values = torch.tensor(gains, dtype=torch.float64)
-                error = float(values.std() / len(gains) ** 0.5) if len(gains) > 1 else float("inf")
+                error = float(values.std() / len(gains) ** 0.5) if len(gains) > 1 else None
                 table.setdefault(name, {}).setdefault(bin_name, {})[candidate] = [float(values.mean()), error,
                                                                                    len(gains)]
     return check_expected_gain_table(table)
@@ -139,18 +142,20 @@ def check_expected_gain_table(table: dict) -> dict:
                 if GAIN_CANDIDATES[candidate][1] > 0 and name not in PRIORS:
                     raise ValueError(f"expected-gain table: {candidate!r} for {name!r}, which has no classical prior "
                                      f"(classes with one: {', '.join(PRIORS)})")
-                if not (isinstance(cell, (list, tuple)) and len(cell) == 3):
+                if not (isinstance(cell, (list, tuple)) and len(cell) == 3 and (cell[1] is None or cell[1] >= 0)):
                     raise ValueError(f"expected-gain table: the cell {name}/{bin_name}/{candidate} must be "
-                                     f"[mean, standard error, count], got {cell!r}")
+                                     f"[mean, standard error (null if unknown), count], got {cell!r}")
     return table
 
 
 def gain_choice(table: dict, name: str, known: bool) -> str:
     """The candidate the expected-gain ``table`` picks for an image whose top class is ``name``:
     the largest ``mean - standard error``; ``identity`` (exactly 0) when nothing clears it, and
-    for a class or bin the table never measured."""
+    for a class or bin the table never measured. An unknown standard error (one measurement)
+    clears nothing."""
     cells = table.get(name, {}).get(GAIN_BINS[0] if known else GAIN_BINS[1], {})
-    scores = {candidate: mean - error for candidate, (mean, error, _) in cells.items() if candidate != "identity"}
+    scores = {candidate: mean - (math.inf if error is None else error)
+              for candidate, (mean, error, _) in cells.items() if candidate != "identity"}
     best = max(scores, key=scores.get, default="identity")
     return best if scores.get(best, 0.0) > 0.0 else "identity"
 
