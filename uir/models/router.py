@@ -374,11 +374,10 @@ def calibrate_views(router: DegradationRouter, similarities: torch.Tensor, label
     ``exp(+-MAX_LOG_TEMPERATURE)``; a class no label names keeps weight 1. Writes them to the
     router's config and returns them."""
     similarities, labels = similarities.detach().float(), labels.to(similarities.device)
-    scale, bias = router.logit_scale.exp().float().detach(), router.logit_bias_vector().to(similarities)
-    seen = torch.zeros(similarities.shape[-1], dtype=torch.bool)
-    seen[labels.unique().cpu()] = True
-    seen = seen.to(similarities.device)
-    log_weights = torch.zeros(similarities.shape[1:], requires_grad=True)
+    scale, bias = router.logit_scale.exp().detach().to(similarities), router.logit_bias_vector().to(similarities)
+    seen = torch.zeros(similarities.shape[-1], dtype=torch.bool, device=similarities.device)
+    seen[labels.unique()] = True
+    log_weights = torch.zeros(similarities.shape[1:], device=similarities.device, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_weights], max_iter=steps, line_search_fn="strong_wolfe")
 
     def weights():

@@ -107,7 +107,7 @@ class RouterInference:
         """Eq. 3's logits (B, T) from :meth:`view_similarities`: ``logit_scale`` times their sum over
         the views, each view weighted per class by :meth:`view_weight_matrix`."""
         weights = self.view_weight_matrix().to(similarities)
-        return self.logit_scale.exp().float() * (weights * similarities).sum(1)
+        return self.logit_scale.exp().to(similarities) * (weights * similarities).sum(1)
 
     def logits(self, images: torch.Tensor, bank: torch.Tensor | None = None) -> torch.Tensor:
         """``logit_scale * norm(d) @ norm(B)^T`` (B,T) for RGB images in [0, 1], any size, with the
