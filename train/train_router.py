@@ -210,8 +210,9 @@ def main(argv=None):
     if (args.clean_above_psnr is not None or args.clean_twins is not None) and CLEAN not in names:
         raise ValueError("--clean_above_psnr and --clean_twins label images 'clean': they need the clean class "
                          "(drop --no_clean_class)")
-    if args.calibrate_only and not (args.router and args.calibration_repeats):
-        raise ValueError("--calibrate_only calibrates a saved router again: give --router and --calibration_repeats >= 1")
+    if args.calibrate_only and not (args.router and args.calibration_repeats and not args.dataset_name):
+        raise ValueError("--calibrate_only calibrates a saved router again on photo files: give --router, "
+                         "--calibration_repeats >= 1 and --train_data_dir (not --dataset_name)")
     router = build_router(args, names).to(accelerator.device)
     if args.calibrate_only:
         router.requires_grad_(False)
