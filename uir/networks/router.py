@@ -86,10 +86,6 @@ class RouterInference:
             return d, d
         return d, self.degradation_vector(crops).view(images.shape[0], -1, d.shape[-1]).mean(1)
 
-    def aggregate_vector(self, images: torch.Tensor) -> torch.Tensor:
-        """Crop correction's ``d`` (B, z): the global view and the mean crop, equally weighted."""
-        return F.normalize(sum(self.view_vectors(images)), dim=-1)
-
     def view_similarities(self, images: torch.Tensor, bank: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 2, T): each view's similarity to each bank row, ``d_view @ norm(B)^T / |d_global +
         d_crops|``, so that the two rows sum to eq. 3's ``norm(d) @ norm(B)^T``."""
