@@ -375,6 +375,8 @@ def test_expected_gain_table_is_the_mean_and_standard_error_of_each_cell():
         expected_gain_table([("noisy", True, "sharpen", 1.0)])
     with pytest.raises(ValueError, match="standard error"):
         check_expected_gain_table({"noisy": {"known": {"expert": [1.0, -0.5, 4]}}})
+    with pytest.raises(ValueError, match="standard error"):
+        check_expected_gain_table({"noisy": {"known": {"expert": [1.0, "0.5", 4]}}})
 
 
 def test_expected_gain_rule_picks_the_candidate_whose_gain_clears_its_uncertainty():

@@ -142,7 +142,8 @@ def check_expected_gain_table(table: dict) -> dict:
                 if GAIN_CANDIDATES[candidate][1] > 0 and name not in PRIORS:
                     raise ValueError(f"expected-gain table: {candidate!r} for {name!r}, which has no classical prior "
                                      f"(classes with one: {', '.join(PRIORS)})")
-                if not (isinstance(cell, (list, tuple)) and len(cell) == 3 and (cell[1] is None or cell[1] >= 0)):
+                if not (isinstance(cell, (list, tuple)) and len(cell) == 3
+                        and (cell[1] is None or isinstance(cell[1], (int, float)) and cell[1] >= 0)):
                     raise ValueError(f"expected-gain table: the cell {name}/{bin_name}/{candidate} must be "
                                      f"[mean, standard error (null if unknown), count], got {cell!r}")
     return table
