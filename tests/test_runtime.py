@@ -103,6 +103,9 @@ def test_runtime_router_routes_as_the_saved_router(tmp_path, use_controller, tow
     assert torch.allclose(got.probabilities, expected.probabilities, atol=1e-5)
     assert (expected.probabilities[0] - expected.probabilities[1]).abs().max() > 1e-3, "routing ignores the image"
     assert got.names == expected.names and torch.equal(got.known, expected.known)
+    config = read_saved_config(tmp_path) | {"view_weights": {"hazy": [1.0]}}
+    with pytest.raises(ValueError, match="two positive numbers"):  # refused on load, as the diffusers router does
+        RuntimeRouter.from_config(config, tmp_path / "diffusion_pytorch_model.safetensors")
 
 
 @pytest.fixture(scope="module")

@@ -85,7 +85,7 @@ from ..degradations.weather import RAINDROP_CLASS
 from ..files import load_safetensors
 from ..lora.strategies import check_expected_gain_table, check_low_confidence
 from ..networks.drops import DropDetector, check_drop_share
-from ..networks.router import OPENAI_MEAN, OPENAI_STD, RouterInference, RouterOutput
+from ..networks.router import OPENAI_MEAN, OPENAI_STD, RouterInference, RouterOutput, check_view_weights
 
 
 def vision_forward(visual, image, control=None, taps=None):
@@ -353,16 +353,6 @@ def prior_correction(vocabulary: list[str], clean_twins: float | None) -> dict |
         return None
     degraded = sum(name != CLEAN for name in vocabulary)
     return {CLEAN: -math.log1p(degraded * clean_twins)}
-
-
-def check_view_weights(view_weights: dict | None, vocabulary) -> None:
-    """A one-line ``ValueError`` unless ``view_weights`` is ``None`` or maps classes of
-    ``vocabulary`` to two positive finite weights (global view, crops)."""
-    for name, weights in (view_weights or {}).items():
-        if name not in vocabulary:
-            raise ValueError(f"view_weights names {name!r}, which the vocabulary {list(vocabulary)} lacks")
-        if len(weights) != 2 or not all(isinstance(w, (int, float)) and 0 < w < math.inf for w in weights):
-            raise ValueError(f"view_weights[{name!r}] must be two positive numbers (global view, crops), got {weights}")
 
 
 def calibrate_views(router: DegradationRouter, similarities: torch.Tensor, labels: torch.Tensor,

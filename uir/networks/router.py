@@ -14,6 +14,7 @@ confidence. Two routers share it:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -42,6 +43,17 @@ class RouterOutput:
     names: list
     confidence: torch.Tensor
     known: torch.Tensor
+
+
+def check_view_weights(view_weights: dict | None, vocabulary) -> None:
+    """A one-line ``ValueError`` unless ``view_weights`` is ``None`` or maps classes of
+    ``vocabulary`` to two positive finite weights (global view, crops)."""
+    for name, weights in (view_weights or {}).items():
+        if name not in vocabulary:
+            raise ValueError(f"view_weights names {name!r}, which the vocabulary {list(vocabulary)} lacks")
+        if not isinstance(weights, (list, tuple)) or len(weights) != 2 or not all(
+                isinstance(w, (int, float)) and 0 < w < math.inf for w in weights):
+            raise ValueError(f"view_weights[{name!r}] must be two positive numbers (global view, crops), got {weights}")
 
 
 class RouterInference:
@@ -191,6 +203,7 @@ class RuntimeRouter(RouterInference, nn.Module):
     def __init__(self, config: dict):
         super().__init__()
         clip = config["clip_config"]
+        check_view_weights(config.get("view_weights"), config["vocabulary"])
         self.config = SimpleNamespace(**config)
         self.tower = vision_tower(clip["vision_cfg"], clip["embed_dim"], quick_gelu=config.get("quick_gelu", False))
         self.logit_scale = nn.Parameter(torch.zeros(()), requires_grad=False)
@@ -236,4 +249,4 @@ class RuntimeRouter(RouterInference, nn.Module):
         return F.normalize(self.tower(self._normalise(image)).float(), dim=-1)
 
 
-__all__ = ["OPENAI_MEAN", "OPENAI_STD", "RouterInference", "RouterOutput", "RuntimeRouter"]
+__all__ = ["OPENAI_MEAN", "OPENAI_STD", "RouterInference", "RouterOutput", "RuntimeRouter", "check_view_weights"]
