@@ -230,6 +230,32 @@ def test_device_synthesis_draws_the_workers_distribution(tmp_path, device):
     assert torch.equal(same[3]["gt"], deferred[3]["gt"]), "the same clean crop, only degraded elsewhere"
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_clean_inputs_leave_their_share_of_items_undegraded_on_both_paths(tmp_path, device):
+    """``clean_inputs``: about that share of items (binomial bounds over 192) have ``lq`` equal
+    to their clean crop, keep their type's label and are marked ``clean_input``, on the workers'
+    path and on the device; every other item is degraded, and without the option every draw
+    is the one it was."""
+    from uir.testing import save_sample_crops
+
+    files = sorted(save_sample_crops(tmp_path, 4, 64, 64).iterdir())
+    plain = SyntheticDegradationDataset(files, ["noisy", "shadowed"], crop_size=32, seed=4, repeats=24)
+    off = SyntheticDegradationDataset(files, ["noisy", "shadowed"], crop_size=32, seed=4, repeats=24, clean_inputs=0.0)
+    assert all(torch.equal(plain[i]["lq"], off[i]["lq"]) and not off[i]["clean_input"] for i in (0, 5, 100))
+    for on_device in (False, True):
+        dataset = SyntheticDegradationDataset(files, ["noisy", "shadowed"], crop_size=32, seed=4, repeats=24,
+                                              on_device=on_device, clean_inputs=0.25)
+        batch = torch.utils.data.default_collate([dataset[i] for i in range(len(dataset))])
+        if on_device:
+            batch = dataset.degrade_batch(batch, device)
+        same = torch.tensor([torch.equal(lq, gt) for lq, gt in zip(batch["lq"].cpu(), batch["gt"].cpu())])
+        assert torch.equal(same, batch["clean_input"]), "exactly the marked items are left clean"
+        assert 29 <= int(same.sum()) <= 67, int(same.sum())  # 192 items at 0.25: mean 48, sd 6
+        assert {batch["degradation"][i] for i in torch.nonzero(same).flatten().tolist()} == {"noisy", "shadowed"}
+    with pytest.raises(ValueError, match=r"clean_inputs must be in \[0, 1\)"):
+        SyntheticDegradationDataset(files, ["noisy"], clean_inputs=1.0)
+
+
 def test_extra_photos_keep_listed_photographs_and_never_a_held_out_scene(tmp_path):
     """train/extra_photos.py: every listed photo's original joins the training split, except the
     originals of held-out photos; art and thumbnails never do."""

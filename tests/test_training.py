@@ -132,6 +132,7 @@ def test_bad_options_are_a_usage_error_before_any_work(script, tmp_path, capsys,
     (["--prior_input", "noisy"], "--prior_input: 'noisy' is not trained here (trained: snowy, rainy)"),
     (["--prior_input", "snowy"], "--prior_input: 'snowy' has no classical prior"),
     (["--veil_bound", "hazy"], "--veil_bound: 'hazy' is not trained here (trained: snowy, rainy)"),
+    (["--clean_inputs", "1"], "argument --clean_inputs: must be in [0, 1), got 1"),
 ])
 def test_flagged_types_that_cannot_be_flagged_are_a_usage_error(tmp_path, capsys, option, message):
     _assert_usage_error(train_uir_lora, ["--pretrained_model_name_or_path", str(tmp_path), *option,
@@ -150,6 +151,19 @@ def test_prior_input_and_veil_bound_name_the_types_they_flag(base_dir, photos, t
     assert {name: (e.prior_input, e.veil_bound) for name, e in experts.items()} == {
         "noisy": (True, False), "hazy": (False, True)}
     assert VEIL_BOUND_KEY not in json.loads((tmp_path / "run" / "experts" / "noisy" / "uir_expert.json").read_text())
+
+
+def test_clean_inputs_reach_the_experts_training_data(base_dir, photos, tmp_path):
+    """``--clean_inputs SHARE`` is the share of the synthesised training items left clean; the
+    router's trainer, whose labels would then be wrong, has no such option."""
+    from uir.training import training_dataset
+
+    args = train_uir_lora.parse_args(_common(base_dir, photos, tmp_path / "run", clean_inputs=0.25))
+    assert training_dataset(args, ["noisy", "hazy"]).clean_inputs == 0.25
+    assert training_dataset(train_uir_lora.parse_args(_common(base_dir, photos, tmp_path / "run")),
+                            ["noisy"]).clean_inputs == 0.0
+    with pytest.raises(SystemExit):
+        train_router.parse_args(["--output_dir", str(tmp_path / "r"), "--clean_inputs", "0.25"])
 
 
 def _assert_usage_error(script, option, message, tmp_path, capsys):

@@ -40,6 +40,17 @@ from uir.training import (LossModule, add_data_args, add_training_args, add_uir_
                           restoration_loss, restoration_validator, train, training_dataset, validation_photos)
 
 
+def share(value: str) -> float:
+    """``--clean_inputs``: a number in [0, 1)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not 0 <= number < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return number
+
+
 #: the value of ``--prior_input`` or ``--veil_bound`` given without types (not a string, which
 #: argparse would pass through the option's ``type``)
 EVERY_TYPE = object()
@@ -61,7 +72,13 @@ def parse_args(argv=None):
                         help="the saved experts ask the pipeline to keep their output within the veil their input "
                              "can hold (uir.classical.VEIL_BOUNDS; uir_expert.json's veil_bound): those of the "
                              "comma-separated TYPES, or with no value every type with a bound")
+    parser.add_argument("--clean_inputs", type=share, default=0.0, metavar="SHARE",
+                        help="the share of each expert's training inputs left clean, the target their input itself, "
+                             "so that an expert the router calls wrongly learns to leave the photo alone "
+                             "(synthesised degradations only)")
     args = parse_training_args(parser, argv)
+    if args.clean_inputs and (args.paired or args.streaming):
+        parser.error("--clean_inputs needs degradations synthesised here: not with --paired or --streaming")
     names = expert_names(args)
     args.prior_input = flagged_types(parser, "--prior_input", args.prior_input, names, PRIORS, "classical prior")
     args.veil_bound = flagged_types(parser, "--veil_bound", args.veil_bound, names, VEIL_BOUNDS, "veil bound")

@@ -188,15 +188,22 @@ class SyntheticDegradationDataset(CleanCropDataset):
     workers would otherwise bound a fast accelerator. The same degradations, parameter ranges
     and severities, drawn from a generator on that device: the same distribution, not the same
     draws (``tests/test_data.py`` compares the two).
+
+    ``clean_inputs``: the share of items whose ``lq`` is their clean crop itself, still labelled
+    with their type (``"clean_input"`` marks them), so that an expert learns to leave alone a
+    photo without its degradation: what a wrong call of the router hands it.
     """
 
     def __init__(self, files: Sequence, degradation_names: Sequence[str], crop_size: int | None = None,
                  flip: bool = False, seed: int = 0, severity: str | None = "random", repeats: int = 1,
-                 on_device: bool = False):
+                 on_device: bool = False, clean_inputs: float = 0.0):
         super().__init__(files, crop_size, flip, seed)
         self.on_device = on_device
         if repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {repeats}")
+        if not 0 <= clean_inputs < 1:
+            raise ValueError(f"clean_inputs must be in [0, 1), got {clean_inputs}")
+        self.clean_inputs = clean_inputs
         self.repeats = repeats
         self.names = list(degradation_names)
         for name in self.names:
@@ -217,12 +224,14 @@ class SyntheticDegradationDataset(CleanCropDataset):
         file_index, kind = index % len(self.files), self.degradation_index(index)
         generator = self.item_generator(index)
         gt, frame = self.framed_crop(file_index, generator)
+        # drawn only when asked for, so that every other draw stays as it was without the option
+        clean = bool(self.clean_inputs) and float(torch.rand((), generator=generator)) < self.clean_inputs
         item = {"gt": gt, "degradation": self.names[kind], "degradation_index": kind, "path": self.path(file_index),
-                "frame": torch.tensor(frame)}
+                "frame": torch.tensor(frame), "clean_input": clean}
         if self.on_device:
             item["seed"] = int(torch.randint(0, 2**62, (), generator=generator))
         else:
-            item.update(self.synthesise(self.names[kind], gt, generator, frame))
+            item.update({"lq": gt.clone()} if clean else self.synthesise(self.names[kind], gt, generator, frame))
         return item
 
     def synthesise(self, name: str, gt: torch.Tensor, generator: torch.Generator, frame: tuple[int, int]) -> dict:
@@ -232,12 +241,14 @@ class SyntheticDegradationDataset(CleanCropDataset):
     def degrade_batch(self, batch: dict, device) -> dict:
         """A collated batch of ``on_device`` items with ``lq`` synthesised on ``device``: each
         image degraded by its own type from a generator on ``device`` seeded by its ``seed``
-        (each image's kernels run on the device; the images go one after another)."""
+        (each image's kernels run on the device; the images go one after another), a clean
+        input left as it is."""
         gt = batch["gt"].to(device, non_blocking=True)
-        lq = [degradations.apply(name, image, generator=torch.Generator(device=gt.device).manual_seed(seed),
+        lq = [image.clone() if clean else
+              degradations.apply(name, image, generator=torch.Generator(device=gt.device).manual_seed(seed),
                                  severity=self.severity, frame=tuple(frame))
-              for image, name, seed, frame in zip(gt, batch["degradation"], batch["seed"].tolist(),
-                                                  batch["frame"].tolist())]
+              for image, name, seed, frame, clean in zip(gt, batch["degradation"], batch["seed"].tolist(),
+                                                         batch["frame"].tolist(), batch["clean_input"].tolist())]
         return {**batch, "gt": gt, "lq": torch.stack(lq)}
 
 

@@ -203,6 +203,7 @@ def training_dataset(args, names: list[str]):
 
     check_data_args(args)
     severity = None if args.severity == "default" else args.severity
+    clean_inputs = getattr(args, "clean_inputs", 0.0)  # an option of the experts' trainer alone
     if args.dataset_name:
         from ..data.hf_datasets import (DatasetImages, StreamingDegradationDataset, load_training_dataset,
                                 split_between_processes)
@@ -218,7 +219,7 @@ def training_dataset(args, names: list[str]):
                                                flip=True, seed=args.seed, severity=severity)
         return SyntheticDegradationDataset(DatasetImages(data, args.image_column), names, crop_size=args.resolution,
                                            flip=True, seed=args.seed, severity=severity, repeats=args.repeats,
-                                           on_device=args.synthesis == "device")
+                                           on_device=args.synthesis == "device", clean_inputs=clean_inputs)
     if args.paired:
         folders = {}
         for spec in args.paired:
@@ -228,7 +229,8 @@ def training_dataset(args, names: list[str]):
         return DegradationConcatDataset(folders)
     train_files, _ = photo_split(args)
     return SyntheticDegradationDataset(train_files, names, crop_size=args.resolution, flip=True, seed=args.seed,
-                                       severity=severity, repeats=args.repeats, on_device=args.synthesis == "device")
+                                       severity=severity, repeats=args.repeats, on_device=args.synthesis == "device",
+                                       clean_inputs=clean_inputs)
 
 
 def mixed_batches(args, dataset):
