@@ -132,7 +132,7 @@ def test_bad_options_are_a_usage_error_before_any_work(script, tmp_path, capsys,
     (["--prior_input", "noisy"], "--prior_input: 'noisy' is not trained here (trained: snowy, rainy)"),
     (["--prior_input", "snowy"], "--prior_input: 'snowy' has no classical prior"),
     (["--veil_bound", "hazy"], "--veil_bound: 'hazy' is not trained here (trained: snowy, rainy)"),
-    (["--clean_inputs", "1"], "argument --clean_inputs: must be in [0, 1), got 1"),
+    (["--clean_inputs", "1"], "argument --clean_inputs: clean_inputs must be in [0, 1), got 1"),
 ])
 def test_flagged_types_that_cannot_be_flagged_are_a_usage_error(tmp_path, capsys, option, message):
     _assert_usage_error(train_uir_lora, ["--pretrained_model_name_or_path", str(tmp_path), *option,

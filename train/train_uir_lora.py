@@ -31,6 +31,7 @@ from pathlib import Path
 from uir.boundary import run_script
 from uir.classical import PRIORS, VEIL_BOUNDS
 from uir.data import SingleDegradationBatchSampler
+from uir.data.datasets import check_clean_inputs
 from uir.degradations import parse_names
 from uir.lora import FINGERPRINT_KEY, PRIOR_INPUT_KEY, VEIL_BOUND_KEY, ExpertComponent, LoRAExpert, lora_config
 from uir.lora.targets import UNET_RANK, VAE_RANK
@@ -41,14 +42,11 @@ from uir.training import (LossModule, add_data_args, add_training_args, add_uir_
 
 
 def share(value: str) -> float:
-    """``--clean_inputs``: a number in [0, 1)."""
+    """``--clean_inputs``: checked before training, as the dataset checks it."""
     try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if not 0 <= number < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
-    return number
+        return check_clean_inputs(float(value))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 #: the value of ``--prior_input`` or ``--veil_bound`` given without types (not a string, which

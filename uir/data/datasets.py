@@ -171,6 +171,13 @@ class CleanCropDataset(Dataset):
         return {"gt": self.crop(index, self.item_generator(index)), "path": self.path(index)}
 
 
+def check_clean_inputs(share: float) -> float:
+    """``share`` if it is a share of clean inputs a dataset can draw (in [0, 1)), else a one-line ``ValueError``."""
+    if not 0 <= share < 1:
+        raise ValueError(f"clean_inputs must be in [0, 1), got {share:g}")
+    return share
+
+
 class SyntheticDegradationDataset(CleanCropDataset):
     """Degrade clean images on the fly: item ``i`` is image ``i % N`` under degradation
     ``(i // N) % T``; ``repeats`` makes an epoch hold that many independent draws of each pair
@@ -201,9 +208,7 @@ class SyntheticDegradationDataset(CleanCropDataset):
         self.on_device = on_device
         if repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {repeats}")
-        if not 0 <= clean_inputs < 1:
-            raise ValueError(f"clean_inputs must be in [0, 1), got {clean_inputs}")
-        self.clean_inputs = clean_inputs
+        self.clean_inputs = check_clean_inputs(clean_inputs)
         self.repeats = repeats
         self.names = list(degradation_names)
         for name in self.names:
