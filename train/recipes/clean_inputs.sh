@@ -22,8 +22,8 @@ ARMS=${ARMS:-clean25 plain}
 TYPES=motion-blurry,hazy,jpeg-compressed,low-light,noisy,raindrop,rainy,shadowed,snowy,uncompleted,clean
 mkdir -p "$R"
 python train/split_photos.py --data "${UIR_PHOTOS:-../shared/photos}" --output_dir "$SPLIT"
-# the shipped expert's training flags, and the blends the pipeline gives its output (refitted below)
-read -r -a SHIPPED <<< "$(python - "$TYPE" <<'PY'
+shipped_flags() {  # the shipped expert's training flags, and "blend:TOWARD" for each blend its output gets
+  python - "$TYPE" <<'PY'
 import sys
 from uir.pipelines.loading import load_pipeline
 expert = next(e for e in load_pipeline("default").experts.experts if e.degradation == sys.argv[1])
@@ -31,7 +31,8 @@ flags = [flag for flag, on in (("--prior_input", expert.prior_input), ("--veil_b
 blends = [f"blend:{toward}" for toward, share in (("prior", expert.prior_blend), ("input", expert.input_blend)) if share]
 print(" ".join(flags + blends))
 PY
-)"
+}
+read -r -a SHIPPED <<< "$(shipped_flags)"
 FLAGS=() BLENDS=()
 for WORD in "${SHIPPED[@]}"; do
   case "$WORD" in blend:*) BLENDS+=("${WORD#blend:}") ;; *) FLAGS+=("$WORD") ;; esac
@@ -60,7 +61,8 @@ pipe.save_pretrained(sys.argv[2])
 PY
   fi
   MODEL=$R/$ARM-pipeline
-  for TOWARD in "${BLENDS[@]}"; do  # fit_prior_blend.py --toward, as the shipped expert's blend was fitted
+  # fit_prior_blend.py --toward, as the blends of the shipped expert were fitted
+  for TOWARD in "${BLENDS[@]}"; do
     [ -f "$R/$ARM-$TOWARD-blend/pipeline/model_index.json" ] || python train/fit_prior_blend.py --model "$MODEL" \
       --degradation "$TYPE" --toward "$TOWARD" --train_data_dir "$SPLIT/train" --output_dir "$R/$ARM-$TOWARD-blend" \
       > "$R/$ARM-$TOWARD-blend.log" 2>&1
