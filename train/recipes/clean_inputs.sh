@@ -2,8 +2,8 @@
 # Issue 28 ("a restorer that never makes a photo worse"): experts that leave alone what is not
 # theirs. Each expert trains on its own degradation only, so an expert the router sends to a
 # photo without it restores what is not there: the shipped shadow expert brightens a clean photo
-# by 22/255 on average (docs/default-model.md, "Clean inputs"). With --clean_inputs SHARE, that share
-# of its training inputs are clean crops, their target themselves.
+# by 22/255 on average (docs/default-model.md, "Clean inputs"). With --clean_inputs SHARE, that
+# share of its training inputs are clean crops, their target themselves.
 # TYPE's expert is retrained on the embedded default's base at the shipped experts' budget per
 # type (1858 steps of batch 32 at 128 px over 10 types: STEPS 186), arm by arm:
 #   cleanNN  --clean_inputs 0.NN      plain  --clean_inputs 0 (the control: retrained, nothing else)
