@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from uir.boundary import positive_float, run_script
+from uir.boundary import checked_number, positive_float, run_script
 from uir.data import DropMaskDataset
 from uir.degradations import CLEAN
 from uir.degradations.weather import RAINDROP_CLASS
@@ -37,13 +37,6 @@ from uir.models.router import DegradationRouter
 from uir.networks.drops import DropDetector, check_drop_share
 from uir.training import (LossModule, add_data_args, add_training_args, finish, make_accelerator, mixed_batches,
                           parse_training_args, photo_split, train)
-
-def share_of_pixels(value: str) -> float:
-    """``--drop_share``: checked before training, not when the trained router is saved."""
-    try:
-        return check_drop_share(float(value))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 #: the detector trained without ``--config``
@@ -61,7 +54,7 @@ def parse_args(argv=None):
     group.add_argument("--pos_weight", type=positive_float, default=10.0,
                        help="the weight of a pixel under a drop against one without: drops cover a few percent of "
                             "the pixels, and unweighted the detector first learns to find none")
-    group.add_argument("--drop_share", type=share_of_pixels, default=0.01,
+    group.add_argument("--drop_share", type=checked_number(check_drop_share), default=0.01,
                        help="the router calls raindrop an image with at least this share of its pixels surely "
                             "under drops, in (0, 1]")
     add_data_args(parser)

@@ -28,7 +28,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from uir.boundary import run_script
+from uir.boundary import checked_number, run_script
 from uir.classical import PRIORS, VEIL_BOUNDS
 from uir.data import SingleDegradationBatchSampler
 from uir.data.datasets import check_clean_inputs
@@ -39,14 +39,6 @@ from uir.tiling import run_padded
 from uir.training import (LossModule, add_data_args, add_training_args, add_uir_lora_args, finish,
                           load_uir_lora_pipeline, make_accelerator, parse_paired, parse_training_args,
                           restoration_loss, restoration_validator, train, training_dataset, validation_photos)
-
-
-def share(value: str) -> float:
-    """``--clean_inputs``: checked before training, as the dataset checks it."""
-    try:
-        return check_clean_inputs(float(value))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 #: the value of ``--prior_input`` or ``--veil_bound`` given without types (not a string, which
@@ -70,7 +62,7 @@ def parse_args(argv=None):
                         help="the saved experts ask the pipeline to keep their output within the veil their input "
                              "can hold (uir.classical.VEIL_BOUNDS; uir_expert.json's veil_bound): those of the "
                              "comma-separated TYPES, or with no value every type with a bound")
-    parser.add_argument("--clean_inputs", type=share, default=0.0, metavar="SHARE",
+    parser.add_argument("--clean_inputs", type=checked_number(check_clean_inputs), default=0.0, metavar="SHARE",
                         help="the share of each expert's training inputs left clean, the target their input itself, "
                              "so that an expert the router calls wrongly learns to leave the photo alone "
                              "(synthesised degradations only)")

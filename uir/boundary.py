@@ -197,6 +197,19 @@ def positive_float(value: str) -> float:
     return number
 
 
+def checked_number(check: Callable[[float], float]) -> Callable[[str], float]:
+    """An argparse type from ``check``, a function that returns the number it accepts and raises
+    a one-line ``ValueError`` otherwise: the option is refused with that line before any work,
+    by the same check that guards the value where it is used."""
+    def parse(value: str) -> float:
+        try:
+            return check(float(value))
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
+
+
 __all__ = ["DEBUG_ENV", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "OneLineParser", "UsageError",
-           "debugging",
-           "guarded", "positive_float", "positive_int", "run_script", "whole_number"]
+           "checked_number",
+           "debugging", "guarded", "positive_float", "positive_int", "run_script", "whole_number"]
