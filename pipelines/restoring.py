@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from uir.classical import PRIORS, VEIL_BOUNDS
 from uir.degradations.masks import MISSING_CLASS, harmonic_fill, missing_mask
+from uir.degradations.photometric import SHADOW_CLASS
 from uir.degradations.weather import RAINDROP_CLASS
 from uir.files import check_weights
 from uir.images import to_pil, to_tensor
@@ -30,6 +31,7 @@ from uir.lora import (FINGERPRINT_KEY, ExpertError, ExpertList, LoRAExpert, base
                       install_experts, mixture_layers, short_fingerprint)
 from uir.lora.mixture import mixture_weights
 from uir.lora.strategies import DEFAULT_TOP_K, expert_weights
+from uir.networks.shadows import SURE_ATTENUATION, lift_shadows
 from uir.tiling import restore_tiled
 
 
@@ -176,7 +178,8 @@ class RestorationOutput:
     output returned: an expert's ``prior_blend`` and ``input_blend`` move its weight to
     ``prior_weight`` and ``clean_weight`` (:func:`given_shares`). ``drops`` (B,) is
     the share of pixels found under raindrops and cleared (:func:`clear_found_drops`; ``None``
-    when the call does not look for them)."""
+    when the call does not look for them), ``shadows`` (B,) the share found surely shadowed in
+    the images whose shadow was lifted (:func:`lift_found_shadows`; ``None`` likewise)."""
 
     images: object
     weights: torch.Tensor = None
@@ -188,6 +191,7 @@ class RestorationOutput:
     missing: torch.Tensor = None
     prior_weight: torch.Tensor = None
     drops: torch.Tensor = None
+    shadows: torch.Tensor = None
 
 
 def fill_masked(images: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -210,6 +214,17 @@ def clear_found_drops(router, images: torch.Tensor, exact: dict | None = None) -
     come back unchanged."""
     mask, found = router.find_drops(images.to(router.device), exact)
     return fill_masked(images, mask.to(images) * found.to(images)[:, None, None, None])
+
+
+def lift_found_shadows(router, images: torch.Tensor, known: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images with their cast shadow lifted, the share of pixels surely shadowed (B,))``: in
+    the images where the router's shadow detector finds a shadow
+    (:meth:`~uir.networks.router.RouterInference.find_shadows`; ``known``: the traces already
+    found), :func:`~uir.networks.shadows.lift_shadows` by its attenuation; the others come back
+    unchanged (share 0)."""
+    attenuation, found = router.find_shadows(images.to(router.device), known)
+    attenuation = attenuation.to(images) * found.to(images)[:, None, None, None]
+    return lift_shadows(images, attenuation), (attenuation > SURE_ATTENUATION).flatten(1).to(images).mean(1)
 
 
 class MixtureRestoration:
@@ -341,7 +356,7 @@ class MixtureRestoration:
             generator: the ``random`` strategy's draws, and the VAE posterior sample.
             return_dict: return a :attr:`output_class`; else a tuple of its fields, in order
                 (images, weights, expert_names, clean_weight, degradations, confidence, known, missing,
-                prior_weight, drops).
+                prior_weight, drops, shadows).
             sample_posterior: sample the VAE latent instead of taking its mode (SD-turbo only).
             tile_size: restore in overlapping, blended tiles of this many pixels (bounded memory);
                 ``"auto"``: tiles of at most ``auto_tile_size`` for images with a longer side;
@@ -353,7 +368,9 @@ class MixtureRestoration:
                 restoration, and no expert runs on it (routed, every expert lowered a filled
                 photo's PSNR: docs/default-model.md). Manual weights still apply after the fill.
                 Then, with the router choosing and holding a drop detector, raindrops are found
-                and cleared the same way (:func:`clear_found_drops`), and a cleared image is kept.
+                and cleared the same way (:func:`clear_found_drops`), and a cleared image is kept;
+                then, with a shadow detector, a cast shadow is found and lifted
+                (:func:`lift_found_shadows`), and a lifted image is kept.
 
         Returns:
             :attr:`output_class` with the images, the expert weights and the router's verdict.
@@ -363,19 +380,24 @@ class MixtureRestoration:
             tile_size = self.auto_tile_size if max(images.shape[-2:]) > self.auto_tile_size else None
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        missing = drops = None
+        missing = drops = shadows = None
         found = {}  # the router sees the filled and cleared images: it is told what was there
         if self.fills_missing_pixels if fill_missing is None else fill_missing:
             images, missing = fill_missing_pixels(images)
             found[MISSING_CLASS] = missing > 0
         routing = weights is None and strategy == "router"
-        if routing and getattr(self.router, "drop_detector", None) is not None:
+        detectors = dict(self.router.detectors()) if routing and self.router is not None else {}
+        if detectors:
             found.update(self.router.exact_traces(images.to(self.router.device), found))
+        if RAINDROP_CLASS in detectors:
             images, drops = clear_found_drops(self.router, images, found)
             found[RAINDROP_CLASS] = drops.cpu() > 0
+        if SHADOW_CLASS in detectors:
+            images, shadows = lift_found_shadows(self.router, images, found)
+            found[SHADOW_CLASS] = shadows.cpu() > 0
         chosen, clean, prior, routed = route(self, images.to(self.device), weights, top_k, strategy, generator, found)
-        done = [found[name] for name in (MISSING_CLASS, RAINDROP_CLASS) if name in found]
-        if done and routing:  # the fill or the clearing is the restoration: kept as it is
+        done = [found[name] for name in (MISSING_CLASS, RAINDROP_CLASS, SHADOW_CLASS) if name in found]
+        if done and routing:  # the fill, the clearing or the lifting is the restoration: kept as it is
             done = torch.stack(done).any(0).to(clean.device)
             chosen, clean = chosen.masked_fill(done[:, None], 0.0), clean.masked_fill(done, 1.0)
             prior = prior.masked_fill(done, 0.0)
@@ -401,7 +423,8 @@ class MixtureRestoration:
         verdict = {} if routed is None else {"degradations": routed.names, "confidence": routed.confidence,
                                              "known": routed.known}
         output = self.output_class(images=restored, weights=chosen, expert_names=self.expert_list.names,
-                                   clean_weight=clean, missing=missing, prior_weight=prior, drops=drops, **verdict)
+                                   clean_weight=clean, missing=missing, prior_weight=prior, drops=drops, shadows=shadows,
+                                   **verdict)
         return output if return_dict else tuple(getattr(output, f.name) for f in fields(output))
 
     # --- progress bar (diffusers' interface, also without diffusers) --------------------------
@@ -449,6 +472,6 @@ class RestorerRestoration(MixtureRestoration):
         return restored.float().clamp(0, 1).contiguous()
 
 
-__all__ = ["MixtureRestoration", "RestorationOutput", "RestorerRestoration", "blended", "clear_found_drops", "fill_masked",
+__all__ = ["MixtureRestoration", "RestorationOutput", "RestorerRestoration", "blended", "clear_found_drops", "fill_masked", "lift_found_shadows",
            "fill_missing_pixels", "mix_outputs",
            "network_inputs", "postprocess", "prior_outputs", "route"]

@@ -13,7 +13,9 @@ record also keeps, per sample, the degradation the photo truly had and the route
 confidence, so a cell can be read by what it holds (the table does not use them). PSNR is
 capped at ``--max_psnr`` so that a clean input (infinite PSNR) has a finite loss. Photos with
 missing pixels are left out: the pipeline fills them and routes no expert on them, whatever
-the table says.
+the table says; so are photos where the router's detectors find their type (raindrops cleared,
+a shadow lifted: :meth:`~uir.networks.router.RouterInference.detectors`), which the pipeline
+restores by the detector's own method.
 
 The table goes into the router's config; the pipeline with it is saved to
 ``OUTPUT_DIR/pipeline`` (load it with ``uir.load_pipeline``), and the table with every
@@ -64,7 +66,10 @@ def measured_gains(pipe, files, seed: int, repeats: int, max_psnr: float) -> lis
     for pair in tqdm(pairs, total=len(files) * len(router.vocabulary) * repeats, desc="measuring"):
         if bool(missing_mask(pair.lq).any()):
             continue
-        routed = router(pair.lq.to(router.device))
+        traces = router.traces(pair.lq.to(router.device))
+        if any(bool(traces[name][0]) for name, _ in router.detectors()):
+            continue
+        routed = router(pair.lq.to(router.device), found=traces)
         name, known = routed.names[0], bool(routed.known[0])
         before = psnr(pair.lq, pair.gt).clamp(max=max_psnr)
 

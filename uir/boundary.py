@@ -210,6 +210,18 @@ def checked_number(check: Callable[[float], float]) -> Callable[[str], float]:
     return parse
 
 
+def pixel_share(option: str) -> Callable[[float], float]:
+    """A check of ``option``, a share of an image's pixels: it returns a number in (0, 1] and
+    raises a one-line ``ValueError`` naming ``option`` otherwise (a router's ``drop_share`` and
+    ``shadow_share``; with :func:`checked_number`, their training scripts' options)."""
+    def check(share: float) -> float:
+        if not 0 < share <= 1:
+            raise ValueError(f"{option} must be a share of the pixels in (0, 1], got {share}")
+        return share
+
+    return check
+
+
 __all__ = ["DEBUG_ENV", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "OneLineParser", "UsageError",
            "checked_number",
-           "debugging", "guarded", "positive_float", "positive_int", "run_script", "whole_number"]
+           "debugging", "guarded", "pixel_share", "positive_float", "positive_int", "run_script", "whole_number"]

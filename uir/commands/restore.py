@@ -174,7 +174,8 @@ def describe_restoration(result, row: int) -> str:
     else:
         used = ", ".join([f"experts: {experts}" if experts else "base model only", *extras])
     done = [f"{verb} {100 * float(share[row]):.1f}% {what}" for verb, share, what in
-            (("filled", result.missing, "missing pixels"), ("cleared raindrops from", result.drops, "of the pixels"))
+            (("filled", result.missing, "missing pixels"), ("cleared raindrops from", result.drops, "of the pixels"),
+             ("lifted a shadow over", result.shadows, "of the pixels"))
             if share is not None and float(share[row]) > 0]
     if done:
         return "; ".join(done if kept >= 1 else [*done, used])

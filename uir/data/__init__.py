@@ -9,7 +9,9 @@ from uir.lazy import lazy_attributes
 _LAZY = {
     "CleanCropDataset": ".datasets",
     "DegradationConcatDataset": ".datasets",
+    "DetectorDataset": ".datasets",
     "DropMaskDataset": ".datasets",
+    "ShadowMapDataset": ".datasets",
     "PairedFolderDataset": ".datasets",
     "SyntheticDegradationDataset": ".datasets",
     "HOLDOUT_EVERY": ".photos",

@@ -4,6 +4,8 @@
 * :class:`CleanCropDataset`: random crops of clean images alone.
 * :class:`SyntheticDegradationDataset`: clean images degraded on the fly by
   :func:`uir.degradations.apply`; item ``i`` is the same for the same seed, in any process.
+* :class:`DropMaskDataset`, :class:`ShadowMapDataset` (:class:`DetectorDataset`): with and without
+  one type, and its map: what the router's detectors learn from.
 * :class:`DegradationConcatDataset`: one paired dataset per degradation, labelled by name.
 
 Items are ``{"lq", "gt", "degradation", "degradation_index", "path"}``.
@@ -20,7 +22,9 @@ from torch.utils.data import Dataset
 
 from .. import degradations
 from ..images import IMAGE_SUFFIXES, load_image, resize_shorter
+from ..degradations.photometric import SHADOW_CLASS
 from ..degradations.weather import RAINDROP_CLASS, raindrop_alpha
+from ..networks.shadows import global_view
 from .transforms import crop_frame, paired_random_crop, paired_random_flip
 
 
@@ -257,18 +261,21 @@ class SyntheticDegradationDataset(CleanCropDataset):
         return {**batch, "gt": gt, "lq": torch.stack(lq)}
 
 
-class DropMaskDataset(SyntheticDegradationDataset):
-    """Crops with raindrops and crops without, each with the drops' alpha: the training data of
-    :class:`uir.networks.drops.DropDetector`. Item ``i`` is image ``i % N``; every other run of
-    ``N`` items carries raindrops (drawn at the photo's scale, with their alpha from
-    :func:`~uir.degradations.weather.raindrop_alpha`), the runs between go through ``others`` in
-    turn (the clean class and the other types, whose alpha is 0), so half the items have drops."""
+class DetectorDataset(SyntheticDegradationDataset):
+    """Items under one type and items without it, each with that type's map: the training data of
+    a router's detectors. Item ``i`` is image ``i % N``; every other run of ``N`` items carries
+    the ``target`` type, the runs between go through ``others`` in turn (the clean class and the
+    other types, whose map is 0), so half the items have it. Subclasses name the ``target``, the
+    item's ``map_key`` and how the map follows from the synthesis's draws (:meth:`target_map`)."""
+
+    target: str
+    map_key: str
 
     def __init__(self, files: Sequence, others: Sequence[str], crop_size: int | None = None, flip: bool = False,
                  seed: int = 0, severity: str | None = "random", repeats: int = 1):
-        if RAINDROP_CLASS in others or not others:
-            raise ValueError(f"others must be degradation names other than {RAINDROP_CLASS!r}, got {list(others)}")
-        super().__init__(files, [RAINDROP_CLASS, *others], crop_size, flip, seed, severity, repeats)
+        if self.target in others or not others:
+            raise ValueError(f"others must be degradation names other than {self.target!r}, got {list(others)}")
+        super().__init__(files, [self.target, *others], crop_size, flip, seed, severity, repeats)
 
     def __len__(self):
         return len(self.files) * 2 * (len(self.names) - 1) * self.repeats
@@ -278,14 +285,57 @@ class DropMaskDataset(SyntheticDegradationDataset):
         return 0 if run % 2 == 0 else 1 + (run // 2) % (len(self.names) - 1)
 
     def synthesise(self, name: str, gt: torch.Tensor, generator: torch.Generator, frame: tuple[int, int]) -> dict:
-        """``{"lq", "alpha"}``: the degraded crop, and the drops' alpha (1,H,W): where they hide the scene."""
-        if name != RAINDROP_CLASS:
-            return {**super().synthesise(name, gt, generator, frame), "alpha": torch.zeros_like(gt[:1])}
+        """``{"lq", map_key}``: the degraded crop, and the target type's map (1,H,W), 0 under the others."""
+        if name != self.target:
+            return {**super().synthesise(name, gt, generator, frame), self.map_key: torch.zeros_like(gt[:1])}
         params = degradations.get(name).resolve({}, self.severity, generator)
-        state = generator.get_state()  # the alpha's draws are the drops' own
+        state = generator.get_state()  # the map's draws are the synthesis's own
         lq = degradations.apply(name, gt, generator=generator, frame=frame, **params)
-        alpha = raindrop_alpha(gt[None], torch.Generator().set_state(state), frame=frame, **params)[0]
-        return {"lq": lq, "alpha": alpha}
+        return {"lq": lq, self.map_key: self.target_map(gt, torch.Generator().set_state(state), frame, params)}
+
+    def target_map(self, gt: torch.Tensor, generator: torch.Generator, frame: tuple[int, int], params: dict
+                   ) -> torch.Tensor:
+        """(1,H,W): the map of the target type's synthesis on ``gt`` with ``params``, ``generator``
+        in the state the synthesis drew from."""
+        raise NotImplementedError
+
+
+class DropMaskDataset(DetectorDataset):
+    """Crops with raindrops and crops without, each with the drops' alpha (:class:`DetectorDataset`):
+    the training data of :class:`uir.networks.drops.DropDetector`. Drops are drawn at the photo's
+    scale, their alpha from :func:`~uir.degradations.weather.raindrop_alpha`."""
+
+    target, map_key = RAINDROP_CLASS, "alpha"
+
+    def target_map(self, gt, generator, frame, params):
+        return raindrop_alpha(gt[None], generator, frame=frame, **params)[0]
+
+
+class ShadowMapDataset(DetectorDataset):
+    """Whole photos with a cast shadow and photos without, each with the shadow's attenuation ``a m``
+    (:class:`DetectorDataset`; :func:`~uir.degradations.photometric.shadow`): the training data of
+    :class:`uir.networks.shadows.ShadowDetector`. The shadow is cast on the whole photo, and an
+    item holds the detector's global views (:func:`~uir.networks.shadows.global_view`) of the
+    clean photo, the degraded one and the attenuation, so that photos of any size batch together.
+    ``crop_size`` must be None: a crop would cut the shadow the detector must see whole."""
+
+    target, map_key = SHADOW_CLASS, "attenuation"
+
+    def __init__(self, files: Sequence, others: Sequence[str], crop_size: int | None = None, flip: bool = False,
+                 seed: int = 0, severity: str | None = "random", repeats: int = 1):
+        if crop_size is not None:
+            raise ValueError(f"ShadowMapDataset takes whole photos: crop_size must be None, got {crop_size}")
+        super().__init__(files, others, crop_size, flip, seed, severity, repeats)
+
+    def __getitem__(self, index):
+        item = super().__getitem__(index)
+        for key in ("gt", "lq", self.map_key):
+            item[key] = global_view(item[key][None])[0]
+        return item
+
+    def target_map(self, gt, generator, frame, params):
+        return 1.0 - degradations.apply(self.target, torch.ones_like(gt[:1]), generator=generator, frame=frame,
+                                        **params)
 
 
 class DegradationConcatDataset(Dataset):

@@ -39,6 +39,10 @@ def low_light(image, generator, gamma, scale, noise):
     return dark + std * randn_like(image, generator)
 
 
+#: the class of cast shadows, which a router's shadow detector finds (:mod:`uir.networks.shadows`)
+SHADOW_CLASS = "shadowed"
+
+
 def shadow(image, generator, attenuation, softness, vertices):
     """A cast shadow: ``y = x (1 - a m)`` with a soft mask ``m`` of a random star-shaped region.
 

@@ -53,7 +53,10 @@ has missing pixels, regions of one exact value in every channel
 JPEG, a photo saved at a higher quality, holes of no single value) are routed by eq. 3 alone.
 Raindrops leave no exact trace, but a router may hold a learned one: a ``drop_detector``
 (:class:`~uir.networks.drops.DropDetector`) that maps where drops hide the scene, and the router
-calls ``raindrop`` an image with at least ``drop_share`` of its pixels surely under drops.
+calls ``raindrop`` an image with at least ``drop_share`` of its pixels surely under drops. Cast
+shadows likewise: a ``shadow_detector`` (:class:`~uir.networks.shadows.ShadowDetector`) maps the
+light a shadow blocks, and the router calls ``shadowed`` an image with at least ``shadow_share``
+of its pixels surely shadowed. An image gets one trace: exact ones first, then drops, then shadows.
 
 **Clean.** A vocabulary may hold :data:`~uir.degradations.CLEAN`, the undegraded class. It has
 no expert: its weight keeps the input unchanged (the identity expert of the mixture).
@@ -81,11 +84,13 @@ from torch import nn
 from ..degradations import CLEAN, DEFAULT_VOCABULARY
 from ..degradations.jpeg_trace import JPEG_CLASS
 from ..degradations.masks import MISSING_CLASS
+from ..degradations.photometric import SHADOW_CLASS
 from ..degradations.weather import RAINDROP_CLASS
 from ..files import load_safetensors
 from ..lora.strategies import check_expected_gain_table, check_low_confidence
-from ..networks.drops import DropDetector, check_drop_share
-from ..networks.router import OPENAI_MEAN, OPENAI_STD, RouterInference, RouterOutput, check_view_weights
+from ..networks.drops import check_drop_share
+from ..networks.shadows import check_shadow_share
+from ..networks.router import DETECTORS, OPENAI_MEAN, OPENAI_STD, RouterInference, RouterOutput, check_view_weights
 
 
 def vision_forward(visual, image, control=None, taps=None):
@@ -175,6 +180,12 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
             of its pixels is surely under drops (alpha above :data:`~uir.networks.drops.SURE_ALPHA`).
         view_weights: ``{class: [global view, crops]}``, positive weights of each view in the class's
             logit (module docstring; fitted by :func:`calibrate_views`); ``None``: 1 everywhere.
+        shadow_detector_config: the arguments of a :class:`~uir.networks.shadows.ShadowDetector`
+            the router holds (``shadow_detector``; trained by ``train/train_shadow_detector.py``);
+            ``None``: none.
+        shadow_share: with a shadow detector, call an image ``shadowed`` when at least this share
+            of its pixels is surely shadowed (attenuation above
+            :data:`~uir.networks.shadows.SURE_ATTENUATION`).
     """
 
     config_name = "config.json"
@@ -200,6 +211,8 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
         drop_detector_config: dict | None = None,
         drop_share: float = 0.01,
         view_weights: dict | None = None,
+        shadow_detector_config: dict | None = None,
+        shadow_share: float = 0.05,
     ):
         super().__init__()
         import open_clip
@@ -212,9 +225,11 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
         if jpeg_max_quality is not None and not 1 <= jpeg_max_quality <= 100:
             raise ValueError(f"jpeg_max_quality must be a quality in [1, 100], got {jpeg_max_quality}")
         check_drop_share(drop_share)
+        check_shadow_share(shadow_share)
         for option, asked, name in (("jpeg_max_quality", jpeg_max_quality is not None, JPEG_CLASS),
                                     ("call_missing_pixels", call_missing_pixels, MISSING_CLASS),
-                                    ("drop_detector_config", drop_detector_config is not None, RAINDROP_CLASS)):
+                                    ("drop_detector_config", drop_detector_config is not None, RAINDROP_CLASS),
+                                    ("shadow_detector_config", shadow_detector_config is not None, SHADOW_CLASS)):
             if asked and name not in vocabulary:
                 raise ValueError(f"{option} calls images {name!r}, which the vocabulary {list(vocabulary)} lacks")
         unknown = sorted(set(logit_bias or {}) - set(vocabulary))
@@ -230,7 +245,8 @@ class DegradationRouter(RouterInference, ModelMixin, ConfigMixin):
         self.controller = DegradationController(self.clip.visual) if use_controller else None
         self.logit_scale = nn.Parameter(self.clip.logit_scale.detach().clone())
         self.register_buffer("degradation_bank", torch.zeros(len(vocabulary), clip_config["embed_dim"]))
-        self.drop_detector = DropDetector(**drop_detector_config) if drop_detector_config is not None else None
+        for attribute, arguments in (("drop_detector", drop_detector_config), ("shadow_detector", shadow_detector_config)):
+            setattr(self, attribute, DETECTORS[attribute](**arguments) if arguments is not None else None)
         self.clip.requires_grad_(False)
 
     # --- construction ------------------------------------------------------------------------

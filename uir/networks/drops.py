@@ -13,10 +13,10 @@ pipeline fills the pixels it finds as it fills missing ones
 from __future__ import annotations
 
 import torch
-from torch import nn
 
+from ..boundary import pixel_share
 from ..tiling import restore_tiled, run_padded
-from .nafnet import NAFNet
+from .nafnet import PlaneMap
 
 #: the largest side the detector maps at once (:meth:`DropDetector.forward`)
 DETECTOR_TILE = 1024
@@ -27,18 +27,9 @@ FILL_ALPHA = 0.8
 SURE_ALPHA = 0.95
 
 
-class DropDetector(nn.Module):
-    """The alpha of raindrops on the lens, per pixel: a NAFNet (``bilinear`` upsampling) whose one
-    output channel is the logit of ``a``. Inputs of any size are reflect-padded to its size multiple.
-
-    Args: those of :class:`~uir.networks.nafnet.NAFNet` (``width``, ``encoder_blocks``,
-    ``middle_blocks``, ``decoder_blocks``), for RGB inputs."""
-
-    def __init__(self, width: int = 16, encoder_blocks: tuple = (1, 1, 1, 1), middle_blocks: int = 1,
-                 decoder_blocks: tuple = (1, 1, 1, 1)):
-        super().__init__()
-        self.net = NAFNet(3, width, tuple(encoder_blocks), middle_blocks, tuple(decoder_blocks), "bilinear",
-                          out_channels=1)
+class DropDetector(PlaneMap):
+    """The alpha of raindrops on the lens, per pixel: a :class:`~uir.networks.nafnet.PlaneMap` whose
+    plane is the logit of ``a``. Inputs of any size are reflect-padded to its size multiple."""
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """(B,1,H,W) logits of the drops' alpha for RGB images (B,3,H,W) in [0, 1]: what training fits."""
@@ -59,11 +50,8 @@ class DropDetector(nn.Module):
         return (alpha > FILL_ALPHA).to(images.dtype), (alpha > SURE_ALPHA).flatten(1).float().mean(1)
 
 
-def check_drop_share(share: float) -> float:
-    """``share`` if it is a share of the pixels in (0, 1] (a router's ``drop_share``); else a one-line ValueError."""
-    if not 0 < share <= 1:
-        raise ValueError(f"drop_share must be a share of the pixels in (0, 1], got {share}")
-    return share
+#: the check of a router's ``drop_share``
+check_drop_share = pixel_share("drop_share")
 
 
 __all__ = ["DETECTOR_TILE", "FILL_ALPHA", "SURE_ALPHA", "DropDetector", "check_drop_share"]

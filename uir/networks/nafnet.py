@@ -7,7 +7,7 @@ global average. ``beta`` and ``gamma`` start at zero, so every block starts as t
 Encoders halve the resolution with a stride-2 2x2 conv and double the channels; decoders undo
 it (:data:`UPSAMPLINGS`) and add the encoder skip. The output adds the input
 (global residual), so the network predicts a correction; with another ``out_channels`` it maps
-the image to that many planes instead (:class:`uir.networks.drops.DropDetector`: one).
+the image to that many planes instead (:class:`PlaneMap`: one).
 
 The 1x1 convolutions (``expand``, ``project``, ``ffn_expand``, ``ffn_project``) and the
 ``intro``/``ending`` convs are where uir's LoRA experts go (:data:`EXPERT_TARGETS`).
@@ -224,5 +224,20 @@ class NAFNet(nn.Module):
         return out.add_(x) if self.residual else out
 
 
-__all__ = ["BAND_VALUES", "EXPERT_TARGETS", "UPSAMPLINGS", "LayerNorm2d", "NAFBlock", "NAFNet", "bilinear_from_pixel_shuffle",
+class PlaneMap(nn.Module):
+    """A NAFNet (``bilinear`` upsampling, no global residual) that maps RGB images to one plane of
+    logits, ``self.net``: the network of the router's detectors
+    (:class:`~uir.networks.drops.DropDetector`, :class:`~uir.networks.shadows.ShadowDetector`).
+
+    Args: those of :class:`NAFNet` (``width``, ``encoder_blocks``, ``middle_blocks``,
+    ``decoder_blocks``), for RGB inputs."""
+
+    def __init__(self, width: int = 16, encoder_blocks: tuple = (1, 1, 1, 1), middle_blocks: int = 1,
+                 decoder_blocks: tuple = (1, 1, 1, 1)):
+        super().__init__()
+        self.net = NAFNet(3, width, tuple(encoder_blocks), middle_blocks, tuple(decoder_blocks), "bilinear",
+                          out_channels=1)
+
+
+__all__ = ["BAND_VALUES", "EXPERT_TARGETS", "UPSAMPLINGS", "LayerNorm2d", "NAFBlock", "NAFNet", "PlaneMap", "bilinear_from_pixel_shuffle",
            "upsampler"]

@@ -24,11 +24,17 @@ from torch import nn
 
 from ..degradations.jpeg_trace import JPEG_CLASS, jpeg_quality
 from ..degradations.masks import MISSING_CLASS, missing_mask
+from ..degradations.photometric import SHADOW_CLASS
 from ..degradations.weather import RAINDROP_CLASS
 from ..files import load_safetensors
 from . import load_weights
 from .clip_vision import supported_vision_config, vision_tower
 from .drops import DropDetector
+from .shadows import ShadowDetector
+
+#: the detectors a router may hold, by attribute: a saved router's config gives each one's
+#: arguments as ``<attribute>_config``, and its weights sit under ``<attribute>.``
+DETECTORS = {"drop_detector": DropDetector, "shadow_detector": ShadowDetector}
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -59,8 +65,9 @@ def check_view_weights(view_weights: dict | None, vocabulary) -> None:
 class RouterInference:
     """Eq. 3 with crop correction, for a module with ``config`` (``vocabulary``, ``image_mean``,
     ``image_std``, ``crop_correction``, ``crop_grid``, ``min_confidence``, optionally
-    ``jpeg_max_quality``, ``call_missing_pixels``, ``logit_bias``, ``view_weights`` and ``drop_share``), ``logit_scale``,
-    ``degradation_bank``, ``drop_detector`` (or None), ``input_size`` and ``degradation_vector(images at input_size)``."""
+    ``jpeg_max_quality``, ``call_missing_pixels``, ``logit_bias``, ``view_weights``, ``drop_share`` and
+    ``shadow_share``), ``logit_scale``, ``degradation_bank``, ``drop_detector`` and ``shadow_detector``
+    (each or None), ``input_size`` and ``degradation_vector(images at input_size)``."""
 
     @property
     def vocabulary(self) -> list[str]:
@@ -148,29 +155,48 @@ class RouterInference:
             searches[MISSING_CLASS] = lambda: missing_mask(images.float()).flatten(1).amax(1) > 0
         return {name: (found[name] if name in found else search()).bool().cpu() for name, search in searches.items()}
 
-    def find_drops(self, images: torch.Tensor, exact: dict[str, torch.Tensor] | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(the drop mask (B,1,H,W), whether each image has drops (B,) bool)``: the pixels the
-        ``drop_detector`` would clear (:meth:`~uir.networks.drops.DropDetector.coverage`), and the
-        images where at least ``drop_share`` of the pixels are surely under drops. An image with an
-        exact trace (``exact``, :meth:`exact_traces`) has none: exact evidence outranks a learned
-        map (a JPEG's blocks drew the detector's false drops). Only for a router with a detector."""
-        mask, sure = self.drop_detector.coverage(images.float())
-        found = (sure >= self.config.drop_share).cpu()
-        for traced in (exact or {}).values():
+    def find_with(self, detector, share: float, images: torch.Tensor, known: dict[str, torch.Tensor] | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(the detector's map (B,1,H,W), whether each image holds its type (B,) bool)``: the
+        images where at least ``share`` of the pixels are sure (the ``coverage`` of a
+        :class:`~uir.networks.drops.DropDetector` or :class:`~uir.networks.shadows.ShadowDetector`).
+        An image with a trace already found (``known``: exact traces, :meth:`exact_traces`, or an
+        earlier detector's) holds none: exact evidence outranks a learned map (a JPEG's blocks drew
+        the drop detector's false drops), and an image gets one trace."""
+        found_map, sure = detector.coverage(images.float())
+        found = (sure >= share).cpu()
+        for traced in (known or {}).values():
             found = found & ~traced
-        return mask, found
+        return found_map, found
+
+    def find_drops(self, images: torch.Tensor, known: dict[str, torch.Tensor] | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(the drops' alpha, whether each image has drops)``: :meth:`find_with` the
+        ``drop_detector`` and ``drop_share``. Only for a router with a drop detector."""
+        return self.find_with(self.drop_detector, self.config.drop_share, images, known)
+
+    def find_shadows(self, images: torch.Tensor, known: dict[str, torch.Tensor] | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(the shadows' attenuation, whether each image has a cast shadow)``: :meth:`find_with`
+        the ``shadow_detector`` and ``shadow_share``. Only for a router with a shadow detector."""
+        return self.find_with(self.shadow_detector, self.config.shadow_share, images, known)
+
+    def detectors(self) -> list[tuple[str, object]]:
+        """``[(class, find)]`` for the detectors the router holds, in the order they are searched:
+        raindrops (:meth:`find_drops`), then cast shadows (:meth:`find_shadows`)."""
+        held = ((RAINDROP_CLASS, "drop_detector", self.find_drops), (SHADOW_CLASS, "shadow_detector", self.find_shadows))
+        return [(name, find) for name, attribute, find in held if getattr(self, attribute, None) is not None]
 
     def traces(self, images: torch.Tensor, found: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """``{class: (B,) bool}``: the images that carry the trace of a class: the exact ones
-        (:meth:`exact_traces`) and, with a ``drop_detector``, raindrops (:meth:`find_drops`; or
-        ``found``'s). Later ones win where an image carries several: missing pixels last."""
+        (:meth:`exact_traces`) and those of the detectors the router holds (:meth:`detectors`; or
+        ``found``'s), each image one at most. Exact traces win where an image carries several:
+        missing pixels last."""
         found = found or {}
-        exact = self.exact_traces(images, found)
-        if getattr(self, "drop_detector", None) is None:
-            return exact
-        drops = found[RAINDROP_CLASS].bool().cpu() if RAINDROP_CLASS in found else self.find_drops(images, exact)[1]
-        return {RAINDROP_CLASS: drops, **exact}
+        traces = self.exact_traces(images, found)
+        for name, find in self.detectors():
+            traces = {name: found[name].bool().cpu() if name in found else find(images, traces)[1], **traces}
+        return traces
 
     def forward(self, images: torch.Tensor, found: dict[str, torch.Tensor] | None = None) -> RouterOutput:
         """Route a batch of RGB images in [0, 1], (B,3,H,W), any size: eq. 3's ``s_o``, the top
@@ -208,8 +234,9 @@ class RuntimeRouter(RouterInference, nn.Module):
         self.tower = vision_tower(clip["vision_cfg"], clip["embed_dim"], quick_gelu=config.get("quick_gelu", False))
         self.logit_scale = nn.Parameter(torch.zeros(()), requires_grad=False)
         self.register_buffer("degradation_bank", torch.zeros(len(config["vocabulary"]), clip["embed_dim"]))
-        detector = config.get("drop_detector_config")
-        self.drop_detector = DropDetector(**detector) if detector is not None else None
+        for attribute, detector in DETECTORS.items():
+            arguments = config.get(f"{attribute}_config")
+            setattr(self, attribute, detector(**arguments) if arguments is not None else None)
 
     @staticmethod
     def supports(config: dict) -> bool:
@@ -225,9 +252,11 @@ class RuntimeRouter(RouterInference, nn.Module):
         state = load_safetensors(weights)
         tower = "controller.visual." if config.get("use_controller", True) else "clip.visual."
         load_weights(router.tower, {k.removeprefix(tower): v for k, v in state.items() if k.startswith(tower)}, weights)
-        if router.drop_detector is not None:
-            load_weights(router.drop_detector, {k.removeprefix("drop_detector."): v for k, v in state.items()
-                                                if k.startswith("drop_detector.")}, weights)
+        for attribute in DETECTORS:
+            detector = getattr(router, attribute)
+            if detector is not None:
+                load_weights(detector, {k.removeprefix(f"{attribute}."): v for k, v in state.items()
+                                        if k.startswith(f"{attribute}.")}, weights)
         router.logit_scale.data = state["logit_scale"].clone()
         router.degradation_bank = state["degradation_bank"].clone()
         return router.eval()  # a ConvNet tower's BatchNorm uses its saved statistics
@@ -249,4 +278,4 @@ class RuntimeRouter(RouterInference, nn.Module):
         return F.normalize(self.tower(self._normalise(image)).float(), dim=-1)
 
 
-__all__ = ["OPENAI_MEAN", "OPENAI_STD", "RouterInference", "RouterOutput", "RuntimeRouter", "check_view_weights"]
+__all__ = ["DETECTORS", "OPENAI_MEAN", "OPENAI_STD", "RouterInference", "RouterOutput", "RuntimeRouter", "check_view_weights"]

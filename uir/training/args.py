@@ -196,13 +196,18 @@ def parse_training_args(parser: argparse.ArgumentParser, argv=None) -> argparse.
     return args
 
 
+def synthesis_severity(args) -> str | None:
+    """``--severity`` as :func:`uir.degradations.apply` takes it: ``default`` is ``None``."""
+    return None if args.severity == "default" else args.severity
+
+
 def training_dataset(args, names: list[str]):
     """The dataset the options describe; items are labelled by degradation name. A streamed
     ``--dataset_name`` gives this process's part of the stream (:mod:`uir.data.hf_datasets`)."""
     from ..data import DegradationConcatDataset, PairedFolderDataset, SyntheticDegradationDataset, photo_split
 
     check_data_args(args)
-    severity = None if args.severity == "default" else args.severity
+    severity = synthesis_severity(args)
     clean_inputs = getattr(args, "clean_inputs", 0.0)  # an option of the experts' trainer alone
     if args.dataset_name:
         from ..data.hf_datasets import (DatasetImages, StreamingDegradationDataset, load_training_dataset,
@@ -245,4 +250,5 @@ def mixed_batches(args, dataset):
     return SingleDegradationBatchSampler(dataset, args.train_batch_size, seed=args.seed, mix_types=True)
 
 
-__all__ = ["CROP_MULTIPLE", "add_data_args", "model_config", "add_training_args", "add_uir_lora_args", "mixed_batches", "training_dataset"]
+__all__ = ["CROP_MULTIPLE", "add_data_args", "model_config", "add_training_args", "add_uir_lora_args", "mixed_batches", "synthesis_severity",
+           "training_dataset"]
