@@ -60,6 +60,23 @@ def test_shadow_dataset_pairs_each_shadowed_photo_with_its_attenuation(tmp_path)
         ShadowMapDataset(files, [SHADOW_CLASS, "clean"])
 
 
+def test_zoomed_photos_are_random_crops_that_keep_the_aspect(tmp_path):
+    """``zoom``: each item is cut from its photo, keeping between ``zoom`` and all of each side, and
+    is its own frame; at 1 every draw is the one made without the option."""
+    from uir.testing import save_sample_crops
+
+    files = sorted(save_sample_crops(tmp_path, 2, 96, 128).iterdir())
+    zoomed = ShadowMapDataset(files, ["clean"], seed=0, zoom=0.5)
+    frames = [tuple(zoomed[i]["frame"].tolist()) for i in range(len(zoomed))]
+    assert all(48 <= h <= 96 and 64 <= w <= 128 and abs(w / h - 128 / 96) < 0.05 for h, w in frames)
+    assert len(set(frames)) > 1 and any(frame != (96, 128) for frame in frames)
+    whole, plain = ShadowMapDataset(files, ["clean"], seed=0, zoom=1.0), ShadowMapDataset(files, ["clean"], seed=0)
+    assert all(torch.equal(whole[i]["lq"], plain[i]["lq"]) for i in range(len(plain)))
+    assert all(tuple(plain[i]["frame"].tolist()) == (96, 128) for i in range(len(plain)))
+    with pytest.raises(ValueError, match="zoom"):
+        ShadowMapDataset(files, ["clean"], zoom=0.0)
+
+
 def test_detector_maps_any_size_through_its_global_view():
     detector = ShadowDetector(**TINY_DETECTOR).eval()
     with torch.no_grad():

@@ -25,8 +25,9 @@ import sys
 
 import torch.nn.functional as F
 
-from uir.boundary import run_script
+from uir.boundary import checked_number, run_script
 from uir.data import ShadowMapDataset
+from uir.data.datasets import check_zoom
 from uir.degradations.photometric import SHADOW_CLASS
 from uir.networks.shadows import ShadowDetector, check_shadow_share
 from uir.training import add_data_args, add_training_args, parse_training_args
@@ -40,8 +41,11 @@ KIND = DetectorKind("shadow_detector", SHADOW_CLASS, "shadow_share", check_shado
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_detector_args(parser, KIND, 0.05, "the router calls shadowed an image with at least this share of its "
+    group = add_detector_args(parser, KIND, 0.05, "the router calls shadowed an image with at least this share of its "
                                           "pixels surely shadowed, in (0, 1]")
+    group.add_argument("--zoom", type=checked_number(check_zoom), default=1.0,
+                       help="below 1, each photo is a random crop keeping a share of its sides drawn in [ZOOM, 1], "
+                            "so that few photos give more scenes (1: whole photos)")
     add_data_args(parser)
     add_training_args(parser, learning_rate=1e-3, batch_size=16, max_train_steps=1500, resolution=None)
     parser.set_defaults(lr_warmup_steps=50)
@@ -55,7 +59,7 @@ def main(argv=None):
 
     def dataset(files, others):
         return ShadowMapDataset(files, others, flip=True, seed=args.seed, severity=synthesis_severity(args),
-                                repeats=args.repeats)
+                                repeats=args.repeats, zoom=args.zoom)
 
     def loss(detector, batch):
         return F.mse_loss(detector.view_attenuation(batch["lq"]), batch["attenuation"])

@@ -261,6 +261,13 @@ class SyntheticDegradationDataset(CleanCropDataset):
         return {**batch, "gt": gt, "lq": torch.stack(lq)}
 
 
+def check_zoom(zoom: float) -> float:
+    """``zoom`` if it is the smallest share of a photo's side a zoomed crop keeps (in (0, 1]), else a one-line ``ValueError``."""
+    if not 0 < zoom <= 1:
+        raise ValueError(f"zoom must be a share of the photo's side in (0, 1], got {zoom}")
+    return zoom
+
+
 class DetectorDataset(SyntheticDegradationDataset):
     """Items under one type and items without it, each with that type's map: the training data of
     a router's detectors. Item ``i`` is image ``i % N``; every other run of ``N`` items carries
@@ -317,15 +324,32 @@ class ShadowMapDataset(DetectorDataset):
     :class:`uir.networks.shadows.ShadowDetector`. The shadow is cast on the whole photo, and an
     item holds the detector's global views (:func:`~uir.networks.shadows.global_view`) of the
     clean photo, the degraded one and the attenuation, so that photos of any size batch together.
-    ``crop_size`` must be None: a crop would cut the shadow the detector must see whole."""
+    ``crop_size`` must be None: a crop would cut the shadow the detector must see whole.
+
+    ``zoom``: below 1, each item is a random crop of the photo keeping a share of its height and
+    width drawn in ``[zoom, 1]`` (its aspect kept), treated as a whole photo: the shadow is cast on
+    it. More scenes from few photos: a dark region that fills a zoomed view, with no shadow."""
 
     target, map_key = SHADOW_CLASS, "attenuation"
 
     def __init__(self, files: Sequence, others: Sequence[str], crop_size: int | None = None, flip: bool = False,
-                 seed: int = 0, severity: str | None = "random", repeats: int = 1):
+                 seed: int = 0, severity: str | None = "random", repeats: int = 1, zoom: float = 1.0):
         if crop_size is not None:
             raise ValueError(f"ShadowMapDataset takes whole photos: crop_size must be None, got {crop_size}")
+        self.zoom = check_zoom(zoom)
         super().__init__(files, others, crop_size, flip, seed, severity, repeats)
+
+    def framed_crop(self, file_index: int, generator: torch.Generator) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The photo, or with ``zoom`` below 1 a random zoomed crop of it; either is its own frame."""
+        photo = super().framed_crop(file_index, generator)[0]
+        if self.zoom < 1:  # drawn only then, so that whole photos keep their draws
+            share = self.zoom + (1 - self.zoom) * float(torch.rand((), generator=generator))
+            h, w = photo.shape[-2:]
+            ch, cw = max(1, round(h * share)), max(1, round(w * share))
+            top = int(torch.randint(0, h - ch + 1, (), generator=generator))
+            left = int(torch.randint(0, w - cw + 1, (), generator=generator))
+            photo = photo[:, top : top + ch, left : left + cw]
+        return photo, tuple(photo.shape[-2:])
 
     def __getitem__(self, index):
         item = super().__getitem__(index)
