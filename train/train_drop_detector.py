@@ -30,8 +30,8 @@ from uir.boundary import positive_float, run_script
 from uir.data import DropMaskDataset
 from uir.degradations.weather import RAINDROP_CLASS
 from uir.networks.drops import DropDetector, check_drop_share
-from uir.training import add_data_args, add_training_args, parse_training_args
-from uir.training.detectors import DetectorKind, add_detector_args, check_detector_args, train_detector
+from uir.training import (DetectorKind, add_data_args, add_detector_args, add_training_args, check_detector_args,
+                          parse_training_args, train_detector)
 
 #: the router's drop detector, trained without ``--config`` as ``default_config``
 KIND = DetectorKind("drop_detector", RAINDROP_CLASS, "drop_share", check_drop_share, DropDetector,

@@ -30,9 +30,8 @@ from uir.data import ShadowMapDataset
 from uir.data.datasets import check_zoom
 from uir.degradations.photometric import SHADOW_CLASS
 from uir.networks.shadows import ShadowDetector, check_shadow_share
-from uir.training import add_data_args, add_training_args, parse_training_args
-from uir.training.args import synthesis_severity
-from uir.training.detectors import DetectorKind, add_detector_args, check_detector_args, train_detector
+from uir.training import (DetectorKind, add_data_args, add_detector_args, add_training_args, check_detector_args,
+                          parse_training_args, synthesis_severity, train_detector)
 
 #: the router's shadow detector, trained without ``--config`` as ``default_config``
 KIND = DetectorKind("shadow_detector", SHADOW_CLASS, "shadow_share", check_shadow_share, ShadowDetector,
