@@ -30,12 +30,11 @@ from uir.boundary import positive_float, run_script
 from uir.data import DropMaskDataset
 from uir.degradations.weather import RAINDROP_CLASS
 from uir.networks.drops import DropDetector, check_drop_share
-from uir.training import (DetectorKind, add_data_args, add_detector_args, add_training_args, check_detector_args,
-                          parse_training_args, train_detector)
+from uir.training import (DetectorKind, add_data_args, add_detector_args, add_training_args, parse_detector_args,
+                          train_detector)
 
-#: the router's drop detector, trained without ``--config`` as ``default_config``
-KIND = DetectorKind("drop_detector", RAINDROP_CLASS, "drop_share", check_drop_share, DropDetector,
-                    {"width": 16, "encoder_blocks": [1, 1, 1, 1], "middle_blocks": 1, "decoder_blocks": [1, 1, 1, 1]})
+#: the router's drop detector (trained without ``--config`` as ``DEFAULT_DETECTOR_CONFIG``)
+KIND = DetectorKind("drop_detector", RAINDROP_CLASS, "drop_share", check_drop_share, DropDetector)
 
 
 def parse_args(argv=None):
@@ -49,9 +48,7 @@ def parse_args(argv=None):
     # the shipped detector's schedule (docs/default-model.md), so that the defaults reproduce it
     add_training_args(parser, learning_rate=1e-3, batch_size=8, max_train_steps=1600, resolution=192)
     parser.set_defaults(lr_warmup_steps=75)
-    args = parse_training_args(parser, argv)
-    check_detector_args(parser, args)
-    return args
+    return parse_detector_args(parser, argv)
 
 
 def main(argv=None):

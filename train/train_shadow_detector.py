@@ -30,12 +30,11 @@ from uir.data import ShadowMapDataset
 from uir.data.datasets import check_zoom
 from uir.degradations.photometric import SHADOW_CLASS
 from uir.networks.shadows import ShadowDetector, check_shadow_share
-from uir.training import (DetectorKind, add_data_args, add_detector_args, add_training_args, check_detector_args,
-                          parse_training_args, synthesis_severity, train_detector)
+from uir.training import (DetectorKind, add_data_args, add_detector_args, add_training_args, parse_detector_args,
+                          synthesis_severity, train_detector)
 
-#: the router's shadow detector, trained without ``--config`` as ``default_config``
-KIND = DetectorKind("shadow_detector", SHADOW_CLASS, "shadow_share", check_shadow_share, ShadowDetector,
-                    {"width": 16, "encoder_blocks": [1, 1, 1, 1], "middle_blocks": 1, "decoder_blocks": [1, 1, 1, 1]})
+#: the router's shadow detector (trained without ``--config`` as ``DEFAULT_DETECTOR_CONFIG``)
+KIND = DetectorKind("shadow_detector", SHADOW_CLASS, "shadow_share", check_shadow_share, ShadowDetector)
 
 
 def parse_args(argv=None):
@@ -48,9 +47,7 @@ def parse_args(argv=None):
     add_data_args(parser)
     add_training_args(parser, learning_rate=1e-3, batch_size=16, max_train_steps=1500, resolution=None)
     parser.set_defaults(lr_warmup_steps=50)
-    args = parse_training_args(parser, argv)
-    check_detector_args(parser, args)
-    return args
+    return parse_detector_args(parser, argv)
 
 
 def main(argv=None):

@@ -15,7 +15,7 @@ from .args import (add_data_args, add_training_args, add_uir_lora_args, mixed_ba
                    parse_training_args, synthesis_severity, training_dataset)
 from .checkpoints import (TRAINABLE_FILE, checkpoint_dirs, load_checkpoint, resolve_checkpoint,
                           save_checkpoint)
-from .detectors import DetectorKind, add_detector_args, check_detector_args, train_detector
+from .detectors import DetectorKind, add_detector_args, parse_detector_args, train_detector
 from .loop import LossModule, finish, make_accelerator, train
 from .restoration import load_uir_lora_pipeline, restoration_loss, restoration_validator, saved_model_config
 
@@ -27,13 +27,13 @@ __all__ = [
     "add_detector_args",
     "add_training_args",
     "add_uir_lora_args",
-    "check_detector_args",
     "checkpoint_dirs",
     "finish",
     "held_out_photos",
     "load_checkpoint",
     "load_uir_lora_pipeline",
     "make_accelerator",
+    "parse_detector_args",
     "parse_paired",
     "parse_training_args",
     "photo_split",

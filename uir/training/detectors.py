@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -20,8 +20,14 @@ from ..boundary import checked_number
 from ..data.photos import photo_split
 from ..degradations import CLEAN
 from ..files import save_pretrained_staged
-from .args import mixed_batches
+from .args import mixed_batches, parse_training_args
 from .loop import LossModule, finish, make_accelerator, train
+
+
+#: the arguments of a detector trained without ``--config``: a width-16 ``PlaneMap`` with four
+#: levels of one block each (the shipped drop detector's, docs/default-model.md)
+DEFAULT_DETECTOR_CONFIG = {"width": 16, "encoder_blocks": [1, 1, 1, 1], "middle_blocks": 1,
+                           "decoder_blocks": [1, 1, 1, 1]}
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,7 @@ class DetectorKind:
     share: str
     check: Callable[[float], float]
     detector_class: type
-    default_config: dict
+    default_config: dict = field(default_factory=lambda: dict(DEFAULT_DETECTOR_CONFIG))
 
     @property
     def words(self) -> str:
@@ -56,10 +62,13 @@ def add_detector_args(parser: argparse.ArgumentParser, kind: DetectorKind, share
     return group
 
 
-def check_detector_args(parser: argparse.ArgumentParser, args) -> None:
-    """Refuse ``--init_detector`` with ``--config`` (a usage error)."""
+def parse_detector_args(parser: argparse.ArgumentParser, argv=None):
+    """:func:`~uir.training.args.parse_training_args`, refusing ``--init_detector`` with
+    ``--config`` (a usage error)."""
+    args = parse_training_args(parser, argv)
     if args.init_detector and args.config:
         parser.error("--init_detector trains the router's own detector further: --config cannot change it")
+    return args
 
 
 def train_detector(args, kind: DetectorKind, make_dataset: Callable, loss: Callable) -> Path:
@@ -100,4 +109,4 @@ def train_detector(args, kind: DetectorKind, make_dataset: Callable, loss: Calla
     return folder
 
 
-__all__ = ["DetectorKind", "add_detector_args", "check_detector_args", "train_detector"]
+__all__ = ["DEFAULT_DETECTOR_CONFIG", "DetectorKind", "add_detector_args", "parse_detector_args", "train_detector"]
