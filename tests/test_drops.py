@@ -1,6 +1,8 @@
 """Raindrops found and cleared: the drops' alpha against the synthesis, the detector's training
 data, the router's raindrop call from its detector, and the pipeline clearing what it finds."""
 
+from functools import partial
+
 import pytest
 import torch
 
@@ -9,14 +11,10 @@ from uir.commands.restore import describe_restoration
 from uir.data import DropMaskDataset
 from uir.degradations.masks import harmonic_fill
 from uir.degradations.weather import RAINDROP_CLASS, raindrop_alpha, raindrops
-from uir.files import load_json_object
-from uir.models.router import DegradationRouter
 from uir.networks.drops import FILL_ALPHA, SURE_ALPHA, DropDetector
-from uir.networks.router import RuntimeRouter
 from uir.pipelines.restoring import clear_found_drops
-from uir.testing import tiny_restorer_pipeline, tiny_router
+from uir.testing import TINY_DETECTOR, check_detector_round_trip, detector_router, tiny_restorer_pipeline, tiny_router
 
-TINY_DETECTOR = {"width": 4, "encoder_blocks": [1, 1], "middle_blocks": 1, "decoder_blocks": [1, 1]}
 DROPS = {"drops": 12, "radius": 0.1, "blur": 2.0}
 
 
@@ -58,41 +56,26 @@ def test_drop_dataset_pairs_each_raindrop_crop_with_its_alpha(tmp_path):
         DropMaskDataset(sorted(folder.iterdir()), [RAINDROP_CLASS, "clean"])
 
 
-def detector_router(bias: float, **kwargs) -> DegradationRouter:
-    """A tiny router whose detector says ``sigmoid(bias)`` everywhere."""
-    router = tiny_router(seed=1, drop_detector_config=TINY_DETECTOR, **kwargs).eval()
-    router.drop_detector.net.ending.weight.data.zero_()
-    router.drop_detector.net.ending.bias.data.fill_(bias)
-    return router
+#: a tiny router whose drop detector says ``sigmoid(bias)`` everywhere: ``drop_router(bias, **router kwargs)``
+drop_router = partial(detector_router, "drop_detector")
 
 
 @torch.no_grad()
 def test_router_calls_raindrop_where_its_detector_finds_drops(tmp_path):
     images = torch.rand(2, 3, 40, 56, generator=torch.Generator().manual_seed(0))
     plain = tiny_router(seed=1).eval()
-    everywhere, nowhere = detector_router(6.0), detector_router(-6.0)
+    everywhere, nowhere = drop_router(6.0), drop_router(-6.0)
     assert everywhere(images).names == [RAINDROP_CLASS] * 2 and everywhere(images).confidence.tolist() == [1.0, 1.0]
     assert torch.equal(nowhere(images).probabilities, plain(images).probabilities)
     assert everywhere(images, found={RAINDROP_CLASS: torch.tensor([False, True])}).names[1] == RAINDROP_CLASS
     # saved and loaded, by diffusers and by the runtime: the same detector
-    trained = detector_router(0.0)
-    for p in trained.drop_detector.parameters():
-        p.data.normal_(0, 0.3, generator=torch.Generator().manual_seed(2))
-    trained.save_pretrained(tmp_path)
-    runtime = RuntimeRouter.from_config(load_json_object(tmp_path / "config.json"),
-                                        tmp_path / "diffusion_pytorch_model.safetensors")
-    loaded = DegradationRouter.from_pretrained(tmp_path).eval()
-    expected = trained.drop_detector(images)
-    # equal to rounding: at one thread the convolutions of weights loaded by diffusers round differently
-    assert torch.allclose(runtime.drop_detector(images), expected, rtol=0, atol=1e-6)
-    assert torch.allclose(loaded.drop_detector(images), expected, rtol=0, atol=1e-6)
-    assert runtime(images).names == trained(images).names == loaded(images).names
+    check_detector_round_trip(drop_router(0.0), "drop_detector", images, tmp_path)
     # a JPEG's exact trace outranks the learned drops: called JPEG, and not cleared
     from uir.degradations.filters import jpeg
 
     photo = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
     both = torch.cat([jpeg(photo, 10), photo])
-    sure = detector_router(6.0, jpeg_max_quality=30)
+    sure = drop_router(6.0, jpeg_max_quality=30)
     assert sure(both).names == ["jpeg-compressed", RAINDROP_CLASS]
     assert sure.find_drops(both, sure.exact_traces(both))[1].tolist() == [False, True]
     with pytest.raises(ValueError, match="drop_detector_config"):
@@ -124,7 +107,7 @@ def test_pipeline_clears_found_drops_and_keeps_the_result(monkeypatch):
     of that square, called raindrop, with nothing else run on it. Image 1 has none: it is
     restored exactly as by the same pipeline without a detector."""
     pipe = tiny_restorer_pipeline(names=("noisy", "hazy", "raindrop"), router=False)
-    pipe.router = detector_router(0.0, vocabulary=["noisy", "hazy", "raindrop"], low_confidence="base", drop_share=0.05)
+    pipe.router = drop_router(0.0, vocabulary=["noisy", "hazy", "raindrop"], low_confidence="base", drop_share=0.05)
     images = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(0))
     square = torch.zeros(2, 1, 32, 48)
     square[0, :, 8:20, 10:30] = 1.0
@@ -143,7 +126,7 @@ def test_pipeline_clears_found_drops_and_keeps_the_result(monkeypatch):
 
 
 def test_clear_found_drops_leaves_images_without_enough_drops_unchanged():
-    router = detector_router(0.0, drop_share=0.2)
+    router = drop_router(0.0, drop_share=0.2)
     images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
     mask = torch.zeros(2, 1, 16, 16)
     mask[0, :, :8] = 1.0  # half the pixels
@@ -161,7 +144,7 @@ def test_pipeline_leaves_a_jpeg_to_its_trace_however_sure_the_detector():
     from uir.degradations.filters import jpeg
 
     pipe = tiny_restorer_pipeline(names=("jpeg-compressed", "raindrop"), router=False)
-    pipe.router = detector_router(6.0, vocabulary=["jpeg-compressed", "raindrop"], jpeg_max_quality=30)
+    pipe.router = drop_router(6.0, vocabulary=["jpeg-compressed", "raindrop"], jpeg_max_quality=30)
     photo = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
     out = pipe(torch.cat([jpeg(photo, 10), photo]), output_type="pt")
     assert out.degradations == ["jpeg-compressed", RAINDROP_CLASS]

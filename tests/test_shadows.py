@@ -2,20 +2,19 @@
 against the shadow formula, the router's shadow call from its detector, and the pipeline lifting
 what it finds."""
 
+from functools import partial
+
 import pytest
 import torch
 
 from uir.commands.restore import describe_restoration
 from uir.data import ShadowMapDataset
 from uir.degradations.photometric import SHADOW_CLASS, shadow
-from uir.files import load_json_object
-from uir.models.router import DegradationRouter
-from uir.networks.router import RuntimeRouter
 from uir.networks.shadows import MAX_ATTENUATION, SURE_ATTENUATION, VIEW, ShadowDetector, global_view, lift_shadows
 from uir.pipelines.restoring import lift_found_shadows
-from uir.testing import tiny_restorer_pipeline, tiny_router
+from uir.testing import (TINY_DETECTOR, check_detector_round_trip, detector_router, flatten_detector,
+                         tiny_restorer_pipeline, tiny_router)
 
-TINY_DETECTOR = {"width": 4, "encoder_blocks": [1, 1], "middle_blocks": 1, "decoder_blocks": [1, 1]}
 SHADOW = {"attenuation": 0.6, "softness": 4.0, "vertices": 5}
 
 
@@ -92,12 +91,9 @@ def test_detector_maps_any_size_through_its_global_view():
             assert share.tolist() == (attenuation > SURE_ATTENUATION).flatten(1).float().mean(1).tolist()
 
 
-def shadow_router(bias: float, **kwargs) -> DegradationRouter:
-    """A tiny router whose shadow detector says ``MAX_ATTENUATION * sigmoid(bias)`` everywhere."""
-    router = tiny_router(seed=1, shadow_detector_config=TINY_DETECTOR, **kwargs).eval()
-    router.shadow_detector.net.ending.weight.data.zero_()
-    router.shadow_detector.net.ending.bias.data.fill_(bias)
-    return router
+#: a tiny router whose shadow detector says ``MAX_ATTENUATION * sigmoid(bias)`` everywhere:
+#: ``shadow_router(bias, **router kwargs)``
+shadow_router = partial(detector_router, "shadow_detector")
 
 
 @torch.no_grad()
@@ -108,27 +104,16 @@ def test_router_calls_shadowed_where_its_detector_finds_a_shadow(tmp_path):
     assert everywhere(images).names == [SHADOW_CLASS] * 2 and everywhere(images).confidence.tolist() == [1.0, 1.0]
     assert torch.equal(nowhere(images).probabilities, plain(images).probabilities)
     # saved and loaded, by diffusers and by the runtime: the same detector
-    trained = shadow_router(0.0)
-    for p in trained.shadow_detector.parameters():
-        p.data.normal_(0, 0.3, generator=torch.Generator().manual_seed(2))
-    trained.save_pretrained(tmp_path)
-    runtime = RuntimeRouter.from_config(load_json_object(tmp_path / "config.json"),
-                                        tmp_path / "diffusion_pytorch_model.safetensors")
-    loaded = DegradationRouter.from_pretrained(tmp_path).eval()
-    expected = trained.shadow_detector(images)
-    assert torch.allclose(runtime.shadow_detector(images), expected, rtol=0, atol=1e-6)
-    assert torch.allclose(loaded.shadow_detector(images), expected, rtol=0, atol=1e-6)
-    assert runtime(images).names == trained(images).names == loaded(images).names
+    check_detector_round_trip(shadow_router(0.0), "shadow_detector", images, tmp_path)
     # exact traces and drops outrank a shadow: an image gets one trace
     photo = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
     holed = photo.clone()
     holed[..., 10:20, 10:20] = 0.0
     both = torch.cat([holed, photo])
     sure = shadow_router(6.0, call_missing_pixels=True, drop_detector_config=TINY_DETECTOR)
-    sure.drop_detector.net.ending.weight.data.zero_()
-    sure.drop_detector.net.ending.bias.data.fill_(-6.0)
+    flatten_detector(sure.drop_detector, -6.0)
     assert sure(both).names == ["uncompleted", SHADOW_CLASS]
-    sure.drop_detector.net.ending.bias.data.fill_(6.0)
+    flatten_detector(sure.drop_detector, 6.0)
     assert sure(both).names == ["uncompleted", "raindrop"]
     assert [name for name, _ in sure.detectors()] == ["raindrop", SHADOW_CLASS]
     with pytest.raises(ValueError, match="shadow_detector_config"):

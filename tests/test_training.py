@@ -589,17 +589,14 @@ def test_fit_expected_gains_leaves_out_what_the_detectors_restore(tmp_path, trai
     """A photo where the router's shadow detector finds a shadow is lifted by the pipeline, never
     given to the table: with a detector that finds one everywhere no sample is measured, with one
     that finds none every photo is."""
-    from uir.testing import tiny_restorer_pipeline, tiny_router
+    from uir.testing import detector_router, tiny_restorer_pipeline
 
     names = ("noisy", "hazy", "shadowed")
     photos = save_sample_crops(tmp_path / "photos", 2, 40, 40)
     counts = {}
     for bias in (6.0, -6.0):
         pipe = tiny_restorer_pipeline(names=names, router=False)
-        pipe.register_modules(router=tiny_router(list(names), seed=1, shadow_detector_config={
-            "width": 4, "encoder_blocks": [1], "middle_blocks": 1, "decoder_blocks": [1]}))
-        pipe.router.shadow_detector.net.ending.weight.data.zero_()
-        pipe.router.shadow_detector.net.ending.bias.data.fill_(bias)
+        pipe.register_modules(router=detector_router("shadow_detector", bias, vocabulary=list(names)))
         pipe.save_pretrained(tmp_path / f"model{bias}")
         train_script("fit_expected_gains").main(["--model", str(tmp_path / f"model{bias}"), "--train_data_dir",
                                                  str(photos), "--output_dir", str(tmp_path / f"out{bias}")])
@@ -733,58 +730,36 @@ def test_split_photos_links_the_three_parts_of_the_validation_split(tmp_path, tr
     assert "validation: " in capsys.readouterr().out
 
 
-def test_drop_detector_trains_into_a_copy_of_the_router(photos, tmp_path, train_script):
-    """``train_drop_detector.py``: the detector learns (its loss falls) and is saved inside a copy
-    of the given router, which then loads with it and its ``drop_share``; the router's own weights
-    are untouched."""
-    from uir.testing import tiny_router
+@pytest.mark.parametrize("script, target, share, options", [
+    ("train_drop_detector", "raindrop", "drop_share", ["--resolution", "64", "--drop_share", "0.02"]),
+    ("train_shadow_detector", "shadowed", "shadow_share", ["--shadow_share", "0.1"]),
+])
+def test_detector_trains_into_a_copy_of_the_router(photos, tmp_path, train_script, script, target, share, options):
+    """``train_drop_detector.py`` and ``train_shadow_detector.py`` (on whole photos): the detector
+    learns (its loss falls) and is saved inside a copy of the given router, which then loads with
+    it and its share; the router's own weights are untouched, and no other detector is added."""
+    from uir.testing import TINY_DETECTOR, tiny_router
 
+    attribute = script.removeprefix("train_")
     tiny_router(seed=0).save_pretrained(tmp_path / "router")
     config = tmp_path / "detector.json"
-    config.write_text('{"width": 4, "encoder_blocks": [1, 1], "middle_blocks": 1, "decoder_blocks": [1, 1]}')
-    train_script("train_drop_detector").main([
+    config.write_text(json.dumps(TINY_DETECTOR))
+    train_script(script).main([
         "--router", str(tmp_path / "router"), "--config", str(config), "--train_data_dir", str(photos),
-        "--output_dir", str(tmp_path / "run"), "--degradations", "noisy,raindrop", "--max_train_steps", "12",
-        "--train_batch_size", "4", "--resolution", "64", "--validation_steps", "0", "--num_validation_images", "0",
-        "--checkpointing_steps", "0", "--learning_rate", "5e-3", "--drop_share", "0.02"])
-    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "logs" / "metrics.jsonl").read_text().splitlines()]
-    assert len(losses) == 12 and sum(losses[-3:]) < sum(losses[:3])
-    saved = DegradationRouter.from_pretrained(tmp_path / "run" / "router")
-    assert saved.config.drop_share == 0.02 and saved.drop_detector.net.intro.out_channels == 4
-    original = load_file(tmp_path / "router" / "diffusion_pytorch_model.safetensors")
-    state = load_file(tmp_path / "run" / "router" / "diffusion_pytorch_model.safetensors")
-    assert all(torch.equal(state[k], v) for k, v in original.items())
-    assert any(k.startswith("drop_detector.") for k in state)
-    with pytest.raises(SystemExit):  # refused before training, not when the router is saved
-        train_script("train_drop_detector").parse_args(["--router", str(tmp_path / "router"), "--output_dir",
-                                                        str(tmp_path / "bad"), "--drop_share", "0"])
-
-
-def test_shadow_detector_trains_into_a_copy_of_the_router(photos, tmp_path, train_script):
-    """``train_shadow_detector.py``: the detector learns the shadows' attenuation (its loss falls)
-    on whole photos, and is saved inside a copy of the given router, which then loads with it and
-    its ``shadow_share``; the router's own weights are untouched."""
-    from uir.testing import tiny_router
-
-    tiny_router(seed=0).save_pretrained(tmp_path / "router")
-    config = tmp_path / "detector.json"
-    config.write_text('{"width": 4, "encoder_blocks": [1, 1], "middle_blocks": 1, "decoder_blocks": [1, 1]}')
-    train_script("train_shadow_detector").main([
-        "--router", str(tmp_path / "router"), "--config", str(config), "--train_data_dir", str(photos),
-        "--output_dir", str(tmp_path / "run"), "--degradations", "noisy,shadowed", "--max_train_steps", "12",
+        "--output_dir", str(tmp_path / "run"), "--degradations", f"noisy,{target}", "--max_train_steps", "12",
         "--train_batch_size", "4", "--validation_steps", "0", "--num_validation_images", "0",
-        "--checkpointing_steps", "0", "--learning_rate", "5e-3", "--shadow_share", "0.1"])
+        "--checkpointing_steps", "0", "--learning_rate", "5e-3", *options])
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "logs" / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 12 and sum(losses[-3:]) < sum(losses[:3])
     saved = DegradationRouter.from_pretrained(tmp_path / "run" / "router")
-    assert saved.config.shadow_share == 0.1 and saved.shadow_detector.net.intro.out_channels == 4
+    assert saved.config[share] == float(options[-1]) and getattr(saved, attribute).net.intro.out_channels == 4
     original = load_file(tmp_path / "router" / "diffusion_pytorch_model.safetensors")
     state = load_file(tmp_path / "run" / "router" / "diffusion_pytorch_model.safetensors")
     assert all(torch.equal(state[k], v) for k, v in original.items())
-    assert any(k.startswith("shadow_detector.") for k in state) and not any(k.startswith("drop_detector.") for k in state)
+    assert {k.split(".")[0] for k in state if k.split(".")[0].endswith("_detector")} == {attribute}
     with pytest.raises(SystemExit):  # refused before training, not when the router is saved
-        train_script("train_shadow_detector").parse_args(["--router", str(tmp_path / "router"), "--output_dir",
-                                                          str(tmp_path / "bad"), "--shadow_share", "0"])
+        train_script(script).parse_args(["--router", str(tmp_path / "router"), "--output_dir", str(tmp_path / "bad"),
+                                         f"--{share}", "0"])
 
 
 def test_drop_detector_trains_further_from_the_one_the_router_holds(photos, tmp_path, train_script):

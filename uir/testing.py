@@ -152,6 +152,46 @@ def tiny_router(vocabulary=DEFAULT_VOCABULARY, use_controller: bool = True, seed
     return router
 
 
+#: the arguments of a tiny router detector (a ``PlaneMap`` of width 4 and two levels), for tests
+TINY_DETECTOR = {"width": 4, "encoder_blocks": [1, 1], "middle_blocks": 1, "decoder_blocks": [1, 1]}
+
+
+def detector_router(attribute: str, bias: float, seed: int = 1, **kwargs):
+    """A tiny router (:func:`tiny_router`, in eval mode) holding a :data:`TINY_DETECTOR` under
+    ``attribute`` (``drop_detector``, ``shadow_detector``) whose output logit is ``bias``
+    everywhere; ``kwargs`` go to the router."""
+    router = tiny_router(seed=seed, **{f"{attribute}_config": TINY_DETECTOR}, **kwargs).eval()
+    flatten_detector(getattr(router, attribute), bias)
+    return router
+
+
+def flatten_detector(detector: torch.nn.Module, bias: float) -> None:
+    """Make a router detector's output logit ``bias`` at every pixel, whatever the image."""
+    detector.net.ending.weight.data.zero_()
+    detector.net.ending.bias.data.fill_(bias)
+
+
+def check_detector_round_trip(router, attribute: str, images: torch.Tensor, folder) -> None:
+    """Give ``router``'s detector ``attribute`` random weights, save the router to ``folder`` and
+    assert that diffusers' loader and the runtime's both map ``images`` as it does and route them
+    alike (to rounding: at one thread the convolutions of weights loaded by diffusers round
+    differently)."""
+    from .files import load_json_object
+    from .models.router import DegradationRouter
+    from .networks.router import RuntimeRouter
+
+    for parameter in getattr(router, attribute).parameters():
+        parameter.data.normal_(0, 0.3, generator=torch.Generator().manual_seed(2))
+    router.save_pretrained(folder)
+    runtime = RuntimeRouter.from_config(load_json_object(Path(folder) / "config.json"),
+                                        Path(folder) / "diffusion_pytorch_model.safetensors")
+    loaded = DegradationRouter.from_pretrained(folder).eval()
+    expected = getattr(router, attribute)(images)
+    assert torch.allclose(getattr(runtime, attribute)(images), expected, rtol=0, atol=1e-6)
+    assert torch.allclose(getattr(loaded, attribute)(images), expected, rtol=0, atol=1e-6)
+    assert runtime(images).names == router(images).names == loaded(images).names
+
+
 def peft_lora_state(model: torch.nn.Module, rank: int, alpha: float, targets, seed: int = 0):
     """Random LoRA weights made by PEFT itself on a copy of ``model``: (state dict, config dict)."""
     from peft import LoraConfig, inject_adapter_in_model
