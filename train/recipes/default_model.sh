@@ -37,6 +37,9 @@
 #     train/configs/tiny-clip-convnet.json is the ConvNet of router_towers.sh)
 #   WORKERS: data-loader workers per run; EXTRA: options added to every run
 #   PROBE_SECONDS: time the base with each synthesis path first (below)
+#   PARTS: "all" (default), or "router": the router, its drop detector with the hard negatives and
+#     its view weights only, into RUNS_DIR/router-views/router (gpu_router.sh: the router is what
+#     a lent GPU's minutes buy most; no base, experts, blend or table)
 #   (a quick dry run: EXTRA="--train_batch_size 2 --resolution 96" BASE_STEPS=5 ...)
 set -euo pipefail
 RUNS=${1:-runs/default}
@@ -54,13 +57,15 @@ COMMON+=(--train_data_dir "$UIR_TRAIN_PHOTOS")
 read -r -a EXTRA_ARGS <<< "${EXTRA:-}"
 COMMON+=("${EXTRA_ARGS[@]}")
 mkdir -p "$RUNS"
+PARTS=${PARTS:-all}
+case "$PARTS" in all|router) ;; *) echo "PARTS must be all or router, not $PARTS" >&2; exit 2 ;; esac
 LAUNCH="accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no"
 BASE=(train/train_restorer.py --config train/configs/nafnet-w32.json --degradations all --resolution 128
       --train_batch_size 32 --learning_rate 1e-3 --lr_warmup_steps 200)
 # Issue 28, item 5: with PROBE_SECONDS set, first the base's speed with its degradations drawn by
 # the data-loader workers and on the training device (--synthesis device), PROBE_SECONDS each
 # (about 20 s of start-up on top), appended to RUNS_DIR/synthesis-speed.txt
-if [ -n "${PROBE_SECONDS:-}" ]; then
+if [ -n "${PROBE_SECONDS:-}" ] && [ "$PARTS" = all ]; then
   for SYNTHESIS in workers device; do
     $LAUNCH "${BASE[@]}" --max_train_steps 1000000 --max_train_seconds "$PROBE_SECONDS" --synthesis "$SYNTHESIS" \
       --dataloader_num_workers "$WORKERS" --repeats 8 --validation_steps 0 --num_validation_images 0 \
@@ -77,6 +82,7 @@ $LAUNCH train/train_router.py --clip_model "${ROUTER_CONFIG:-train/configs/tiny-
   $(budget "${ROUTER_STEPS:-1221}" "${ROUTER_SECONDS:-}") "${COMMON[@]}" --output_dir "$RUNS/router" \
   > "$RUNS/router.log" 2>&1 &
 ROUTER_PID=$!
+if [ "$PARTS" = all ]; then
 $LAUNCH "${BASE[@]}" $(budget "${BASE_STEPS:-4820}" "${BASE_SECONDS:-}") "${COMMON[@]}" --output_dir "$RUNS/base" \
   > "$RUNS/base.log" 2>&1
 $LAUNCH train/train_uir_lora.py --pretrained_model_name_or_path "$RUNS/base/pipeline" --degradations all \
@@ -84,9 +90,12 @@ $LAUNCH train/train_uir_lora.py --pretrained_model_name_or_path "$RUNS/base/pipe
   --prior_input jpeg-compressed,noisy --veil_bound snowy,rainy,hazy,shadowed \
   $(budget "${EXPERT_STEPS:-1858}" "${EXPERT_SECONDS:-}") "${COMMON[@]}" --output_dir "$RUNS/experts" \
   > "$RUNS/experts.log" 2>&1
+fi
 wait "$ROUTER_PID"
+if [ "$PARTS" = all ]; then
 python train/assemble_pipeline.py --base "$RUNS/base/pipeline" --experts "$RUNS/experts/experts" \
   --router "$RUNS/router/router" --output_dir "$RUNS/default"
+fi
 # Raindrops: a drop detector added to a copy of the router, then trained further on the
 # negatives that drew its false drops (motion blur, shadows, haze: docs/default-model.md, "Hard
 # negatives"), and a second pipeline with it, RUNS_DIR/default-drops, to compare with
@@ -103,6 +112,7 @@ $LAUNCH train/train_drop_detector.py --router "$RUNS/drops/router" --init_detect
 python train/train_router.py --router "$RUNS/drops-hard/router" --calibrate_only --calibration views \
   --calibration_repeats 2 --skip_traced --jpeg_max_quality 30 --call_missing_pixels --degradations all \
   --train_data_dir "$UIR_TRAIN_PHOTOS" --output_dir "$RUNS/router-views" > "$RUNS/router-views.log" 2>&1
+[ "$PARTS" = router ] && exit 0
 python train/assemble_pipeline.py --base "$RUNS/base/pipeline" --experts "$RUNS/experts/experts" \
   --router "$RUNS/router-views/router" --output_dir "$RUNS/default-drops"
 # Haze: the share of the haze expert's output given to the guided dark channel, fitted on the
