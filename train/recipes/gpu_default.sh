@@ -7,6 +7,8 @@
 # router's calibration and the saves come after them (and 2 x (PROBE_SECONDS + 20 s) for the probe).
 # The fits at the end (view weights, haze blend, expected-gain table; default_model.sh) restore
 # the training photos with the default: minutes more (17 on 2 CPU cores), nothing trained.
+# A lent GPU now gives a session 15 minutes and one command at most 10 (2026-12-05): this whole
+# recipe no longer fits one; gpu_router.sh (the router alone, with device_run.sh) does.
 # Usage: bash train/recipes/gpu_default.sh [RUNS_DIR]
 set -euo pipefail
 export BASE_STEPS=${BASE_STEPS:-40000} ROUTER_STEPS=${ROUTER_STEPS:-20000} EXPERT_STEPS=${EXPERT_STEPS:-20000}
