@@ -19,7 +19,7 @@ def photos(tmp_path_factory):
 
 def evaluated(folder, photos, restore, seed):
     """A ``uir eval -o folder`` run's files, written by the same functions, and its scores."""
-    scores = evaluate_restoration(lambda lq, pair: restore(lq, pair), photos, TYPES, seed=seed)
+    scores = evaluate_restoration(restore, photos, TYPES, seed=seed)
     write_scores(scores.rows(), folder, scores.pairs)
     return scores
 
@@ -39,7 +39,7 @@ def test_the_numbers_are_the_evaluations_and_a_safe_gain_ships(tmp_path, photos)
     seeds = [compare_evals.compare_seed(compare_evals.read_pairs(tmp_path / f"base{s}"),
                                         compare_evals.read_pairs(tmp_path / f"new{s}")) for s in (0, 1)]
     for seed, base, new in zip(seeds, runs["base"], runs["new"]):
-        degraded = [name for name in TYPES if name != CLEAN]  # uir eval's mean leaves clean out
+        degraded = [name for name in TYPES if name != CLEAN]  # the rule's mean leaves clean photos out
         assert seed["baseline"] == pytest.approx(sum(base.psnr_out[n] - base.psnr_in[n] for n in degraded) / 2)
         assert seed["candidate"] == pytest.approx(sum(new.psnr_out[n] - new.psnr_in[n] for n in degraded) / 2)
         assert seed["types"]["noisy"] == pytest.approx(new.psnr_out["noisy"] - base.psnr_out["noisy"])
