@@ -69,3 +69,8 @@ def test_runs_on_other_pairs_or_seeds_are_refused(tmp_path, photos, capsys):
     assert code == 2 and "one of each per seed" in capsys.readouterr().err
     code = compare_evals.run_script(compare_evals.main, ["--baseline", str(tmp_path), "--candidate", str(tmp_path)])
     assert code == 2 and "holds no pairs.csv" in capsys.readouterr().err
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "pairs.csv").write_text("photo,psnr\na.png,30\n")
+    code = compare_evals.run_script(compare_evals.main, ["--baseline", str(tmp_path / "other"), "--candidate",
+                                                         str(tmp_path / "other")])
+    assert code == 2 and "is not a `uir eval` pairs.csv" in capsys.readouterr().err

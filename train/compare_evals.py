@@ -30,9 +30,12 @@ def read_pairs(folder: str) -> dict[tuple[str, str], dict]:
     if not path.is_file():
         raise UsageError(f"{folder} holds no pairs.csv (a `uir eval -o {folder}` run writes one)")
     with path.open(newline="") as handle:
-        return {(row["photo"], row["degradation"]): {"psnr_out": float(row["psnr_out"]), "gain": float(row["gain"]),
-                                                     "worse": row["worse"] == "True"}
-                for row in csv.DictReader(handle)}
+        try:
+            return {(row["photo"], row["degradation"]): {"psnr_out": float(row["psnr_out"]), "gain": float(row["gain"]),
+                                                         "worse": row["worse"] == "True"}
+                    for row in csv.DictReader(handle)}
+        except (KeyError, ValueError) as error:
+            raise UsageError(f"{path} is not a `uir eval` pairs.csv ({type(error).__name__}: {error})") from None
 
 
 def compare_seed(baseline: dict, candidate: dict) -> dict:
