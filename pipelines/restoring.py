@@ -31,6 +31,7 @@ from uir.lora import (FINGERPRINT_KEY, ExpertError, ExpertList, LoRAExpert, base
                       install_experts, mixture_layers, short_fingerprint)
 from uir.lora.mixture import mixture_weights
 from uir.lora.strategies import DEFAULT_TOP_K, expert_weights
+from uir.networks.nafnet import channels_last_input
 from uir.networks.shadows import SURE_ATTENUATION, lift_shadows
 from uir.tiling import restore_tiled
 
@@ -463,10 +464,7 @@ class RestorerRestoration(MixtureRestoration):
         Inference runs channels-last (NHWC), faster for the default (docs/performance.md). The
         weights are converted in place, outside training.
         """
-        if not self.restorer.training:
-            self.restorer.to(memory_format=torch.channels_last)
-        weight = next(self.restorer.parameters())
-        x = x.to(device=weight.device, dtype=weight.dtype).contiguous(memory_format=torch.channels_last)
+        x = channels_last_input(self.restorer, x)
         with self.mixture_scope(weights):
             restored = self.restorer(x)
         return restored.float().clamp(0, 1).contiguous()

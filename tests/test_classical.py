@@ -12,10 +12,9 @@ from scipy.fft import dctn
 from scipy.ndimage import minimum_filter
 
 from uir import degradations
-from uir.classical import (_overlap_add, _sliding_dct, airlight_bound, bilateral_filter, dark_channel,
-                           dark_channel_dehaze, dct_denoise, guided_filter, light_bound, noise_sigma, shadow_bound,
+from uir.classical import (_overlap_add, _patch_dct, _sliding_dct, _spread, airlight_bound, bilateral_filter,
+                           dark_channel, dark_channel_dehaze, dct_denoise, guided_filter, light_bound, noise_sigma, shadow_bound,
                            snow_bound, veil_bound)
-from uir.degradations.jpeg_trace import dct_matrix
 from uir.degradations.weather import SNOW_VEIL_WHITE
 from uir.metrics import psnr
 
@@ -232,19 +231,23 @@ def test_shadow_bound_keeps_the_truth_and_brings_a_restoration_closer():
 @pytest.mark.parametrize("stride", [1, 2, 3])
 def test_sliding_dct_is_scipys_dct_of_every_patch_and_overlap_add_its_adjoint(stride):
     planes = torch.rand(2, 1, 19, 23, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    basis = dct_matrix(8)
-    coefficients = _sliding_dct(planes, basis, stride)
+    transform = _patch_dct(8, torch.float64, "cpu")
+    coefficients = _sliding_dct(planes, transform, stride)
     rows, columns = coefficients.shape[2:]
     assert (rows, columns) == ((19 - 8) // stride + 1, (23 - 8) // stride + 1)
     for n, i, j in [(0, 0, 0), (1, rows - 1, columns - 1), (1, 1, columns // 2)]:
         patch = planes[n, 0, i * stride : i * stride + 8, j * stride : j * stride + 8].numpy()
         expected = dctn(patch, norm="ortho")  # expected[u, v]: u down, v across
-        got = coefficients[n, :, i, j].reshape(8, 8).T.numpy()  # channel v * 8 + u
+        got = coefficients[n, :, i, j].reshape(8, 8).numpy()  # channel u * 8 + v
         np.testing.assert_allclose(got, expected, atol=1e-12)
     other = torch.randn(coefficients.shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
-    back = _overlap_add(other, basis, stride)[..., : (rows - 1) * stride + 8, : (columns - 1) * stride + 8]
+    back = _overlap_add(other, transform, stride)
+    assert back.shape[2:] == ((rows - 1) * stride + 8, (columns - 1) * stride + 8)
     window = planes[..., : back.shape[2], : back.shape[3]]
     assert torch.allclose((coefficients * other).sum(), (window * back).sum())
+    weights = torch.rand(2, 1, rows, columns, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    spread_as_patches = _overlap_add(weights * torch.eye(64, dtype=torch.float64)[0, :, None, None] * 8, transform, stride)
+    assert torch.allclose(_spread(weights, 8, stride), spread_as_patches)  # the DC basis patch is 1/8 everywhere
 
 
 def test_noise_sigma_finds_the_noise_level_as_skimage_does():

@@ -102,6 +102,17 @@ def test_detector_pads_any_size_and_maps_alpha_per_pixel():
 
 
 @torch.no_grad()
+def test_detector_runs_channels_last_at_inference_and_maps_what_training_fits():
+    detector = DropDetector(**TINY_DETECTOR)
+    images = torch.rand(2, 3, 37, 50, generator=torch.Generator().manual_seed(3))
+    detector.train()(images)
+    assert detector.net.intro.weight.is_contiguous()  # training leaves the weights' layout alone
+    alpha = detector.eval()(images)
+    assert detector.net.intro.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(alpha, torch.sigmoid(detector.logits(images)), atol=1e-6)
+
+
+@torch.no_grad()
 def test_pipeline_clears_found_drops_and_keeps_the_result(monkeypatch):
     """Image 0 has drops where the detector says (a square); it comes back as the harmonic fill
     of that square, called raindrop, with nothing else run on it. Image 1 has none: it is

@@ -25,8 +25,9 @@ evenly over the orthonormal DCT coefficients of a patch, while a photo's patch p
 in a few. :func:`dct_denoise` estimates ``sigma`` (:func:`noise_sigma`), moves to an opponent
 colour space, zeroes the coefficients of every 8x8 patch below ``2.7 sigma``, averages the
 overlapping patches back, and then repeats with Wiener gains ``P^2 / (P^2 + sigma^2)`` taken
-from that first estimate ``P``. It is the noisy class's prior, with patches every second pixel
-(a quarter of the work of every pixel, for 0.21 ± 0.01 dB less on the training photos, over 3 seeds).
+from that first estimate ``P``. It is the noisy class's prior, with a patch at every pixel (since
+2026-12-05: every second pixel was 0.21 ± 0.01 dB worse on the training photos over 3 seeds, for
+a quarter of the work; docs/default-model.md).
 
 **Veil bound** (our addition, the dark channel's argument for a global veil). Snow whitens a
 photo by a veil ``y = (1 - v) x + W v`` before its flakes. Since ``x >= 0``, every pixel of ``y``
@@ -61,6 +62,7 @@ projection can only bring each pixel closer to the truth.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
@@ -169,25 +171,48 @@ def noise_sigma(image: torch.Tensor) -> torch.Tensor:
     return diagonal.flatten(1).abs().median(1).values / 0.6745
 
 
-def _sliding_dct(planes: torch.Tensor, basis: torch.Tensor, stride: int) -> torch.Tensor:
-    """The orthonormal 2-D DCT of the patches of (N,1,H,W) ``planes`` every ``stride`` pixels,
-    (N, p^2, rows, columns), channel ``v p + u`` for the frequencies (u down, v across);
-    separable: a 1-D ``basis`` (p, p) (:func:`~uir.degradations.jpeg_trace.dct_matrix`) across,
-    then down each of its outputs."""
-    n, p = planes.shape[0], basis.shape[0]
-    across = F.conv2d(planes, basis[:, None, None, :], stride=(1, stride))
-    down = F.conv2d(across.flatten(0, 1)[:, None], basis[:, None, :, None], stride=(stride, 1))
-    return down.reshape(n, p * p, *down.shape[2:])
+def _patch_dct(patch: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """The orthonormal 2-D DCT of a flattened ``patch x patch`` patch as one (p^2, p^2) matrix,
+    ``kron(basis, basis)`` of the 1-D :func:`~uir.degradations.jpeg_trace.dct_matrix`: row
+    ``u p + v`` is the frequency (u down, v across), column ``i p + j`` the pixel (i down, j across)."""
+    basis = dct_matrix(patch, dtype=dtype, device=device)
+    return torch.kron(basis, basis)
 
 
-def _overlap_add(coefficients: torch.Tensor, basis: torch.Tensor, stride: int) -> torch.Tensor:
-    """The adjoint of :func:`_sliding_dct` for a ``basis`` (q, p): every patch's inverse DCT
-    (q = p), or its weight spread over the patch (a ``basis`` of ones, (1, p), and (N,1,...)
-    weights), summed where patches overlap, (N,1,H,W)."""
-    n, q = coefficients.shape[0], basis.shape[0]
-    columns = coefficients.reshape(n * coefficients.shape[1] // q, q, *coefficients.shape[2:])
-    down = F.conv_transpose2d(columns, basis[:, None, :, None], stride=(stride, 1))
-    return F.conv_transpose2d(down.reshape(n, -1, *down.shape[2:]), basis[:, None, None, :], stride=(1, stride))
+def _sliding_dct(planes: torch.Tensor, transform: torch.Tensor, stride: int) -> torch.Tensor:
+    """The 2-D DCT (``transform``, :func:`_patch_dct`) of the patches of (N,1,H,W) ``planes``
+    every ``stride`` pixels, (N, p^2, rows, columns): one convolution whose p^2 kernels are the
+    DCT's basis patches. On a CPU it is faster than the separable transform in 1-D convolutions,
+    which does an eighth of the arithmetic (docs/default-model.md, "Noise: a patch at every pixel")."""
+    p = math.isqrt(transform.shape[0])
+    return F.conv2d(planes, transform.reshape(p * p, 1, p, p), stride=stride)
+
+
+def _overlap_add(coefficients: torch.Tensor, transform: torch.Tensor, stride: int) -> torch.Tensor:
+    """The adjoint of :func:`_sliding_dct`: every patch's inverse DCT, summed where patches
+    overlap, (N,1,H,W) with ``H = (rows - 1) stride + p`` and ``W`` alike: one matrix product
+    and a fold (on a CPU faster than the transposed convolution)."""
+    n, q, rows, columns = coefficients.shape
+    p = math.isqrt(q)
+    size = ((rows - 1) * stride + p, (columns - 1) * stride + p)
+    return F.fold(transform.T @ coefficients.flatten(2), size, p, stride=stride)
+
+
+def _spread(weights: torch.Tensor, patch: int, stride: int) -> torch.Tensor:
+    """Each patch's weight of (N,1,rows,columns) ``weights`` spread over its ``patch x patch``
+    pixels and summed where patches overlap, (N,1,H,W) as :func:`_overlap_add`: the weights
+    placed every ``stride`` pixels, then summed over every ``patch x patch`` window."""
+    n, _, rows, columns = weights.shape
+    placed = weights.new_zeros(n, 1, (rows - 1) * stride + 1, (columns - 1) * stride + 1)
+    placed[..., ::stride, ::stride] = weights
+    return F.avg_pool2d(F.pad(placed, (patch - 1,) * 4), patch, stride=1) * patch**2
+
+
+def _channel_sum(x: torch.Tensor) -> torch.Tensor:
+    """The sum over the channels of (N,C,H,W) ``x``, (N,1,H,W), as one matrix product (a reduction
+    across the channels of a contiguous tensor strides through memory)."""
+    n, c, h, w = x.shape
+    return (x.new_ones(1, c) @ x.reshape(n, c, h * w)).reshape(n, 1, h, w)
 
 
 def _shrink_patches(planes: torch.Tensor, sigma: torch.Tensor, pilot: torch.Tensor | None, patch: int,
@@ -203,8 +228,7 @@ def _shrink_patches(planes: torch.Tensor, sigma: torch.Tensor, pilot: torch.Tens
     # every pixel lies in the same number of patches: pad by a patch less one pixel, then up to the stride
     extra_h, extra_w = -(h + pad - 1) % stride, -(w + pad - 1) % stride
     padding = (pad, pad + extra_w, pad, pad + extra_h)
-    basis = dct_matrix(patch, dtype=planes.dtype, device=planes.device)
-    ones = torch.ones(1, patch, dtype=planes.dtype, device=planes.device)
+    transform = _patch_dct(patch, planes.dtype, planes.device)
     noisy = F.pad(planes.reshape(b * c, 1, h, w), padding, mode=mode)
     guide = None if pilot is None else F.pad(pilot.reshape(b * c, 1, h, w), padding, mode=mode)
     variance = sigma.to(planes).clamp(min=1e-4).square().repeat_interleave(c)[:, None, None, None]
@@ -213,24 +237,23 @@ def _shrink_patches(planes: torch.Tensor, sigma: torch.Tensor, pilot: torch.Tens
     patch_rows = (noisy.shape[2] - patch) // stride + 1
     for first in range(0, patch_rows, band):
         rows = slice(first * stride, (min(patch_rows, first + band) - 1) * stride + patch)
-        coefficients = _sliding_dct(noisy[:, :, rows], basis, stride)
-        if guide is None:
-            keep = coefficients.square() > HARD_THRESHOLD**2 * variance
-            keep[:, 0] = True  # the patch's mean is never thresholded away
-            coefficients = torch.where(keep, coefficients, 0)
-            weight = 1 / (keep.sum(1, keepdim=True) * variance)
-        else:
-            energy = _sliding_dct(guide[:, :, rows], basis, stride).square()
-            gain = energy / (energy + variance)
-            coefficients = coefficients * gain
-            weight = 1 / (gain.square().sum(1, keepdim=True) * variance).clamp(min=1e-12)
-        total[:, :, rows] += _overlap_add(coefficients * weight, basis, stride)
-        norm[:, :, rows] += _overlap_add(weight, ones, stride)
+        coefficients = _sliding_dct(noisy[:, :, rows], transform, stride)
+        if guide is None:  # hard thresholding; the patch's mean is never thresholded away
+            gain = (coefficients.abs() > HARD_THRESHOLD * variance.sqrt()).to(coefficients.dtype)
+            gain[:, 0] = 1
+        else:  # Wiener
+            energy = _sliding_dct(guide[:, :, rows], transform, stride).square_()
+            gain = energy.div_(energy + variance)
+        coefficients.mul_(gain)
+        # the residual variance of a patch is sigma^2 times the sum of its squared gains (a 0/1 gain: its count)
+        weight = 1 / (_channel_sum(gain.square_()) * variance).clamp(min=1e-12)
+        total[:, :, rows] += _overlap_add(coefficients.mul_(weight), transform, stride)
+        norm[:, :, rows] += _spread(weight, patch, stride)
     return (total / norm)[..., pad : pad + h, pad : pad + w].reshape(b, c, h, w)
 
 
 def dct_denoise(image: torch.Tensor, sigma: float | torch.Tensor | None = None, patch: int = DCT_PATCH,
-                stride: int = 1, band: int = 32) -> torch.Tensor:
+                stride: int = 1, band: int = 8) -> torch.Tensor:
     """Remove additive white Gaussian noise from (B,3,H,W) images in [0, 1] by shrinking the DCT
     coefficients of every sliding ``patch x patch`` patch: BM3D's two stages without its block
     matching (Dabov et al., TIP 2007), in an orthonormal opponent colour space (:data:`OPPONENT`).
@@ -240,8 +263,9 @@ def dct_denoise(image: torch.Tensor, sigma: float | torch.Tensor | None = None, 
        ``P^2 / (P^2 + sigma^2)``, ``P`` the first stage's coefficient.
 
     ``sigma`` (0-1 scale; per image, or one for all) defaults to :func:`noise_sigma`. A patch
-    starts every ``stride`` pixels (1: at every pixel; the noisy prior uses 2); ``band`` rows of
-    patches are shrunk at a time, which bounds the memory and changes nothing else.
+    starts every ``stride`` pixels (1: at every pixel, as the noisy prior runs); ``band`` rows of
+    patches are shrunk at a time, which bounds the memory (and keeps each band's 64 coefficient
+    planes in cache) and changes nothing else.
     """
     if image.dim() != 4 or image.shape[1] != 3:
         raise ValueError(f"dct_denoise needs (B,3,H,W) colour images, got shape {tuple(image.shape)}")
@@ -336,7 +360,7 @@ class Prior:
 PRIORS = {"hazy": Prior("dark-channel prior with guided filter",
                         partial(dark_channel_dehaze, refine_radius=GUIDED_RADIUS)),
           "jpeg-compressed": Prior("bilateral filter", bilateral_filter),
-          "noisy": Prior("DCT shrinkage", partial(dct_denoise, stride=2))}
+          "noisy": Prior("DCT shrinkage", dct_denoise)}
 
 
 __all__ = ["DCT_PATCH", "GUIDED_EPS", "GUIDED_RADIUS", "HARD_THRESHOLD", "OPPONENT", "PRIORS", "VEIL_BOUNDS", "Prior", "airlight_bound",

@@ -16,7 +16,7 @@ import torch
 
 from ..boundary import pixel_share
 from ..tiling import restore_tiled, run_padded
-from .nafnet import PlaneMap
+from .nafnet import PlaneMap, channels_last_input
 
 #: the largest side the detector maps at once (:meth:`DropDetector.forward`)
 DETECTOR_TILE = 1024
@@ -37,11 +37,11 @@ class DropDetector(PlaneMap):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B,1,H,W): the drops' alpha in [0, 1]. Images with a side above :data:`DETECTOR_TILE`
-        run in blended tiles of at most that size, so memory stays bounded on large photos."""
-        weight = self.net.intro.weight
+        run in blended tiles of at most that size, so memory stays bounded on large photos. The
+        network runs channels-last (:func:`~uir.networks.nafnet.channels_last_input`), as the restorer does."""
         tile = DETECTOR_TILE if max(images.shape[-2:]) > DETECTOR_TILE else None
-        return restore_tiled(lambda x: torch.sigmoid(self.net(x).float()), images.to(device=weight.device,
-                             dtype=weight.dtype), tile, overlap=32, multiple=self.net.size_multiple)
+        return restore_tiled(lambda x: torch.sigmoid(self.net(channels_last_input(self.net, x)).float()),
+                             images, tile, overlap=32, multiple=self.net.size_multiple)
 
     def coverage(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(the drop mask (B,1,H,W), the share of pixels surely under drops (B,))``: the pixels

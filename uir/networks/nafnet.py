@@ -51,6 +51,16 @@ class LayerNorm2d(nn.Module):
         return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
 
+def channels_last_input(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` on ``net``'s device and dtype, laid out channels-last (NHWC), as inference runs a
+    network of convolutions: faster on CPU for NAFNet (docs/performance.md). Outside training,
+    ``net``'s weights are converted to that layout too, in place (once; later calls find them so)."""
+    if not net.training:
+        net.to(memory_format=torch.channels_last)
+    weight = next(net.parameters())
+    return x.to(device=weight.device, dtype=weight.dtype).contiguous(memory_format=torch.channels_last)
+
+
 #: without autograd, a block runs in bands of rows whose widest map (the expansion) holds about
 #: this many values (8 MiB in float32), so that each band's maps stay in the CPU's cache
 BAND_VALUES = 1 << 21
@@ -240,4 +250,4 @@ class PlaneMap(nn.Module):
 
 
 __all__ = ["BAND_VALUES", "EXPERT_TARGETS", "UPSAMPLINGS", "LayerNorm2d", "NAFBlock", "NAFNet", "PlaneMap", "bilinear_from_pixel_shuffle",
-           "upsampler"]
+           "channels_last_input", "upsampler"]
