@@ -184,7 +184,7 @@ def _sliding_dct(planes: torch.Tensor, transform: torch.Tensor, stride: int) -> 
     """The 2-D DCT (``transform``, :func:`_patch_dct`) of the patches of (N,1,H,W) ``planes``
     every ``stride`` pixels, (N, p^2, rows, columns): one convolution whose p^2 kernels are the
     DCT's basis patches. On a CPU it is faster than the separable transform in 1-D convolutions,
-    which does an eighth of the arithmetic (docs/default-model.md, "Noise: a patch at every pixel")."""
+    which does an eighth of the arithmetic (docs/default-model.md, "Noise: the Wiener stage at every pixel")."""
     p = math.isqrt(transform.shape[0])
     return F.conv2d(planes, transform.reshape(p * p, 1, p, p), stride=stride)
 

@@ -54,7 +54,7 @@ class LayerNorm2d(nn.Module):
 def channels_last_input(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``x`` on ``net``'s device and dtype, laid out channels-last (NHWC), as inference runs a
     network of convolutions: faster on CPU for NAFNet (docs/performance.md). Outside training,
-    ``net``'s weights are converted to that layout too, in place (once; later calls find them so)."""
+    ``net``'s weights are converted to that layout too, in place (a no-op once they are)."""
     if not net.training:
         net.to(memory_format=torch.channels_last)
     weight = next(net.parameters())
