@@ -13,20 +13,7 @@ column is the time relative to the noisy prior as shipped.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from functools import partial
-
-
-def median_seconds(fn, repeats: int) -> float:
-    """The median wall time of ``repeats`` calls of ``fn``, after one call to warm it."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv=None) -> None:
@@ -37,6 +24,7 @@ def main(argv=None) -> None:
 
     import torch
 
+    from uir.benchmarking import timed
     from uir.classical import PRIORS, dct_denoise
     from uir.evaluation import markdown_table
 
@@ -49,7 +37,7 @@ def main(argv=None) -> None:
     calls["noisy: DCT shrinkage, a patch every 2nd pixel in both stages"] = partial(dct_denoise, stride=2)
     calls.update({f"noisy: DCT shrinkage, bands of {band} patch rows": partial(PRIORS["noisy"].restore, band=band)
                   for band in (4, 32)})
-    rows = [{"prior": label, "seconds": median_seconds(lambda: restore(image), args.repeats)}
+    rows = [{"prior": label, "seconds": timed(lambda: restore(image), "cpu", args.repeats)[0]}
             for label, restore in calls.items()]
     shipped = next(row["seconds"] for row in rows if row["prior"] == f"noisy: {PRIORS['noisy'].name}")
     for row in rows:

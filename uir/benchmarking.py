@@ -30,7 +30,9 @@ def _peak_mib(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def _timed(fn, device: str, repeats: int) -> tuple[float, float]:
+def timed(fn, device: str, repeats: int) -> tuple[float, float]:
+    """``(median seconds, peak MiB)`` of ``repeats`` calls of ``fn`` after one warm-up call, on
+    ``device`` (CUDA synchronised around each call; peak memory as :func:`_peak_mib`)."""
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
     fn()
@@ -68,9 +70,9 @@ def benchmark_pipeline(load: Callable[[], object], size: int = 512, device: str 
         stages.append((f"restore, K={len(names)} (all)", lambda: pipe(x, strategy="average", output_type="pt")))
     with torch.no_grad():
         for name, fn in stages:
-            seconds, peak = _timed(fn, device, repeats)
+            seconds, peak = timed(fn, device, repeats)
             rows.append({"stage": name, "seconds": seconds, "images_per_s": batch / seconds, "peak_mib": peak})
     return rows
 
 
-__all__ = ["benchmark_pipeline"]
+__all__ = ["benchmark_pipeline", "timed"]
