@@ -99,4 +99,4 @@ def restore_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, t
                 out = torch.zeros(x.shape[0], result.shape[1], h, w, dtype=result.dtype, device=result.device)
             out[..., top : top + th, left : left + tw] += result * weight
             total[..., top : top + th, left : left + tw] += weight
-    return out / total
+    return out.div_(total)
