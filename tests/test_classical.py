@@ -3,7 +3,7 @@ bilateral filter against its definition, pixel by pixel, and OpenCV's; the veil 
 veil model it caps, the airlight bound against the haze model, the shadow bound against a
 brute-force projection and the shadow model; the DCT denoiser's patch transform
 against scipy's DCT, its noise estimate against skimage's, and its output against skimage's
-wavelet denoiser."""
+wavelet denoiser; JPEG's chroma re-estimated from the luma against photos Pillow's libjpeg saved."""
 
 import numpy as np
 import pytest
@@ -12,9 +12,11 @@ from scipy.fft import dctn
 from scipy.ndimage import minimum_filter
 
 from uir import degradations
-from uir.classical import (_overlap_add, _patch_dct, _sliding_dct, _spread, airlight_bound, bilateral_filter,
-                           dark_channel, dark_channel_dehaze, dct_denoise, guided_filter, light_bound, noise_sigma, shadow_bound,
-                           snow_bound, veil_bound)
+from uir.classical import (JFIF_YCBCR, _overlap_add, _patch_dct, _sliding_dct, _spread, airlight_bound, bilateral_filter,
+                           chroma_from_luma, dark_channel, dark_channel_dehaze, dct_denoise, guided_filter, jpeg_chroma,
+                           jpeg_chroma_radius, light_bound, noise_sigma, shadow_bound, snow_bound, veil_bound)
+from uir.degradations.filters import jpeg
+from uir.images import load_image
 from uir.degradations.weather import SNOW_VEIL_WHITE
 from uir.metrics import psnr
 
@@ -293,3 +295,36 @@ def _smooth_photo() -> torch.Tensor:
     from skimage import data
 
     return torch.from_numpy(data.astronaut()[:128, 160:288].copy()).permute(2, 0, 1)[None].float() / 255
+
+
+def test_chroma_from_luma_keeps_the_luma_and_a_chroma_linear_in_it():
+    """The guided filter fits the chroma as a linear function of the luma in every window: a
+    chroma that is one (here, Cb = 0.3 Y - 0.1 and Cr = -0.2 Y + 0.05) comes back as it was, and
+    the luma is never changed."""
+    y = 0.3 + 0.4 * torch.rand(1, 1, 40, 48, generator=torch.Generator().manual_seed(0))
+    ycc = torch.cat([y, 0.3 * y - 0.1, -0.2 * y + 0.05], 1)
+    image = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(torch.tensor(JFIF_YCBCR)), ycc)
+    assert float(image.amin()) > 0 and float(image.amax()) < 1
+    restored = chroma_from_luma(image, radius=4)
+    luma = torch.tensor(JFIF_YCBCR[0])
+    assert torch.allclose(torch.einsum("j,bjhw->bhw", luma, restored), y[:, 0], atol=1e-5)
+    assert torch.allclose(restored, image, atol=2e-3)
+
+
+def test_jpeg_chroma_radius_shrinks_with_the_quality_and_vanishes_for_fine_steps():
+    radii = [jpeg_chroma_radius(quality) for quality in range(1, 101)]
+    assert all(a >= b for a, b in zip(radii, radii[1:]))
+    assert jpeg_chroma_radius(10) == 8 and jpeg_chroma_radius(30) == 3 and radii[85:] == [0] * 15
+
+
+@pytest.mark.parametrize("quality", [10, 20, 30])
+def test_jpeg_chroma_brings_a_decoded_jpeg_closer_to_its_photo(photos_dir, quality):
+    """Photos saved by Pillow's libjpeg (4:2:0 chroma) at low quality: re-estimating the decoded
+    image's chroma from its luma, at the radius its trace implies, raises its PSNR against the
+    photo; a photo that never was a JPEG has no trace and comes back unchanged."""
+    for name in ("scikit-image__rocket.png", "opencv-doc__aloeR.png"):
+        photo = load_image(photos_dir / name)[None]
+        photo = photo[..., : photo.shape[-2] // 16 * 16, : photo.shape[-1] // 16 * 16]
+        decoded = jpeg(photo, quality)
+        assert float(psnr(jpeg_chroma(decoded, decoded), photo)) > float(psnr(decoded, photo))
+    assert jpeg_chroma(photo, photo) is photo

@@ -553,3 +553,26 @@ def test_a_prior_guided_expert_of_a_type_without_a_prior_is_refused():
     with pytest.raises(ExpertError, match="no prior for 'snowy'"):
         pipe.load_expert(stray)
     assert pipe.experts.names == ["noisy"]
+
+
+def test_an_image_with_a_jpeg_trace_has_its_restored_chroma_estimated_from_its_luma(photos_dir):
+    """With the router choosing, a restored image whose JPEG trace the router found gets
+    ``uir.classical.jpeg_chroma`` of its restoration; an image without a trace, and a call with
+    manual weights, are restored as without the step."""
+    from uir.classical import jpeg_chroma
+    from uir.degradations.filters import jpeg
+    from uir.images import load_image
+
+    pipe = tiny_restorer_pipeline(names=("noisy", "jpeg-compressed"), router=False)
+    pipe.register_modules(router=tiny_router(["noisy", "jpeg-compressed"], jpeg_max_quality=30))
+    photo = load_image(photos_dir / "scikit-image__rocket.png")[None][..., :128, :192]
+    x = torch.cat([jpeg(photo, 10), photo])
+    out = pipe(x, output_type="pt")
+    manual = pipe(x[:1], weights={"jpeg-compressed": 1.0}, output_type="pt").images
+    pipe.restores_jpeg_chroma = False
+    without = pipe(x, output_type="pt")
+    assert out.degradations[0] == "jpeg-compressed" and float(out.clean_weight[0]) < 1
+    assert torch.allclose(out.images[:1], jpeg_chroma(x[:1], without.images[:1]), atol=1e-6)
+    assert not torch.allclose(out.images[:1], without.images[:1], atol=1e-3)
+    assert torch.equal(out.images[1:], without.images[1:])
+    assert torch.equal(manual, pipe(x[:1], weights={"jpeg-compressed": 1.0}, output_type="pt").images)

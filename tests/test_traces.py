@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 import uir.degradations as D
-from uir.degradations.jpeg_trace import JPEG_CLASS, dct_matrix, jpeg_quality, luma, quantization_step
+from uir.degradations.jpeg_trace import (JPEG_CLASS, dct_matrix, jpeg_quality, libjpeg_quality, libjpeg_scale, luma,
+                                         quantization_step)
 from uir.degradations.masks import MISSING_CLASS
 from uir.files import load_json_object
 from uir.images import load_image
@@ -33,6 +34,11 @@ def pillow_jpeg(image: torch.Tensor, quality: int, mode: str = "RGB", **options)
     decoded = Image.open(io.BytesIO(buffer.getvalue()))
     table = list(decoded.quantization[0])
     return torch.from_numpy(np.asarray(decoded.convert("RGB")).copy()).permute(2, 0, 1).float() / 255, table
+
+
+def test_libjpeg_scale_and_quality_are_inverses():
+    assert all(libjpeg_quality(libjpeg_scale(quality)) == pytest.approx(quality) for quality in range(1, 101))
+    assert (libjpeg_scale(10), libjpeg_scale(50), libjpeg_scale(75)) == (500, 100, 50)
 
 
 def test_dct_matrix_is_the_orthonormal_dct_ii():

@@ -91,6 +91,12 @@ def libjpeg_quality(scale: float) -> float:
     return 5000 / scale if scale > 100 else (200 - scale) / 2
 
 
+def libjpeg_scale(quality: float) -> float:
+    """The percentage by which libjpeg scales its quality-50 steps at ``quality`` (1-100): the
+    inverse of :func:`libjpeg_quality`."""
+    return 5000 / quality if quality < 50 else 200 - 2 * quality
+
+
 def jpeg_quality(image: torch.Tensor, max_blocks: int = 16384) -> torch.Tensor:
     """Per image of ``image`` ((C,H,W) or (B,C,H,W) in [0, 1]), the libjpeg quality its JPEG trace
     implies, rounded to a whole quality as libjpeg takes it, (B,) float; NaN where there is no
@@ -126,4 +132,4 @@ def jpeg_quality(image: torch.Tensor, max_blocks: int = 16384) -> torch.Tensor:
 
 
 __all__ = ["BASE_STEPS", "BLOCK", "JPEG_CLASS", "MAX_STEP", "dct_matrix", "grid_phase", "jpeg_quality",
-           "libjpeg_quality", "luma", "quantization_step"]
+           "libjpeg_quality", "libjpeg_scale", "luma", "quantization_step"]
