@@ -9,16 +9,23 @@ import numpy as np
 import pytest
 import torch
 from scipy.fft import dctn
-from scipy.ndimage import minimum_filter
+from scipy.ndimage import minimum_filter, uniform_filter
 
 from uir import degradations
-from uir.classical import (JFIF_YCBCR, _overlap_add, _patch_dct, _sliding_dct, _spread, airlight_bound, bilateral_filter,
+from uir.classical import (JFIF_YCBCR, _overlap_add, _patch_dct, _sliding_dct, _spread, airlight_bound, bilateral_filter, box_mean,
                            chroma_from_luma, dark_channel, dark_channel_dehaze, dct_denoise, guided_filter, jpeg_chroma,
                            jpeg_chroma_radius, light_bound, noise_sigma, shadow_bound, snow_bound, veil_bound)
 from uir.degradations.filters import jpeg
 from uir.images import load_image
 from uir.degradations.weather import SNOW_VEIL_WHITE
 from uir.metrics import psnr
+
+
+@pytest.mark.parametrize("radius", [1, 8, 30])
+def test_box_mean_is_scipys_uniform_filter_with_edges_replicated(radius):
+    image = torch.rand(2, 3, 47, 70, generator=torch.Generator().manual_seed(radius))
+    expected = uniform_filter(image.double().numpy(), size=(1, 1, 2 * radius + 1, 2 * radius + 1), mode="nearest")
+    assert torch.allclose(box_mean(image, radius).double(), torch.from_numpy(expected), atol=1e-6)
 
 
 def test_dark_channel_is_scipys_minimum_filter_over_the_channel_minimum():

@@ -101,11 +101,15 @@ GUIDED_RADIUS, GUIDED_EPS = 30, 1e-2
 
 
 def box_mean(image: torch.Tensor, radius: int) -> torch.Tensor:
-    """The mean of (B,C,H,W) images over every ``(2 radius + 1)^2`` window, edges replicated;
-    separable, so its cost grows with the radius, not its square."""
+    """The mean of (B,C,H,W) images over every ``(2 radius + 1)^2`` window, edges replicated:
+    running sums along each axis (in float64, so the differences of large sums stay exact to
+    float32), whose cost does not grow with the radius (4-5x faster than two pooling passes at
+    radius 8 and 30 on 512x512, docs/performance.md)."""
     side = 2 * radius + 1
-    padded = F.pad(image, (radius,) * 4, mode="replicate")
-    return F.avg_pool2d(F.avg_pool2d(padded, (1, side), stride=1), (side, 1), stride=1)
+    sums = F.pad(image, (radius + 1, radius, radius + 1, radius), mode="replicate").double()
+    sums = sums.cumsum(-1)
+    sums = (sums[..., side:] - sums[..., :-side]).cumsum(-2)
+    return ((sums[..., side:, :] - sums[..., :-side, :]) / side**2).to(image.dtype)
 
 
 def guided_filter(guide: torch.Tensor, source: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
