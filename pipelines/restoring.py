@@ -189,7 +189,10 @@ class RestorationOutput:
     ``prior_weight`` and ``clean_weight`` (:func:`given_shares`). ``drops`` (B,) is
     the share of pixels found under raindrops and cleared (:func:`clear_found_drops`; ``None``
     when the call does not look for them), ``shadows`` (B,) the share found surely shadowed in
-    the images whose shadow was lifted (:func:`lift_found_shadows`; ``None`` likewise)."""
+    the images whose shadow was lifted (:func:`lift_found_shadows`; ``None`` likewise).
+    ``chroma_radius`` (B,) is the radius of the guided filter that re-estimated a JPEG's restored
+    chroma from its luma (:func:`uir.classical.jpeg_chroma`; 0 where it did not run; ``None`` when
+    the call does not look for JPEG traces)."""
 
     images: object
     weights: torch.Tensor = None
@@ -202,6 +205,7 @@ class RestorationOutput:
     prior_weight: torch.Tensor = None
     drops: torch.Tensor = None
     shadows: torch.Tensor = None
+    chroma_radius: torch.Tensor = None
 
 
 def fill_masked(images: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -370,7 +374,7 @@ class MixtureRestoration:
             generator: the ``random`` strategy's draws, and the VAE posterior sample.
             return_dict: return a :attr:`output_class`; else a tuple of its fields, in order
                 (images, weights, expert_names, clean_weight, degradations, confidence, known, missing,
-                prior_weight, drops, shadows).
+                prior_weight, drops, shadows, chroma_radius).
             sample_posterior: sample the VAE latent instead of taking its mode (SD-turbo only).
             tile_size: restore in overlapping, blended tiles of this many pixels (bounded memory);
                 ``"auto"``: tiles of at most ``auto_tile_size`` for images with a longer side;
@@ -435,17 +439,20 @@ class MixtureRestoration:
         restored = veil_bounded(self.expert_list.experts, images, chosen,
                                 outputs[0] if len(outputs) == 1 else torch.cat(outputs))
         restored = blended(self.expert_list.experts, images, chosen, restored, computed)
+        chroma = None
         if self.restores_jpeg_chroma and JPEG_CLASS in found:
+            chroma = torch.zeros(len(images), dtype=torch.long)
             rows = (found[JPEG_CLASS] & (clean.cpu() < 1)).nonzero().flatten().tolist()
             if rows:
-                restored[rows] = jpeg_chroma(images[rows].to(restored), restored[rows])
+                restored[rows], radii = jpeg_chroma(images[rows].to(restored), restored[rows])
+                chroma[rows] = torch.tensor(radii)
         restored = postprocess(restored, output_type)
         chosen, clean, prior = given_shares(self.expert_list.experts, chosen, clean, prior)
         verdict = {} if routed is None else {"degradations": routed.names, "confidence": routed.confidence,
                                              "known": routed.known}
         output = self.output_class(images=restored, weights=chosen, expert_names=self.expert_list.names,
                                    clean_weight=clean, missing=missing, prior_weight=prior, drops=drops, shadows=shadows,
-                                   **verdict)
+                                   chroma_radius=chroma, **verdict)
         return output if return_dict else tuple(getattr(output, f.name) for f in fields(output))
 
     # --- progress bar (diffusers' interface, also without diffusers) --------------------------

@@ -333,5 +333,6 @@ def test_jpeg_chroma_brings_a_decoded_jpeg_closer_to_its_photo(photos_dir, quali
         photo = load_image(photos_dir / name)[None]
         photo = photo[..., : photo.shape[-2] // 16 * 16, : photo.shape[-1] // 16 * 16]
         decoded = jpeg(photo, quality)
-        assert float(psnr(jpeg_chroma(decoded, decoded), photo)) > float(psnr(decoded, photo))
-    assert jpeg_chroma(photo, photo) is photo
+        restored, radii = jpeg_chroma(decoded, decoded)
+        assert float(psnr(restored, photo)) > float(psnr(decoded, photo)) and radii == [jpeg_chroma_radius(quality)]
+    assert jpeg_chroma(photo, photo) == (photo, [0])

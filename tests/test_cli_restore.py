@@ -394,3 +394,9 @@ def test_each_restoration_is_described_by_what_was_done():
                                              "dark-channel prior with guided filter 0.50")
     assert describe_restoration(hazy, 1) == ("detected hazy (confidence 0.80); "
                                              "dark-channel prior with guided filter only")
+    jpeg = RestorationOutput(images=None, weights=torch.tensor([[1.0], [1.0]]), expert_names=["jpeg-compressed"],
+                             clean_weight=torch.zeros(2), degradations=["jpeg-compressed"] * 2,
+                             confidence=torch.ones(2), known=torch.tensor([True, True]), chroma_radius=torch.tensor([8, 0]))
+    assert describe_restoration(jpeg, 0) == ("detected jpeg-compressed (confidence 1.00); experts: jpeg-compressed 1.00; "
+                                             "JPEG chroma re-estimated from the luma (radius 8 px)")
+    assert describe_restoration(jpeg, 1) == "detected jpeg-compressed (confidence 1.00); experts: jpeg-compressed 1.00"

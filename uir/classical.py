@@ -377,17 +377,18 @@ def jpeg_chroma_radius(quality: float) -> int:
     return round(libjpeg_scale(quality) / CHROMA_SCALE_PER_PIXEL)
 
 
-def jpeg_chroma(degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
-    """``restored`` (B,3,H,W) with each image's chroma re-estimated from its luma
-    (:func:`chroma_from_luma`) at the radius the JPEG trace of its ``degraded`` input implies
-    (:func:`jpeg_chroma_radius`); images without a trace, or of a quality that needs none, unchanged."""
-    out = restored
+def jpeg_chroma(degraded: torch.Tensor, restored: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """``(restored, radii)``: ``restored`` (B,3,H,W) with each image's chroma re-estimated from its
+    luma (:func:`chroma_from_luma`) at the radius the JPEG trace of its ``degraded`` input implies
+    (:func:`jpeg_chroma_radius`), and that radius per image; images without a trace, or of a
+    quality that needs none, come back unchanged, with radius 0."""
+    out, radii = restored, []
     for row, quality in enumerate(jpeg_quality(degraded.float()).tolist()):
-        radius = 0 if math.isnan(quality) else jpeg_chroma_radius(quality)
-        if radius > 0:
+        radii.append(0 if math.isnan(quality) else jpeg_chroma_radius(quality))
+        if radii[-1] > 0:
             out = out.clone() if out is restored else out
-            out[row] = chroma_from_luma(restored[row : row + 1], radius)[0]
-    return out
+            out[row] = chroma_from_luma(restored[row : row + 1], radii[-1])[0]
+    return out, radii
 
 
 #: the veil bound of each degradation class whose model veils the photo: a global veil and

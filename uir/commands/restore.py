@@ -156,7 +156,7 @@ def describe_restoration(result, row: int) -> str:
     """What was done to image ``row`` of a pipeline output, in words: missing pixels filled and
     raindrops cleared, the router's call and its confidence (or "not sure" when below the threshold), then the experts
     that ran with their weights, a classical prior's share and the share of the input kept,
-    "base model only", or "input returned unchanged"."""
+    "base model only", or "input returned unchanged"; and a JPEG's chroma re-estimated from its luma."""
     from ..classical import PRIORS
 
     experts = ", ".join(f"{n} {w:.2f}" for n, w in zip(result.expert_names, result.weights[row].tolist()) if w > 0)
@@ -173,6 +173,9 @@ def describe_restoration(result, row: int) -> str:
         used = f"{classical} only"
     else:
         used = ", ".join([f"experts: {experts}" if experts else "base model only", *extras])
+    radius = 0 if result.chroma_radius is None else int(result.chroma_radius[row])
+    if radius:
+        used += f"; JPEG chroma re-estimated from the luma (radius {radius} px)"
     done = [f"{verb} {100 * float(share[row]):.1f}% {what}" for verb, share, what in
             (("filled", result.missing, "missing pixels"), ("cleared raindrops from", result.drops, "of the pixels"),
              ("lifted a shadow over", result.shadows, "of the pixels"))
