@@ -13,7 +13,7 @@ from scipy.ndimage import minimum_filter, uniform_filter
 
 from uir import degradations
 from uir.classical import (JFIF_YCBCR, _overlap_add, _patch_dct, _sliding_dct, _spread, airlight_bound, bilateral_filter, box_mean,
-                           chroma_from_luma, dark_channel, dark_channel_dehaze, dct_denoise, guided_filter, jpeg_chroma,
+                           chroma_cells_projection, chroma_from_luma, dark_channel, dark_channel_dehaze, dct_denoise, guided_filter, jpeg_chroma,
                            jpeg_chroma_radius, light_bound, noise_sigma, shadow_bound, snow_bound, veil_bound)
 from uir.degradations.filters import jpeg
 from uir.images import load_image
@@ -336,3 +336,21 @@ def test_jpeg_chroma_brings_a_decoded_jpeg_closer_to_its_photo(photos_dir, quali
         restored, radii = jpeg_chroma(decoded, decoded)
         assert float(psnr(restored, photo)) > float(psnr(decoded, photo)) and radii == [jpeg_chroma_radius(quality)]
     assert jpeg_chroma(photo, photo) == (photo, [0])
+
+
+@pytest.mark.parametrize("quality", [10, 30])
+@pytest.mark.parametrize("crop", [(0, 0), (5, 11)])
+def test_chroma_cells_hold_the_photo_a_jpeg_came_from_and_pull_a_wrong_chroma_towards_it(photos_dir, quality, crop):
+    """The projection onto the chroma's quantisation cells (Pillow's libjpeg, 4:2:0): the photo a
+    JPEG was saved from lies in them, so it comes back in place, also from a crop off the 16 px
+    grid; a restoration whose chroma is off (Cb raised by 20 levels) is brought closer to it;
+    projecting twice changes nothing more."""
+    photo = load_image(photos_dir / "scikit-image__rocket.png")
+    decoded = jpeg(photo[None], quality)[0][:, crop[0] :, crop[1] :]
+    photo = photo[:, crop[0] :, crop[1] :]
+    assert float(psnr(chroma_cells_projection(decoded, photo, quality)[None], photo[None])) > 60
+    to_rgb = torch.linalg.inv(torch.tensor(JFIF_YCBCR))
+    wrong = (photo + (20 / 255) * to_rgb[:, 1, None, None]).clamp(0, 1)
+    projected = chroma_cells_projection(decoded, wrong, quality)
+    assert float(psnr(projected[None], photo[None])) > float(psnr(wrong[None], photo[None])) + 3
+    assert torch.allclose(chroma_cells_projection(decoded, projected, quality), projected, atol=1e-3)
