@@ -476,7 +476,7 @@ class RestorerRestoration(MixtureRestoration):
     border_margin = 8
     #: held out, the harmonic fill beat both the inpainting expert and OpenCV's Telea (docs/default-model.md)
     fills_missing_pixels = True
-    #: JPEG at quality 10: +0.28 dB on 20 training photos over the default's output (docs/default-model.md)
+    #: JPEG at quality 10: +0.33 dB on 20 training photos over the default's output (docs/default-model.md)
     restores_jpeg_chroma = True
     #: larger than the base class's: a NAFNet block runs its full-resolution maps in cache-sized
     #: bands (:data:`uir.networks.nafnet.BAND_VALUES`), so tiles bound memory, not speed; the

@@ -12,10 +12,11 @@ from scipy.fft import dctn
 from scipy.ndimage import minimum_filter, uniform_filter
 
 from uir import degradations
-from uir.classical import (JFIF_YCBCR, _overlap_add, _patch_dct, _sliding_dct, _spread, airlight_bound, bilateral_filter, box_mean,
+from uir.classical import (_overlap_add, _patch_dct, _sliding_dct, _spread, airlight_bound, bilateral_filter, box_mean,
                            chroma_cells_projection, chroma_from_luma, dark_channel, dark_channel_dehaze, dct_denoise, guided_filter, jpeg_chroma,
                            jpeg_chroma_radius, light_bound, noise_sigma, shadow_bound, snow_bound, veil_bound)
 from uir.degradations.filters import jpeg
+from uir.degradations.jpeg_trace import JFIF_YCBCR
 from uir.images import load_image
 from uir.degradations.weather import SNOW_VEIL_WHITE
 from uir.metrics import psnr

@@ -90,7 +90,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .degradations.jpeg_trace import dct_matrix, grid_phase, jpeg_quality, libjpeg_scale
+from .degradations.jpeg_trace import JFIF_YCBCR, dct_matrix, grid_phase, jpeg_quality, libjpeg_scale
 from .degradations.weather import SNOW_VEIL_WHITE
 
 
@@ -359,8 +359,6 @@ def shadow_bound(degraded: torch.Tensor, restored: torch.Tensor, deepest: float 
     return (gain.clamp(max=most).clamp(min=1) * y).clamp(0, 1).to(restored)
 
 
-#: JFIF's RGB to (Y, Cb, Cr) without the offsets, the rows of the matrix (baseline JPEG's colour transform)
-JFIF_YCBCR = ((0.299, 0.587, 0.114), (-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
 #: libjpeg quantisation scale (percent) per pixel of :func:`jpeg_chroma`'s radius (module docstring)
 CHROMA_SCALE_PER_PIXEL = 60
 #: libjpeg's chrominance quantisation steps at quality 50 (the JPEG standard's Annex K, Table K.2)
@@ -428,7 +426,8 @@ def chroma_cells_projection(degraded: torch.Tensor, restored: torch.Tensor, qual
     basis = dct_matrix(device=moved.device)
     change = (basis.T @ moved @ basis).transpose(2, 3).flatten(1, 2).flatten(2, 3)  # (2, H/2, W/2) of the grid
     rows, cols = change.shape[1] * 2, change.shape[2] * 2
-    ycc_out[1:, offset[0] : offset[0] + rows, offset[1] : offset[1] + cols] += change.repeat_interleave(2, 1).repeat_interleave(2, 2)
+    full = change.repeat_interleave(2, 1).repeat_interleave(2, 2)  # each 2x2 pixel average moves by its change
+    ycc_out[1:, offset[0] : offset[0] + rows, offset[1] : offset[1] + cols] += full
     return (torch.einsum("ij,jhw->ihw", torch.linalg.inv(to_ycc), ycc_out) / 255).clamp(0, 1).to(restored)
 
 
@@ -477,6 +476,6 @@ PRIORS = {"hazy": Prior("dark-channel prior with guided filter",
           "noisy": Prior("DCT shrinkage", partial(dct_denoise, pilot_stride=2))}
 
 
-__all__ = ["CHROMA_EPS", "CHROMA_SCALE_PER_PIXEL", "DCT_PATCH", "JFIF_YCBCR", "GUIDED_EPS", "GUIDED_RADIUS", "HARD_THRESHOLD", "OPPONENT", "PRIORS", "VEIL_BOUNDS", "Prior", "airlight_bound",
-           "bilateral_filter", "box_mean", "chroma_from_luma", "dark_channel", "dark_channel_dehaze", "dct_denoise", "guided_filter", "jpeg_chroma", "jpeg_chroma_radius",
+__all__ = ["CHROMA_EPS", "CHROMA_SCALE_PER_PIXEL", "CHROMA_SLACK", "CHROMA_STEPS_Q50", "DCT_PATCH", "GUIDED_EPS", "GUIDED_RADIUS", "HARD_THRESHOLD", "OPPONENT", "PRIORS", "VEIL_BOUNDS", "Prior", "airlight_bound",
+           "bilateral_filter", "box_mean", "chroma_cells_projection", "chroma_from_luma", "chroma_steps", "dark_channel", "dark_channel_dehaze", "dct_denoise", "guided_filter", "jpeg_chroma", "jpeg_chroma_radius",
            "light_bound", "noise_sigma", "shadow_bound", "snow_bound", "veil_bound"]

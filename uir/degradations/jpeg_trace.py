@@ -22,6 +22,8 @@ from .registry import check_image
 BLOCK = 8
 #: the vocabulary entry a trace is evidence for
 JPEG_CLASS = "jpeg-compressed"
+#: JFIF's RGB to (Y, Cb, Cr) without the offsets, the rows of the matrix (baseline JPEG's colour transform)
+JFIF_YCBCR = ((0.299, 0.587, 0.114), (-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
 #: libjpeg's luminance quantisation steps at quality 50 for the two lowest AC frequencies,
 #: (row, column) of the 8x8 DCT; other qualities scale them (:func:`libjpeg_quality`)
 BASE_STEPS = {(0, 1): 11, (1, 0): 12}
@@ -42,8 +44,8 @@ def luma(image: torch.Tensor) -> torch.Tensor:
     batch = check_image(image)
     if batch.shape[1] == 1:
         return batch[:, 0].double() * 255 - 128
-    weights = (0.299, 0.587, 0.114)  # channel by channel: a 12 Mpx photo is never copied whole in float64
-    return sum(w * batch[:, c].double() for c, w in enumerate(weights)) * 255 - 128
+    # channel by channel: a 12 Mpx photo is never copied whole in float64
+    return sum(w * batch[:, c].double() for c, w in enumerate(JFIF_YCBCR[0])) * 255 - 128
 
 
 def grid_phase(y: torch.Tensor) -> tuple[int, int]:
@@ -131,5 +133,5 @@ def jpeg_quality(image: torch.Tensor, max_blocks: int = 16384) -> torch.Tensor:
     return torch.tensor(qualities, dtype=torch.float32)
 
 
-__all__ = ["BASE_STEPS", "BLOCK", "JPEG_CLASS", "MAX_STEP", "dct_matrix", "grid_phase", "jpeg_quality",
+__all__ = ["BASE_STEPS", "BLOCK", "JFIF_YCBCR", "JPEG_CLASS", "MAX_STEP", "dct_matrix", "grid_phase", "jpeg_quality",
            "libjpeg_quality", "libjpeg_scale", "luma", "quantization_step"]
