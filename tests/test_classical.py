@@ -355,3 +355,16 @@ def test_chroma_cells_hold_the_photo_a_jpeg_came_from_and_pull_a_wrong_chroma_to
     projected = chroma_cells_projection(decoded, wrong, quality)
     assert float(psnr(projected[None], photo[None])) > float(psnr(wrong[None], photo[None])) + 3
     assert torch.allclose(chroma_cells_projection(decoded, projected, quality), projected, atol=1e-3)
+
+
+@pytest.mark.parametrize("crop", [(0, 0), (5, 11)])
+def test_jpeg_chroma_in_strips_equals_the_whole_image(photos_dir, crop):
+    """Strips of 32 rows (each filtered with the rows the guided filter reads around it) give the
+    whole image's result, also when the 16 px grid does not start at the corner."""
+    photo = load_image(photos_dir / "scikit-image__rocket.png")[None]
+    decoded = jpeg(photo, 10)[..., crop[0] :, crop[1] :]
+    restored = torch.nn.functional.avg_pool2d(decoded, 3, 1, 1, count_include_pad=False)
+    whole, radii = jpeg_chroma(decoded, restored, strip_rows=10**6)
+    strips, _ = jpeg_chroma(decoded, restored, strip_rows=32)
+    assert radii == [8] and torch.allclose(strips, whole, atol=1e-5)
+    assert not torch.allclose(whole, restored, atol=1e-3)

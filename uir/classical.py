@@ -367,6 +367,9 @@ CHROMA_STEPS_Q50 = ((17, 18, 24, 47, 99, 99, 99, 99), (18, 21, 26, 66, 99, 99, 9
 #: how far (0-255 scale) :func:`chroma_cells_projection` lets a coefficient stray beyond its cell:
 #: the decoder's chroma upsampling and 8-bit rounding move the degraded image's own coefficients
 CHROMA_SLACK = 1.0
+#: rows of a photo :func:`jpeg_chroma` works on at once (rounded down to a multiple of 16): a
+#: 12 Mpx JPEG's step took 3.6 GB whole
+CHROMA_STRIP_ROWS = 256
 #: the ridge of :func:`chroma_from_luma`'s guided filter, for images in [0, 1] (1e-3 was 0.02 dB
 #: worse at quality 10 on the training photos, 1e-2 0.19 dB worse)
 CHROMA_EPS = 1e-4
@@ -396,54 +399,82 @@ def chroma_steps(quality: float) -> torch.Tensor:
 def _chroma_coefficients(ycc: torch.Tensor, top: int, left: int) -> torch.Tensor:
     """The DCT coefficients (2, rows, cols, 8, 8) of the two chroma planes of one (3,H,W) image in
     JFIF YCbCr (0-255), averaged over 2x2 pixels (4:2:0) from ``(top, left)`` on, in 8x8 blocks."""
-    rows, cols = (ycc.shape[1] - top) // 16, (ycc.shape[2] - left) // 16
+    rows, cols = max(0, ycc.shape[1] - top) // 16, max(0, ycc.shape[2] - left) // 16
+    if not rows or not cols:  # no whole 16 px block
+        return ycc.new_zeros(2, rows, cols, 8, 8)
     half = F.avg_pool2d(ycc[1:, top : top + 16 * rows, left : left + 16 * cols], 2)
     basis = dct_matrix(device=ycc.device)
     return basis @ half.reshape(2, rows, 8, cols, 8).transpose(2, 3) @ basis.T
 
 
+def chroma_grid(degraded: torch.Tensor, quality: float, size: int = 1024) -> tuple[int, int]:
+    """``(top, left)`` of the 16 px grid of the chroma of ``degraded`` (3,H,W), a 4:2:0 JPEG of
+    ``quality``: of the four offsets the luma's 8 px grid allows, the one whose 2x2-averaged
+    chroma has its DC on multiples of its step (:func:`chroma_steps`) the most, read on a central
+    crop of at most ``size`` pixels that starts a multiple of 16 from the corner."""
+    h, w = degraded.shape[-2:]
+    top, left = (max(0, h - size) // 32) * 16, (max(0, w - size) // 32) * 16
+    to_ycc = torch.tensor(JFIF_YCBCR, dtype=torch.float64, device=degraded.device)
+    ycc = torch.einsum("ij,jhw->ihw", to_ycc, degraded[:, top : top + size, left : left + size].double() * 255)
+    step = float(chroma_steps(quality)[0, 0])
+    row, col = grid_phase(ycc[0])
+
+    def fit(offset):
+        dc = _chroma_coefficients(ycc, *offset)[..., 0, 0].flatten()
+        return float(torch.cos(2 * math.pi * dc / step).mean()) if dc.numel() else -1.0
+
+    return max((((row + 8 * a) % 16, (col + 8 * b) % 16) for a in (0, 1) for b in (0, 1)), key=fit)
+
+
 def chroma_cells_projection(degraded: torch.Tensor, restored: torch.Tensor, quality: float,
-                            slack: float = CHROMA_SLACK) -> torch.Tensor:
+                            grid: tuple[int, int] | None = None, slack: float = CHROMA_SLACK) -> torch.Tensor:
     """``restored`` (3,H,W) with its chroma projected onto what ``degraded`` (3,H,W), a 4:2:0 JPEG
     of ``quality``, allows (module docstring): each 8x8 block of the 2x2-averaged Cb and Cr has
     each DCT coefficient within half a :func:`chroma_steps` step (plus ``slack``, on the 0-255
-    scale) of the degraded image's, rounded to that step. The 16 px grid is the one of the four
-    offsets that the luma's 8 px grid allows whose degraded chroma sits best on its steps."""
+    scale) of the degraded image's, rounded to that step. ``grid``: the 16 px grid's ``(top,
+    left)`` (default: :func:`chroma_grid`); only whole 16 px blocks are projected."""
+    top, left = chroma_grid(degraded, quality) if grid is None else grid
     to_ycc = torch.tensor(JFIF_YCBCR, dtype=torch.float64, device=restored.device)
     ycc_in = torch.einsum("ij,jhw->ihw", to_ycc, degraded.double() * 255)
     ycc_out = torch.einsum("ij,jhw->ihw", to_ycc, restored.double() * 255)
     steps = chroma_steps(quality).to(ycc_in.device)
-    top, left = grid_phase(ycc_in[0] - 128)
-
-    def fit(offset):  # how well the degraded chroma's DC sits on multiples of its step
-        dc = _chroma_coefficients(ycc_in, *offset)[..., 0, 0].flatten()
-        return float(torch.cos(2 * math.pi * dc / steps[0, 0]).mean()) if dc.numel() else -1.0
-
-    offset = max((((top + 8 * a) % 16, (left + 8 * b) % 16) for a in (0, 1) for b in (0, 1)), key=fit)
-    cells = torch.round(_chroma_coefficients(ycc_in, *offset) / steps) * steps
-    now = _chroma_coefficients(ycc_out, *offset)
+    cells = torch.round(_chroma_coefficients(ycc_in, top, left) / steps) * steps
+    now = _chroma_coefficients(ycc_out, top, left)
     moved = torch.minimum(torch.maximum(now, cells - steps / 2 - slack), cells + steps / 2 + slack) - now
     basis = dct_matrix(device=moved.device)
     change = (basis.T @ moved @ basis).transpose(2, 3).flatten(1, 2).flatten(2, 3)  # (2, H/2, W/2) of the grid
     rows, cols = change.shape[1] * 2, change.shape[2] * 2
     full = change.repeat_interleave(2, 1).repeat_interleave(2, 2)  # each 2x2 pixel average moves by its change
-    ycc_out[1:, offset[0] : offset[0] + rows, offset[1] : offset[1] + cols] += full
+    ycc_out[1:, top : top + rows, left : left + cols] += full
     return (torch.einsum("ij,jhw->ihw", torch.linalg.inv(to_ycc), ycc_out) / 255).clamp(0, 1).to(restored)
 
 
-def jpeg_chroma(degraded: torch.Tensor, restored: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+def jpeg_chroma(degraded: torch.Tensor, restored: torch.Tensor,
+                strip_rows: int = CHROMA_STRIP_ROWS) -> tuple[torch.Tensor, list[int]]:
     """``(restored, radii)``: ``restored`` (B,3,H,W) with each image's chroma re-estimated from its
     luma (:func:`chroma_from_luma`) at the radius the JPEG trace of its ``degraded`` input implies
     (:func:`jpeg_chroma_radius`), then projected onto what the degraded chroma allows
     (:func:`chroma_cells_projection`), and that radius per image; images without a trace, or of
-    a quality that needs none, come back unchanged, with radius 0."""
+    a quality that needs none, come back unchanged, with radius 0.
+
+    An image is done in strips of about ``strip_rows`` rows that start on its 16 px grid, each
+    filtered with the ``2 radius + 1`` rows the guided filter reads around it, so that memory
+    does not grow with the photo; the result equals the whole image's (``tests/test_classical.py``)."""
     out, radii = restored, []
     for row, quality in enumerate(jpeg_quality(degraded.float()).tolist()):
         radii.append(0 if math.isnan(quality) else jpeg_chroma_radius(quality))
-        if radii[-1] > 0:
-            out = out.clone() if out is restored else out
-            guided = chroma_from_luma(restored[row : row + 1], radii[-1])[0]
-            out[row] = chroma_cells_projection(degraded[row], guided, quality)
+        if radii[-1] == 0:
+            continue
+        out = out.clone() if out is restored else out
+        grid = chroma_grid(degraded[row], quality)
+        height, margin = degraded.shape[-2], 2 * radii[-1] + 1
+        step = max(16, strip_rows // 16 * 16)
+        bounds = [0, *range(grid[0] + step, height, step), height]
+        for start, stop in zip(bounds, bounds[1:]):
+            low, high = max(0, start - margin), min(height, stop + margin)
+            guided = chroma_from_luma(restored[row : row + 1, :, low:high], radii[-1])[0, :, start - low : stop - low]
+            local = ((grid[0] - start) % 16, grid[1])
+            out[row, :, start:stop] = chroma_cells_projection(degraded[row, :, start:stop], guided, quality, local)
     return out, radii
 
 
@@ -476,6 +507,6 @@ PRIORS = {"hazy": Prior("dark-channel prior with guided filter",
           "noisy": Prior("DCT shrinkage", partial(dct_denoise, pilot_stride=2))}
 
 
-__all__ = ["CHROMA_EPS", "CHROMA_SCALE_PER_PIXEL", "CHROMA_SLACK", "CHROMA_STEPS_Q50", "DCT_PATCH", "GUIDED_EPS", "GUIDED_RADIUS", "HARD_THRESHOLD", "OPPONENT", "PRIORS", "VEIL_BOUNDS", "Prior", "airlight_bound",
-           "bilateral_filter", "box_mean", "chroma_cells_projection", "chroma_from_luma", "chroma_steps", "dark_channel", "dark_channel_dehaze", "dct_denoise", "guided_filter", "jpeg_chroma", "jpeg_chroma_radius",
+__all__ = ["CHROMA_EPS", "CHROMA_SCALE_PER_PIXEL", "CHROMA_SLACK", "CHROMA_STEPS_Q50", "CHROMA_STRIP_ROWS", "DCT_PATCH", "GUIDED_EPS", "GUIDED_RADIUS", "HARD_THRESHOLD", "OPPONENT", "PRIORS", "VEIL_BOUNDS", "Prior", "airlight_bound",
+           "bilateral_filter", "box_mean", "chroma_cells_projection", "chroma_from_luma", "chroma_grid", "chroma_steps", "dark_channel", "dark_channel_dehaze", "dct_denoise", "guided_filter", "jpeg_chroma", "jpeg_chroma_radius",
            "light_bound", "noise_sigma", "shadow_bound", "snow_bound", "veil_bound"]
