@@ -375,14 +375,20 @@ CHROMA_STRIP_ROWS = 256
 CHROMA_EPS = 1e-4
 
 
+def _ycbcr(image: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """(...,3,H,W) RGB to JFIF's (Y, Cb, Cr) without the offsets (:data:`JFIF_YCBCR`), or back
+    with ``inverse``, in ``image``'s dtype and scale."""
+    matrix = torch.tensor(JFIF_YCBCR, dtype=torch.float64, device=image.device)
+    matrix = torch.linalg.inv(matrix) if inverse else matrix
+    return torch.einsum("ij,...jhw->...ihw", matrix.to(image.dtype), image)
+
+
 def chroma_from_luma(image: torch.Tensor, radius: int, eps: float = CHROMA_EPS) -> torch.Tensor:
     """(B,3,H,W) images in [0, 1] with their chroma (JFIF's Cb, Cr) re-estimated from their luma
     by :func:`guided_filter` of ``radius`` and ``eps``; the luma is kept (module docstring)."""
-    to_ycc = torch.tensor(JFIF_YCBCR, dtype=torch.float32, device=image.device)
-    ycc = torch.einsum("ij,bjhw->bihw", to_ycc, image.float())
+    ycc = _ycbcr(image.float())
     chroma = guided_filter(ycc[:, :1], ycc[:, 1:], radius, eps)
-    rgb = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(to_ycc), torch.cat([ycc[:, :1], chroma], 1))
-    return rgb.clamp(0, 1).to(image)
+    return _ycbcr(torch.cat([ycc[:, :1], chroma], 1), inverse=True).clamp(0, 1).to(image)
 
 
 def jpeg_chroma_radius(quality: float) -> int:
@@ -414,8 +420,7 @@ def chroma_grid(degraded: torch.Tensor, quality: float, size: int = 1024) -> tup
     crop of at most ``size`` pixels that starts a multiple of 16 from the corner."""
     h, w = degraded.shape[-2:]
     top, left = (max(0, h - size) // 32) * 16, (max(0, w - size) // 32) * 16
-    to_ycc = torch.tensor(JFIF_YCBCR, dtype=torch.float64, device=degraded.device)
-    ycc = torch.einsum("ij,jhw->ihw", to_ycc, degraded[:, top : top + size, left : left + size].double() * 255)
+    ycc = _ycbcr(degraded[:, top : top + size, left : left + size].double() * 255)
     step = float(chroma_steps(quality)[0, 0])
     row, col = grid_phase(ycc[0])
 
@@ -434,9 +439,7 @@ def chroma_cells_projection(degraded: torch.Tensor, restored: torch.Tensor, qual
     scale) of the degraded image's, rounded to that step. ``grid``: the 16 px grid's ``(top,
     left)`` (default: :func:`chroma_grid`); only whole 16 px blocks are projected."""
     top, left = chroma_grid(degraded, quality) if grid is None else grid
-    to_ycc = torch.tensor(JFIF_YCBCR, dtype=torch.float64, device=restored.device)
-    ycc_in = torch.einsum("ij,jhw->ihw", to_ycc, degraded.double() * 255)
-    ycc_out = torch.einsum("ij,jhw->ihw", to_ycc, restored.double() * 255)
+    ycc_in, ycc_out = _ycbcr(degraded.double() * 255), _ycbcr(restored.double() * 255)
     steps = chroma_steps(quality).to(ycc_in.device)
     cells = torch.round(_chroma_coefficients(ycc_in, top, left) / steps) * steps
     now = _chroma_coefficients(ycc_out, top, left)
@@ -446,7 +449,7 @@ def chroma_cells_projection(degraded: torch.Tensor, restored: torch.Tensor, qual
     rows, cols = change.shape[1] * 2, change.shape[2] * 2
     full = change.repeat_interleave(2, 1).repeat_interleave(2, 2)  # each 2x2 pixel average moves by its change
     ycc_out[1:, top : top + rows, left : left + cols] += full
-    return (torch.einsum("ij,jhw->ihw", torch.linalg.inv(to_ycc), ycc_out) / 255).clamp(0, 1).to(restored)
+    return (_ycbcr(ycc_out, inverse=True) / 255).clamp(0, 1).to(restored)
 
 
 def jpeg_chroma(degraded: torch.Tensor, restored: torch.Tensor,
