@@ -78,6 +78,15 @@ def test_router_calls_raindrop_where_its_detector_finds_drops(tmp_path):
     sure = drop_router(6.0, jpeg_max_quality=30)
     assert sure(both).names == ["jpeg-compressed", RAINDROP_CLASS]
     assert sure.find_drops(both, sure.exact_traces(both))[1].tolist() == [False, True]
+    # the detector runs only on the untraced image, and maps it as it maps it alone
+    seen = []
+    coverage = sure.drop_detector.coverage
+    sure.drop_detector.coverage = lambda x: seen.append(x.shape[0]) or coverage(x)
+    alpha, found = sure.find_drops(both, sure.exact_traces(both))
+    assert seen == [1] and found.tolist() == [False, True] and float(alpha[0].abs().max()) == 0.0
+    assert torch.equal(alpha[1:], coverage(photo)[0])
+    sure.find_drops(both, {"jpeg-compressed": torch.tensor([True, True])})
+    assert seen == [1]
     with pytest.raises(ValueError, match="drop_detector_config"):
         tiny_router(vocabulary=["noisy", "hazy"], drop_detector_config=TINY_DETECTOR)
     with pytest.raises(ValueError, match="drop_share"):

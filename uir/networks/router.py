@@ -162,11 +162,21 @@ class RouterInference:
         :class:`~uir.networks.drops.DropDetector` or :class:`~uir.networks.shadows.ShadowDetector`).
         An image with a trace already found (``known``: exact traces, :meth:`exact_traces`, or an
         earlier detector's) holds none: exact evidence outranks a learned map (a JPEG's blocks drew
-        the drop detector's false drops), and an image gets one trace."""
-        found_map, sure = detector.coverage(images.float())
-        found = (sure >= share).cpu()
+        the drop detector's false drops), and an image gets one trace. The detector does not run
+        on such an image; its map there is 0."""
+        skip = torch.zeros(len(images), dtype=torch.bool)
         for traced in (known or {}).values():
-            found = found & ~traced
+            skip |= traced.bool().cpu()
+        if not bool(skip.any()):  # the whole batch, without a copy of it
+            found_map, sure = detector.coverage(images.float())
+            return found_map, (sure >= share).cpu()
+        found_map = torch.zeros(len(images), 1, *images.shape[-2:], device=images.device)
+        found = torch.zeros(len(images), dtype=torch.bool)
+        todo = (~skip).nonzero().flatten()
+        if len(todo):
+            rows_map, sure = detector.coverage(images[todo.to(images.device)].float())
+            found_map[todo.to(images.device)] = rows_map.to(found_map)
+            found[todo] = (sure >= share).cpu()
         return found_map, found
 
     def find_drops(self, images: torch.Tensor, known: dict[str, torch.Tensor] | None = None
