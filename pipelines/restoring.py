@@ -407,7 +407,12 @@ class MixtureRestoration:
             found[MISSING_CLASS] = missing > 0
         routing = weights is None and strategy == "router"
         detectors = dict(self.router.detectors()) if routing and self.router is not None else {}
+        qualities = None  # of the JPEG traces, which the router and the chroma step both read
         if routing and self.router is not None:
+            if self.restores_jpeg_chroma:
+                qualities = self.router.jpeg_trace_qualities(images.to(self.router.device))
+                if qualities is not None:
+                    found[JPEG_CLASS] = ~qualities.isnan()
             found.update(self.router.exact_traces(images.to(self.router.device), found))
         if RAINDROP_CLASS in detectors:
             images, drops = clear_found_drops(self.router, images, found)
@@ -440,11 +445,11 @@ class MixtureRestoration:
                                 outputs[0] if len(outputs) == 1 else torch.cat(outputs))
         restored = blended(self.expert_list.experts, images, chosen, restored, computed)
         chroma = None
-        if self.restores_jpeg_chroma and JPEG_CLASS in found:
+        if qualities is not None:
             chroma = torch.zeros(len(images), dtype=torch.long)
             rows = (found[JPEG_CLASS] & (clean.cpu() < 1)).nonzero().flatten().tolist()
             if rows:
-                restored[rows], radii = jpeg_chroma(images[rows].to(restored), restored[rows])
+                restored[rows], radii = jpeg_chroma(images[rows].to(restored), restored[rows], qualities[rows])
                 chroma[rows] = torch.tensor(radii)
         restored = postprocess(restored, output_type)
         chosen, clean, prior = given_shares(self.expert_list.experts, chosen, clean, prior)

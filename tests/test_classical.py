@@ -16,7 +16,7 @@ from uir.classical import (_overlap_add, _patch_dct, _sliding_dct, _spread, airl
                            chroma_cells_projection, chroma_from_luma, dark_channel, dark_channel_dehaze, dct_denoise, guided_filter, jpeg_chroma,
                            jpeg_chroma_radius, light_bound, noise_sigma, shadow_bound, snow_bound, veil_bound)
 from uir.degradations.filters import jpeg
-from uir.degradations.jpeg_trace import JFIF_YCBCR
+from uir.degradations.jpeg_trace import JFIF_YCBCR, jpeg_quality
 from uir.images import load_image
 from uir.degradations.weather import SNOW_VEIL_WHITE
 from uir.metrics import psnr
@@ -336,6 +336,7 @@ def test_jpeg_chroma_brings_a_decoded_jpeg_closer_to_its_photo(photos_dir, quali
         decoded = jpeg(photo, quality)
         restored, radii = jpeg_chroma(decoded, decoded)
         assert float(psnr(restored, photo)) > float(psnr(decoded, photo)) and radii == [jpeg_chroma_radius(quality)]
+        assert torch.equal(jpeg_chroma(decoded, decoded, jpeg_quality(decoded))[0], restored)  # the quality given
     assert jpeg_chroma(photo, photo) == (photo, [0])
 
 

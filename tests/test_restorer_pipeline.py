@@ -555,10 +555,13 @@ def test_a_prior_guided_expert_of_a_type_without_a_prior_is_refused():
     assert pipe.experts.names == ["noisy"]
 
 
-def test_an_image_with_a_jpeg_trace_has_its_restored_chroma_estimated_from_its_luma(photos_dir):
+def test_an_image_with_a_jpeg_trace_has_its_restored_chroma_estimated_from_its_luma(photos_dir, monkeypatch):
     """With the router choosing, a restored image whose JPEG trace the router found gets
     ``uir.classical.jpeg_chroma`` of its restoration; an image without a trace, and a call with
-    manual weights, are restored as without the step."""
+    manual weights, are restored as without the step. The trace's quality is read once, for the
+    router and the step."""
+    import uir.classical
+    import uir.networks.router
     from uir.classical import jpeg_chroma
     from uir.degradations.filters import jpeg
     from uir.images import load_image
@@ -569,6 +572,11 @@ def test_an_image_with_a_jpeg_trace_has_its_restored_chroma_estimated_from_its_l
     x = torch.cat([jpeg(photo, 10), photo])
     out = pipe(x, output_type="pt")
     manual = pipe(x[:1], weights={"jpeg-compressed": 1.0}, output_type="pt").images
+    with monkeypatch.context() as patch:
+        reads, read = [], uir.networks.router.jpeg_quality
+        patch.setattr(uir.networks.router, "jpeg_quality", lambda images: reads.append(len(images)) or read(images))
+        patch.setattr(uir.classical, "jpeg_quality", lambda images: pytest.fail("the quality read again"))
+        assert torch.equal(pipe(x, output_type="pt").images, out.images) and reads == [2]
     pipe.restores_jpeg_chroma = False
     without = pipe(x, output_type="pt")
     assert out.degradations[0] == "jpeg-compressed" and float(out.clean_weight[0]) < 1

@@ -99,6 +99,9 @@ def test_router_calls_traced_images_and_leaves_the_others_to_eq3(photos_dir, tmp
     assert out.names[:2] == [JPEG_CLASS, MISSING_CLASS]
     assert out.confidence[:2].tolist() == [1.0, 1.0] and bool(out.known[:2].all())
     assert torch.equal(out.probabilities[2:], expected.probabilities[2:])  # no trace, or above quality 30
+    qualities = traced.jpeg_trace_qualities(images)  # the quality 75 JPEG's trace is above the bound
+    assert qualities[0].item() == jpeg_quality(images[:1]).item() and bool(qualities[1:].isnan().all())
+    assert plain.jpeg_trace_qualities(images) is None
     traced.save_pretrained(tmp_path)
     runtime = RuntimeRouter.from_config(load_json_object(tmp_path / "config.json"),
                                         tmp_path / "diffusion_pytorch_model.safetensors")

@@ -452,19 +452,22 @@ def chroma_cells_projection(degraded: torch.Tensor, restored: torch.Tensor, qual
     return (_ycbcr(ycc_out, inverse=True) / 255).clamp(0, 1).to(restored)
 
 
-def jpeg_chroma(degraded: torch.Tensor, restored: torch.Tensor,
+def jpeg_chroma(degraded: torch.Tensor, restored: torch.Tensor, qualities: torch.Tensor | None = None,
                 strip_rows: int = CHROMA_STRIP_ROWS) -> tuple[torch.Tensor, list[int]]:
     """``(restored, radii)``: ``restored`` (B,3,H,W) with each image's chroma re-estimated from its
     luma (:func:`chroma_from_luma`) at the radius the JPEG trace of its ``degraded`` input implies
     (:func:`jpeg_chroma_radius`), then projected onto what the degraded chroma allows
     (:func:`chroma_cells_projection`), and that radius per image; images without a trace, or of
-    a quality that needs none, come back unchanged, with radius 0.
+    a quality that needs none, come back unchanged, with radius 0. ``qualities``: the (B,)
+    :func:`~uir.degradations.jpeg_trace.jpeg_quality` of ``degraded`` where the caller already
+    read it (NaN: no trace).
 
     An image is done in strips of about ``strip_rows`` rows that start on its 16 px grid, each
     filtered with the ``2 radius + 1`` rows the guided filter reads around it, so that memory
     does not grow with the photo; the result equals the whole image's (``tests/test_classical.py``)."""
     out, radii = restored, []
-    for row, quality in enumerate(jpeg_quality(degraded.float()).tolist()):
+    qualities = jpeg_quality(degraded.float()) if qualities is None else qualities
+    for row, quality in enumerate(qualities.tolist()):
         radii.append(0 if math.isnan(quality) else jpeg_chroma_radius(quality))
         if radii[-1] == 0:
             continue

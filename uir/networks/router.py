@@ -137,6 +137,17 @@ class RouterInference:
         bias = getattr(self.config, "logit_bias", None) or {}
         return torch.tensor([float(bias.get(name, 0.0)) for name in self.vocabulary])
 
+    def jpeg_trace_qualities(self, images: torch.Tensor) -> torch.Tensor | None:
+        """(B,): the libjpeg quality of each image's JPEG trace
+        (:func:`~uir.degradations.jpeg_trace.jpeg_quality`), NaN where it has none at or below the
+        config's ``jpeg_max_quality``; ``None`` for a router whose config reads no JPEG trace. An
+        image is called JPEG where it is not NaN (:meth:`exact_traces`)."""
+        max_quality = getattr(self.config, "jpeg_max_quality", None)
+        if max_quality is None:
+            return None
+        qualities = jpeg_quality(images.float())
+        return qualities.masked_fill(qualities > max_quality, math.nan)
+
     def exact_traces(self, images: torch.Tensor, found: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """``{class: (B,) bool}``: the images that carry the exact trace of a class, for the traces
         the config asks for: a JPEG at ``jpeg_max_quality`` or below
@@ -148,9 +159,8 @@ class RouterInference:
         images it routes carry no such trace. A class in ``found`` is not searched again; one the
         config does not ask for is ignored."""
         searches, found = {}, found or {}
-        max_quality = getattr(self.config, "jpeg_max_quality", None)
-        if max_quality is not None:
-            searches[JPEG_CLASS] = lambda: jpeg_quality(images.float()) <= max_quality
+        if getattr(self.config, "jpeg_max_quality", None) is not None:
+            searches[JPEG_CLASS] = lambda: ~self.jpeg_trace_qualities(images).isnan()
         if getattr(self.config, "call_missing_pixels", False):
             searches[MISSING_CLASS] = lambda: missing_mask(images.float()).flatten(1).amax(1) > 0
         return {name: (found[name] if name in found else search()).bool().cpu() for name, search in searches.items()}
@@ -175,7 +185,7 @@ class RouterInference:
         todo = (~skip).nonzero().flatten()
         if len(todo):
             rows_map, sure = detector.coverage(images[todo.to(images.device)].float())
-            found_map[todo.to(images.device)] = rows_map.to(found_map)
+            found_map.index_copy_(0, todo.to(images.device), rows_map.to(found_map))
             found[todo] = (sure >= share).cpu()
         return found_map, found
 
