@@ -290,6 +290,39 @@ def test_sixteen_bit_png_keeps_its_depth_and_animation_is_announced(model_dir, t
     assert "3 frames; only the first" in capsys.readouterr().err
 
 
+def test_a_grey_photo_comes_back_grey_and_an_alpha_channel_is_kept(model_dir, sample, tmp_path):
+    """The restored file has the input's layout: a grey photo is written as the mean of the
+    restored channels, and a photo with an alpha channel keeps it, with the colour whose
+    composite over white is what the pipeline restored from the input's composite (as near as a
+    colour can: over white at opacity a, composites lie in [1 - a, 1])."""
+    import numpy as np
+    from PIL import Image
+
+    from uir.images import read_image
+    from uir.pipelines import RestorerPipeline
+
+    pixels = (sample[:, :48, :64].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    alpha = np.tile(np.linspace(40, 255, 64).round().astype(np.uint8), (48, 1))
+    Image.fromarray(pixels[..., 1]).save(tmp_path / "grey.png")
+    Image.fromarray(np.dstack([pixels, alpha]), "RGBA").save(tmp_path / "rgba.png")
+    pipe = RestorerPipeline.from_pretrained(model_dir)
+    for name in ("grey.png", "rgba.png"):
+        assert main(["restore", str(tmp_path / name), "-o", str(tmp_path / f"out-{name}"), "--model", str(model_dir),
+                     "--degradation", "noisy"]) == EXIT_OK
+        image, layout = read_image(tmp_path / name)
+        expected = pipe(image, weights={"noisy": 1.0}, output_type="pt").images[0]
+        restored, kept = read_image(tmp_path / f"out-{name}")
+        assert (kept.grey, kept.alpha is not None) == (layout.grey, layout.alpha is not None)
+        if layout.grey:
+            expected = expected.mean(0, keepdim=True).expand(3, -1, -1)
+        else:
+            assert torch.equal(kept.alpha, layout.alpha)
+            expected = torch.maximum(expected, 1 - layout.alpha)  # over white, no colour composites darker
+        # within rounding to 8 bits, amplified by 1/alpha where the colour was un-composited
+        assert (restored - expected).abs().max() <= 1.5 / 255
+        assert not torch.allclose(restored, image, atol=2 / 255), "the file was not restored"
+
+
 def test_readme_main_job_runs_and_runs_again(tmp_path, monkeypatch):
     """The README's first command, after its installs: twice in a row, as a user would."""
     import shlex

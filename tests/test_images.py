@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from uir import images
-from uir.images import ImageError, list_images, load_image, save_image, to_tensor
+from uir.images import ImageError, Layout, list_images, load_image, read_image, save_image, to_tensor
 
 
 def _rgb_array(h=24, w=32):
@@ -43,6 +43,69 @@ def test_16_bit_grayscale_keeps_precision(tmp_path):
     Image.fromarray(array).save(tmp_path / "g16.png")
     out = load_image(tmp_path / "g16.png")
     assert torch.allclose(out[0], torch.from_numpy(array.astype(np.float32) / 65535.0), atol=1e-6)
+
+
+def _layout_file(path, kind):
+    """A 24x32 file of one layout: 8-bit grey, grey+alpha, RGBA, a palette with a transparent
+    entry, or 16-bit grey+alpha (through pypng, since PIL cuts 16 bits to 8)."""
+    import png
+
+    colour = _rgb_array()
+    alpha = (np.arange(24 * 32).reshape(24, 32) % 256).astype(np.uint8)
+    alpha[:, :4] = 255  # some opaque pixels, some transparent (alpha 0 appears) and every level between
+    if kind == "grey":
+        Image.fromarray(colour[..., 0]).save(path)
+    elif kind == "grey+alpha":
+        Image.fromarray(np.stack([colour[..., 0], alpha], -1), "LA").save(path)
+    elif kind == "rgba":
+        Image.fromarray(np.dstack([colour, alpha]), "RGBA").save(path)
+    elif kind == "palette+transparency":
+        image = Image.fromarray(colour).quantize(16)
+        image.info["transparency"] = 3
+        image.save(path, transparency=3)
+    elif kind == "grey16+alpha":
+        planes = np.stack([colour[..., 0].astype(np.uint16) * 257 + 5, alpha.astype(np.uint16) * 257], -1)
+        png.from_array(planes.reshape(24, -1), "LA;16").save(str(path))
+
+
+@pytest.mark.parametrize("kind, grey, has_alpha, bit_depth", [
+    ("grey", True, False, 8), ("grey+alpha", True, True, 8), ("rgba", False, True, 8),
+    ("palette+transparency", False, True, 8), ("grey16+alpha", True, True, 16)])
+def test_a_file_is_written_back_in_its_layout(tmp_path, kind, grey, has_alpha, bit_depth):
+    """read_image's Layout names what the file held beyond RGB, and save_image with it writes a
+    file of the same layout whose composite over white is the image written (within rounding),
+    its alpha unchanged, and its colour the original's where the pixel is opaque enough to tell."""
+    _layout_file(tmp_path / "in.png", kind)
+    image, layout = read_image(tmp_path / "in.png")
+    assert (layout.grey, layout.alpha is not None, layout.bit_depth) == (grey, has_alpha, bit_depth)
+    assert image.shape == (3, 24, 32)
+    save_image(image, tmp_path / "out.png", layout=layout)
+    again, kept = read_image(tmp_path / "out.png")
+    assert (kept.grey, kept.bit_depth) == (grey, bit_depth)
+    step = 1 / (65535 if bit_depth == 16 else 255)
+    assert torch.allclose(again, image, atol=step)
+    if has_alpha:
+        assert torch.equal(kept.alpha, layout.alpha)
+        straight_in, straight_out = (Image.open(tmp_path / name) for name in ("in.png", "out.png"))
+        if bit_depth == 8:
+            a_in = np.asarray(straight_in.convert("RGBA"), np.float64)
+            a_out = np.asarray(straight_out.convert("RGBA"), np.float64)
+            opaque = a_in[..., 3] >= 128
+            assert np.abs(a_in[..., :3] - a_out[..., :3])[opaque].max() <= 2.0
+
+
+def test_a_layout_keeps_alpha_only_where_the_format_holds_it(tmp_path):
+    image = torch.full((3, 8, 8), 0.75)
+    alpha = torch.full((1, 8, 8), 0.5)
+    save_image(image, tmp_path / "a.webp", layout=Layout(alpha=alpha, grey=True))
+    save_image(image, tmp_path / "a.jpg", layout=Layout(alpha=alpha))
+    assert Image.open(tmp_path / "a.webp").mode == "RGBA"  # WebP has no grey mode with alpha
+    assert Image.open(tmp_path / "a.jpg").mode == "RGB"  # the composite, as restored
+    assert np.abs(np.asarray(Image.open(tmp_path / "a.jpg"), np.float64) - 191).max() <= 2
+    # 0.75 over white at alpha 0.5 is a straight colour of 0.5
+    assert np.abs(np.asarray(Image.open(tmp_path / "a.webp"), np.float64)[..., :3] - 128).max() <= 1
+    with pytest.raises(ImageError, match="alpha channel is 4x4"):
+        save_image(image, tmp_path / "b.png", layout=Layout(alpha=torch.ones(1, 4, 4)))
 
 
 def test_exif_orientation_is_applied(tmp_path):

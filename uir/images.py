@@ -7,8 +7,9 @@ saying what is wrong:
 * files: unreadable, truncated or non-image files, decompression bombs;
 * modes: 1, L, LA, P, RGBA, CMYK, YCbCr, 16-bit (I;16*, I) and float (F) images are converted
   to RGB; alpha is composited over white; EXIF orientation is applied; 16-bit PNGs (grey or
-  colour, which PIL would cut to 8 bits) are read at full depth, and :func:`image_bit_depth`
-  lets a caller write 16 bits back (``save_image(..., bit_depth=16)``);
+  colour, which PIL would cut to 8 bits) are read at full depth;
+* layout: :func:`read_image` also returns the file's :class:`Layout` (16 bits, one grey channel,
+  an alpha channel), and ``save_image(..., layout=...)`` writes a result back in kind;
 * animated GIF/WebP/PNG: the first frame, with a warning that says so;
 * arrays: uint8, uint16 and float numpy arrays, (H,W), (H,W,C) with C in {1,3,4};
 * sizes: at least ``MIN_SIDE`` pixels on each side and at most ``MAX_PIXELS`` in total.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import glob
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,10 @@ MIN_SIDE = 8
 MAX_PIXELS = 8192 * 8192
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 _SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
+_ALPHA_FORMATS = ("PNG", "TIFF", "WEBP")
+_INTEGER_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_GREY_MODES = ("1", "L", "LA", "La", "F", *_INTEGER_GREY_MODES)
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
 class ImageError(ValueError):
@@ -47,23 +53,41 @@ def _check_size(height: int, width: int, where: str = "image") -> None:
         raise ImageError(f"{where} is {width}x{height}; uir accepts at most {MAX_PIXELS} pixels")
 
 
-def _pil_to_array(image: Image.Image) -> np.ndarray:
-    """Float32 (H,W,3) in [0, 1] from any PIL mode."""
+@dataclass(frozen=True)
+class Layout:
+    """How a file stored its pixels beyond the RGB in [0, 1] that uir works on, so that a result
+    can be written back in kind (:func:`read_image`, :func:`save_image`): its bit depth (16 for a
+    16-bit PNG), whether it had one grey channel, and its alpha channel, (1,H,W) in [0, 1]."""
+
+    bit_depth: int = 8
+    grey: bool = False
+    alpha: torch.Tensor | None = None
+
+
+def _pil_planes(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Float32 colour planes in [0, 1], (H,W,1) for a grey mode and (H,W,3) otherwise, and the
+    alpha plane (H,W) or ``None``, from any PIL mode, EXIF orientation applied."""
     image = ImageOps.exif_transpose(image)
     mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+    if mode in _INTEGER_GREY_MODES:
         array = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
-        gray = np.clip(array / peak, 0.0, 1.0)
-        return np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
+        return np.clip(array / peak, 0.0, 1.0)[..., None].astype(np.float32), None
     if mode == "F":
-        gray = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0)
-        return np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=2)
-    if mode in ("RGBA", "LA", "PA", "P", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        return np.clip(np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0), 0.0, 1.0)[..., None], None
+    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in image.info):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+        colour, alpha = rgba[..., :3], rgba[..., 3]
+    else:
+        colour, alpha = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0, None
+    return (colour[..., :1] if mode in _GREY_MODES else colour), alpha
+
+
+def _flatten(colour: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """Float32 (H,W,3): the colour planes composited over white, one grey plane repeated."""
+    if alpha is not None:
+        colour = colour * alpha[..., None] + (1.0 - alpha[..., None])
+    return np.ascontiguousarray(np.repeat(colour, 3, axis=2) if colour.shape[-1] == 1 else colour, dtype=np.float32)
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -76,19 +100,17 @@ def image_bit_depth(path) -> int:
     return 16 if header[:8] == _PNG_SIGNATURE and header[12:16] == b"IHDR" and header[24] == 16 else 8
 
 
-def _read_png16(path) -> np.ndarray:
-    """Float32 (H,W,3) in [0, 1] from a 16-bit PNG, alpha composited over white."""
+def _read_png16(path) -> tuple[np.ndarray, np.ndarray | None]:
+    """A 16-bit PNG's colour planes (H,W,1) or (H,W,3) and alpha plane (H,W) or ``None``, float32 in [0, 1]."""
     width, height, rows, info = png.Reader(filename=str(path)).asDirect()
-    planes = info["planes"]
-    array = np.array([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes) / 65535.0
-    if info["alpha"]:
-        array = array[..., :-1] * array[..., -1:] + (1.0 - array[..., -1:])
-    return np.ascontiguousarray(np.broadcast_to(array, (height, width, 3)) if array.shape[-1] == 1 else array,
-                                dtype=np.float32)
+    array = np.array([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, info["planes"])
+    array = (array / 65535.0).astype(np.float32)
+    return (array[..., :-1], array[..., -1]) if info["alpha"] else (array, None)
 
 
-def load_image(path) -> torch.Tensor:
-    """Read an image file as a float32 RGB tensor (3,H,W) in [0, 1]."""
+def read_image(path) -> tuple[torch.Tensor, Layout]:
+    """Read an image file as a float32 RGB tensor (3,H,W) in [0, 1] (alpha composited over white,
+    grey repeated) and its :class:`Layout`, for writing a result back in kind."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
@@ -98,11 +120,12 @@ def load_image(path) -> torch.Tensor:
             with Image.open(path) as image:
                 _check_size(image.height, image.width, str(path))
                 frames = getattr(image, "n_frames", 1)
-                if image_bit_depth(path) == 16:
-                    array = _read_png16(path)
+                bit_depth = image_bit_depth(path)
+                if bit_depth == 16:
+                    colour, alpha = _read_png16(path)
                 else:
                     image.load()
-                    array = _pil_to_array(image)
+                    colour, alpha = _pil_planes(image)
         if frames > 1:
             warnings.warn(f"{path}: an animation of {frames} frames; only the first is used", stacklevel=2)
     except ImageError:
@@ -114,7 +137,14 @@ def load_image(path) -> torch.Tensor:
         raise ImageError(f"{path}: {reason}") from None
     except (ValueError, SyntaxError, png.Error) as error:
         raise ImageError(f"{path}: unreadable image ({error})") from None
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+    layout = Layout(bit_depth=bit_depth, grey=colour.shape[-1] == 1,
+                    alpha=None if alpha is None else torch.from_numpy(np.ascontiguousarray(alpha))[None])
+    return torch.from_numpy(_flatten(colour, alpha)).permute(2, 0, 1), layout
+
+
+def load_image(path) -> torch.Tensor:
+    """Read an image file as a float32 RGB tensor (3,H,W) in [0, 1] (:func:`read_image` without the layout)."""
+    return read_image(path)[0]
 
 
 def resize_shorter(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -145,7 +175,7 @@ def to_tensor(image) -> torch.Tensor:
         return torch.cat(batch)
     if isinstance(image, Image.Image):
         _check_size(image.height, image.width)
-        return torch.from_numpy(np.ascontiguousarray(_pil_to_array(image))).permute(2, 0, 1).unsqueeze(0)
+        return torch.from_numpy(_flatten(*_pil_planes(image))).permute(2, 0, 1).unsqueeze(0)
     if isinstance(image, np.ndarray):
         array = image
         if array.dtype.kind in "ui":
@@ -189,11 +219,29 @@ def _channels_to_rgb(batch: torch.Tensor) -> torch.Tensor:
 
 
 def to_pil(image: torch.Tensor) -> list[Image.Image]:
-    """(C,H,W) or (B,C,H,W) floats in [0, 1] to a list of 8-bit RGB PIL images (rounded)."""
+    """(C,H,W) or (B,C,H,W) floats in [0, 1] to a list of 8-bit PIL images (rounded): L, LA, RGB
+    or RGBA for 1 to 4 channels."""
     batch = image.detach().float().cpu().clamp(0, 1)
     batch = batch.unsqueeze(0) if batch.dim() == 3 else batch
     arrays = (batch.permute(0, 2, 3, 1).numpy() * 255.0).round().astype(np.uint8)
     return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arrays]
+
+
+def _planes_in_kind(pixels: torch.Tensor, layout: Layout, fmt: str) -> torch.Tensor:
+    """The (C,H,W) planes that write ``pixels`` (3,H,W) back in ``layout``: grey as the mean of
+    the channels; the alpha channel where ``fmt`` holds one, with the colour that, composited over
+    white, gives ``pixels`` back as near as a colour in [0, 1] can (at opacity a, composites lie
+    in [1 - a, 1]; where a is 0, ``pixels`` itself)."""
+    alpha = layout.alpha if fmt in _ALPHA_FORMATS else None
+    if alpha is not None:
+        if tuple(alpha.shape[-2:]) != tuple(pixels.shape[-2:]):
+            raise ImageError(f"the alpha channel is {alpha.shape[-1]}x{alpha.shape[-2]}, the image "
+                             f"{pixels.shape[-1]}x{pixels.shape[-2]}")
+        alpha = alpha.to(pixels).reshape(1, *pixels.shape[-2:])
+        pixels = torch.where(alpha > 0, (pixels - (1.0 - alpha)) / alpha.clamp_min(1e-12), pixels).clamp(0, 1)
+    if layout.grey:
+        pixels = pixels.mean(0, keepdim=True)
+    return pixels if alpha is None else torch.cat([pixels, alpha])
 
 
 def output_format(path) -> str:
@@ -205,19 +253,16 @@ def output_format(path) -> str:
     return fmt
 
 
-def save_image(image, path, overwrite: bool = True, bit_depth: int = 8) -> Path:
+def save_image(image, path, overwrite: bool = True, layout: Layout | None = None) -> Path:
     """Write one image ((C,H,W) tensor or PIL) atomically; the format comes from the file suffix.
 
-    With ``overwrite=False`` an existing ``path`` is kept and ``FileExistsError`` raised.
-    ``bit_depth=16`` writes a 16-bit PNG from a tensor (for a 16-bit input).
+    With ``overwrite=False`` an existing ``path`` is kept and ``FileExistsError`` raised. A
+    ``layout`` (:func:`read_image`'s for the input) writes an RGB tensor back in kind: a 16-bit
+    PNG at 16 bits, a grey file grey, and its alpha channel where the format holds one (PNG,
+    TIFF, WebP).
     """
     path = Path(path)
     fmt = output_format(path)
-    if bit_depth == 16 and fmt == "PNG" and isinstance(image, torch.Tensor):
-        pixels = image.detach().float().cpu().clamp(0, 1).reshape(-1, *image.shape[-2:])
-        rows = (pixels.permute(1, 2, 0).numpy() * 65535.0).round().astype(np.uint16).reshape(pixels.shape[1], -1)
-        writer = png.Writer(pixels.shape[2], pixels.shape[1], greyscale=pixels.shape[0] == 1, bitdepth=16)
-        return atomic_write(path, lambda stream: writer.write(stream, rows), overwrite=overwrite)
     if isinstance(image, Image.Image):
         pil = image.convert("RGB")
     else:
@@ -225,7 +270,14 @@ def save_image(image, path, overwrite: bool = True, bit_depth: int = 8) -> Path:
             if image.shape[0] != 1:
                 raise ImageError(f"save_image writes one image, got a batch of {image.shape[0]}")
             image = image[0]
-        pil = to_pil(image)[0]
+        layout = layout or Layout()
+        planes = _planes_in_kind(image.detach().float().cpu().clamp(0, 1), layout, fmt)
+        if layout.bit_depth == 16 and fmt == "PNG":
+            channels, height, width = planes.shape
+            rows = (planes.permute(1, 2, 0).numpy() * 65535.0).round().astype(np.uint16).reshape(height, -1)
+            writer = png.Writer(width, height, greyscale=channels in (1, 2), alpha=channels in (2, 4), bitdepth=16)
+            return atomic_write(path, lambda stream: writer.write(stream, rows), overwrite=overwrite)
+        pil = to_pil(planes)[0]
     return atomic_write(path, lambda stream: pil.save(stream, format=fmt, **({"quality": 95} if fmt == "JPEG" else {})),
                         overwrite=overwrite)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..boundary import EXIT_OK, EXIT_PARTIAL, UsageError
@@ -25,7 +26,7 @@ def cmd_degrade(args) -> int:
     import torch
 
     from .. import degradations, sample_image_path
-    from ..images import ImageError, image_bit_depth, list_images, load_image, save_image
+    from ..images import ImageError, list_images, read_image, save_image
 
     names = [n.strip() for n in args.type.split(",") if n.strip()]
     if not names:
@@ -43,14 +44,15 @@ def cmd_degrade(args) -> int:
     failures = 0
     for index, (path, target) in enumerate(zip(inputs, targets)):
         try:
-            image = load_image(path)
+            image, layout = read_image(path)
             generator = torch.Generator().manual_seed(args.seed + index)
             kwargs = {"severity": args.severity, "return_params": True}
             if len(names) == 1:
                 degraded, used = degradations.apply(names[0], image, generator=generator, **kwargs, **params)
             else:
                 degraded, used = degradations.apply(names, image, generator=generator, **kwargs)
-            save_image(degraded, target, overwrite=args.overwrite, bit_depth=image_bit_depth(path))
+            # the degradations are drawn in colour, so a grey photo's degraded copy stays in colour
+            save_image(degraded, target, overwrite=args.overwrite, layout=replace(layout, grey=False))
         except (ImageError, ValueError, FileExistsError) as error:
             failures += 1
             report_skip(path, error)

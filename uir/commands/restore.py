@@ -60,14 +60,14 @@ def _refuse_repeats(option: str, names: list) -> None:
 
 
 def _readable(paths, failed: list, progress=None):
-    """``(path, image)`` for each readable input, read when needed (one batch in memory at a
-    time); each unreadable one is reported in one line, appended to ``failed`` and counted on
-    ``progress``."""
-    from ..images import ImageError, load_image
+    """``(path, image, layout)`` for each readable input (:func:`uir.images.read_image`), read
+    when needed (one batch in memory at a time); each unreadable one is reported in one line,
+    appended to ``failed`` and counted on ``progress``."""
+    from ..images import ImageError, read_image
 
     for path in paths:
         try:
-            yield path, load_image(path)
+            yield path, *read_image(path)
         except ImageError as error:
             report_skip(path, error)
             failed.append(path)
@@ -81,7 +81,7 @@ def cmd_restore(args) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from ..images import ImageError, image_bit_depth, list_images, save_image
+    from ..images import ImageError, list_images, save_image
 
     inputs = list_images(args.inputs)
     targets = dict(zip(inputs, plan_outputs(inputs, args.output, "files, folders or globs", args.overwrite,
@@ -108,20 +108,20 @@ def cmd_restore(args) -> int:
                                 shape=lambda item: tuple(item[1].shape))
         for batch in batches:
             progress.update(len(batch))
-            x = torch.stack([image for _, image in batch])
+            x = torch.stack([image for _, image, _ in batch])
             try:
                 options = {} if args.top_k is None else {"top_k": args.top_k}
                 result = pipe(x, weights=weights, output_type="pt", tile_size=args.tile_size, batch_size=len(batch),
                               **options)
             except (ValueError, RuntimeError) as error:
                 failures += len(batch)
-                for path, _ in batch:
+                for path, _, _ in batch:
                     report_skip(path, error)
                 continue
-            for row, (path, _) in enumerate(batch):
+            for row, (path, _, layout) in enumerate(batch):
                 target = targets[path]
                 try:
-                    save_image(result.images[row], target, overwrite=args.overwrite, bit_depth=image_bit_depth(path))
+                    save_image(result.images[row], target, overwrite=args.overwrite, layout=layout)
                 except FileExistsError:
                     failures += 1
                     say(f"uir: {target} appeared while restoring (another process?); kept it, pass --overwrite to "
