@@ -108,6 +108,46 @@ def test_a_layout_keeps_alpha_only_where_the_format_holds_it(tmp_path):
         save_image(image, tmp_path / "b.png", layout=Layout(alpha=torch.ones(1, 4, 4)))
 
 
+def _profile(space: bytes) -> bytes:
+    """An ICC profile whose header names colour space ``space`` (PIL's sRGB profile, relabelled)."""
+    from PIL import ImageCms
+
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    profile[16:20] = space
+    return bytes(profile)
+
+
+@pytest.mark.parametrize("name, mode, bits", [("a.png", "RGB", 8), ("a.jpg", "RGB", 8), ("a.tiff", "RGB", 8),
+                                              ("a.webp", "RGB", 8), ("g.png", "L", 8), ("a16.png", "RGB", 16)])
+def test_a_colour_profile_is_written_back(tmp_path, name, mode, bits):
+    """A file's ICC profile says what its values mean; a result written in its layout carries it,
+    in every format that holds one, 16-bit PNGs included (through an iCCP chunk)."""
+    profile = _profile(b"GRAY" if mode == "L" else b"RGB ")
+    Image.fromarray(_rgb_array()).convert(mode).save(tmp_path / name, icc_profile=profile)
+    image, layout = read_image(tmp_path / name)
+    assert layout.icc_profile == profile
+    layout = Layout(bit_depth=bits, grey=layout.grey, icc_profile=layout.icc_profile)
+    save_image(image, tmp_path / f"out-{name}", layout=layout)
+    again, kept = read_image(tmp_path / f"out-{name}")
+    assert kept.icc_profile == profile and kept.bit_depth == bits
+    assert (again - image).abs().mean() < 1 / 255 if name.endswith(".jpg") else torch.allclose(again, image, atol=1 / 255)
+
+
+def test_a_profile_of_another_colour_space_is_not_written(tmp_path):
+    """A CMYK file's profile does not describe the RGB uir writes, nor a grey profile a colour
+    output (``uir degrade`` writes a grey photo's degraded copy in colour): none is written."""
+    cmyk = Image.fromarray(_rgb_array()).convert("CMYK")
+    cmyk.save(tmp_path / "c.tiff", icc_profile=_profile(b"CMYK"))
+    image, layout = read_image(tmp_path / "c.tiff")
+    assert layout.icc_profile == _profile(b"CMYK") and not layout.grey
+    save_image(image, tmp_path / "c.png", layout=layout)
+    assert "icc_profile" not in Image.open(tmp_path / "c.png").info
+    grey = Layout(grey=True, icc_profile=_profile(b"GRAY"))
+    assert grey.profile_for(1) == grey.profile_for(2) == _profile(b"GRAY") and grey.profile_for(3) is None
+    save_image(image, tmp_path / "b.bmp", layout=Layout(icc_profile=_profile(b"RGB ")))
+    assert "icc_profile" not in Image.open(tmp_path / "b.bmp").info
+
+
 def test_exif_orientation_is_applied(tmp_path):
     src = Image.fromarray(_rgb_array(20, 40))
     exif = Image.Exif()

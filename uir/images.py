@@ -21,7 +21,9 @@ is never half-written.
 from __future__ import annotations
 
 import glob
+import io
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,7 @@ MIN_SIDE = 8
 MAX_PIXELS = 8192 * 8192
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 _SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
+_SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}  # a restored photo gains no new artefacts
 _ALPHA_FORMATS = ("PNG", "TIFF", "WEBP")
 _INTEGER_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _GREY_MODES = ("1", "L", "LA", "La", "F", *_INTEGER_GREY_MODES)
@@ -57,11 +60,20 @@ def _check_size(height: int, width: int, where: str = "image") -> None:
 class Layout:
     """How a file stored its pixels beyond the RGB in [0, 1] that uir works on, so that a result
     can be written back in kind (:func:`read_image`, :func:`save_image`): its bit depth (16 for a
-    16-bit PNG), whether it had one grey channel, and its alpha channel, (1,H,W) in [0, 1]."""
+    16-bit PNG), whether it had one grey channel, its alpha channel, (1,H,W) in [0, 1], and its
+    ICC colour profile, which says what colours its values mean (a camera's Display P3, say)."""
 
     bit_depth: int = 8
     grey: bool = False
     alpha: torch.Tensor | None = None
+    icc_profile: bytes | None = None
+
+    def profile_for(self, channels: int) -> bytes | None:
+        """The ICC profile to write with ``channels`` planes (1-4, alpha last): the file's own where
+        its colour space is the one written (``GRAY`` or ``RGB``; a CMYK file's profile does not
+        describe the RGB uir writes), else none."""
+        space = b"GRAY" if channels in (1, 2) else b"RGB "
+        return self.icc_profile if self.icc_profile and self.icc_profile[16:20] == space else None
 
 
 def _pil_planes(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
@@ -120,7 +132,7 @@ def read_image(path) -> tuple[torch.Tensor, Layout]:
             with Image.open(path) as image:
                 _check_size(image.height, image.width, str(path))
                 frames = getattr(image, "n_frames", 1)
-                bit_depth = image_bit_depth(path)
+                bit_depth, icc_profile = image_bit_depth(path), image.info.get("icc_profile")
                 if bit_depth == 16:
                     colour, alpha = _read_png16(path)
                 else:
@@ -137,7 +149,7 @@ def read_image(path) -> tuple[torch.Tensor, Layout]:
         raise ImageError(f"{path}: {reason}") from None
     except (ValueError, SyntaxError, png.Error) as error:
         raise ImageError(f"{path}: unreadable image ({error})") from None
-    layout = Layout(bit_depth=bit_depth, grey=colour.shape[-1] == 1,
+    layout = Layout(bit_depth=bit_depth, grey=colour.shape[-1] == 1, icc_profile=icc_profile or None,
                     alpha=None if alpha is None else torch.from_numpy(np.ascontiguousarray(alpha))[None])
     return torch.from_numpy(_flatten(colour, alpha)).permute(2, 0, 1), layout
 
@@ -258,13 +270,13 @@ def save_image(image, path, overwrite: bool = True, layout: Layout | None = None
 
     With ``overwrite=False`` an existing ``path`` is kept and ``FileExistsError`` raised. A
     ``layout`` (:func:`read_image`'s for the input) writes an RGB tensor back in kind: a 16-bit
-    PNG at 16 bits, a grey file grey, and its alpha channel where the format holds one (PNG,
-    TIFF, WebP).
+    PNG at 16 bits, a grey file grey, its alpha channel where the format holds one (PNG, TIFF,
+    WebP), and its colour profile (:meth:`Layout.profile_for`; not in BMP).
     """
     path = Path(path)
     fmt = output_format(path)
     if isinstance(image, Image.Image):
-        pil = image.convert("RGB")
+        pil, profile = image.convert("RGB"), None
     else:
         if image.dim() == 4:
             if image.shape[0] != 1:
@@ -272,14 +284,29 @@ def save_image(image, path, overwrite: bool = True, layout: Layout | None = None
             image = image[0]
         layout = layout or Layout()
         planes = _planes_in_kind(image.detach().float().cpu().clamp(0, 1), layout, fmt)
+        profile = layout.profile_for(planes.shape[0]) if fmt != "BMP" else None
         if layout.bit_depth == 16 and fmt == "PNG":
-            channels, height, width = planes.shape
-            rows = (planes.permute(1, 2, 0).numpy() * 65535.0).round().astype(np.uint16).reshape(height, -1)
-            writer = png.Writer(width, height, greyscale=channels in (1, 2), alpha=channels in (2, 4), bitdepth=16)
-            return atomic_write(path, lambda stream: writer.write(stream, rows), overwrite=overwrite)
+            return atomic_write(path, lambda stream: _write_png16(stream, planes, profile), overwrite=overwrite)
         pil = to_pil(planes)[0]
-    return atomic_write(path, lambda stream: pil.save(stream, format=fmt, **({"quality": 95} if fmt == "JPEG" else {})),
-                        overwrite=overwrite)
+    options = dict(_SAVE_OPTIONS.get(fmt, {}))
+    if profile:
+        options["icc_profile"] = profile
+    return atomic_write(path, lambda stream: pil.save(stream, format=fmt, **options), overwrite=overwrite)
+
+
+def _write_png16(stream, planes: torch.Tensor, profile: bytes | None) -> None:
+    """A 16-bit PNG of (C,H,W) planes in [0, 1] (1-4 channels, alpha last), with an iCCP chunk for ``profile``."""
+    channels, height, width = planes.shape
+    rows = (planes.permute(1, 2, 0).numpy() * 65535.0).round().astype(np.uint16).reshape(height, -1)
+    writer = png.Writer(width, height, greyscale=channels in (1, 2), alpha=channels in (2, 4), bitdepth=16)
+    if not profile:
+        writer.write(stream, rows)
+        return
+    encoded = io.BytesIO()
+    writer.write(encoded, rows)
+    chunks = list(png.Reader(bytes=encoded.getvalue()).chunks())
+    chunks.insert(1, (b"iCCP", b"icc\x00\x00" + zlib.compress(profile)))  # after IHDR: name, NUL, deflate
+    png.write_chunks(stream, chunks)
 
 
 def list_images(inputs) -> list[Path]:
