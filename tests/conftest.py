@@ -3,6 +3,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +47,12 @@ def launch_two_cpu_processes(argv, cwd=None, timeout=300) -> subprocess.Complete
     for the interpreter's exit to tear down; the error boundary now closes it on every exit
     (:func:`uir.boundary.end_distributed`), and 150 loaded launches of these tests' two
     commands have not aborted since."""
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--main_process_port", str(free_port()), *argv]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    with tempfile.TemporaryDirectory() as scratch:  # torch's elastic agent leaves a folder in the temp dir per launch
+        env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1",
+               "TMPDIR": scratch}
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 @pytest.fixture(scope="session")

@@ -77,6 +77,21 @@ def test_missing_mask_leaves_clipped_but_intact_photos_alone(sample):
         assert float(missing_mask(image).sum()) == 0
 
 
+def test_missing_pixels_are_found_beside_a_clipped_region_more_frequent_than_the_fill(sample):
+    """A grey photo with a wide black surround one level above a black fill (a fundus photo
+    converted to grey): the surround is the most frequent flat exact value but fails the
+    contrast test, so the fill, the next candidate, is found; with one candidate it is not."""
+    grey = sample.mean(0, keepdim=True).expand(3, -1, -1).clone()
+    grey[:, :, :40] = 1 / 255  # the surround, flat and exact, ramping into the photo
+    grey[:, :, 40:48] = torch.linspace(1 / 255, 0.5, 8)
+    lq = D.apply("uncompleted", grey, generator=seeded(2), fill=0.0, strokes=4, width=0.06)[None]
+    truth = (lq == 0).all(1, keepdim=True) & (grey[None] != 0).any(1, keepdim=True)
+    assert float(((lq == 1 / 255).all(1)).sum()) > float(truth.sum())  # the surround outnumbers the strokes
+    found = missing_mask(lq)
+    assert bool((found.bool() | ~truth).all()) and float((found.bool() & ~(lq == 0).all(1, keepdim=True)).sum()) == 0
+    assert float(missing_mask(lq, candidates=1).sum()) == 0
+
+
 @pytest.fixture(scope="module")
 def default_runtime():
     from uir.pipelines.loading import load_pipeline

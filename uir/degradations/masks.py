@@ -59,19 +59,22 @@ def _erode(mask: torch.Tensor, size: int) -> torch.Tensor:
     return -F.max_pool2d(-mask, size, stride=1, padding=size // 2)
 
 
-def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8) -> torch.Tensor:
+def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, candidates: int = 4) -> torch.Tensor:
     """The pixels of ``image`` (B,3,H,W) in [0, 1] that look missing, as (B,1,H,W) in {0, 1}.
 
     Missing pixels (what :func:`inpainting` writes) carry one exact value ``v`` in every channel.
-    Per image, ``v`` is the most frequent value of the "flat exact" pixels, those whose 3x3
-    neighbourhood holds ``v`` alone in all channels. Those 3x3 cores are the seeds; the mask
-    grows from them, ``grow`` steps of one pixel, over pixels equal to ``v`` in all channels, so
-    thin parts of a stroke join it and lone pixels of that value do not.
+    The candidates for ``v`` are the values of the "flat exact" pixels, those whose 3x3
+    neighbourhood holds one value alone in all channels, the most frequent first (at most
+    ``candidates``). For a candidate, those 3x3 cores are the seeds; the mask grows from them,
+    ``grow`` steps of one pixel, over pixels equal to it in all channels, so thin parts of a
+    stroke join it and lone pixels of that value do not.
 
-    Finally a contrast test: the pixels bordering the mask (1 px) must differ from ``v`` by at
-    least ``min_contrast`` on average. Clipped blacks in a dark photo, or a clipped white sky,
-    are flat and exact too, but the pixels next to them ramp into ``v``; missing pixels cut
-    through the content, so their neighbours are whatever the photo shows there.
+    Then a contrast test: the pixels bordering the mask (1 px) must differ from the candidate by
+    at least ``min_contrast`` on average. Clipped blacks in a dark photo, or a clipped white sky,
+    are flat and exact too, but the pixels next to them ramp into their value; missing pixels cut
+    through the content, so their neighbours are whatever the photo shows there. The first
+    candidate that passes is ``v``; a clipped region more frequent than the fill (a grey photo's
+    black surround one level above a black fill) fails the test and leaves the next its turn.
     """
     batch = check_image(image)
     masks = []
@@ -81,24 +84,30 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8) 
         if float(gray.sum()) >= 9:
             level = x[:1][None]
             flat = ((_erode(level, 3) == _dilate(level, 3)) & (_erode(gray, 3) > 0))[0, 0]
-            if bool(flat.any()):
-                values, counts = level[0, 0][flat].unique(return_counts=True)
-                v = values[counts.argmax()]
-                exact = gray * (level == v).to(x.dtype)
-                rows, cols = exact[0, 0].nonzero(as_tuple=True)  # the work stays inside their bounding box
-                top, left = max(int(rows.min()) - 2, 0), max(int(cols.min()) - 2, 0)
-                window = (..., slice(top, int(rows.max()) + 3), slice(left, int(cols.max()) + 3))
-                exact = exact[window]
-                found = _erode(exact, 3)
-                for _ in range(grow):  # grow back to the thin parts connected to the 3x3 cores
-                    found = _dilate(found, 3) * exact
+            values, counts = level[0, 0][flat].unique(return_counts=True)
+            for v in values[counts.argsort(descending=True)[:candidates]]:
+                found, window = _grown_mask(gray * (level == v).to(x.dtype), grow)
                 ring = _dilate(found, 3) - found
                 if float(ring.sum()) > 0:
                     contrast = float(((x[window] - v).abs().mean(0, keepdim=True)[None] * ring).sum() / ring.sum())
                     if contrast >= min_contrast:
                         mask[window] = found
+                        break
         masks.append(mask)
     return torch.cat(masks)
+
+
+def _grown_mask(exact: torch.Tensor, grow: int) -> tuple[torch.Tensor, tuple]:
+    """The 3x3 cores of ``exact`` (1,1,H,W) grown ``grow`` steps back over it, within the window
+    (its bounding box and a 2 px margin, where the work stays) that is returned with it."""
+    rows, cols = exact[0, 0].nonzero(as_tuple=True)
+    top, left = max(int(rows.min()) - 2, 0), max(int(cols.min()) - 2, 0)
+    window = (..., slice(top, int(rows.max()) + 3), slice(left, int(cols.max()) + 3))
+    exact = exact[window]
+    found = _erode(exact, 3)
+    for _ in range(grow):  # grow back to the thin parts connected to the 3x3 cores
+        found = _dilate(found, 3) * exact
+    return found, window
 
 
 def harmonic_fill(image: torch.Tensor, mask: torch.Tensor, iterations: int = 100) -> torch.Tensor:
