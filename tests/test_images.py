@@ -156,6 +156,25 @@ def test_exif_orientation_is_applied(tmp_path):
     assert load_image(tmp_path / "rot.jpg").shape == (3, 40, 20)
 
 
+@pytest.mark.parametrize("suffix, bits", [(".jpg", 8), (".png", 8), (".webp", 8), (".tiff", 8), (".png", 16)])
+def test_exif_is_written_back_upright(tmp_path, suffix, bits):
+    """A photo's EXIF (the date taken, the camera) is carried to the result, its orientation tag
+    set upright since the pixels were turned upright when read: a viewer shows the result as the
+    input, not turned twice."""
+    exif = Image.Exif()
+    exif[0x0112], exif[0x0132], exif[0x010F] = 6, "2019:07:14 18:03:00", "uir-camera"
+    Image.fromarray(_rgb_array(20, 40)).save(tmp_path / "in.jpg", exif=exif, quality=95)
+    image, layout = read_image(tmp_path / "in.jpg")
+    assert image.shape == (3, 40, 20)
+    save_image(image, tmp_path / f"out{suffix}", layout=Layout(bit_depth=bits, exif=layout.exif))
+    with Image.open(tmp_path / f"out{suffix}") as written:
+        kept = written.getexif()
+        assert (kept.get(0x0112), kept.get(0x0132), kept.get(0x010F)) == (1, "2019:07:14 18:03:00", "uir-camera")
+    again, _ = read_image(tmp_path / f"out{suffix}")
+    assert again.shape == (3, 40, 20)
+    save_image(image, tmp_path / "out.bmp", layout=layout)  # BMP holds no EXIF: written without it
+
+
 @pytest.mark.parametrize(
     "content, message",
     [

@@ -40,6 +40,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".p
 _SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
 _SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}  # a restored photo gains no new artefacts
 _ALPHA_FORMATS = ("PNG", "TIFF", "WEBP")
+_ORIENTATION = 0x0112  # the EXIF tag
 _INTEGER_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _GREY_MODES = ("1", "L", "LA", "La", "F", *_INTEGER_GREY_MODES)
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -60,13 +61,16 @@ def _check_size(height: int, width: int, where: str = "image") -> None:
 class Layout:
     """How a file stored its pixels beyond the RGB in [0, 1] that uir works on, so that a result
     can be written back in kind (:func:`read_image`, :func:`save_image`): its bit depth (16 for a
-    16-bit PNG), whether it had one grey channel, its alpha channel, (1,H,W) in [0, 1], and its
-    ICC colour profile, which says what colours its values mean (a camera's Display P3, say)."""
+    16-bit PNG), whether it had one grey channel, its alpha channel, (1,H,W) in [0, 1], its ICC
+    colour profile, which says what colours its values mean (a camera's Display P3, say), and its
+    EXIF metadata (the date taken, the camera), its orientation set upright since the pixels
+    were turned upright when read."""
 
     bit_depth: int = 8
     grey: bool = False
     alpha: torch.Tensor | None = None
     icc_profile: bytes | None = None
+    exif: bytes | None = None
 
     def profile_for(self, channels: int) -> bytes | None:
         """The ICC profile to write with ``channels`` planes (1-4, alpha last): the file's own where
@@ -120,6 +124,21 @@ def _read_png16(path) -> tuple[np.ndarray, np.ndarray | None]:
     return (array[..., :-1], array[..., -1]) if info["alpha"] else (array, None)
 
 
+def _exif(image: Image.Image, turned_upright: bool) -> bytes | None:
+    """``image``'s EXIF block, or ``None`` without one; where its pixels were ``turned_upright``
+    (:func:`ImageOps.exif_transpose`), with its orientation tag set to upright (1)."""
+    exif = Image.Exif()
+    try:
+        exif.load(image.info.get("exif") or image.getexif().tobytes())
+    except Exception:  # metadata PIL cannot parse is not carried; the pixels are what matter
+        return None
+    if not len(exif):
+        return None
+    if turned_upright and _ORIENTATION in exif:
+        exif[_ORIENTATION] = 1
+    return exif.tobytes()
+
+
 def read_image(path) -> tuple[torch.Tensor, Layout]:
     """Read an image file as a float32 RGB tensor (3,H,W) in [0, 1] (alpha composited over white,
     grey repeated) and its :class:`Layout`, for writing a result back in kind."""
@@ -133,11 +152,12 @@ def read_image(path) -> tuple[torch.Tensor, Layout]:
                 _check_size(image.height, image.width, str(path))
                 frames = getattr(image, "n_frames", 1)
                 bit_depth, icc_profile = image_bit_depth(path), image.info.get("icc_profile")
-                if bit_depth == 16:
+                if bit_depth == 16:  # read as stored: pypng does not turn the pixels upright
                     colour, alpha = _read_png16(path)
                 else:
                     image.load()
                     colour, alpha = _pil_planes(image)
+                exif = _exif(image, turned_upright=bit_depth != 16)
         if frames > 1:
             warnings.warn(f"{path}: an animation of {frames} frames; only the first is used", stacklevel=2)
     except ImageError:
@@ -149,7 +169,7 @@ def read_image(path) -> tuple[torch.Tensor, Layout]:
         raise ImageError(f"{path}: {reason}") from None
     except (ValueError, SyntaxError, png.Error) as error:
         raise ImageError(f"{path}: unreadable image ({error})") from None
-    layout = Layout(bit_depth=bit_depth, grey=colour.shape[-1] == 1, icc_profile=icc_profile or None,
+    layout = Layout(bit_depth=bit_depth, grey=colour.shape[-1] == 1, icc_profile=icc_profile or None, exif=exif,
                     alpha=None if alpha is None else torch.from_numpy(np.ascontiguousarray(alpha))[None])
     return torch.from_numpy(_flatten(colour, alpha)).permute(2, 0, 1), layout
 
@@ -271,12 +291,12 @@ def save_image(image, path, overwrite: bool = True, layout: Layout | None = None
     With ``overwrite=False`` an existing ``path`` is kept and ``FileExistsError`` raised. A
     ``layout`` (:func:`read_image`'s for the input) writes an RGB tensor back in kind: a 16-bit
     PNG at 16 bits, a grey file grey, its alpha channel where the format holds one (PNG, TIFF,
-    WebP), and its colour profile (:meth:`Layout.profile_for`; not in BMP).
+    WebP), its colour profile (:meth:`Layout.profile_for`) and its EXIF metadata (neither in BMP).
     """
     path = Path(path)
     fmt = output_format(path)
     if isinstance(image, Image.Image):
-        pil, profile = image.convert("RGB"), None
+        pil, profile, exif = image.convert("RGB"), None, None
     else:
         if image.dim() == 4:
             if image.shape[0] != 1:
@@ -284,29 +304,33 @@ def save_image(image, path, overwrite: bool = True, layout: Layout | None = None
             image = image[0]
         layout = layout or Layout()
         planes = _planes_in_kind(image.detach().float().cpu().clamp(0, 1), layout, fmt)
-        profile = layout.profile_for(planes.shape[0]) if fmt != "BMP" else None
+        profile, exif = (layout.profile_for(planes.shape[0]), layout.exif) if fmt != "BMP" else (None, None)
         if layout.bit_depth == 16 and fmt == "PNG":
-            return atomic_write(path, lambda stream: _write_png16(stream, planes, profile), overwrite=overwrite)
+            return atomic_write(path, lambda stream: _write_png16(stream, planes, profile, exif), overwrite=overwrite)
         pil = to_pil(planes)[0]
     options = dict(_SAVE_OPTIONS.get(fmt, {}))
     if profile:
         options["icc_profile"] = profile
+    if exif:
+        options["exif"] = exif
     return atomic_write(path, lambda stream: pil.save(stream, format=fmt, **options), overwrite=overwrite)
 
 
-def _write_png16(stream, planes: torch.Tensor, profile: bytes | None) -> None:
-    """A 16-bit PNG of (C,H,W) planes in [0, 1] (1-4 channels, alpha last), with an iCCP chunk for ``profile``."""
+def _write_png16(stream, planes: torch.Tensor, profile: bytes | None, exif: bytes | None) -> None:
+    """A 16-bit PNG of (C,H,W) planes in [0, 1] (1-4 channels, alpha last), with an iCCP chunk for
+    the ICC ``profile`` and an eXIf chunk for the ``exif`` block, where given."""
     channels, height, width = planes.shape
     rows = (planes.permute(1, 2, 0).numpy() * 65535.0).round().astype(np.uint16).reshape(height, -1)
     writer = png.Writer(width, height, greyscale=channels in (1, 2), alpha=channels in (2, 4), bitdepth=16)
-    if not profile:
+    extra = ([(b"iCCP", b"icc\x00\x00" + zlib.compress(profile))] if profile else []) + (  # name, NUL, deflate
+        [(b"eXIf", exif.removeprefix(b"Exif\x00\x00"))] if exif else [])
+    if not extra:
         writer.write(stream, rows)
         return
     encoded = io.BytesIO()
     writer.write(encoded, rows)
     chunks = list(png.Reader(bytes=encoded.getvalue()).chunks())
-    chunks.insert(1, (b"iCCP", b"icc\x00\x00" + zlib.compress(profile)))  # after IHDR: name, NUL, deflate
-    png.write_chunks(stream, chunks)
+    png.write_chunks(stream, chunks[:1] + extra + chunks[1:])  # after IHDR, before the pixels
 
 
 def list_images(inputs) -> list[Path]:
