@@ -163,6 +163,7 @@ def test_exif_is_written_back_upright(tmp_path, suffix, bits):
     input, not turned twice."""
     exif = Image.Exif()
     exif[0x0112], exif[0x0132], exif[0x010F] = 6, "2019:07:14 18:03:00", "uir-camera"
+    exif.get_ifd(0x8769)[0x9003] = "2019:07:14 18:02:59"  # DateTimeOriginal, in the Exif sub-IFD
     Image.fromarray(_rgb_array(20, 40)).save(tmp_path / "in.jpg", exif=exif, quality=95)
     image, layout = read_image(tmp_path / "in.jpg")
     assert image.shape == (3, 40, 20)
@@ -170,6 +171,7 @@ def test_exif_is_written_back_upright(tmp_path, suffix, bits):
     with Image.open(tmp_path / f"out{suffix}") as written:
         kept = written.getexif()
         assert (kept.get(0x0112), kept.get(0x0132), kept.get(0x010F)) == (1, "2019:07:14 18:03:00", "uir-camera")
+        assert kept.get_ifd(0x8769).get(0x9003) == "2019:07:14 18:02:59"
     again, _ = read_image(tmp_path / f"out{suffix}")
     assert again.shape == (3, 40, 20)
     save_image(image, tmp_path / "out.bmp", layout=layout)  # BMP holds no EXIF: written without it

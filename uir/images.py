@@ -63,8 +63,9 @@ class Layout:
     can be written back in kind (:func:`read_image`, :func:`save_image`): its bit depth (16 for a
     16-bit PNG), whether it had one grey channel, its alpha channel, (1,H,W) in [0, 1], its ICC
     colour profile, which says what colours its values mean (a camera's Display P3, say), and its
-    EXIF metadata (the date taken, the camera), its orientation set upright since the pixels
-    were turned upright when read."""
+    EXIF metadata (the date taken, the camera, where), its orientation set upright since the
+    pixels were turned upright when read (PIL writes back no EXIF thumbnail, which would show
+    the input)."""
 
     bit_depth: int = 8
     grey: bool = False
