@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from uir.classical import PRIORS, VEIL_BOUNDS, jpeg_chroma
+from uir.classical import PRIORS, VEIL_BOUNDS, jpeg_chroma, measured_severities
 from uir.degradations.jpeg_trace import JPEG_CLASS
 from uir.degradations.masks import MISSING_CLASS, harmonic_fill, missing_mask
 from uir.degradations.photometric import SHADOW_CLASS
@@ -31,7 +31,7 @@ from uir.images import to_pil, to_tensor
 from uir.lora import (FINGERPRINT_KEY, ExpertError, ExpertList, LoRAExpert, base_fingerprint, fingerprints_match,
                       install_experts, mixture_layers, short_fingerprint)
 from uir.lora.mixture import mixture_weights
-from uir.lora.strategies import DEFAULT_TOP_K, expert_weights
+from uir.lora.strategies import DEFAULT_TOP_K, expert_weights, split_by_severity
 from uir.networks.nafnet import channels_last_input
 from uir.networks.shadows import SURE_ATTENUATION, lift_shadows
 from uir.tiling import restore_tiled
@@ -59,6 +59,10 @@ def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, genera
         if strategy == "router" and weights is None:
             routed = router(images.to(device=router.device, dtype=router.dtype), found=found)
             options.update(probabilities=routed.probabilities, known=routed.known)
+            table = options["expected_gains"]
+            if table is not None:  # the severity each call shows, where the table was fitted by it
+                options["severities"] = measured_severities(
+                    [name if split_by_severity(table, name) else None for name in routed.names], images)
     chosen, clean, prior = expert_weights(strategy, pipe.expert_list.names, images.shape[0], weights=weights,
                                           top_k=top_k, generator=generator, **options)
     return chosen, clean, prior, routed

@@ -3,7 +3,8 @@ bilateral filter against its definition, pixel by pixel, and OpenCV's; the veil 
 veil model it caps, the airlight bound against the haze model, the shadow bound against a
 brute-force projection and the shadow model; the DCT denoiser's patch transform
 against scipy's DCT, its noise estimate against skimage's, and its output against skimage's
-wavelet denoiser; JPEG's chroma re-estimated from the luma against photos Pillow's libjpeg saved."""
+wavelet denoiser; JPEG's chroma re-estimated from the luma against photos Pillow's libjpeg saved;
+the severity measures against photos degraded at each of the registry's levels."""
 
 import numpy as np
 import pytest
@@ -12,9 +13,9 @@ from scipy.fft import dctn
 from scipy.ndimage import minimum_filter, uniform_filter
 
 from uir import degradations
-from uir.classical import (_overlap_add, _patch_dct, _sliding_dct, _spread, airlight_bound, bilateral_filter, box_mean,
+from uir.classical import (SEVERITY_MEASURES, _overlap_add, _patch_dct, _sliding_dct, _spread, airlight_bound, bilateral_filter, box_mean,
                            chroma_cells_projection, chroma_from_luma, dark_channel, dark_channel_dehaze, dct_denoise, guided_filter, jpeg_chroma,
-                           jpeg_chroma_radius, light_bound, noise_sigma, shadow_bound, snow_bound, veil_bound)
+                           jpeg_chroma_radius, light_bound, measured_severities, noise_sigma, shadow_bound, snow_bound, veil_bound)
 from uir.degradations.filters import jpeg
 from uir.degradations.jpeg_trace import JFIF_YCBCR, jpeg_quality
 from uir.images import load_image
@@ -369,3 +370,16 @@ def test_jpeg_chroma_in_strips_equals_the_whole_image(photos_dir, crop):
     strips, _ = jpeg_chroma(decoded, restored, strip_rows=32)
     assert radii == [8] and torch.allclose(strips, whole, atol=1e-5)
     assert not torch.allclose(whole, restored, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", sorted(SEVERITY_MEASURES))
+def test_a_photo_degraded_at_each_registry_level_measures_as_that_level(name, photos_dir):
+    """Noise at sigma 15/25/50 and JPEG at quality 50/30/10 (uir's own degradations, two photos),
+    read back by :func:`measured_severities`; a class without a measure, and a photo without a
+    JPEG trace, measure as None."""
+    photos = torch.stack([load_image(photos_dir / f"scikit-image__{photo}.png")[:, :256, :256]
+                          for photo in ("rocket", "astronaut")])
+    for severity in degradations.SEVERITIES:
+        degraded = degradations.apply(name, photos, generator=torch.Generator().manual_seed(1), severity=severity)
+        assert measured_severities([name, name], degraded) == [severity, severity]
+    assert measured_severities(["hazy", "jpeg-compressed"], photos) == [None, None]

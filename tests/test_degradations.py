@@ -276,3 +276,16 @@ def test_a_crop_framed_by_its_photo_gets_the_photos_raindrops():
                        D.apply("noisy", grey[..., crop, crop], generator=generator())), "only framed types use it"
     with pytest.raises(ValueError, match="must be the"):
         D.apply("raindrop", grey, generator=generator(), frame=(100, 384))
+
+
+def test_a_measured_value_reads_as_the_severity_whose_level_is_nearest():
+    """Fixed levels (noise sigma 15/25/50, JPEG quality 50/30/10, the milder on a tie), thirds of
+    a range (low light's gamma) and a parameter without a direction (rain's angle: None)."""
+    sigma = D.get("noisy").param_index["sigma"]
+    assert [sigma.severity_of(v) for v in (0, 19, 20, 21, 37, 38, 90)] == ["mild"] * 3 + ["moderate"] * 2 + ["severe"] * 2
+    quality = D.get("jpeg-compressed").param_index["quality"]
+    assert [quality.severity_of(v) for v in (95, 41, 25, 20, 19, 5)] == ["mild", "mild", "moderate", "moderate", "severe", "severe"]
+    assert quality.severity_of(float("nan")) is None
+    gamma = D.get("low-light").param_index["gamma"]  # thirds of [1.5, 3.0]: centres 1.75, 2.25, 2.75
+    assert [gamma.severity_of(v) for v in (1.6, 2.2, 2.9)] == ["mild", "moderate", "severe"]
+    assert D.get("rainy").param_index["angle"].severity_of(10.0) is None

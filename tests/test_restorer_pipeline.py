@@ -402,6 +402,31 @@ def test_the_expected_gain_rule_can_average_a_classical_prior_with_the_expert(mo
     assert torch.allclose(pipe(x[1:], output_type="pt").images, dehaze(x[1:]), atol=1e-6) and not calls
 
 
+def test_an_expected_gain_table_split_by_severity_reads_the_noise_each_image_shows(monkeypatch):
+    """A table fitted by severity for ``noisy``: the mildly noisy image (sigma 15, measured by
+    :func:`uir.classical.noise_sigma`) gets the DCT prior alone, the severely noisy one (sigma 50)
+    the expert; the same images under an unsplit table get the same candidate."""
+    from uir.classical import PRIORS
+    from uir.models.router import RouterOutput
+
+    pipe = tiny_restorer_pipeline(names=("noisy", "hazy"), router=False)
+    split = {"noisy": {"known/mild": {"prior": [3.0, 0.1, 30]}, "known/severe": {"expert": [9.0, 0.1, 30]}}}
+    pipe.register_modules(router=tiny_router(["noisy", "hazy"], expected_gains=split))
+    p = torch.tensor([[0.9, 0.1], [0.9, 0.1]])
+    monkeypatch.setattr(pipe.router, "forward", lambda images, found=None: RouterOutput(
+        p[: len(images)], ["noisy"] * len(images), p[: len(images)].amax(-1), p[: len(images)].amax(-1) > 0.7))
+    ramp = torch.linspace(0.2, 0.8, 64)
+    smooth = (ramp[None, :, None] + ramp[None, None, :]).div(2).expand(3, 64, 64)
+    noise = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    x = (smooth + noise * torch.tensor([15.0, 50.0]).view(2, 1, 1, 1) / 255).clamp(0, 1)
+    out = pipe(x, output_type="pt")
+    assert torch.equal(out.prior_weight, torch.tensor([1.0, 0.0])) and torch.equal(out.clean_weight, torch.zeros(2))
+    assert torch.allclose(out.images[:1], PRIORS["noisy"].restore(x[:1]), atol=1e-6)
+    assert torch.allclose(out.images[1:], pipe(x[1:], weights={"noisy": 1.0}, output_type="pt").images, atol=1e-6)
+    pipe.router.register_to_config(expected_gains={"noisy": {"known": {"prior": [3.0, 0.1, 30]}}})
+    assert torch.equal(pipe(x, output_type="pt").prior_weight, torch.ones(2))
+
+
 def test_an_image_whose_prior_is_both_mixed_in_and_restored_runs_the_prior_once(monkeypatch):
     """The expected-gain rule gives the dark channel a share (``prior-expert``) and the leading
     hazy expert is prior-guided: x_out = 0.5 P(x) + 0.5 f(P(x); hazy), with P run once."""

@@ -364,7 +364,7 @@ def test_expected_gain_table_is_the_mean_and_standard_error_of_each_cell():
     from uir.lora.strategies import check_expected_gain_table, expected_gain_table
 
     gains = [1.0, 3.0, 2.5, -0.5]
-    samples = [("noisy", True, "expert", g) for g in gains] + [("noisy", False, "base", -1.0), ("hazy", True, "half", 0.2)]
+    samples = [("noisy", "known", "expert", g) for g in gains] + [("noisy", "unsure", "base", -1.0), ("hazy", "known", "half", 0.2)]
     table = expected_gain_table(samples)
     mean, error, count = table["noisy"]["known"]["expert"]
     assert mean == pytest.approx(np.mean(gains)) and count == 4
@@ -372,7 +372,7 @@ def test_expected_gain_table_is_the_mean_and_standard_error_of_each_cell():
     assert table["noisy"]["unsure"]["base"][:1] == [-1.0] and table["noisy"]["unsure"]["base"][1] is None
     assert "Infinity" not in json.dumps(table) and "NaN" not in json.dumps(table), "a config.json must be plain JSON"
     with pytest.raises(ValueError, match="candidate"):
-        expected_gain_table([("noisy", True, "sharpen", 1.0)])
+        expected_gain_table([("noisy", "known", "sharpen", 1.0)])
     with pytest.raises(ValueError, match="standard error"):
         check_expected_gain_table({"noisy": {"known": {"expert": [1.0, -0.5, 4]}}})
     with pytest.raises(ValueError, match="standard error"):
@@ -408,7 +408,29 @@ def test_expected_gain_rule_picks_the_candidate_whose_gain_clears_its_uncertaint
     table["rainy"]["known"]["prior"] = [9.0, 0.1, 40]  # a hand-edited table: rain has no classical prior
     with pytest.raises(ValueError, match="'prior' for 'rainy', which has no classical prior"):
         gain_weights(s, vocabulary, experts, top_k=1, known=known, table=table)
-    for broken, match in [({"noisy": {"sure": {}}}, "bin 'sure'"), ({"noisy": {"known": {"sharpen": [1, 0, 2]}}}, "candidate"),
+    for broken, match in [({"noisy": {"sure": {}}}, "bin 'sure'"), ({"noisy": {"known/extreme": {}}}, "bin 'known/extreme'"), ({"noisy": {"known": {"sharpen": [1, 0, 2]}}}, "candidate"),
                           ({"noisy": {"known": {"expert": 2.0}}}, r"\[mean, standard error \(null if unknown\), count\]")]:
         with pytest.raises(ValueError, match=match):
             gain_weights(s, vocabulary, experts, top_k=1, known=known, table=broken)
+
+
+def test_an_expected_gain_table_split_by_severity_decides_by_the_severity_measured():
+    """A class fitted by severity (``known/mild``, ...) is decided in the bin of the severity its
+    image shows; a severity it never measured gets the input; a class the table did not split
+    ignores the severity."""
+    from uir.lora.strategies import gain_bin, gain_choice, gain_weights, split_by_severity
+
+    assert (gain_bin(True), gain_bin(False, "mild"), gain_bin(True, "severe")) == ("known", "unsure/mild", "known/severe")
+    table = {"noisy": {"known/mild": {"prior": [3.0, 0.2, 10], "prior-expert": [2.0, 0.2, 10]},
+                       "known/severe": {"prior": [9.0, 0.2, 30], "prior-expert": [10.0, 0.2, 30]}},
+             "hazy": {"known": {"expert": [4.0, 0.5, 40]}}}
+    assert split_by_severity(table, "noisy") and not split_by_severity(table, "hazy")
+    assert gain_choice(table, "noisy", True, "mild") == "prior"
+    assert gain_choice(table, "noisy", True, "severe") == "prior-expert"
+    assert gain_choice(table, "noisy", True, "moderate") == gain_choice(table, "noisy", True) == "identity"
+    assert gain_choice(table, "hazy", True, "mild") == gain_choice(table, "hazy", True) == "expert"
+    s = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.1, 0.9]])
+    weights, clean, prior = gain_weights(s, ["noisy", "hazy"], ["noisy", "hazy"], top_k=1, known=torch.ones(3, dtype=torch.bool),
+                                         table=table, severities=["mild", "severe", None])
+    assert torch.equal(prior, torch.tensor([1.0, 0.5, 0.0])) and torch.equal(clean, torch.zeros(3))
+    assert torch.equal(weights, torch.tensor([[0.0, 0.0], [0.5, 0.0], [0.0, 1.0]]))

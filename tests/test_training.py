@@ -551,9 +551,10 @@ def test_fit_expected_gains_measures_each_candidate_and_saves_the_table(tmp_path
     """``train/fit_expected_gains.py``: every routed photo gets the candidates its top class
     allows (the expert's, when it has one; the classical prior's, for hazy), each gain is the
     PSNR change the candidate makes, and the table saved in the router's config is the one
-    those samples give; each sample also names the photo's true class and the router's confidence."""
-    from uir.classical import PRIORS
-    from uir.lora.strategies import expected_gain_table
+    those samples give; each sample also names the photo's true class and the router's confidence,
+    and is binned by confidence and, for noise, by the severity measured on the image."""
+    from uir.classical import PRIORS, SEVERITY_MEASURES, measured_severities
+    from uir.lora.strategies import expected_gain_table, gain_bin
     from uir.pipelines.loading import load_pipeline
     from uir.testing import tiny_restorer_pipeline
 
@@ -579,10 +580,14 @@ def test_fit_expected_gains_measures_each_candidate_and_saves_the_table(tmp_path
     first = next(degraded_pairs(sorted(photos.iterdir()), pipe.router.vocabulary, seed=0, severity="random"))
     base = pipe(first.lq, weights={}, fill_missing=False, output_type="pt").images
     routed = pipe.router(first.lq)
-    assert record["samples"][0] == [routed.names[0], bool(routed.known[0]), "base",
+    cell = gain_bin(bool(routed.known[0]), measured_severities(routed.names[:1], first.lq)[0])
+    assert record["samples"][0] == [routed.names[0], cell, "base",
                                     pytest.approx((psnr(base, first.gt) - psnr(first.lq, first.gt)).item()),
                                     first.name, pytest.approx(float(routed.confidence[0]))]
     assert {sample[4] for sample in record["samples"]} == set(pipe.router.vocabulary)
+    # noise is binned by the severity measured on the image, the other classes by confidence alone
+    assert all(("/" in cell) == (name in SEVERITY_MEASURES) for name, cell, *_ in record["samples"])
+    assert {cell for name, cell, *_ in record["samples"] if name == "noisy"}, "some photo is called noisy"
 
 
 def test_fit_expected_gains_leaves_out_what_the_detectors_restore(tmp_path, train_script):

@@ -8,7 +8,9 @@ K = 1), ``half`` (that output averaged with the input), ``base`` (no expert), an
 with a classical prior (:data:`uir.classical.PRIORS`) ``prior`` (the prior alone) and
 ``prior-expert`` (the prior's output averaged with the expert's); ``identity`` changes
 nothing. The PSNR change of each, against the clean photo, is recorded under the router's top
-class and its confidence bin (at or above the router's ``min_confidence``, or below); the saved
+class and its confidence bin (at or above the router's ``min_confidence``, or below), split for a
+class with a severity measure (:data:`uir.classical.SEVERITY_MEASURES`: noise, JPEG) by the
+severity measured on the image (:func:`uir.lora.strategies.gain_bin`); the saved
 record also keeps, per sample, the degradation the photo truly had and the router's
 confidence, so a cell can be read by what it holds (the table does not use them). PSNR is
 capped at ``--max_psnr`` so that a clean input (infinite PSNR) has a finite loss. Photos with
@@ -34,13 +36,13 @@ import torch
 from tqdm.auto import tqdm
 
 from uir.boundary import OneLineParser, UsageError, positive_int, run_script
-from uir.classical import PRIORS
+from uir.classical import PRIORS, measured_severities
 from uir.data.photos import readable_photos, training_photos
 from uir.degradations import CLEAN
 from uir.degradations.masks import missing_mask
 from uir.evaluation import degraded_pairs
 from uir.files import save_json, save_pretrained_staged
-from uir.lora.strategies import expected_gain_table
+from uir.lora.strategies import expected_gain_table, gain_bin
 from uir.metrics import psnr
 
 
@@ -56,9 +58,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def measured_gains(pipe, files, seed: int, repeats: int, max_psnr: float) -> list[tuple[str, bool, str, float, str, float]]:
-    """``(top class, known, candidate, PSNR change, true class, confidence)`` of every candidate
-    on every degraded photo."""
+def measured_gains(pipe, files, seed: int, repeats: int, max_psnr: float) -> list[tuple[str, str, str, float, str, float]]:
+    """``(top class, bin, candidate, PSNR change, true class, confidence)`` of every candidate
+    on every degraded photo, the bin by :func:`~uir.lora.strategies.gain_bin`."""
     router = pipe.router
     experts = set(pipe.expert_list.names)
     samples = []
@@ -70,7 +72,8 @@ def measured_gains(pipe, files, seed: int, repeats: int, max_psnr: float) -> lis
         if any(bool(traces[name][0]) for name, _ in router.detectors()):
             continue
         routed = router(pair.lq.to(router.device), found=traces)
-        name, known = routed.names[0], bool(routed.known[0])
+        name = routed.names[0]
+        cell = gain_bin(bool(routed.known[0]), measured_severities([name], pair.lq)[0])
         before = psnr(pair.lq, pair.gt).clamp(max=max_psnr)
 
         def gain(restored: torch.Tensor) -> float:
@@ -87,7 +90,7 @@ def measured_gains(pipe, files, seed: int, repeats: int, max_psnr: float) -> lis
             if prior is not None:
                 candidates["prior-expert"] = 0.5 * prior + 0.5 * expert
         confidence = float(routed.confidence[0])
-        samples += [(name, known, candidate, gain(image), pair.name, confidence) for candidate, image in candidates.items()]
+        samples += [(name, cell, candidate, gain(image), pair.name, confidence) for candidate, image in candidates.items()]
     return samples
 
 

@@ -513,6 +513,33 @@ PRIORS = {"hazy": Prior("dark-channel prior with guided filter",
           "noisy": Prior("DCT shrinkage", partial(dct_denoise, pilot_stride=2))}
 
 
-__all__ = ["CHROMA_EPS", "CHROMA_SCALE_PER_PIXEL", "CHROMA_SLACK", "CHROMA_STEPS_Q50", "CHROMA_STRIP_ROWS", "DCT_PATCH", "GUIDED_EPS", "GUIDED_RADIUS", "HARD_THRESHOLD", "OPPONENT", "PRIORS", "VEIL_BOUNDS", "Prior", "airlight_bound",
+#: the degradation classes whose severity an image shows to a classical measurement: the class's
+#: registry parameter and the measure of it, (B,3,H,W) images in [0, 1] to (B,) values on that
+#: parameter's scale (the noise's sigma on 0-255 by :func:`noise_sigma`; a JPEG's quality by its
+#: trace, NaN where it has none); :func:`measured_severities` reads them as the registry's levels
+SEVERITY_MEASURES: dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = {
+    "noisy": ("sigma", lambda images: noise_sigma(images) * 255),
+    "jpeg-compressed": ("quality", jpeg_quality),
+}
+
+
+def measured_severities(names: list[str], images: torch.Tensor) -> list[str | None]:
+    """Per image of (B,3,H,W) ``images``, the severity (:data:`~uir.degradations.SEVERITIES`) that
+    its class in ``names`` shows: the registry level of that class's parameter nearest to what
+    :data:`SEVERITY_MEASURES` measures (noise sigma 15/25/50, JPEG quality 50/30/10); ``None`` for
+    a class without a measure or an image that shows none (a JPEG without a trace)."""
+    from .degradations import get
+
+    levels: list[str | None] = [None] * len(names)
+    for name, (param, measure) in SEVERITY_MEASURES.items():
+        rows = [row for row, called in enumerate(names) if called == name]
+        if rows:
+            values = measure(images[rows].float()).tolist()
+            for row, value in zip(rows, values):
+                levels[row] = get(name).param_index[param].severity_of(value)
+    return levels
+
+
+__all__ = ["CHROMA_EPS", "CHROMA_SCALE_PER_PIXEL", "CHROMA_SLACK", "CHROMA_STEPS_Q50", "CHROMA_STRIP_ROWS", "DCT_PATCH", "GUIDED_EPS", "GUIDED_RADIUS", "HARD_THRESHOLD", "OPPONENT", "PRIORS", "SEVERITY_MEASURES", "VEIL_BOUNDS", "Prior", "airlight_bound",
            "bilateral_filter", "box_mean", "chroma_cells_projection", "chroma_from_luma", "chroma_grid", "chroma_steps", "dark_channel", "dark_channel_dehaze", "dct_denoise", "guided_filter", "jpeg_chroma", "jpeg_chroma_radius",
-           "light_bound", "noise_sigma", "shadow_bound", "snow_bound", "veil_bound"]
+           "light_bound", "measured_severities", "noise_sigma", "shadow_bound", "snow_bound", "veil_bound"]

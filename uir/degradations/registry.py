@@ -71,6 +71,17 @@ class Param:
             edges = edges[::-1]
         return edges[SEVERITIES.index(severity)]
 
+    def severity_of(self, value: float) -> str | None:
+        """The severity whose level (a range's midpoint) lies nearest ``value``, the milder on a
+        tie; ``None`` for a parameter without a severity direction or a value that is not a number."""
+        if self.severe_when is None or value is None or math.isnan(value):
+            return None
+
+        def centre(level):
+            return sum(level) / 2 if isinstance(level, tuple) else float(level)
+
+        return min(SEVERITIES, key=lambda severity: abs(centre(self.level(severity)) - value))
+
     def validate(self, value, degradation: str):
         try:
             number = float(value)  # also a one-element tensor or array

@@ -24,7 +24,10 @@
   output averaged with the expert's). Each image gets the candidate with the largest ``mean - standard error`` (a
   gain measured on few images, or varying widely, must clear its own uncertainty to beat
   leaving the image alone). No anchor paper has this rule; UniRestorer's coarse fallback is
-  the nearest.
+  the nearest. For a class whose severity an image shows to a classical measurement
+  (:data:`uir.classical.SEVERITY_MEASURES`: the noise's sigma, a JPEG's quality) the bin is also
+  split by that severity, read as the registry's nearest level (``known/mild``, ...,
+  :func:`gain_bin`): what pays at sigma 50 need not pay at sigma 15.
 * ``manual``: weights given by the user, a ``{degradation: weight}`` dict or a (B,K)/(K,) tensor,
   used as given (the paper lets users specify ``s``), each in :data:`MANUAL_WEIGHT_RANGE`
   (an expert at 1 acts as trained; a negative or huge weight would only wreck the image).
@@ -48,7 +51,8 @@ LOW_CONFIDENCE_POLICIES = ("soft", "base", "identity")
 #: the base alone): ``x_out = a x + p P(x) + (1 - a - p) f(x; e s)``
 GAIN_CANDIDATES = {"identity": (1.0, 0.0, 0), "base": (0.0, 0.0, 0), "half": (0.5, 0.0, 1), "expert": (0.0, 0.0, 1),
                    "prior": (0.0, 1.0, 0), "prior-expert": (0.0, 0.5, 1)}
-#: the router's two confidence bins in an expected-gain table
+#: the router's two confidence bins in an expected-gain table (each also split by a measured
+#: severity, :func:`gain_bin`)
 GAIN_BINS = ("known", "unsure")
 #: entries an unsure router keeps under the ``soft`` policy
 SOFT_TOP_K = 3
@@ -102,17 +106,24 @@ def check_low_confidence(policy: str) -> str:
     return policy
 
 
+def gain_bin(known: bool, severity: str | None = None) -> str:
+    """The bin of an expected-gain table that holds an image: its confidence bin
+    (:data:`GAIN_BINS`), followed by ``/`` and the severity its class measures where there is one
+    (:func:`uir.classical.measured_severities`), e.g. ``known/mild``."""
+    confidence = GAIN_BINS[0] if known else GAIN_BINS[1]
+    return confidence if severity is None else f"{confidence}/{severity}"
+
+
 def expected_gain_table(samples) -> dict:
-    """The table of the expected-gain rule from measured ``(top class, known, candidate, gain
-    in dB, ...)`` samples (fields after the fourth, such as the true class a fit records, are
-    not used): ``{class: {"known"|"unsure": {candidate: [mean, standard error, count]}}}``
+    """The table of the expected-gain rule from measured ``(top class, bin, candidate, gain
+    in dB, ...)`` samples, the bin by :func:`gain_bin` (fields after the fourth, such as the true
+    class a fit records, are not used): ``{class: {bin: {candidate: [mean, standard error, count]}}}``
     (a candidate measured once has no standard error: ``None``, ``null`` in JSON, which the rule
     reads as unbounded), checked by
     :func:`check_expected_gain_table`."""
     groups: dict = {}
-    for name, known, candidate, gain, *_ in samples:
-        groups.setdefault(name, {}).setdefault(GAIN_BINS[0] if known else GAIN_BINS[1], {}).setdefault(
-            candidate, []).append(float(gain))
+    for name, bin_name, candidate, gain, *_ in samples:
+        groups.setdefault(name, {}).setdefault(bin_name, {}).setdefault(candidate, []).append(float(gain))
     table = {}
     for name, bins in groups.items():
         for bin_name, candidates in bins.items():
@@ -129,12 +140,14 @@ def check_expected_gain_table(table: dict) -> dict:
     known bins and candidates, ``[mean, standard error, count]`` cells, and a prior candidate
     only for a class with a classical prior (:data:`uir.classical.PRIORS`)."""
     from ..classical import PRIORS
+    from ..degradations import SEVERITIES
 
+    bins_allowed = [*GAIN_BINS, *(gain_bin(known, severity) for known in (True, False) for severity in SEVERITIES)]
     for name, bins in table.items():
         for bin_name, cells in bins.items():
-            if bin_name not in GAIN_BINS:
+            if bin_name not in bins_allowed:
                 raise ValueError(f"expected-gain table: class {name!r} has a bin {bin_name!r}; valid bins: "
-                                 f"{', '.join(GAIN_BINS)}")
+                                 f"{', '.join(bins_allowed)}")
             for candidate, cell in cells.items():
                 if candidate not in GAIN_CANDIDATES:
                     raise ValueError(f"expected-gain table: unknown candidate {candidate!r} for {name!r}; valid "
@@ -149,12 +162,18 @@ def check_expected_gain_table(table: dict) -> dict:
     return table
 
 
-def gain_choice(table: dict, name: str, known: bool) -> str:
-    """The candidate the expected-gain ``table`` picks for an image whose top class is ``name``:
-    the largest ``mean - standard error``; ``identity`` (exactly 0) when nothing clears it, and
-    for a class or bin the table never measured. An unknown standard error (one measurement)
-    clears nothing."""
-    cells = table.get(name, {}).get(GAIN_BINS[0] if known else GAIN_BINS[1], {})
+def split_by_severity(table: dict, name: str) -> bool:
+    """Whether the expected-gain ``table`` was fitted for class ``name`` by severity (:func:`gain_bin`)."""
+    return any("/" in bin_name for bin_name in table.get(name, {}))
+
+
+def gain_choice(table: dict, name: str, known: bool, severity: str | None = None) -> str:
+    """The candidate the expected-gain ``table`` picks for an image whose top class is ``name``,
+    in the bin of its confidence and measured ``severity`` (:func:`gain_bin`; where the table did
+    not split the class by severity, its confidence bin alone): the largest ``mean - standard error``;
+    ``identity`` (exactly 0) when nothing clears it, and for a class or bin the table never
+    measured. An unknown standard error (one measurement) clears nothing."""
+    cells = table.get(name, {}).get(gain_bin(known, severity if split_by_severity(table, name) else None), {})
     scores = {candidate: mean - (math.inf if error is None else error)
               for candidate, (mean, error, _) in cells.items() if candidate != "identity"}
     best = max(scores, key=scores.get, default="identity")
@@ -185,17 +204,20 @@ def router_weights(probabilities: torch.Tensor, vocabulary: list[str], expert_na
 
 
 def gain_weights(probabilities: torch.Tensor, vocabulary: list[str], expert_names: list[str], top_k: int,
-                 known: torch.Tensor | None, table: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 known: torch.Tensor | None, table: dict, severities: list[str | None] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(expert weights (B, K), clean weight (B,), prior weight (B,))`` by the expected-gain
-    ``table``: per image, the candidate :func:`gain_choice` picks for its top class, built on
-    eq. 4's weights (module docstring). The prior weight belongs to the top class's prior."""
+    ``table``: per image, the candidate :func:`gain_choice` picks for its top class and the
+    severity measured of it (``severities``, None: none measured), built on eq. 4's weights
+    (module docstring). The prior weight belongs to the top class's prior."""
     check_expected_gain_table(table)
     weights, clean = router_weights(probabilities, vocabulary, expert_names, top_k)
     prior = torch.zeros_like(clean)
     known = torch.ones(len(weights), dtype=torch.bool) if known is None else known.cpu()
     tops = [vocabulary[i] for i in probabilities.argmax(-1).tolist()]
-    for row, (name, sure) in enumerate(zip(tops, known.tolist())):
-        keep, prior[row], experts = GAIN_CANDIDATES[gain_choice(table, name, sure)]
+    severities = [None] * len(tops) if severities is None else severities
+    for row, (name, sure, severity) in enumerate(zip(tops, known.tolist(), severities)):
+        keep, prior[row], experts = GAIN_CANDIDATES[gain_choice(table, name, sure, severity)]
         network = 1.0 - keep - float(prior[row])
         weights[row] *= network * experts
         clean[row] = keep + network * experts * clean[row]
@@ -204,16 +226,17 @@ def gain_weights(probabilities: torch.Tensor, vocabulary: list[str], expert_name
 
 def expert_weights(strategy: str, expert_names: list[str], batch: int, *, probabilities=None,
                    vocabulary=None, weights=None, top_k: int = DEFAULT_TOP_K, generator=None, known=None,
-                   low_confidence: str = "soft", expected_gains: dict | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   low_confidence: str = "soft", expected_gains: dict | None = None,
+                   severities: list[str | None] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(expert weights (B, K), clean weight (B,), prior weight (B,))`` for a batch, by
     ``strategy`` (see the module docstring); the clean and prior weights are zero except under
-    the router."""
+    the router. ``severities``: what an expected-gain table reads of each image besides its
+    call (:func:`gain_weights`)."""
     k = len(expert_names)
     none = torch.zeros(batch)
     if strategy == "router" and weights is None and probabilities is not None:
         if expected_gains is not None:
-            return gain_weights(probabilities, vocabulary, expert_names, top_k, known, expected_gains)
+            return gain_weights(probabilities, vocabulary, expert_names, top_k, known, expected_gains, severities)
         return (*router_weights(probabilities, vocabulary, expert_names, top_k, known, low_confidence), none)
     if k == 0 and weights is None and strategy in STRATEGIES:  # no experts: the base model alone
         return torch.zeros(batch, 0), none, none
