@@ -48,10 +48,13 @@ def postprocess(images: torch.Tensor, output_type: str):
     raise ValueError(f"unknown output_type {output_type!r}; valid choices: pil, np, pt")
 
 
-def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, generator, found: dict | None = None):
+def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, generator, found: dict | None = None,
+          measured: dict | None = None):
     """``(expert weights (B,K), clean weight (B,), prior weight (B,), the router's output)`` for a
     batch; the output is ``None`` when the router is not asked (:func:`uir.lora.strategies.expert_weights`).
-    ``found``: traces found before ``images`` were changed (the router's :meth:`~uir.networks.router.RouterInference.traces`)."""
+    ``found``: traces found before ``images`` were changed (the router's :meth:`~uir.networks.router.RouterInference.traces`);
+    ``measured``: severity measures already taken of every image, by class
+    (:func:`uir.classical.measured_severities`)."""
     router, routed, options = pipe.router, None, {}
     if router is not None:
         options = {"vocabulary": router.vocabulary, "low_confidence": router.config.low_confidence,
@@ -62,7 +65,7 @@ def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, genera
             table = options["expected_gains"]
             if table is not None:  # the severity each call shows, where the table was fitted by it
                 options["severities"] = measured_severities(
-                    [name if split_by_severity(table, name) else None for name in routed.names], images)
+                    [name if split_by_severity(table, name) else None for name in routed.names], images, measured)
     chosen, clean, prior = expert_weights(strategy, pipe.expert_list.names, images.shape[0], weights=weights,
                                           top_k=top_k, generator=generator, **options)
     return chosen, clean, prior, routed
@@ -411,12 +414,13 @@ class MixtureRestoration:
             found[MISSING_CLASS] = missing > 0
         routing = weights is None and strategy == "router"
         detectors = dict(self.router.detectors()) if routing and self.router is not None else {}
-        qualities = None  # of the JPEG traces, which the router and the chroma step both read
+        qualities, measured = None, {}  # of the JPEG traces, read once for the router, the chroma step and the table
         if routing and self.router is not None:
             if self.restores_jpeg_chroma:
-                qualities = self.router.jpeg_trace_qualities(images.to(self.router.device))
-                if qualities is not None:
-                    found[JPEG_CLASS] = ~qualities.isnan()
+                read = self.router.jpeg_qualities(images.to(self.router.device))
+                if read is not None:
+                    qualities = self.router.jpeg_trace_qualities(images, read)
+                    found[JPEG_CLASS], measured[JPEG_CLASS] = ~qualities.isnan(), read
             found.update(self.router.exact_traces(images.to(self.router.device), found))
         if RAINDROP_CLASS in detectors:
             images, drops = clear_found_drops(self.router, images, found)
@@ -424,7 +428,8 @@ class MixtureRestoration:
         if SHADOW_CLASS in detectors:
             images, shadows = lift_found_shadows(self.router, images, found)
             found[SHADOW_CLASS] = shadows.cpu() > 0
-        chosen, clean, prior, routed = route(self, images.to(self.device), weights, top_k, strategy, generator, found)
+        chosen, clean, prior, routed = route(self, images.to(self.device), weights, top_k, strategy, generator, found,
+                                             measured)
         done = [found[name] for name in (MISSING_CLASS, RAINDROP_CLASS, SHADOW_CLASS) if name in found]
         if done and routing:  # the fill, the clearing or the lifting is the restoration: kept as it is
             done = torch.stack(done).any(0).to(clean.device)

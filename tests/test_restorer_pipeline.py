@@ -584,7 +584,7 @@ def test_an_image_with_a_jpeg_trace_has_its_restored_chroma_estimated_from_its_l
     """With the router choosing, a restored image whose JPEG trace the router found gets
     ``uir.classical.jpeg_chroma`` of its restoration; an image without a trace, and a call with
     manual weights, are restored as without the step. The trace's quality is read once, for the
-    router and the step."""
+    router, the step and an expected-gain table split by severity."""
     import uir.classical
     import uir.networks.router
     from uir.classical import jpeg_chroma
@@ -610,3 +610,11 @@ def test_an_image_with_a_jpeg_trace_has_its_restored_chroma_estimated_from_its_l
     assert not torch.allclose(out.images[:1], without.images[:1], atol=1e-3)
     assert torch.equal(out.images[1:], without.images[1:])
     assert torch.equal(manual, pipe(x[:1], weights={"jpeg-compressed": 1.0}, output_type="pt").images)
+    pipe.restores_jpeg_chroma = True  # a table split by severity reads the JPEG's severity from that one read
+    pipe.router.register_to_config(expected_gains={"jpeg-compressed": {"known/severe": {"half": [1.0, 0.1, 9]}}})
+    with monkeypatch.context() as patch:
+        reads = []
+        patch.setattr(uir.networks.router, "jpeg_quality", lambda images: reads.append(len(images)) or read(images))
+        patch.setitem(uir.classical.SEVERITY_MEASURES, "jpeg-compressed",
+                      ("quality", lambda images: pytest.fail("the quality read again")))
+        assert float(pipe(x, output_type="pt").clean_weight[0]) == 0.5 and reads == [2]

@@ -523,18 +523,22 @@ SEVERITY_MEASURES: dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]]
 }
 
 
-def measured_severities(names: list[str], images: torch.Tensor) -> list[str | None]:
+def measured_severities(names: list[str], images: torch.Tensor, measured: dict[str, torch.Tensor] | None = None
+                        ) -> list[str | None]:
     """Per image of (B,3,H,W) ``images``, the severity (:data:`~uir.degradations.SEVERITIES`) that
     its class in ``names`` shows: the registry level of that class's parameter nearest to what
     :data:`SEVERITY_MEASURES` measures (noise sigma 15/25/50, JPEG quality 50/30/10); ``None`` for
-    a class without a measure or an image that shows none (a JPEG without a trace)."""
+    a class without a measure or an image that shows none (a JPEG without a trace). ``measured``:
+    by class, the (B,) values the caller already took of every image with that class's measure
+    (the pipeline reads each JPEG trace once), which are not taken again."""
     from .degradations import get
 
+    measured = measured or {}
     levels: list[str | None] = [None] * len(names)
     for name, (param, measure) in SEVERITY_MEASURES.items():
         rows = [row for row, called in enumerate(names) if called == name]
         if rows:
-            values = measure(images[rows].float()).tolist()
+            values = (measured[name][rows] if name in measured else measure(images[rows].float())).tolist()
             for row, value in zip(rows, values):
                 levels[row] = get(name).param_index[param].severity_of(value)
     return levels

@@ -137,16 +137,23 @@ class RouterInference:
         bias = getattr(self.config, "logit_bias", None) or {}
         return torch.tensor([float(bias.get(name, 0.0)) for name in self.vocabulary])
 
-    def jpeg_trace_qualities(self, images: torch.Tensor) -> torch.Tensor | None:
+    def jpeg_qualities(self, images: torch.Tensor) -> torch.Tensor | None:
         """(B,): the libjpeg quality of each image's JPEG trace
-        (:func:`~uir.degradations.jpeg_trace.jpeg_quality`), NaN where it has none at or below the
-        config's ``jpeg_max_quality``; ``None`` for a router whose config reads no JPEG trace. An
-        image is called JPEG where it is not NaN (:meth:`exact_traces`)."""
-        max_quality = getattr(self.config, "jpeg_max_quality", None)
-        if max_quality is None:
+        (:func:`~uir.degradations.jpeg_trace.jpeg_quality`), NaN where it has none, at any quality;
+        ``None`` for a router whose config reads no JPEG trace."""
+        if getattr(self.config, "jpeg_max_quality", None) is None:
             return None
-        qualities = jpeg_quality(images.float())
-        return qualities.masked_fill(qualities > max_quality, math.nan)
+        return jpeg_quality(images.float())
+
+    def jpeg_trace_qualities(self, images: torch.Tensor, qualities: torch.Tensor | None = None) -> torch.Tensor | None:
+        """(B,): :meth:`jpeg_qualities`, NaN also where the trace's quality is above the config's
+        ``jpeg_max_quality``; ``None`` for a router whose config reads no JPEG trace. An image is
+        called JPEG where it is not NaN (:meth:`exact_traces`). ``qualities``: the
+        :meth:`jpeg_qualities` of ``images`` where the caller read them already."""
+        qualities = self.jpeg_qualities(images) if qualities is None else qualities
+        if qualities is None:
+            return None
+        return qualities.masked_fill(qualities > self.config.jpeg_max_quality, math.nan)
 
     def exact_traces(self, images: torch.Tensor, found: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """``{class: (B,) bool}``: the images that carry the exact trace of a class, for the traces
