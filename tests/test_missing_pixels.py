@@ -10,6 +10,7 @@ import torch
 
 import uir.degradations as D
 from uir.degradations.masks import harmonic_fill, missing_mask
+from uir.metrics import psnr
 
 from .conftest import seeded
 
@@ -92,6 +93,72 @@ def test_missing_pixels_are_found_beside_a_clipped_region_more_frequent_than_the
     assert float(missing_mask(lq, candidates=1).sum()) == 0
 
 
+@pytest.mark.parametrize("share", [0.02, 0.5])
+def test_missing_mask_finds_scattered_missing_pixels(sample, share):
+    """Single pixels missing at random seldom form a 3x3 core (none at 2%): the lone ones seed the
+    mask. Only pixels of the fill are taken, and the harmonic fill of them is close to the photo."""
+    keep = torch.rand(sample.shape[-2:], generator=seeded(4)) >= share
+    lq = (sample * keep)[None]
+    truth = ~keep & (sample != 0).any(0)
+    found = missing_mask(lq)
+    assert float((found[0, 0].bool() & truth).sum()) >= 0.95 * float(truth.sum())
+    assert float((found[0, 0].bool() & ~(lq[0] == 0).all(0)).sum()) == 0
+    assert float(psnr(harmonic_fill(lq, found), sample[None])) > float(psnr(lq, sample[None])) + 10
+
+
+def test_missing_mask_leaves_noise_clipped_at_black_and_white_alone(sample):
+    """Strong noise clips pixels to 0 or 1 and they stand out from their neighbours like a
+    scattered fill, but clipping sets channels one by one, and in a gray photo one value in
+    every channel is no evidence; a scattered gray fill on the same colour photo is still found
+    (a black one is not: most of the photo's pixels with a channel at 0 are clipped there)."""
+    noisy = ((sample + 0.25 * torch.randn(sample.shape, generator=seeded(5))).clamp(0, 1) * 255).round() / 255
+    assert int((noisy == 0).all(0).sum() + (noisy == 1).all(0).sum()) > 50
+    gray = noisy.mean(0, keepdim=True).expand(3, -1, -1)
+    for image in (noisy, gray):
+        assert float(missing_mask(image[None]).sum()) == 0
+    keep = torch.rand(sample.shape[-2:], generator=seeded(4)) >= 0.05
+    assert float(missing_mask(torch.where(keep, noisy, 0.37)[None]).sum()) > 0.9 * float((~keep).sum())
+
+
+def test_missing_mask_finds_a_black_fill_scattered_over_a_clipped_white_sky(sample):
+    """The sky alone is left alone. Black pixels scattered over it leave holes in its mask whose
+    edges would pass the contrast test, but another value's lone pixels are no border: the fill
+    is found, and no white pixel."""
+    sky = sample.clone()
+    sky[:, :40] = 1.0
+    sky[:, 40:48] = torch.lerp(torch.ones(3, 8, sky.shape[-1]), sample[:, 40:48], torch.linspace(0, 1, 8)[:, None])
+    assert float(missing_mask(sky[None]).sum()) == 0
+    keep = torch.rand(sample.shape[-2:], generator=seeded(4)) >= 0.1
+    lq = (sky * keep)[None]
+    found = missing_mask(lq)[0, 0].bool()
+    assert float(found.sum()) > 0.95 * float((~keep).sum()) and bool((lq[0, :, found] == 0).all())
+
+
+def test_missing_mask_keeps_true_black_pixels_beside_a_black_fill(sample):
+    """Lone pixels join a fill only when there are at least ``min_lone`` of the image of them, and
+    only when, outside the fill's grown strokes, the value looks written: beside a saturated band
+    (green and blue at 0, so most pixels with a channel at 0 are not black), 100 true black
+    pixels stay; without the band, 40 of them stay under a ``min_lone`` of 1% and join at 0.1%
+    (0.2% of the image: as many as a sparse scattered fill)."""
+    def black_pixels(photo, count):
+        dark = torch.randperm(photo.shape[1] * photo.shape[2], generator=seeded(6))[:count]
+        photo.view(3, -1)[:, dark] = 0.0
+        lq = D.apply("uncompleted", photo, generator=seeded(1), fill=0.0, strokes=4, width=0.06)[None]
+        strokes = (lq[0] == 0).all(0) & (photo != 0).any(0)
+        return lq, strokes, dark
+
+    lq, strokes, dark = black_pixels(sample.clone(), 40)
+    found = missing_mask(lq, min_lone=0.01)[0, 0].bool()
+    assert bool(found[strokes].all()) and int(found.flatten()[dark].sum()) <= 10  # those a stroke's growth reaches
+    assert int(missing_mask(lq, min_lone=1e-3)[0, 0].bool().flatten()[dark].sum()) >= 0.9 * len(dark)
+
+    banded = sample.clone()
+    banded[1:, :8] = 0.0
+    lq, strokes, dark = black_pixels(banded, 100)
+    found = missing_mask(lq)[0, 0].bool()
+    assert bool(found[strokes].all()) and int(found.flatten()[dark].sum()) <= 20
+
+
 @pytest.fixture(scope="module")
 def default_runtime():
     from uir.pipelines.loading import load_pipeline
@@ -113,6 +180,14 @@ def test_the_default_fills_missing_pixels_and_runs_no_expert_on_them(sample, def
     filled = harmonic_fill(lq, missing_mask(lq))
     assert torch.equal(manual.images, default_runtime(filled, weights={"noisy": 1.0}, output_type="pt",
                                                       fill_missing=False).images)
+
+
+def test_the_default_fills_scattered_missing_pixels(sample, default_runtime):
+    keep = torch.rand(sample.shape[-2:], generator=seeded(8)) >= 0.05
+    lq = (sample * keep)[None]
+    out = default_runtime(lq, output_type="pt")
+    assert out.degradations == ["uncompleted"] and float(out.missing[0]) > 0.045
+    assert float(psnr(out.images, sample[None])) > float(psnr(lq, sample[None])) + 10
 
 
 def test_missing_pixels_are_searched_once_per_call(sample, default_runtime, monkeypatch):

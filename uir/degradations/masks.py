@@ -59,55 +59,126 @@ def _erode(mask: torch.Tensor, size: int) -> torch.Tensor:
     return -F.max_pool2d(-mask, size, stride=1, padding=size // 2)
 
 
-def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, candidates: int = 4) -> torch.Tensor:
+def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, candidates: int = 4,
+                 min_lone: float = 1e-3) -> torch.Tensor:
     """The pixels of ``image`` (B,3,H,W) in [0, 1] that look missing, as (B,1,H,W) in {0, 1}.
 
     Missing pixels (what :func:`inpainting` writes) carry one exact value ``v`` in every channel.
     The candidates for ``v`` are the values of the "flat exact" pixels, those whose 3x3
     neighbourhood holds one value alone in all channels, the most frequent first (at most
-    ``candidates``). For a candidate, those 3x3 cores are the seeds; the mask grows from them,
-    ``grow`` steps of one pixel, over pixels equal to it in all channels, so thin parts of a
-    stroke join it and lone pixels of that value do not.
+    ``candidates``); then, in a colour photo, the most frequent values of all gray pixels (as many
+    again, each held by at least ``min_lone`` of the image: single pixels form no flat patch). For a
+    candidate, those 3x3 cores are the seeds; the mask grows from them, ``grow`` steps of one
+    pixel, over pixels equal to it in all channels, so thin parts of a stroke join it and lone
+    pixels of that value do not, unless they pass the next test.
+
+    Scattered missing pixels (a random share of single pixels) seldom form a 3x3 core, so in a
+    colour photo lone pixels seed the mask too (:func:`_lone_pixels`): those of value ``v``
+    outside the grown mask that stand out from their other neighbours. They count only when they
+    are at least ``min_lone`` of the image (a few true black pixels beside a black fill stay) and
+    ``v`` looks written rather than clipped (:func:`_fill_like`): noise clipped at black or white
+    stands out from its neighbours too. A photo is colour when, beside its most frequent gray
+    value, fewer than half of its pixels are gray: in a gray photo one value in every channel is
+    no evidence.
 
     Then a contrast test: the pixels bordering the mask (1 px) must differ from the candidate by
     at least ``min_contrast`` on average. Clipped blacks in a dark photo, or a clipped white sky,
     are flat and exact too, but the pixels next to them ramp into their value; missing pixels cut
-    through the content, so their neighbours are whatever the photo shows there. The first
-    candidate that passes is ``v``; a clipped region more frequent than the fill (a grey photo's
-    black surround one level above a black fill) fails the test and leaves the next its turn.
+    through the content, so their neighbours are whatever the photo shows there. Another
+    candidate's lone pixels (at least ``min_lone`` of them, written or not) do not count as
+    border: a black fill scattered over a clipped white sky leaves holes in the sky's mask, but
+    the sky's border still ramps. The first candidate that passes is ``v``; a clipped region
+    more frequent than the fill (a grey photo's black surround one level above a black fill)
+    fails the test and leaves the next its turn.
     """
-    batch = check_image(image)
-    masks = []
-    for x in batch:
-        mask = torch.zeros(1, 1, *x.shape[-2:], dtype=x.dtype, device=x.device)
-        gray = (x == x[:1]).all(0)[None, None].to(x.dtype)  # every channel holds the same value
-        if float(gray.sum()) >= 9:
-            level = x[:1][None]
-            flat = ((_erode(level, 3) == _dilate(level, 3)) & (_erode(gray, 3) > 0))[0, 0]
-            values, counts = level[0, 0][flat].unique(return_counts=True)
-            for v in values[counts.argsort(descending=True)[:candidates]]:
-                found, window = _grown_mask(gray * (level == v).to(x.dtype), grow)
-                ring = _dilate(found, 3) - found
-                if float(ring.sum()) > 0:
-                    contrast = float(((x[window] - v).abs().mean(0, keepdim=True)[None] * ring).sum() / ring.sum())
-                    if contrast >= min_contrast:
-                        mask[window] = found
-                        break
-        masks.append(mask)
-    return torch.cat(masks)
+    return torch.cat([_missing_in(x, min_contrast, grow, candidates, min_lone) for x in check_image(image)])
 
 
-def _grown_mask(exact: torch.Tensor, grow: int) -> tuple[torch.Tensor, tuple]:
-    """The 3x3 cores of ``exact`` (1,1,H,W) grown ``grow`` steps back over it, within the window
-    (its bounding box and a 2 px margin, where the work stays) that is returned with it."""
+def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int, min_lone: float) -> torch.Tensor:
+    """:func:`missing_mask` of one image ``x`` (3,H,W), as (1,1,H,W)."""
+    mask = torch.zeros(1, 1, *x.shape[-2:], dtype=x.dtype, device=x.device)
+    gray = (x == x[:1]).all(0)[None, None].to(x.dtype)  # every channel holds the same value
+    if float(gray.sum()) < 9:
+        return mask
+    level = x[:1][None]
+    flat = ((_erode(level, 3) == _dilate(level, 3)) & (_erode(gray, 3) > 0))[0, 0]
+    order = [v for v, _ in _most_frequent(level[0, 0][flat], candidates)]
+    frequent = _most_frequent(level[0, 0][gray[0, 0] > 0], candidates)
+    least = min_lone * x.shape[-2] * x.shape[-1]  # lone pixels needed
+    colour = float(gray.sum()) - frequent[0][1] < (gray.numel() - frequent[0][1]) / 2  # beside the likeliest fill
+    if colour:
+        order += [v for v, count in frequent if v not in order and count >= least]
+    grown, scattered = [], torch.zeros_like(mask)  # every candidate's lone pixels
+    for v in order:
+        exact, window = _windowed(gray * (level == v).to(x.dtype))
+        found = _grown(_erode(exact, 3), exact, grow)
+        if colour and float(exact.sum() - found.sum()) >= least:
+            lone = _lone_pixels(exact, found, (x[window] - v).abs().mean(0, keepdim=True)[None], min_contrast)
+            if float(lone.sum()) >= least:
+                scattered[window] = torch.maximum(scattered[window], lone)
+                if _fill_like(x, v, window, found):
+                    found = torch.maximum(found, _grown(lone, exact, grow))
+        if bool(found.any()):
+            grown.append((v, window, found.bool()))
+    for v, window, found in grown:  # another value's lone pixels are no border
+        found = found.to(x.dtype)
+        ring = (_dilate(found, 3) - found) * (1 - scattered[window])
+        difference = (x[window] - v).abs().mean(0, keepdim=True)[None]
+        if float(ring.sum()) > 0 and float((difference * ring).sum() / ring.sum()) >= min_contrast:
+            mask[window] = found
+            break
+    return mask
+
+
+def _most_frequent(values: torch.Tensor, count: int) -> list[tuple[float, int]]:
+    """``[(value, how often)]``: the ``count`` most frequent of ``values``, the most frequent first."""
+    unique, counts = values.unique(return_counts=True)
+    order = counts.argsort(descending=True)[:count]
+    return list(zip(unique[order].tolist(), counts[order].tolist()))
+
+
+def _fill_like(x: torch.Tensor, v: float, window: tuple, found: torch.Tensor) -> bool:
+    """Whether the value ``v`` in the colour photo ``x`` (3,H,W), outside the pixels already
+    ``found`` (1,1,h,w, within ``window``), looks written rather than clipped: most pixels with a
+    channel at ``v`` have every channel at it. Clipping, of noise or of a saturated colour, sets
+    channels one by one. The grown strokes of a fill are no evidence about the pixels outside
+    them."""
+    taken = torch.zeros(x.shape[-2:], dtype=torch.bool, device=x.device)
+    taken[window[1:]] = found[0, 0] > 0
+    at = x == v
+    every = at.all(0)
+    return int((every & ~taken).sum()) > int((at.any(0) & ~every).sum())
+
+
+def _windowed(exact: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+    """``exact`` (1,1,H,W) cut to the window where the work stays (its bounding box and a 2 px
+    margin), and that window."""
     rows, cols = exact[0, 0].nonzero(as_tuple=True)
-    top, left = max(int(rows.min()) - 2, 0), max(int(cols.min()) - 2, 0)
-    window = (..., slice(top, int(rows.max()) + 3), slice(left, int(cols.max()) + 3))
-    exact = exact[window]
-    found = _erode(exact, 3)
-    for _ in range(grow):  # grow back to the thin parts connected to the 3x3 cores
-        found = _dilate(found, 3) * exact
-    return found, window
+    window = (..., slice(max(int(rows.min()) - 2, 0), int(rows.max()) + 3),
+              slice(max(int(cols.min()) - 2, 0), int(cols.max()) + 3))
+    return exact[window], window
+
+
+def _grown(seeds: torch.Tensor, exact: torch.Tensor, grow: int) -> torch.Tensor:
+    """``seeds`` grown ``grow`` steps of one pixel over ``exact`` (the thin parts joined to them)."""
+    if not bool(seeds.any()):
+        return seeds
+    for _ in range(grow):
+        seeds = _dilate(seeds, 3) * exact
+    return seeds
+
+
+def _lone_pixels(exact: torch.Tensor, found: torch.Tensor, difference: torch.Tensor, min_contrast: float) -> torch.Tensor:
+    """The pixels of ``exact`` outside ``found`` whose neighbours outside ``exact`` differ from the
+    candidate (``difference``) by at least ``min_contrast`` on average."""
+    other = 1 - exact
+    seen = _box_sum(other)
+    return (exact - found) * (seen > 0) * (_box_sum(difference * other) >= min_contrast * seen)
+
+
+def _box_sum(t: torch.Tensor) -> torch.Tensor:
+    """The sum over each pixel's 3x3 neighbourhood (zero outside the image)."""
+    return F.avg_pool2d(t, 3, stride=1, padding=1, count_include_pad=True) * 9
 
 
 def harmonic_fill(image: torch.Tensor, mask: torch.Tensor, iterations: int = 100) -> torch.Tensor:
