@@ -1,11 +1,12 @@
 """Missing pixels on the held-out photos: each way uir could fill them, against OpenCV's Telea.
 
     pip install opencv-python-headless                # for Telea (left out, and said so, without it)
-    python benchmarks/inpainting.py [--data ../shared/photos] [--limit N]
+    python benchmarks/inpainting.py [--data ../shared/photos] [--limit N] [--scattered SHARE]
 
 The pairs of ``uir eval --held-out --degradations uncompleted`` (held-out photos, default
 severity, seed 0; a run over every type draws other masks, since the draws depend on the list
-of types). Rows:
+of types); with ``--scattered``, instead, each held-out photo with that share of its pixels set
+to black at random (single pixels, not strokes; seeded by the photo's place). Rows:
 the input; the mask found by :func:`uir.degradations.masks.missing_mask` against the true one;
 non-learned fills of the found pixels (the harmonic fill the default uses, and DL-Net's
 normalised convolution); Telea at radius 3 and 7 on the black pixels; the default as it runs
@@ -32,19 +33,26 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=None, help="clean photos (default: $UIR_PHOTOS or ../shared/photos)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N held-out photos")
+    parser.add_argument("--scattered", type=float, default=None,
+                        help="instead of brush strokes, set this share of each photo's pixels to black at random")
     args = parser.parse_args(argv)
 
     from uir.data import split_photos
     from uir.data.photos import photo_root
     from uir.degradations.masks import harmonic_fill, missing_mask
     from uir.degradations.operators import fill_missing
-    from uir.evaluation import degraded_pairs, markdown_table
+    from uir.evaluation import DegradedPair, degraded_pairs, markdown_table
     from uir.metrics import psnr
     from uir.pipelines.loading import load_pipeline
 
     torch.set_grad_enabled(False)
     pipe = load_pipeline(runtime=True)
     pairs = list(degraded_pairs(split_photos(photo_root(args.data))[1][: args.limit], ["uncompleted"], 0))
+    if args.scattered is not None:
+        def scattered(place: int, pair: DegradedPair) -> DegradedPair:
+            keep = torch.rand(pair.gt.shape[-2:], generator=torch.Generator().manual_seed(place)) >= args.scattered
+            return DegradedPair(f"{100 * args.scattered:g}% scattered", pair.index, pair.path, pair.gt * keep, pair.gt)
+        pairs = [scattered(place, pair) for place, pair in enumerate(pairs)]
 
     def fill_then(restore):
         def run(lq):

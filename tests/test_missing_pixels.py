@@ -134,6 +134,21 @@ def test_missing_mask_finds_a_black_fill_scattered_over_a_clipped_white_sky(samp
     assert float(found.sum()) > 0.95 * float((~keep).sum()) and bool((lq[0, :, found] == 0).all())
 
 
+def test_missing_mask_leaves_streaks_of_one_value_alone(sample):
+    """Rain streaks drawn in one exact gray stand out from their neighbours like a scattered
+    fill, but they come in runs: most of their pixels have a neighbour of their value, where
+    pixels dropped at random at that density seldom do."""
+    streaked = sample.clone()
+    place = torch.randint(0, 150, (2, 40), generator=seeded(9))
+    for row, col in place.T.tolist():
+        for step in range(8):  # a diagonal streak, 1 px wide, no 3x3 core
+            streaked[:, min(row + step, 127), min(col + step // 2, 159)] = 0.75
+    assert float(((streaked == 0.75).all(0)).float().mean()) > 0.01
+    assert float(missing_mask(streaked[None]).sum()) == 0
+    keep = torch.rand(sample.shape[-2:], generator=seeded(4)) >= 0.015  # as many, at random
+    assert float(missing_mask(torch.where(keep, sample, 0.75)[None]).sum()) > 0.9 * float((~keep).sum())
+
+
 def test_missing_mask_keeps_true_black_pixels_beside_a_black_fill(sample):
     """Lone pixels join a fill only when there are at least ``min_lone`` of the image of them, and
     only when, outside the fill's grown strokes, the value looks written: beside a saturated band

@@ -75,9 +75,10 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, 
     Scattered missing pixels (a random share of single pixels) seldom form a 3x3 core, so in a
     colour photo lone pixels seed the mask too (:func:`_lone_pixels`): those of value ``v``
     outside the grown mask that stand out from their other neighbours. They count only when they
-    are at least ``min_lone`` of the image (a few true black pixels beside a black fill stay) and
-    ``v`` looks written rather than clipped (:func:`_fill_like`): noise clipped at black or white
-    stands out from its neighbours too. A photo is colour when, beside its most frequent gray
+    are at least ``min_lone`` of the image (a few true black pixels beside a black fill stay),
+    when they lie as pixels dropped at random would (:func:`_spread_at_random`; rain streaks and
+    a JPEG's clipped white rims come in runs), and when ``v`` looks written rather than clipped
+    (:func:`_fill_like`): noise clipped at black or white stands out from its neighbours too. A photo is colour when, beside its most frequent gray
     value, fewer than half of its pixels are gray: in a gray photo one value in every channel is
     no evidence.
 
@@ -114,7 +115,7 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
         found = _grown(_erode(exact, 3), exact, grow)
         if colour and float(exact.sum() - found.sum()) >= least:
             lone = _lone_pixels(exact, found, (x[window] - v).abs().mean(0, keepdim=True)[None], min_contrast)
-            if float(lone.sum()) >= least:
+            if float(lone.sum()) >= least and _spread_at_random(exact, lone):
                 scattered[window] = torch.maximum(scattered[window], lone)
                 if _fill_like(x, v, window, found):
                     found = torch.maximum(found, _grown(lone, exact, grow))
@@ -174,6 +175,15 @@ def _lone_pixels(exact: torch.Tensor, found: torch.Tensor, difference: torch.Ten
     other = 1 - exact
     seen = _box_sum(other)
     return (exact - found) * (seen > 0) * (_box_sum(difference * other) >= min_contrast * seen)
+
+
+def _spread_at_random(exact: torch.Tensor, lone: torch.Tensor) -> bool:
+    """Whether the ``lone`` pixels of ``exact`` (1,1,h,w) lie as pixels dropped at random would:
+    at least half as many of them have no neighbour of their value as chance gives at the
+    value's density ``q`` in the window, ``(1 - q) ** 8``. Rain streaks and the clipped white
+    rims of a JPEG come in runs."""
+    alone = float((lone * (_box_sum(exact) < 1.5)).sum() / lone.sum())  # the pixel itself counts 1
+    return alone >= (1 - float(exact.mean())) ** 8 / 2
 
 
 def _box_sum(t: torch.Tensor) -> torch.Tensor:
