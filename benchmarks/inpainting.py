@@ -30,29 +30,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main(argv=None) -> None:
+    from uir.boundary import checked_number, pixel_share
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=None, help="clean photos (default: $UIR_PHOTOS or ../shared/photos)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N held-out photos")
-    parser.add_argument("--scattered", type=float, default=None,
+    parser.add_argument("--scattered", type=checked_number(pixel_share("--scattered")), default=None,
                         help="instead of brush strokes, set this share of each photo's pixels to black at random")
     args = parser.parse_args(argv)
 
     from uir.data import split_photos
     from uir.data.photos import photo_root
     from uir.degradations.masks import harmonic_fill, missing_mask
-    from uir.degradations.operators import fill_missing
+    from uir.degradations.operators import MaskOperator, fill_missing
     from uir.evaluation import DegradedPair, degraded_pairs, markdown_table
+    from uir.images import load_image
     from uir.metrics import psnr
     from uir.pipelines.loading import load_pipeline
 
     torch.set_grad_enabled(False)
     pipe = load_pipeline(runtime=True)
-    pairs = list(degraded_pairs(split_photos(photo_root(args.data))[1][: args.limit], ["uncompleted"], 0))
-    if args.scattered is not None:
-        def scattered(place: int, pair: DegradedPair) -> DegradedPair:
-            keep = torch.rand(pair.gt.shape[-2:], generator=torch.Generator().manual_seed(place)) >= args.scattered
-            return DegradedPair(f"{100 * args.scattered:g}% scattered", pair.index, pair.path, pair.gt * keep, pair.gt)
-        pairs = [scattered(place, pair) for place, pair in enumerate(pairs)]
+    photos = split_photos(photo_root(args.data))[1][: args.limit]
+    if args.scattered is None:
+        pairs = list(degraded_pairs(photos, ["uncompleted"], 0))
+    else:  # pixels missing at random, drawn as DL-Net's interpolation operator draws them
+        pairs = []
+        for place, path in enumerate(photos):
+            gt = load_image(path)[None]
+            drop = MaskOperator.bernoulli((1, *gt.shape[-2:]), args.scattered, torch.Generator().manual_seed(place))
+            pairs.append(DegradedPair(f"{100 * args.scattered:g}% scattered", 0, str(path), drop.forward(gt), gt))
 
     def fill_then(restore):
         def run(lq):

@@ -114,7 +114,7 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
         exact, window = _windowed(gray * (level == v).to(x.dtype))
         found = _grown(_erode(exact, 3), exact, grow)
         if colour and float(exact.sum() - found.sum()) >= least:
-            lone = _lone_pixels(exact, found, (x[window] - v).abs().mean(0, keepdim=True)[None], min_contrast)
+            lone = _lone_pixels(exact, found, _difference(x, window, v), min_contrast)
             if float(lone.sum()) >= least and _spread_at_random(exact, lone):
                 scattered[window] = torch.maximum(scattered[window], lone)
                 if _fill_like(x, v, window, found):
@@ -124,11 +124,17 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
     for v, window, found in grown:  # another value's lone pixels are no border
         found = found.to(x.dtype)
         ring = (_dilate(found, 3) - found) * (1 - scattered[window])
-        difference = (x[window] - v).abs().mean(0, keepdim=True)[None]
-        if float(ring.sum()) > 0 and float((difference * ring).sum() / ring.sum()) >= min_contrast:
+        if float(ring.sum()) > 0 and float((_difference(x, window, v) * ring).sum() / ring.sum()) >= min_contrast:
             mask[window] = found
             break
     return mask
+
+
+def _difference(x: torch.Tensor, window: tuple, v: float) -> torch.Tensor:
+    """How far each pixel of ``x`` (3,H,W) within ``window`` lies from the value ``v``: the mean
+    absolute difference over the channels, (1,1,h,w). Taken where it is needed, not kept: a
+    window can be the whole photo."""
+    return (x[window] - v).abs().mean(0, keepdim=True)[None]
 
 
 def _most_frequent(values: torch.Tensor, count: int) -> list[tuple[float, int]]:
