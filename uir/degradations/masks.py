@@ -13,6 +13,9 @@ from .registry import check_image
 
 #: the vocabulary entry missing pixels are evidence for
 MISSING_CLASS = "uncompleted"
+#: the fewest lone pixels whose spread and content :func:`missing_mask` judges: fewer cannot
+#: tell pixels dropped at random from a photo's own (the content test's bar is 0.125 here)
+MIN_LONE_PIXELS = 256
 
 
 def free_form_mask(image, generator, strokes, width):
@@ -66,27 +69,30 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, 
     Missing pixels (what :func:`inpainting` writes) carry one exact value ``v`` in every channel.
     The candidates for ``v`` are the values of the "flat exact" pixels, those whose 3x3
     neighbourhood holds one value alone in all channels, the most frequent first (at most
-    ``candidates``); then, in a colour photo, the most frequent values of all gray pixels (as many
-    again, each held by at least ``min_lone`` of the image: single pixels form no flat patch). For a
+    ``candidates``); then, in a colour photo (beside its most frequent gray value, fewer than half
+    of its pixels gray), the most frequent values of all gray pixels (as many again, each held by
+    at least ``min_lone`` of the image: single pixels form no flat patch). For a
     candidate, those 3x3 cores are the seeds; the mask grows from them, ``grow`` steps of one
     pixel, over pixels equal to it in all channels, so thin parts of a stroke join it and lone
     pixels of that value do not, unless they pass the next test.
 
-    Scattered missing pixels (a random share of single pixels) seldom form a 3x3 core, so in a
-    colour photo lone pixels seed the mask too (:func:`_lone_pixels`): those of value ``v``
-    outside the grown mask that stand out from their other neighbours. They count only when they
-    are at least ``min_lone`` of the image (a few true black pixels beside a black fill stay),
-    when they lie as pixels dropped at random would (:func:`_spread_at_random`; rain streaks and
-    a JPEG's clipped white rims come in runs), and when ``v`` looks written rather than clipped
-    (:func:`_fill_like`): noise clipped at black or white stands out from its neighbours too. A photo is colour when, beside its most frequent gray
-    value, fewer than half of its pixels are gray: in a gray photo one value in every channel is
-    no evidence.
+    Scattered missing pixels (a random share of single pixels) seldom form a 3x3 core, so lone
+    pixels seed the mask too: those of value ``v`` outside the grown mask whose other neighbours
+    differ from ``v`` by at least ``min_contrast`` on average (:func:`_ring_mean`). They count
+    only when they are at least ``min_lone`` of the image and :data:`MIN_LONE_PIXELS` (a few true
+    black pixels beside a black fill stay), and when they lie as pixels dropped at random would:
+    apart from each other (:func:`_spread_at_random`; rain streaks and a JPEG's clipped white rims
+    come in runs) and on any content (:func:`_blind_to_content`; noise clipped at black or white,
+    and a photo's own blacks, lie in dark or bright content). In a gray photo every pixel holds
+    one value in all channels, so its further candidates are the most frequent values of the
+    pixels that stand out, and they are sought as lone pixels alone: a gray photo's flat patches
+    are content.
 
     Then a contrast test: the pixels bordering the mask (1 px) must differ from the candidate by
     at least ``min_contrast`` on average. Clipped blacks in a dark photo, or a clipped white sky,
     are flat and exact too, but the pixels next to them ramp into their value; missing pixels cut
     through the content, so their neighbours are whatever the photo shows there. Another
-    candidate's lone pixels (at least ``min_lone`` of them, written or not) do not count as
+    candidate's lone pixels (enough of them and apart, whatever their content) do not count as
     border: a black fill scattered over a clipped white sky leaves holes in the sky's mask, but
     the sky's border still ramps. The first candidate that passes is ``v``; a clipped region
     more frequent than the fill (a grey photo's black surround one level above a black fill)
@@ -105,19 +111,22 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
     flat = ((_erode(level, 3) == _dilate(level, 3)) & (_erode(gray, 3) > 0))[0, 0]
     order = [v for v, _ in _most_frequent(level[0, 0][flat], candidates)]
     frequent = _most_frequent(level[0, 0][gray[0, 0] > 0], candidates)
-    least = min_lone * x.shape[-2] * x.shape[-1]  # lone pixels needed
+    least = max(min_lone * x.shape[-2] * x.shape[-1], MIN_LONE_PIXELS)  # lone pixels needed
     colour = float(gray.sum()) - frequent[0][1] < (gray.numel() - frequent[0][1]) / 2  # beside the likeliest fill
-    if colour:
-        order += [v for v, count in frequent if v not in order and count >= least]
+    if not colour:  # most pixels are gray: count the values of the pixels that stand out
+        frequent = _most_frequent(level[0, 0][_stand_out(level, min_contrast)], candidates)
+    cored = set(order)  # a gray photo's flat patches are evidence only for the flat candidates
+    order += [v for v, count in frequent if v not in cored and count >= least]
     grown, scattered = [], torch.zeros_like(mask)  # every candidate's lone pixels
     for v in order:
         exact, window = _windowed(gray * (level == v).to(x.dtype))
-        found = _grown(_erode(exact, 3), exact, grow)
-        if colour and float(exact.sum() - found.sum()) >= least:
-            lone = _lone_pixels(exact, found, _difference(x, window, v), min_contrast)
+        found = _grown(_erode(exact, 3), exact, grow) if colour or v in cored else torch.zeros_like(exact)
+        if float(exact.sum() - found.sum()) >= least:
+            contrast, seen = _ring_mean(_difference(x, window, v), 1 - exact)
+            lone = (exact - found) * (seen > 0) * (contrast >= min_contrast)  # they stand out
             if float(lone.sum()) >= least and _spread_at_random(exact, lone):
                 scattered[window] = torch.maximum(scattered[window], lone)
-                if _fill_like(x, v, window, found):
+                if _blind_to_content(exact, lone, contrast, seen, min_contrast):
                     found = torch.maximum(found, _grown(lone, exact, grow))
         if bool(found.any()):
             grown.append((v, window, found.bool()))
@@ -144,19 +153,6 @@ def _most_frequent(values: torch.Tensor, count: int) -> list[tuple[float, int]]:
     return list(zip(unique[order].tolist(), counts[order].tolist()))
 
 
-def _fill_like(x: torch.Tensor, v: float, window: tuple, found: torch.Tensor) -> bool:
-    """Whether the value ``v`` in the colour photo ``x`` (3,H,W), outside the pixels already
-    ``found`` (1,1,h,w, within ``window``), looks written rather than clipped: most pixels with a
-    channel at ``v`` have every channel at it. Clipping, of noise or of a saturated colour, sets
-    channels one by one. The grown strokes of a fill are no evidence about the pixels outside
-    them."""
-    taken = torch.zeros(x.shape[-2:], dtype=torch.bool, device=x.device)
-    taken[window[1:]] = found[0, 0] > 0
-    at = x == v
-    every = at.all(0)
-    return int((every & ~taken).sum()) > int((at.any(0) & ~every).sum())
-
-
 def _windowed(exact: torch.Tensor) -> tuple[torch.Tensor, tuple]:
     """``exact`` (1,1,H,W) cut to the window where the work stays (its bounding box and a 2 px
     margin), and that window."""
@@ -175,14 +171,6 @@ def _grown(seeds: torch.Tensor, exact: torch.Tensor, grow: int) -> torch.Tensor:
     return seeds
 
 
-def _lone_pixels(exact: torch.Tensor, found: torch.Tensor, difference: torch.Tensor, min_contrast: float) -> torch.Tensor:
-    """The pixels of ``exact`` outside ``found`` whose neighbours outside ``exact`` differ from the
-    candidate (``difference``) by at least ``min_contrast`` on average."""
-    other = 1 - exact
-    seen = _box_sum(other)
-    return (exact - found) * (seen > 0) * (_box_sum(difference * other) >= min_contrast * seen)
-
-
 def _spread_at_random(exact: torch.Tensor, lone: torch.Tensor) -> bool:
     """Whether the ``lone`` pixels of ``exact`` (1,1,h,w) lie as pixels dropped at random would:
     at least half as many of them have no neighbour of their value as chance gives at the
@@ -190,6 +178,54 @@ def _spread_at_random(exact: torch.Tensor, lone: torch.Tensor) -> bool:
     rims of a JPEG come in runs."""
     alone = float((lone * (_box_sum(exact) < 1.5)).sum() / lone.sum())  # the pixel itself counts 1
     return alone >= (1 - float(exact.mean())) ** 8 / 2
+
+
+def _stand_out(level: torch.Tensor, min_contrast: float) -> torch.Tensor:
+    """The pixels of the gray ``level`` (1,1,H,W) that differ from the mean of their 8 neighbours
+    by at least ``min_contrast``, (H,W) bool."""
+    return ((level - _ring_mean(level, torch.ones_like(level))[0]).abs() >= min_contrast)[0, 0]
+
+
+def _ring_mean(t: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``weight``-ed mean of ``t`` (1,1,h,w) over each pixel's 8 neighbours (zero where they
+    weigh nothing), and that weight."""
+    seen = _box_sum(weight) - weight
+    return (_box_sum(t * weight) - t * weight) / seen.clamp_min(1e-12), seen
+
+
+def _blind_to_content(exact: torch.Tensor, lone: torch.Tensor, contrast: torch.Tensor, seen: torch.Tensor,
+                      min_contrast: float) -> bool:
+    """Whether the ``lone`` pixels of ``exact`` (1,1,h,w) sit on the photo's content as pixels
+    dropped at random would: the ``contrast`` of their neighbours (their mean distance from the
+    value, over the ``seen`` weight of those not of it) is distributed as the other pixels' is,
+    the same bar asked of both. The two
+    distributions may differ by at most ``max(0.05, 2 / sqrt(n))`` in the Kolmogorov-Smirnov
+    distance (:func:`_ks_distance`; ``n`` the two samples' effective size, and 2 about the 0.1%
+    point of chance). Noise clipped at black lies in dark content, at white in bright content,
+    and noise of one mid value stands out only where the content is near it. Each sample is
+    thinned to at most ``2 ** 16`` values, evenly over the photo: more would not move the bar."""
+    reference = _thinned(contrast[(exact == 0) & (seen > 0) & (contrast >= min_contrast)])
+    if reference.numel() == 0:
+        return True
+    sample = _thinned(contrast[lone > 0])
+    n = sample.numel() * reference.numel() / (sample.numel() + reference.numel())
+    return _ks_distance(sample, reference) <= max(0.05, 2 / n**0.5)
+
+
+def _thinned(values: torch.Tensor, most: int = 2**16) -> torch.Tensor:
+    """Every k-th of ``values``, the smallest k that leaves at most ``most``."""
+    return values[:: -(-values.numel() // most) or 1]
+
+
+def _ks_distance(a: torch.Tensor, b: torch.Tensor, tolerance: float = 1e-5) -> float:
+    """The two-sample Kolmogorov-Smirnov distance of the values ``a`` and ``b``: the largest gap
+    between their empirical distribution functions. Values within ``tolerance`` count as one: a
+    mean of 8-bit pixels is one of few values, and its float rounding must not split them."""
+    a, b = a.sort().values, b.sort().values
+    points = torch.cat([a, b]) + tolerance
+    cdf_a = torch.searchsorted(a, points, right=True) / a.numel()
+    cdf_b = torch.searchsorted(b, points, right=True) / b.numel()
+    return float((cdf_a - cdf_b).abs().max())
 
 
 def _box_sum(t: torch.Tensor) -> torch.Tensor:
