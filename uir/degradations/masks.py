@@ -198,12 +198,12 @@ def _blind_to_content(exact: torch.Tensor, lone: torch.Tensor, contrast: torch.T
     """Whether the ``lone`` pixels of ``exact`` (1,1,h,w) sit on the photo's content as pixels
     dropped at random would: the ``contrast`` of their neighbours (their mean distance from the
     value, over the ``seen`` weight of those not of it) is distributed as the other pixels' is,
-    the same bar asked of both. The two
-    distributions may differ by at most ``max(0.05, 2 / sqrt(n))`` in the Kolmogorov-Smirnov
-    distance (:func:`_ks_distance`; ``n`` the two samples' effective size, and 2 about the 0.1%
-    point of chance). Noise clipped at black lies in dark content, at white in bright content,
-    and noise of one mid value stands out only where the content is near it. Each sample is
-    thinned to at most ``2 ** 16`` values, evenly over the photo: more would not move the bar."""
+    the same bar asked of both. The two distributions may differ by at most
+    ``max(0.05, 2 / sqrt(n))`` in the Kolmogorov-Smirnov distance (:func:`_ks_distance`; ``n``
+    the two samples' effective size, and 2 about the 0.1% point of chance). Noise clipped at
+    black lies in dark content, at white in bright content, and noise of one mid value stands out
+    only where the content is near it. Each sample is thinned to at most ``2 ** 16`` values,
+    evenly over the photo: more would not move the bar."""
     reference = _thinned(contrast[(exact == 0) & (seen > 0) & (contrast >= min_contrast)])
     if reference.numel() == 0:
         return True
