@@ -171,6 +171,21 @@ def test_missing_mask_judges_no_fewer_lone_pixels_than_its_tests_can_tell():
     assert float(missing_mask(lq).sum()) == 0
 
 
+def test_ks_distance_is_scipys_two_sample_statistic_and_ignores_float_rounding():
+    """The content test's distance against ``scipy.stats.ks_2samp``, for continuous values and for
+    few values with ties; values that differ only by float rounding count as one."""
+    import scipy.stats
+
+    from uir.degradations.masks import _ks_distance
+
+    rng = np.random.default_rng(0)
+    for a, b in ((rng.normal(size=500), rng.normal(0.1, 1.0, size=3000)),
+                 (rng.integers(0, 10, 500) / 10, rng.integers(0, 12, 3000) / 10)):
+        assert _ks_distance(torch.tensor(a), torch.tensor(b)) == pytest.approx(scipy.stats.ks_2samp(a, b).statistic, abs=1e-6)
+    levels = torch.tensor([0.25, 0.5, 0.75]).repeat(100)
+    assert _ks_distance(levels, levels + 1e-7 * torch.randn(300, generator=seeded(0))) < 1e-6
+
+
 def test_missing_mask_finds_a_black_fill_scattered_over_a_clipped_white_sky(sample):
     """The sky alone is left alone. Black pixels scattered over it leave holes in its mask whose
     edges would pass the contrast test, but another value's lone pixels are no border: the fill
