@@ -149,6 +149,35 @@ def test_missing_mask_leaves_a_gray_photo_under_rain_alone(photos_dir):
         assert float(missing_mask(rainy[None]).sum()) == 0
 
 
+def test_missing_mask_leaves_a_jpegs_flat_blocks_alone(photos_dir):
+    """At quality 10, blocks of a gray-ish backdrop keep only their DC coefficient and decode to
+    one flat gray level: 29 such blocks of one level join into a solid region ringed by contrast,
+    as a fill is, but made of whole blocks of the JPEG's grid. Black strokes drawn on the same
+    JPEG cut across its blocks and are found, as is a hole from a corner of the grid that ends
+    within its blocks."""
+    from uir.degradations.filters import jpeg
+
+    photo = load_image(photos_dir / "scikit-image__motorcycle_left.png")
+    compressed = jpeg(photo[None], 10)
+    assert float(missing_mask(compressed).sum()) == 0
+    strokes = D.apply("uncompleted", compressed, generator=seeded(1), fill=0.0)
+    truth = (strokes != compressed).any(1)[0]
+    found = missing_mask(strokes)[0, 0].bool()
+    assert int(truth.sum()) > 1000 and bool(found[truth].all()) and bool((strokes[0, :, found] == 0).all())
+    holed = compressed.clone()
+    holed[..., 200:230, 304:340] = 0.0  # from a corner of the grid, but not whole blocks
+    assert bool(missing_mask(holed)[0, 0, 200:230, 304:340].all())
+
+
+def test_missing_mask_finds_a_hole_on_the_8x8_grid_of_a_photo_that_was_never_a_jpeg(sample):
+    """A square hole whose edges fall on multiples of 8 is whole blocks of a grid, but with no JPEG
+    trace in the photo it is a hole."""
+    lq = sample.clone()
+    lq[:, 32:64, 48:96] = 0.0
+    found = missing_mask(lq[None])[0, 0].bool()
+    assert bool(found[32:64, 48:96].all()) and int(found.sum()) <= 32 * 48 + int((sample == 0).all(0).sum())
+
+
 def test_missing_mask_finds_black_pixels_dropped_on_a_white_backdrop(photos_dir):
     """A product shot on white: the pixels around a dropped one are mostly of two near-white
     values, so the neighbourhood means the content test compares come in a few values each, which

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .filters import pixel_grid, rand, segment_distance
+from .jpeg_trace import BLOCK, grid_phase, jpeg_quality, luma
 from .registry import check_image
 
 #: the vocabulary entry missing pixels are evidence for
@@ -16,6 +17,10 @@ MISSING_CLASS = "uncompleted"
 #: the fewest lone pixels whose spread and content :func:`missing_mask` judges: fewer cannot
 #: tell pixels dropped at random from a photo's own (the content test's bar is 0.125 here)
 MIN_LONE_PIXELS = 256
+#: the least share of a found region in whole blocks of a JPEG trace's grid that makes it the
+#: JPEG's flat blocks (:func:`_jpeg_blocks`): 0.97 or more for those at quality 5-10, at most
+#: 0.81 for uir's strokes on the grid that suits them best (docs/default-model.md)
+MIN_BLOCK_SHARE = 0.9
 
 
 def free_form_mask(image, generator, strokes, width):
@@ -97,6 +102,12 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, 
     the sky's border still ramps. The first candidate that passes is ``v``; a clipped region
     more frequent than the fill (a grey photo's black surround one level above a black fill)
     fails the test and leaves the next its turn.
+
+    Last, a JPEG's own flat blocks are told apart (:func:`_jpeg_blocks`): at a low quality a
+    block that kept only its DC coefficient decodes to one flat level, gray where the chroma
+    kept nothing either, and neighbouring blocks of one level join into one region (with a few
+    pixels of that level in the blocks beside them). A region made mostly of whole blocks of the
+    8x8 grid a JPEG trace lies on (:mod:`.jpeg_trace`) fails, as a clipped region does.
     """
     return torch.cat([_missing_in(x, min_contrast, grow, candidates, min_lone) for x in check_image(image)])
 
@@ -135,8 +146,31 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
         ring = (_dilate(found, 3) - found) * (1 - scattered[window])
         if float(ring.sum()) > 0 and float((_difference(x, window, v) * ring).sum() / ring.sum()) >= min_contrast:
             mask[window] = found
-            break
+            if not _jpeg_blocks(x, mask[0, 0] > 0):
+                break
+            mask.zero_()
     return mask
+
+
+def _jpeg_blocks(x: torch.Tensor, found: torch.Tensor) -> bool:
+    """Whether ``found`` (H,W) bool is a JPEG's flat blocks: ``x`` (3,H,W) carries a JPEG trace
+    (:func:`jpeg_quality`) and at least :data:`MIN_BLOCK_SHARE` of ``found`` lies in blocks of
+    the trace's 8x8 grid (:func:`grid_phase`) that it holds whole (where a block is cut by the
+    photo's edge, its part inside). Most of such a region's top and left edges lie on one row
+    and one column of the grid, modulo 8; a stroke's are spread over all eight, and it is passed
+    over before the photo's luma is read."""
+    for dim in (0, 1):  # the region's top edges, then its left edges, by their place modulo 8
+        starts = found.narrow(dim, 1, found.shape[dim] - 1) & ~found.narrow(dim, 0, found.shape[dim] - 1)
+        places = (starts.nonzero()[:, dim] + 1) % BLOCK
+        if places.numel() and int(places.bincount().max()) < places.numel() / 2:
+            return False
+    top, left = grid_phase(luma(x[None])[0])
+    height, width = found.shape
+    pad = (left, -(width + left) % BLOCK, top, -(height + top) % BLOCK)
+    count = lambda t: F.pad(t.to(torch.int32), pad).unflatten(0, (-1, BLOCK)).unflatten(2, (-1, BLOCK)).sum((1, 3))  # noqa: E731
+    held, room = count(found), count(torch.ones_like(found))
+    whole = float(held[(held == room) & (held > 0)].sum())
+    return whole >= MIN_BLOCK_SHARE * float(found.sum()) and not bool(jpeg_quality(x[None]).isnan().all())
 
 
 def _difference(x: torch.Tensor, window: tuple, v: float) -> torch.Tensor:
