@@ -107,6 +107,38 @@ def test_missing_mask_finds_scattered_missing_pixels(sample, share):
     assert float(psnr(harmonic_fill(lq, found), sample[None])) > float(psnr(lq, sample[None])) + 10
 
 
+def test_missing_mask_finds_scattered_pixels_that_hide_dark_content(sample):
+    """Once pixels dropped at random are told from the photo's own (by those that stand out), the
+    ones that hide a value near the fill's join them though they do not stand out: they have one
+    neighbour of their value at most. Here half the photo is dark, and a thin black line drawn
+    there (a photo's own) stays but for its ends."""
+    photo = sample.clone()
+    photo[:, :, :80] *= 0.2
+    photo[:, 100, 10:40] = 0.0
+    keep = torch.rand(photo.shape[-2:], generator=seeded(4)) >= 0.05
+    keep[99:102, 9:41] = True
+    lq = (photo * keep)[None]
+    truth = ~keep & (photo != 0).any(0)
+    hidden = truth & (photo.mean(0) < 0.1)  # they do not stand out
+    found = missing_mask(lq)[0, 0].bool()
+    assert int(hidden.sum()) > 400 and float((found & truth).sum()) > 0.97 * float(truth.sum())
+    assert not bool(found[100, 11:39].any())
+    assert float(psnr(harmonic_fill(lq, found), photo[None])) > float(psnr(lq, photo[None])) + 15
+
+
+def test_missing_mask_does_not_weigh_drops_hidden_in_a_black_sky(photos_dir):
+    """On a deep-sky photo most pixels dropped to black land on a sky of near-black pixels, many of
+    them black already. Those that do not stand out join the mask, but as no evidence: weighed in
+    the border test, the black sky around them would have sunk the whole mask."""
+    photo = load_image(photos_dir / "scikit-image__hubble_deep_field.png")
+    keep = torch.rand(photo.shape[-2:], generator=seeded(4)) >= 0.05
+    lq = (photo * keep)[None]
+    visible = ~keep & ((photo - 0.0).abs().mean(0) >= 0.1)
+    found = missing_mask(lq)[0, 0].bool()
+    assert int(visible.sum()) > 500 and float((found & visible).sum()) > 0.9 * float(visible.sum())
+    assert float(psnr(harmonic_fill(lq, found), photo[None])) > float(psnr(lq, photo[None])) + 5
+
+
 def test_missing_mask_leaves_noise_clipped_at_black_and_white_alone(sample):
     """Strong noise clips pixels to 0 or 1 and they stand out from their neighbours like a
     scattered fill, but only in dark or bright content; a scattered gray fill on the same noisy

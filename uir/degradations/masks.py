@@ -91,7 +91,10 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, 
     and a photo's own blacks, lie in dark or bright content). In a gray photo every pixel holds
     one value in all channels, so its further candidates are the most frequent values of the
     pixels that stand out, and they are sought as lone pixels alone: a gray photo's flat patches
-    are content.
+    are content. Once lone pixels pass, the pixels of ``v`` that do not stand out (they hide a
+    value near it) join the mask too where they have at most one neighbour of ``v``, as most
+    pixels dropped at a low share have and a photo's own clipped patches and lines do not; they
+    are no evidence, so the border test below does not weigh them.
 
     Then a contrast test: the pixels bordering the mask (1 px) must differ from the candidate by
     at least ``min_contrast`` on average. Clipped blacks in a dark photo, or a clipped white sky,
@@ -132,6 +135,7 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
     for v in order:
         exact, window = _windowed(gray * (level == v).to(x.dtype))
         found = _grown(_erode(exact, 3), exact, grow) if colour or v in cored else torch.zeros_like(exact)
+        hidden = torch.zeros_like(found)  # dropped pixels that do not stand out: no evidence, so no border
         if float(exact.sum() - found.sum()) >= least:
             contrast, seen = _ring_mean(_difference(x, window, v), 1 - exact)
             lone = (exact - found) * (seen > 0) * (contrast >= min_contrast)  # they stand out
@@ -139,13 +143,14 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
                 scattered[window] = torch.maximum(scattered[window], lone)
                 if _blind_to_content(exact, lone, contrast, seen, min_contrast):
                     found = torch.maximum(found, _grown(lone, exact, grow))
+                    hidden = exact * (_box_sum(exact) < 2.5) * (1 - found)  # one neighbour of v at most
         if bool(found.any()):
-            grown.append((v, window, found.bool()))
-    for v, window, found in grown:  # another value's lone pixels are no border
+            grown.append((v, window, found.bool(), hidden.bool()))
+    for v, window, found, hidden in grown:  # another value's lone pixels are no border
         found = found.to(x.dtype)
         ring = (_dilate(found, 3) - found) * (1 - scattered[window])
         if float(ring.sum()) > 0 and float((_difference(x, window, v) * ring).sum() / ring.sum()) >= min_contrast:
-            mask[window] = found
+            mask[window] = found + hidden.to(x.dtype)
             if not _jpeg_blocks(x, mask[0, 0] > 0):
                 break
             mask.zero_()
