@@ -186,12 +186,13 @@ def test_missing_mask_leaves_a_jpegs_flat_blocks_alone(photos_dir):
     one flat gray level: 29 such blocks of one level join into a solid region ringed by contrast,
     as a fill is, but made of whole blocks of the JPEG's grid. Black strokes drawn on the same
     JPEG cut across its blocks and are found, as is a hole from a corner of the grid that ends
-    within its blocks."""
+    within its blocks. A crop of the JPEG, whose grid lies at another phase, is left alone too."""
     from uir.degradations.filters import jpeg
 
     photo = load_image(photos_dir / "scikit-image__motorcycle_left.png")
     compressed = jpeg(photo[None], 10)
     assert float(missing_mask(compressed).sum()) == 0
+    assert float(missing_mask(compressed[..., 3:, 5:]).sum()) == 0  # cropped: the grid at another phase
     strokes = D.apply("uncompleted", compressed, generator=seeded(1), fill=0.0)
     truth = (strokes != compressed).any(1)[0]
     found = missing_mask(strokes)[0, 0].bool()

@@ -171,7 +171,8 @@ def _jpeg_blocks(x: torch.Tensor, found: torch.Tensor) -> bool:
             return False
     top, left = grid_phase(luma(x[None])[0])
     height, width = found.shape
-    pad = (left, -(width + left) % BLOCK, top, -(height + top) % BLOCK)
+    before = (-left % BLOCK, -top % BLOCK)  # the blocks start at ``top``, ``left``: pad up to a first one
+    pad = (before[0], -(width + before[0]) % BLOCK, before[1], -(height + before[1]) % BLOCK)
     count = lambda t: F.pad(t.to(torch.int32), pad).unflatten(0, (-1, BLOCK)).unflatten(2, (-1, BLOCK)).sum((1, 3))  # noqa: E731
     held, room = count(found), count(torch.ones_like(found))
     whole = float(held[(held == room) & (held > 0)].sum())
