@@ -133,7 +133,7 @@ def test_missing_mask_does_not_weigh_drops_hidden_in_a_black_sky(photos_dir):
     photo = load_image(photos_dir / "scikit-image__hubble_deep_field.png")
     keep = torch.rand(photo.shape[-2:], generator=seeded(4)) >= 0.05
     lq = (photo * keep)[None]
-    visible = ~keep & ((photo - 0.0).abs().mean(0) >= 0.1)
+    visible = ~keep & (photo.mean(0) >= 0.1)  # those that stand out from black
     found = missing_mask(lq)[0, 0].bool()
     assert int(visible.sum()) > 500 and float((found & visible).sum()) > 0.9 * float(visible.sum())
     assert float(psnr(harmonic_fill(lq, found), photo[None])) > float(psnr(lq, photo[None])) + 5
@@ -203,7 +203,7 @@ def test_missing_mask_leaves_a_jpegs_flat_blocks_alone(photos_dir):
 
 
 def test_missing_mask_finds_a_hole_on_the_8x8_grid_of_a_photo_that_was_never_a_jpeg(sample):
-    """A square hole whose edges fall on multiples of 8 is whole blocks of a grid, but with no JPEG
+    """A rectangular hole whose edges fall on multiples of 8 is whole blocks of a grid, but with no JPEG
     trace in the photo it is a hole."""
     lq = sample.clone()
     lq[:, 32:64, 48:96] = 0.0
