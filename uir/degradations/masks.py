@@ -173,8 +173,11 @@ def _jpeg_blocks(x: torch.Tensor, found: torch.Tensor) -> bool:
     height, width = found.shape
     before = (-left % BLOCK, -top % BLOCK)  # the blocks start at ``top``, ``left``: pad up to a first one
     pad = (before[0], -(width + before[0]) % BLOCK, before[1], -(height + before[1]) % BLOCK)
-    count = lambda t: F.pad(t.to(torch.int32), pad).unflatten(0, (-1, BLOCK)).unflatten(2, (-1, BLOCK)).sum((1, 3))  # noqa: E731
-    held, room = count(found), count(torch.ones_like(found))
+
+    def per_block(t: torch.Tensor) -> torch.Tensor:  # pixels held in each block of the grid
+        return F.pad(t.to(torch.int32), pad).unflatten(0, (-1, BLOCK)).unflatten(2, (-1, BLOCK)).sum((1, 3))
+
+    held, room = per_block(found), per_block(torch.ones_like(found))
     whole = float(held[(held == room) & (held > 0)].sum())
     return whole >= MIN_BLOCK_SHARE * float(found.sum()) and not bool(jpeg_quality(x[None]).isnan().all())
 
