@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from uir.classical import PRIORS, VEIL_BOUNDS, jpeg_chroma, measured_severities
 from uir.degradations.jpeg_trace import JPEG_CLASS
-from uir.degradations.masks import MISSING_CLASS, harmonic_fill, missing_mask
+from uir.degradations.masks import MISSING_CLASS, harmonic_fill, holds_missing_pixels, missing_mask
 from uir.degradations.photometric import SHADOW_CLASS
 from uir.degradations.weather import RAINDROP_CLASS
 from uir.files import check_weights
@@ -391,7 +391,9 @@ class MixtureRestoration:
             fill_missing: fill missing pixels first (default: :attr:`fills_missing_pixels`). With
                 the router choosing, a filled image is then kept as it is: the fill is its
                 restoration, and no expert runs on it (routed, every expert lowered a filled
-                photo's PSNR: docs/default-model.md). Manual weights still apply after the fill.
+                photo's PSNR: docs/default-model.md); but a fill of less than
+                :data:`~uir.degradations.masks.MIN_MISSING_SHARE` of the image is not its
+                degradation, and the filled image is routed. Manual weights still apply after the fill.
                 Then, with the router choosing and holding a drop detector, raindrops are found
                 and cleared the same way (:func:`clear_found_drops`), and a cleared image is kept;
                 then, with a shadow detector, a cast shadow is found and lifted
@@ -411,7 +413,7 @@ class MixtureRestoration:
         found = {}  # the router sees the filled and cleared images: it is told what was there
         if self.fills_missing_pixels if fill_missing is None else fill_missing:
             images, missing = fill_missing_pixels(images)
-            found[MISSING_CLASS] = missing > 0
+            found[MISSING_CLASS] = holds_missing_pixels(missing)
         routing = weights is None and strategy == "router"
         detectors = dict(self.router.detectors()) if routing and self.router is not None else {}
         qualities, measured = None, {}  # of the JPEG traces, read once for the router, the chroma step and the table

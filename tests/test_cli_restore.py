@@ -412,13 +412,21 @@ def test_each_restoration_is_described_by_what_was_done():
 
     out = RestorationOutput(images=None, weights=torch.tensor([[0.7, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]),
                             expert_names=["noisy", "hazy"], clean_weight=torch.tensor([0.3, 1.0, 0.0, 1.0]),
-                            degradations=["noisy", "hazy", "rainy", "hazy"],
+                            degradations=["noisy", "hazy", "rainy", "uncompleted"],
                             confidence=torch.tensor([0.9, 0.3, 0.8, 0.9]), known=torch.tensor([True, False, True, True]),
                             missing=torch.tensor([0.0, 0.0, 0.0, 0.05]))
     assert describe_restoration(out, 0) == "detected noisy (confidence 0.90); experts: noisy 0.70, input kept 0.30"
     assert describe_restoration(out, 1) == "not sure (0.30; likeliest hazy): input returned unchanged"
     assert describe_restoration(out, 2) == "detected rainy (confidence 0.80); base model only"
     assert describe_restoration(out, 3) == "filled 5.0% missing pixels"
+    tiny = RestorationOutput(images=None, weights=torch.tensor([[0.0, 1.0]]), expert_names=["noisy", "hazy"],
+                             clean_weight=torch.zeros(1), degradations=["hazy"], confidence=torch.tensor([0.9]),
+                             known=torch.tensor([True]), missing=torch.tensor([0.00012]))
+    assert describe_restoration(tiny, 0) == "filled 0.012% missing pixels; detected hazy (confidence 0.90); experts: hazy 1.00"
+    tiny.clean_weight, tiny.weights = torch.ones(1), torch.zeros(1, 2)
+    tiny.confidence, tiny.known = torch.tensor([0.5]), torch.tensor([False])
+    assert describe_restoration(tiny, 0) == ("filled 0.012% missing pixels; not sure (0.50; likeliest hazy): "
+                                             "input returned unchanged")
     hazy = RestorationOutput(images=None, weights=torch.tensor([[0.0, 0.5], [0.0, 0.0]]), expert_names=["noisy", "hazy"],
                              clean_weight=torch.zeros(2), degradations=["hazy", "hazy"],
                              confidence=torch.tensor([0.9, 0.8]), known=torch.tensor([True, True]),

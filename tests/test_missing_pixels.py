@@ -2,6 +2,8 @@
 ``uncompleted`` removed, and the harmonic fill against a direct sparse solve of Laplace's
 equation (scipy)."""
 
+import math
+
 import numpy as np
 import pytest
 import scipy.sparse
@@ -10,7 +12,7 @@ import torch
 
 import uir.degradations as D
 from uir import sample_image_path
-from uir.degradations.masks import harmonic_fill, missing_mask
+from uir.degradations.masks import MIN_MISSING_SHARE, harmonic_fill, missing_mask
 from uir.images import load_image
 from uir.metrics import psnr
 
@@ -331,6 +333,27 @@ def test_the_default_fills_scattered_missing_pixels(sample, default_runtime):
     out = default_runtime(lq, output_type="pt")
     assert out.degradations == ["uncompleted"] and float(out.missing[0]) > 0.045
     assert float(psnr(out.images, sample[None])) > float(psnr(lq, sample[None])) + 10
+
+
+def test_a_fill_too_small_to_be_the_degradation_leaves_the_image_to_the_router(sample, default_runtime):
+    """A few pixels of one value in rain (the false finds of severe rain and snow) are filled, then
+    the image is routed as the filled one is; a hole of MIN_MISSING_SHARE or more is the image's
+    degradation, and the fill is kept."""
+    rainy = D.apply("rainy", sample, generator=seeded(0))[None]
+    side = math.isqrt(math.ceil(MIN_MISSING_SHARE * sample[0].numel()))  # the least square called
+    for size, called in ((side - 1, False), (side + 1, True)):
+        lq = rainy.clone()
+        lq[..., 60:60 + size, 80:80 + size] = 0
+        mask = missing_mask(lq)
+        assert int(mask.sum()) == size * size
+        out = default_runtime(lq, output_type="pt")
+        assert float(out.missing[0]) == pytest.approx(size * size / sample[0].numel())
+        assert (out.degradations == ["uncompleted"]) is called
+        assert (default_runtime(lq, output_type="pt", fill_missing=False).degradations == ["uncompleted"]) is called
+        if not called:
+            routed = default_runtime(harmonic_fill(lq, mask), output_type="pt")
+            assert out.degradations == routed.degradations and float(out.clean_weight[0]) < 1
+            assert torch.equal(out.images, routed.images)
 
 
 def test_missing_pixels_are_searched_once_per_call(sample, default_runtime, monkeypatch):

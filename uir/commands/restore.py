@@ -153,11 +153,15 @@ def cmd_restore(args) -> int:
 
 
 def describe_restoration(result, row: int) -> str:
-    """What was done to image ``row`` of a pipeline output, in words: missing pixels filled and
-    raindrops cleared, the router's call and its confidence (or "not sure" when below the threshold), then the experts
-    that ran with their weights, a classical prior's share and the share of the input kept,
-    "base model only", or "input returned unchanged"; and a JPEG's chroma re-estimated from its luma."""
+    """What was done to image ``row`` of a pipeline output, in words: missing pixels filled,
+    raindrops cleared or a shadow lifted (that alone where it was the restoration), the router's
+    call and its confidence (or "not sure" when below the threshold), then the experts that ran
+    with their weights, a classical prior's share and the share of the input kept, "base model
+    only", or "input returned unchanged"; and a JPEG's chroma re-estimated from its luma."""
     from ..classical import PRIORS
+    from ..degradations.masks import MISSING_CLASS
+    from ..degradations.photometric import SHADOW_CLASS
+    from ..degradations.weather import RAINDROP_CLASS
 
     experts = ", ".join(f"{n} {w:.2f}" for n, w in zip(result.expert_names, result.weights[row].tolist()) if w > 0)
     kept = float(result.clean_weight[row])
@@ -176,15 +180,23 @@ def describe_restoration(result, row: int) -> str:
     radius = 0 if result.chroma_radius is None else int(result.chroma_radius[row])
     if radius:
         used += f"; JPEG chroma re-estimated from the luma (radius {radius} px)"
-    done = [f"{verb} {100 * float(share[row]):.1f}% {what}" for verb, share, what in
-            (("filled", result.missing, "missing pixels"), ("cleared raindrops from", result.drops, "of the pixels"),
-             ("lifted a shadow over", result.shadows, "of the pixels"))
-            if share is not None and float(share[row]) > 0]
-    if done:
-        return "; ".join(done if kept >= 1 else [*done, used])
-    if result.degradations is None:
-        return used
-    confidence = result.confidence[row].item()
-    if not result.known[row]:
-        return f"not sure ({confidence:.2f}; likeliest {result.degradations[row]}): {used}"
-    return f"detected {result.degradations[row]} (confidence {confidence:.2f}); {used}"
+    steps = ((MISSING_CLASS, "filled", result.missing, "missing pixels"),
+             (RAINDROP_CLASS, "cleared raindrops from", result.drops, "of the pixels"),
+             (SHADOW_CLASS, "lifted a shadow over", result.shadows, "of the pixels"))
+    steps = [(name, f"{verb} {percent(float(share[row]))} {what}") for name, verb, share, what in steps
+             if share is not None and float(share[row]) > 0]
+    done = [text for _, text in steps]
+    if result.degradations is not None and result.degradations[row] in {name for name, _ in steps}:
+        return "; ".join(done)  # the step was the image's restoration, kept as it is
+    said = used
+    if result.degradations is not None:  # routed (after a fill too small to be the image's degradation, too)
+        confidence = result.confidence[row].item()
+        said = (f"detected {result.degradations[row]} (confidence {confidence:.2f}); {used}" if result.known[row]
+                else f"not sure ({confidence:.2f}; likeliest {result.degradations[row]}): {used}")
+    return "; ".join([*done, said])
+
+
+def percent(share: float) -> str:
+    """``share`` (a fraction) in percent: one decimal, or two significant digits below 0.1%."""
+    value = 100 * share
+    return f"{value:.1f}%" if value >= 0.1 else f"{value:.2g}%"

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..degradations.jpeg_trace import JPEG_CLASS, jpeg_quality
-from ..degradations.masks import MISSING_CLASS, missing_mask
+from ..degradations.masks import MISSING_CLASS, holds_missing_pixels, missing_mask
 from ..degradations.photometric import SHADOW_CLASS
 from ..degradations.weather import RAINDROP_CLASS
 from ..files import load_safetensors
@@ -159,7 +159,8 @@ class RouterInference:
         """``{class: (B,) bool}``: the images that carry the exact trace of a class, for the traces
         the config asks for: a JPEG at ``jpeg_max_quality`` or below
         (:func:`~uir.degradations.jpeg_trace.jpeg_quality`) and missing pixels
-        (``call_missing_pixels``, :func:`~uir.degradations.masks.missing_mask`), in that order.
+        (``call_missing_pixels``, :func:`~uir.degradations.masks.missing_mask`, covering at least
+        :data:`~uir.degradations.masks.MIN_MISSING_SHARE` of the image), in that order.
 
         ``found`` holds what the caller already knows of ``images`` before it changed them, by
         class: the pipeline finds missing pixels and fills them before routing, so the filled
@@ -169,7 +170,7 @@ class RouterInference:
         if getattr(self.config, "jpeg_max_quality", None) is not None:
             searches[JPEG_CLASS] = lambda: ~self.jpeg_trace_qualities(images).isnan()
         if getattr(self.config, "call_missing_pixels", False):
-            searches[MISSING_CLASS] = lambda: missing_mask(images.float()).flatten(1).amax(1) > 0
+            searches[MISSING_CLASS] = lambda: holds_missing_pixels(missing_mask(images.float()).flatten(1).mean(1))
         return {name: (found[name] if name in found else search()).bool().cpu() for name, search in searches.items()}
 
     def find_with(self, detector, share: float, images: torch.Tensor, known: dict[str, torch.Tensor] | None = None
