@@ -86,8 +86,8 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, 
 
     Missing pixels (what :func:`inpainting` writes) carry one exact value ``v`` in every channel.
     The candidates for ``v`` are the values of the "flat exact" pixels, those whose 3x3
-    neighbourhood holds one value alone in all channels, the most frequent first (at most
-    ``candidates``); then, in a colour photo (beside its most frequent gray value, fewer than half
+    neighbourhood holds one value alone in all channels and that have a pixel ``min_contrast``
+    away within 2 px (:func:`_edged`), the most frequent first (at most ``candidates``); then, in a colour photo (beside its most frequent gray value, fewer than half
     of its pixels gray), the most frequent values of all gray pixels (as many again, each held by
     at least ``min_lone`` of the image: single pixels form no flat patch). For a
     candidate, those 3x3 cores are the seeds; the mask grows from them, ``grow`` steps of one
@@ -115,7 +115,9 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, 
     through the content, so their neighbours are whatever the photo shows there. Another
     candidate's lone pixels (enough of them and apart, whatever their content) do not count as
     border: a black fill scattered over a clipped white sky leaves holes in the sky's mask, but
-    the sky's border still ramps. The first candidate that passes is ``v``; a clipped region
+    the sky's border still ramps. Nor does another candidate's region, where the border holds
+    more than it: a white background crossed by black strokes borders them sharply, but its own
+    border ramps into the objects on it. The first candidate that passes is ``v``; a clipped region
     more frequent than the fill (a grey photo's black surround one level above a black fill)
     fails the test and leaves the next its turn.
 
@@ -136,7 +138,7 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
         return mask
     level = x[:1][None]
     flat = ((_erode(level, 3) == _dilate(level, 3)) & (_erode(gray, 3) > 0))[0, 0]
-    order = [v for v, _ in _most_frequent(level[0, 0][flat], candidates)]
+    order = [v for v, _ in _most_frequent(level[0, 0][flat & _edged(x, level, min_contrast)], candidates)]
     frequent = _most_frequent(level[0, 0][gray[0, 0] > 0], candidates)
     least = max(min_lone * x.shape[-2] * x.shape[-1], MIN_LONE_PIXELS)  # lone pixels needed
     colour = float(gray.sum()) - frequent[0][1] < (gray.numel() - frequent[0][1]) / 2  # beside the likeliest fill
@@ -159,15 +161,30 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
                     hidden = exact * (_box_sum(exact) < 2.5) * (1 - found)  # one neighbour of v at most
         if bool(found.any()):
             grown.append((v, window, found.bool(), hidden.bool()))
+    regions = torch.zeros_like(mask)  # every candidate's grown region
+    for _, window, found, _ in grown:
+        regions[window] = torch.maximum(regions[window], found.to(x.dtype))
     for v, window, found, hidden in grown:  # another value's lone pixels are no border
         found = found.to(x.dtype)
         ring = (_dilate(found, 3) - found) * (1 - scattered[window])
+        apart = ring * (1 - regions[window])  # nor another value's region, where the border has more
+        ring = apart if bool(apart.any()) else ring
         if float(ring.sum()) > 0 and float((_difference(x, window, v) * ring).sum() / ring.sum()) >= min_contrast:
             mask[window] = found + hidden.to(x.dtype)
             if not _jpeg_blocks(x, mask[0, 0] > 0):
                 break
             mask.zero_()
     return mask
+
+
+def _edged(x: torch.Tensor, level: torch.Tensor, min_contrast: float) -> torch.Tensor:
+    """(H,W) bool: the pixels of ``x`` (3,H,W) with a pixel within 2 px that differs from their
+    ``level`` (1,1,H,W) by at least ``min_contrast`` in some channel. A region of one value that
+    passes the border test has such pixels among its flat cores (those 2 px in from its edge); a
+    smooth sky's or a shadow's flat levels, which ramp into their neighbours, have few."""
+    top = _dilate(x.amax(0, keepdim=True)[None], 5)
+    bottom = -_dilate(-x.amin(0, keepdim=True)[None], 5)
+    return ((top - level >= min_contrast) | (level - bottom >= min_contrast))[0, 0]
 
 
 def _jpeg_blocks(x: torch.Tensor, found: torch.Tensor) -> bool:
