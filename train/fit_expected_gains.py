@@ -14,8 +14,8 @@ severity measured on the image (:func:`uir.lora.strategies.gain_bin`); the saved
 record also keeps, per sample, the degradation the photo truly had and the router's
 confidence, so a cell can be read by what it holds (the table does not use them). PSNR is
 capped at ``--max_psnr`` so that a clean input (infinite PSNR) has a finite loss. Photos with
-missing pixels are left out: the pipeline fills them and routes no expert on them, whatever
-the table says; so are photos where the router's detectors find their type (raindrops cleared,
+missing pixels (:func:`~uir.degradations.masks.holds_missing_pixels`) are left out: the pipeline
+fills them and routes no expert on them, whatever the table says; so are photos where the router's detectors find their type (raindrops cleared,
 a shadow lifted: :meth:`~uir.networks.router.RouterInference.detectors`), which the pipeline
 restores by the detector's own method.
 

@@ -87,9 +87,10 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, 
     Missing pixels (what :func:`inpainting` writes) carry one exact value ``v`` in every channel.
     The candidates for ``v`` are the values of the "flat exact" pixels, those whose 3x3
     neighbourhood holds one value alone in all channels and that have a pixel ``min_contrast``
-    away within 2 px (:func:`_edged`), the most frequent first (at most ``candidates``); then, in a colour photo (beside its most frequent gray value, fewer than half
-    of its pixels gray), the most frequent values of all gray pixels (as many again, each held by
-    at least ``min_lone`` of the image: single pixels form no flat patch). For a
+    away within 2 px (:func:`_edged`), the most frequent first (at most ``candidates``); then,
+    in a colour photo (beside its most frequent gray value, fewer than half of its pixels gray),
+    the most frequent values of all gray pixels (as many again, each held by at least
+    ``min_lone`` of the image: single pixels form no flat patch). For a
     candidate, those 3x3 cores are the seeds; the mask grows from them, ``grow`` steps of one
     pixel, over pixels equal to it in all channels, so thin parts of a stroke join it and lone
     pixels of that value do not, unless they pass the next test.
@@ -138,7 +139,9 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
         return mask
     level = x[:1][None]
     flat = ((_erode(level, 3) == _dilate(level, 3)) & (_erode(gray, 3) > 0))[0, 0]
-    order = [v for v, _ in _most_frequent(level[0, 0][flat & _edged(x, level, min_contrast)], candidates)]
+    if bool(flat.any()):  # most colour photos have no flat exact pixel
+        flat &= _edged(x, level, min_contrast)
+    order = [v for v, _ in _most_frequent(level[0, 0][flat], candidates)]
     frequent = _most_frequent(level[0, 0][gray[0, 0] > 0], candidates)
     least = max(min_lone * x.shape[-2] * x.shape[-1], MIN_LONE_PIXELS)  # lone pixels needed
     colour = float(gray.sum()) - frequent[0][1] < (gray.numel() - frequent[0][1]) / 2  # beside the likeliest fill
