@@ -15,9 +15,10 @@ record also keeps, per sample, the degradation the photo truly had and the route
 confidence, so a cell can be read by what it holds (the table does not use them). PSNR is
 capped at ``--max_psnr`` so that a clean input (infinite PSNR) has a finite loss. Photos with
 missing pixels (:func:`~uir.degradations.masks.holds_missing_pixels`) are left out: the pipeline
-fills them and routes no expert on them, whatever the table says; so are photos where the router's detectors find their type (raindrops cleared,
-a shadow lifted: :meth:`~uir.networks.router.RouterInference.detectors`), which the pipeline
-restores by the detector's own method.
+fills them and routes no expert on them, whatever the table says; so are photos where the
+router's detectors find their type (raindrops cleared, a shadow lifted:
+:meth:`~uir.networks.router.RouterInference.detectors`), which the pipeline restores by the
+detector's own method.
 
 The table goes into the router's config; the pipeline with it is saved to
 ``OUTPUT_DIR/pipeline`` (load it with ``uir.load_pipeline``), and the table with every
