@@ -116,9 +116,11 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, 
     through the content, so their neighbours are whatever the photo shows there. Another
     candidate's lone pixels (enough of them and apart, whatever their content) do not count as
     border: a black fill scattered over a clipped white sky leaves holes in the sky's mask, but
-    the sky's border still ramps. Nor does another candidate's region, where the border holds
-    more than it: a white background crossed by black strokes borders them sharply, but its own
-    border ramps into the objects on it. The first candidate that passes is ``v``; a clipped region
+    the sky's border still ramps. Nor may another candidate's region carry a candidate through,
+    where the border holds more than it: the border must pass with it and without it. A white
+    background crossed by black strokes borders them sharply, but its own border ramps into the
+    objects on it; a JPEG's flat blocks border each other with a level's step, and fail either way.
+    The first candidate that passes is ``v``; a clipped region
     more frequent than the fill (a grey photo's black surround one level above a black fill)
     fails the test and leaves the next its turn.
 
@@ -170,9 +172,10 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
     for v, window, found, hidden in grown:  # another value's lone pixels are no border
         found = found.to(x.dtype)
         ring = (_dilate(found, 3) - found) * (1 - scattered[window])
-        apart = ring * (1 - regions[window])  # nor another value's region, where the border has more
-        ring = apart if bool(apart.any()) else ring
-        if float(ring.sum()) > 0 and float((_difference(x, window, v) * ring).sum() / ring.sum()) >= min_contrast:
+        apart = ring * (1 - regions[window])  # nor may another value's region carry it, where the border has more
+        difference = _difference(x, window, v)
+        if all(float(r.sum()) > 0 and float((difference * r).sum() / r.sum()) >= min_contrast
+               for r in ((ring, apart) if bool(apart.any()) else (ring,))):
             mask[window] = found + hidden.to(x.dtype)
             if not _jpeg_blocks(x, mask[0, 0] > 0):
                 break
