@@ -226,21 +226,11 @@ def test_missing_mask_finds_black_pixels_dropped_on_a_white_backdrop(photos_dir)
     assert float(psnr(harmonic_fill(lq, found), photo[None])) > float(psnr(lq, photo[None])) + 30
 
 
-def test_missing_mask_finds_a_thin_stroke_in_a_foggy_gray_photo(photos_dir):
-    """A gray photo of fog holds flat 3x3 patches at many levels, each more frequent than a thin
-    stroke's; but they ramp into their neighbours, and the stroke's cores lie beside its sharp
-    edge, so it is a candidate and is found, whole and alone."""
-    photo = load_image(photos_dir / "plasma__ColdRipple.png")
-    assert bool((photo == photo[:1]).all())
-    lq = D.apply("uncompleted", photo, generator=seeded(0), strokes=1, width=0.02, fill=0.0)[None]
-    truth = (lq[0] != photo).any(0)
-    assert torch.equal(missing_mask(lq)[0, 0].bool(), truth) and int(truth.sum()) > 1000
-
-
 def test_missing_mask_finds_black_strokes_across_a_white_backdrop_not_the_backdrop(photos_dir):
     """A product shot on a clipped white backdrop, crossed by a thin black stroke: the backdrop,
-    flat and more frequent, borders the stroke sharply, but the stroke's region is no border of
-    the backdrop's; what is left of its border ramps into the objects, so the stroke is found."""
+    flat and more frequent, borders the stroke sharply, but the stroke's region may not carry it
+    through the border test; without it its border ramps into the objects, so the stroke is
+    found."""
     photo = load_image(photos_dir / "opencv-doc__smarties.png")
     assert float(missing_mask(photo[None]).sum()) == 0
     lq = D.apply("uncompleted", photo, generator=seeded(3), strokes=1, width=0.02, fill=0.0)[None]

@@ -86,11 +86,10 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, 
 
     Missing pixels (what :func:`inpainting` writes) carry one exact value ``v`` in every channel.
     The candidates for ``v`` are the values of the "flat exact" pixels, those whose 3x3
-    neighbourhood holds one value alone in all channels and that have a pixel ``min_contrast``
-    away within 2 px (:func:`_edged`), the most frequent first (at most ``candidates``); then,
-    in a colour photo (beside its most frequent gray value, fewer than half of its pixels gray),
-    the most frequent values of all gray pixels (as many again, each held by at least
-    ``min_lone`` of the image: single pixels form no flat patch). For a
+    neighbourhood holds one value alone in all channels, the most frequent first (at most
+    ``candidates``); then, in a colour photo (beside its most frequent gray value, fewer than half
+    of its pixels gray), the most frequent values of all gray pixels (as many again, each held by
+    at least ``min_lone`` of the image: single pixels form no flat patch). For a
     candidate, those 3x3 cores are the seeds; the mask grows from them, ``grow`` steps of one
     pixel, over pixels equal to it in all channels, so thin parts of a stroke join it and lone
     pixels of that value do not, unless they pass the next test.
@@ -119,10 +118,10 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, 
     the sky's border still ramps. Nor may another candidate's region carry a candidate through,
     where the border holds more than it: the border must pass with it and without it. A white
     background crossed by black strokes borders them sharply, but its own border ramps into the
-    objects on it; a JPEG's flat blocks border each other with a level's step, and fail either way.
-    The first candidate that passes is ``v``; a clipped region
-    more frequent than the fill (a grey photo's black surround one level above a black fill)
-    fails the test and leaves the next its turn.
+    objects on it; a JPEG's flat blocks border each other with a level's step, and fail either
+    way. The first candidate that passes is ``v``; a clipped region more frequent than the fill
+    (a grey photo's black surround one level above a black fill) fails the test and leaves the
+    next its turn.
 
     Last, a JPEG's own flat blocks are told apart (:func:`_jpeg_blocks`): at a low quality a
     block that kept only its DC coefficient decodes to one flat level, gray where the chroma
@@ -141,8 +140,6 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
         return mask
     level = x[:1][None]
     flat = ((_erode(level, 3) == _dilate(level, 3)) & (_erode(gray, 3) > 0))[0, 0]
-    if bool(flat.any()):  # most colour photos have no flat exact pixel
-        flat &= _edged(x, level, min_contrast)
     order = [v for v, _ in _most_frequent(level[0, 0][flat], candidates)]
     frequent = _most_frequent(level[0, 0][gray[0, 0] > 0], candidates)
     least = max(min_lone * x.shape[-2] * x.shape[-1], MIN_LONE_PIXELS)  # lone pixels needed
@@ -181,16 +178,6 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
                 break
             mask.zero_()
     return mask
-
-
-def _edged(x: torch.Tensor, level: torch.Tensor, min_contrast: float) -> torch.Tensor:
-    """(H,W) bool: the pixels of ``x`` (3,H,W) with a pixel within 2 px that differs from their
-    ``level`` (1,1,H,W) by at least ``min_contrast`` in some channel. A region of one value that
-    passes the border test has such pixels among its flat cores (those 2 px in from its edge); a
-    smooth sky's or a shadow's flat levels, which ramp into their neighbours, have few."""
-    top = _dilate(x.amax(0, keepdim=True)[None], 5)
-    bottom = -_dilate(-x.amin(0, keepdim=True)[None], 5)
-    return ((top - level >= min_contrast) | (level - bottom >= min_contrast))[0, 0]
 
 
 def _jpeg_blocks(x: torch.Tensor, found: torch.Tensor) -> bool:
