@@ -180,10 +180,10 @@ def describe_restoration(result, row: int) -> str:
     radius = 0 if result.chroma_radius is None else int(result.chroma_radius[row])
     if radius:
         used += f"; JPEG chroma re-estimated from the luma (radius {radius} px)"
-    steps = ((MISSING_CLASS, "filled", result.missing, "missing pixels"),
-             (RAINDROP_CLASS, "cleared raindrops from", result.drops, "of the pixels"),
-             (SHADOW_CLASS, "lifted a shadow over", result.shadows, "of the pixels"))
-    steps = [(name, f"{verb} {percent(float(share[row]))} {what}") for name, verb, share, what in steps
+    shares = ((MISSING_CLASS, "filled", result.missing, "missing pixels"),
+              (RAINDROP_CLASS, "cleared raindrops from", result.drops, "of the pixels"),
+              (SHADOW_CLASS, "lifted a shadow over", result.shadows, "of the pixels"))
+    steps = [(name, f"{verb} {percent(float(share[row]))} {what}") for name, verb, share, what in shares
              if share is not None and float(share[row]) > 0]
     done = [text for _, text in steps]
     if result.degradations is not None and result.degradations[row] in {name for name, _ in steps}:
