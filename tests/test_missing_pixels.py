@@ -11,6 +11,7 @@ import scipy.sparse.linalg
 import torch
 
 import uir.degradations as D
+import uir.degradations.masks as masks
 from uir import sample_image_path
 from uir.degradations.masks import MIN_MISSING_SHARE, harmonic_fill, missing_mask
 from uir.images import load_image
@@ -236,6 +237,33 @@ def test_missing_mask_finds_black_strokes_across_a_white_backdrop_not_the_backdr
     lq = D.apply("uncompleted", photo, generator=seeded(3), strokes=1, width=0.02, fill=0.0)[None]
     truth = (lq[0] != photo).any(0)
     assert torch.equal(missing_mask(lq)[0, 0].bool(), truth) and int(truth.sum()) > 500
+
+
+def test_missing_mask_leaves_an_indexed_colour_photo_alone(photos_dir):
+    """A photo saved with a palette (PIL's web palette, dithered, as a GIF may hold it) has black
+    regions of one exact value that step sharply to the palette's next colours: without the
+    indexed-colour rule 15% of the astronaut was "missing" and filled. Its continuous-tone
+    original, with strokes, is still searched."""
+    from PIL import Image
+
+    photo = load_image(photos_dir / "scikit-image__astronaut.png")
+    array = (photo.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    indexed = np.asarray(Image.fromarray(array).convert("P").convert("RGB"), dtype=np.float32) / 255
+    indexed = torch.from_numpy(indexed.copy()).permute(2, 0, 1)[None]
+    assert len(np.unique(np.asarray(indexed[0]).reshape(3, -1), axis=1).T) <= masks.INDEXED_COLOURS
+    assert float(missing_mask(indexed).sum()) == 0
+    strokes = D.apply("uncompleted", photo, generator=seeded(0), fill=0.0)[None]
+    assert float(missing_mask(strokes).mean()) > MIN_MISSING_SHARE
+
+
+def test_indexed_counts_the_whole_image_when_its_sample_shows_few_colours():
+    """Every 4th pixel of a 512x512 image is what the first count sees; colours elsewhere must
+    still make it a photo."""
+    image = torch.zeros(3, 512, 512)
+    image.view(3, -1)[:, 1::4] = torch.rand(3, 512 * 512 // 4, generator=seeded(0))
+    assert masks._indexed(image[:, :, :].contiguous()) is False
+    image.view(3, -1)[:, 1::4] = 0.5
+    assert masks._indexed(image) is True
 
 
 def test_missing_mask_judges_no_fewer_lone_pixels_than_its_tests_can_tell():

@@ -26,6 +26,10 @@ MIN_MISSING_SHARE = 0.001
 #: JPEG's flat blocks (:func:`_jpeg_blocks`): 0.97 or more for those at quality 5-10, at most
 #: 0.81 for uir's strokes on the grid that suits them best (docs/default-model.md)
 MIN_BLOCK_SHARE = 0.9
+#: the most colours an indexed-colour image holds, the 256 of a GIF's or an 8-bit PNG's palette
+#: and one more for a fill (:func:`_indexed`); uir's colour photos hold 1347 or more, and 638 or
+#: more under any of its degradations (docs/default-model.md)
+INDEXED_COLOURS = 257
 
 
 def holds_missing_pixels(share: torch.Tensor) -> torch.Tensor:
@@ -123,6 +127,12 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, 
     (a grey photo's black surround one level above a black fill) fails the test and leaves the
     next its turn.
 
+    An indexed-colour image (a GIF, an 8-bit PNG: at most :data:`INDEXED_COLOURS` colours in all,
+    :func:`_indexed`) is searched for nothing, unless most of it is gray. Its palette holds each
+    colour exactly in many places and steps from one colour to the next by far more than a
+    photo's 8-bit level, so every flat region of it is one exact value with a sharp border, as a
+    fill is: neither test can tell them apart.
+
     Last, a JPEG's own flat blocks are told apart (:func:`_jpeg_blocks`): at a low quality a
     block that kept only its DC coefficient decodes to one flat level, gray where the chroma
     kept nothing either, and neighbouring blocks of one level join into one region (with a few
@@ -144,6 +154,8 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
     frequent = _most_frequent(level[0, 0][gray[0, 0] > 0], candidates)
     least = max(min_lone * x.shape[-2] * x.shape[-1], MIN_LONE_PIXELS)  # lone pixels needed
     colour = float(gray.sum()) - frequent[0][1] < (gray.numel() - frequent[0][1]) / 2  # beside the likeliest fill
+    if colour and _indexed(x):  # a palette's flat regions look like fills; a gray photo's levels do not
+        return mask
     if not colour:  # most pixels are gray: count the values of the pixels that stand out
         frequent = _most_frequent(level[0, 0][_stand_out(level, min_contrast)], candidates)
     cored = set(order)  # a gray photo's flat patches are evidence only for the flat candidates
@@ -217,6 +229,18 @@ def _most_frequent(values: torch.Tensor, count: int) -> list[tuple[float, int]]:
     unique, counts = values.unique(return_counts=True)
     order = counts.argsort(descending=True)[:count]
     return list(zip(unique[order].tolist(), counts[order].tolist()))
+
+
+def _indexed(x: torch.Tensor, sample: int = 2**16) -> bool:
+    """Whether ``x`` (3,H,W) in [0, 1] holds at most :data:`INDEXED_COLOURS` colours, on the 8-bit
+    scale. Every k-th pixel is counted first (at most ``sample`` of them): a photo shows more
+    colours than that in its sample alone, and only an image that does not is counted whole."""
+    pixels = x.flatten(1)
+    for some in (pixels[:, :: -(-pixels.shape[1] // sample)], pixels):
+        codes = (some.clamp(0, 1) * 255).round().to(torch.int32)
+        if ((codes[0] * 256 + codes[1]) * 256 + codes[2]).unique().numel() > INDEXED_COLOURS:
+            return False
+    return True
 
 
 def _windowed(exact: torch.Tensor) -> tuple[torch.Tensor, tuple]:
