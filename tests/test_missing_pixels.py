@@ -399,13 +399,12 @@ def test_a_fill_too_small_to_be_the_degradation_leaves_the_image_to_the_router(s
 def test_missing_pixels_are_searched_once_per_call(sample, default_runtime, monkeypatch):
     """The pipeline's search before the fill is the router's trace too: one search per call,
     with the router's own search only when the pipeline does not fill."""
-    import uir.networks.router
     import uir.pipelines.restoring
 
     calls = []
     counted = lambda images: calls.append(images.shape[0]) or missing_mask(images)  # noqa: E731
     monkeypatch.setattr(uir.pipelines.restoring, "missing_mask", counted)
-    monkeypatch.setattr(uir.networks.router, "missing_mask", counted)
+    monkeypatch.setattr(masks, "missing_mask", counted)  # the router's search, finds_missing_pixels
     lq = D.apply("uncompleted", sample, generator=seeded(2))[None]
     assert default_runtime(lq, output_type="pt").degradations == ["uncompleted"] and calls == [1]
     assert default_runtime(lq, output_type="pt", fill_missing=False).degradations == ["uncompleted"]

@@ -40,7 +40,7 @@ from uir.boundary import OneLineParser, UsageError, positive_int, run_script
 from uir.classical import PRIORS, measured_severities
 from uir.data.photos import readable_photos, training_photos
 from uir.degradations import CLEAN
-from uir.degradations.masks import MISSING_CLASS, holds_missing_pixels, missing_mask
+from uir.degradations.masks import MISSING_CLASS, finds_missing_pixels
 from uir.evaluation import degraded_pairs
 from uir.files import save_json, save_pretrained_staged
 from uir.lora.strategies import expected_gain_table, gain_bin
@@ -67,7 +67,7 @@ def measured_gains(pipe, files, seed: int, repeats: int, max_psnr: float) -> lis
     samples = []
     pairs = degraded_pairs(files, router.vocabulary, seed=seed, severity="random", repeats=repeats)
     for pair in tqdm(pairs, total=len(files) * len(router.vocabulary) * repeats, desc="measuring"):
-        missing = holds_missing_pixels(missing_mask(pair.lq).flatten(1).mean(1))
+        missing = finds_missing_pixels(pair.lq)
         if bool(missing[0]):
             continue
         traces = router.traces(pair.lq.to(router.device), {MISSING_CLASS: missing})  # searched once

@@ -40,6 +40,12 @@ def holds_missing_pixels(share: torch.Tensor) -> torch.Tensor:
     return share >= MIN_MISSING_SHARE
 
 
+def finds_missing_pixels(images: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: whether :func:`missing_mask` finds in each of ``images`` (B,3,H,W) missing
+    pixels that are its degradation (:func:`holds_missing_pixels`)."""
+    return holds_missing_pixels(missing_mask(images).flatten(1).mean(1))
+
+
 def free_form_mask(image, generator, strokes, width):
     """Random brush strokes (B,1,H,W), 1 where pixels are missing.
 

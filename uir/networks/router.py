@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..degradations.jpeg_trace import JPEG_CLASS, jpeg_quality
-from ..degradations.masks import MISSING_CLASS, holds_missing_pixels, missing_mask
+from ..degradations.masks import MISSING_CLASS, finds_missing_pixels
 from ..degradations.photometric import SHADOW_CLASS
 from ..degradations.weather import RAINDROP_CLASS
 from ..files import load_safetensors
@@ -170,7 +170,7 @@ class RouterInference:
         if getattr(self.config, "jpeg_max_quality", None) is not None:
             searches[JPEG_CLASS] = lambda: ~self.jpeg_trace_qualities(images).isnan()
         if getattr(self.config, "call_missing_pixels", False):
-            searches[MISSING_CLASS] = lambda: holds_missing_pixels(missing_mask(images.float()).flatten(1).mean(1))
+            searches[MISSING_CLASS] = lambda: finds_missing_pixels(images.float())
         return {name: (found[name] if name in found else search()).bool().cpu() for name, search in searches.items()}
 
     def find_with(self, detector, share: float, images: torch.Tensor, known: dict[str, torch.Tensor] | None = None
