@@ -266,6 +266,26 @@ def test_indexed_counts_the_whole_image_when_its_sample_shows_few_colours():
     assert masks._indexed(image) is True
 
 
+def test_missing_mask_leaves_a_frame_alone_and_searches_inside_it(sample):
+    """Black bars above and below a photo (a letterbox) and a white canvas around it are whole
+    rows and columns of one value with a sharp border: without the frame rule they were filled
+    (27% of a letterboxed photo, 39% of a padded one). Inside the frame the search is the one
+    the photo alone gets: its strokes are found as they are without the bars."""
+    letterboxed = sample.clone()
+    letterboxed[:, :16], letterboxed[:, -16:] = 0.0, 0.0
+    canvas = torch.nn.functional.pad(sample, (12, 12, 20, 20), value=1.0)
+    pillarboxed = letterboxed.clone()
+    pillarboxed[:, :, :10] = 0.5
+    for framed in (letterboxed, canvas, pillarboxed):
+        assert float(missing_mask(framed[None]).sum()) == 0
+    strokes = letterboxed.clone()
+    strokes[:, 16:-16] = D.apply("uncompleted", sample[:, 16:-16], generator=seeded(4), fill=0.0)
+    found, alone = missing_mask(strokes[None])[0, 0], missing_mask(strokes[None, :, 16:-16])[0, 0]
+    truth = (strokes != letterboxed).any(0)
+    assert torch.equal(found[16:-16], alone) and float(found.sum()) == float(alone.sum())
+    assert float(found[truth].mean()) > 0.95 and float(found[~truth].sum()) == 0
+
+
 def test_missing_mask_judges_no_fewer_lone_pixels_than_its_tests_can_tell():
     """On a 64x64 JPEG of noise, mostly gray after its chroma is quantised, 15-20 pixels of a
     value stand out apart on any content: too few to tell from a fill, so nothing is found."""

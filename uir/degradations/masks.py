@@ -133,6 +133,10 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, 
     (a grey photo's black surround one level above a black fill) fails the test and leaves the
     next its turn.
 
+    Only what lies inside the image's frame is searched (:func:`_inside_frame`): a letterbox's
+    bars or a canvas around a photo are edge rows and columns of one value with a sharp border,
+    as a fill is, but no fill covers a whole row or column.
+
     An indexed-colour image (a GIF, an 8-bit PNG: at most :data:`INDEXED_COLOURS` colours in all,
     :func:`_indexed`) is searched for nothing, unless most of it is gray. Its palette holds each
     colour exactly in many places and steps from one colour to the next by far more than a
@@ -145,12 +149,46 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, 
     pixels of that level in the blocks beside them). A region made mostly of whole blocks of the
     8x8 grid a JPEG trace lies on (:mod:`.jpeg_trace`) fails, as a clipped region does.
     """
-    return torch.cat([_missing_in(x, min_contrast, grow, candidates, min_lone) for x in check_image(image)])
+    masks = []
+    for x in check_image(image):
+        mask = torch.zeros(1, 1, *x.shape[-2:], dtype=x.dtype, device=x.device)
+        rows, cols = _inside_frame(x)
+        mask[..., rows, cols] = _missing_in(x[:, rows, cols], min_contrast, grow, candidates, min_lone)
+        masks.append(mask)
+    return torch.cat(masks)
+
+
+def _inside_frame(x: torch.Tensor) -> tuple[slice, slice]:
+    """The rows and the columns of ``x`` (3,H,W) inside its frame: the whole rows and columns at
+    its edges that each hold one value in every pixel and channel, as a letterbox's bars or a
+    canvas around a photo do, peeled side by side until none is left (a bar of another value
+    across a band's end is peeled first). Missing pixels never fill a whole row or column of a
+    photo. Only the lines peeled and the four edges inside them are read."""
+    top, bottom, left, right = 0, x.shape[-2], 0, x.shape[-1]
+
+    def uniform(line: torch.Tensor) -> bool:  # (3, N)
+        return bool((line == line[:, :1]).all())
+
+    peeled = True
+    while peeled and top < bottom and left < right:
+        peeled = False
+        for side in range(4):
+            while top < bottom and left < right:
+                line = (x[:, top, left:right], x[:, bottom - 1, left:right], x[:, top:bottom, left],
+                        x[:, top:bottom, right - 1])[side]
+                if not uniform(line):
+                    break
+                top, bottom, left, right = (top + (side == 0), bottom - (side == 1), left + (side == 2),
+                                            right - (side == 3))
+                peeled = True
+    return slice(top, bottom), slice(left, right)
 
 
 def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int, min_lone: float) -> torch.Tensor:
-    """:func:`missing_mask` of one image ``x`` (3,H,W), as (1,1,H,W)."""
+    """:func:`missing_mask` of one image ``x`` (3,H,W) inside its frame, as (1,1,H,W)."""
     mask = torch.zeros(1, 1, *x.shape[-2:], dtype=x.dtype, device=x.device)
+    if mask.numel() == 0:
+        return mask
     gray = (x == x[:1]).all(0)[None, None].to(x.dtype)  # every channel holds the same value
     if float(gray.sum()) < 9:
         return mask
