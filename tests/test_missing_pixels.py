@@ -286,6 +286,30 @@ def test_missing_mask_leaves_a_frame_alone_and_searches_inside_it(sample):
     assert float(found[truth].mean()) > 0.95 and float(found[~truth].sum()) == 0
 
 
+def test_missing_mask_leaves_four_corners_cut_alike_alone(sample):
+    """A photo whose four corners are rounded off to one colour (a screenshot, a card) holds four
+    staircases of one value with a sharp border: without the corner rule they were filled (0.5-1.1%
+    of a photo). A hole inside is still found, and the corners stay out of its mask even when they
+    hold its value; one corner cut alone is no such shape, and is found as before."""
+    from PIL import Image, ImageDraw
+
+    height, width = sample.shape[-2:]
+    inside = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(inside).rounded_rectangle((0, 0, width - 1, height - 1), radius=14, fill=255)
+    inside = torch.from_numpy(np.asarray(inside, dtype=np.float32) / 255)
+    corners = inside == 0
+    for colour in (0.0, 1.0):
+        rounded = torch.where(corners, torch.tensor(colour), sample)
+        assert int(corners.sum()) > 100 and float(missing_mask(rounded[None]).sum()) == 0
+    holed = torch.where(corners, torch.tensor(0.0), sample)
+    holed[:, 50:70, 60:100] = 0.0
+    found = missing_mask(holed[None])[0, 0].bool()
+    assert bool(found[50:70, 60:100].all()) and int(found[corners].sum()) == 0
+    one = torch.where(corners & (torch.arange(height)[:, None] < height // 2) & (torch.arange(width) < width // 2),
+                      torch.tensor(0.0), sample)
+    assert float(missing_mask(one[None]).sum()) > 0
+
+
 def test_missing_mask_judges_no_fewer_lone_pixels_than_its_tests_can_tell():
     """On a 64x64 JPEG of noise, mostly gray after its chroma is quantised, 15-20 pixels of a
     value stand out apart on any content: too few to tell from a fill, so nothing is found."""

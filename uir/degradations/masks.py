@@ -135,7 +135,8 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, 
 
     Only what lies inside the image's frame is searched (:func:`_inside_frame`): a letterbox's
     bars or a canvas around a photo are edge rows and columns of one value with a sharp border,
-    as a fill is, but no fill covers a whole row or column.
+    as a fill is, but no fill covers a whole row or column. Four corners rounded off alike to one
+    value (:func:`_cut_corners`) are neither candidates nor any region's border.
 
     An indexed-colour image (a GIF, an 8-bit PNG: at most :data:`INDEXED_COLOURS` colours in all,
     :func:`_indexed`) is searched for nothing, unless most of it is gray. Its palette holds each
@@ -184,12 +185,46 @@ def _inside_frame(x: torch.Tensor) -> tuple[slice, slice]:
     return slice(top, bottom), slice(left, right)
 
 
+def _cut_corners(x: torch.Tensor) -> torch.Tensor:
+    """(1,1,H,W): the four corners of ``x`` (3,H,W) where they are cut alike, else zeros. A
+    corner is cut when the pixels of its corner pixel's value, counted row by row from its edge,
+    form a staircase (runs that never grow away from the corner); the four are cut alike when
+    they hold one value and their runs differ by at most a pixel, as a photo's corners rounded
+    off to a colour (screenshots, cards) are. A stroke reaches one corner, not four alike. Only
+    an image whose four corner pixels hold one value has its quarters read."""
+    height, width = x.shape[-2:]
+    cut = torch.zeros(1, 1, height, width, dtype=x.dtype, device=x.device)
+    value = x[:, 0, 0]
+    if not all(torch.equal(x[:, row, col], value) for row in (0, -1) for col in (0, -1)):
+        return cut
+    flips = ((), (-2,), (-1,), (-2, -1))  # each quarter turned so that its corner is at the top left
+    runs = []
+    for f in flips:
+        rows = slice(height - height // 2, height) if -2 in f else slice(0, height // 2)
+        cols = slice(width - width // 2, width) if -1 in f else slice(0, width // 2)
+        corner = x[:, rows, cols].flip(f) if f else x[:, rows, cols]
+        run = (corner == value[:, None, None]).all(0).to(torch.int32).cumprod(1).sum(1)  # from the edge, per row
+        run = run[: int((run > 0).to(torch.int32).cumprod(0).sum())]
+        if len(run) < 2 or bool((run.diff() > 0).any()):
+            return cut
+        runs.append(run)
+    if any(len(r) != len(runs[0]) or int((r - runs[0]).abs().max()) > 1 for r in runs):
+        return cut
+    for f, run in zip(flips, runs):
+        piece = torch.zeros(height, width, dtype=x.dtype, device=x.device)
+        piece[: len(run)] = (torch.arange(width, device=x.device)[None] < run[:, None].to(x.device)).to(x.dtype)
+        cut[0, 0] = torch.maximum(cut[0, 0], piece.flip(f) if f else piece)
+    return cut
+
+
 def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int, min_lone: float) -> torch.Tensor:
     """:func:`missing_mask` of one image ``x`` (3,H,W) inside its frame, as (1,1,H,W)."""
     mask = torch.zeros(1, 1, *x.shape[-2:], dtype=x.dtype, device=x.device)
     if mask.numel() == 0:
         return mask
     gray = (x == x[:1]).all(0)[None, None].to(x.dtype)  # every channel holds the same value
+    cut = _cut_corners(x)  # rounded corners are no candidates, nor any region's border
+    gray = gray * (1 - cut)
     if float(gray.sum()) < 9:
         return mask
     level = x[:1][None]
@@ -224,7 +259,7 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
         regions[window] = torch.maximum(regions[window], found.to(x.dtype))
     for v, window, found, hidden in grown:  # another value's lone pixels are no border
         found = found.to(x.dtype)
-        ring = (_dilate(found, 3) - found) * (1 - scattered[window])
+        ring = (_dilate(found, 3) - found) * (1 - scattered[window]) * (1 - cut[window])
         apart = ring * (1 - regions[window])  # nor may another value's region carry it, where the border has more
         difference = _difference(x, window, v)
         if all(float(r.sum()) > 0 and float((difference * r).sum() / r.sum()) >= min_contrast
