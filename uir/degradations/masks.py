@@ -198,7 +198,7 @@ def _cut_corners(x: torch.Tensor) -> torch.Tensor:
     if not all(torch.equal(x[:, row, col], value) for row in (0, -1) for col in (0, -1)):
         return cut
     flips = ((), (-2,), (-1,), (-2, -1))  # each quarter turned so that its corner is at the top left
-    runs = []
+    quarters = []  # (rows, columns, flip, the runs of value from the corner's edge)
     for f in flips:
         rows = slice(height - height // 2, height) if -2 in f else slice(0, height // 2)
         cols = slice(width - width // 2, width) if -1 in f else slice(0, width // 2)
@@ -207,13 +207,14 @@ def _cut_corners(x: torch.Tensor) -> torch.Tensor:
         run = run[: int((run > 0).to(torch.int32).cumprod(0).sum())]
         if len(run) < 2 or bool((run.diff() > 0).any()):
             return cut
-        runs.append(run)
-    if any(len(r) != len(runs[0]) or int((r - runs[0]).abs().max()) > 1 for r in runs):
+        quarters.append((rows, cols, f, run))
+    first = quarters[0][3]
+    if any(len(run) != len(first) or int((run - first).abs().max()) > 1 for *_, run in quarters):
         return cut
-    for f, run in zip(flips, runs):
-        piece = torch.zeros(height, width, dtype=x.dtype, device=x.device)
-        piece[: len(run)] = (torch.arange(width, device=x.device)[None] < run[:, None].to(x.device)).to(x.dtype)
-        cut[0, 0] = torch.maximum(cut[0, 0], piece.flip(f) if f else piece)
+    for rows, cols, f, run in quarters:  # each staircase written into its own quarter
+        staircase = torch.zeros(rows.stop - rows.start, cols.stop - cols.start, dtype=x.dtype, device=x.device)
+        staircase[: len(run)] = (torch.arange(staircase.shape[1], device=x.device)[None] < run[:, None]).to(x.dtype)
+        cut[0, 0, rows, cols] = staircase.flip(f) if f else staircase
     return cut
 
 
