@@ -310,6 +310,56 @@ def test_missing_mask_leaves_four_corners_cut_alike_alone(sample):
     assert float(missing_mask(one[None]).sum()) > 0
 
 
+def _drawn_text(image: torch.Tensor, text: str, size: int, ink: float, at: tuple, outline: float | None = None,
+                sharp: bool = False):
+    """``image`` (3,H,W) with ``text`` drawn on it in bold, anti-aliased as a rasteriser does: each
+    pixel covered by the glyphs in the share of its area they cover (drawn 4x larger and
+    averaged), in ``ink``, with an ``outline`` 2 px wide around them if given. ``sharp``: each pixel
+    wholly ink or not, as a binarised scan is."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    def coverage(stroke: int) -> torch.Tensor:
+        canvas = Image.new("L", (image.shape[-1] * 4, image.shape[-2] * 4), 0)
+        ImageDraw.Draw(canvas).text((at[0] * 4, at[1] * 4), text, fill=255, font=ImageFont.load_default(size=size * 4),
+                                    stroke_width=(stroke + 1) * 4, stroke_fill=255)
+        alpha = torch.nn.functional.avg_pool2d(torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255)[None], 4)
+        return (alpha >= 0.5).to(alpha) if sharp else alpha
+
+    drawn = image
+    for alpha, value in ((coverage(2), outline), (coverage(0), ink)) if outline is not None else ((coverage(0), ink),):
+        drawn = alpha * value + (1 - alpha) * drawn
+    return (drawn * 255).round() / 255
+
+
+def test_missing_mask_leaves_text_drawn_on_a_photo_alone(sample):
+    """A caption in black or white, or white with a black outline, is drawn anti-aliased: its
+    glyphs hold one exact value with a sharp border, but the pixels at their edge are blends of
+    the ink and the photo. Without the test of that blend (``HARD_EDGE``) the glyphs were filled.
+    A black square beside a white caption is still found, and alone."""
+    for ink, outline in ((0.0, None), (1.0, None), (1.0, 0.0)):
+        captioned = _drawn_text(sample, "Summer 2019", 22, ink, (6, 86), outline)
+        assert int((captioned == ink).all(0).sum()) > 300
+        assert float(missing_mask(captioned[None]).sum()) == 0
+    holed = _drawn_text(sample, "Summer 2019", 22, 1.0, (6, 86))
+    holed[:, 20:40, 100:130] = 0.0
+    found = missing_mask(holed[None])[0, 0].bool()
+    assert bool(found[20:40, 100:130].all()) and int(found.sum()) == 20 * 30
+
+
+def test_missing_mask_leaves_the_paper_of_a_page_alone():
+    """Text on white paper. Anti-aliased, the text is drawn (the test above) and nothing is found.
+    Binarised, each pixel wholly ink or paper, the text's edges are as sharp as a fill's and it is
+    found, but the paper is not: one value with a sharp border over most of the page is the
+    ground the text lies on. Without that rule (``BACKGROUND_SHARE``) the paper was filled."""
+    for sharp in (False, True):
+        page = torch.ones(3, 160, 192)
+        for row in range(6):
+            page = _drawn_text(page, "missing pixels are a hole", 12, 0.0, (8, 6 + 25 * row), sharp=sharp)
+        assert float(page.mean()) < 0.9
+        found = missing_mask(page[None])[0, 0].bool()
+        assert int(found.sum()) == 0 if not sharp else int(found[(page == 1).all(0)].sum()) == 0
+
+
 def test_missing_mask_judges_no_fewer_lone_pixels_than_its_tests_can_tell():
     """On a 64x64 JPEG of noise, mostly gray after its chroma is quantised, 15-20 pixels of a
     value stand out apart on any content: too few to tell from a fill, so nothing is found."""

@@ -30,6 +30,14 @@ MIN_BLOCK_SHARE = 0.9
 #: and one more for a fill (:func:`_indexed`); uir's colour photos hold 1347 or more, and 638 or
 #: more under any of its degradations (docs/default-model.md)
 INDEXED_COLOURS = 257
+#: how far from 1 the typical ratio of a found region's border to what lies beyond it may be
+#: (:func:`_drawn`): a hard edge's border is the photo and reads near 1 (0.90 to 1.03 on uir's
+#: strokes), an anti-aliased one is a blend (captions in a bold font: 0.78 at most;
+#: docs/default-model.md)
+HARD_EDGE = 0.83
+#: the least share of the searched image a region grown from flat cores covers to be the ground
+#: things are drawn on (a page's paper), not a hole in the photo: uir's strokes cover 30% at most
+BACKGROUND_SHARE = 0.5
 
 
 def holds_missing_pixels(share: torch.Tensor) -> torch.Tensor:
@@ -132,6 +140,12 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, 
     way. The first candidate that passes is ``v``; a clipped region more frequent than the fill
     (a grey photo's black surround one level above a black fill) fails the test and leaves the
     next its turn.
+
+    Two more tests keep what was drawn on a photo. A region grown from flat cores over at least
+    :data:`BACKGROUND_SHARE` of the searched image is the ground things are drawn on (a page's
+    paper), not a hole. And a hole's border is the photo, continuous with the photo beyond it,
+    where text and graphics are drawn anti-aliased, their edge a blend of the ink and what lies
+    behind: a region whose border reads as such a blend (:func:`_drawn`) fails.
 
     Only what lies inside the image's frame is searched (:func:`_inside_frame`): a letterbox's
     bars or a canvas around a photo are edge rows and columns of one value with a sharp border,
@@ -244,6 +258,7 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
     for v in order:
         exact, window = _windowed(gray * (level == v).to(x.dtype))
         found = _grown(_erode(exact, 3), exact, grow) if colour or v in cored else torch.zeros_like(exact)
+        from_cores = found
         hidden = torch.zeros_like(found)  # dropped pixels that do not stand out: no evidence, so no border
         if float(exact.sum() - found.sum()) >= least:
             contrast, seen = _ring_mean(_difference(x, window, v), 1 - exact)
@@ -254,22 +269,61 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
                     found = torch.maximum(found, _grown(lone, exact, grow))
                     hidden = exact * (_box_sum(exact) < 2.5) * (1 - found)  # one neighbour of v at most
         if bool(found.any()):
-            grown.append((v, window, found.bool(), hidden.bool()))
+            grown.append((v, window, found.bool(), hidden.bool(), from_cores.bool()))
     regions = torch.zeros_like(mask)  # every candidate's grown region
-    for _, window, found, _ in grown:
+    for _, window, found, *_ in grown:
         regions[window] = torch.maximum(regions[window], found.to(x.dtype))
-    for v, window, found, hidden in grown:  # another value's lone pixels are no border
+    for v, window, found, hidden, from_cores in grown:  # another value's lone pixels are no border
+        if float(from_cores.sum()) >= BACKGROUND_SHARE * mask.numel():  # the paper, not a hole in it
+            continue
+        from_cores = from_cores.to(x.dtype)
         found = found.to(x.dtype)
         ring = (_dilate(found, 3) - found) * (1 - scattered[window]) * (1 - cut[window])
         apart = ring * (1 - regions[window])  # nor may another value's region carry it, where the border has more
         difference = _difference(x, window, v)
         if all(float(r.sum()) > 0 and float((difference * r).sum() / r.sum()) >= min_contrast
-               for r in ((ring, apart) if bool(apart.any()) else (ring,))):
+               for r in ((ring, apart) if bool(apart.any()) else (ring,))) \
+                and not _drawn(x, window, v, from_cores, found, cut[window], min_contrast):
             mask[window] = found + hidden.to(x.dtype)
             if not _jpeg_blocks(x, mask[0, 0] > 0):
                 break
             mask.zero_()
     return mask
+
+
+def _drawn(x: torch.Tensor, window: tuple, v: float, from_cores: torch.Tensor, found: torch.Tensor, cut: torch.Tensor,
+           min_contrast: float) -> bool:
+    """Whether the part ``from_cores`` (1,1,h,w) of a region ``found`` of value ``v`` in ``x`` (3,H,W)
+    within ``window``, the part grown from flat cores, was drawn on the photo rather than cut out
+    of it: its border does not continue what lies beyond. Where pixels are missing, the pixel next
+    to the hole is the photo, about as far from ``v`` as the photo 2 px out; text and graphics are
+    drawn anti-aliased, so the pixels at their edge are blends of ``v`` and the background, nearer
+    to ``v`` (and a thin line between two parts of a region is nearer to neither). So the median,
+    over the border pixels whose background (the mean of their neighbours 2 px from the region)
+    differs from ``v`` by at least ``min_contrast``, of the ratio of the two distances from ``v``
+    lies within [:data:`HARD_EDGE`, 1 / :data:`HARD_EDGE`] for a hole, outside it for a drawing.
+    Pixels dropped one by one have no edge to blend: lone pixels are not judged."""
+    outside = (1 - found) * (1 - cut)
+    near = _dilate(from_cores, 3)
+    rows, cols = (near * outside)[0, 0].nonzero(as_tuple=True)  # the border
+    beyond = ((_dilate(near, 3) - near) * outside)[0, 0]
+    pixels = x[window]
+    height, width = beyond.shape
+    total, seen = pixels.new_zeros(3, len(rows)), pixels.new_zeros(len(rows))
+    for dy in (-1, 0, 1):  # each border pixel's neighbours 2 px from the region, read where they lie
+        for dx in (-1, 0, 1):
+            r, c = rows + dy, cols + dx
+            inside = ((r >= 0) & (r < height) & (c >= 0) & (c < width)).to(pixels.dtype)
+            r, c = r.clamp(0, height - 1), c.clamp(0, width - 1)
+            weight = beyond[r, c] * inside
+            total += pixels[:, r, c] * weight
+            seen += weight
+    far = (total / seen.clamp_min(1e-12) - v).abs().mean(0)
+    judged = (seen > 0) & (far >= min_contrast)
+    if not bool(judged.any()):
+        return False
+    ratio = float(((pixels[:, rows, cols] - v).abs().mean(0)[judged] / far[judged]).median())
+    return not HARD_EDGE <= ratio <= 1 / HARD_EDGE
 
 
 def _jpeg_blocks(x: torch.Tensor, found: torch.Tensor) -> bool:
