@@ -286,6 +286,25 @@ def test_missing_mask_leaves_a_frame_alone_and_searches_inside_it(sample):
     assert float(found[truth].mean()) > 0.95 and float(found[~truth].sum()) == 0
 
 
+def test_missing_mask_leaves_the_gutters_of_a_collage_alone(sample):
+    """Photos side by side or in a grid, with a gutter of one value between them: each gutter is
+    a whole row or column of one value with a sharp border, as a fill is, and without the gutter
+    rule it was filled (the two photos smeared into it). Strokes of the gutter's value in one of
+    the photos get exactly the mask that photo alone gets."""
+    left, right = sample[:, :, :76], sample[:, :, 84:].flip(-1)
+    for value in (0.0, 1.0):
+        gutter = torch.full((3, sample.shape[1], 8), value)
+        pair = torch.cat([left, gutter, right], -1)
+        grid = torch.cat([pair, torch.full((3, 6, pair.shape[-1]), value), pair.flip(-2)], -2)
+        for collage in (pair, grid):
+            assert float(missing_mask(collage[None]).sum()) == 0
+    holed = D.apply("uncompleted", left, generator=seeded(4), fill=1.0)
+    alone = missing_mask(holed[None])[0, 0]
+    found = missing_mask(torch.cat([holed, torch.ones(3, sample.shape[1], 8), right], -1)[None])[0, 0]
+    assert float(alone.sum()) > 0.8 * float((holed != left).any(0).sum())
+    assert torch.equal(found[:, :76], alone) and float(found[:, 76:].sum()) == 0
+
+
 def test_missing_mask_leaves_four_corners_cut_alike_alone(sample):
     """A photo whose four corners are rounded off to one colour (a screenshot, a card) holds four
     staircases of one value with a sharp border: without the corner rule they were filled (0.5-1.1%

@@ -113,3 +113,27 @@ def test_router_calls_traced_images_and_leaves_the_others_to_eq3(photos_dir, tmp
         tiny_router(vocabulary=["noisy", "hazy"], call_missing_pixels=True)
     with pytest.raises(ValueError, match="jpeg_max_quality"):
         tiny_router(jpeg_max_quality=0)
+
+
+def test_a_router_with_a_clean_class_calls_an_image_of_one_colour_clean(photos_dir):
+    """A black frame, a blank page or a colour card hold nothing to restore. Without the rule the
+    default called a black image low-light and brightened it to a tinted grey (17 of 255 off)."""
+    photo = load_image(photos_dir / PHOTO)[:, :64, :64]
+    flat = torch.stack([torch.zeros(3, 64, 64), torch.ones(3, 64, 64), torch.tensor([0.1, 0.2, 0.8])[:, None, None].expand(3, 64, 64)])
+    almost = flat[0].clone()
+    almost[1, 5, 7] = 1 / 255
+    images = torch.cat([flat, almost[None], photo[None]])
+    with_clean, without = tiny_router(vocabulary=(*D.DEFAULT_VOCABULARY, "clean"), seed=1).eval(), tiny_router(seed=1).eval()
+    out, plain = with_clean(images), with_clean.logits(images).softmax(-1)
+    assert out.names[:3] == ["clean"] * 3 and out.confidence[:3].tolist() == [1.0] * 3
+    assert torch.allclose(out.probabilities[3:], plain[3:])  # one pixel off, or a photo: eq. 3 decides
+    assert "clean" not in without.vocabulary and without.exact_traces(images) == {}
+
+
+
+def test_the_default_returns_an_image_of_one_colour_unchanged():
+    from uir.pipelines.loading import load_pipeline
+
+    images = torch.stack([torch.zeros(3, 48, 64), torch.tensor([0.1, 0.2, 0.8])[:, None, None].expand(3, 48, 64)])
+    out = load_pipeline(runtime=True)(images, output_type="pt")
+    assert out.degradations == ["clean", "clean"] and torch.equal(out.images, images)

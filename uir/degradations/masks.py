@@ -149,8 +149,9 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, 
 
     Only what lies inside the image's frame is searched (:func:`_inside_frame`): a letterbox's
     bars or a canvas around a photo are edge rows and columns of one value with a sharp border,
-    as a fill is, but no fill covers a whole row or column. Four corners rounded off alike to one
-    value (:func:`_cut_corners`) are neither candidates nor any region's border.
+    as a fill is, but no fill covers a whole row or column. Nor are such lines inside it, a
+    collage's gutters (:func:`_gutters`), nor four corners rounded off alike to one value
+    (:func:`_cut_corners`): they are neither candidates nor any region's border.
 
     An indexed-colour image (a GIF, an 8-bit PNG: at most :data:`INDEXED_COLOURS` colours in all,
     :func:`_indexed`) is searched for nothing, unless most of it is gray. Its palette holds each
@@ -232,13 +233,24 @@ def _cut_corners(x: torch.Tensor) -> torch.Tensor:
     return cut
 
 
+def _gutters(x: torch.Tensor) -> torch.Tensor:
+    """(1,1,H,W): the whole rows and columns of ``x`` (3,H,W) that each hold one value in every
+    pixel and channel, as the gutters between the photos of a collage do. A frame's bars are such
+    lines at the edge (:func:`_inside_frame`); missing pixels never fill a whole row or column."""
+    rows = (x[:, :, ::16] == x[:, :, :1]).all(0).all(1)  # every 16th pixel first: a photo's lines end there
+    rows[rows.clone()] = (x[:, rows] == x[:, rows, :1]).all(0).all(1)
+    cols = (x[:, ::16] == x[:, :1]).all(0).all(0)
+    cols[cols.clone()] = (x[:, :, cols] == x[:, :1, cols]).all(0).all(0)
+    return (rows[:, None] | cols[None, :]).to(x.dtype)[None, None]
+
+
 def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int, min_lone: float) -> torch.Tensor:
     """:func:`missing_mask` of one image ``x`` (3,H,W) inside its frame, as (1,1,H,W)."""
     mask = torch.zeros(1, 1, *x.shape[-2:], dtype=x.dtype, device=x.device)
     if mask.numel() == 0:
         return mask
     gray = (x == x[:1]).all(0)[None, None].to(x.dtype)  # every channel holds the same value
-    cut = _cut_corners(x)  # rounded corners are no candidates, nor any region's border
+    cut = torch.maximum(_cut_corners(x), _gutters(x))  # no candidates, nor any region's border
     gray = gray * (1 - cut)
     if float(gray.sum()) < 9:
         return mask
@@ -251,7 +263,7 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
     if colour and _indexed(x):  # a palette's flat regions look like fills; a gray photo's levels do not
         return mask
     if not colour:  # most pixels are gray: count the values of the pixels that stand out
-        frequent = _most_frequent(level[0, 0][_stand_out(level, min_contrast)], candidates)
+        frequent = _most_frequent(level[0, 0][_stand_out(level, min_contrast) & (gray[0, 0] > 0)], candidates)
     cored = set(order)  # a gray photo's flat patches are evidence only for the flat candidates
     order += [v for v, count in frequent if v not in cored and count >= least]
     grown, scattered = [], torch.zeros_like(mask)  # every candidate's lone pixels

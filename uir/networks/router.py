@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..degradations.families import CLEAN
 from ..degradations.jpeg_trace import JPEG_CLASS, jpeg_quality
 from ..degradations.masks import MISSING_CLASS, finds_missing_pixels
 from ..degradations.photometric import SHADOW_CLASS
@@ -160,7 +161,9 @@ class RouterInference:
         the config asks for: a JPEG at ``jpeg_max_quality`` or below
         (:func:`~uir.degradations.jpeg_trace.jpeg_quality`) and missing pixels
         (``call_missing_pixels``, :func:`~uir.degradations.masks.missing_mask`, covering at least
-        :data:`~uir.degradations.masks.MIN_MISSING_SHARE` of the image), in that order.
+        :data:`~uir.degradations.masks.MIN_MISSING_SHARE` of the image), in that order; and last, where
+        the vocabulary holds ``clean``, an image of one colour (:func:`one_colour`: a black frame,
+        a blank page), which holds nothing to restore.
 
         ``found`` holds what the caller already knows of ``images`` before it changed them, by
         class: the pipeline finds missing pixels and fills them before routing, so the filled
@@ -171,6 +174,8 @@ class RouterInference:
             searches[JPEG_CLASS] = lambda: ~self.jpeg_trace_qualities(images).isnan()
         if getattr(self.config, "call_missing_pixels", False):
             searches[MISSING_CLASS] = lambda: finds_missing_pixels(images.float())
+        if CLEAN in self.vocabulary:
+            searches[CLEAN] = lambda: one_colour(images)
         return {name: (found[name] if name in found else search()).bool().cpu() for name, search in searches.items()}
 
     def find_with(self, detector, share: float, images: torch.Tensor, known: dict[str, torch.Tensor] | None = None
@@ -249,6 +254,11 @@ class RouterInference:
         return RouterOutput(probabilities, names, confidence, confidence >= self.config.min_confidence)
 
 
+def one_colour(images: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the ``images`` (B,C,H,W) whose every pixel holds one colour."""
+    return (images == images[..., :1, :1]).flatten(1).all(1)
+
+
 class RuntimeRouter(RouterInference, nn.Module):
     """A saved :class:`~uir.models.router.DegradationRouter` for inference only: its vision tower (the
     DA-CLIP controller's when it has one: that tower gives ``d``), ``logit_scale`` and bank.
@@ -306,4 +316,5 @@ class RuntimeRouter(RouterInference, nn.Module):
         return F.normalize(self.tower(self._normalise(image)).float(), dim=-1)
 
 
-__all__ = ["DETECTORS", "OPENAI_MEAN", "OPENAI_STD", "RouterInference", "RouterOutput", "RuntimeRouter", "check_view_weights"]
+__all__ = ["DETECTORS", "OPENAI_MEAN", "OPENAI_STD", "RouterInference", "RouterOutput", "RuntimeRouter", "check_view_weights",
+           "one_colour"]
