@@ -259,7 +259,8 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
     order = [v for v, _ in _most_frequent(level[0, 0][flat], candidates)]
     frequent = _most_frequent(level[0, 0][gray[0, 0] > 0], candidates)
     least = max(min_lone * x.shape[-2] * x.shape[-1], MIN_LONE_PIXELS)  # lone pixels needed
-    colour = float(gray.sum()) - frequent[0][1] < (gray.numel() - frequent[0][1]) / 2  # beside the likeliest fill
+    searched = gray.numel() - float(cut.sum())
+    colour = float(gray.sum()) - frequent[0][1] < (searched - frequent[0][1]) / 2  # beside the likeliest fill
     if colour and _indexed(x):  # a palette's flat regions look like fills; a gray photo's levels do not
         return mask
     if not colour:  # most pixels are gray: count the values of the pixels that stand out
@@ -282,19 +283,22 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
                     hidden = exact * (_box_sum(exact) < 2.5) * (1 - found)  # one neighbour of v at most
         if bool(found.any()):
             grown.append((v, window, found.bool(), hidden.bool(), from_cores.bool()))
-    regions = torch.zeros_like(mask)  # every candidate's grown region
-    for _, window, found, *_ in grown:
+    regions, ground = torch.zeros_like(mask), torch.zeros_like(mask)  # every candidate's grown region; the paper
+    for _, window, found, _, from_cores in grown:
         regions[window] = torch.maximum(regions[window], found.to(x.dtype))
+        if float(from_cores.sum()) >= BACKGROUND_SHARE * searched:  # the paper, not a hole in it
+            ground[window] = from_cores.to(x.dtype)
     for v, window, found, hidden, from_cores in grown:  # another value's lone pixels are no border
-        if float(from_cores.sum()) >= BACKGROUND_SHARE * mask.numel():  # the paper, not a hole in it
+        if bool(ground[window][from_cores].any()):
             continue
         from_cores = from_cores.to(x.dtype)
         found = found.to(x.dtype)
         ring = (_dilate(found, 3) - found) * (1 - scattered[window]) * (1 - cut[window])
         apart = ring * (1 - regions[window])  # nor may another value's region carry it, where the border has more
         difference = _difference(x, window, v)
-        if all(float(r.sum()) > 0 and float((difference * r).sum() / r.sum()) >= min_contrast
-               for r in ((ring, apart) if bool(apart.any()) else (ring,))) \
+        on_paper = float((ring * ground[window]).sum()) >= float(ring.sum()) / 2  # text printed on it
+        if not on_paper and all(float(r.sum()) > 0 and float((difference * r).sum() / r.sum()) >= min_contrast
+                                for r in ((ring, apart) if bool(apart.any()) else (ring,))) \
                 and not _drawn(x, window, v, from_cores, found, cut[window], min_contrast):
             mask[window] = found + hidden.to(x.dtype)
             if not _jpeg_blocks(x, mask[0, 0] > 0):
