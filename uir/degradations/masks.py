@@ -143,9 +143,10 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, 
 
     Two more tests keep what was drawn on a photo. A region grown from flat cores over at least
     :data:`BACKGROUND_SHARE` of the searched image is the ground things are drawn on (a page's
-    paper), not a hole. And a hole's border is the photo, continuous with the photo beyond it,
-    where text and graphics are drawn anti-aliased, their edge a blend of the ink and what lies
-    behind: a region whose border reads as such a blend (:func:`_drawn`) fails.
+    paper), not a hole, and a region whose border lies mostly on it is printed on it. And a
+    hole's border is the photo, continuous with the photo beyond it, where text and graphics are
+    drawn anti-aliased, their edge a blend of the ink and what lies behind: a region whose border
+    reads as such a blend (:func:`_drawn`) fails.
 
     Only what lies inside the image's frame is searched (:func:`_inside_frame`): a letterbox's
     bars or a canvas around a photo are edge rows and columns of one value with a sharp border,
@@ -271,7 +272,7 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
     for v in order:
         exact, window = _windowed(gray * (level == v).to(x.dtype))
         found = _grown(_erode(exact, 3), exact, grow) if colour or v in cored else torch.zeros_like(exact)
-        from_cores = found
+        from_cores = found  # the part grown from flat cores, before lone pixels join
         hidden = torch.zeros_like(found)  # dropped pixels that do not stand out: no evidence, so no border
         if float(exact.sum() - found.sum()) >= least:
             contrast, seen = _ring_mean(_difference(x, window, v), 1 - exact)
@@ -287,7 +288,7 @@ def _missing_in(x: torch.Tensor, min_contrast: float, grow: int, candidates: int
     for _, window, found, _, from_cores in grown:
         regions[window] = torch.maximum(regions[window], found.to(x.dtype))
         if float(from_cores.sum()) >= BACKGROUND_SHARE * searched:  # the paper, not a hole in it
-            ground[window] = from_cores.to(x.dtype)
+            ground[window] = torch.maximum(ground[window], from_cores.to(x.dtype))
     for v, window, found, hidden, from_cores in grown:  # another value's lone pixels are no border
         if bool(ground[window][from_cores].any()):
             continue

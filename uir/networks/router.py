@@ -224,7 +224,7 @@ class RouterInference:
         """``{class: (B,) bool}``: the images that carry the trace of a class: the exact ones
         (:meth:`exact_traces`) and those of the detectors the router holds (:meth:`detectors`; or
         ``found``'s), each image one at most. Exact traces win where an image carries several:
-        missing pixels last."""
+        missing pixels, then an image of one colour, last."""
         found = found or {}
         traces = self.exact_traces(images, found)
         for name, find in self.detectors():
