@@ -170,9 +170,31 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, 
     for x in check_image(image):
         mask = torch.zeros(1, 1, *x.shape[-2:], dtype=x.dtype, device=x.device)
         rows, cols = _inside_frame(x)
-        mask[..., rows, cols] = _missing_in(x[:, rows, cols], min_contrast, grow, candidates, min_lone)
+        inside = x[:, rows, cols]
+        k = _blown_up(inside)  # a photo blown up by nearest neighbour is searched at its own size
+        found = _missing_in(inside[:, ::k, ::k], min_contrast, grow, candidates, min_lone)
+        mask[..., rows, cols] = found.repeat_interleave(k, -2).repeat_interleave(k, -1)[..., :inside.shape[-2], :inside.shape[-1]]
         masks.append(mask)
     return torch.cat(masks)
+
+
+def _blown_up(x: torch.Tensor, most: int = 8) -> int:
+    """The largest factor ``k`` (at most ``most``) by which ``x`` (3,H,W) was blown up by
+    nearest neighbour: every k x k block of its grid, from its top left, holds one colour (a
+    zoomed thumbnail, pixel art); 1 for any other image. Each block holds exact values with sharp
+    steps between them, so a gray one reads as a fill. Only an image whose first k rows match, and
+    its first k columns, is read whole for k."""
+    height, width = x.shape[-2:]
+    if height < 4 or width < 4 or not (torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, :, 0], x[:, :, 1])):
+        return 1
+    for k in range(min(most, height // 2, width // 2), 1, -1):
+        if not (bool((x[:, 1:k] == x[:, :1]).all()) and bool((x[:, :, 1:k] == x[:, :, :1]).all())):
+            continue  # the first block's rows and columns already differ
+        rows = torch.arange(height, device=x.device) // k * k
+        cols = torch.arange(width, device=x.device) // k * k
+        if torch.equal(x[:, rows][:, :, cols], x):
+            return k
+    return 1
 
 
 def _inside_frame(x: torch.Tensor) -> tuple[slice, slice]:
