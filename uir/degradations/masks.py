@@ -173,7 +173,9 @@ def missing_mask(image: torch.Tensor, min_contrast: float = 0.1, grow: int = 8, 
         inside = x[:, rows, cols]
         k = _blown_up(inside)  # a photo blown up by nearest neighbour is searched at its own size
         found = _missing_in(inside[:, ::k, ::k], min_contrast, grow, candidates, min_lone)
-        mask[..., rows, cols] = found.repeat_interleave(k, -2).repeat_interleave(k, -1)[..., :inside.shape[-2], :inside.shape[-1]]
+        if k > 1:
+            found = found.repeat_interleave(k, -2).repeat_interleave(k, -1)[..., :inside.shape[-2], :inside.shape[-1]]
+        mask[..., rows, cols] = found
         masks.append(mask)
     return torch.cat(masks)
 
