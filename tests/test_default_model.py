@@ -97,22 +97,6 @@ def test_default_improves_a_held_out_photo(name):
     assert psnr(restored, clean).item() > psnr(degraded, clean).item() + 3.0
 
 
-def test_default_restores_an_everyday_jpeg_by_its_trace():
-    """A held-out photo saved at quality 50 (the registry's mild JPEG, docs/default-model.md,
-    "Everyday JPEGs") carries a JPEG trace within the router's ``jpeg_max_quality``: it is called
-    ``jpeg-compressed``, its expected-gain cell for mild JPEGs acts, and it comes back better,
-    its chroma re-estimated. At quality 80 a photo is above the bar: no trace is called."""
-    clean = load_image(sample_image_path())[None]
-    pipe = load_pipeline()
-    mild = degradations.apply("jpeg-compressed", clean, severity="mild", generator=torch.Generator().manual_seed(0))
-    out = pipe(mild, output_type="pt")
-    assert out.degradations == ["jpeg-compressed"] and float(out.confidence[0]) == 1.0
-    assert float(out.clean_weight[0]) < 1 and int(out.chroma_radius[0]) > 0
-    assert psnr(out.images, clean).item() > psnr(mild, clean).item() + 0.2
-    fine = degradations.apply("jpeg-compressed", clean, quality=80, generator=torch.Generator().manual_seed(0))
-    assert not bool(pipe.router.exact_traces(fine)["jpeg-compressed"][0])
-
-
 def test_default_finds_and_clears_raindrops_on_a_held_out_photo():
     """The router's drop detector (docs/default-model.md, "A drop detector") finds the drops of
     a held-out photo, the pipeline clears them, and the photo comes back better; the clean photo

@@ -77,7 +77,7 @@ if [ -n "${PROBE_SECONDS:-}" ] && [ "$PARTS" = all ]; then
 fi
 
 $LAUNCH train/train_router.py --clip_model "${ROUTER_CONFIG:-train/configs/tiny-clip.json}" --crop_grid 3 --train_text_tower \
-  --min_confidence 0.7 --low_confidence identity --jpeg_max_quality 60 --call_missing_pixels \
+  --min_confidence 0.7 --low_confidence identity --jpeg_max_quality 30 --call_missing_pixels \
   --degradations all --resolution 256 --train_batch_size 64 --learning_rate 5e-4 --lr_warmup_steps 200 \
   $(budget "${ROUTER_STEPS:-1221}" "${ROUTER_SECONDS:-}") "${COMMON[@]}" --output_dir "$RUNS/router" \
   > "$RUNS/router.log" 2>&1 &
@@ -110,7 +110,7 @@ $LAUNCH train/train_drop_detector.py --router "$RUNS/drops/router" --init_detect
 # The router's two views weighed per class (view_weights: docs/default-model.md, "View weights"),
 # fitted on fresh degradations of the training photos that carry no trace; no weight trains
 python train/train_router.py --router "$RUNS/drops-hard/router" --calibrate_only --calibration views \
-  --calibration_repeats 2 --skip_traced --jpeg_max_quality 60 --call_missing_pixels --degradations all \
+  --calibration_repeats 2 --skip_traced --jpeg_max_quality 30 --call_missing_pixels --degradations all \
   --train_data_dir "$UIR_TRAIN_PHOTOS" --output_dir "$RUNS/router-views" > "$RUNS/router-views.log" 2>&1
 [ "$PARTS" = router ] && exit 0
 python train/assemble_pipeline.py --base "$RUNS/base/pipeline" --experts "$RUNS/experts/experts" \
