@@ -351,7 +351,9 @@ def _drawn(x: torch.Tensor, window: tuple, v: float, from_cores: torch.Tensor, f
     pixels = x[window]
     height, width = beyond.shape
     total, seen = pixels.new_zeros(3, len(rows)), pixels.new_zeros(len(rows))
-    for dy in (-1, 0, 1):  # each border pixel's neighbours 2 px from the region, read where they lie
+    # each border pixel's neighbours 2 px from the region, read at the border pixels alone: the same
+    # mean as _ring_mean's over the whole window, which took 4 s more on a 12 Mpx photo
+    for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
             r, c = rows + dy, cols + dx
             inside = ((r >= 0) & (r < height) & (c >= 0) & (c < width)).to(pixels.dtype)
