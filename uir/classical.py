@@ -212,24 +212,39 @@ def _sliding_dct(planes: torch.Tensor, transform: torch.Tensor, stride: int) -> 
     return F.conv2d(planes, transform.reshape(p * p, 1, p, p), stride=stride)
 
 
+def _overlap_add_patches(patches: torch.Tensor, patch: int, stride: int) -> torch.Tensor:
+    """The pixels of ``patch x patch`` patches placed every ``stride`` pixels, summed where they
+    overlap, (N,1,H,W) with ``H = (rows - 1) stride + patch`` and ``W`` alike. ``patches``
+    (N, P, Q, rows, columns) holds the value of pixel (i down, j across) of the patch at
+    (row, column); P or Q may be 1 for a value shared by a patch's rows or columns. Shifted adds,
+    first across then down: on a CPU several times faster than ``F.fold``'s scatter."""
+    n, p, q, rows, columns = patches.shape
+    height, width = (rows - 1) * stride + patch, (columns - 1) * stride + patch
+    patches = patches.expand(n, p, patch, rows, columns)
+    across = patches.new_zeros(n, p, rows, width)
+    for j in range(patch):
+        across[..., j : j + (columns - 1) * stride + 1 : stride].add_(patches[:, :, j])
+    across = across.expand(n, patch, rows, width)
+    out = patches.new_zeros(n, 1, height, width)
+    for i in range(patch):
+        out[:, 0, i : i + (rows - 1) * stride + 1 : stride].add_(across[:, i])
+    return out
+
+
 def _overlap_add(coefficients: torch.Tensor, transform: torch.Tensor, stride: int) -> torch.Tensor:
-    """The adjoint of :func:`_sliding_dct`: every patch's inverse DCT, summed where patches
-    overlap, (N,1,H,W) with ``H = (rows - 1) stride + p`` and ``W`` alike: one matrix product
-    and a fold (on a CPU faster than the transposed convolution)."""
+    """The adjoint of :func:`_sliding_dct`: every patch's inverse DCT (one matrix product), summed
+    where patches overlap (:func:`_overlap_add_patches`), (N,1,H,W) with
+    ``H = (rows - 1) stride + p`` and ``W`` alike."""
     n, q, rows, columns = coefficients.shape
     p = math.isqrt(q)
-    size = ((rows - 1) * stride + p, (columns - 1) * stride + p)
-    return F.fold(transform.T @ coefficients.flatten(2), size, p, stride=stride)
+    pixels = (transform.T @ coefficients.flatten(2)).view(n, p, p, rows, columns)
+    return _overlap_add_patches(pixels, p, stride)
 
 
 def _spread(weights: torch.Tensor, patch: int, stride: int) -> torch.Tensor:
     """Each patch's weight of (N,1,rows,columns) ``weights`` spread over its ``patch x patch``
-    pixels and summed where patches overlap, (N,1,H,W) as :func:`_overlap_add`: the weights
-    placed every ``stride`` pixels, then summed over every ``patch x patch`` window."""
-    n, _, rows, columns = weights.shape
-    placed = weights.new_zeros(n, 1, (rows - 1) * stride + 1, (columns - 1) * stride + 1)
-    placed[..., ::stride, ::stride] = weights
-    return F.avg_pool2d(F.pad(placed, (patch - 1,) * 4), patch, stride=1) * patch**2
+    pixels and summed where patches overlap, (N,1,H,W) as :func:`_overlap_add`."""
+    return _overlap_add_patches(weights[:, :, None], patch, stride)
 
 
 def _channel_sum(x: torch.Tensor) -> torch.Tensor:
@@ -271,8 +286,8 @@ def _shrink_patches(planes: torch.Tensor, sigma: torch.Tensor, pilot: torch.Tens
         coefficients.mul_(gain)
         # the residual variance of a patch is sigma^2 times the sum of its squared gains (a 0/1 gain: its count)
         weight = 1 / (_channel_sum(gain.square_()) * variance).clamp(min=1e-12)
-        total[:, :, rows] += _overlap_add(coefficients.mul_(weight), transform, stride)
-        norm[:, :, rows] += _spread(weight, patch, stride)
+        total[:, :, rows].add_(_overlap_add(coefficients.mul_(weight), transform, stride))
+        norm[:, :, rows].add_(_spread(weight, patch, stride))
     return (total / norm)[..., pad : pad + h, pad : pad + w].reshape(b, c, h, w)
 
 
