@@ -105,7 +105,7 @@ def test_tuple_output_carries_every_field(pipe):
     output = pipe(x, output_type="pt")
     as_tuple = pipe(x, output_type="pt", return_dict=False)
     names = [f.name for f in dataclasses.fields(output)]
-    assert names[:2] == ["images", "weights"] and len(as_tuple) == len(names) == 12
+    assert names[:2] == ["images", "weights"] and len(as_tuple) == len(names) == 13
     for name, value in zip(names, as_tuple):
         expected = getattr(output, name)
         assert torch.equal(value, expected) if isinstance(value, torch.Tensor) else value == expected, name

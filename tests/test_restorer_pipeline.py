@@ -593,6 +593,7 @@ def test_an_image_with_a_jpeg_trace_has_its_restored_chroma_estimated_from_its_l
 
     pipe = tiny_restorer_pipeline(names=("noisy", "jpeg-compressed"), router=False)
     pipe.register_modules(router=tiny_router(["noisy", "jpeg-compressed"], jpeg_max_quality=30))
+    pipe.routes_after_jpeg = False  # the step alone (the second routing: the next test)
     photo = load_image(photos_dir / "scikit-image__rocket.png")[None][..., :128, :192]
     x = torch.cat([jpeg(photo, 10), photo])
     out = pipe(x, output_type="pt")
@@ -618,3 +619,49 @@ def test_an_image_with_a_jpeg_trace_has_its_restored_chroma_estimated_from_its_l
         patch.setitem(uir.classical.SEVERITY_MEASURES, "jpeg-compressed",
                       ("quality", lambda images: pytest.fail("the quality read again")))
         assert float(pipe(x, output_type="pt").clean_weight[0]) == 0.5 and reads == [2]
+
+
+def test_a_restored_jpeg_is_routed_again_as_an_image_without_its_traces(photos_dir, monkeypatch):
+    """With the router choosing, an image whose JPEG trace was found and restored is routed and
+    restored again: exactly the pipeline's call on the first restoration with the router reading
+    no JPEG trace and nothing filled. The JPEG's quality is still read once, and a detector runs
+    only in the first call; an image without a trace is restored once; ``then`` says what the
+    second call did, and the CLI's line too."""
+    import uir.networks.router
+    from uir.commands.restore import describe_restoration
+    from uir.degradations.filters import jpeg
+    from uir.images import load_image
+    from uir.testing import detector_router
+
+    pipe = tiny_restorer_pipeline(names=("noisy", "jpeg-compressed"), router=False)
+    pipe.register_modules(router=tiny_router(["noisy", "jpeg-compressed"], jpeg_max_quality=30))
+    photo = load_image(photos_dir / "scikit-image__rocket.png")[None][..., :128, :192]
+    x = torch.cat([jpeg(photo, 10), photo])
+    with monkeypatch.context() as patch:
+        reads, read = [], uir.networks.router.jpeg_quality
+        patch.setattr(uir.networks.router, "jpeg_quality", lambda images: reads.append(len(images)) or read(images))
+        out = pipe(x, output_type="pt")
+    assert reads == [2] and out.degradations[0] == "jpeg-compressed" and out.then[1] is None
+    pipe.routes_after_jpeg = False
+    once = pipe(x, output_type="pt")
+    assert torch.equal(out.images[1:], once.images[1:])
+    assert once.then is None and torch.equal(out.clean_weight, once.clean_weight)
+    pipe.restores_jpeg_chroma = False
+    pipe.router.register_to_config(jpeg_max_quality=None)
+    again = pipe(once.images[:1], fill_missing=False, output_type="pt")
+    assert float(again.clean_weight[0]) < 1  # the second call changed the image
+    assert torch.allclose(out.images[:1], again.images, atol=1e-6)
+    assert not torch.allclose(out.images[:1], once.images[:1], atol=1e-3)
+    then = out.then[0]
+    assert then.images is None and then.expert_names == out.expert_names
+    assert then.degradations == again.degradations and torch.equal(then.weights, again.weights)
+    line = describe_restoration(out, 0)
+    assert line.startswith("detected jpeg-compressed (confidence 1.00); experts: ")
+    assert line.endswith(f"; then {describe_restoration(again, 0)}") and "then" not in describe_restoration(out, 1)
+    # a drop detector that finds drops everywhere clears the photo without a trace, and nothing in the second call
+    names = ("noisy", "jpeg-compressed", "raindrop")
+    pipe = tiny_restorer_pipeline(names=names, router=False)
+    pipe.register_modules(router=detector_router("drop_detector", 6.0, vocabulary=list(names), jpeg_max_quality=30))
+    out = pipe(x, output_type="pt")
+    assert out.degradations == ["jpeg-compressed", "raindrop"] and out.drops[0] == 0 < out.drops[1]
+    assert out.then[0].drops is None and out.then[0].degradations[0] != "raindrop" and out.then[1] is None

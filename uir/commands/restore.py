@@ -157,7 +157,8 @@ def describe_restoration(result, row: int) -> str:
     raindrops cleared or a shadow lifted (that alone where it was the restoration), the router's
     call and its confidence (or "not sure" when below the threshold), then the experts that ran
     with their weights, a classical prior's share and the share of the input kept, "base model
-    only", or "input returned unchanged"; and a JPEG's chroma re-estimated from its luma."""
+    only", or "input returned unchanged"; a JPEG's chroma re-estimated from its luma; and, where
+    the restored JPEG was routed again and changed (``result.then``), "then" and that call's own."""
     from ..classical import PRIORS
     from ..degradations.masks import MISSING_CLASS
     from ..degradations.photometric import SHADOW_CLASS
@@ -193,6 +194,10 @@ def describe_restoration(result, row: int) -> str:
         confidence = result.confidence[row].item()
         said = (f"detected {result.degradations[row]} (confidence {confidence:.2f}); {used}" if result.known[row]
                 else f"not sure ({confidence:.2f}; likeliest {result.degradations[row]}): {used}")
+    then = None if result.then is None else result.then[row]
+    if then is not None and (float(then.clean_weight[0]) < 1 or any(
+            share is not None and float(share[0]) > 0 for share in (then.drops, then.shadows))):
+        said += f"; then {describe_restoration(then, 0)}"
     return "; ".join([*done, said])
 
 
