@@ -195,8 +195,7 @@ def describe_restoration(result, row: int) -> str:
         said = (f"detected {result.degradations[row]} (confidence {confidence:.2f}); {used}" if result.known[row]
                 else f"not sure ({confidence:.2f}; likeliest {result.degradations[row]}): {used}")
     then = None if result.then is None else result.then[row]
-    if then is not None and (float(then.clean_weight[0]) < 1 or any(
-            share is not None and float(share[0]) > 0 for share in (then.drops, then.shadows))):
+    if then is not None and float(then.clean_weight[0]) < 1:  # the second call changed the image
         said += f"; then {describe_restoration(then, 0)}"
     return "; ".join([*done, said])
 
