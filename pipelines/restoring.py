@@ -200,8 +200,8 @@ class RestorationOutput:
     ``chroma_radius`` (B,) is the radius of the guided filter that re-estimated a JPEG's restored
     chroma from its luma (:func:`uir.classical.jpeg_chroma`; 0 where it did not run; ``None`` when
     the call does not look for JPEG traces). ``then`` (a list of B, or ``None`` when no image was
-    routed again) holds, for an image routed again after its JPEG was restored or its missing
-    pixels filled (:attr:`MixtureRestoration.routes_after_traces`), that second call's output for it alone
+    routed again) holds, for an image whose JPEG was restored and then routed again
+    (:attr:`MixtureRestoration.routes_after_jpeg`), that second call's output for it alone
     (:meth:`row`, ``images`` left out: the image returned is the second call's), and ``None`` for
     the others; the fields above describe the first call."""
 
@@ -286,14 +286,14 @@ class MixtureRestoration:
     #: found from the restored luma (:func:`uir.classical.jpeg_chroma`). Off here: UIR-LoRA as
     #: published leaves JPEG to its expert
     restores_jpeg_chroma = False
-    #: with the router choosing, route an image again once an exact trace's restoration is done (a
-    #: JPEG restored, missing pixels filled), and restore it as that second call says: the codec
-    #: and a mask drawn on a photo are the last things done to it, so what befell it before (low
-    #: light, haze, rain, noise) is left once they are undone. The second call is the learned one
-    #: (eq. 3) alone: the exact traces and the detectors were read on the image as given (on a
-    #: restored JPEG the drop detector found drops where there were none: docs/default-model.md).
-    #: Off here: UIR-LoRA as published routes once
-    routes_after_traces = False
+    #: with the router choosing, route an image again once the JPEG its trace found is restored,
+    #: and restore it as that second call says: a JPEG is the file format, the last thing done to
+    #: a photo, so what befell it before (low light, haze, rain) is left once the codec's blocks
+    #: are undone. The second call is the learned one (eq. 3) alone: the exact traces and the
+    #: detectors were read on the image as given (on a restored JPEG the drop detector found
+    #: drops where there were none: docs/default-model.md). Off here: UIR-LoRA as published
+    #: routes once
+    routes_after_jpeg = False
     output_class = RestorationOutput
 
     # --- experts -----------------------------------------------------------------------------
@@ -420,10 +420,9 @@ class MixtureRestoration:
                 then, with a shadow detector, a cast shadow is found and lifted
                 (:func:`lift_found_shadows`), and a lifted image is kept. Last, with the router
                 choosing and :attr:`restores_jpeg_chroma`, an image with a JPEG trace that was
-                restored (not kept as it was) has its chroma re-estimated from its restored luma.
-                With :attr:`routes_after_traces`, such a JPEG and a filled image are then routed
-                again by the learned call alone (no trace or detector read again) and restored as
-                that call says.
+                restored (not kept as it was) has its chroma re-estimated from its restored luma,
+                and with :attr:`routes_after_jpeg` it is then routed again by the learned call
+                alone (no trace or detector read again) and restored as that call says.
 
         Returns:
             :attr:`output_class` with the images, the expert weights and the router's verdict.
@@ -437,14 +436,9 @@ class MixtureRestoration:
         output, found = self._restore(images, weights, *options, self.fills_missing_pixels if fill_missing is None
                                       else fill_missing)
         del images  # the second call below holds what it needs: the first's output
-        if weights is None and strategy == "router" and self.routes_after_traces:
-            undone = torch.zeros(len(output.clean_weight), dtype=torch.bool)  # a JPEG restored, a fill kept
-            if JPEG_CLASS in found:
-                undone |= found[JPEG_CLASS] & (output.clean_weight.cpu() < 1)
-            if MISSING_CLASS in found:
-                undone |= found[MISSING_CLASS].bool().cpu()
-            rows = undone.nonzero().flatten().tolist()
-            if rows:  # what came before the trace, by the learned call (class attribute's comment)
+        if weights is None and strategy == "router" and self.routes_after_jpeg and JPEG_CLASS in found:
+            rows = (found[JPEG_CLASS] & (output.clean_weight.cpu() < 1)).nonzero().flatten().tolist()
+            if rows:  # the codec undone, what came before it, by the learned call (class attribute's comment)
                 known = {name: torch.zeros(len(rows), dtype=torch.bool) for name in found}
                 whole = len(rows) == len(output.images)
                 again, _ = self._restore(output.images if whole else output.images[rows], None, *options, False, known)
@@ -548,9 +542,8 @@ class RestorerRestoration(MixtureRestoration):
     #: JPEG at quality 10: +0.33 dB on 20 training photos over the default's output (docs/default-model.md)
     restores_jpeg_chroma = True
     #: a JPEG of a dark, hazy, rainy or snowy photo: +1.90 dB at quality 10 and +3.12 at 30 over nine
-    #: JPEG mixtures on the set-aside photos, fewer images made worse; missing pixels on a noisy,
-    #: hazy, rainy or snowy one: +3.7 dB over seven mixtures (docs/default-model.md)
-    routes_after_traces = True
+    #: JPEG mixtures on the set-aside photos, fewer images made worse (docs/default-model.md)
+    routes_after_jpeg = True
     #: larger than the base class's: a NAFNet block runs its full-resolution maps in cache-sized
     #: bands (:data:`uir.networks.nafnet.BAND_VALUES`), so tiles bound memory, not speed; the
     #: default restores 1024x1024 faster whole than in 512 px tiles (docs/performance.md)

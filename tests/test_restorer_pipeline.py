@@ -593,7 +593,7 @@ def test_an_image_with_a_jpeg_trace_has_its_restored_chroma_estimated_from_its_l
 
     pipe = tiny_restorer_pipeline(names=("noisy", "jpeg-compressed"), router=False)
     pipe.register_modules(router=tiny_router(["noisy", "jpeg-compressed"], jpeg_max_quality=30))
-    pipe.routes_after_traces = False  # the step alone (the second routing: the next test)
+    pipe.routes_after_jpeg = False  # the step alone (the second routing: the next test)
     photo = load_image(photos_dir / "scikit-image__rocket.png")[None][..., :128, :192]
     x = torch.cat([jpeg(photo, 10), photo])
     out = pipe(x, output_type="pt")
@@ -642,7 +642,7 @@ def test_a_restored_jpeg_is_routed_again_as_an_image_without_its_traces(photos_d
         patch.setattr(uir.networks.router, "jpeg_quality", lambda images: reads.append(len(images)) or read(images))
         out = pipe(x, output_type="pt")
     assert reads == [2] and out.degradations[0] == "jpeg-compressed" and out.then[1] is None
-    pipe.routes_after_traces = False
+    pipe.routes_after_jpeg = False
     once = pipe(x, output_type="pt")
     assert torch.equal(out.images[1:], once.images[1:])
     assert once.then is None and torch.equal(out.clean_weight, once.clean_weight)
@@ -665,24 +665,3 @@ def test_a_restored_jpeg_is_routed_again_as_an_image_without_its_traces(photos_d
     out = pipe(x, output_type="pt")
     assert out.degradations == ["jpeg-compressed", "raindrop"] and out.drops[0] == 0 < out.drops[1]
     assert out.then[0].drops is None and out.then[0].degradations[0] != "raindrop" and out.then[1] is None
-
-
-def test_an_image_whose_missing_pixels_were_filled_is_routed_again(photos_dir):
-    """With the router choosing, a filled image (kept as the fill) is routed and restored again,
-    as the pipeline's call on the fill with nothing filled; the CLI's line says both."""
-    from uir.commands.restore import describe_restoration
-    from uir.images import load_image
-
-    pipe = tiny_restorer_pipeline(names=("noisy", "hazy"), router=False)
-    pipe.register_modules(router=tiny_router(["noisy", "hazy"]))
-    holed = load_image(photos_dir / "scikit-image__rocket.png")[None][..., :128, :192].clone()
-    holed[..., 40:80, 60:120] = 0  # a hard-edged hole of one value: missing pixels
-    out = pipe(holed, output_type="pt")
-    pipe.routes_after_traces = False
-    filled = pipe(holed, output_type="pt")
-    assert float(filled.missing[0]) > 0.05 and float(filled.clean_weight[0]) == 1 and filled.then is None
-    again = pipe(filled.images, fill_missing=False, output_type="pt")
-    assert float(again.clean_weight[0]) < 1 and torch.allclose(out.images, again.images, atol=1e-6)
-    assert out.then[0].degradations == again.degradations and torch.equal(out.missing, filled.missing)
-    assert describe_restoration(out, 0) == f"{describe_restoration(filled, 0)}; then {describe_restoration(again, 0)}"
-    assert describe_restoration(filled, 0).startswith("filled ")

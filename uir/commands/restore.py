@@ -158,8 +158,7 @@ def describe_restoration(result, row: int) -> str:
     call and its confidence (or "not sure" when below the threshold), then the experts that ran
     with their weights, a classical prior's share and the share of the input kept, "base model
     only", or "input returned unchanged"; a JPEG's chroma re-estimated from its luma; and, where
-    the image was routed again after its JPEG or missing pixels and changed (``result.then``),
-    "then" and that call's own."""
+    the restored JPEG was routed again and changed (``result.then``), "then" and that call's own."""
     from ..classical import PRIORS
     from ..degradations.masks import MISSING_CLASS
     from ..degradations.photometric import SHADOW_CLASS
@@ -188,16 +187,17 @@ def describe_restoration(result, row: int) -> str:
     steps = [(name, f"{verb} {percent(float(share[row]))} {what}") for name, verb, share, what in shares
              if share is not None and float(share[row]) > 0]
     done = [text for _, text in steps]
-    then = None if result.then is None else result.then[row]
-    after = [f"then {describe_restoration(then, 0)}"] if then is not None and float(then.clean_weight[0]) < 1 else []
     if result.degradations is not None and result.degradations[row] in {name for name, _ in steps}:
-        return "; ".join([*done, *after])  # the step was the image's restoration, kept as it is (then, a second call's)
+        return "; ".join(done)  # the step was the image's restoration, kept as it is
     said = used
     if result.degradations is not None:  # routed (after a fill too small to be the image's degradation, too)
         confidence = result.confidence[row].item()
         said = (f"detected {result.degradations[row]} (confidence {confidence:.2f}); {used}" if result.known[row]
                 else f"not sure ({confidence:.2f}; likeliest {result.degradations[row]}): {used}")
-    return "; ".join([*done, said, *after])
+    then = None if result.then is None else result.then[row]
+    if then is not None and float(then.clean_weight[0]) < 1:  # the second call changed the image
+        said += f"; then {describe_restoration(then, 0)}"
+    return "; ".join([*done, said])
 
 
 def percent(share: float) -> str:
