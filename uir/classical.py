@@ -218,7 +218,7 @@ def _overlap_add_patches(patches: torch.Tensor, patch: int, stride: int) -> torc
     (N, P, Q, rows, columns) holds the value of pixel (i down, j across) of the patch at
     (row, column); P or Q may be 1 for a value shared by a patch's rows or columns. Shifted adds,
     first across then down: on a CPU several times faster than ``F.fold``'s scatter."""
-    n, p, q, rows, columns = patches.shape
+    n, p, _, rows, columns = patches.shape
     height, width = (rows - 1) * stride + patch, (columns - 1) * stride + patch
     patches = patches.expand(n, p, patch, rows, columns)
     across = patches.new_zeros(n, p, rows, width)
