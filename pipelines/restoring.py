@@ -436,7 +436,7 @@ class MixtureRestoration:
         output, found = self._restore(images, weights, *options, self.fills_missing_pixels if fill_missing is None
                                       else fill_missing)
         del images  # the second call below holds what it needs: the first's output
-        if weights is None and strategy == "router" and self.routes_after_jpeg and JPEG_CLASS in found:
+        if self.routes_after_jpeg and JPEG_CLASS in found:  # a JPEG trace is read only with the router choosing
             rows = (found[JPEG_CLASS] & (output.clean_weight.cpu() < 1)).nonzero().flatten().tolist()
             if rows:  # the codec undone, what came before it, by the learned call (class attribute's comment)
                 known = {name: torch.zeros(len(rows), dtype=torch.bool) for name in found}
