@@ -38,6 +38,18 @@ def test_degrade_sample(tmp_path, capsys):
     assert load_image(tmp_path / "n.png").shape == (3, 300, 451)
 
 
+def test_degrade_takes_the_name_restore_takes(tmp_path, capsys):
+    """``--degradation`` (the option ``uir restore`` names its experts by) and the older ``--type``
+    are one option: the same draw, byte for byte."""
+    for option in ("--degradation", "--type"):
+        code, out, _ = _run(capsys, "degrade", "--sample", option, "hazy", "--seed", "2", "-o", str(tmp_path / f"{option}.png"))
+        assert code == 0 and "hazy(" in out
+    assert (tmp_path / "--degradation.png").read_bytes() == (tmp_path / "--type.png").read_bytes()
+    with pytest.raises(SystemExit) as stopped:
+        main(["degrade", "--sample", "-o", str(tmp_path / "none.png")])
+    assert stopped.value.code == 2 and "required: --degradation/--type" in capsys.readouterr().err
+
+
 def test_degrade_chain_and_params(tmp_path, capsys):
     code, out, _ = _run(capsys, "degrade", "--sample", "--type", "hazy,jpeg-compressed", "--seed", "3", "-o", str(tmp_path / "c.jpg"))
     assert code == 0 and "hazy(" in out and "jpeg-compressed(quality=10)" in out

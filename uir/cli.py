@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Apply one degradation, or a comma-separated chain, to images.")
     degrade.add_argument("inputs", nargs="*", help="image files, folders or globs")
     degrade.add_argument("--sample", action="store_true", help="also degrade the bundled sample photo")
-    degrade.add_argument("--type", required=True, help="degradation name(s), e.g. noisy or hazy,jpeg-compressed")
+    degrade.add_argument("--degradation", "--type", dest="degradation", required=True, metavar="DEGRADATION",
+                         help="degradation name(s), e.g. noisy or hazy,jpeg-compressed (the name `uir restore "
+                              "--degradation` and `uir eval --degradations` take; --type is the older spelling)")
     degrade.add_argument("--severity", choices=["mild", "moderate", "severe", "random"], default=None,
                          help="draw parameters from a severity level (default: each type's default)")
     degrade.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="set one parameter")

@@ -28,7 +28,7 @@ def cmd_degrade(args) -> int:
     from .. import degradations, sample_image_path
     from ..images import ImageError, list_images, read_image, save_image
 
-    names = [n.strip() for n in args.type.split(",") if n.strip()]
+    names = [n.strip() for n in args.degradation.split(",") if n.strip()]
     if not names:
         raise UsageError("--type needs a degradation name (see uir degradations)")
     params = _parse_params(args.param)
