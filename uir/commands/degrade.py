@@ -30,10 +30,10 @@ def cmd_degrade(args) -> int:
 
     names = [n.strip() for n in args.degradation.split(",") if n.strip()]
     if not names:
-        raise UsageError("--type needs a degradation name (see uir degradations)")
+        raise UsageError("--degradation needs a degradation name (see uir degradations)")
     params = _parse_params(args.param)
     if params and len(names) > 1:
-        raise UsageError("--param applies to a single --type; use one degradation at a time")
+        raise UsageError("--param applies to a single --degradation; use one degradation at a time")
     try:
         specs = [degradations.get(name) for name in names]
         params = specs[0].validate(params) if params else params
