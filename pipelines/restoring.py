@@ -117,6 +117,12 @@ def veil_bounded(experts: list[LoRAExpert], images: torch.Tensor, weights: torch
     return out
 
 
+def restored_with_trace(found: dict[str, torch.Tensor], name: str, clean: torch.Tensor) -> list[int]:
+    """The rows of the images that carry ``name``'s trace (``found``, ``{class: (B,) bool}``) and
+    were restored, not kept as they were (their input's share ``clean`` (B,) below 1)."""
+    return (found[name] & (clean.cpu() < 1)).nonzero().flatten().tolist()
+
+
 def gives_a_share(expert: LoRAExpert) -> bool:
     """Whether the pipeline gives part of the expert's output away: to its prior or to the input."""
     return expert.prior_blend > 0 or expert.input_blend > 0
@@ -437,7 +443,7 @@ class MixtureRestoration:
                                       else fill_missing)
         del images  # the second call below holds what it needs: the first's output
         if self.routes_after_jpeg and JPEG_CLASS in found:  # a JPEG trace is read only with the router choosing
-            rows = (found[JPEG_CLASS] & (output.clean_weight.cpu() < 1)).nonzero().flatten().tolist()
+            rows = restored_with_trace(found, JPEG_CLASS, output.clean_weight)
             if rows:  # the codec undone, what came before it, by the learned call (class attribute's comment)
                 known = {name: torch.zeros(len(rows), dtype=torch.bool) for name in found}
                 whole = len(rows) == len(output.images)
@@ -506,7 +512,7 @@ class MixtureRestoration:
         chroma = None
         if qualities is not None:
             chroma = torch.zeros(len(images), dtype=torch.long)
-            rows = (found[JPEG_CLASS] & (clean.cpu() < 1)).nonzero().flatten().tolist()
+            rows = restored_with_trace(found, JPEG_CLASS, clean)
             if rows:
                 restored[rows], radii = jpeg_chroma(images[rows].to(restored), restored[rows], qualities[rows])
                 chroma[rows] = torch.tensor(radii)
