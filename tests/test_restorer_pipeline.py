@@ -593,7 +593,7 @@ def test_an_image_with_a_jpeg_trace_has_its_restored_chroma_estimated_from_its_l
 
     pipe = tiny_restorer_pipeline(names=("noisy", "jpeg-compressed"), router=False)
     pipe.register_modules(router=tiny_router(["noisy", "jpeg-compressed"], jpeg_max_quality=30))
-    pipe.routes_after_jpeg = False  # the step alone (the second routing: the next test)
+    pipe.routes_again_after = ()  # the step alone (the second routing: the next test)
     photo = load_image(photos_dir / "scikit-image__rocket.png")[None][..., :128, :192]
     x = torch.cat([jpeg(photo, 10), photo])
     out = pipe(x, output_type="pt")
@@ -642,7 +642,7 @@ def test_a_restored_jpeg_is_routed_again_as_an_image_without_its_traces(photos_d
         patch.setattr(uir.networks.router, "jpeg_quality", lambda images: reads.append(len(images)) or read(images))
         out = pipe(x, output_type="pt")
     assert reads == [2] and out.degradations[0] == "jpeg-compressed" and out.then[1] is None
-    pipe.routes_after_jpeg = False
+    pipe.routes_again_after = ()
     once = pipe(x, output_type="pt")
     assert torch.equal(out.images[1:], once.images[1:])
     assert once.then is None and torch.equal(out.clean_weight, once.clean_weight)
@@ -665,3 +665,29 @@ def test_a_restored_jpeg_is_routed_again_as_an_image_without_its_traces(photos_d
     out = pipe(x, output_type="pt")
     assert out.degradations == ["jpeg-compressed", "raindrop"] and out.drops[0] == 0 < out.drops[1]
     assert out.then[0].drops is None and out.then[0].degradations[0] != "raindrop" and out.then[1] is None
+
+
+def test_the_classes_routed_again_are_those_the_first_call_named(photos_dir):
+    """``routes_again_after`` keys on the first call's class: an image it named one of those
+    for and restored is restored again as the pipeline's call on that first restoration says
+    (``then`` holds that call); an image named for another class, or kept, is restored once."""
+    from uir.images import load_image
+
+    pipe = tiny_restorer_pipeline()
+    photo = load_image(photos_dir / "scikit-image__rocket.png")[None][..., :64, :96]
+    x = torch.cat([photo, 1 - photo, photo.flip(-1) * 0.3])
+    once = pipe(x, output_type="pt")
+    assert once.then is None and bool((once.clean_weight < 1).all()) and len(set(once.degradations)) == 2
+    named = once.degradations[0]
+    pipe.routes_again_after = (named,)
+    out = pipe(x, output_type="pt")
+    rows = [i for i, name in enumerate(once.degradations) if name == named]
+    pipe.routes_again_after = ()
+    again = pipe(once.images[rows], fill_missing=False, output_type="pt")
+    assert torch.allclose(out.images[rows], again.images, atol=1e-6)
+    assert not torch.allclose(out.images[rows], once.images[rows], atol=1e-3)
+    assert [out.then[i].degradations for i in rows] == [[name] for name in again.degradations]
+    others = [i for i in range(len(x)) if i not in rows]
+    assert torch.equal(out.images[others], once.images[others]) and all(out.then[i] is None for i in others)
+    pipe.routes_again_after = tuple(name for name in pipe.expert_list.names if name not in once.degradations)
+    assert torch.equal(pipe(x, output_type="pt").images, once.images)

@@ -158,7 +158,7 @@ def describe_restoration(result, row: int) -> str:
     call and its confidence (or "not sure" when below the threshold), then the experts that ran
     with their weights, a classical prior's share and the share of the input kept, "base model
     only", or "input returned unchanged"; a JPEG's chroma re-estimated from its luma; and, where
-    the restored JPEG was routed again and changed (``result.then``), "then" and that call's own."""
+    the restored image was routed again and changed (``result.then``), "then" and that call's own."""
     from ..classical import PRIORS
     from ..degradations.masks import MISSING_CLASS
     from ..degradations.photometric import SHADOW_CLASS
