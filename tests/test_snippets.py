@@ -12,11 +12,14 @@ FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "adap
 HUB = "# needs the Hub"
 
 
-def _snippets():
+def _snippets() -> list:
+    """One ``pytest.param`` per Python block of :data:`FILES`, named by its file and number."""
+    found = []
     for path in FILES:
         blocks = re.findall(r"^```python\n(.*?)^```", path.read_text(), flags=re.S | re.M)
-        for number, code in enumerate(blocks, start=1):
-            yield pytest.param(code, id=f"{path.relative_to(ROOT)}#{number}")
+        found += [pytest.param(code, id=f"{path.relative_to(ROOT)}#{number}")
+                  for number, code in enumerate(blocks, start=1)]
+    return found
 
 
 @pytest.mark.parametrize("code", _snippets())

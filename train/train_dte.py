@@ -297,7 +297,7 @@ def fit(accelerator, args, model, gef: GEFObjective, names, t_mat, output_dir, s
         if every and calls[0] % (every * args.gradient_accumulation_steps) == 0:
             logged.update(gef.term_gradient_norms(terms))
         calls[0] += 1
-        logged.update({f"term/{name}": float(value) for name, value in terms.items() if name != "loss"})
+        logged.update({f"term/{name}": float(value.detach()) for name, value in terms.items() if name != "loss"})
         return terms["loss"]
 
     def step_logs():  # each term of the step's last micro-batch; gradient norms on the steps that have them
