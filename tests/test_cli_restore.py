@@ -62,6 +62,21 @@ def test_restore_single_file_with_manual_experts(model_dir, inputs, tmp_path, ca
                  "--degradation", "noisy", "--overwrite"]) == EXIT_OK
 
 
+def test_route_again_names_the_classes_after_which_an_image_is_routed_again(model_dir, inputs, tmp_path, capsys):
+    """``--route-again`` sets the pipeline's ``routes_again_after``: with every class of the tiny
+    model, its routed image is restored a second time and the line says so; ``none`` restores
+    once, as the model's own setting (a JPEG only) does for a photo without a JPEG trace."""
+    outputs = {}
+    for spec in (None, "none", "noisy,hazy,rainy"):
+        target = tmp_path / f"{spec}.png"
+        extra = [] if spec is None else ["--route-again", spec]
+        assert main(["restore", str(inputs / "a.png"), "-o", str(target), "--model", str(model_dir), *extra]) == EXIT_OK
+        outputs[spec] = (target.read_bytes(), capsys.readouterr().out)
+    assert outputs[None][0] == outputs["none"][0] and "; then " not in outputs[None][1] + outputs["none"][1]
+    again = outputs["noisy,hazy,rainy"]
+    assert again[0] != outputs[None][0] and "; then detected " in again[1]
+
+
 def _snapshot(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
@@ -185,6 +200,9 @@ def test_restore_without_a_router_names_the_flags(inputs, tmp_path, capsys):
     (["--weights", "noisy=nan"], "must lie in [0, 1], got nan"),
     (["--weights", "noisy=0.5,noisy=0.2"], "--weights names noisy more than once"),
     (["--degradation", "noisy,noisy"], "--degradation names noisy more than once"),
+    (["--route-again", "foggy"], "--route-again: no expert for foggy"),
+    (["--route-again", "noisy,noisy"], "--route-again names noisy more than once"),
+    (["--route-again", "noisy", "--degradation", "hazy"], "--route-again needs the router choosing"),
 ])
 def test_restore_usage_errors(model_dir, inputs, tmp_path, capsys, extra, message):
     """Each a single line with exit 2 before any work (``--weights noisy=-1`` used to run and

@@ -132,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--top-k", dest="top_k", type=positive_int, default=None,
                          help="experts the router keeps per image (default: the pipeline's, "
                               "uir.lora.strategies.DEFAULT_TOP_K)")
+    restore.add_argument("--route-again", dest="route_again", default=None,
+                         help="comma-separated classes after whose restoration an image is routed again, "
+                              "e.g. jpeg-compressed,noisy; none: route once (default: the model's; the "
+                              "embedded default's is jpeg-compressed)")
     restore.add_argument("--batch-size", dest="batch_size", type=positive_int, default=4)
     restore.add_argument("--tile-size", dest="tile_size", type=_tile_size, default="auto",
                          help="restore in overlapping tiles of at most this many pixels; auto (default): "

@@ -53,6 +53,18 @@ def _parse_weights(spec: str | None, names: str | None) -> dict | None:
     return dict(weights)
 
 
+def _parse_route_again(spec: str | None, manual: bool) -> tuple[str, ...] | None:
+    """``--route-again jpeg-compressed,noisy`` (or ``none``) to the classes for
+    :attr:`~uir.pipelines.restoring.MixtureRestoration.routes_again_after`; ``None``: the model's."""
+    if spec is None:
+        return None
+    if manual:
+        raise UsageError("--route-again needs the router choosing: not with --weights or --degradation")
+    chosen = [] if spec.strip() == "none" else [n.strip() for n in spec.split(",") if n.strip()]
+    _refuse_repeats("--route-again", chosen)
+    return tuple(chosen)
+
+
 def _refuse_repeats(option: str, names: list) -> None:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -89,6 +101,7 @@ def cmd_restore(args) -> int:
     pending = [path for path in inputs if args.overwrite or not targets[path].exists()]
     skipped = len(inputs) - len(pending)
     weights = _parse_weights(args.weights, args.degradation)
+    route_again = _parse_route_again(args.route_again, weights is not None)
     start = time.perf_counter()
     state = distributed_state()
     mine = share(state, pending)
@@ -99,6 +112,12 @@ def cmd_restore(args) -> int:
             raise UsageError(f"no expert for {', '.join(unknown)}; this model has: {', '.join(pipe.expert_list.names)}")
     if weights is None and pipe.router is None and pipe.expert_list.names:
         raise UsageError("this model has no router: pass --degradation or --weights, or --router")
+    if route_again is not None:
+        unknown = sorted(set(route_again) - set(pipe.expert_list.names))
+        if unknown:
+            raise UsageError(f"--route-again: no expert for {', '.join(unknown)}; this model has: "
+                             f"{', '.join(pipe.expert_list.names)}")
+        pipe.routes_again_after = route_again
     loaded = time.perf_counter()
     failed: list = []
     failures, done = 0, 0
