@@ -276,6 +276,28 @@ def test_eval_degrades_at_the_severity_asked(model_dir, inputs, tmp_path):
     assert psnr_in["severe"] < psnr_in["mild"] - 3
 
 
+def test_eval_routes_again_as_restore_does(model_dir, inputs, tmp_path, capsys):
+    """``uir eval --route-again`` scores what ``uir restore --route-again`` writes: each pair's
+    output is the pipeline's with that setting, and the per-image line says "then"; with
+    ``--oracle`` (no routing) it is a one-line usage error before any folder is made."""
+    (inputs / "broken.png").unlink()
+    pairs = {}
+    for spec in ("none", "noisy,hazy,rainy"):
+        assert main(["eval", "--model", str(model_dir), "--data", str(inputs), "--degradations", "noisy",
+                     "--grid-rows", "0", "--route-again", spec, "-o", str(tmp_path / spec)]) == EXIT_OK
+        with open(tmp_path / spec / "pairs.csv") as table:
+            pairs[spec] = list(csv.DictReader(table))
+    capsys.readouterr()
+    assert all("; then " not in row["restoration"] for row in pairs["none"])
+    assert all("; then detected " in row["restoration"] for row in pairs["noisy,hazy,rainy"])
+    assert [row["psnr_out"] for row in pairs["none"]] != [row["psnr_out"] for row in pairs["noisy,hazy,rainy"]]
+    code = main(["eval", "--model", str(model_dir), "--data", str(inputs), "--oracle", "--route-again", "noisy",
+                 "-o", str(tmp_path / "oracle")])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and "not with --oracle" in err and err.count("\n") == 1
+    assert not (tmp_path / "oracle").exists()
+
+
 def test_bench_and_demo(model_dir, tmp_path, capsys):
     assert main(["bench", "--model", str(model_dir), "--size", "64", "--repeats", "1"]) == EXIT_OK
     table = capsys.readouterr().out

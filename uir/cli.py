@@ -47,6 +47,13 @@ def _tile_size(value: str):
     return size or None
 
 
+def _add_route_again_arg(parser) -> None:
+    parser.add_argument("--route-again", dest="route_again", default=None,
+                        help="comma-separated classes after whose restoration an image is routed again, "
+                             "e.g. jpeg-compressed,noisy; none: route once (default: the model's; the "
+                             "embedded default's is jpeg-compressed)")
+
+
 def _add_model_args(parser) -> None:
     parser.add_argument("--model", default=None,
                         help="default (the embedded model), a saved pipeline folder or Hub id, or an SD-turbo id "
@@ -132,10 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--top-k", dest="top_k", type=positive_int, default=None,
                          help="experts the router keeps per image (default: the pipeline's, "
                               "uir.lora.strategies.DEFAULT_TOP_K)")
-    restore.add_argument("--route-again", dest="route_again", default=None,
-                         help="comma-separated classes after whose restoration an image is routed again, "
-                              "e.g. jpeg-compressed,noisy; none: route once (default: the model's; the "
-                              "embedded default's is jpeg-compressed)")
+    _add_route_again_arg(restore)
     restore.add_argument("--batch-size", dest="batch_size", type=positive_int, default=4)
     restore.add_argument("--tile-size", dest="tile_size", type=_tile_size, default="auto",
                          help="restore in overlapping tiles of at most this many pixels; auto (default): "
@@ -154,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="experts the router keeps per image (default: the pipeline's)")
     _add_severity_arg(evaluate)
     evaluate.add_argument("--oracle", action="store_true", help="use the true degradation's expert instead of the router")
+    _add_route_again_arg(evaluate)
     evaluate.add_argument("--held-out", dest="held_out", action="store_true",
                           help="use only the held-out split of --data (every fifth photo by name)")
     evaluate.add_argument("--limit", type=positive_int, default=None, help="use only the first N photos")

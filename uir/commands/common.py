@@ -156,6 +156,37 @@ def share(state, items: list) -> list:
         return list(share)
 
 
+def refuse_repeats(option: str, names: list) -> None:
+    """A usage error naming what ``option`` lists more than once."""
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise UsageError(f"{option} names {', '.join(repeated)} more than once")
+
+
+def parse_route_again(spec: str | None, manual: str | None) -> tuple[str, ...] | None:
+    """``--route-again jpeg-compressed,noisy`` (or ``none``) as the classes of
+    :attr:`~uir.pipelines.restoring.MixtureRestoration.routes_again_after`; ``None``: the model's.
+    ``manual``: the option that takes the choice from the router, if one was given."""
+    if spec is None:
+        return None
+    if manual:
+        raise UsageError(f"--route-again needs the router choosing: not with {manual}")
+    chosen = [] if spec.strip() == "none" else [n.strip() for n in spec.split(",") if n.strip()]
+    refuse_repeats("--route-again", chosen)
+    return tuple(chosen)
+
+
+def set_route_again(pipe, classes: tuple[str, ...] | None) -> None:
+    """Give ``pipe`` the classes of :func:`parse_route_again`, each one of its experts' (``None``: keep its own)."""
+    if classes is None:
+        return
+    unknown = sorted(set(classes) - set(pipe.expert_list.names))
+    if unknown:
+        raise UsageError(f"--route-again: no expert for {', '.join(unknown)}; this model has: "
+                         f"{', '.join(pipe.expert_list.names)}")
+    pipe.routes_again_after = classes
+
+
 def data_folder(args) -> Path:
     data = Path(args.data)
     if not data.is_dir():

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from ..boundary import EXIT_OK, EXIT_PARTIAL, UsageError
-from .common import (check_device, data_folder, distributed_state, load_for_cli, output_folder, report_skip,
-                     selected_photos, severity, share)
+from .common import (check_device, data_folder, distributed_state, load_for_cli, output_folder, parse_route_again,
+                     report_skip, selected_photos, set_route_again, severity, share)
 from .restore import describe_restoration
 
 
@@ -83,9 +83,11 @@ def cmd_eval(args) -> int:
     photos = [] if paired else selected_photos(args, data)
     if not paired and not photos:
         raise UsageError(f"--data {data}: no photos{' in the held-out split' if args.held_out else ''}")
+    route_again = parse_route_again(args.route_again, "--oracle" if args.oracle else None)
     out = output_folder(args.output)
     state = distributed_state()
     pipe = load_for_cli(args, state)
+    set_route_again(pipe, route_again)
     skips = _Skips()
     if args.oracle:
         from ..degradations import mix_parts

@@ -7,7 +7,8 @@ import sys
 from typing import Callable, Iterable, Iterator
 
 from ..boundary import EXIT_OK, EXIT_PARTIAL, UsageError
-from .common import distributed_state, load_for_cli, plan_outputs, report_skip, say, share
+from .common import (distributed_state, load_for_cli, parse_route_again, plan_outputs, refuse_repeats,
+                     report_skip, say, set_route_again, share)
 
 
 def shape_batches(items: Iterable, batch_size: int, shape: Callable) -> Iterator[list]:
@@ -34,7 +35,7 @@ def _parse_weights(spec: str | None, names: str | None) -> dict | None:
 
     if names:
         chosen = [n.strip() for n in names.split(",") if n.strip()]
-        _refuse_repeats("--degradation", chosen)
+        refuse_repeats("--degradation", chosen)
         return {n: 1.0 / len(chosen) for n in chosen}
     if not spec:
         return None
@@ -45,30 +46,12 @@ def _parse_weights(spec: str | None, names: str | None) -> dict | None:
         weights = []
     if len(weights) != len(pairs):
         raise UsageError(f"--weights expects NAME=NUMBER pairs, got {spec!r}")
-    _refuse_repeats("--weights", [key for key, _ in weights])
+    refuse_repeats("--weights", [key for key, _ in weights])
     try:
         check_manual_weights([value for _, value in weights])
     except ValueError as error:
         raise UsageError(f"--weights: {error}") from None
     return dict(weights)
-
-
-def _parse_route_again(spec: str | None, manual: bool) -> tuple[str, ...] | None:
-    """``--route-again jpeg-compressed,noisy`` (or ``none``) to the classes for
-    :attr:`~uir.pipelines.restoring.MixtureRestoration.routes_again_after`; ``None``: the model's."""
-    if spec is None:
-        return None
-    if manual:
-        raise UsageError("--route-again needs the router choosing: not with --weights or --degradation")
-    chosen = [] if spec.strip() == "none" else [n.strip() for n in spec.split(",") if n.strip()]
-    _refuse_repeats("--route-again", chosen)
-    return tuple(chosen)
-
-
-def _refuse_repeats(option: str, names: list) -> None:
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise UsageError(f"{option} names {', '.join(repeated)} more than once")
 
 
 def _readable(paths, failed: list, progress=None):
@@ -101,7 +84,7 @@ def cmd_restore(args) -> int:
     pending = [path for path in inputs if args.overwrite or not targets[path].exists()]
     skipped = len(inputs) - len(pending)
     weights = _parse_weights(args.weights, args.degradation)
-    route_again = _parse_route_again(args.route_again, weights is not None)
+    route_again = parse_route_again(args.route_again, "--weights or --degradation" if weights is not None else None)
     start = time.perf_counter()
     state = distributed_state()
     mine = share(state, pending)
@@ -112,12 +95,7 @@ def cmd_restore(args) -> int:
             raise UsageError(f"no expert for {', '.join(unknown)}; this model has: {', '.join(pipe.expert_list.names)}")
     if weights is None and pipe.router is None and pipe.expert_list.names:
         raise UsageError("this model has no router: pass --degradation or --weights, or --router")
-    if route_again is not None:
-        unknown = sorted(set(route_again) - set(pipe.expert_list.names))
-        if unknown:
-            raise UsageError(f"--route-again: no expert for {', '.join(unknown)}; this model has: "
-                             f"{', '.join(pipe.expert_list.names)}")
-        pipe.routes_again_after = route_again
+    set_route_again(pipe, route_again)
     loaded = time.perf_counter()
     failed: list = []
     failures, done = 0, 0
