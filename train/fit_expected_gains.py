@@ -59,6 +59,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@torch.no_grad()
 def measured_gains(pipe, files, seed: int, repeats: int, max_psnr: float) -> list[tuple[str, str, str, float, str, float]]:
     """``(top class, bin, candidate, PSNR change, true class, confidence)`` of every candidate
     on every degraded photo, the bin by :func:`~uir.lora.strategies.gain_bin`."""
