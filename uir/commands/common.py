@@ -176,14 +176,19 @@ def parse_route_again(spec: str | None, manual: str | None) -> tuple[str, ...] |
     return tuple(chosen)
 
 
+def refuse_unknown_experts(pipe, names, prefix: str = "") -> None:
+    """A usage error, after ``prefix``, naming what of ``names`` has no expert in ``pipe`` and what it has."""
+    unknown = sorted(set(names) - set(pipe.expert_list.names))
+    if unknown:
+        raise UsageError(f"{prefix}no expert for {', '.join(unknown)}; this model has: "
+                         f"{', '.join(pipe.expert_list.names)}")
+
+
 def set_route_again(pipe, classes: tuple[str, ...] | None) -> None:
     """Give ``pipe`` the classes of :func:`parse_route_again`, each one of its experts' (``None``: keep its own)."""
     if classes is None:
         return
-    unknown = sorted(set(classes) - set(pipe.expert_list.names))
-    if unknown:
-        raise UsageError(f"--route-again: no expert for {', '.join(unknown)}; this model has: "
-                         f"{', '.join(pipe.expert_list.names)}")
+    refuse_unknown_experts(pipe, classes, "--route-again: ")
     pipe.routes_again_after = classes
 
 

@@ -8,7 +8,7 @@ from typing import Callable, Iterable, Iterator
 
 from ..boundary import EXIT_OK, EXIT_PARTIAL, UsageError
 from .common import (distributed_state, load_for_cli, parse_route_again, plan_outputs, refuse_repeats,
-                     report_skip, say, set_route_again, share)
+                     refuse_unknown_experts, report_skip, say, set_route_again, share)
 
 
 def shape_batches(items: Iterable, batch_size: int, shape: Callable) -> Iterator[list]:
@@ -90,9 +90,7 @@ def cmd_restore(args) -> int:
     mine = share(state, pending)
     pipe = load_for_cli(args, state)
     if weights is not None:
-        unknown = sorted(set(weights) - set(pipe.expert_list.names))
-        if unknown:
-            raise UsageError(f"no expert for {', '.join(unknown)}; this model has: {', '.join(pipe.expert_list.names)}")
+        refuse_unknown_experts(pipe, weights)
     if weights is None and pipe.router is None and pipe.expert_list.names:
         raise UsageError("this model has no router: pass --degradation or --weights, or --router")
     set_route_again(pipe, route_again)
