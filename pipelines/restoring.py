@@ -553,8 +553,9 @@ class RestorerRestoration(MixtureRestoration):
     restores_jpeg_chroma = True
     #: a JPEG of a dark, hazy, rainy or snowy photo: +1.90 dB at quality 10 and +3.12 at 30 over nine
     #: JPEG mixtures on the set-aside photos, fewer images made worse. Noise is not in it: after
-    #: noise the second call made one more image worse at mild severity, the rule's bar, though it
-    #: raised the mean of 18 rows (the types, clean, seven noisy mixtures) by 0.29-0.72 dB (docs/default-model.md)
+    #: noise the second call made more images worse at mild severity (21 -> 25 of 702 over three
+    #: seeds), the rule's bar, though it raised the mean of 18 rows (the types, clean, seven noisy
+    #: mixtures) by 0.23 +- 0.05 dB there (docs/default-model.md)
     routes_again_after = ("jpeg-compressed",)
     #: larger than the base class's: a NAFNet block runs its full-resolution maps in cache-sized
     #: bands (:data:`uir.networks.nafnet.BAND_VALUES`), so tiles bound memory, not speed; the
