@@ -33,6 +33,7 @@ from uir.lora import (FINGERPRINT_KEY, ExpertError, ExpertList, LoRAExpert, base
 from uir.lora.mixture import mixture_weights
 from uir.lora.strategies import DEFAULT_TOP_K, expert_weights, split_by_severity
 from uir.networks.nafnet import channels_last_input
+from uir.networks.router import RouterOutput
 from uir.networks.shadows import SURE_ATTENUATION, lift_shadows
 from uir.tiling import restore_tiled
 
@@ -48,19 +49,67 @@ def postprocess(images: torch.Tensor, output_type: str):
     raise ValueError(f"unknown output_type {output_type!r}; valid choices: pil, np, pt")
 
 
+#: the least share of each class of a split call (:func:`split_readings`). On noisy training photos
+#: the default's router gave low light at most 0.037 (2028 draws, three severities), on dark and noisy
+#: ones at least 0.064 at the default severity (docs/default-model.md)
+SPLIT_SHARE = 0.05
+
+
+def split_readings(routed: RouterOutput, vocabulary: list[str], pairs, min_confidence: float
+                   ) -> tuple[RouterOutput, RouterOutput | None, list[int]]:
+    """``(the first reading, the second reading of the rows split, those rows)`` of the router's
+    output ``routed`` over ``vocabulary``, for ``pairs`` of classes ``(undone first, undone
+    second)``. An image's call is split where its two likeliest classes are such a pair, in
+    either order, together at least ``min_confidence`` and each at least :data:`SPLIT_SHARE`: the
+    router learned one degradation at a time, and on a photo that suffers both it shares eq. 3's
+    ``s_o`` between them. The first reading gives the first class both shares (the call of what
+    is undone first); the second is ``s_o`` with the first class taken out and the rest
+    renormalised, the call the restored image is restored by. An image not split keeps its
+    reading in the first."""
+    probabilities = routed.probabilities.float()
+    first, rows = probabilities.clone(), []
+    pairs = [(vocabulary.index(a), vocabulary.index(b)) for a, b in pairs if a in vocabulary and b in vocabulary]
+    if not pairs or probabilities.shape[-1] < 2:
+        return routed, None, rows
+    undone = []
+    for row, best in enumerate(probabilities.topk(2, dim=-1).indices.tolist()):
+        for a, b in pairs:
+            shares = probabilities[row, [a, b]]
+            if set(best) == {a, b} and float(shares.sum()) >= min_confidence and float(shares.min()) >= SPLIT_SHARE:
+                first[row, a], first[row, b] = shares.sum(), 0.0
+                rows.append(row)
+                undone.append(a)
+                break
+    if not rows:
+        return routed, None, rows
+    second = probabilities[rows].clone()
+    second[range(len(rows)), undone] = 0.0
+    second /= second.sum(-1, keepdim=True)
+    return (RouterOutput.read(first, vocabulary, min_confidence),
+            RouterOutput.read(second, vocabulary, min_confidence), rows)
+
+
 def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, generator, found: dict | None = None,
-          measured: dict | None = None):
-    """``(expert weights (B,K), clean weight (B,), prior weight (B,), the router's output)`` for a
-    batch; the output is ``None`` when the router is not asked (:func:`uir.lora.strategies.expert_weights`).
-    ``found``: traces found before ``images`` were changed (the router's :meth:`~uir.networks.router.RouterInference.traces`);
-    ``measured``: severity measures already taken of every image, by class
-    (:func:`uir.classical.measured_severities`)."""
-    router, routed, options = pipe.router, None, {}
+          measured: dict | None = None, reading: RouterOutput | None = None, pairs=()):
+    """``(expert weights (B,K), clean weight (B,), prior weight (B,), the router's output, the
+    split calls)`` for a batch; the output is ``None`` when the router is not asked
+    (:func:`uir.lora.strategies.expert_weights`). ``found``: traces found before ``images`` were
+    changed (the router's :meth:`~uir.networks.router.RouterInference.traces`); ``measured``:
+    severity measures already taken of every image, by class
+    (:func:`uir.classical.measured_severities`); ``reading``: the router's output for these
+    images, read before (the second reading of a split call), which the router is not asked
+    again for; ``pairs``: the pairs of classes whose calls are split (:func:`split_readings`).
+    The split calls are ``(their second reading, their rows)``, or ``None``: none split."""
+    router, routed, options, split = pipe.router, None, {}, None
     if router is not None:
         options = {"vocabulary": router.vocabulary, "low_confidence": router.config.low_confidence,
                    "expected_gains": getattr(router.config, "expected_gains", None)}
         if strategy == "router" and weights is None:
-            routed = router(images.to(device=router.device, dtype=router.dtype), found=found)
+            routed = reading if reading is not None else router(images.to(device=router.device, dtype=router.dtype),
+                                                                found=found)
+            if reading is None and pairs:
+                routed, second, rows = split_readings(routed, router.vocabulary, pairs, router.config.min_confidence)
+                split = (second, rows) if rows else None
             options.update(probabilities=routed.probabilities, known=routed.known)
             table = options["expected_gains"]
             if table is not None:  # the severity each call shows, where the table was fitted by it
@@ -68,7 +117,7 @@ def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, genera
                     [name if split_by_severity(table, name) else None for name in routed.names], images, measured)
     chosen, clean, prior = expert_weights(strategy, pipe.expert_list.names, images.shape[0], weights=weights,
                                           top_k=top_k, generator=generator, **options)
-    return chosen, clean, prior, routed
+    return chosen, clean, prior, routed, split
 
 
 def prior_outputs(images: torch.Tensor, names: list, rows, computed: dict) -> torch.Tensor:
@@ -209,10 +258,11 @@ class RestorationOutput:
     ``chroma_radius`` (B,) is the radius of the guided filter that re-estimated a JPEG's restored
     chroma from its luma (:func:`uir.classical.jpeg_chroma`; 0 where it did not run; ``None`` when
     the call does not look for JPEG traces). ``then`` (a list of B, or ``None`` when no image was
-    routed again) holds, for an image restored for a class of
-    :attr:`MixtureRestoration.routes_again_after` and then routed again, that second call's output for it alone
-    (:meth:`row`, ``images`` left out: the image returned is the second call's), and ``None`` for
-    the others; the fields above describe the first call."""
+    restored twice) holds, for an image restored for a class of
+    :attr:`MixtureRestoration.routes_again_after` and then routed again, or restored for the first
+    class of a split call (:attr:`MixtureRestoration.split_calls`) and then for the rest of it,
+    that second call's output for it alone (:meth:`row`, ``images`` left out: the image returned
+    is the second call's), and ``None`` for the others; the fields above describe the first call."""
 
     images: object
     weights: torch.Tensor = None
@@ -304,6 +354,14 @@ class MixtureRestoration:
     #: image as given (on a restored JPEG the drop detector found drops where there were none:
     #: docs/default-model.md). Empty here: UIR-LoRA as published routes once
     routes_again_after: tuple[str, ...] = ()
+    #: with the router choosing, pairs of classes ``(undone first, undone second)`` whose call the
+    #: router splits on a photo that suffers both (:func:`split_readings`): such an image is
+    #: restored as a call of the first class, then as the router's call with that class taken out
+    #: (through the expected-gain table, where the router has one). The second class is read on
+    #: the image as given, not on the restored one (routed again, denoised photos were misread:
+    #: docs/default-model.md). Empty here: UIR-LoRA as published mixes the experts of a mixture
+    #: in one step (eq. 4-5)
+    split_calls: tuple[tuple[str, str], ...] = ()
     output_class = RestorationOutput
 
     # --- experts -----------------------------------------------------------------------------
@@ -431,9 +489,11 @@ class MixtureRestoration:
                 (:func:`lift_found_shadows`), and a lifted image is kept. Last, with the router
                 choosing and :attr:`restores_jpeg_chroma`, an image with a JPEG trace that was
                 restored (not kept as it was) has its chroma re-estimated from its restored luma;
-                and an image the first call restored for a class of :attr:`routes_again_after`
-                (the default's: a JPEG) is then routed again by the learned call alone (no trace
-                or detector read again) and restored as that call says.
+                an image whose call the router split between a pair of :attr:`split_calls` (the
+                default's: noise and low light) is restored for the first class of the pair, then
+                for the rest of that call; and an image the first call restored for a class of
+                :attr:`routes_again_after` (the default's: a JPEG) is then routed again by the
+                learned call alone (no trace or detector read again) and restored as that call says.
 
         Returns:
             :attr:`output_class` with the images, the expert weights and the router's verdict.
@@ -444,29 +504,44 @@ class MixtureRestoration:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         options = (top_k, strategy, generator, sample_posterior, tile_size, tile_overlap, batch_size)
-        output, found = self._restore(images, weights, *options, self.fills_missing_pixels if fill_missing is None
-                                      else fill_missing)
-        del images  # the second call below holds what it needs: the first's output
-        rows = restored_after(self.routes_again_after, output)
+        output, found, split = self._restore(images, weights, *options, self.fills_missing_pixels if fill_missing
+                                             is None else fill_missing)
+        del images  # the second calls below hold what they need: the first's output
+        second, rows = split or (None, [])
+        if rows:  # the first class of a split call undone, the second (the attribute's comment)
+            output = self._then(output, rows, options, found, second)
+        rows = [row for row in restored_after(self.routes_again_after, output) if output.then is None
+                or output.then[row] is None]
         if rows:  # that class undone, the image is routed again by the learned call (the attribute's comment)
-            known = {name: torch.zeros(len(rows), dtype=torch.bool) for name in found}
-            whole = len(rows) == len(output.images)
-            again, _ = self._restore(output.images if whole else output.images[rows], None, *options, False, known)
-            output.images[rows] = again.images.to(output.images)
-            then = [None] * len(output.images)
-            for j, i in enumerate(rows):
-                then[i] = replace(again.row(j), images=None)
-            output = replace(output, then=then)  # a new output: a diffusers one lists its fields when made
+            output = self._then(output, rows, options, found)
         output.images = postprocess(output.images, output_type)
         return output if return_dict else tuple(getattr(output, f.name) for f in fields(output))
 
+    def _then(self, output: RestorationOutput, rows: list[int], options: tuple, found: dict,
+              reading: RouterOutput | None = None) -> RestorationOutput:
+        """``output`` with the images of ``rows`` restored once more, routed by the learned call
+        alone or by ``reading`` (one row each), and that call's output kept for each (``then``).
+        ``found``: the first call's traces, not looked for again."""
+        known = {name: torch.zeros(len(rows), dtype=torch.bool) for name in found}
+        whole = len(rows) == len(output.images)
+        again, _, _ = self._restore(output.images if whole else output.images[rows], None, *options, False, known,
+                                    reading)
+        output.images[rows] = again.images.to(output.images)
+        then = list(output.then) if output.then is not None else [None] * len(output.images)
+        for j, i in enumerate(rows):
+            then[i] = replace(again.row(j), images=None)
+        return replace(output, then=then)  # a new output: a diffusers one lists its fields when made
+
     def _restore(self, images: torch.Tensor, weights, top_k: int, strategy: str, generator, sample_posterior: bool,
                  tile_size: int | None, tile_overlap: int, batch_size: int, fill_missing: bool,
-                 known: dict[str, torch.Tensor] | None = None) -> tuple[RestorationOutput, dict[str, torch.Tensor]]:
+                 known: dict[str, torch.Tensor] | None = None, reading: RouterOutput | None = None
+                 ) -> tuple[RestorationOutput, dict[str, torch.Tensor], tuple | None]:
         """One routing and restoration of :meth:`__call__` on (B,3,H,W) ``images``: its output, the
-        images in [0, 1], and the traces found, ``{class: (B,) bool}``. ``known``: traces known
-        before, which neither the router nor its detectors look for again (the second call after
-        a JPEG's restoration: none of those the first looked for)."""
+        images in [0, 1], the traces found, ``{class: (B,) bool}``, and the split calls
+        (:func:`route`). ``known``: traces known before, which neither the router nor its
+        detectors look for again (a second call: none of those the first looked for);
+        ``reading``: the router's call, read before (a split call's second). Only a first call
+        (``known`` None) splits calls (:attr:`split_calls`): a split is read on the image as given."""
         missing = drops = shadows = None
         found = dict(known or {})  # the router sees the filled and cleared images: it is told what was there
         if fill_missing:
@@ -488,8 +563,8 @@ class MixtureRestoration:
         if SHADOW_CLASS in detectors and SHADOW_CLASS not in found:
             images, shadows = lift_found_shadows(self.router, images, found)
             found[SHADOW_CLASS] = shadows.cpu() > 0
-        chosen, clean, prior, routed = route(self, images.to(self.device), weights, top_k, strategy, generator, found,
-                                             measured)
+        chosen, clean, prior, routed, split = route(self, images.to(self.device), weights, top_k, strategy, generator,
+                                                    found, measured, reading, self.split_calls if known is None else ())
         done = [found[name] for name in (MISSING_CLASS, RAINDROP_CLASS, SHADOW_CLASS) if name in found]
         if done and routing:  # the fill, the clearing or the lifting is the restoration: kept as it is
             done = torch.stack(done).any(0).to(clean.device)
@@ -526,7 +601,7 @@ class MixtureRestoration:
         output = self.output_class(images=restored, weights=chosen, expert_names=self.expert_list.names,
                                    clean_weight=clean, missing=missing, prior_weight=prior, drops=drops, shadows=shadows,
                                    chroma_radius=chroma, **verdict)
-        return output, found
+        return output, found, split
 
     # --- progress bar (diffusers' interface, also without diffusers) --------------------------
     def set_progress_bar_config(self, **kwargs) -> None:
@@ -557,6 +632,10 @@ class RestorerRestoration(MixtureRestoration):
     #: seeds), the rule's bar, though it raised the mean of 18 rows (the types, clean, seven noisy
     #: mixtures) by 0.23 +- 0.05 dB there (docs/default-model.md)
     routes_again_after = ("jpeg-compressed",)
+    #: a dark photo's noise: the router, trained on one type at a time, splits its call between noise
+    #: and low light; undone in that order, the dark noisy photos of the set-aside folder gained
+    #: 2.5-3.8 dB over three seeds at each severity, every other type unchanged (docs/default-model.md)
+    split_calls = (("noisy", "low-light"),)
     #: larger than the base class's: a NAFNet block runs its full-resolution maps in cache-sized
     #: bands (:data:`uir.networks.nafnet.BAND_VALUES`), so tiles bound memory, not speed; the
     #: default restores 1024x1024 faster whole than in 512 px tiles (docs/performance.md)

@@ -691,3 +691,66 @@ def test_the_classes_routed_again_are_those_the_first_call_named(photos_dir):
     assert torch.equal(out.images[others], once.images[others]) and all(out.then[i] is None for i in others)
     pipe.routes_again_after = tuple(name for name in pipe.expert_list.names if name not in once.degradations)
     assert torch.equal(pipe(x, output_type="pt").images, once.images)
+
+
+def test_split_readings_give_both_shares_to_the_class_undone_first():
+    """A call whose two likeliest classes are a pair, together at least the bar and each at least
+    SPLIT_SHARE, is read as the first class (both shares), then as the call without it (the rest
+    renormalised); any other call is left as it was."""
+    from uir.models.router import RouterOutput
+    from uir.pipelines.restoring import SPLIT_SHARE, split_readings
+
+    vocabulary = ["noisy", "hazy", "low-light", "clean"]
+    p = torch.tensor([[0.40, 0.03, 0.55, 0.02],   # split: low-light leads, noise undone first
+                      [0.80, 0.15, 0.05, 0.00],   # the pair is not the two likeliest
+                      [0.30, 0.00, 0.30, 0.40],   # the pair is not the two likeliest
+                      [0.97, 0.00, SPLIT_SHARE / 2, 0.03 - SPLIT_SHARE / 2],  # the lesser share under the floor
+                      [0.20, 0.50, 0.22, 0.08]])  # not the pair either
+    routed = RouterOutput.read(p, vocabulary, 0.7)
+    first, second, rows = split_readings(routed, vocabulary, [("noisy", "low-light")], 0.7)
+    assert rows == [0]
+    assert first.names[0] == "noisy" and first.confidence[0] == pytest.approx(0.95) and bool(first.known[0])
+    assert torch.equal(first.probabilities[1:], p[1:]) and first.names[1:] == routed.names[1:]
+    assert second.names == ["low-light"] and second.probabilities[0, 0] == 0
+    assert torch.allclose(second.probabilities[0], torch.tensor([0.0, 0.03, 0.55, 0.02]) / 0.60)
+    assert split_readings(routed, vocabulary, [("noisy", "low-light")], 0.96)[2] == []  # 0.95 under the bar
+    assert split_readings(routed, vocabulary, [("noisy", "rainy")], 0.7)[2] == []  # not in the vocabulary
+    assert split_readings(routed, vocabulary, [], 0.7)[0] is routed
+
+
+def test_a_split_call_undoes_its_first_class_then_the_second(monkeypatch):
+    """With ``split_calls``, an image whose call the router split between a pair is restored as a
+    call of the first class, then the result as the call without it, read on the image as given
+    (the router runs once); ``then`` holds that second call. Other images are restored as before."""
+    from uir.models.router import RouterOutput
+
+    names = ("noisy", "hazy", "low-light")
+    pipe = tiny_restorer_pipeline(names=names, router=False)
+    pipe.register_modules(router=tiny_router([*names, "clean"], min_confidence=0.7))
+    s = torch.tensor([[0.55, 0.05, 0.40, 0.00], [0.50, 0.45, 0.05, 0.00], [0.02, 0.10, 0.80, 0.08]])
+    calls = []
+
+    def fixed(images, found=None):
+        calls.append(len(images))
+        return RouterOutput.read(s[: len(images)], pipe.router.vocabulary, pipe.router.config.min_confidence)
+
+    monkeypatch.setattr(pipe.router, "forward", fixed)
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    pipe.split_calls = ()
+    before = pipe(x, output_type="pt", tile_size=None)
+    pipe.split_calls = (("noisy", "low-light"),)  # the default's
+    calls.clear()
+    out = pipe(x, output_type="pt", tile_size=None)
+    assert calls == [3]
+    denoised = pipe(x[:1], weights={"noisy": 1.0}, output_type="pt", tile_size=None).images
+    both = pipe(denoised, weights={"low-light": 1.0}, fill_missing=False, output_type="pt", tile_size=None).images
+    assert torch.allclose(out.images[:1], both, atol=1e-6) and not torch.allclose(out.images[:1], denoised, atol=1e-3)
+    assert out.degradations[0] == "noisy" and out.confidence[0] == pytest.approx(0.95) and bool(out.known[0])
+    assert out.then[0].degradations == ["low-light"] and out.then[0].confidence[0] == pytest.approx(0.40 / 0.45)
+    assert torch.equal(out.images[1:], before.images[1:]) and out.then[1:] == [None, None]
+    assert not bool(before.known[0])  # unsure without the rule: 0.55
+    # a second call splits nothing: row 2 (low-light) routed again reads row 0's split call, unsure
+    pipe.routes_again_after = ("low-light",)
+    again = pipe(x, output_type="pt", tile_size=None)
+    assert again.then[2].degradations == ["noisy"] and again.then[2].confidence[0] == pytest.approx(0.55)
+    assert not bool(again.then[2].known[0]) and again.then[0].degradations == ["low-light"]

@@ -51,6 +51,13 @@ class RouterOutput:
     confidence: torch.Tensor
     known: torch.Tensor
 
+    @classmethod
+    def read(cls, probabilities: torch.Tensor, vocabulary: list[str], min_confidence: float) -> "RouterOutput":
+        """The output that ``probabilities`` (B,T) over ``vocabulary`` say: each image's likeliest
+        class, its probability, and whether that reaches ``min_confidence``."""
+        confidence, best = probabilities.max(-1)
+        return cls(probabilities, [vocabulary[i] for i in best.tolist()], confidence, confidence >= min_confidence)
+
 
 def check_view_weights(view_weights: dict | None, vocabulary) -> None:
     """A one-line ``ValueError`` unless ``view_weights`` is ``None`` or maps classes of
@@ -249,9 +256,7 @@ class RouterInference:
         for name, traced in self.traces(images, found).items():  # exact evidence outranks the learned call
             call = F.one_hot(torch.tensor(self.vocabulary.index(name)), probabilities.shape[-1])
             probabilities = torch.where(traced.to(probabilities.device)[:, None], call.to(probabilities), probabilities)
-        confidence, best = probabilities.max(-1)
-        names = [self.vocabulary[i] for i in best.tolist()]
-        return RouterOutput(probabilities, names, confidence, confidence >= self.config.min_confidence)
+        return RouterOutput.read(probabilities, self.vocabulary, self.config.min_confidence)
 
 
 def one_colour(images: torch.Tensor) -> torch.Tensor:
