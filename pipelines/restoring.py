@@ -65,28 +65,28 @@ def split_readings(routed: RouterOutput, vocabulary: list[str], pairs, min_confi
     ``s_o`` between them. The first reading gives the first class both shares (the call of what
     is undone first); the second is ``s_o`` with the first class taken out and the rest
     renormalised, the call the restored image is restored by. An image not split keeps its
-    reading in the first."""
-    probabilities = routed.probabilities.float()
-    first, rows = probabilities.clone(), []
+    reading, as the router gave it, in the first."""
+    probabilities, rows, undone = routed.probabilities, [], []
     pairs = [(vocabulary.index(a), vocabulary.index(b)) for a, b in pairs if a in vocabulary and b in vocabulary]
     if not pairs or probabilities.shape[-1] < 2:
         return routed, None, rows
-    undone = []
     for row, best in enumerate(probabilities.topk(2, dim=-1).indices.tolist()):
         for a, b in pairs:
-            shares = probabilities[row, [a, b]]
+            shares = probabilities[row, [a, b]].float()
             if set(best) == {a, b} and float(shares.sum()) >= min_confidence and float(shares.min()) >= SPLIT_SHARE:
-                first[row, a], first[row, b] = shares.sum(), 0.0
                 rows.append(row)
-                undone.append(a)
+                undone.append((a, b))
                 break
     if not rows:
         return routed, None, rows
-    second = probabilities[rows].clone()
-    second[range(len(rows)), undone] = 0.0
+    first, second = probabilities.clone(), probabilities[rows].float().clone()
+    names, confidence, known = list(routed.names), routed.confidence.clone(), routed.known.clone()
+    for j, (row, (a, b)) in enumerate(zip(rows, undone)):
+        first[row, a], first[row, b] = first[row, a] + first[row, b], 0.0
+        names[row], confidence[row], known[row] = vocabulary[a], first[row, a], True
+        second[j, a] = 0.0
     second /= second.sum(-1, keepdim=True)
-    return (RouterOutput.read(first, vocabulary, min_confidence),
-            RouterOutput.read(second, vocabulary, min_confidence), rows)
+    return (RouterOutput(first, names, confidence, known), RouterOutput.read(second, vocabulary, min_confidence), rows)
 
 
 def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, generator, found: dict | None = None,

@@ -716,6 +716,9 @@ def test_split_readings_give_both_shares_to_the_class_undone_first():
     assert split_readings(routed, vocabulary, [("noisy", "low-light")], 0.96)[2] == []  # 0.95 under the bar
     assert split_readings(routed, vocabulary, [("noisy", "rainy")], 0.7)[2] == []  # not in the vocabulary
     assert split_readings(routed, vocabulary, [], 0.7)[0] is routed
+    # an image not split keeps the router's reading as given, its own "known" included
+    given = RouterOutput(p, routed.names, routed.confidence, torch.tensor([False, False, True, False, True]))
+    assert torch.equal(split_readings(given, vocabulary, [("noisy", "low-light")], 0.7)[0].known[1:], given.known[1:])
 
 
 def test_a_split_call_undoes_its_first_class_then_the_second(monkeypatch):
