@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from uir.classical import PRIORS, VEIL_BOUNDS, jpeg_chroma, measured_severities
+from uir.classical import CLIPPED_MEANS, PRIORS, VEIL_BOUNDS, jpeg_chroma, measured_severities
 from uir.degradations.jpeg_trace import JPEG_CLASS
 from uir.degradations.masks import MISSING_CLASS, harmonic_fill, holds_missing_pixels, missing_mask
 from uir.degradations.photometric import SHADOW_CLASS
@@ -359,7 +359,10 @@ class MixtureRestoration:
     #: restored as a call of the first class, then as the router's call with that class taken out
     #: (through the expected-gain table, where the router has one). The second class is read on
     #: the image as given, not on the restored one (routed again, denoised photos were misread:
-    #: docs/default-model.md). Empty here: UIR-LoRA as published mixes the experts of a mixture
+    #: docs/default-model.md). Where the first class's restoration estimates the mean of clipped
+    #: noisy values (:data:`uir.classical.CLIPPED_MEANS`: noise), it is mapped back to the scene's
+    #: values before the second: a dark photo's clipped noise only rises, and brightening it
+    #: would multiply the gap. Empty here: UIR-LoRA as published mixes the experts of a mixture
     #: in one step (eq. 4-5)
     split_calls: tuple[tuple[str, str], ...] = ()
     output_class = RestorationOutput
@@ -491,9 +494,11 @@ class MixtureRestoration:
                 restored (not kept as it was) has its chroma re-estimated from its restored luma;
                 an image whose call the router split between a pair of :attr:`split_calls` (the
                 default's: noise and low light) is restored for the first class of the pair, then
-                for the rest of that call; and an image the first call restored for a class of
-                :attr:`routes_again_after` (the default's: a JPEG) is then routed again by the
-                learned call alone (no trace or detector read again) and restored as that call says.
+                for the rest of that call (a first class in :data:`uir.classical.CLIPPED_MEANS`,
+                noise, has its output mapped back from the mean of clipped values before); and an
+                image the first call restored for a class of :attr:`routes_again_after` (the
+                default's: a JPEG) is then routed again by the learned call alone (no trace or
+                detector read again) and restored as that call says.
 
         Returns:
             :attr:`output_class` with the images, the expert weights and the router's verdict.
@@ -506,8 +511,13 @@ class MixtureRestoration:
         options = (top_k, strategy, generator, sample_posterior, tile_size, tile_overlap, batch_size)
         output, found, split = self._restore(images, weights, *options, self.fills_missing_pixels if fill_missing
                                              is None else fill_missing)
-        del images  # the second calls below hold what they need: the first's output
         second, rows = split or (None, [])
+        for row in rows:  # a first step that estimates clipped values' mean, mapped back before the second
+            unclip = CLIPPED_MEANS.get(output.degradations[row])
+            if unclip is not None:
+                first = output.images[row : row + 1]
+                output.images[row : row + 1] = unclip(images[row : row + 1].to(first), first)
+        del images  # the second calls below hold what they need: the first's output
         if rows:  # the first class of a split call undone, the second (the attribute's comment)
             output = self._then(output, rows, options, found, second)
         rows = [row for row in restored_after(self.routes_again_after, output) if output.then is None

@@ -13,9 +13,9 @@ from scipy.fft import dctn
 from scipy.ndimage import minimum_filter, uniform_filter
 
 from uir import degradations
-from uir.classical import (SEVERITY_MEASURES, _overlap_add, _patch_dct, _sliding_dct, _spread, airlight_bound, bilateral_filter, box_mean,
-                           chroma_cells_projection, chroma_from_luma, dark_channel, dark_channel_dehaze, dct_denoise, guided_filter, jpeg_chroma,
-                           jpeg_chroma_radius, light_bound, measured_severities, noise_sigma, shadow_bound, snow_bound, veil_bound)
+from uir.classical import (CLIPPED_MEANS, SEVERITY_MEASURES, _overlap_add, _patch_dct, _sliding_dct, _spread, airlight_bound, bilateral_filter, box_mean,
+                           chroma_cells_projection, chroma_from_luma, clipped_noise_mean, dark_channel, dark_channel_dehaze, dct_denoise, guided_filter, jpeg_chroma,
+                           jpeg_chroma_radius, light_bound, measured_severities, noise_sigma, shadow_bound, snow_bound, unclip_noise, veil_bound)
 from uir.degradations.filters import jpeg
 from uir.degradations.jpeg_trace import JFIF_YCBCR, jpeg_quality
 from uir.images import load_image
@@ -270,6 +270,27 @@ def test_noise_sigma_finds_the_noise_level_as_skimage_does():
         found = float(noise_sigma(noisy))
         theirs = estimate_sigma(noisy[0].permute(1, 2, 0).numpy(), channel_axis=-1, average_sigmas=True)
         assert abs(found - sigma) < 0.05 * sigma and abs(found - theirs) < 0.05 * sigma
+
+
+def test_clipped_noise_mean_is_the_mean_of_clipped_gaussian_noise_and_unclip_inverts_it():
+    """``m(x) = E[clip(x + n, 0, 1)]`` against scipy's numerical integration over the Gaussian; a
+    denoised estimate of ``m(x)`` is mapped back to ``x`` with the noisy image's sigma, and what no
+    scene gives (below ``m(0)``) to 0. The noise class's map is this one."""
+    from scipy import integrate
+    from scipy.stats import norm
+
+    for sigma in (15 / 255, 50 / 255):
+        for x in (0.0, 0.02, 0.1, 0.5, 0.93, 1.0):
+            oracle, _ = integrate.quad(lambda n: min(max(x + n, 0.0), 1.0) * norm.pdf(n, scale=sigma), -10 * sigma,
+                                       10 * sigma, points=[-x, 1 - x])
+            assert float(clipped_noise_mean(torch.tensor(x, dtype=torch.float64), sigma)) == pytest.approx(oracle, abs=1e-9)
+    noisy = (torch.full((1, 3, 64, 64), 0.5) + 0.2 * torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3)))
+    sigma = float(noise_sigma(noisy))
+    scene = torch.linspace(0, 1, 3 * 64 * 64).view(1, 3, 64, 64)
+    means = clipped_noise_mean(scene.double(), sigma).float()
+    assert torch.allclose(unclip_noise(noisy, means), scene, atol=1e-4)
+    assert bool((unclip_noise(noisy, torch.zeros_like(scene)) == 0).all())  # below m(0) = 0.08: black
+    assert CLIPPED_MEANS["noisy"] is unclip_noise
 
 
 @pytest.mark.parametrize("stride", [1, 2])

@@ -723,8 +723,10 @@ def test_split_readings_give_both_shares_to_the_class_undone_first():
 
 def test_a_split_call_undoes_its_first_class_then_the_second(monkeypatch):
     """With ``split_calls``, an image whose call the router split between a pair is restored as a
-    call of the first class, then the result as the call without it, read on the image as given
-    (the router runs once); ``then`` holds that second call. Other images are restored as before."""
+    call of the first class, then the result, mapped back from the clipped noise's mean where the
+    first class is noise, as the call without it, read on the image as given (the router runs
+    once); ``then`` holds that second call. Other images are restored as before."""
+    from uir.classical import unclip_noise
     from uir.models.router import RouterOutput
 
     names = ("noisy", "hazy", "low-light")
@@ -746,8 +748,11 @@ def test_a_split_call_undoes_its_first_class_then_the_second(monkeypatch):
     out = pipe(x, output_type="pt", tile_size=None)
     assert calls == [3]
     denoised = pipe(x[:1], weights={"noisy": 1.0}, output_type="pt", tile_size=None).images
-    both = pipe(denoised, weights={"low-light": 1.0}, fill_missing=False, output_type="pt", tile_size=None).images
-    assert torch.allclose(out.images[:1], both, atol=1e-6) and not torch.allclose(out.images[:1], denoised, atol=1e-3)
+    then = {}  # the denoised image as is, and mapped back from the clipped noise's mean (noise's CLIPPED_MEANS)
+    for name, first in (("as is", denoised), ("unclipped", unclip_noise(x[:1], denoised))):
+        then[name] = pipe(first, weights={"low-light": 1.0}, fill_missing=False, output_type="pt", tile_size=None).images
+    assert torch.allclose(out.images[:1], then["unclipped"], atol=1e-6)
+    assert not torch.allclose(out.images[:1], then["as is"], atol=1e-3) and not torch.allclose(out.images[:1], denoised, atol=1e-3)
     assert out.degradations[0] == "noisy" and out.confidence[0] == pytest.approx(0.95) and bool(out.known[0])
     assert out.then[0].degradations == ["low-light"] and out.then[0].confidence[0] == pytest.approx(0.40 / 0.45)
     assert torch.equal(out.images[1:], before.images[1:]) and out.then[1:] == [None, None]

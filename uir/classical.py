@@ -78,6 +78,16 @@ averaged the same way, lies within half a step of the degraded image's rounded c
 That set is convex, and projecting onto a convex set that holds the truth can only bring the
 chroma closer to it; it undoes the filter where the chroma did not follow the luma (on the same
 photos +0.33 dB at quality 10 instead of +0.28, the worst photo -0.02 instead of -0.21).
+
+**Clipped noise** (Foi, "Clipped noisy images: heteroskedastic modeling and practical denoising",
+Signal Processing 2009). A sensor's values are clipped to [0, 1], so noise added before the clip
+is not zero-mean after it: ``y = clip(x + n, 0, 1)`` has the mean
+``m(x) = x (Phi(b) - Phi(a)) + sigma (phi(a) - phi(b)) + 1 - Phi(b)`` with ``a = -x / sigma`` and
+``b = (1 - x) / sigma`` (:func:`clipped_noise_mean`): ``m(0) = 0.08`` at sigma 50/255, where the
+scene is black. A denoiser that averages ``y`` estimates ``m(x)``, not ``x``; :func:`unclip_noise`
+maps its output back through ``m``, which rises monotonically, with the noise's sigma measured on
+the noisy image. The pipeline does so where a dark photo's denoised output is brightened next (a
+split call, :mod:`pipelines.restoring`), which would multiply the gap.
 """
 
 from __future__ import annotations
@@ -193,6 +203,32 @@ def noise_sigma(image: torch.Tensor) -> torch.Tensor:
     x = image.float()[..., : image.shape[-2] // 2 * 2, : image.shape[-1] // 2 * 2]
     diagonal = (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2
     return diagonal.flatten(1).abs().median(1).values / 0.6745
+
+
+def clipped_noise_mean(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``m(x) = E[clip(x + n, 0, 1)]`` for ``n ~ N(0, sigma^2)``, elementwise (module docstring)."""
+    a, b = -x / sigma, (1 - x) / sigma
+    density = lambda t: torch.exp(-t * t / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    return x * (torch.special.ndtr(b) - torch.special.ndtr(a)) + sigma * (density(a) - density(b)) \
+        + torch.special.ndtr(-b)
+
+
+def unclip_noise(degraded: torch.Tensor, restored: torch.Tensor, levels: int = 1025) -> torch.Tensor:
+    """The (B,3,H,W) ``restored`` images, estimates of the clipped noisy ``degraded`` images' mean
+    ``m(x)``, mapped back to ``x`` (module docstring): ``m`` tabulated at ``levels`` values of
+    ``x`` in [0, 1] for each image's :func:`noise_sigma` and inverted by linear interpolation; a
+    value below ``m(0)`` or above ``m(1)``, which no scene gives, maps to 0 or 1."""
+    grid = torch.linspace(0, 1, levels, dtype=torch.float64)
+    out = restored.clone()
+    for row, sigma in enumerate(noise_sigma(degraded).tolist()):
+        if sigma <= 0:
+            continue
+        means = clipped_noise_mean(grid, sigma)
+        y = restored[row].double().clamp(float(means[0]), float(means[-1]))
+        upper = torch.searchsorted(means, y.flatten()).clamp(1, levels - 1).view_as(y)
+        low, high = means[upper - 1], means[upper]
+        out[row] = (grid[upper - 1] + (y - low) / (high - low) * (grid[1] - grid[0])).to(out)
+    return out
 
 
 def _patch_dct(patch: int, dtype: torch.dtype, device) -> torch.Tensor:
@@ -510,6 +546,11 @@ VEIL_BOUNDS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "shadowed": shadow_bound,
 }
 
+#: the degradation classes whose restoration estimates the mean of clipped noisy values, each with
+#: the map ``(degraded, restored)`` back to the scene's values (:func:`unclip_noise`); the pipeline
+#: applies it where a split call restores the result further (:mod:`pipelines.restoring`)
+CLIPPED_MEANS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"noisy": unclip_noise}
+
 
 @dataclass(frozen=True)
 class Prior:
@@ -559,6 +600,6 @@ def measured_severities(names: list[str], images: torch.Tensor, measured: dict[s
     return levels
 
 
-__all__ = ["CHROMA_EPS", "CHROMA_SCALE_PER_PIXEL", "CHROMA_SLACK", "CHROMA_STEPS_Q50", "CHROMA_STRIP_ROWS", "DCT_PATCH", "GUIDED_EPS", "GUIDED_RADIUS", "HARD_THRESHOLD", "OPPONENT", "PRIORS", "SEVERITY_MEASURES", "VEIL_BOUNDS", "Prior", "airlight_bound",
-           "bilateral_filter", "box_mean", "chroma_cells_projection", "chroma_from_luma", "chroma_grid", "chroma_steps", "dark_channel", "dark_channel_dehaze", "dct_denoise", "guided_filter", "jpeg_chroma", "jpeg_chroma_radius",
-           "light_bound", "measured_severities", "noise_sigma", "shadow_bound", "snow_bound", "veil_bound"]
+__all__ = ["CHROMA_EPS", "CHROMA_SCALE_PER_PIXEL", "CHROMA_SLACK", "CHROMA_STEPS_Q50", "CHROMA_STRIP_ROWS", "CLIPPED_MEANS", "DCT_PATCH", "GUIDED_EPS", "GUIDED_RADIUS", "HARD_THRESHOLD", "OPPONENT", "PRIORS", "SEVERITY_MEASURES", "VEIL_BOUNDS", "Prior", "airlight_bound",
+           "bilateral_filter", "box_mean", "chroma_cells_projection", "chroma_from_luma", "chroma_grid", "chroma_steps", "clipped_noise_mean", "dark_channel", "dark_channel_dehaze", "dct_denoise", "guided_filter", "jpeg_chroma", "jpeg_chroma_radius",
+           "light_bound", "measured_severities", "noise_sigma", "shadow_bound", "snow_bound", "unclip_noise", "veil_bound"]
