@@ -87,7 +87,7 @@ is not zero-mean after it: ``y = clip(x + n, 0, 1)`` has the mean
 scene is black. A denoiser that averages ``y`` estimates ``m(x)``, not ``x``; :func:`unclip_noise`
 maps its output back through ``m``, which rises monotonically, with the noise's sigma measured on
 the noisy image. The pipeline does so where a dark photo's denoised output is brightened next (a
-split call, :mod:`pipelines.restoring`), which would multiply the gap.
+split call, :mod:`uir.pipelines.restoring`), which would multiply the gap.
 """
 
 from __future__ import annotations
@@ -548,7 +548,7 @@ VEIL_BOUNDS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 
 #: the degradation classes whose restoration estimates the mean of clipped noisy values, each with
 #: the map ``(degraded, restored)`` back to the scene's values (:func:`unclip_noise`); the pipeline
-#: applies it where a split call restores the result further (:mod:`pipelines.restoring`)
+#: applies it where a split call restores the result further (:mod:`uir.pipelines.restoring`)
 CLIPPED_MEANS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"noisy": unclip_noise}
 
 
