@@ -14,7 +14,7 @@ from scipy.ndimage import minimum_filter, uniform_filter
 
 from uir import degradations
 from uir.classical import (CLIPPED_MEANS, SEVERITY_MEASURES, _overlap_add, _patch_dct, _sliding_dct, _spread, airlight_bound, bilateral_filter, box_mean,
-                           chroma_cells_projection, chroma_from_luma, clipped_noise_mean, dark_channel, dark_channel_dehaze, dct_denoise, guided_filter, jpeg_chroma,
+                           chroma_cells_projection, chroma_from_luma, clipped_noise_mean, clipped_noise_sigma, dark_channel, dark_channel_dehaze, dct_denoise, guided_filter, jpeg_chroma,
                            jpeg_chroma_radius, light_bound, measured_severities, noise_sigma, shadow_bound, snow_bound, unclip_noise, veil_bound)
 from uir.degradations.filters import jpeg
 from uir.degradations.jpeg_trace import JFIF_YCBCR, jpeg_quality
@@ -274,7 +274,7 @@ def test_noise_sigma_finds_the_noise_level_as_skimage_does():
 
 def test_clipped_noise_mean_is_the_mean_of_clipped_gaussian_noise_and_unclip_inverts_it():
     """``m(x) = E[clip(x + n, 0, 1)]`` against scipy's numerical integration over the Gaussian; a
-    denoised estimate of ``m(x)`` is mapped back to ``x`` with the noisy image's sigma, and what no
+    denoised estimate of ``m(x)`` is mapped back to ``x`` with the noisy image's clipped-noise sigma, and what no
     scene gives (below ``m(0)``) to 0. The noise class's map is this one."""
     from scipy import integrate
     from scipy.stats import norm
@@ -284,13 +284,40 @@ def test_clipped_noise_mean_is_the_mean_of_clipped_gaussian_noise_and_unclip_inv
             oracle, _ = integrate.quad(lambda n: min(max(x + n, 0.0), 1.0) * norm.pdf(n, scale=sigma), -10 * sigma,
                                        10 * sigma, points=[-x, 1 - x])
             assert float(clipped_noise_mean(torch.tensor(x, dtype=torch.float64), sigma)) == pytest.approx(oracle, abs=1e-9)
-    noisy = (torch.full((1, 3, 64, 64), 0.5) + 0.2 * torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3)))
-    sigma = float(noise_sigma(noisy))
+    noisy = (torch.full((1, 3, 64, 64), 0.5) + 0.2 * torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))).clamp(0, 1)
+    sigma = float(clipped_noise_sigma(noisy))
     scene = torch.linspace(0, 1, 3 * 64 * 64).view(1, 3, 64, 64)
     means = clipped_noise_mean(scene.double(), sigma).float()
     assert torch.allclose(unclip_noise(noisy, means), scene, atol=1e-4)
     assert bool((unclip_noise(noisy, torch.zeros_like(scene)) == 0).all())  # below m(0) = 0.08: black
     assert CLIPPED_MEANS["noisy"] is unclip_noise
+
+
+def test_clipped_noise_sigma_measures_noise_that_clipping_hid_from_noise_sigma():
+    """The censored variance ``v(alpha)`` against scipy's integration of ``max(X, 0)``'s moments;
+    on a dark ramp whose noise (sigma 50) was clipped at black, :func:`noise_sigma` reads low and
+    the censored measure finds sigma; on a mid-grey ramp, where nothing clips, both agree; an image
+    without a block it can read falls back to :func:`noise_sigma`."""
+    from scipy import integrate
+    from scipy.stats import norm
+
+    from uir.classical import _censored_variance
+
+    for alpha in (-1.0, 0.0, 0.7, 3.0):
+        first, _ = integrate.quad(lambda t: max(t, 0.0) * norm.pdf(t, loc=alpha), -12, 12, points=[0.0])
+        second, _ = integrate.quad(lambda t: max(t, 0.0) ** 2 * norm.pdf(t, loc=alpha), -12, 12, points=[0.0])
+        assert float(_censored_variance(torch.tensor(alpha, dtype=torch.float64))) == pytest.approx(second - first**2, abs=1e-9)
+    sigma, generator = 50 / 255, torch.Generator().manual_seed(4)
+    ramp = torch.linspace(0, 1, 256).view(1, 1, 1, 256).expand(1, 3, 256, 256)
+    noise = sigma * torch.randn(1, 3, 256, 256, generator=generator)
+    dark, grey = (0.25 * ramp + noise).clamp(0, 1), (0.35 + 0.3 * ramp + noise).clamp(0, 1)
+    assert float(noise_sigma(dark)) < 0.8 * sigma
+    assert float(clipped_noise_sigma(dark)) == pytest.approx(sigma, rel=0.03)
+    assert float(clipped_noise_sigma(grey)) == pytest.approx(float(noise_sigma(grey)), rel=0.03)
+    assert float(clipped_noise_sigma(grey)) == pytest.approx(sigma, rel=0.03)
+    black = torch.zeros(2, 3, 32, 32)
+    black[1, :, ::2] = 0.5
+    assert torch.equal(clipped_noise_sigma(black), noise_sigma(black))
 
 
 @pytest.mark.parametrize("stride", [1, 2])

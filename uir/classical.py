@@ -87,7 +87,13 @@ is not zero-mean after it: ``y = clip(x + n, 0, 1)`` has the mean
 scene is black. A denoiser that averages ``y`` estimates ``m(x)``, not ``x``; :func:`unclip_noise`
 maps its output back through ``m``, which rises monotonically, with the noise's sigma measured on
 the noisy image. The pipeline does so where a dark photo's denoised output is brightened next (a
-split call, :mod:`uir.pipelines.restoring`), which would multiply the gap.
+split call, :mod:`uir.pipelines.restoring`), which would multiply the gap. Clipping also hides
+noise from :func:`noise_sigma` (a dark photo's sigma 50 reads 27-43), so the map measures it
+with :func:`clipped_noise_sigma` (our variant of Foi's censored-normal moments): in a block whose
+share ``z`` of values is 0 (or, by symmetry, 1), a scene ``x`` flat at this scale has ``x / sigma = alpha =
+Phi^-1(1 - z)``, and the block's finest diagonal Haar coefficients, which cancel the scene's
+slope, have the variance of the censored noise, ``sigma^2 v(alpha)`` with
+``v = (alpha^2 + 1) Phi(alpha) + alpha phi(alpha) - (alpha Phi(alpha) + phi(alpha))^2``.
 """
 
 from __future__ import annotations
@@ -205,6 +211,39 @@ def noise_sigma(image: torch.Tensor) -> torch.Tensor:
     return diagonal.flatten(1).abs().median(1).values / 0.6745
 
 
+def _censored_variance(alpha: torch.Tensor) -> torch.Tensor:
+    """``Var(max(X, 0)) / sigma^2`` for ``X ~ N(alpha sigma, sigma^2)``: ``v(alpha)`` of the module
+    docstring."""
+    below, density = torch.special.ndtr(alpha), torch.exp(-alpha * alpha / 2) / math.sqrt(2 * math.pi)
+    return (alpha * alpha + 1) * below + alpha * density - (alpha * below + density) ** 2
+
+
+def clipped_noise_sigma(image: torch.Tensor, block: int = 16, most_clipped: float = 0.6) -> torch.Tensor:
+    """Per image of (B,C,H,W), the standard deviation of white Gaussian noise added before the
+    values were clipped to [0, 1], (B,) (module docstring, "Clipped noise"): in each ``block`` px
+    square of each channel clipped at one end only, on under ``most_clipped`` of its values, the
+    mean square of its finest diagonal Haar coefficients over ``v(alpha)``, ``alpha`` from its
+    share of clipped values (at 1, by symmetry); the median over those blocks. An image without
+    such blocks gets :func:`noise_sigma`."""
+    sigmas = noise_sigma(image)
+    x = image.float()[..., : image.shape[-2] // block * block, : image.shape[-1] // block * block]
+    for row, sample in enumerate(x):
+        diagonal = (sample[:, 0::2, 0::2] - sample[:, 0::2, 1::2] - sample[:, 1::2, 0::2] + sample[:, 1::2, 1::2]) / 2
+        squares = _block_means(diagonal.square(), block // 2)
+        black, white = _block_means((sample <= 0).float(), block), _block_means((sample >= 1).float(), block)
+        clipped = (black + white).double()
+        kept = ((black == 0) | (white == 0)) & (clipped < most_clipped)
+        if bool(kept.any()):
+            alpha = torch.special.ndtri(1 - clipped[kept]).clamp(max=8.0)
+            sigmas[row] = (squares[kept].double() / _censored_variance(alpha)).sqrt().median().to(sigmas)
+    return sigmas
+
+
+def _block_means(planes: torch.Tensor, block: int) -> torch.Tensor:
+    """The means of the ``block`` px squares of (C,H,W) ``planes`` whose sides ``block`` divides, flat."""
+    return F.avg_pool2d(planes[None], block).flatten()
+
+
 def clipped_noise_mean(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """``m(x) = E[clip(x + n, 0, 1)]`` for ``n ~ N(0, sigma^2)``, elementwise (module docstring)."""
     a, b = -x / sigma, (1 - x) / sigma
@@ -216,11 +255,11 @@ def clipped_noise_mean(x: torch.Tensor, sigma: float) -> torch.Tensor:
 def unclip_noise(degraded: torch.Tensor, restored: torch.Tensor, levels: int = 1025) -> torch.Tensor:
     """The (B,3,H,W) ``restored`` images, estimates of the clipped noisy ``degraded`` images' mean
     ``m(x)``, mapped back to ``x`` (module docstring): ``m`` tabulated at ``levels`` values of
-    ``x`` in [0, 1] for each image's :func:`noise_sigma` and inverted by linear interpolation; a
+    ``x`` in [0, 1] for each image's :func:`clipped_noise_sigma` and inverted by linear interpolation; a
     value below ``m(0)`` or above ``m(1)``, which no scene gives, maps to 0 or 1."""
     grid = torch.linspace(0, 1, levels, dtype=torch.float64)
     out = restored.clone()
-    for row, sigma in enumerate(noise_sigma(degraded).tolist()):
+    for row, sigma in enumerate(clipped_noise_sigma(degraded).tolist()):
         if sigma <= 0:
             continue
         means = clipped_noise_mean(grid, sigma)
@@ -601,5 +640,5 @@ def measured_severities(names: list[str], images: torch.Tensor, measured: dict[s
 
 
 __all__ = ["CHROMA_EPS", "CHROMA_SCALE_PER_PIXEL", "CHROMA_SLACK", "CHROMA_STEPS_Q50", "CHROMA_STRIP_ROWS", "CLIPPED_MEANS", "DCT_PATCH", "GUIDED_EPS", "GUIDED_RADIUS", "HARD_THRESHOLD", "OPPONENT", "PRIORS", "SEVERITY_MEASURES", "VEIL_BOUNDS", "Prior", "airlight_bound",
-           "bilateral_filter", "box_mean", "chroma_cells_projection", "chroma_from_luma", "chroma_grid", "chroma_steps", "clipped_noise_mean", "dark_channel", "dark_channel_dehaze", "dct_denoise", "guided_filter", "jpeg_chroma", "jpeg_chroma_radius",
+           "bilateral_filter", "box_mean", "chroma_cells_projection", "chroma_from_luma", "chroma_grid", "chroma_steps", "clipped_noise_mean", "clipped_noise_sigma", "dark_channel", "dark_channel_dehaze", "dct_denoise", "guided_filter", "jpeg_chroma", "jpeg_chroma_radius",
            "light_bound", "measured_severities", "noise_sigma", "shadow_bound", "snow_bound", "unclip_noise", "veil_bound"]
