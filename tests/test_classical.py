@@ -297,7 +297,7 @@ def test_clipped_noise_sigma_measures_noise_that_clipping_hid_from_noise_sigma()
     """The censored variance ``v(alpha)`` against scipy's integration of ``max(X, 0)``'s moments;
     on a dark ramp whose noise (sigma 50) was clipped at black, :func:`noise_sigma` reads low and
     the censored measure finds sigma; on a mid-grey ramp, where nothing clips, both agree; an image
-    without a block it can read falls back to :func:`noise_sigma`."""
+    without a block it can read, or smaller than one, falls back to :func:`noise_sigma`."""
     from scipy import integrate
     from scipy.stats import norm
 
@@ -318,6 +318,7 @@ def test_clipped_noise_sigma_measures_noise_that_clipping_hid_from_noise_sigma()
     black = torch.zeros(2, 3, 32, 32)
     black[1, :, ::2] = 0.5
     assert torch.equal(clipped_noise_sigma(black), noise_sigma(black))
+    assert torch.equal(clipped_noise_sigma(dark[..., :10, :]), noise_sigma(dark[..., :10, :]))  # below one block
 
 
 @pytest.mark.parametrize("stride", [1, 2])

@@ -224,8 +224,10 @@ def clipped_noise_sigma(image: torch.Tensor, block: int = 16, most_clipped: floa
     square of each channel clipped at one end only, on under ``most_clipped`` of its values, the
     mean square of its finest diagonal Haar coefficients over ``v(alpha)``, ``alpha`` from its
     share of clipped values (at 1, by symmetry); the median over those blocks. An image without
-    such blocks gets :func:`noise_sigma`."""
+    such blocks (one smaller than a block among them) gets :func:`noise_sigma`."""
     sigmas = noise_sigma(image)
+    if min(image.shape[-2:]) < block:
+        return sigmas
     x = image.float()[..., : image.shape[-2] // block * block, : image.shape[-1] // block * block]
     for row, sample in enumerate(x):
         diagonal = (sample[:, 0::2, 0::2] - sample[:, 0::2, 1::2] - sample[:, 1::2, 0::2] + sample[:, 1::2, 1::2]) / 2
