@@ -206,15 +206,25 @@ def noise_sigma(image: torch.Tensor) -> torch.Tensor:
     Donoho's robust estimate, the median absolute finest diagonal Haar wavelet coefficient over
     all channels, divided by 0.6745 (the median of ``|N(0, 1)|``). Image content barely reaches
     that subband, so the noise dominates it."""
-    x = image.float()[..., : image.shape[-2] // 2 * 2, : image.shape[-1] // 2 * 2]
-    diagonal = (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2
+    diagonal = _haar_diagonal(image.float()[..., : image.shape[-2] // 2 * 2, : image.shape[-1] // 2 * 2])
     return diagonal.flatten(1).abs().median(1).values / 0.6745
+
+
+def _haar_diagonal(x: torch.Tensor) -> torch.Tensor:
+    """The finest diagonal Haar coefficients of (..., H, W) ``x`` with even sides, one per 2x2
+    cell: a scene's slope cancels in them, white noise keeps its variance."""
+    return (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2
+
+
+def _normal_density(t: torch.Tensor) -> torch.Tensor:
+    """The standard normal density ``phi(t)``."""
+    return torch.exp(-t * t / 2) / math.sqrt(2 * math.pi)
 
 
 def _censored_variance(alpha: torch.Tensor) -> torch.Tensor:
     """``Var(max(X, 0)) / sigma^2`` for ``X ~ N(alpha sigma, sigma^2)``: ``v(alpha)`` of the module
     docstring."""
-    below, density = torch.special.ndtr(alpha), torch.exp(-alpha * alpha / 2) / math.sqrt(2 * math.pi)
+    below, density = torch.special.ndtr(alpha), _normal_density(alpha)
     return (alpha * alpha + 1) * below + alpha * density - (alpha * below + density) ** 2
 
 
@@ -230,8 +240,7 @@ def clipped_noise_sigma(image: torch.Tensor, block: int = 16, most_clipped: floa
         return sigmas
     x = image.float()[..., : image.shape[-2] // block * block, : image.shape[-1] // block * block]
     for row, sample in enumerate(x):
-        diagonal = (sample[:, 0::2, 0::2] - sample[:, 0::2, 1::2] - sample[:, 1::2, 0::2] + sample[:, 1::2, 1::2]) / 2
-        squares = _block_means(diagonal.square(), block // 2)
+        squares = _block_means(_haar_diagonal(sample).square(), block // 2)
         black, white = _block_means((sample <= 0).float(), block), _block_means((sample >= 1).float(), block)
         clipped = (black + white).double()
         kept = ((black == 0) | (white == 0)) & (clipped < most_clipped)
@@ -249,8 +258,7 @@ def _block_means(planes: torch.Tensor, block: int) -> torch.Tensor:
 def clipped_noise_mean(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """``m(x) = E[clip(x + n, 0, 1)]`` for ``n ~ N(0, sigma^2)``, elementwise (module docstring)."""
     a, b = -x / sigma, (1 - x) / sigma
-    density = lambda t: torch.exp(-t * t / 2) / math.sqrt(2 * math.pi)  # noqa: E731
-    return x * (torch.special.ndtr(b) - torch.special.ndtr(a)) + sigma * (density(a) - density(b)) \
+    return x * (torch.special.ndtr(b) - torch.special.ndtr(a)) + sigma * (_normal_density(a) - _normal_density(b)) \
         + torch.special.ndtr(-b)
 
 
