@@ -98,8 +98,10 @@ def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, genera
     severity measures already taken of every image, by class
     (:func:`uir.classical.measured_severities`); ``reading``: the router's output for these
     images, read before (the second reading of a split call), which the router is not asked
-    again for; ``pairs``: the pairs of classes whose calls are split (:func:`split_readings`).
-    The split calls are ``(their second reading, their rows)``, or ``None``: none split."""
+    again for; ``pairs``: the pairs of classes whose calls are split (:func:`split_readings`;
+    an expected-gain table decides their first step in its split bin,
+    :data:`uir.lora.strategies.SPLIT_BIN`). The split calls are ``(their second reading, their
+    rows)``, or ``None``: none split."""
     router, routed, options, split = pipe.router, None, {}, None
     if router is not None:
         options = {"vocabulary": router.vocabulary, "low_confidence": router.config.low_confidence,
@@ -115,6 +117,7 @@ def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, genera
             if table is not None:  # the severity each call shows, where the table was fitted by it
                 options["severities"] = measured_severities(
                     [name if split_by_severity(table, name) else None for name in routed.names], images, measured)
+                options["split_rows"] = split[1] if split is not None else ()
     chosen, clean, prior = expert_weights(strategy, pipe.expert_list.names, images.shape[0], weights=weights,
                                           top_k=top_k, generator=generator, **options)
     return chosen, clean, prior, routed, split

@@ -762,3 +762,27 @@ def test_a_split_call_undoes_its_first_class_then_the_second(monkeypatch):
     again = pipe(x, output_type="pt", tile_size=None)
     assert again.then[2].degradations == ["noisy"] and again.then[2].confidence[0] == pytest.approx(0.55)
     assert not bool(again.then[2].known[0]) and again.then[0].degradations == ["low-light"]
+
+
+def test_a_split_calls_first_step_takes_the_candidate_of_the_tables_split_bin(monkeypatch):
+    """With an expected-gain table that has a ``split`` bin for noise, a split call's first step is
+    that bin's candidate (the DCT prior), mapped back from the clipped mean and restored for low
+    light; an unsplit noisy image still gets the ``known`` bin's (the expert)."""
+    from uir.classical import PRIORS, unclip_noise
+    from uir.models.router import RouterOutput
+
+    names = ("noisy", "hazy", "low-light")
+    table = {"noisy": {"known": {"expert": [9.0, 0.1, 30]}, "split": {"prior": [8.0, 0.1, 20]}},
+             "low-light": {"known": {"expert": [5.0, 0.1, 30]}}}
+    pipe = tiny_restorer_pipeline(names=names, router=False)
+    pipe.register_modules(router=tiny_router([*names, "clean"], min_confidence=0.7, expected_gains=table))
+    s = torch.tensor([[0.55, 0.05, 0.40, 0.00], [0.90, 0.05, 0.05, 0.00]])
+    monkeypatch.setattr(pipe.router, "forward", lambda images, found=None: RouterOutput.read(
+        s[: len(images)], pipe.router.vocabulary, pipe.router.config.min_confidence))
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    out = pipe(x, output_type="pt", tile_size=None)
+    first = unclip_noise(x[:1], PRIORS["noisy"].restore(x[:1]))
+    chain = pipe(first, weights={"low-light": 1.0}, fill_missing=False, output_type="pt", tile_size=None).images
+    assert torch.allclose(out.images[:1], chain, atol=1e-6) and out.prior_weight[0] == 1
+    assert torch.allclose(out.images[1:], pipe(x[1:], weights={"noisy": 1.0}, output_type="pt").images, atol=1e-6)
+    assert out.prior_weight[1] == 0 and out.then[1] is None

@@ -434,3 +434,26 @@ def test_an_expected_gain_table_split_by_severity_decides_by_the_severity_measur
                                          table=table, severities=["mild", "severe", None])
     assert torch.equal(prior, torch.tensor([1.0, 0.5, 0.0])) and torch.equal(clean, torch.zeros(3))
     assert torch.equal(weights, torch.tensor([[0.0, 0.0], [0.5, 0.0], [0.0, 1.0]]))
+
+
+def test_a_split_calls_first_step_is_decided_in_the_split_bin_where_the_table_has_one():
+    """The first step of a split call reads its class's ``split`` bin (by severity, as the class's
+    other bins), fitted on whole chains; an unsplit image of the same class and severity reads
+    ``known``; a table without the bin, or without that severity in it, reads ``known`` for both."""
+    from uir.lora.strategies import SPLIT_BIN, check_expected_gain_table, gain_bin, gain_choice, gain_weights
+
+    assert (gain_bin(True, split=True), gain_bin(False, "severe", split=True)) == (SPLIT_BIN, f"{SPLIT_BIN}/severe")
+    table = {"noisy": {"known/severe": {"expert": [13.0, 0.3, 30], "prior": [11.0, 0.3, 30]},
+                       "split/severe": {"expert": [7.0, 0.4, 20], "prior": [8.5, 0.4, 20]}}}
+    assert check_expected_gain_table(table) is table
+    assert gain_choice(table, "noisy", True, "severe", split=True) == "prior"
+    assert gain_choice(table, "noisy", True, "severe") == "expert"
+    assert gain_choice(table, "noisy", True, "moderate", split=True) == gain_choice(table, "noisy", True, "moderate")
+    assert gain_choice({"noisy": {"known/severe": table["noisy"]["known/severe"]}}, "noisy", True, "severe",
+                       split=True) == "expert"
+    s = torch.tensor([[0.9, 0.1], [0.9, 0.1]])
+    weights, clean, prior = gain_weights(s, ["noisy", "hazy"], ["noisy", "hazy"], top_k=1, known=torch.ones(2, dtype=torch.bool),
+                                         table=table, severities=["severe", "severe"], split_rows=[1])
+    assert torch.equal(prior, torch.tensor([0.0, 1.0])) and torch.equal(weights[:, 0], torch.tensor([1.0, 0.0]))
+    with pytest.raises(ValueError, match="bin 'split/extreme'"):
+        check_expected_gain_table({"noisy": {"split/extreme": {}}})

@@ -611,6 +611,43 @@ def test_fit_expected_gains_leaves_out_what_the_detectors_restore(tmp_path, trai
     assert counts == {6.0: 0, -6.0: 2 * 3}
 
 
+def test_fit_expected_gains_measures_split_chains_with_each_first_step_forced(tmp_path, train_script, monkeypatch):
+    """A photo degraded by a split call's mixture (``low-light+noisy``) that the pipeline splits
+    gets one sample per candidate of noise in the ``split`` bin: the PSNR change of the whole chain
+    with that first step (the prior: the prior, mapped back from the clipped mean, then the
+    low-light call by the table); the router's table is left as it was; a photo the pipeline does
+    not split gives none."""
+    from uir.classical import PRIORS, unclip_noise
+    from uir.evaluation import degraded_pairs
+    from uir.metrics import psnr
+    from uir.models.router import RouterOutput
+    from uir.testing import tiny_restorer_pipeline, tiny_router
+
+    script = train_script("fit_expected_gains")
+    names = ("noisy", "hazy", "low-light")
+    table = {"noisy": {"known": {"expert": [9.0, 0.1, 30]}}, "low-light": {"known": {"expert": [5.0, 0.1, 30]}}}
+    pipe = tiny_restorer_pipeline(names=names, router=False)
+    pipe.register_modules(router=tiny_router([*names, "clean"], min_confidence=0.7, expected_gains=table))
+    pipe.set_progress_bar_config(disable=True)
+    assert script.split_chains(pipe) == {"low-light+noisy": "noisy"}
+    reading = {"s": torch.tensor([[0.55, 0.05, 0.40, 0.00]])}
+    monkeypatch.setattr(pipe.router, "forward", lambda images, found=None: RouterOutput.read(
+        reading["s"], pipe.router.vocabulary, pipe.router.config.min_confidence))
+    photos = save_sample_crops(tmp_path / "photos", 2, 40, 40)
+    chains = list(degraded_pairs(sorted(photos.iterdir()), ["low-light+noisy"], seed=0, severity="random"))
+    samples = script.measured_split_gains(pipe, chains, 50.0)
+    assert [(name, cell, candidate) for name, cell, candidate, *_ in samples] == [
+        ("noisy", "split", candidate) for candidate in ("base", "prior", "expert", "half", "prior-expert")] * 2
+    pair = chains[1]
+    first = unclip_noise(pair.lq, PRIORS["noisy"].restore(pair.lq))
+    chain = pipe(first, weights={"low-light": 1.0}, fill_missing=False, output_type="pt").images
+    assert samples[6][3] == pytest.approx(float(psnr(chain, pair.gt) - psnr(pair.lq, pair.gt)), abs=1e-4)
+    assert samples[6][4:] == ("low-light+noisy", pytest.approx(0.95))
+    assert pipe.router.config.expected_gains == table
+    reading["s"] = torch.tensor([[0.90, 0.05, 0.05, 0.00]])
+    assert script.measured_split_gains(pipe, chains, 50.0) == []
+
+
 def test_fit_prior_blend_scores_each_share_and_saves_the_best_in_the_expert(tmp_path, train_script):
     """``train/fit_prior_blend.py``: each share b is scored by the mean PSNR of (1 - b) f(x) + b P(x)
     over the photos and seeds (f the expert at weight 1, P the dark channel), and the best share

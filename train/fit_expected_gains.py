@@ -20,6 +20,14 @@ router's detectors find their type (raindrops cleared, a shadow lifted:
 :meth:`~uir.networks.router.RouterInference.detectors`), which the pipeline restores by the
 detector's own method.
 
+A pipeline that splits calls (its ``split_calls``: noise, then low light) also gets split cells
+(:data:`uir.lora.strategies.SPLIT_BIN`): each training photo is degraded by each pair's mixture
+(``low-light+noisy``), and where the pipeline splits its call, each candidate of the first class is
+measured as the first step of the whole chain, the pipeline run as a user runs it with that
+candidate forced in the split cell (the clipped mean mapped back, the second step read from the
+table fitted above), against the input. ``identity`` is not measured there: the second step
+follows whatever the first did.
+
 The table goes into the router's config; the pipeline with it is saved to
 ``OUTPUT_DIR/pipeline`` (load it with ``uir.load_pipeline``), and the table with every
 measured sample to ``OUTPUT_DIR/expected_gains.json``.
@@ -39,11 +47,11 @@ from tqdm.auto import tqdm
 from uir.boundary import OneLineParser, UsageError, positive_int, run_script
 from uir.classical import PRIORS, measured_severities
 from uir.data.photos import readable_photos, training_photos
-from uir.degradations import CLEAN
+from uir.degradations import CLEAN, MIX, SEVERITIES
 from uir.degradations.masks import MISSING_CLASS, finds_missing_pixels
 from uir.evaluation import degraded_pairs
 from uir.files import save_json, save_pretrained_staged
-from uir.lora.strategies import expected_gain_table, gain_bin
+from uir.lora.strategies import expected_gain_table, gain_bin, split_by_severity
 from uir.metrics import psnr
 
 
@@ -59,41 +67,101 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def candidates_of(name: str, experts) -> list[str]:
+    """The candidates measured for an image called ``name`` (module docstring): ``base``, the
+    class's ``prior`` where it has one, its ``expert`` and ``half`` where it has an expert, and
+    ``prior-expert`` where it has both."""
+    prior, expert = name in PRIORS, name in experts
+    return ["base", *(["prior"] if prior else []), *(["expert", "half"] if expert else []),
+            *(["prior-expert"] if prior and expert else [])]
+
+
+def split_chains(pipe) -> dict[str, str]:
+    """``{mixture: first class}`` of the pipeline's split calls whose classes its router knows:
+    ``low-light+noisy`` for the pair (noisy, low-light), the class undone first last in the mixture."""
+    vocabulary = pipe.router.vocabulary
+    return {f"{second}{MIX}{first}": first for first, second in getattr(pipe, "split_calls", ())
+            if first in vocabulary and second in vocabulary}
+
+
 @torch.no_grad()
-def measured_gains(pipe, files, seed: int, repeats: int, max_psnr: float) -> list[tuple[str, str, str, float, str, float]]:
-    """``(top class, bin, candidate, PSNR change, true class, confidence)`` of every candidate
-    on every degraded photo, the bin by :func:`~uir.lora.strategies.gain_bin`."""
+def measured_gains(pipe, files, seed: int, repeats: int, max_psnr: float) -> tuple[list, list]:
+    """``(samples, chains)``: the ``(top class, bin, candidate, PSNR change, true class,
+    confidence)`` of every candidate on every photo degraded by a class, the bin by
+    :func:`~uir.lora.strategies.gain_bin`; and the photos degraded by a split call's mixture
+    (:func:`split_chains`), for :func:`measured_split_gains`."""
     router = pipe.router
     experts = set(pipe.expert_list.names)
-    samples = []
-    pairs = degraded_pairs(files, router.vocabulary, seed=seed, severity="random", repeats=repeats)
-    for pair in tqdm(pairs, total=len(files) * len(router.vocabulary) * repeats, desc="measuring"):
+    mixtures = split_chains(pipe)
+    samples, chains = [], []
+    names = [*router.vocabulary, *mixtures]
+    pairs = degraded_pairs(files, names, seed=seed, severity="random", repeats=repeats)
+    for pair in tqdm(pairs, total=len(files) * len(names) * repeats, desc="measuring"):
         missing = finds_missing_pixels(pair.lq)
         if bool(missing[0]):
             continue
         traces = router.traces(pair.lq.to(router.device), {MISSING_CLASS: missing})  # searched once
         if any(bool(traces[name][0]) for name, _ in router.detectors()):
             continue
+        if pair.name in mixtures:
+            chains.append(pair)
+            continue
         routed = router(pair.lq.to(router.device), found=traces)
         name = routed.names[0]
         cell = gain_bin(bool(routed.known[0]), measured_severities([name], pair.lq)[0])
         before = psnr(pair.lq, pair.gt).clamp(max=max_psnr)
-
-        def gain(restored: torch.Tensor) -> float:
-            return float(psnr(restored.clamp(0, 1).cpu(), pair.gt).clamp(max=max_psnr) - before)
-
-        candidates = {"base": pipe(pair.lq, weights={}, fill_missing=False, output_type="pt").images}
-        prior = PRIORS[name].restore(pair.lq) if name in PRIORS else None
-        if prior is not None:
-            candidates["prior"] = prior
-        if name in experts:
-            expert = pipe(pair.lq, weights={name: 1.0}, fill_missing=False, output_type="pt").images.cpu()
-            candidates["expert"] = expert
-            candidates["half"] = 0.5 * pair.lq + 0.5 * expert
-            if prior is not None:
-                candidates["prior-expert"] = 0.5 * prior + 0.5 * expert
+        outputs = {"base": pipe(pair.lq, weights={}, fill_missing=False, output_type="pt").images}
+        candidates = candidates_of(name, experts)
+        if "prior" in candidates:
+            outputs["prior"] = PRIORS[name].restore(pair.lq)
+        if "expert" in candidates:
+            outputs["expert"] = pipe(pair.lq, weights={name: 1.0}, fill_missing=False, output_type="pt").images.cpu()
+            outputs["half"] = 0.5 * pair.lq + 0.5 * outputs["expert"]
+        if "prior-expert" in candidates:
+            outputs["prior-expert"] = 0.5 * outputs["prior"] + 0.5 * outputs["expert"]
         confidence = float(routed.confidence[0])
-        samples += [(name, cell, candidate, gain(image), pair.name, confidence) for candidate, image in candidates.items()]
+        samples += [(name, cell, candidate, psnr_change(outputs[candidate], pair, before, max_psnr), pair.name,
+                     confidence) for candidate in candidates]
+    return samples, chains
+
+
+def psnr_change(restored: torch.Tensor, pair, before: torch.Tensor, max_psnr: float) -> float:
+    """PSNR of ``restored`` against ``pair``'s clean photo, capped at ``max_psnr``, less ``before``
+    (the input's, capped the same)."""
+    return float(psnr(restored.clamp(0, 1).cpu(), pair.gt).clamp(max=max_psnr) - before)
+
+
+def forced_split_cell(table: dict, name: str, candidate: str) -> dict:
+    """``table`` with every split bin of class ``name`` (each severity) holding ``candidate``
+    alone, sure to be chosen there (:func:`~uir.lora.strategies.gain_choice`)."""
+    bins = {gain_bin(True, severity, split=True): {candidate: [1.0, 0.0, 2]} for severity in (None, *SEVERITIES)}
+    return {**table, name: {**table.get(name, {}), **bins}}
+
+
+@torch.no_grad()
+def measured_split_gains(pipe, chains, max_psnr: float) -> list[tuple[str, str, str, float, str, float]]:
+    """The samples of the split cells (module docstring), as :func:`measured_gains`'s, of every
+    photo in ``chains`` whose call the pipeline splits: each candidate of the first class forced
+    in turn, the whole chain run by the pipeline with the router's table. A photo the pipeline
+    does not split (no second step) gives none."""
+    router, experts, mixtures = pipe.router, set(pipe.expert_list.names), split_chains(pipe)
+    table, samples = router.config.expected_gains, []
+    try:
+        for pair in tqdm(chains, desc="split chains"):
+            name, before, measured = mixtures[pair.name], psnr(pair.lq, pair.gt).clamp(max=max_psnr), []
+            cell = gain_bin(True, measured_severities([name], pair.lq)[0] if split_by_severity(table, name) else None,
+                            split=True)
+            for candidate in candidates_of(name, experts):
+                router.register_to_config(expected_gains=forced_split_cell(table, name, candidate))
+                out = pipe(pair.lq, output_type="pt")
+                if out.then is None or out.then[0] is None or out.degradations[0] != name:
+                    break  # not split: the chain's cells do not hold it
+                measured.append((name, cell, candidate, psnr_change(out.images, pair, before, max_psnr), pair.name,
+                                 float(out.confidence[0])))
+            else:
+                samples += measured
+    finally:
+        router.register_to_config(expected_gains=table)
     return samples
 
 
@@ -106,7 +174,9 @@ def main(argv=None):
         raise UsageError(f"{args.model} has no router to fit a table for")
     pipe.set_progress_bar_config(disable=True)
     files = readable_photos(training_photos(args.train_data_dir))
-    samples = measured_gains(pipe, files, args.seed, args.repeats, args.max_psnr)
+    samples, chains = measured_gains(pipe, files, args.seed, args.repeats, args.max_psnr)
+    pipe.router.register_to_config(expected_gains=expected_gain_table(samples))
+    samples += measured_split_gains(pipe, chains, args.max_psnr)  # the second steps read the table above
     table = expected_gain_table(samples)
     pipe.router.register_to_config(expected_gains=table)
     out = Path(args.output_dir)

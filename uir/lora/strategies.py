@@ -27,7 +27,12 @@
   the nearest. For a class whose severity an image shows to a classical measurement
   (:data:`uir.classical.SEVERITY_MEASURES`: the noise's sigma, a JPEG's quality) the bin is also
   split by that severity, read as the registry's nearest level (``known/mild``, ...,
-  :func:`gain_bin`): what pays at sigma 50 need not pay at sigma 15.
+  :func:`gain_bin`): what pays at sigma 50 need not pay at sigma 15. The first step of a call the
+  pipeline splits between two classes (noise, then low light:
+  :func:`uir.pipelines.restoring.split_readings`) has its own bin, ``split`` (``split/severe``,
+  ...), where the table has one: each gain there is the whole chain's, the candidate as the first
+  step and the second step as the pipeline runs it, against the input; a table without the bin
+  reads the first step's ``known`` bin.
 * ``manual``: weights given by the user, a ``{degradation: weight}`` dict or a (B,K)/(K,) tensor,
   used as given (the paper lets users specify ``s``), each in :data:`MANUAL_WEIGHT_RANGE`
   (an expert at 1 acts as trained; a negative or huge weight would only wreck the image).
@@ -54,6 +59,8 @@ GAIN_CANDIDATES = {"identity": (1.0, 0.0, 0), "base": (0.0, 0.0, 0), "half": (0.
 #: the router's two confidence bins in an expected-gain table (each also split by a measured
 #: severity, :func:`gain_bin`)
 GAIN_BINS = ("known", "unsure")
+#: the bin of a split call's first step (module docstring), split by severity as the others
+SPLIT_BIN = "split"
 #: entries an unsure router keeps under the ``soft`` policy
 SOFT_TOP_K = 3
 #: experts the router keeps per image unless told otherwise: the single best one measured best
@@ -106,11 +113,12 @@ def check_low_confidence(policy: str) -> str:
     return policy
 
 
-def gain_bin(known: bool, severity: str | None = None) -> str:
+def gain_bin(known: bool, severity: str | None = None, split: bool = False) -> str:
     """The bin of an expected-gain table that holds an image: its confidence bin
-    (:data:`GAIN_BINS`), followed by ``/`` and the severity its class measures where there is one
+    (:data:`GAIN_BINS`), or :data:`SPLIT_BIN` for the first step of a split call, followed by
+    ``/`` and the severity its class measures where there is one
     (:func:`uir.classical.measured_severities`), e.g. ``known/mild``."""
-    confidence = GAIN_BINS[0] if known else GAIN_BINS[1]
+    confidence = SPLIT_BIN if split else GAIN_BINS[0] if known else GAIN_BINS[1]
     return confidence if severity is None else f"{confidence}/{severity}"
 
 
@@ -142,7 +150,8 @@ def check_expected_gain_table(table: dict) -> dict:
     from ..classical import PRIORS
     from ..degradations import SEVERITIES
 
-    bins_allowed = [*GAIN_BINS, *(gain_bin(known, severity) for known in (True, False) for severity in SEVERITIES)]
+    bins_allowed = [gain_bin(known, severity, split) for split, known in ((False, True), (False, False), (True, True))
+                    for severity in (None, *SEVERITIES)]
     for name, bins in table.items():
         for bin_name, cells in bins.items():
             if bin_name not in bins_allowed:
@@ -167,13 +176,16 @@ def split_by_severity(table: dict, name: str) -> bool:
     return any("/" in bin_name for bin_name in table.get(name, {}))
 
 
-def gain_choice(table: dict, name: str, known: bool, severity: str | None = None) -> str:
+def gain_choice(table: dict, name: str, known: bool, severity: str | None = None, split: bool = False) -> str:
     """The candidate the expected-gain ``table`` picks for an image whose top class is ``name``,
     in the bin of its confidence and measured ``severity`` (:func:`gain_bin`; where the table did
-    not split the class by severity, its confidence bin alone): the largest ``mean - standard error``;
+    not split the class by severity, its confidence bin alone), or, for the first step of a
+    ``split`` call, in the split bin where the table has it: the largest ``mean - standard error``;
     ``identity`` (exactly 0) when nothing clears it, and for a class or bin the table never
     measured. An unknown standard error (one measurement) clears nothing."""
-    cells = table.get(name, {}).get(gain_bin(known, severity if split_by_severity(table, name) else None), {})
+    bins, severity = table.get(name, {}), severity if split_by_severity(table, name) else None
+    cells = bins.get(gain_bin(known, severity, split=True)) if split else None
+    cells = bins.get(gain_bin(known, severity), {}) if cells is None else cells
     scores = {candidate: mean - (math.inf if error is None else error)
               for candidate, (mean, error, _) in cells.items() if candidate != "identity"}
     best = max(scores, key=scores.get, default="identity")
@@ -204,12 +216,13 @@ def router_weights(probabilities: torch.Tensor, vocabulary: list[str], expert_na
 
 
 def gain_weights(probabilities: torch.Tensor, vocabulary: list[str], expert_names: list[str], top_k: int,
-                 known: torch.Tensor | None, table: dict, severities: list[str | None] | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 known: torch.Tensor | None, table: dict, severities: list[str | None] | None = None,
+                 split_rows=()) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(expert weights (B, K), clean weight (B,), prior weight (B,))`` by the expected-gain
     ``table``: per image, the candidate :func:`gain_choice` picks for its top class and the
-    severity measured of it (``severities``, None: none measured), built on eq. 4's weights
-    (module docstring). The prior weight belongs to the top class's prior."""
+    severity measured of it (``severities``, None: none measured), the rows of ``split_rows``
+    being first steps of split calls, built on eq. 4's weights (module docstring). The prior
+    weight belongs to the top class's prior."""
     check_expected_gain_table(table)
     weights, clean = router_weights(probabilities, vocabulary, expert_names, top_k)
     prior = torch.zeros_like(clean)
@@ -217,7 +230,7 @@ def gain_weights(probabilities: torch.Tensor, vocabulary: list[str], expert_name
     tops = [vocabulary[i] for i in probabilities.argmax(-1).tolist()]
     severities = [None] * len(tops) if severities is None else severities
     for row, (name, sure, severity) in enumerate(zip(tops, known.tolist(), severities)):
-        keep, prior[row], experts = GAIN_CANDIDATES[gain_choice(table, name, sure, severity)]
+        keep, prior[row], experts = GAIN_CANDIDATES[gain_choice(table, name, sure, severity, row in split_rows)]
         network = 1.0 - keep - float(prior[row])
         weights[row] *= network * experts
         clean[row] = keep + network * experts * clean[row]
@@ -227,16 +240,18 @@ def gain_weights(probabilities: torch.Tensor, vocabulary: list[str], expert_name
 def expert_weights(strategy: str, expert_names: list[str], batch: int, *, probabilities=None,
                    vocabulary=None, weights=None, top_k: int = DEFAULT_TOP_K, generator=None, known=None,
                    low_confidence: str = "soft", expected_gains: dict | None = None,
-                   severities: list[str | None] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   severities: list[str | None] | None = None, split_rows=()
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(expert weights (B, K), clean weight (B,), prior weight (B,))`` for a batch, by
     ``strategy`` (see the module docstring); the clean and prior weights are zero except under
-    the router. ``severities``: what an expected-gain table reads of each image besides its
-    call (:func:`gain_weights`)."""
+    the router. ``severities`` and ``split_rows``: what an expected-gain table reads of each
+    image besides its call (:func:`gain_weights`)."""
     k = len(expert_names)
     none = torch.zeros(batch)
     if strategy == "router" and weights is None and probabilities is not None:
         if expected_gains is not None:
-            return gain_weights(probabilities, vocabulary, expert_names, top_k, known, expected_gains, severities)
+            return gain_weights(probabilities, vocabulary, expert_names, top_k, known, expected_gains, severities,
+                                split_rows)
         return (*router_weights(probabilities, vocabulary, expert_names, top_k, known, low_confidence), none)
     if k == 0 and weights is None and strategy in STRATEGIES:  # no experts: the base model alone
         return torch.zeros(batch, 0), none, none
