@@ -612,8 +612,8 @@ def test_fit_expected_gains_leaves_out_what_the_detectors_restore(tmp_path, trai
 
 
 def test_fit_expected_gains_measures_split_chains_with_each_first_step_forced(tmp_path, train_script, monkeypatch):
-    """A photo degraded by a split call's mixture (``low-light+noisy``) that the pipeline splits
-    gets one sample per candidate of noise in the ``split`` bin: the PSNR change of the whole chain
+    """With ``--split_cells``, a photo degraded by a split call's mixture (``low-light+noisy``) that
+    the pipeline splits gets one sample per candidate of noise in the ``split`` bin: the PSNR change of the whole chain
     with that first step (the prior: the prior, mapped back from the clipped mean, then the
     low-light call by the table); the router's table is left as it was; a photo the pipeline does
     not split gives none."""
@@ -634,6 +634,9 @@ def test_fit_expected_gains_measures_split_chains_with_each_first_step_forced(tm
     monkeypatch.setattr(pipe.router, "forward", lambda images, found=None: RouterOutput.read(
         reading["s"], pipe.router.vocabulary, pipe.router.config.min_confidence))
     photos = save_sample_crops(tmp_path / "photos", 2, 40, 40)
+    assert script.measured_gains(pipe, sorted(photos.iterdir()), 0, 1, 50.0)[1] == []  # asked for by --split_cells
+    drawn = script.measured_gains(pipe, sorted(photos.iterdir()), 0, 1, 50.0, split_cells=True)[1]
+    assert [pair.name for pair in drawn] == ["low-light+noisy"] * 2
     chains = list(degraded_pairs(sorted(photos.iterdir()), ["low-light+noisy"], seed=0, severity="random"))
     samples = script.measured_split_gains(pipe, chains, 50.0)
     assert [(name, cell, candidate) for name, cell, candidate, *_ in samples] == [

@@ -20,8 +20,8 @@ router's detectors find their type (raindrops cleared, a shadow lifted:
 :meth:`~uir.networks.router.RouterInference.detectors`), which the pipeline restores by the
 detector's own method.
 
-A pipeline that splits calls (its ``split_calls``: noise, then low light) also gets split cells
-(:data:`uir.lora.strategies.SPLIT_BIN`): each training photo is degraded by each pair's mixture
+With ``--split_cells``, a pipeline that splits calls (its ``split_calls``: noise, then low light)
+also gets split cells (:data:`uir.lora.strategies.SPLIT_BIN`): each training photo is degraded by each pair's mixture
 (``low-light+noisy``), and where the pipeline splits its call, each candidate of the first class is
 measured as the first step of the whole chain, the pipeline run as a user runs it with that
 candidate forced in the split cell (the clipped mean mapped back, the second step read from the
@@ -64,6 +64,9 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=positive_int, default=1, help="random-severity draws per photo and class")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max_psnr", type=float, default=50.0, help="PSNR cap in dB (a clean input's is infinite)")
+    parser.add_argument("--split_cells", action="store_true",
+                        help="also fit the first step of split calls on whole chains (module docstring; measured, "
+                             "not shipped: docs/default-model.md)")
     return parser.parse_args(argv)
 
 
@@ -85,14 +88,15 @@ def split_chains(pipe) -> dict[str, str]:
 
 
 @torch.no_grad()
-def measured_gains(pipe, files, seed: int, repeats: int, max_psnr: float) -> tuple[list, list]:
+def measured_gains(pipe, files, seed: int, repeats: int, max_psnr: float, split_cells: bool = False
+                   ) -> tuple[list, list]:
     """``(samples, chains)``: the ``(top class, bin, candidate, PSNR change, true class,
     confidence)`` of every candidate on every photo degraded by a class, the bin by
-    :func:`~uir.lora.strategies.gain_bin`; and the photos degraded by a split call's mixture
-    (:func:`split_chains`), for :func:`measured_split_gains`."""
+    :func:`~uir.lora.strategies.gain_bin`; and, with ``split_cells``, the photos degraded by a
+    split call's mixture (:func:`split_chains`), for :func:`measured_split_gains`."""
     router = pipe.router
     experts = set(pipe.expert_list.names)
-    mixtures = split_chains(pipe)
+    mixtures = split_chains(pipe) if split_cells else {}
     samples, chains = [], []
     names = [*router.vocabulary, *mixtures]
     pairs = degraded_pairs(files, names, seed=seed, severity="random", repeats=repeats)
@@ -174,15 +178,16 @@ def main(argv=None):
         raise UsageError(f"{args.model} has no router to fit a table for")
     pipe.set_progress_bar_config(disable=True)
     files = readable_photos(training_photos(args.train_data_dir))
-    samples, chains = measured_gains(pipe, files, args.seed, args.repeats, args.max_psnr)
-    pipe.router.register_to_config(expected_gains=expected_gain_table(samples))
-    samples += measured_split_gains(pipe, chains, args.max_psnr)  # the second steps read the table above
+    samples, chains = measured_gains(pipe, files, args.seed, args.repeats, args.max_psnr, args.split_cells)
+    if chains:
+        pipe.router.register_to_config(expected_gains=expected_gain_table(samples))
+        samples += measured_split_gains(pipe, chains, args.max_psnr)  # the second steps read the table above
     table = expected_gain_table(samples)
     pipe.router.register_to_config(expected_gains=table)
     out = Path(args.output_dir)
     save_pretrained_staged(pipe, out / "pipeline")
     record = {"model": args.model, "photos": len(files), "repeats": args.repeats, "seed": args.seed,
-              "max_psnr": args.max_psnr, "clean_class": CLEAN in pipe.router.vocabulary, "table": table,
+              "max_psnr": args.max_psnr, "split_cells": args.split_cells, "clean_class": CLEAN in pipe.router.vocabulary, "table": table,
               "samples": [list(sample) for sample in samples]}
     save_json(record, out / "expected_gains.json")
     print(f"expected-gain table from {len(samples)} measurements on {len(files)} photos: {out / 'pipeline'}")
