@@ -83,7 +83,7 @@ def split_chains(pipe) -> dict[str, str]:
     """``{mixture: first class}`` of the pipeline's split calls whose classes its router knows:
     ``low-light+noisy`` for the pair (noisy, low-light), the class undone first last in the mixture."""
     vocabulary = pipe.router.vocabulary
-    return {f"{second}{MIX}{first}": first for first, second in getattr(pipe, "split_calls", ())
+    return {f"{second}{MIX}{first}": first for first, second in pipe.split_calls
             if first in vocabulary and second in vocabulary}
 
 
