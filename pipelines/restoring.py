@@ -31,7 +31,7 @@ from uir.images import to_pil, to_tensor
 from uir.lora import (FINGERPRINT_KEY, ExpertError, ExpertList, LoRAExpert, base_fingerprint, fingerprints_match,
                       install_experts, mixture_layers, short_fingerprint)
 from uir.lora.mixture import mixture_weights
-from uir.lora.strategies import DEFAULT_TOP_K, expert_weights, split_by_severity
+from uir.lora.strategies import DEFAULT_TOP_K, check_expected_gain_table, expert_weights, split_by_severity
 from uir.networks.nafnet import channels_last_input
 from uir.networks.router import RouterOutput
 from uir.networks.shadows import SURE_ATTENUATION, lift_shadows
@@ -90,7 +90,7 @@ def split_readings(routed: RouterOutput, vocabulary: list[str], pairs, min_confi
 
 
 def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, generator, found: dict | None = None,
-          measured: dict | None = None, reading: RouterOutput | None = None, pairs=()):
+          measured: dict | None = None, reading: RouterOutput | None = None, pairs=(), expected_gains: dict | None = None):
     """``(expert weights (B,K), clean weight (B,), prior weight (B,), the router's output, the
     split calls)`` for a batch; the output is ``None`` when the router is not asked
     (:func:`uir.lora.strategies.expert_weights`). ``found``: traces found before ``images`` were
@@ -100,12 +100,14 @@ def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, genera
     images, read before (the second reading of a split call), which the router is not asked
     again for; ``pairs``: the pairs of classes whose calls are split (:func:`split_readings`;
     an expected-gain table decides their first step in its split bin,
-    :data:`uir.lora.strategies.SPLIT_BIN`). The split calls are ``(their second reading, their
+    :data:`uir.lora.strategies.SPLIT_BIN`); ``expected_gains``: a table that decides instead of
+    the router's own (None: the router's). The split calls are ``(their second reading, their
     rows)``, or ``None``: none split."""
     router, routed, options, split = pipe.router, None, {}, None
     if router is not None:
         options = {"vocabulary": router.vocabulary, "low_confidence": router.config.low_confidence,
-                   "expected_gains": getattr(router.config, "expected_gains", None)}
+                   "expected_gains": expected_gains if expected_gains is not None
+                   else getattr(router.config, "expected_gains", None)}
         if strategy == "router" and weights is None:
             routed = reading if reading is not None else router(images.to(device=router.device, dtype=router.dtype),
                                                                 found=found)
@@ -462,7 +464,7 @@ class MixtureRestoration:
     def __call__(self, image, weights=None, top_k: int = DEFAULT_TOP_K, strategy: str = "router",
                  output_type: str = "pil", generator: torch.Generator | None = None, return_dict: bool = True,
                  sample_posterior: bool = False, tile_size: int | str | None = "auto", tile_overlap: int = 32,
-                 batch_size: int = 4, fill_missing: bool | None = None):
+                 batch_size: int = 4, fill_missing: bool | None = None, expected_gains: dict | None = None):
         """Restore one image or a batch of same-size images.
 
         Args:
@@ -502,6 +504,10 @@ class MixtureRestoration:
                 image the first call restored for a class of :attr:`routes_again_after` (the
                 default's: a JPEG) is then routed again by the learned call alone (no trace or
                 detector read again) and restored as that call says.
+            expected_gains: an expected-gain table that decides this call's routed images instead
+                of the router's own (:func:`uir.lora.strategies.expected_gain_table`; checked by
+                :func:`~uir.lora.strategies.check_expected_gain_table`); the router is not changed.
+                None: the router's table, or its confidence threshold where it has none.
 
         Returns:
             :attr:`output_class` with the images, the expert weights and the router's verdict.
@@ -511,7 +517,9 @@ class MixtureRestoration:
             tile_size = self.auto_tile_size if max(images.shape[-2:]) > self.auto_tile_size else None
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        options = (top_k, strategy, generator, sample_posterior, tile_size, tile_overlap, batch_size)
+        if expected_gains is not None:
+            check_expected_gain_table(expected_gains)
+        options = (top_k, strategy, generator, sample_posterior, tile_size, tile_overlap, batch_size, expected_gains)
         output, found, split = self._restore(images, weights, *options, self.fills_missing_pixels if fill_missing
                                              is None else fill_missing)
         second, rows = split or (None, [])
@@ -546,8 +554,8 @@ class MixtureRestoration:
         return replace(output, then=then)  # a new output: a diffusers one lists its fields when made
 
     def _restore(self, images: torch.Tensor, weights, top_k: int, strategy: str, generator, sample_posterior: bool,
-                 tile_size: int | None, tile_overlap: int, batch_size: int, fill_missing: bool,
-                 known: dict[str, torch.Tensor] | None = None, reading: RouterOutput | None = None
+                 tile_size: int | None, tile_overlap: int, batch_size: int, expected_gains: dict | None,
+                 fill_missing: bool, known: dict[str, torch.Tensor] | None = None, reading: RouterOutput | None = None
                  ) -> tuple[RestorationOutput, dict[str, torch.Tensor], tuple | None]:
         """One routing and restoration of :meth:`__call__` on (B,3,H,W) ``images``: its output, the
         images in [0, 1], the traces found, ``{class: (B,) bool}``, and the split calls
@@ -577,7 +585,8 @@ class MixtureRestoration:
             images, shadows = lift_found_shadows(self.router, images, found)
             found[SHADOW_CLASS] = shadows.cpu() > 0
         chosen, clean, prior, routed, split = route(self, images.to(self.device), weights, top_k, strategy, generator,
-                                                    found, measured, reading, self.split_calls if known is None else ())
+                                                    found, measured, reading, self.split_calls if known is None else (),
+                                                    expected_gains)
         done = [found[name] for name in (MISSING_CLASS, RAINDROP_CLASS, SHADOW_CLASS) if name in found]
         if done and routing:  # the fill, the clearing or the lifting is the restoration: kept as it is
             done = torch.stack(done).any(0).to(clean.device)

@@ -374,6 +374,29 @@ def test_an_expected_gain_table_in_the_router_config_decides_and_survives_both_l
     assert torch.equal(pipe(x, output_type="pt").images, x)
 
 
+def test_a_calls_expected_gain_table_decides_instead_of_the_routers_and_leaves_it_unchanged():
+    """``pipe(..., expected_gains=table)``: that table decides the call (here the expert at weight
+    1 where the router's own says half), the router's config is not touched, the next call reads
+    the router's again, and a malformed table is refused in one line before anything runs."""
+    pipe = tiny_restorer_pipeline(names=("noisy", "hazy", "rainy"))
+    names = pipe.router.vocabulary
+    own = {name: {"known": {"half": [1.0, 0.1, 20]}} for name in names}
+    pipe.router.register_to_config(expected_gains=own, min_confidence=0.0)
+    x = _images(batch=2, h=32, w=32, seed=6)
+    halved = pipe(x, output_type="pt")
+    given = {name: {"known": {"expert": [2.0, 0.1, 20]}} for name in names}
+    out = pipe(x, output_type="pt", expected_gains=given)
+    assert torch.equal(out.clean_weight, torch.zeros(2)) and torch.equal(halved.clean_weight, torch.full((2,), 0.5))
+    for row, name in enumerate(out.degradations):
+        alone = pipe(x[row : row + 1], weights={name: 1.0}, output_type="pt").images
+        assert torch.allclose(out.images[row : row + 1], alone, atol=1e-6)
+    assert pipe.router.config.expected_gains == own
+    assert torch.equal(pipe(x, output_type="pt").images, halved.images)
+    with pytest.raises(ValueError, match="expected-gain") as refused:
+        pipe(x, expected_gains={"noisy": {"known": {"expert": [1.0, 0.1]}}})
+    assert "\n" not in str(refused.value)
+
+
 def test_the_expected_gain_rule_can_average_a_classical_prior_with_the_expert(monkeypatch):
     """``prior-expert``: x_out = 0.5 P(x) + 0.5 f(x; expert), P the top class's classical prior
     (the dark channel for hazy); ``prior``: P(x) alone, and no network runs."""

@@ -638,7 +638,7 @@ def test_fit_expected_gains_measures_split_chains_with_each_first_step_forced(tm
     drawn = script.measured_gains(pipe, sorted(photos.iterdir()), 0, 1, 50.0, split_cells=True)[1]
     assert [pair.name for pair in drawn] == ["low-light+noisy"] * 2
     chains = list(degraded_pairs(sorted(photos.iterdir()), ["low-light+noisy"], seed=0, severity="random"))
-    samples = script.measured_split_gains(pipe, chains, 50.0)
+    samples = script.measured_split_gains(pipe, chains, table, 50.0)
     assert [(name, cell, candidate) for name, cell, candidate, *_ in samples] == [
         ("noisy", "split", candidate) for candidate in ("base", "prior", "expert", "half", "prior-expert")] * 2
     pair = chains[1]
@@ -648,7 +648,7 @@ def test_fit_expected_gains_measures_split_chains_with_each_first_step_forced(tm
     assert samples[6][4:] == ("low-light+noisy", pytest.approx(0.95))
     assert pipe.router.config.expected_gains == table
     reading["s"] = torch.tensor([[0.90, 0.05, 0.05, 0.00]])
-    assert script.measured_split_gains(pipe, chains, 50.0) == []
+    assert script.measured_split_gains(pipe, chains, table, 50.0) == []
 
 
 def test_fit_prior_blend_scores_each_share_and_saves_the_best_in_the_expert(tmp_path, train_script):

@@ -143,29 +143,25 @@ def forced_split_cell(table: dict, name: str, candidate: str) -> dict:
 
 
 @torch.no_grad()
-def measured_split_gains(pipe, chains, max_psnr: float) -> list[tuple[str, str, str, float, str, float]]:
+def measured_split_gains(pipe, chains, table: dict, max_psnr: float) -> list[tuple[str, str, str, float, str, float]]:
     """The samples of the split cells (module docstring), as :func:`measured_gains`'s, of every
     photo in ``chains`` whose call the pipeline splits: each candidate of the first class forced
-    in turn, the whole chain run by the pipeline with the router's table. A photo the pipeline
-    does not split (no second step) gives none."""
-    router, experts, mixtures = pipe.router, set(pipe.expert_list.names), split_chains(pipe)
-    table, samples = router.config.expected_gains, []
-    try:
-        for pair in tqdm(chains, desc="split chains"):
-            name, before, measured = mixtures[pair.name], psnr(pair.lq, pair.gt).clamp(max=max_psnr), []
-            cell = gain_bin(True, measured_severities([name], pair.lq)[0] if split_by_severity(table, name) else None,
-                            split=True)
-            for candidate in candidates_of(name, experts):
-                router.register_to_config(expected_gains=forced_split_cell(table, name, candidate))
-                out = pipe(pair.lq, output_type="pt")
-                if out.then is None or out.then[0] is None or out.degradations[0] != name:
-                    break  # not split: the chain's cells do not hold it
-                measured.append((name, cell, candidate, psnr_change(out.images, pair, before, max_psnr), pair.name,
-                                 float(out.confidence[0])))
-            else:
-                samples += measured
-    finally:
-        router.register_to_config(expected_gains=table)
+    in turn, the whole chain run by the pipeline with ``table`` (the one fitted on single types)
+    as the call's table; the router is not changed. A photo the pipeline does not split (no
+    second step) gives none."""
+    experts, mixtures, samples = set(pipe.expert_list.names), split_chains(pipe), []
+    for pair in tqdm(chains, desc="split chains"):
+        name, before, measured = mixtures[pair.name], psnr(pair.lq, pair.gt).clamp(max=max_psnr), []
+        cell = gain_bin(True, measured_severities([name], pair.lq)[0] if split_by_severity(table, name) else None,
+                        split=True)
+        for candidate in candidates_of(name, experts):
+            out = pipe(pair.lq, output_type="pt", expected_gains=forced_split_cell(table, name, candidate))
+            if out.then is None or out.then[0] is None or out.degradations[0] != name:
+                break  # not split: the chain's cells do not hold it
+            measured.append((name, cell, candidate, psnr_change(out.images, pair, before, max_psnr), pair.name,
+                             float(out.confidence[0])))
+        else:
+            samples += measured
     return samples
 
 
@@ -179,9 +175,8 @@ def main(argv=None):
     pipe.set_progress_bar_config(disable=True)
     files = readable_photos(training_photos(args.train_data_dir))
     samples, chains = measured_gains(pipe, files, args.seed, args.repeats, args.max_psnr, args.split_cells)
-    if chains:
-        pipe.router.register_to_config(expected_gains=expected_gain_table(samples))
-        samples += measured_split_gains(pipe, chains, args.max_psnr)  # the second steps read the table above
+    if chains:  # the second steps read the table of the single types
+        samples += measured_split_gains(pipe, chains, expected_gain_table(samples), args.max_psnr)
     table = expected_gain_table(samples)
     pipe.router.register_to_config(expected_gains=table)
     out = Path(args.output_dir)
