@@ -18,7 +18,7 @@ def main() -> int:
     def run() -> int:
         from uir.cli import main as run_command
 
-        return run_command()
+        return run_command(owns_process=True)
 
     return guarded(run, "uir", debugging())
 

@@ -19,6 +19,7 @@ from .boundary import (EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, OneLineParser, UsageEr
                        whole_number)
 from .commands.degrade import cmd_degradations, cmd_degrade
 from .commands.evaluate import cmd_bench, cmd_demo, cmd_eval, cmd_eval_router
+from .commands.common import keep_freed_memory
 from .commands.restore import cmd_restore
 
 
@@ -167,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("-o", "--output", default="outputs/eval",
                           help="folder for scores.csv/json, pairs.csv (one row per image) and grid.png")
-    evaluate.set_defaults(func=cmd_eval)
+    evaluate.set_defaults(func=cmd_eval, keeps_freed_memory=True)
 
     router_eval = sub.add_parser("eval-router", help="a router's top-1 accuracy per degradation on degraded photos")
     router_eval.add_argument("router", help="a router folder or Hub id")
@@ -203,8 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one ``uir`` command inside the error boundary (:mod:`uir.boundary`)."""
+def main(argv: list[str] | None = None, owns_process: bool = False) -> int:
+    """Run one ``uir`` command inside the error boundary (:mod:`uir.boundary`). ``owns_process``:
+    the command is the process's whole work (the ``uir`` entry point, :mod:`uir.__main__`), so a
+    command that asks for process-wide settings gets them: ``uir eval`` keeps freed memory for
+    reuse (:func:`uir.commands.common.keep_freed_memory`). Called from Python, nothing changes
+    for the rest of the caller's process."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = debugging(argv)
     parser = build_parser()
@@ -213,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
 
+    if owns_process and getattr(args, "keeps_freed_memory", False):
+        keep_freed_memory()
     if debug:  # also the debug lines, e.g. why a model loads through diffusers
         logging.basicConfig(format="uir: debug: %(message)s")
         logging.getLogger("uir").setLevel(logging.DEBUG)
