@@ -126,7 +126,7 @@ def test_eval_router_prints_accuracy_and_a_confusion_matrix_over_its_vocabulary(
 
 _REALLOCATING = """
 import resource, torch
-from uir.commands.common import keep_freed_memory
+from uir.boundary import keep_freed_memory
 
 def faults():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -142,7 +142,7 @@ print(returned, kept, faults())
 
 
 def test_keeping_freed_memory_ends_the_page_faults_of_maps_taken_again():
-    """:func:`uir.commands.common.keep_freed_memory`: a 64 MiB map freed and taken again no longer
+    """:func:`uir.boundary.keep_freed_memory`: a 64 MiB map freed and taken again no longer
     comes back from the kernel as fresh pages (a minor fault per 4 KiB page before, none after
     here),
     checked in a process of its own, since the switch lasts for the process."""
@@ -164,7 +164,7 @@ def test_keeping_freed_memory_ends_the_page_faults_of_maps_taken_again():
     (["restore", "no/such/photo.png", "-o", "out.png"], True, False),
 ])
 def test_only_uir_eval_run_as_its_own_process_keeps_freed_memory(monkeypatch, tmp_path, argv, owns_process, kept):
-    """``uir eval`` from the ``uir`` entry point asks for :func:`~uir.commands.common.keep_freed_memory`
+    """``uir eval`` from the ``uir`` entry point asks for :func:`~uir.boundary.keep_freed_memory`
     (before any work; here it then fails on its data); called from Python, or for ``uir restore``,
     whose 12 Mpx peak it would raise, the process's malloc is left alone."""
     import uir.cli
@@ -174,3 +174,19 @@ def test_only_uir_eval_run_as_its_own_process_keeps_freed_memory(monkeypatch, tm
     monkeypatch.chdir(tmp_path)
     assert uir.cli.main(argv, owns_process=owns_process) != 0
     assert calls == ([True] if kept else [])
+
+
+def test_a_train_script_keeps_freed_memory_only_when_it_is_the_program(monkeypatch):
+    """:func:`uir.boundary.run_script`: ``sys.exit(run_script(main))``, the script as the program,
+    asks for :func:`~uir.boundary.keep_freed_memory` before ``main`` runs; a caller passing
+    ``argv`` (its own process) does not."""
+    import uir.boundary
+
+    calls = []
+    monkeypatch.setattr(uir.boundary, "keep_freed_memory", lambda: calls.append("kept"))
+    monkeypatch.setattr(sys, "argv", ["train_something.py", "--flag"])
+    assert uir.boundary.run_script(lambda argv: calls.append(argv)) == 0
+    assert calls == ["kept", ["--flag"]]
+    calls.clear()
+    assert uir.boundary.run_script(lambda argv: calls.append(argv), ["--flag"]) == 0
+    assert calls == [["--flag"]]

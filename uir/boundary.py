@@ -151,9 +151,41 @@ def _silence_stdout() -> None:
         pass
 
 
+#: the largest freed block a process keeps for reuse (:func:`keep_freed_memory`): 1 GiB
+KEPT_BLOCK_BYTES = 1 << 30
+
+
+def keep_freed_memory(largest: int = KEPT_BLOCK_BYTES) -> bool:
+    """Ask glibc's malloc to keep freed blocks of up to ``largest`` bytes for the process's next
+    allocations instead of handing them back to the kernel, which zeroes every fresh page on
+    first touch. Returns whether malloc took it (False off glibc: nothing changes).
+
+    Every restoration allocates and frees image-sized maps; returned to the kernel and taken
+    again, they page-faulted about 80 000 times a 512x512 call (0.15 s of kernel time), and
+    ``uir eval`` spent a third of its time in the kernel (docs/performance.md). Kept, the process
+    stays near its peak resident memory, and fragments: the 12 Mpx ``uir restore`` peaked at
+    2.8 GB instead of 2.3, over the 2.5 GB target, so of the ``uir`` commands only ``uir eval``
+    asks for it (:func:`uir.cli.main`); a ``train/`` script run as a program does too
+    (:func:`run_script`: 20 drop-detector steps on CPU took 18-19 s instead of 22-24). Only a
+    process's own entry point calls it: it lasts for the process."""
+    import ctypes
+
+    try:  # the process's own symbols: glibc's where it runs on glibc
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    trim_threshold, mmap_threshold = -1, -3  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD of malloc.h
+    return bool(mallopt(mmap_threshold, largest)) and bool(mallopt(trim_threshold, largest))
+
+
 def run_script(main: Callable[[list[str] | None], object], argv: list[str] | None = None,
                prog: str | None = None) -> int:
-    """A ``train/`` script's ``main(argv)`` inside the boundary: ``sys.exit(run_script(main))``."""
+    """A ``train/`` script's ``main(argv)`` inside the boundary: ``sys.exit(run_script(main))``.
+    Run so, without ``argv``, the script is the program and owns its process, which then keeps
+    its freed memory for reuse (:func:`keep_freed_memory`); with ``argv`` (a caller's process)
+    nothing process-wide changes."""
+    if argv is None:
+        keep_freed_memory()
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = debugging(argv)
     argv = [a for a in argv if a != "--debug"]
@@ -222,6 +254,7 @@ def pixel_share(option: str) -> Callable[[float], float]:
     return check
 
 
-__all__ = ["DEBUG_ENV", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "OneLineParser", "UsageError",
+__all__ = ["DEBUG_ENV", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "KEPT_BLOCK_BYTES", "OneLineParser",
+           "UsageError",
            "checked_number",
-           "debugging", "guarded", "pixel_share", "positive_float", "positive_int", "run_script", "whole_number"]
+           "debugging", "guarded", "keep_freed_memory", "pixel_share", "positive_float", "positive_int", "run_script", "whole_number"]

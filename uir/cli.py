@@ -15,11 +15,10 @@ import sys
 import warnings
 from pathlib import Path
 
-from .boundary import (EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, OneLineParser, UsageError, debugging, guarded, positive_int,
-                       whole_number)
+from .boundary import (EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, OneLineParser, UsageError, debugging, guarded,
+                       keep_freed_memory, positive_int, whole_number)
 from .commands.degrade import cmd_degradations, cmd_degrade
 from .commands.evaluate import cmd_bench, cmd_demo, cmd_eval, cmd_eval_router
-from .commands.common import keep_freed_memory
 from .commands.restore import cmd_restore
 
 
@@ -208,7 +207,7 @@ def main(argv: list[str] | None = None, owns_process: bool = False) -> int:
     """Run one ``uir`` command inside the error boundary (:mod:`uir.boundary`). ``owns_process``:
     the command is the process's whole work (the ``uir`` entry point, :mod:`uir.__main__`), so a
     command that asks for process-wide settings gets them: ``uir eval`` keeps freed memory for
-    reuse (:func:`uir.commands.common.keep_freed_memory`). Called from Python, nothing changes
+    reuse (:func:`uir.boundary.keep_freed_memory`). Called from Python, nothing changes
     for the rest of the caller's process."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = debugging(argv)

@@ -135,32 +135,6 @@ def load_for_cli(args, state=None):
                          f"can build ({type(error).__name__}: {error})") from None
 
 
-#: the largest freed block a scoring process keeps for reuse (:func:`keep_freed_memory`): 1 GiB
-KEPT_BLOCK_BYTES = 1 << 30
-
-
-def keep_freed_memory(largest: int = KEPT_BLOCK_BYTES) -> bool:
-    """Ask glibc's malloc to keep freed blocks of up to ``largest`` bytes for the process's next
-    allocations instead of handing them back to the kernel, which zeroes every fresh page on
-    first touch. Returns whether malloc took it (False off glibc: nothing changes).
-
-    Every restoration allocates and frees image-sized maps; returned to the kernel and taken
-    again, they page-faulted about 80 000 times a 512x512 call (0.15 s of kernel time), and
-    ``uir eval`` spent a third of its time in the kernel (docs/performance.md). Kept, the process
-    stays near its peak resident memory, and fragments: the 12 Mpx ``uir restore`` peaked at
-    2.8 GB instead of 2.3, over the 2.5 GB target, so only the scoring commands ask for it, and
-    only when they own the process (:func:`uir.cli.main`)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    trim_threshold, mmap_threshold = -1, -3  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD of malloc.h
-    return bool(mallopt(mmap_threshold, largest)) and bool(mallopt(trim_threshold, largest))
-
-
 def distributed_state():
     """accelerate's ``PartialState`` under ``accelerate launch`` with several processes, once
     every process has reached this point; ``None`` in a plain run."""
