@@ -8,7 +8,7 @@ Whatever goes wrong ends in one line on stderr and an exit code, never a traceba
 * ``--debug`` or ``UIR_DEBUG=1`` lets an unexpected error raise with its traceback.
 
 Argument types shared by the command and the scripts live here too, so that neither imports
-the other.
+the other, and the one process-wide setting their entry points take (:func:`keep_freed_memory`).
 """
 
 from __future__ import annotations
@@ -255,6 +255,5 @@ def pixel_share(option: str) -> Callable[[float], float]:
 
 
 __all__ = ["DEBUG_ENV", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "KEPT_BLOCK_BYTES", "OneLineParser",
-           "UsageError",
-           "checked_number",
-           "debugging", "guarded", "keep_freed_memory", "pixel_share", "positive_float", "positive_int", "run_script", "whole_number"]
+           "UsageError", "checked_number", "debugging", "guarded", "keep_freed_memory", "pixel_share", "positive_float",
+           "positive_int", "run_script", "whole_number"]
