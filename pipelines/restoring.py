@@ -90,7 +90,8 @@ def split_readings(routed: RouterOutput, vocabulary: list[str], pairs, min_confi
 
 
 def route(pipe, images: torch.Tensor, weights, top_k: int, strategy: str, generator, found: dict | None = None,
-          measured: dict | None = None, reading: RouterOutput | None = None, pairs=(), expected_gains: dict | None = None):
+          measured: dict | None = None, reading: RouterOutput | None = None, pairs=(),
+          expected_gains: dict | None = None):
     """``(expert weights (B,K), clean weight (B,), prior weight (B,), the router's output, the
     split calls)`` for a batch; the output is ``None`` when the router is not asked
     (:func:`uir.lora.strategies.expert_weights`). ``found``: traces found before ``images`` were

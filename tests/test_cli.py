@@ -144,8 +144,7 @@ print(returned, kept, faults())
 def test_keeping_freed_memory_ends_the_page_faults_of_maps_taken_again():
     """:func:`uir.boundary.keep_freed_memory`: a 64 MiB map freed and taken again no longer
     comes back from the kernel as fresh pages (a minor fault per 4 KiB page before, none after
-    here),
-    checked in a process of its own, since the switch lasts for the process."""
+    here), checked in a process of its own, since the switch lasts for the process."""
     import platform
 
     if platform.libc_ver()[0] != "glibc":

@@ -182,7 +182,8 @@ def main(argv=None):
     out = Path(args.output_dir)
     save_pretrained_staged(pipe, out / "pipeline")
     record = {"model": args.model, "photos": len(files), "repeats": args.repeats, "seed": args.seed,
-              "max_psnr": args.max_psnr, "split_cells": args.split_cells, "clean_class": CLEAN in pipe.router.vocabulary, "table": table,
+              "max_psnr": args.max_psnr, "split_cells": args.split_cells,
+              "clean_class": CLEAN in pipe.router.vocabulary, "table": table,
               "samples": [list(sample) for sample in samples]}
     save_json(record, out / "expected_gains.json")
     print(f"expected-gain table from {len(samples)} measurements on {len(files)} photos: {out / 'pipeline'}")
